@@ -1,0 +1,399 @@
+// Package wire is the MQTT contract between a kiosk and the central ledger (DESIGN.md §7):
+// topic names, JSON payloads and the signed envelope. Both ends (sync/uplink on the kiosk and
+// sync/ledger centrally) use this package, so the contract lives in one place.
+//
+// Decoding is strict about what matters and lenient about what does not: unknown fields are
+// ignored (a newer peer may add some), a missing required field or a wrong "v" is an error, and
+// payloads larger than MaxPayload are refused before parsing.
+package wire
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Version is the payload version this code speaks ("v" field).
+const Version = 1
+
+// MaxPayload bounds every payload we parse. A top-up with a few hundred note lines is far
+// below it; anything bigger is an attack or a bug.
+const MaxPayload = 64 << 10
+
+// Errors.
+var (
+	ErrTooLarge    = errors.New("wire: payload too large")
+	ErrVersion     = errors.New("wire: unsupported payload version")
+	ErrMissing     = errors.New("wire: required field missing")
+	ErrInvalid     = errors.New("wire: invalid field")
+	ErrTopic       = errors.New("wire: not a kiosk topic")
+	ErrBadTopupID  = errors.New("wire: malformed topup_id")
+	ErrKioskDiffer = errors.New("wire: kiosk_id does not match the topic")
+)
+
+var kioskIDRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// ValidKioskID reports whether id can be a kiosk id: it appears in topics, client ids,
+// certificate CNs and topup ids, so it is restricted to letters, digits, '_' and '-' (no MQTT
+// wildcard or separator characters). A topup_id is split from the right, so '-' is safe.
+func ValidKioskID(id string) bool { return kioskIDRe.MatchString(id) }
+
+// Topic suffixes (DESIGN.md §7).
+const (
+	UpStatus    = "up/status"
+	UpHeartbeat = "up/heartbeat"
+	UpAlarm     = "up/alarm"
+	UpTopup     = "up/topup"
+	UpAuthz     = "up/authz"
+	UpCmdResult = "up/cmd_result"
+	DownAck     = "down/ack"
+	DownAuthz   = "down/authz"
+	DownCmd     = "down/cmd"
+)
+
+// Topic returns kiosk/{id}/{suffix}.
+func Topic(kioskID, suffix string) string { return "kiosk/" + kioskID + "/" + suffix }
+
+// LedgerTopupShare is the shared subscription the reference ledger uses so that several
+// ledger instances split the top-up load.
+const LedgerTopupShare = "$share/ledger/kiosk/+/up/topup"
+
+// ParseTopic splits kiosk/{id}/{dir}/{name} into the kiosk id and the suffix "dir/name".
+func ParseTopic(topic string) (kioskID, suffix string, err error) {
+	parts := strings.Split(topic, "/")
+	if len(parts) != 4 || parts[0] != "kiosk" || !ValidKioskID(parts[1]) || (parts[2] != "up" && parts[2] != "down") {
+		return "", "", fmt.Errorf("%w: %q", ErrTopic, topic)
+	}
+	return parts[1], parts[2] + "/" + parts[3], nil
+}
+
+// TopupID builds the idempotency key <kiosk_id>-<journal_epoch as 16 hex>-<seq>.
+func TopupID(kioskID string, epoch uint64, seq uint64) string {
+	return fmt.Sprintf("%s-%016x-%d", kioskID, epoch, seq)
+}
+
+// ParseTopupID splits a topup_id into its parts.
+func ParseTopupID(id string) (kioskID string, epoch uint64, seq uint64, err error) {
+	i := strings.LastIndexByte(id, '-')
+	if i < 0 {
+		return "", 0, 0, fmt.Errorf("%w: %q", ErrBadTopupID, id)
+	}
+	j := strings.LastIndexByte(id[:i], '-')
+	if j < 0 {
+		return "", 0, 0, fmt.Errorf("%w: %q", ErrBadTopupID, id)
+	}
+	kioskID, eh, sq := id[:j], id[j+1:i], id[i+1:]
+	if !ValidKioskID(kioskID) || len(eh) != 16 {
+		return "", 0, 0, fmt.Errorf("%w: %q", ErrBadTopupID, id)
+	}
+	epoch, err = strconv.ParseUint(eh, 16, 64)
+	if err != nil {
+		return "", 0, 0, fmt.Errorf("%w: %q", ErrBadTopupID, id)
+	}
+	if sq == "" || sq[0] == '0' || sq[0] == '+' {
+		return "", 0, 0, fmt.Errorf("%w: %q", ErrBadTopupID, id)
+	}
+	seq, err = strconv.ParseUint(sq, 10, 64)
+	if err != nil {
+		return "", 0, 0, fmt.Errorf("%w: %q", ErrBadTopupID, id)
+	}
+	return kioskID, epoch, seq, nil
+}
+
+// NoteLine is a count of notes of one value.
+type NoteLine struct {
+	ValueMinor int64 `json:"value_minor"`
+	Count      int64 `json:"count"`
+}
+
+// Uncertain is a note whose fate is unknown after a crash; it is a suspense record for the
+// ledger, never a credit.
+type Uncertain struct {
+	ValueMinor int64  `json:"value_minor"`
+	Reason     string `json:"reason"`
+}
+
+// Top-up outcomes.
+const (
+	OutcomeComplete    = "complete"
+	OutcomeInterrupted = "interrupted"
+)
+
+// Topup is the up/topup payload.
+type Topup struct {
+	V           int         `json:"v"`
+	TopupID     string      `json:"topup_id"`
+	KioskID     string      `json:"kiosk_id"`
+	Seq         uint64      `json:"seq"`
+	Account     string      `json:"account"`
+	Currency    string      `json:"currency"`
+	AmountMinor int64       `json:"amount_minor"`
+	Notes       []NoteLine  `json:"notes"`
+	OpenedAt    time.Time   `json:"opened_at"`
+	ClosedAt    time.Time   `json:"closed_at"`
+	ReceiptNo   uint64      `json:"receipt_no"`
+	Outcome     string      `json:"outcome"`
+	Uncertain   []Uncertain `json:"uncertain"`
+}
+
+// maxAmount bounds a top-up far above any kiosk session, and far below int64 overflow.
+const maxAmount = 1 << 50
+
+var currencyRe = regexp.MustCompile(`^[A-Z]{3}$`)
+var accountRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// ValidAccount reports whether s is a wallet account id (DESIGN.md §6).
+func ValidAccount(s string) bool { return accountRe.MatchString(s) }
+
+// Validate checks the top-up's own consistency: the amount is the sum of the note lines, the
+// topup_id names the kiosk and seq, and nothing is negative.
+func (t *Topup) Validate() error {
+	if t.V != Version {
+		return fmt.Errorf("%w: %d", ErrVersion, t.V)
+	}
+	if t.TopupID == "" || t.KioskID == "" || t.Account == "" || t.Currency == "" || t.Outcome == "" || t.Seq == 0 || t.ReceiptNo == 0 {
+		return fmt.Errorf("%w: topup needs topup_id, kiosk_id, seq, account, currency, outcome, receipt_no", ErrMissing)
+	}
+	kid, _, seq, err := ParseTopupID(t.TopupID)
+	if err != nil {
+		return err
+	}
+	if kid != t.KioskID || seq != t.Seq {
+		return fmt.Errorf("%w: topup_id %q does not match kiosk_id %q / seq %d", ErrInvalid, t.TopupID, t.KioskID, t.Seq)
+	}
+	if !ValidAccount(t.Account) {
+		return fmt.Errorf("%w: account", ErrInvalid)
+	}
+	if !currencyRe.MatchString(t.Currency) {
+		return fmt.Errorf("%w: currency %q", ErrInvalid, t.Currency)
+	}
+	if t.Outcome != OutcomeComplete && t.Outcome != OutcomeInterrupted {
+		return fmt.Errorf("%w: outcome %q", ErrInvalid, t.Outcome)
+	}
+	var sum int64
+	for _, n := range t.Notes {
+		if n.ValueMinor <= 0 || n.Count <= 0 || n.Count > 10000 || n.ValueMinor > 1e12 {
+			return fmt.Errorf("%w: note line %+v", ErrInvalid, n)
+		}
+		sum += n.ValueMinor * n.Count
+		if sum > maxAmount {
+			return fmt.Errorf("%w: amount over %d", ErrInvalid, int64(maxAmount))
+		}
+	}
+	if sum != t.AmountMinor || t.AmountMinor < 0 {
+		return fmt.Errorf("%w: amount_minor %d is not the sum of the notes (%d)", ErrInvalid, t.AmountMinor, sum)
+	}
+	for _, u := range t.Uncertain {
+		if u.ValueMinor < 0 || u.Reason == "" {
+			return fmt.Errorf("%w: uncertain item %+v", ErrInvalid, u)
+		}
+	}
+	if t.OpenedAt.IsZero() || t.ClosedAt.IsZero() {
+		return fmt.Errorf("%w: opened_at/closed_at", ErrMissing)
+	}
+	return nil
+}
+
+// ContentHash is the fingerprint the ledger compares to tell a duplicate (same content) from
+// a conflict (same topup_id, different money). It covers what decides money and identity,
+// not delivery details: the times a kiosk prints may be rewritten by a clock correction.
+func (t *Topup) ContentHash() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s|%s|%d|%s|%s|%d|%d|%s|", t.TopupID, t.KioskID, t.Seq, t.Account, t.Currency, t.AmountMinor, t.ReceiptNo, t.Outcome)
+	for _, n := range t.Notes {
+		fmt.Fprintf(h, "n%d:%d|", n.ValueMinor, n.Count)
+	}
+	for _, u := range t.Uncertain {
+		fmt.Fprintf(h, "u%d:%s|", u.ValueMinor, u.Reason)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Ack statuses.
+const (
+	AckCredited   = "credited"
+	AckDuplicate  = "duplicate"
+	AckConflict   = "conflict"
+	AckRetryLater = "retry_later"
+)
+
+// Ack is the payload of a signed down/ack.
+type Ack struct {
+	V               int    `json:"v"`
+	TopupID         string `json:"topup_id"`
+	Status          string `json:"status"`
+	AmountMinor     int64  `json:"amount_minor"`
+	Currency        string `json:"currency"`
+	LedgerRef       string `json:"ledger_ref"`
+	AckedThroughSeq uint64 `json:"acked_through_seq"`
+}
+
+// Validate checks the ack's required fields.
+func (a *Ack) Validate() error {
+	if a.V != Version {
+		return fmt.Errorf("%w: %d", ErrVersion, a.V)
+	}
+	if a.TopupID == "" || a.Status == "" {
+		return fmt.Errorf("%w: ack needs topup_id and status", ErrMissing)
+	}
+	switch a.Status {
+	case AckCredited, AckDuplicate, AckConflict, AckRetryLater:
+	default:
+		return fmt.Errorf("%w: ack status %q", ErrInvalid, a.Status)
+	}
+	return nil
+}
+
+// AuthzRequest is the up/authz payload.
+type AuthzRequest struct {
+	V       int    `json:"v"`
+	ReqID   string `json:"req_id"`
+	Account string `json:"account"`
+	QRNonce string `json:"qr_nonce"`
+}
+
+// Validate checks required fields.
+func (r *AuthzRequest) Validate() error {
+	if r.V != Version {
+		return fmt.Errorf("%w: %d", ErrVersion, r.V)
+	}
+	if r.ReqID == "" || r.Account == "" {
+		return fmt.Errorf("%w: authz needs req_id and account", ErrMissing)
+	}
+	if !ValidAccount(r.Account) || len(r.ReqID) > 64 {
+		return fmt.Errorf("%w: authz request", ErrInvalid)
+	}
+	return nil
+}
+
+// Authz statuses.
+const (
+	AuthzOK     = "ok"
+	AuthzDenied = "denied"
+)
+
+// AuthzResponse is the payload of a signed down/authz.
+type AuthzResponse struct {
+	V              int    `json:"v"`
+	ReqID          string `json:"req_id"`
+	Status         string `json:"status"`
+	Reason         string `json:"reason,omitempty"`
+	RemainingMinor int64  `json:"remaining_minor"`
+	NameMasked     string `json:"name_masked,omitempty"`
+}
+
+// Validate checks required fields.
+func (r *AuthzResponse) Validate() error {
+	if r.V != Version {
+		return fmt.Errorf("%w: %d", ErrVersion, r.V)
+	}
+	if r.ReqID == "" || (r.Status != AuthzOK && r.Status != AuthzDenied) {
+		return fmt.Errorf("%w: authz response needs req_id and status ok|denied", ErrMissing)
+	}
+	if r.RemainingMinor < 0 {
+		return fmt.Errorf("%w: remaining_minor", ErrInvalid)
+	}
+	return nil
+}
+
+// Kiosk states published on up/status.
+const (
+	StateOnline       = "online"
+	StateDegraded     = "degraded"
+	StateOutOfService = "out_of_service"
+	StateMaintenance  = "maintenance"
+	StateOffline      = "offline"
+)
+
+// Status is the retained up/status payload (also the Last Will, with state "offline").
+type Status struct {
+	V             int       `json:"v"`
+	State         string    `json:"state"`
+	Version       string    `json:"version,omitempty"`
+	ConfigVersion int       `json:"config_version,omitempty"`
+	BootID        string    `json:"boot_id,omitempty"`
+	Connection    uint64    `json:"connection,omitempty"`
+	At            time.Time `json:"at,omitzero"`
+}
+
+// Heartbeat is the up/heartbeat payload.
+type Heartbeat struct {
+	V              int               `json:"v"`
+	UptimeS        int64             `json:"uptime_s"`
+	OutboxDepth    int               `json:"outbox_depth"`
+	OldestUnackedS int64             `json:"oldest_unacked_s"`
+	LastAckAt      time.Time         `json:"last_ack_at,omitzero"`
+	CassetteNotes  int64             `json:"cassette_notes"`
+	CassetteCap    int64             `json:"cassette_capacity"`
+	Devices        map[string]string `json:"devices"`
+	JournalBytes   int64             `json:"journal_bytes"`
+	DiskFreeBytes  int64             `json:"disk_free_bytes"`
+	UncertainItems int               `json:"uncertain_items"`
+	SessionState   string            `json:"session_state"`
+	At             time.Time         `json:"at,omitzero"`
+}
+
+// Alarm severities and who must act.
+const (
+	SeverityInfo     = "info"
+	SeverityWarning  = "warning"
+	SeverityCritical = "critical"
+
+	ActorStaff    = "staff"
+	ActorEngineer = "engineer"
+	ActorNone     = "none"
+)
+
+// Alarm is the up/alarm payload.
+type Alarm struct {
+	V        int       `json:"v"`
+	AlarmID  string    `json:"alarm_id"`
+	Kind     string    `json:"kind"`
+	Severity string    `json:"severity"`
+	Actor    string    `json:"actor"`
+	At       time.Time `json:"at"`
+	Details  string    `json:"details,omitempty"`
+	Cleared  bool      `json:"cleared,omitempty"`
+}
+
+// Command is the payload of a signed down/cmd.
+type Command struct {
+	V         int             `json:"v"`
+	CmdID     string          `json:"cmd_id"`
+	KioskID   string          `json:"kiosk_id"`
+	IssuedAt  time.Time       `json:"issued_at"`
+	ExpiresAt time.Time       `json:"expires_at"`
+	Kind      string          `json:"kind"`
+	Args      json.RawMessage `json:"args,omitempty"`
+}
+
+// CmdResult is the up/cmd_result payload.
+type CmdResult struct {
+	V      int    `json:"v"`
+	CmdID  string `json:"cmd_id"`
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Decode parses a JSON payload into v, refusing oversized input, trailing data and values of
+// the wrong JSON type. Unknown fields are ignored by design.
+func Decode(data []byte, v any) error {
+	if len(data) > MaxPayload {
+		return fmt.Errorf("%w: %d bytes", ErrTooLarge, len(data))
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("wire: decode: %w", err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: trailing data after the JSON object", ErrInvalid)
+	}
+	return nil
+}
