@@ -1,0 +1,417 @@
+package journal
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Schema is the on-disk layout version.
+const Schema = 1
+
+// Errors.
+var (
+	// ErrCorrupt means the file fails its integrity check (hash chain, head, views). The kiosk
+	// must go out of service and keep the file for forensics.
+	ErrCorrupt = errors.New("journal: integrity check failed")
+	// ErrWrongKiosk means the journal file belongs to another kiosk id.
+	ErrWrongKiosk = errors.New("journal: file belongs to another kiosk")
+	// ErrNoSession means the operation needs an open session and there is none (or another).
+	ErrNoSession = errors.New("journal: no such open session")
+	// ErrSessionOpen means a session is already open.
+	ErrSessionOpen = errors.New("journal: a session is already open")
+	// ErrNoIntent means there is no open stack intent with that id.
+	ErrNoIntent = errors.New("journal: no such open stack intent")
+	// ErrNonceUsed means a QR nonce was already used on this kiosk.
+	ErrNonceUsed = errors.New("journal: QR nonce already used")
+	// ErrAckMismatch means an ack does not match its outbox entry (amount, currency, epoch).
+	ErrAckMismatch = errors.New("journal: ack does not match the top-up")
+	// ErrUnknownTopup means an ack names a top-up this journal does not hold.
+	ErrUnknownTopup = errors.New("journal: unknown topup_id")
+)
+
+var (
+	bMeta      = []byte("meta")
+	bEvents    = []byte("events")
+	bSessions  = []byte("sessions")
+	bIntents   = []byte("intents")
+	bTopups    = []byte("topups")
+	bOutbox    = []byte("outbox")
+	bReceipts  = []byte("receipts")
+	bCassette  = []byte("cassette")
+	bNonces    = []byte("nonces")
+	bUncertain = []byte("uncertain")
+	allBuckets = [][]byte{bMeta, bEvents, bSessions, bIntents, bTopups, bOutbox, bReceipts, bCassette, bNonces, bUncertain}
+
+	kEpoch      = []byte("epoch")
+	kKiosk      = []byte("kiosk_id")
+	kSchema     = []byte("schema")
+	kHead       = []byte("head")
+	kCurrent    = []byte("current_session")
+	kLastCredit = []byte("last_credit")
+	kCassette   = []byte("state")
+	kWatermark  = []byte("ledger_watermark")
+)
+
+// Options configures Open.
+type Options struct {
+	// KioskID is checked against (or written into) the file.
+	KioskID string
+	// Currency is the kiosk's currency (ISO 4217).
+	Currency string
+	// LockTimeout bounds the wait for the file lock; bbolt waits forever on zero, we never do.
+	// Default 2 s.
+	LockTimeout time.Duration
+	// Now gives the informative timestamps; default time.Now.
+	Now func() time.Time
+	// OpenFile is passed to bbolt (power-cut simulation in tests).
+	OpenFile func(string, int, os.FileMode) (*os.File, error)
+	// SkipVerify skips the full chain check at Open (tools that want to read a damaged file).
+	SkipVerify bool
+	// ReadOnly opens the file read-only (kioskctl).
+	ReadOnly bool
+	Logger   *slog.Logger
+}
+
+// Journal is an open journal file. Its methods are safe for concurrent use; bbolt serialises
+// writers.
+type Journal struct {
+	db       *bolt.DB
+	kioskID  string
+	currency string
+	epoch    uint64
+	now      func() time.Time
+	log      *slog.Logger
+	path     string
+}
+
+// Open opens or creates the journal at path and, unless opts.SkipVerify, verifies it.
+// A verification failure returns an error wrapping ErrCorrupt together with the open
+// journal closed: the caller must not run on it.
+func Open(path string, opts Options) (*Journal, error) {
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = 2 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, OpenFile: opts.OpenFile, ReadOnly: opts.ReadOnly, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		return nil, fmt.Errorf("journal: open %s: %w", path, err)
+	}
+	j := &Journal{db: db, now: opts.Now, log: opts.Logger, path: path}
+	if err := j.init(opts); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if !opts.SkipVerify {
+		if _, err := j.Verify(); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	return j, nil
+}
+
+func (j *Journal) init(opts Options) error {
+	fresh := false
+	err := j.db.View(func(tx *bolt.Tx) error {
+		fresh = tx.Bucket(bMeta) == nil
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if fresh {
+		if opts.ReadOnly {
+			return fmt.Errorf("journal: %s is empty", j.path)
+		}
+		if opts.KioskID == "" || opts.Currency == "" {
+			return errors.New("journal: a new journal needs a kiosk id and a currency")
+		}
+		var eb [8]byte
+		if _, err := io.ReadFull(rand.Reader, eb[:]); err != nil {
+			return fmt.Errorf("journal: epoch: %w", err)
+		}
+		j.kioskID, j.currency, j.epoch = opts.KioskID, opts.Currency, binary.BigEndian.Uint64(eb[:])
+		err = j.db.Update(func(tx *bolt.Tx) error {
+			for _, b := range allBuckets {
+				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+					return err
+				}
+			}
+			m := tx.Bucket(bMeta)
+			if err := m.Put(kEpoch, eb[:]); err != nil {
+				return err
+			}
+			if err := m.Put(kKiosk, []byte(opts.KioskID)); err != nil {
+				return err
+			}
+			if err := m.Put(kSchema, u64(Schema)); err != nil {
+				return err
+			}
+			w := &writer{j: j, tx: tx}
+			_, err := w.append(EvJournalCreated, map[string]any{"kiosk_id": opts.KioskID, "epoch": fmt.Sprintf("%016x", j.epoch), "currency": opts.Currency, "schema": Schema})
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("journal: create: %w", err)
+		}
+		j.log.Info("journal created", "path", j.path, "epoch", fmt.Sprintf("%016x", j.epoch))
+		return nil
+	}
+	return j.db.View(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if tx.Bucket(b) == nil {
+				return fmt.Errorf("%w: bucket %s missing", ErrCorrupt, b)
+			}
+		}
+		m := tx.Bucket(bMeta)
+		if s := m.Get(kSchema); len(s) != 8 || binary.BigEndian.Uint64(s) != Schema {
+			return fmt.Errorf("journal: unsupported schema %x", s)
+		}
+		e := m.Get(kEpoch)
+		if len(e) != 8 {
+			return fmt.Errorf("%w: epoch missing", ErrCorrupt)
+		}
+		j.epoch = binary.BigEndian.Uint64(e)
+		j.kioskID = string(m.Get(kKiosk))
+		if opts.KioskID != "" && opts.KioskID != j.kioskID {
+			return fmt.Errorf("%w: file is for %q, config says %q", ErrWrongKiosk, j.kioskID, opts.KioskID)
+		}
+		var created struct {
+			Currency string `json:"currency"`
+		}
+		first := tx.Bucket(bEvents).Get(u64(1))
+		var rec Record
+		if first == nil || json.Unmarshal(first, &rec) != nil || json.Unmarshal(rec.Data, &created) != nil {
+			return fmt.Errorf("%w: first event unreadable", ErrCorrupt)
+		}
+		j.currency = created.Currency
+		if opts.Currency != "" && opts.Currency != j.currency {
+			return fmt.Errorf("journal: file currency %s differs from config %s", j.currency, opts.Currency)
+		}
+		return nil
+	})
+}
+
+// Close closes the file.
+func (j *Journal) Close() error { return j.db.Close() }
+
+// Epoch returns the journal epoch.
+func (j *Journal) Epoch() uint64 { return j.epoch }
+
+// KioskID returns the kiosk id recorded in the file.
+func (j *Journal) KioskID() string { return j.kioskID }
+
+// Currency returns the kiosk currency.
+func (j *Journal) Currency() string { return j.currency }
+
+// Path returns the file path.
+func (j *Journal) Path() string { return j.path }
+
+// Size returns the file size in bytes.
+func (j *Journal) Size() int64 {
+	var n int64
+	_ = j.db.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
+	return n
+}
+
+// Record is one event of the chain.
+type Record struct {
+	Seq  uint64          `json:"seq"`
+	Type string          `json:"type"`
+	At   time.Time       `json:"at"`
+	Data json.RawMessage `json:"data"`
+	Hash string          `json:"h"`
+}
+
+// chainHash computes the hash of an event from its predecessor's.
+func chainHash(prev []byte, seq uint64, typ string, data []byte) []byte {
+	h := sha256.New()
+	h.Write(prev)
+	h.Write(u64(seq))
+	io.WriteString(h, typ)
+	h.Write([]byte{0})
+	h.Write(data)
+	return h.Sum(nil)
+}
+
+// writer is the context of one read-write transaction.
+type writer struct {
+	j  *Journal
+	tx *bolt.Tx
+	// appended lists the events written in this transaction (for logging after commit).
+	appended []string
+}
+
+// append adds one event to the chain.
+func (w *writer) append(typ string, data any) (uint64, error) {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return 0, fmt.Errorf("journal: encode %s: %w", typ, err)
+	}
+	ev := w.tx.Bucket(bEvents)
+	seq, err := ev.NextSequence()
+	if err != nil {
+		return 0, err
+	}
+	m := w.tx.Bucket(bMeta)
+	prev := m.Get(kHead)
+	h := chainHash(prev, seq, typ, raw)
+	rec := Record{Seq: seq, Type: typ, At: w.j.now().UTC(), Data: raw, Hash: hex.EncodeToString(h)}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return 0, err
+	}
+	if err := ev.Put(u64(seq), b); err != nil {
+		return 0, err
+	}
+	if err := m.Put(kHead, h); err != nil {
+		return 0, err
+	}
+	w.appended = append(w.appended, typ)
+	return seq, nil
+}
+
+func (w *writer) put(bucket []byte, key []byte, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return w.tx.Bucket(bucket).Put(key, b)
+}
+
+func getJSON(tx *bolt.Tx, bucket, key []byte, v any) (bool, error) {
+	b := tx.Bucket(bucket).Get(key)
+	if b == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return true, fmt.Errorf("%w: %s/%x: %v", ErrCorrupt, bucket, key, err)
+	}
+	return true, nil
+}
+
+// update runs fn in one read-write transaction; the events it appends are durable when update
+// returns nil.
+func (j *Journal) update(fn func(w *writer) error) error {
+	return j.db.Update(func(tx *bolt.Tx) error {
+		return fn(&writer{j: j, tx: tx})
+	})
+}
+
+func u64(v uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], v)
+	return b[:]
+}
+
+func btoi(b []byte) uint64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}
+
+// Events calls fn for every event with seq >= from, in order, until fn returns false.
+func (j *Journal) Events(from uint64, fn func(Record) bool) error {
+	return j.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bEvents).Cursor()
+		for k, v := c.Seek(u64(from)); k != nil; k, v = c.Next() {
+			var r Record
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("%w: event %d: %v", ErrCorrupt, btoi(k), err)
+			}
+			if !fn(r) {
+				return nil
+			}
+		}
+		return nil
+	})
+}
+
+// VerifyReport summarises a successful verification.
+type VerifyReport struct {
+	Events   uint64 `json:"events"`
+	Sessions int    `json:"sessions"`
+	Topups   int    `json:"topups"`
+	Head     string `json:"head"`
+}
+
+// Verify checks the hash chain from the first event to the head, that seqs are contiguous,
+// and that the money views agree with what the events say. Any mismatch is ErrCorrupt.
+func (j *Journal) Verify() (VerifyReport, error) {
+	var rep VerifyReport
+	err := j.db.View(func(tx *bolt.Tx) error {
+		var prev []byte
+		var want uint64 = 1
+		replay := newReplay()
+		c := tx.Bucket(bEvents).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			seq := btoi(k)
+			if seq != want {
+				return fmt.Errorf("%w: event seq %d where %d expected (deleted or inserted event)", ErrCorrupt, seq, want)
+			}
+			var r Record
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("%w: event %d unreadable: %v", ErrCorrupt, seq, err)
+			}
+			if r.Seq != seq {
+				return fmt.Errorf("%w: event %d claims seq %d", ErrCorrupt, seq, r.Seq)
+			}
+			h := chainHash(prev, seq, r.Type, r.Data)
+			if hex.EncodeToString(h) != r.Hash {
+				return fmt.Errorf("%w: hash chain broken at event %d (%s)", ErrCorrupt, seq, r.Type)
+			}
+			if err := replay.apply(r); err != nil {
+				return fmt.Errorf("%w: event %d (%s): %v", ErrCorrupt, seq, r.Type, err)
+			}
+			prev = h
+			want++
+		}
+		if want == 1 {
+			return fmt.Errorf("%w: no events", ErrCorrupt)
+		}
+		if !bytes.Equal(prev, tx.Bucket(bMeta).Get(kHead)) {
+			return fmt.Errorf("%w: head does not match the last event (events after %d lost or head edited)", ErrCorrupt, want-1)
+		}
+		if ev := tx.Bucket(bEvents).Sequence(); ev != want-1 {
+			return fmt.Errorf("%w: event sequence counter %d, last event %d", ErrCorrupt, ev, want-1)
+		}
+		if err := replay.compare(tx); err != nil {
+			return fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		rep = VerifyReport{Events: want - 1, Sessions: len(replay.sessions), Topups: len(replay.topups), Head: hex.EncodeToString(prev)}
+		return nil
+	})
+	return rep, err
+}
+
+// ExportJSONL writes every event as one JSON line.
+func (j *Journal) ExportJSONL(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	var werr error
+	err := j.Events(1, func(r Record) bool {
+		werr = enc.Encode(r)
+		return werr == nil
+	})
+	if err != nil {
+		return err
+	}
+	return werr
+}
