@@ -138,6 +138,9 @@ const (
 	PrintStarted = "started"
 	PrintDone    = "printed"
 	PrintFailed  = "failed"
+	// PrintUnsent: the attempt was refused before any byte reached the printer, so it does
+	// not count as a print (the next one is still the original).
+	PrintUnsent = "unsent"
 )
 
 // Topup is the view of a closed session's top-up.
@@ -854,15 +857,20 @@ func (j *Journal) MarkPrint(seq uint64, state, detail string) (Topup, error) {
 		if !found {
 			return fmt.Errorf("%w: top-up seq %d", ErrUnknownTopup, seq)
 		}
-		typ := map[string]string{PrintStarted: EvPrintStarted, PrintDone: EvPrinted, PrintFailed: EvPrintFailed}[state]
+		typ := map[string]string{PrintStarted: EvPrintStarted, PrintDone: EvPrinted, PrintFailed: EvPrintFailed, PrintUnsent: EvPrintFailed}[state]
 		if typ == "" {
 			return fmt.Errorf("journal: unknown print state %q", state)
 		}
 		if _, err := w.append(typ, map[string]any{"topup_seq": seq, "receipt_no": t.ReceiptNo, "detail": detail}); err != nil {
 			return err
 		}
-		if state == PrintStarted {
+		switch state {
+		case PrintStarted:
 			t.Prints++
+		case PrintUnsent:
+			if t.PrintState == PrintStarted && t.Prints > 0 {
+				t.Prints--
+			}
 		}
 		t.PrintState = state
 		return w.put(bTopups, u64(seq), t)

@@ -1,0 +1,407 @@
+// Package config is kioskd's versioned configuration file.
+//
+// The file is JSON with a top-level "version". Decoding is strict: an unknown key is an error
+// naming the key (a typo must not silently fall back to a default on a machine that handles
+// money). A missing file is different from an invalid one: Load returns ErrNotExist for the
+// first so the daemon can say "no config at PATH" instead of a parse error. Durations are Go
+// duration strings ("250ms", "3s"). Amounts are integer minor units.
+package config
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kioskd/kioskd/sync/wire"
+)
+
+// Version is the config format version this code reads.
+const Version = 1
+
+// ErrNotExist is returned by Load when the file does not exist.
+var ErrNotExist = errors.New("config: file does not exist")
+
+// Duration is a time.Duration written as a Go duration string.
+type Duration time.Duration
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a duration must be a string like \"3s\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Config is the whole file.
+type Config struct {
+	Version  int      `json:"version"`
+	Kiosk    Kiosk    `json:"kiosk"`
+	Journal  Journal  `json:"journal"`
+	Acceptor Acceptor `json:"acceptor"`
+	Printer  Printer  `json:"printer"`
+	Scanner  Scanner  `json:"scanner"`
+	Limits   Limits   `json:"limits"`
+	Session  Session  `json:"session"`
+	Wallet   Wallet   `json:"wallet"`
+	MQTT     MQTT     `json:"mqtt"`
+	HTTP     HTTP     `json:"http"`
+	Log      Log      `json:"log"`
+}
+
+// Kiosk identifies the machine.
+type Kiosk struct {
+	ID       string `json:"id"`
+	Location string `json:"location"`
+	Timezone string `json:"timezone"`
+	Currency string `json:"currency"`
+	Language string `json:"language"`
+	Hotline  string `json:"hotline"`
+}
+
+// Journal locates the journal file.
+type Journal struct {
+	Path string `json:"path"`
+}
+
+// Denomination maps a device code to a value.
+type Denomination struct {
+	Code       int   `json:"code"`
+	ValueMinor int64 `json:"value_minor"`
+}
+
+// Acceptor configures the bill acceptor.
+type Acceptor struct {
+	Driver        string         `json:"driver"`
+	Port          string         `json:"port"`
+	Denominations []Denomination `json:"denominations"`
+	PollInterval  Duration       `json:"poll_interval"`
+	// RecoveryTimeout bounds how long start-up waits for the unit to report what happened
+	// to a note in transit before it becomes an uncertain item.
+	RecoveryTimeout Duration `json:"recovery_timeout"`
+}
+
+// Printer configures the receipt printer.
+type Printer struct {
+	Enabled bool   `json:"enabled"`
+	Port    string `json:"port"`
+	Baud    int    `json:"baud"`
+	Profile string `json:"profile"`
+}
+
+// Scanner configures the QR scanner.
+type Scanner struct {
+	Port string `json:"port"`
+	Baud int    `json:"baud"`
+}
+
+// Limits bound what a session may take.
+type Limits struct {
+	// SessionMaxMinor caps one top-up whatever the ledger allows.
+	SessionMaxMinor int64 `json:"session_max_minor"`
+	// OfflineSessionMaxMinor caps one top-up when the ledger cannot be asked.
+	OfflineSessionMaxMinor int64 `json:"offline_session_max_minor"`
+	// OfflineTotalMaxMinor caps all unacknowledged top-ups together while offline.
+	OfflineTotalMaxMinor int64 `json:"offline_total_max_minor"`
+}
+
+// Session tunes the customer flow.
+type Session struct {
+	AuthzTimeout  Duration `json:"authz_timeout"`
+	IdleTimeout   Duration `json:"idle_timeout"`
+	AcceptTimeout Duration `json:"accept_timeout"`
+	SettleTimeout Duration `json:"settle_timeout"`
+	AckWait       Duration `json:"ack_wait"`
+	ResultDisplay Duration `json:"result_display"`
+}
+
+// Wallet lists the wallet public keys by key id (base64 of the 32-byte Ed25519 key).
+type Wallet struct {
+	Keys map[string]string `json:"keys"`
+}
+
+// MQTT configures the uplink.
+type MQTT struct {
+	Broker       string            `json:"broker"`
+	CAFile       string            `json:"ca_file"`
+	CertFile     string            `json:"cert_file"`
+	KeyFile      string            `json:"key_file"`
+	Username     string            `json:"username"`
+	PasswordFile string            `json:"password_file"`
+	LedgerKeys   map[string]string `json:"ledger_keys"`
+	Heartbeat    Duration          `json:"heartbeat"`
+	MaxInFlight  int               `json:"max_in_flight"`
+	RetryMin     Duration          `json:"retry_min"`
+	RetryMax     Duration          `json:"retry_max"`
+}
+
+// HTTP configures the customer screen and local API.
+type HTTP struct {
+	Listen string `json:"listen"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level string `json:"level"`
+}
+
+// Default returns the defaults every loaded file starts from.
+func Default() Config {
+	return Config{
+		Version: Version,
+		Kiosk:   Kiosk{Timezone: "UTC", Language: "en"},
+		Journal: Journal{Path: "/var/lib/kioskd/journal.db"},
+		Acceptor: Acceptor{Driver: "id003", PollInterval: Duration(200 * time.Millisecond),
+			RecoveryTimeout: Duration(20 * time.Second)},
+		Printer: Printer{Enabled: true, Baud: 9600, Profile: "generic80"},
+		Scanner: Scanner{Baud: 9600},
+		Session: Session{AuthzTimeout: Duration(3 * time.Second), IdleTimeout: Duration(60 * time.Second),
+			AcceptTimeout: Duration(120 * time.Second), SettleTimeout: Duration(30 * time.Second),
+			AckWait: Duration(3 * time.Second), ResultDisplay: Duration(15 * time.Second)},
+		MQTT: MQTT{Heartbeat: Duration(30 * time.Second), MaxInFlight: 4, RetryMin: Duration(time.Second), RetryMax: Duration(5 * time.Minute)},
+		HTTP: HTTP{Listen: "127.0.0.1:8080"},
+		Log:  Log{Level: "info"},
+	}
+}
+
+// Load reads and validates the file at path.
+func Load(path string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Config{}, fmt.Errorf("%w: %s", ErrNotExist, path)
+	}
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(b)
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	// Relative file names in the config are relative to the config file.
+	dir := filepath.Dir(path)
+	for _, p := range []*string{&c.Journal.Path, &c.MQTT.CAFile, &c.MQTT.CertFile, &c.MQTT.KeyFile, &c.MQTT.PasswordFile} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	return c, nil
+}
+
+// Parse decodes and validates a config document.
+func Parse(b []byte) (Config, error) {
+	var probe struct {
+		Version *int `json:"version"`
+	}
+	if err := json.Unmarshal(b, &probe); err != nil {
+		return Config{}, fmt.Errorf("not valid JSON: %w", err)
+	}
+	if probe.Version == nil {
+		return Config{}, errors.New(`missing "version"`)
+	}
+	if *probe.Version != Version {
+		return Config{}, fmt.Errorf(`"version" is %d, this kioskd reads version %d`, *probe.Version, Version)
+	}
+	c := Default()
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return Config{}, explain(err)
+	}
+	if dec.More() {
+		return Config{}, errors.New("trailing data after the JSON object")
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// explain turns encoding/json errors into messages that name the key.
+func explain(err error) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Errorf("key %q: expected %s, got JSON %s", te.Field, te.Type, te.Value)
+	}
+	if s := err.Error(); strings.HasPrefix(s, "json: unknown field ") {
+		return fmt.Errorf("unknown key %s (misspelled, or not supported by this version)", strings.TrimPrefix(s, "json: unknown field "))
+	}
+	return err
+}
+
+var currencyRe = regexp.MustCompile(`^[A-Z]{3}$`)
+
+// Drivers lists the acceptor drivers this build knows.
+var Drivers = []string{"id003"}
+
+// Validate checks values that decoding cannot.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("key %q: %s", key, fmt.Sprintf(format, a...)))
+	}
+	if !wire.ValidKioskID(c.Kiosk.ID) {
+		bad("kiosk.id", "must be 1-64 letters, digits, '_' or '-', got %q", c.Kiosk.ID)
+	}
+	if !currencyRe.MatchString(c.Kiosk.Currency) {
+		bad("kiosk.currency", "must be an ISO 4217 code like \"CNY\", got %q", c.Kiosk.Currency)
+	}
+	if _, err := time.LoadLocation(c.Kiosk.Timezone); err != nil {
+		bad("kiosk.timezone", "%v", err)
+	}
+	if c.Kiosk.Language != "en" && c.Kiosk.Language != "zh" {
+		bad("kiosk.language", "must be \"en\" or \"zh\", got %q", c.Kiosk.Language)
+	}
+	if c.Journal.Path == "" {
+		bad("journal.path", "required")
+	}
+	if !slices.Contains(Drivers, c.Acceptor.Driver) {
+		bad("acceptor.driver", "unknown driver %q (known: %s)", c.Acceptor.Driver, strings.Join(Drivers, ", "))
+	}
+	if c.Acceptor.Port == "" {
+		bad("acceptor.port", "required")
+	}
+	if len(c.Acceptor.Denominations) == 0 {
+		bad("acceptor.denominations", "at least one denomination is required")
+	}
+	seen := map[int]bool{}
+	for i, d := range c.Acceptor.Denominations {
+		if d.ValueMinor <= 0 {
+			bad(fmt.Sprintf("acceptor.denominations[%d].value_minor", i), "must be positive")
+		}
+		if seen[d.Code] {
+			bad(fmt.Sprintf("acceptor.denominations[%d].code", i), "code %d listed twice", d.Code)
+		}
+		seen[d.Code] = true
+	}
+	if c.Acceptor.PollInterval.D() < 20*time.Millisecond || c.Acceptor.PollInterval.D() > 5*time.Second {
+		bad("acceptor.poll_interval", "must be between 20ms and 5s")
+	}
+	if c.Printer.Enabled && c.Printer.Port == "" {
+		bad("printer.port", "required when printer.enabled")
+	}
+	if c.Limits.SessionMaxMinor <= 0 {
+		bad("limits.session_max_minor", "must be positive")
+	}
+	if c.Limits.OfflineSessionMaxMinor < 0 || c.Limits.OfflineSessionMaxMinor > c.Limits.SessionMaxMinor {
+		bad("limits.offline_session_max_minor", "must be between 0 (no offline top-ups) and limits.session_max_minor")
+	}
+	if c.Limits.OfflineTotalMaxMinor < c.Limits.OfflineSessionMaxMinor {
+		bad("limits.offline_total_max_minor", "must be at least limits.offline_session_max_minor")
+	}
+	for name, d := range map[string]Duration{"session.authz_timeout": c.Session.AuthzTimeout, "session.idle_timeout": c.Session.IdleTimeout,
+		"session.settle_timeout": c.Session.SettleTimeout, "session.result_display": c.Session.ResultDisplay,
+		"session.accept_timeout": c.Session.AcceptTimeout, "acceptor.recovery_timeout": c.Acceptor.RecoveryTimeout} {
+		if d <= 0 {
+			bad(name, "must be positive")
+		}
+	}
+	if len(c.Wallet.Keys) == 0 {
+		bad("wallet.keys", "at least one wallet public key is required")
+	}
+	for kid, k := range c.Wallet.Keys {
+		if _, err := DecodePublicKey(k); err != nil {
+			bad("wallet.keys."+kid, "%v", err)
+		}
+	}
+	if c.MQTT.Broker != "" {
+		if len(c.MQTT.LedgerKeys) == 0 {
+			bad("mqtt.ledger_keys", "required with mqtt.broker: acks are accepted only when signed by the ledger")
+		}
+		for kid, k := range c.MQTT.LedgerKeys {
+			if _, err := DecodePublicKey(k); err != nil {
+				bad("mqtt.ledger_keys."+kid, "%v", err)
+			}
+		}
+		if (c.MQTT.CertFile == "") != (c.MQTT.KeyFile == "") {
+			bad("mqtt.cert_file", "mqtt.cert_file and mqtt.key_file go together")
+		}
+		if c.MQTT.MaxInFlight < 1 || c.MQTT.MaxInFlight > 64 {
+			bad("mqtt.max_in_flight", "must be between 1 and 64")
+		}
+		if c.MQTT.RetryMin <= 0 || c.MQTT.RetryMax < c.MQTT.RetryMin {
+			bad("mqtt.retry_min", "retry_min must be positive and at most retry_max")
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "must be debug, info, warn or error")
+	}
+	return errors.Join(errs...)
+}
+
+// DecodePublicKey reads a base64 (standard or URL, padded or not) Ed25519 public key.
+func DecodePublicKey(s string) (ed25519.PublicKey, error) {
+	s = strings.TrimSpace(s)
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil {
+			if len(b) != ed25519.PublicKeySize {
+				return nil, fmt.Errorf("an Ed25519 public key is %d bytes, this is %d", ed25519.PublicKeySize, len(b))
+			}
+			return ed25519.PublicKey(b), nil
+		}
+	}
+	return nil, errors.New("not base64")
+}
+
+// Location returns the kiosk's time zone.
+func (c *Config) Location() *time.Location {
+	l, err := time.LoadLocation(c.Kiosk.Timezone)
+	if err != nil {
+		return time.UTC
+	}
+	return l
+}
+
+// WriteFile writes c atomically (temp file, fsync, rename) so a power cut never leaves half a
+// config.
+func WriteFile(path string, c Config) error {
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".config-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}

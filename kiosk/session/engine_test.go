@@ -1,0 +1,503 @@
+package session
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/kioskd/kioskd/devices/acceptor"
+	"github.com/kioskd/kioskd/kiosk/health"
+	"github.com/kioskd/kioskd/kiosk/journal"
+	"github.com/kioskd/kioskd/kiosk/qrpay"
+	"github.com/kioskd/kioskd/sync/wire"
+)
+
+var (
+	walletPriv = ed25519.NewKeyFromSeed(make([]byte, 32))
+	walletKeys = qrpay.Keys{"w1": walletPriv.Public().(ed25519.PublicKey)}
+	denoms     = acceptor.Denominations{
+		0x61: {ValueMinor: 1000, Currency: "CNY"},
+		0x62: {ValueMinor: 5000, Currency: "CNY"},
+		0x63: {ValueMinor: 10000, Currency: "CNY"},
+	}
+)
+
+type fakeUnit struct {
+	mu      sync.Mutex
+	enabled []int
+	calls   []string
+}
+
+func (f *fakeUnit) Enable(ctx context.Context, codes []int) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.enabled = codes
+	f.calls = append(f.calls, "enable")
+	return nil
+}
+
+func (f *fakeUnit) Inhibit(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.enabled = nil
+	f.calls = append(f.calls, "inhibit")
+	return nil
+}
+
+func (f *fakeUnit) Enabled() []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.enabled
+}
+
+type fakePrinter struct {
+	mu       sync.Mutex
+	receipts []Receipt
+	err      error
+}
+
+func (p *fakePrinter) PrintReceipt(ctx context.Context, r Receipt) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err != nil {
+		return p.err
+	}
+	p.receipts = append(p.receipts, r)
+	return nil
+}
+
+func (p *fakePrinter) Receipts() []Receipt {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Receipt(nil), p.receipts...)
+}
+
+type fakeAuthz struct {
+	resp wire.AuthzResponse
+	err  error
+}
+
+func (a *fakeAuthz) Authorize(ctx context.Context, account, nonce string) (wire.AuthzResponse, error) {
+	if a.err != nil {
+		return wire.AuthzResponse{}, a.err
+	}
+	r := a.resp
+	r.V = 1
+	return r, nil
+}
+
+type rig struct {
+	t       *testing.T
+	e       *Engine
+	j       *journal.Journal
+	unit    *fakeUnit
+	printer *fakePrinter
+	health  *health.Registry
+	cancel  context.CancelFunc
+	done    chan error
+	path    string
+}
+
+func newRig(t *testing.T, path string, authz Authorizer) *rig {
+	t.Helper()
+	if path == "" {
+		path = filepath.Join(t.TempDir(), "j.db")
+	}
+	j, err := journal.Open(path, journal.Options{KioskID: "K1", Currency: "CNY"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{t: t, j: j, unit: &fakeUnit{}, printer: &fakePrinter{}, health: health.New("b1", nil), path: path}
+	r.e, err = New(Config{Journal: j, Acceptor: r.unit, Denominations: denoms, Authorizer: authz, Printer: r.printer,
+		Health: r.health, WalletKeys: walletKeys,
+		Limits: Limits{SessionMax: 50000, OfflineSessionMax: 20000, OfflineTotalMax: 30000},
+		Timing: Timing{RecoveryTimeout: 5 * time.Second, AckWait: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.health.Listen(func(health.Condition) { r.e.HealthChanged() })
+	return r
+}
+
+func (r *rig) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	r.done = make(chan error, 1)
+	go func() { r.done <- r.e.Run(ctx) }()
+}
+
+func (r *rig) stop() {
+	r.cancel()
+	if err := <-r.done; err != nil {
+		r.t.Errorf("Run: %v", err)
+	}
+	r.j.Close()
+}
+
+// waitState waits (in synctest time) for the engine to reach s.
+func (r *rig) waitState(s State) {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	for {
+		v := r.e.View()
+		if v.State == s.String() {
+			return
+		}
+		if _, ok := r.e.WaitView(ctx, v.Seq); !ok {
+			r.t.Fatalf("state %s never reached; stuck in %s (%s)", s, v.State, v.Message)
+		}
+	}
+}
+
+func code(account string, exp time.Time, nonce string) string {
+	return qrpay.Sign(walletPriv, "w1", account, exp, nonce)
+}
+
+func note(c int) acceptor.Note { return denoms.Lookup(c) }
+
+func TestHappyPathWithLimit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, "", &fakeAuthz{resp: wire.AuthzResponse{ReqID: "x", Status: wire.AuthzOK, RemainingMinor: 15000, NameMasked: "A***e"}})
+		r.start()
+		defer r.stop()
+		r.waitState(Idle)
+		h := r.e.Handler()
+		h.Event(context.Background(), acceptor.Event{Kind: acceptor.Disabled})
+		if err := r.e.Scan(code("alice", time.Now().Add(time.Minute), "nonce0001")); err != nil {
+			t.Fatal(err)
+		}
+		r.waitState(Accepting)
+		synctest.Wait()
+		if got := r.unit.Enabled(); len(got) != 3 {
+			t.Fatalf("enabled %v, want all three denominations under a 150.00 limit", got)
+		}
+		ctx := context.Background()
+		if d := h.Escrow(ctx, note(0x63)); d != acceptor.Stack {
+			t.Fatalf("first 100: %v", d)
+		}
+		// The intent is durable before the decision is returned.
+		if in, _ := r.j.OpenIntents(); len(in) != 1 || in[0].Note.ValueMinor != 10000 {
+			t.Fatalf("intents after stack decision: %+v", in)
+		}
+		if err := h.Credited(ctx, note(0x63)); err != nil {
+			t.Fatal(err)
+		}
+		// 100 more would exceed 150: returned, and the unit is narrowed to what fits.
+		if d := h.Escrow(ctx, note(0x63)); d != acceptor.Return {
+			t.Fatalf("over-limit note: %v", d)
+		}
+		synctest.Wait()
+		if got := r.unit.Enabled(); len(got) != 2 {
+			t.Fatalf("after 100 of 150, enabled %v, want 10 and 50", got)
+		}
+		if !strings.Contains(r.e.View().Message, "over your limit") {
+			t.Fatalf("message %q", r.e.View().Message)
+		}
+		if d := h.Escrow(ctx, note(0x62)); d != acceptor.Stack {
+			t.Fatalf("50: %v", d)
+		}
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Stacking})
+		if err := h.Credited(ctx, note(0x62)); err != nil {
+			t.Fatal(err)
+		}
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Stacked})
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Idle})
+		if v := r.e.View(); v.TotalMinor != 15000 || v.RemainingMinor != 0 {
+			t.Fatalf("view %+v", v)
+		}
+		if err := r.e.Finish(); err != nil {
+			t.Fatal(err)
+		}
+		r.waitState(Closing)
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
+		r.waitState(Done)
+		rs := r.printer.Receipts()
+		if len(rs) != 1 || rs[0].Topup.AmountMinor != 15000 || rs[0].Copy || rs[0].Status != ReceiptPending {
+			t.Fatalf("receipts %+v", rs)
+		}
+		ob, _ := r.j.Outbox()
+		if len(ob) != 1 || ob[0].AmountMinor != 15000 {
+			t.Fatalf("outbox %+v", ob)
+		}
+		// The ack arrives: the screen says credited.
+		res, err := r.j.ApplyAck(wire.Ack{V: 1, TopupID: ob[0].TopupID, Status: wire.AckCredited, AmountMinor: 15000, Currency: "CNY"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.e.TopupAcked(res.Topup)
+		if v := r.e.View(); v.Result == nil || v.Result.Status != ReceiptCredited || v.Result.ReceiptNo != 1 {
+			t.Fatalf("result %+v", v.Result)
+		}
+		// The result goes away on its own.
+		r.waitState(Idle)
+	})
+}
+
+func TestRefusedCodes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, "", &fakeAuthz{resp: wire.AuthzResponse{ReqID: "x", Status: wire.AuthzOK, RemainingMinor: 15000}})
+		r.start()
+		defer r.stop()
+		r.waitState(Idle)
+		_, other, _ := ed25519.GenerateKey(nil)
+		now := time.Now()
+		for name, tc := range map[string]struct {
+			code string
+			want error
+		}{
+			"garbage": {"hello world", qrpay.ErrFormat},
+			"forged":  {qrpay.Sign(other, "w1", "alice", now.Add(time.Minute), "nonce0002"), qrpay.ErrSignature},
+			"expired": {code("alice", now.Add(-time.Second), "nonce0003"), qrpay.ErrExpired},
+		} {
+			err := r.e.Scan(tc.code)
+			if !errors.Is(err, tc.want) {
+				t.Errorf("%s: %v", name, err)
+			}
+			if v := r.e.View(); v.State != "idle" || v.Message != qrpay.Message(tc.want) {
+				t.Errorf("%s: view %s %q", name, v.State, v.Message)
+			}
+		}
+		good := code("alice", now.Add(time.Minute), "nonce0004")
+		if err := r.e.Scan(good); err != nil {
+			t.Fatal(err)
+		}
+		r.waitState(Accepting)
+		r.e.Cancel()
+		r.e.Handler().Event(context.Background(), acceptor.Event{Kind: acceptor.Disabled})
+		r.waitState(Idle)
+		if err := r.e.Scan(good); !errors.Is(err, qrpay.ErrReplayed) {
+			t.Fatalf("replayed code: %v", err)
+		}
+		if !strings.Contains(r.e.View().Message, "already used") {
+			t.Fatalf("replay message %q", r.e.View().Message)
+		}
+	})
+}
+
+func TestOfflineFallbackAndDenied(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		az := &fakeAuthz{err: errors.New("broker unreachable")}
+		r := newRig(t, "", az)
+		r.start()
+		defer r.stop()
+		r.waitState(Idle)
+		if err := r.e.Scan(code("bob", time.Now().Add(time.Minute), "nonce0010")); err != nil {
+			t.Fatal(err)
+		}
+		r.waitState(Accepting)
+		if v := r.e.View(); !v.Offline || v.LimitMinor != 20000 {
+			t.Fatalf("offline view %+v", v)
+		}
+		r.e.Cancel()
+		r.e.Handler().Event(context.Background(), acceptor.Event{Kind: acceptor.Disabled})
+		r.waitState(Idle)
+		az.err = nil
+		az.resp = wire.AuthzResponse{ReqID: "x", Status: wire.AuthzDenied, Reason: "account frozen"}
+		r.e.Scan(code("bob", time.Now().Add(time.Minute), "nonce0011"))
+		synctest.Wait()
+		if v := r.e.View(); v.State != "idle" || !strings.Contains(v.Message, "account frozen") {
+			t.Fatalf("denied view %s %q", v.State, v.Message)
+		}
+	})
+}
+
+func TestIdleTimeoutClosesSessionWithMoney(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, "", &fakeAuthz{resp: wire.AuthzResponse{ReqID: "x", Status: wire.AuthzOK, RemainingMinor: 50000}})
+		r.start()
+		defer r.stop()
+		r.waitState(Idle)
+		h := r.e.Handler()
+		ctx := context.Background()
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
+		r.e.Scan(code("carol", time.Now().Add(time.Minute), "nonce0020"))
+		r.waitState(Accepting)
+		h.Escrow(ctx, note(0x61))
+		h.Credited(ctx, note(0x61))
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Idle})
+		start := time.Now()
+		r.waitState(Done)
+		if waited := time.Since(start); waited < 60*time.Second {
+			t.Fatalf("closed after %v, before the idle timeout", waited)
+		}
+		if rs := r.printer.Receipts(); len(rs) != 1 || rs[0].Topup.AmountMinor != 1000 {
+			t.Fatalf("receipts %+v", rs)
+		}
+	})
+}
+
+func TestFaultDuringSessionClosesItAndStopsService(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, "", &fakeAuthz{resp: wire.AuthzResponse{ReqID: "x", Status: wire.AuthzOK, RemainingMinor: 50000}})
+		r.start()
+		defer r.stop()
+		r.waitState(Idle)
+		h := r.e.Handler()
+		ctx := context.Background()
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
+		r.e.Scan(code("dave", time.Now().Add(time.Minute), "nonce0030"))
+		r.waitState(Accepting)
+		h.Escrow(ctx, note(0x62))
+		h.Credited(ctx, note(0x62))
+		h.Event(ctx, acceptor.Event{Kind: acceptor.CassetteRemoved})
+		r.waitState(Done)
+		ob, _ := r.j.Outbox()
+		w, _ := ob[0].Wire()
+		if w.Outcome != wire.OutcomeInterrupted || w.AmountMinor != 5000 {
+			t.Fatalf("topup %+v", w)
+		}
+		r.waitState(OutOfService)
+		if err := r.e.Scan(code("dave", time.Now().Add(time.Minute), "nonce0031")); !errors.Is(err, ErrBusy) {
+			t.Fatalf("scan while out of service: %v", err)
+		}
+		h.Event(ctx, acceptor.Event{Kind: acceptor.CassetteReplaced})
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
+		r.waitState(Idle)
+	})
+}
+
+// TestRecovery covers what a restart finds in the journal, with the unit's start-up report.
+func TestRecovery(t *testing.T) {
+	type step func(h acceptor.Handler, ctx context.Context)
+	for name, tc := range map[string]struct {
+		unit          []step
+		wantTotal     int64
+		wantUncertain int
+	}{
+		"vend valid repeated after restart": {
+			unit: []step{func(h acceptor.Handler, ctx context.Context) {
+				h.Event(ctx, acceptor.Event{Kind: acceptor.Stacking})
+				h.Credited(ctx, acceptor.Note{}) // ID-003 after a restart: value unknown
+				h.Event(ctx, acceptor.Event{Kind: acceptor.Stacked})
+				h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
+			}},
+			wantTotal: 15000,
+		},
+		"note still in escrow": {
+			unit: []step{func(h acceptor.Handler, ctx context.Context) {
+				if d := h.Escrow(ctx, note(0x62)); d != acceptor.Stack {
+					panic("not re-stacked")
+				}
+				h.Credited(ctx, note(0x62))
+				h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
+			}},
+			wantTotal: 15000,
+		},
+		"power up with note in stacker": {
+			unit: []step{func(h acceptor.Handler, ctx context.Context) {
+				h.Event(ctx, acceptor.Event{Kind: acceptor.PowerUpNoteInStacker})
+				h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
+			}},
+			wantTotal: 15000,
+		},
+		"power up with note in acceptor": {
+			unit: []step{func(h acceptor.Handler, ctx context.Context) {
+				h.Event(ctx, acceptor.Event{Kind: acceptor.PowerUpNoteInAcceptor})
+				h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
+			}},
+			wantTotal: 10000,
+		},
+		"unit idle, no report": {
+			unit: []step{func(h acceptor.Handler, ctx context.Context) {
+				h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
+			}},
+			wantTotal: 10000, wantUncertain: 1,
+		},
+		"unit silent": {
+			unit:      nil,
+			wantTotal: 10000, wantUncertain: 1,
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				path := filepath.Join(t.TempDir(), "j.db")
+				// The previous run: one note credited, a second one committed to stack, crash.
+				j, _ := journal.Open(path, journal.Options{KioskID: "K1", Currency: "CNY"})
+				s, _ := j.OpenSession(journal.OpenSessionParams{Account: "erin", LimitMinor: 50000})
+				in, _ := j.StackIntent(s.ID, journal.Note{Code: 0x63, ValueMinor: 10000})
+				j.CreditNote(in.ID, journal.Note{}, "")
+				j.StackIntent(s.ID, journal.Note{Code: 0x62, ValueMinor: 5000})
+				j.Close()
+
+				r := newRig(t, path, nil)
+				r.start()
+				defer r.stop()
+				ctx := context.Background()
+				for _, st := range tc.unit {
+					st(r.e.Handler(), ctx)
+				}
+				r.waitState(Done)
+				ob, _ := r.j.Outbox()
+				if len(ob) != 1 {
+					t.Fatalf("outbox %+v", ob)
+				}
+				w, _ := ob[0].Wire()
+				if w.Outcome != wire.OutcomeInterrupted || w.AmountMinor != tc.wantTotal || len(w.Uncertain) != tc.wantUncertain {
+					t.Fatalf("recovered topup: amount %d uncertain %d outcome %s", w.AmountMinor, len(w.Uncertain), w.Outcome)
+				}
+				if rs := r.printer.Receipts(); len(rs) != 1 || rs[0].Copy {
+					t.Fatalf("recovery receipts %+v", rs)
+				}
+				if _, err := r.j.Verify(); err != nil {
+					t.Fatal(err)
+				}
+			})
+		})
+	}
+}
+
+func TestCreditReReportAfterCommitNotCountedTwice(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "j.db")
+		// Crash after the credit commit, before the ACK reached the unit.
+		j, _ := journal.Open(path, journal.Options{KioskID: "K1", Currency: "CNY"})
+		s, _ := j.OpenSession(journal.OpenSessionParams{Account: "fred", LimitMinor: 50000})
+		in, _ := j.StackIntent(s.ID, journal.Note{Code: 0x63, ValueMinor: 10000})
+		j.CreditNote(in.ID, journal.Note{}, "")
+		j.Close()
+		r := newRig(t, path, nil)
+		r.start()
+		defer r.stop()
+		ctx := context.Background()
+		if err := r.e.Handler().Credited(ctx, acceptor.Note{}); err != nil {
+			t.Fatal(err)
+		}
+		r.e.Handler().Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
+		r.waitState(Done)
+		ob, _ := r.j.Outbox()
+		if len(ob) != 1 || ob[0].AmountMinor != 10000 {
+			t.Fatalf("outbox %+v", ob)
+		}
+		if u, _ := r.j.UncertainItems(); len(u) != 0 {
+			t.Fatalf("uncertain %+v", u)
+		}
+	})
+}
+
+func TestReprintAfterCrashMidPrintIsCopy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "j.db")
+		j, _ := journal.Open(path, journal.Options{KioskID: "K1", Currency: "CNY"})
+		s, _ := j.OpenSession(journal.OpenSessionParams{Account: "gina", LimitMinor: 50000})
+		in, _ := j.StackIntent(s.ID, journal.Note{Code: 0x63, ValueMinor: 10000})
+		j.CreditNote(in.ID, journal.Note{}, "")
+		res, _ := j.CloseSession(journal.CloseParams{SessionID: s.ID, Outcome: wire.OutcomeComplete})
+		j.MarkPrint(res.Topup.Seq, journal.PrintStarted, "") // crash while printing
+		j.Close()
+		r := newRig(t, path, nil)
+		r.start()
+		defer r.stop()
+		r.waitState(Idle)
+		rs := r.printer.Receipts()
+		if len(rs) != 1 || !rs[0].Copy {
+			t.Fatalf("reprint %+v", rs)
+		}
+	})
+}

@@ -1,0 +1,489 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kioskd/kioskd/kiosk/health"
+	"github.com/kioskd/kioskd/kiosk/journal"
+	"github.com/kioskd/kioskd/kiosk/qrpay"
+	"github.com/kioskd/kioskd/sync/wire"
+)
+
+// Errors returned to the local API.
+var (
+	ErrBusy       = errors.New("session: not possible in the current state")
+	ErrNotRunning = errors.New("session: engine not running")
+	// ErrNotPrinted is wrapped by a Printer whose PrintReceipt failed before sending any byte
+	// (printer not ready): the receipt certainly does not exist on paper.
+	ErrNotPrinted = errors.New("session: receipt not sent to the printer")
+)
+
+// Scan handles a code read by the QR scanner. It returns the refusal (nil when a session
+// starts authorizing); the refusal is also shown on the customer screen.
+func (e *Engine) Scan(code string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ctx := e.runCtx
+	if ctx == nil {
+		return ErrNotRunning
+	}
+	if e.state == Done {
+		e.toIdleLocked()
+	}
+	if e.state != Idle {
+		e.log.Info("scan ignored", "state", e.state.String())
+		return fmt.Errorf("%w: %s", ErrBusy, e.state)
+	}
+	p, err := e.cfg.WalletKeys.Verify(code, e.now())
+	if err == nil {
+		if uerr := e.j.UseNonce(p.Nonce, p.Expires); errors.Is(uerr, journal.ErrNonceUsed) {
+			err = qrpay.ErrReplayed
+		} else if uerr != nil {
+			e.journalFailedLocked("use nonce", uerr)
+			e.changedLocked()
+			return uerr
+		}
+	}
+	if err != nil {
+		e.log.Warn("wallet code refused", "reason", err)
+		if errors.Is(err, qrpay.ErrSignature) || errors.Is(err, qrpay.ErrReplayed) {
+			e.cfg.Health.Event("qr_refused", health.Warning, health.None, err.Error())
+		}
+		e.messageLocked("error", qrpay.Message(err))
+		e.changedLocked()
+		return err
+	}
+	e.lastActivity = e.now()
+	e.setStateLocked(Authorizing)
+	e.messageLocked("info", "Checking your wallet…")
+	e.view.Result = nil
+	e.changedLocked()
+	e.tasks.Add(1)
+	go func() {
+		defer e.tasks.Done()
+		e.authorize(ctx, p)
+	}()
+	return nil
+}
+
+// authorize asks the ledger, falls back to the offline limits, and opens the session.
+func (e *Engine) authorize(ctx context.Context, p qrpay.Payload) {
+	limit := e.cfg.Limits.SessionMax
+	offline := false
+	masked := qrpay.Mask(p.Account)
+	var denied string
+	var resp wire.AuthzResponse
+	var err error = errors.New("no authorizer configured")
+	if e.cfg.Authorizer != nil {
+		actx, cancel := context.WithTimeout(ctx, e.cfg.Timing.AuthzTimeout)
+		resp, err = e.cfg.Authorizer.Authorize(actx, p.Account, p.Nonce)
+		cancel()
+	}
+	switch {
+	case ctx.Err() != nil:
+		return
+	case err == nil && resp.Status == wire.AuthzOK:
+		limit = min(limit, resp.RemainingMinor)
+		if resp.NameMasked != "" {
+			masked = resp.NameMasked
+		}
+	case err == nil:
+		denied = resp.Reason
+		if denied == "" {
+			denied = "the wallet refused this top-up"
+		}
+	default:
+		e.log.Info("ledger not reachable for authorization, using offline limits", "err", err)
+		offline = true
+		st, serr := e.j.Stats()
+		if serr != nil {
+			denied = "the kiosk cannot check its offline limit"
+			break
+		}
+		limit = min(limit, e.cfg.Limits.OfflineSessionMax, e.cfg.Limits.OfflineTotalMax-st.OutboxMinor)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.state != Authorizing {
+		return
+	}
+	if denied == "" && limit < e.smallestNote() {
+		if offline {
+			denied = "top-ups are not available while the kiosk is offline"
+		} else {
+			denied = "your wallet cannot take more money today"
+		}
+	}
+	if denied != "" {
+		e.log.Info("top-up refused", "reason", denied, "offline", offline)
+		e.messageLocked("error", "Sorry, "+denied+".")
+		e.setStateLocked(Idle)
+		e.changedLocked()
+		return
+	}
+	s, err := e.j.OpenSession(journal.OpenSessionParams{Account: p.Account, AccountMasked: masked, LimitMinor: limit, Offline: offline, QRNonce: p.Nonce})
+	if err != nil {
+		e.journalFailedLocked("open session", err)
+		e.setStateLocked(OutOfService)
+		e.changedLocked()
+		return
+	}
+	e.sess = &s
+	e.lastActivity = e.now()
+	e.setStateLocked(Accepting)
+	e.messageLocked("info", "Please insert your notes.")
+	e.wantLocked(e.allowedCodesLocked())
+	e.changedLocked()
+}
+
+func (e *Engine) smallestNote() int64 {
+	var m int64
+	for _, n := range e.cfg.Denominations {
+		if n.ValueMinor > 0 && (m == 0 || n.ValueMinor < m) {
+			m = n.ValueMinor
+		}
+	}
+	return m
+}
+
+// Finish is the customer's Finish button.
+func (e *Engine) Finish() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.state != Accepting {
+		return fmt.Errorf("%w: %s", ErrBusy, e.state)
+	}
+	e.startCloseLocked(wire.OutcomeComplete, "customer finished")
+	return nil
+}
+
+// Cancel is the customer's Cancel button: before any money it ends the session; with money
+// inserted it is the same as Finish (stacked notes cannot be given back).
+func (e *Engine) Cancel() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch e.state {
+	case Authorizing:
+		e.setStateLocked(Idle)
+		e.messageLocked("info", "Cancelled.")
+		e.changedLocked()
+		return nil
+	case Accepting:
+		e.startCloseLocked(wire.OutcomeComplete, "customer cancelled")
+		return nil
+	case Done:
+		e.toIdleLocked()
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrBusy, e.state)
+}
+
+// startCloseLocked moves to closing and starts the close task.
+func (e *Engine) startCloseLocked(outcome, why string) {
+	if e.state == Authorizing {
+		e.setStateLocked(Idle)
+		e.changedLocked()
+		return
+	}
+	if e.state != Accepting || e.sess == nil {
+		return
+	}
+	e.setStateLocked(Closing)
+	e.closeOutcome = outcome
+	e.messageLocked("info", "Finishing, please wait…")
+	e.wantLocked(nil)
+	e.changedLocked()
+	sid := e.sess.ID
+	ctx := e.runCtx
+	e.log.Info("closing session", "session", sid, "why", why)
+	e.tasks.Add(1)
+	go func() {
+		defer e.tasks.Done()
+		e.close(ctx, sid)
+	}()
+}
+
+func (e *Engine) unitBusyLocked() bool { return !e.unitSettled }
+
+// close inhibits the unit, waits for the note in transit, closes the session in one
+// transaction, waits briefly for the ledger's ack, and prints the receipt.
+func (e *Engine) close(ctx context.Context, sid uint64) {
+	// The close must finish even while the daemon stops: the customer's money is on it.
+	ctx = context.WithoutCancel(ctx)
+	e.waitApplied(ctx, e.cfg.Timing.SettleTimeout)
+	deadline := e.now().Add(e.cfg.Timing.SettleTimeout)
+	e.mu.Lock()
+	for {
+		intents, err := e.j.OpenIntents()
+		if err == nil && len(intents) == 0 && e.unitSettled {
+			break
+		}
+		left := deadline.Sub(e.now())
+		if left <= 0 {
+			e.log.Warn("note still in transit at close; it becomes an uncertain item", "intents", len(intents))
+			break
+		}
+		e.waitLocked(ctx, min(left, 200*time.Millisecond))
+	}
+	e.cfg.Hook("before-close")
+	res, err := e.j.CloseSession(journal.CloseParams{SessionID: sid, Outcome: e.closeOutcome, UnresolvedReason: "still in transit at session close"})
+	if err != nil {
+		e.journalFailedLocked("close session", err)
+		e.setStateLocked(OutOfService)
+		e.changedLocked()
+		e.mu.Unlock()
+		return
+	}
+	e.cfg.Hook("after-close")
+	e.sess = nil
+	if res.Topup == nil {
+		e.messageLocked("info", "Cancelled. No money was taken.")
+		e.toIdleLocked()
+		e.mu.Unlock()
+		return
+	}
+	t := *res.Topup
+	if n := len(res.Session.Uncertain); n > 0 {
+		e.cfg.Health.Event("uncertain_item", health.Critical, health.Staff,
+			fmt.Sprintf("top-up %s closed with %d uncertain note(s)", t.TopupID, n))
+	}
+	e.view.Result = &Result{TopupID: t.TopupID, ReceiptNo: t.ReceiptNo, AmountMinor: t.AmountMinor, Currency: t.Currency,
+		Status: ReceiptPending, Outcome: t.Outcome, Uncertain: len(res.Session.Uncertain)}
+	e.messageLocked("info", "Thank you. Printing your receipt…")
+	e.changedLocked()
+	e.mu.Unlock()
+	if e.cfg.Uplink != nil {
+		e.cfg.Uplink.Kick()
+	}
+	// Give the ledger a moment so an online kiosk prints "credited".
+	ackDeadline := e.now().Add(e.cfg.Timing.AckWait)
+	e.mu.Lock()
+	for {
+		if _, ok := e.acked[t.TopupID]; ok {
+			break
+		}
+		left := ackDeadline.Sub(e.now())
+		if left <= 0 {
+			break
+		}
+		e.waitLocked(ctx, left)
+	}
+	e.mu.Unlock()
+	printed := e.printTopup(ctx, t, false)
+	e.mu.Lock()
+	if e.view.Result != nil && e.view.Result.TopupID == t.TopupID {
+		e.view.Result.Printed = printed
+		if _, ok := e.acked[t.TopupID]; ok {
+			e.view.Result.Status = ReceiptCredited
+		}
+	}
+	if printed {
+		e.messageLocked("info", "Please take your receipt.")
+	} else {
+		e.messageLocked("info", "No receipt could be printed. Please note your reference.")
+	}
+	e.setStateLocked(Done)
+	e.doneAt = e.now()
+	e.changedLocked()
+	e.mu.Unlock()
+}
+
+// printTopup prints the receipt of t; copy forces the COPY mark. It journals the print
+// states around the printer call so that a crash mid-print never yields a second original.
+func (e *Engine) printTopup(ctx context.Context, t journal.Topup, copy bool) bool {
+	if e.cfg.Printer == nil {
+		e.cfg.Health.Set("printer_missing", health.Warning, health.Engineer, health.Degrades, "no receipt printer configured")
+		return false
+	}
+	w, err := t.Wire()
+	if err != nil {
+		e.log.Error("stored top-up unreadable", "topup", t.TopupID, "err", err)
+		return false
+	}
+	e.mu.Lock()
+	acked, ok := e.acked[t.TopupID]
+	e.mu.Unlock()
+	status := ReceiptPending
+	if t.State == journal.TopupCredited || (ok && acked.State == journal.TopupCredited) {
+		status = ReceiptCredited
+	}
+	if len(w.Uncertain) > 0 && w.AmountMinor == 0 {
+		status = ReceiptUnderReview
+	}
+	e.cfg.Hook("before-print")
+	started, err := e.j.MarkPrint(t.Seq, journal.PrintStarted, "")
+	if err != nil {
+		e.mu.Lock()
+		e.journalFailedLocked("mark print", err)
+		e.mu.Unlock()
+		return false
+	}
+	// A receipt whose print was started before (a crash mid-print) may exist on paper: any
+	// further print is a COPY.
+	copy = copy || started.Prints > 1
+	notes := make([]journal.NoteLine, 0, len(w.Notes))
+	for _, n := range w.Notes {
+		notes = append(notes, journal.NoteLine{ValueMinor: n.ValueMinor, Count: n.Count})
+	}
+	pctx, cancel := context.WithTimeout(ctx, e.cfg.Timing.PrintTimeout)
+	err = e.cfg.Printer.PrintReceipt(pctx, Receipt{Topup: t, Notes: notes, Uncertain: w.Uncertain, Status: status, Copy: copy, LocalTime: w.ClosedAt})
+	cancel()
+	e.cfg.Hook("after-print")
+	state, detail := journal.PrintDone, ""
+	if errors.Is(err, ErrNotPrinted) {
+		// Refused before a byte was sent: no paper exists, the next attempt is an original.
+		state, detail = journal.PrintUnsent, err.Error()
+	} else if err != nil {
+		state, detail = journal.PrintFailed, err.Error()
+	}
+	if err != nil {
+		e.log.Warn("receipt not printed", "topup", t.TopupID, "err", err)
+		e.cfg.Health.Set("printer", health.Warning, health.Staff, health.Degrades, "receipt printer: "+err.Error())
+	} else {
+		e.cfg.Health.Clear("printer")
+	}
+	if _, merr := e.j.MarkPrint(t.Seq, state, detail); merr != nil {
+		e.mu.Lock()
+		e.journalFailedLocked("mark print", merr)
+		e.mu.Unlock()
+	}
+	return err == nil
+}
+
+// recover runs at start-up: it lets the acceptor report what happened to a note in transit,
+// resolves open stack intents from that evidence, closes a session left open as interrupted,
+// and prints receipts that never finished printing.
+func (e *Engine) recover(ctx context.Context) error {
+	e.mu.Lock()
+	e.state = Starting
+	if s, ok, err := e.j.CurrentSession(); err != nil {
+		e.mu.Unlock()
+		return fmt.Errorf("session: recovery: %w", err)
+	} else if ok {
+		e.sess = &s
+		e.log.Warn("session left open by the previous run; it will be closed as interrupted", "session", s.ID, "total", s.TotalMinor)
+	}
+	intents, err := e.j.OpenIntents()
+	if err != nil {
+		e.mu.Unlock()
+		return fmt.Errorf("session: recovery: %w", err)
+	}
+	e.changedLocked()
+	// The unit must be inhibited before anything else: no new note while we recover.
+	e.wantLocked(nil)
+	e.mu.Unlock()
+	if len(intents) > 0 || e.sess != nil {
+		e.log.Warn("recovering", "open_intents", len(intents))
+	}
+	// With a note in transit, wait for the unit to come to rest: its start-up reports (a
+	// repeated credit, a note still in escrow, a power-up with the note in the acceptor or
+	// stacker) resolve the intent through the handler. A unit at rest and inhibited has said
+	// all it will say. The wait is bounded by the recovery timeout.
+	deadline := e.now().Add(e.cfg.Timing.RecoveryTimeout)
+	e.mu.Lock()
+	for len(intents) > 0 {
+		open, err := e.j.OpenIntents()
+		if err != nil {
+			e.mu.Unlock()
+			return fmt.Errorf("session: recovery: %w", err)
+		}
+		if len(open) == 0 || (e.unitSettled && e.doneGen >= e.wantGen) {
+			break
+		}
+		left := deadline.Sub(e.now())
+		if left <= 0 {
+			break
+		}
+		if !e.waitLocked(ctx, min(left, 250*time.Millisecond)) {
+			e.mu.Unlock()
+			return ctx.Err()
+		}
+	}
+	open, _ := e.j.OpenIntents()
+	for _, in := range open {
+		evidence := "the unit reported neither a credit nor a return after the restart"
+		if !e.unitSettled {
+			evidence = "the unit did not come to rest within the recovery timeout"
+		}
+		s, err := e.j.ResolveIntent(in.ID, journal.ResolvedUncertain, evidence)
+		if err != nil {
+			e.journalFailedLocked("resolve intent", err)
+			continue
+		}
+		e.cfg.Health.Event("uncertain_item", health.Critical, health.Staff,
+			fmt.Sprintf("note of %d minor units in session %d: %s; settle at cash collection", in.Note.ValueMinor, in.SessionID, evidence))
+		if e.sess != nil && e.sess.ID == s.ID {
+			e.sess = &s
+		}
+	}
+	e.recovering = false
+	var closed *journal.Topup
+	if e.sess != nil {
+		res, err := e.j.CloseSession(journal.CloseParams{SessionID: e.sess.ID, Outcome: wire.OutcomeInterrupted, UnresolvedReason: "open at restart"})
+		if err != nil {
+			e.journalFailedLocked("close interrupted session", err)
+		} else {
+			e.log.Warn("closed interrupted session", "session", e.sess.ID, "total", res.Session.TotalMinor)
+			closed = res.Topup
+			if closed != nil {
+				e.view.Result = &Result{TopupID: closed.TopupID, ReceiptNo: closed.ReceiptNo, AmountMinor: closed.AmountMinor,
+					Currency: closed.Currency, Status: ReceiptPending, Outcome: closed.Outcome, Uncertain: len(res.Session.Uncertain)}
+			}
+		}
+		e.sess = nil
+	}
+	e.mu.Unlock()
+	if closed != nil && e.cfg.Uplink != nil {
+		e.cfg.Uplink.Kick()
+	}
+	e.reprintUnprinted(ctx)
+	e.mu.Lock()
+	if e.view.Result != nil {
+		e.setStateLocked(Done)
+		e.doneAt = e.now()
+		e.changedLocked()
+	} else {
+		e.toIdleLocked()
+	}
+	e.mu.Unlock()
+	return nil
+}
+
+// reprintUnprinted prints receipts a crash left unprinted: an original if printing never
+// started, a COPY if it may have.
+func (e *Engine) reprintUnprinted(ctx context.Context) {
+	ts, err := e.j.Unprinted()
+	if err != nil {
+		e.log.Error("listing unprinted receipts", "err", err)
+		return
+	}
+	for _, t := range ts {
+		if ctx.Err() != nil {
+			return
+		}
+		e.log.Info("printing receipt left unprinted", "topup", t.TopupID, "print_state", t.PrintState, "prints", t.Prints)
+		// Prints counts the attempts that may have put paper out; any of them makes this
+		// one a COPY.
+		e.printTopup(ctx, t, t.Prints > 0)
+	}
+}
+
+// formatMinor renders an amount for messages (the receipt renderer has its own table).
+func formatMinor(v int64, currency string) string {
+	exp := 2
+	switch currency {
+	case "JPY", "KRW", "VND", "CLP", "ISK", "UGX":
+		exp = 0
+	}
+	if exp == 0 {
+		return fmt.Sprintf("%d %s", v, currency)
+	}
+	neg := ""
+	if v < 0 {
+		neg, v = "-", -v
+	}
+	return fmt.Sprintf("%s%d.%02d %s", neg, v/100, v%100, currency)
+}
