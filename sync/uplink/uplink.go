@@ -1,0 +1,494 @@
+// Package uplink is the kiosk side of the MQTT contract (DESIGN.md §7): it drains the
+// journal's outbox of top-ups to the ledger, applies the ledger's signed acks, asks the
+// ledger for authorizations, and publishes status, heartbeats and alarms.
+//
+// The outbox lives in the journal, never in the MQTT client: an entry leaves it only when a
+// credited or duplicate ack, signed by a ledger key and matching the top-up's amount and
+// currency, has been journaled. Until then the top-up is republished with the same topup_id
+// and the same payload bytes, after a capped exponential backoff with jitter, several in
+// flight at a time, forever. A reconnect makes every pending entry due at once, so a kiosk
+// that was offline for days catches up as soon as the broker is back.
+package uplink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/kioskd/kioskd/kiosk/health"
+	"github.com/kioskd/kioskd/kiosk/journal"
+	"github.com/kioskd/kioskd/sync/wire"
+)
+
+// Client is the MQTT client the uplink needs (sync/mqttc provides it).
+type Client interface {
+	// Publish sends and, for QoS 1, waits for the broker's PUBACK, bounded by ctx.
+	Publish(ctx context.Context, topic string, qos byte, retain bool, payload []byte) error
+	// Subscribe adds a subscription; h must not block for long.
+	Subscribe(ctx context.Context, filter string, qos byte, h func(topic string, payload []byte)) error
+	Connected() bool
+}
+
+// Config wires an Uplink.
+type Config struct {
+	KioskID    string
+	Client     Client
+	Journal    *journal.Journal
+	LedgerKeys wire.Keyring
+	Health     *health.Registry
+	// MaxInFlight bounds the top-ups published and not yet acked at once. Default 4.
+	MaxInFlight int
+	// RetryMin and RetryMax bound the backoff between publishes of one top-up.
+	RetryMin, RetryMax time.Duration
+	// PublishTimeout bounds one publish (waiting for PUBACK). Default 10 s.
+	PublishTimeout time.Duration
+	// OnAck is called after an ack changed a top-up in the journal.
+	OnAck func(journal.Topup)
+	// Heartbeat, when set, is published every HeartbeatEvery.
+	Heartbeat      func() wire.Heartbeat
+	HeartbeatEvery time.Duration
+	// Status returns the status to publish (retained) on connect and on SetState.
+	Status func() wire.Status
+	Now    func() time.Time
+	// Jitter returns a value in [0,1); default math/rand/v2.
+	Jitter func() float64
+	Logger *slog.Logger
+}
+
+// Errors.
+var (
+	// ErrOffline is returned by Authorize when the broker is not connected.
+	ErrOffline = errors.New("uplink: not connected")
+)
+
+type entry struct {
+	attempts int
+	nextTry  time.Time
+	inFlight bool
+	stopped  bool
+}
+
+// Uplink drains the outbox.
+type Uplink struct {
+	cfg Config
+	log *slog.Logger
+
+	mu      sync.Mutex
+	entries map[uint64]*entry
+	authz   map[string]chan wire.AuthzResponse
+	alarms  []wire.Alarm
+	dropped int
+	lastAck time.Time
+	wake    chan struct{}
+	runCtx  context.Context
+	tasks   sync.WaitGroup
+	reqN    uint64
+
+	// counters for diagnostics and benchmarks
+	published, acks, rejectedAcks uint64
+}
+
+// New returns an uplink; call Run.
+func New(cfg Config) (*Uplink, error) {
+	if cfg.Client == nil || cfg.Journal == nil || cfg.Health == nil || !wire.ValidKioskID(cfg.KioskID) {
+		return nil, errors.New("uplink: kiosk id, client, journal and health are required")
+	}
+	if len(cfg.LedgerKeys) == 0 {
+		return nil, errors.New("uplink: at least one ledger key is required to accept acks")
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 4
+	}
+	if cfg.RetryMin <= 0 {
+		cfg.RetryMin = time.Second
+	}
+	if cfg.RetryMax < cfg.RetryMin {
+		cfg.RetryMax = 5 * time.Minute
+	}
+	if cfg.PublishTimeout <= 0 {
+		cfg.PublishTimeout = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Jitter == nil {
+		cfg.Jitter = rand.Float64
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Uplink{cfg: cfg, log: cfg.Logger.With("component", "uplink"), entries: map[uint64]*entry{},
+		authz: map[string]chan wire.AuthzResponse{}, wake: make(chan struct{}, 1)}, nil
+}
+
+// Kick makes the drain loop look at the outbox now.
+func (u *Uplink) Kick() {
+	select {
+	case u.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Backoff returns the wait before attempt n+1 of a top-up: RetryMin·2^(n-1), capped at
+// RetryMax, scaled by a jitter factor in [0.5, 1) so a fleet coming back online does not
+// retry in lockstep.
+func (u *Uplink) Backoff(attempts int) time.Duration {
+	d := u.cfg.RetryMin
+	for i := 1; i < attempts && d < u.cfg.RetryMax; i++ {
+		d *= 2
+	}
+	d = min(d, u.cfg.RetryMax)
+	return time.Duration(float64(d) * (0.5 + u.cfg.Jitter()/2))
+}
+
+// OnConnect must be called after every (re)connect: it subscribes to the kiosk's down
+// topics, publishes the retained status, and makes every pending top-up due now.
+func (u *Uplink) OnConnect(ctx context.Context) {
+	id := u.cfg.KioskID
+	for topic, h := range map[string]func(string, []byte){
+		wire.Topic(id, wire.DownAck):   u.handleAck,
+		wire.Topic(id, wire.DownAuthz): u.handleAuthz,
+	} {
+		if err := u.cfg.Client.Subscribe(ctx, topic, 1, h); err != nil {
+			u.log.Warn("subscribe failed", "topic", topic, "err", err)
+		}
+	}
+	u.mu.Lock()
+	now := u.cfg.Now()
+	for _, e := range u.entries {
+		e.nextTry = now
+	}
+	u.mu.Unlock()
+	u.PublishStatus(ctx)
+	u.Kick()
+}
+
+// PublishStatus publishes the retained status now (best effort).
+func (u *Uplink) PublishStatus(ctx context.Context) {
+	if u.cfg.Status == nil || !u.cfg.Client.Connected() {
+		return
+	}
+	st := u.cfg.Status()
+	st.V = wire.Version
+	b, err := marshal(st)
+	if err != nil {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, u.cfg.PublishTimeout)
+	defer cancel()
+	if err := u.cfg.Client.Publish(pctx, wire.Topic(u.cfg.KioskID, wire.UpStatus), 1, true, b); err != nil {
+		u.log.Warn("status publish failed", "err", err)
+	}
+}
+
+// Run drains the outbox until ctx ends; it returns nil on cancellation after its publishes
+// finished.
+func (u *Uplink) Run(ctx context.Context) error {
+	u.mu.Lock()
+	u.runCtx = ctx
+	u.mu.Unlock()
+	defer u.tasks.Wait()
+	var hbNext time.Time
+	if u.cfg.Heartbeat != nil && u.cfg.HeartbeatEvery > 0 {
+		hbNext = u.cfg.Now().Add(u.cfg.HeartbeatEvery)
+	}
+	for {
+		next := u.drain(ctx)
+		if !hbNext.IsZero() {
+			if now := u.cfg.Now(); !now.Before(hbNext) {
+				u.sendHeartbeat(ctx)
+				hbNext = now.Add(u.cfg.HeartbeatEvery)
+			}
+			next = min(next, hbNext.Sub(u.cfg.Now()))
+		}
+		u.flushAlarms(ctx)
+		t := time.NewTimer(max(next, time.Millisecond))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-u.wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// drain publishes what is due and returns when to look again.
+func (u *Uplink) drain(ctx context.Context) time.Duration {
+	next := time.Minute
+	box, err := u.cfg.Journal.Outbox()
+	if err != nil {
+		u.log.Error("reading the outbox", "err", err)
+		return 5 * time.Second
+	}
+	connected := u.cfg.Client.Connected()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	now := u.cfg.Now()
+	live := map[uint64]bool{}
+	inFlight := 0
+	for _, e := range u.entries {
+		if e.inFlight {
+			inFlight++
+		}
+	}
+	for _, t := range box {
+		live[t.Seq] = true
+		e := u.entries[t.Seq]
+		if e == nil {
+			e = &entry{nextTry: now}
+			u.entries[t.Seq] = e
+		}
+		e.stopped = t.State == journal.TopupConflict
+		if e.stopped || e.inFlight {
+			continue
+		}
+		if wait := e.nextTry.Sub(now); wait > 0 {
+			next = min(next, wait)
+			continue
+		}
+		if !connected || inFlight >= u.cfg.MaxInFlight {
+			continue
+		}
+		e.inFlight = true
+		inFlight++
+		u.tasks.Add(1)
+		go u.publish(ctx, t)
+	}
+	for seq, e := range u.entries {
+		if !live[seq] && !e.inFlight {
+			delete(u.entries, seq)
+		}
+	}
+	return next
+}
+
+func (u *Uplink) publish(ctx context.Context, t journal.Topup) {
+	defer u.tasks.Done()
+	pctx, cancel := context.WithTimeout(ctx, u.cfg.PublishTimeout)
+	err := u.cfg.Client.Publish(pctx, wire.Topic(u.cfg.KioskID, wire.UpTopup), 1, false, t.Payload)
+	cancel()
+	u.mu.Lock()
+	if e := u.entries[t.Seq]; e != nil {
+		e.inFlight = false
+		e.attempts++
+		// After a PUBACK the ledger has it; the ack should follow. If it does not within
+		// the backoff, publish again: the ledger answers duplicate.
+		e.nextTry = u.cfg.Now().Add(u.Backoff(e.attempts))
+	}
+	if err == nil {
+		u.published++
+	}
+	u.mu.Unlock()
+	if err != nil {
+		u.log.Info("top-up publish failed; will retry", "topup", t.TopupID, "err", err)
+	} else {
+		u.log.Debug("top-up published", "topup", t.TopupID)
+	}
+	u.Kick()
+}
+
+// handleAck verifies and applies a down/ack.
+func (u *Uplink) handleAck(topic string, payload []byte) {
+	var a wire.Ack
+	kid, err := u.cfg.LedgerKeys.Open(payload, &a)
+	if err == nil {
+		err = a.Validate()
+	}
+	if err != nil {
+		u.rejectAck(fmt.Sprintf("ack refused (kid %q): %v", kid, err))
+		return
+	}
+	res, err := u.cfg.Journal.ApplyAck(a)
+	switch {
+	case errors.Is(err, journal.ErrUnknownTopup):
+		u.rejectAck(fmt.Sprintf("ack for a top-up this kiosk does not hold: %s", a.TopupID))
+		return
+	case errors.Is(err, journal.ErrAckMismatch):
+		u.rejectAck(err.Error())
+		return
+	case err != nil:
+		u.log.Error("applying ack", "topup", a.TopupID, "err", err)
+		return
+	}
+	if res.Gap != "" {
+		u.cfg.Health.Event("ledger_gap", health.Critical, health.Engineer, res.Gap)
+	}
+	u.mu.Lock()
+	u.acks++
+	u.lastAck = u.cfg.Now()
+	if e := u.entries[res.Topup.Seq]; e != nil {
+		switch a.Status {
+		case wire.AckRetryLater:
+			e.nextTry = u.cfg.Now().Add(u.Backoff(e.attempts + 1))
+		case wire.AckConflict:
+			e.stopped = true
+		}
+	}
+	u.mu.Unlock()
+	if a.Status == wire.AckConflict && res.Changed {
+		u.cfg.Health.Event("topup_conflict", health.Critical, health.Engineer,
+			fmt.Sprintf("ledger holds %s with different content; retries stopped", a.TopupID))
+	}
+	if res.Changed {
+		u.log.Info("ack applied", "topup", a.TopupID, "status", a.Status, "ledger_ref", a.LedgerRef)
+		if u.cfg.OnAck != nil {
+			u.cfg.OnAck(res.Topup)
+		}
+	}
+	u.Kick()
+}
+
+func (u *Uplink) rejectAck(why string) {
+	u.mu.Lock()
+	u.rejectedAcks++
+	u.mu.Unlock()
+	u.log.Warn("ignoring ack", "why", why)
+	u.cfg.Health.Event("bad_ack", health.Warning, health.Engineer, why)
+}
+
+// Authorize asks the ledger about an account (up/authz → signed down/authz).
+func (u *Uplink) Authorize(ctx context.Context, account, nonce string) (wire.AuthzResponse, error) {
+	if !u.cfg.Client.Connected() {
+		return wire.AuthzResponse{}, ErrOffline
+	}
+	u.mu.Lock()
+	u.reqN++
+	id := fmt.Sprintf("%s-%d-%d", u.cfg.KioskID, u.cfg.Now().UnixNano(), u.reqN)
+	ch := make(chan wire.AuthzResponse, 1)
+	u.authz[id] = ch
+	u.mu.Unlock()
+	defer func() {
+		u.mu.Lock()
+		delete(u.authz, id)
+		u.mu.Unlock()
+	}()
+	b, err := marshal(wire.AuthzRequest{V: wire.Version, ReqID: id, Account: account, QRNonce: nonce})
+	if err != nil {
+		return wire.AuthzResponse{}, err
+	}
+	if err := u.cfg.Client.Publish(ctx, wire.Topic(u.cfg.KioskID, wire.UpAuthz), 1, false, b); err != nil {
+		return wire.AuthzResponse{}, fmt.Errorf("uplink: authz request: %w", err)
+	}
+	select {
+	case r := <-ch:
+		return r, nil
+	case <-ctx.Done():
+		return wire.AuthzResponse{}, fmt.Errorf("uplink: authz: %w", ctx.Err())
+	}
+}
+
+func (u *Uplink) handleAuthz(topic string, payload []byte) {
+	var r wire.AuthzResponse
+	kid, err := u.cfg.LedgerKeys.Open(payload, &r)
+	if err == nil {
+		err = r.Validate()
+	}
+	if err != nil {
+		u.log.Warn("ignoring authz response", "kid", kid, "err", err)
+		u.cfg.Health.Event("bad_authz", health.Warning, health.Engineer, err.Error())
+		return
+	}
+	u.mu.Lock()
+	ch := u.authz[r.ReqID]
+	u.mu.Unlock()
+	if ch == nil {
+		u.log.Info("authz response for no pending request", "req_id", r.ReqID)
+		return
+	}
+	select {
+	case ch <- r:
+	default:
+	}
+}
+
+// maxAlarmQueue bounds the alarms kept while offline; alarms are also in the journal.
+const maxAlarmQueue = 256
+
+// Alarm queues a condition change for up/alarm (QoS 1). Safe to call from a health
+// listener: it never blocks.
+func (u *Uplink) Alarm(c health.Condition) {
+	u.mu.Lock()
+	if len(u.alarms) >= maxAlarmQueue {
+		u.alarms = u.alarms[1:]
+		u.dropped++
+	}
+	u.alarms = append(u.alarms, wire.Alarm{V: wire.Version, AlarmID: c.ID, Kind: c.Kind, Severity: string(c.Severity),
+		Actor: string(c.Actor), At: c.Since, Details: c.Detail, Cleared: c.Cleared})
+	u.mu.Unlock()
+	u.Kick()
+}
+
+func (u *Uplink) flushAlarms(ctx context.Context) {
+	if !u.cfg.Client.Connected() {
+		return
+	}
+	for {
+		u.mu.Lock()
+		if len(u.alarms) == 0 {
+			u.mu.Unlock()
+			return
+		}
+		a := u.alarms[0]
+		u.mu.Unlock()
+		b, err := marshal(a)
+		if err != nil {
+			return
+		}
+		pctx, cancel := context.WithTimeout(ctx, u.cfg.PublishTimeout)
+		err = u.cfg.Client.Publish(pctx, wire.Topic(u.cfg.KioskID, wire.UpAlarm), 1, false, b)
+		cancel()
+		if err != nil {
+			return
+		}
+		u.mu.Lock()
+		if len(u.alarms) > 0 && u.alarms[0].AlarmID == a.AlarmID && u.alarms[0].Cleared == a.Cleared {
+			u.alarms = u.alarms[1:]
+		}
+		u.mu.Unlock()
+	}
+}
+
+func (u *Uplink) sendHeartbeat(ctx context.Context) {
+	if !u.cfg.Client.Connected() {
+		return
+	}
+	hb := u.cfg.Heartbeat()
+	hb.V = wire.Version
+	b, err := marshal(hb)
+	if err != nil {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, u.cfg.PublishTimeout)
+	defer cancel()
+	_ = u.cfg.Client.Publish(pctx, wire.Topic(u.cfg.KioskID, wire.UpHeartbeat), 0, false, b)
+}
+
+// Stats is the uplink's view for heartbeats and diagnostics.
+type Stats struct {
+	Published    uint64    `json:"published"`
+	Acks         uint64    `json:"acks"`
+	RejectedAcks uint64    `json:"rejected_acks"`
+	LastAck      time.Time `json:"last_ack,omitzero"`
+	InFlight     int       `json:"in_flight"`
+	AlarmsQueued int       `json:"alarms_queued"`
+	AlarmsLost   int       `json:"alarms_dropped"`
+}
+
+// Stats returns counters.
+func (u *Uplink) Stats() Stats {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	s := Stats{Published: u.published, Acks: u.acks, RejectedAcks: u.rejectedAcks, LastAck: u.lastAck, AlarmsQueued: len(u.alarms), AlarmsLost: u.dropped}
+	for _, e := range u.entries {
+		if e.inFlight {
+			s.InFlight++
+		}
+	}
+	return s
+}

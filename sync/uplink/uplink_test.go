@@ -1,0 +1,398 @@
+package uplink
+
+import (
+	"context"
+	"crypto/ed25519"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/kioskd/kioskd/kiosk/health"
+	"github.com/kioskd/kioskd/kiosk/journal"
+	"github.com/kioskd/kioskd/sync/wire"
+)
+
+// fakeClient is an in-memory MQTT client: publishes are recorded, and a test can hold them
+// (no PUBACK yet) to count what is in flight.
+type fakeClient struct {
+	mu        sync.Mutex
+	connected bool
+	pubs      []pub
+	subs      map[string]func(string, []byte)
+	hold      chan struct{} // when non-nil, QoS1 publishes of top-ups wait for it
+	maxActive int
+	active    int
+}
+
+type pub struct {
+	topic   string
+	payload []byte
+	retain  bool
+	at      time.Time
+}
+
+func (f *fakeClient) Publish(ctx context.Context, topic string, qos byte, retain bool, payload []byte) error {
+	f.mu.Lock()
+	if !f.connected {
+		f.mu.Unlock()
+		return ErrOffline
+	}
+	f.pubs = append(f.pubs, pub{topic, append([]byte(nil), payload...), retain, time.Now()})
+	hold := f.hold
+	if strings.HasSuffix(topic, wire.UpTopup) {
+		f.active++
+		f.maxActive = max(f.maxActive, f.active)
+	}
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		if strings.HasSuffix(topic, wire.UpTopup) {
+			f.active--
+		}
+		f.mu.Unlock()
+	}()
+	if hold != nil && strings.HasSuffix(topic, wire.UpTopup) {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func (f *fakeClient) Subscribe(ctx context.Context, filter string, qos byte, h func(string, []byte)) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.subs == nil {
+		f.subs = map[string]func(string, []byte){}
+	}
+	f.subs[filter] = h
+	return nil
+}
+
+func (f *fakeClient) Connected() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.connected
+}
+
+func (f *fakeClient) deliver(topic string, payload []byte) {
+	f.mu.Lock()
+	h := f.subs[topic]
+	f.mu.Unlock()
+	if h != nil {
+		h(topic, payload)
+	}
+}
+
+func (f *fakeClient) topups() []pub {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []pub
+	for _, p := range f.pubs {
+		if strings.HasSuffix(p.topic, wire.UpTopup) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+var (
+	ledgerPriv = ed25519.NewKeyFromSeed([]byte("ledger-key-seed-0123456789abcdef"))
+	ledger     = wire.Signer{KID: "l1", Key: ledgerPriv}
+	ring       = wire.Keyring{"l1": ledgerPriv.Public().(ed25519.PublicKey)}
+)
+
+type urig struct {
+	j      *journal.Journal
+	c      *fakeClient
+	u      *Uplink
+	h      *health.Registry
+	acked  []journal.Topup
+	alarms []health.Condition
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func newURig(t *testing.T, topups int, maxInFlight int) *urig {
+	t.Helper()
+	j, err := journal.Open(filepath.Join(t.TempDir(), "j.db"), journal.Options{KioskID: "K1", Currency: "CNY"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range topups {
+		s, _ := j.OpenSession(journal.OpenSessionParams{Account: "acct", LimitMinor: 100000})
+		in, _ := j.StackIntent(s.ID, journal.Note{ValueMinor: int64(1000 * (i + 1))})
+		j.CreditNote(in.ID, journal.Note{}, "")
+		if _, err := j.CloseSession(journal.CloseParams{SessionID: s.ID, Outcome: wire.OutcomeComplete}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := &urig{j: j, c: &fakeClient{connected: true}, h: health.New("b", nil)}
+	r.h.Listen(func(c health.Condition) { r.mu.Lock(); r.alarms = append(r.alarms, c); r.mu.Unlock() })
+	r.u, err = New(Config{KioskID: "K1", Client: r.c, Journal: j, LedgerKeys: ring, Health: r.h, MaxInFlight: maxInFlight,
+		RetryMin: time.Second, RetryMax: time.Minute, Jitter: func() float64 { return 0.5 },
+		OnAck: func(t journal.Topup) { r.mu.Lock(); r.acked = append(r.acked, t); r.mu.Unlock() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.u.OnConnect(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	r.done = make(chan error, 1)
+	go func() { r.done <- r.u.Run(ctx) }()
+	t.Cleanup(func() {
+		r.cancel()
+		<-r.done
+		j.Close()
+	})
+	return r
+}
+
+func (r *urig) ack(t *testing.T, topupID string, status string, amount int64) {
+	t.Helper()
+	b, err := ledger.Seal(wire.Ack{V: 1, TopupID: topupID, Status: status, AmountMinor: amount, Currency: "CNY", LedgerRef: "L-" + topupID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.c.deliver(wire.Topic("K1", wire.DownAck), b)
+}
+
+func (r *urig) alarmKinds() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var k []string
+	for _, a := range r.alarms {
+		k = append(k, a.Kind)
+	}
+	return k
+}
+
+func TestPublishAckRemoves(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newURig(t, 1, 4)
+		synctest.Wait()
+		ps := r.c.topups()
+		if len(ps) != 1 {
+			t.Fatalf("published %d top-ups", len(ps))
+		}
+		var w wire.Topup
+		if err := wire.Decode(ps[0].payload, &w); err != nil || w.Validate() != nil {
+			t.Fatalf("payload %s: %v", ps[0].payload, err)
+		}
+		r.ack(t, w.TopupID, wire.AckCredited, w.AmountMinor)
+		synctest.Wait()
+		if ob, _ := r.j.Outbox(); len(ob) != 0 {
+			t.Fatalf("outbox after ack: %d", len(ob))
+		}
+		if len(r.acked) != 1 || r.acked[0].State != journal.TopupCredited {
+			t.Fatalf("OnAck %+v", r.acked)
+		}
+		// Nothing more is published, however long we wait.
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if n := len(r.c.topups()); n != 1 {
+			t.Fatalf("republished after ack: %d", n)
+		}
+	})
+}
+
+func TestRetrySameBytesWithBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newURig(t, 1, 4)
+		for len(r.c.topups()) < 5 {
+			time.Sleep(100 * time.Millisecond)
+			synctest.Wait()
+		}
+		ps := r.c.topups()
+		var times []time.Duration
+		for _, p := range ps {
+			times = append(times, p.at.Sub(ps[0].at))
+		}
+		for _, p := range ps[1:] {
+			if string(p.payload) != string(ps[0].payload) {
+				t.Fatal("retry changed the payload bytes")
+			}
+		}
+		// Jitter fixed at 0.5 → factor 0.75: 0.75 s, 1.5 s, 3 s, 6 s between attempts.
+		gaps := []time.Duration{}
+		for i := 1; i < len(times); i++ {
+			gaps = append(gaps, times[i]-times[i-1])
+		}
+		want := []time.Duration{750 * time.Millisecond, 1500 * time.Millisecond, 3000 * time.Millisecond, 6000 * time.Millisecond}
+		if !slices.Equal(gaps, want) {
+			t.Fatalf("gaps %v, want %v", gaps, want)
+		}
+	})
+}
+
+func TestInFlightBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newURig(t, 0, 3)
+		r.c.mu.Lock()
+		r.c.hold = make(chan struct{})
+		r.c.mu.Unlock()
+		for i := range 10 {
+			s, _ := r.j.OpenSession(journal.OpenSessionParams{Account: "acct", LimitMinor: 100000})
+			in, _ := r.j.StackIntent(s.ID, journal.Note{ValueMinor: int64(100 * (i + 1))})
+			r.j.CreditNote(in.ID, journal.Note{}, "")
+			r.j.CloseSession(journal.CloseParams{SessionID: s.ID, Outcome: wire.OutcomeComplete})
+		}
+		r.u.Kick()
+		synctest.Wait()
+		r.c.mu.Lock()
+		active := r.c.active
+		r.c.mu.Unlock()
+		if active != 3 {
+			t.Fatalf("%d publishes in flight, want 3", active)
+		}
+		close(r.c.hold)
+		for {
+			synctest.Wait()
+			if len(r.c.topups()) >= 10 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if r.c.maxActive != 3 {
+			t.Fatalf("max in flight %d", r.c.maxActive)
+		}
+	})
+}
+
+func TestBadAcksIgnored(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newURig(t, 1, 4)
+		synctest.Wait()
+		ob, _ := r.j.Outbox()
+		id, amt := ob[0].TopupID, ob[0].AmountMinor
+		// Signed by an unknown key.
+		_, other, _ := ed25519.GenerateKey(nil)
+		forged, _ := wire.Signer{KID: "l1", Key: other}.Seal(wire.Ack{V: 1, TopupID: id, Status: wire.AckCredited, AmountMinor: amt, Currency: "CNY"})
+		r.c.deliver(wire.Topic("K1", wire.DownAck), forged)
+		// Unsigned.
+		r.c.deliver(wire.Topic("K1", wire.DownAck), []byte(`{"v":1,"topup_id":"`+id+`","status":"credited"}`))
+		// Wrong amount.
+		r.ack(t, id, wire.AckCredited, amt+1)
+		// Unknown top-up.
+		r.ack(t, wire.TopupID("K1", r.j.Epoch(), 99), wire.AckCredited, amt)
+		synctest.Wait()
+		if ob, _ := r.j.Outbox(); len(ob) != 1 {
+			t.Fatal("a bad ack removed the outbox entry")
+		}
+		if st := r.u.Stats(); st.RejectedAcks != 4 {
+			t.Fatalf("rejected %d acks, want 4", st.RejectedAcks)
+		}
+		if k := r.alarmKinds(); len(k) != 4 || k[0] != "bad_ack" {
+			t.Fatalf("alarms %v", k)
+		}
+		// Duplicate ack of a credited top-up: applied once.
+		r.ack(t, id, wire.AckCredited, amt)
+		r.ack(t, id, wire.AckDuplicate, amt)
+		synctest.Wait()
+		if len(r.acked) != 1 {
+			t.Fatalf("OnAck called %d times", len(r.acked))
+		}
+	})
+}
+
+func TestConflictStopsRetries(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newURig(t, 1, 4)
+		synctest.Wait()
+		ob, _ := r.j.Outbox()
+		r.ack(t, ob[0].TopupID, wire.AckConflict, ob[0].AmountMinor)
+		synctest.Wait()
+		n := len(r.c.topups())
+		time.Sleep(24 * time.Hour)
+		synctest.Wait()
+		if got := len(r.c.topups()); got != n {
+			t.Fatalf("conflicted top-up republished %d times", got-n)
+		}
+		if !slices.Contains(r.alarmKinds(), "topup_conflict") {
+			t.Fatalf("no conflict alarm: %v", r.alarmKinds())
+		}
+		if ob, _ := r.j.Outbox(); len(ob) != 1 || ob[0].State != journal.TopupConflict {
+			t.Fatalf("conflict must stay in the outbox: %+v", ob)
+		}
+	})
+}
+
+func TestOfflineThenReconnectCatchesUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newURig(t, 0, 4)
+		r.c.mu.Lock()
+		r.c.connected = false
+		r.c.mu.Unlock()
+		for range 3 {
+			s, _ := r.j.OpenSession(journal.OpenSessionParams{Account: "acct", LimitMinor: 100000})
+			in, _ := r.j.StackIntent(s.ID, journal.Note{ValueMinor: 500})
+			r.j.CreditNote(in.ID, journal.Note{}, "")
+			r.j.CloseSession(journal.CloseParams{SessionID: s.ID, Outcome: wire.OutcomeComplete})
+		}
+		r.u.Kick()
+		time.Sleep(72 * time.Hour) // three days offline
+		synctest.Wait()
+		if n := len(r.c.topups()); n != 0 {
+			t.Fatalf("published %d while offline", n)
+		}
+		r.c.mu.Lock()
+		r.c.connected = true
+		r.c.mu.Unlock()
+		r.u.OnConnect(context.Background())
+		synctest.Wait()
+		if n := len(r.c.topups()); n != 3 {
+			t.Fatalf("published %d on reconnect, want 3 at once", n)
+		}
+	})
+}
+
+func TestAuthorize(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newURig(t, 0, 4)
+		// A responder that answers each request, first with a forged signature.
+		go func() {
+			for {
+				time.Sleep(10 * time.Millisecond)
+				r.c.mu.Lock()
+				var req *wire.AuthzRequest
+				for _, p := range r.c.pubs {
+					if strings.HasSuffix(p.topic, wire.UpAuthz) {
+						var q wire.AuthzRequest
+						wire.Decode(p.payload, &q)
+						req = &q
+					}
+				}
+				r.c.pubs = slices.DeleteFunc(r.c.pubs, func(p pub) bool { return strings.HasSuffix(p.topic, wire.UpAuthz) })
+				r.c.mu.Unlock()
+				if req == nil {
+					continue
+				}
+				_, other, _ := ed25519.GenerateKey(nil)
+				bad, _ := wire.Signer{KID: "l1", Key: other}.Seal(wire.AuthzResponse{V: 1, ReqID: req.ReqID, Status: wire.AuthzOK, RemainingMinor: 999999})
+				r.c.deliver(wire.Topic("K1", wire.DownAuthz), bad)
+				good, _ := ledger.Seal(wire.AuthzResponse{V: 1, ReqID: req.ReqID, Status: wire.AuthzOK, RemainingMinor: 12300, NameMasked: "A***"})
+				r.c.deliver(wire.Topic("K1", wire.DownAuthz), good)
+				return
+			}
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		resp, err := r.u.Authorize(ctx, "alice", "nonce123")
+		if err != nil || resp.RemainingMinor != 12300 {
+			t.Fatalf("authorize = %+v %v", resp, err)
+		}
+		// No answer: the caller's timeout, so the engine can fall back to offline limits.
+		ctx2, cancel2 := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel2()
+		if _, err := r.u.Authorize(ctx2, "bob", "nonce456"); err == nil {
+			t.Fatal("authorize without an answer succeeded")
+		}
+	})
+}
