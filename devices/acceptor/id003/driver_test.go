@@ -443,7 +443,7 @@ func TestEveryErrorState(t *testing.T) {
 				poll(StPause),
 				poll(StCheated),
 				poll(StFailure, 0xA6),
-				poll(StFailure, 0xB2), // a different failure code is a new fact
+				poll(StFailure, 0xB2),                                         // a different failure code is a new fact
 				ask(statusReq, fr(StCommError)), ask(statusReq, fr(StIdling)), // COMM ERROR: re-sent at once
 				ask(statusReq, fr(StInvalidCommand)),
 				poll(0x3F), // a status this driver does not know
@@ -531,10 +531,10 @@ func TestDamagedRepliesAreResynchronised(t *testing.T) {
 		pb, port := newPlayback(t, script(
 			running(),
 			[]step{
-				ask(statusReq, badCRC(idle)),       // dropped; the request is re-sent at once
+				ask(statusReq, badCRC(idle)),        // dropped; the request is re-sent at once
 				ask(statusReq, garbageBefore(idle)), // noise skipped
-				ask(statusReq, wrongLNG(idle)),     // waits for a byte that never comes: timeout
-				ask(statusReq, idle),               // the stale partial frame was dropped
+				ask(statusReq, wrongLNG(idle)),      // waits for a byte that never comes: timeout
+				ask(statusReq, idle),                // the stale partial frame was dropped
 				{host: statusReq, unit: [][]byte{escrow[:1], escrow[1:3], escrow[3:]}}, // split
 				ask(fr(CmdReturn), fr(CmdAck)),
 				{host: statusReq, unit: [][]byte{{0xFC}, {0x05}, {0x18}, fr(StReturning)[3:]}},
