@@ -7,4 +7,4 @@ require (
 	golang.org/x/sys v0.50.0
 )
 
-require go.bug.st/serial v1.8.0 // indirect
+require go.bug.st/serial v1.8.0

@@ -89,10 +89,11 @@ func (h *handler) calls() (escrows, credits []acceptor.Note) {
 	return append([]acceptor.Note(nil), h.escrows...), append([]acceptor.Note(nil), h.credits...)
 }
 
-// eventually waits on the bubble's fake clock for cond, failing after a fake minute.
+// eventually waits for cond, failing after 10 s: on the fake clock inside a synctest bubble,
+// on the real one in the pty test.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}

@@ -173,6 +173,14 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("chunked decode found %d frames, whole decode %d", len(got), len(all))
 		}
 		for i := range all {
+			// The payload parser of the one reply with structured data must hold too.
+			if entries, err := ParseCurrencyTable(all[i].Data); err == nil {
+				for _, e := range entries {
+					if n, ok := e.Note(); ok && n.ValueMinor <= 0 {
+						t.Fatalf("entry %+v gives value %d", e, n.ValueMinor)
+					}
+				}
+			}
 			re, _ := Encode(all[i].Cmd, all[i].Data...)
 			if !bytes.Contains(in, re) {
 				t.Fatalf("frame %v is not in the input", all[i])

@@ -90,20 +90,22 @@ func (l *loop) run(ctx context.Context) error {
 // start-up sequence still needs.
 func (l *loop) cycle(ctx context.Context) {
 	f, err := l.exchange(ctx, CmdStatusRequest, nil)
-	if err != nil {
-		// A refused STATUS REQUEST still proves the unit is there (and was reported as a
-		// ProtocolError); only silence or damage counts towards CommLost.
-		if l.fatal == nil && ctx.Err() == nil && !errors.Is(err, acceptor.ErrRefused) {
+	if err != nil && !errors.Is(err, acceptor.ErrRefused) {
+		if l.fatal == nil && ctx.Err() == nil {
 			l.commFailed(ctx, err)
 		}
 		return
 	}
-	l.d.n.polls.Add(1)
+	// A refused STATUS REQUEST (reported as a ProtocolError) still proves the unit is there.
 	if l.lost {
 		l.lost = false
 		l.log.Info("communication restored")
 		l.emit(ctx, acceptor.Event{Kind: acceptor.CommRestored})
 	}
+	if err != nil {
+		return
+	}
+	l.d.n.polls.Add(1)
 	l.onStatus(ctx, f)
 	if l.fatal == nil && ctx.Err() == nil {
 		l.advance(ctx)
