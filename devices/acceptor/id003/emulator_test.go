@@ -402,3 +402,24 @@ func BenchmarkPollCycle(b *testing.B) {
 	<-runDone
 	<-simDone
 }
+
+// TestRunCancellationInhibitsAndLeavesNothing: cancelling Run inhibits an enabled unit, closes
+// the port and stops the reader; the synctest bubble fails the test if any goroutine is left.
+func TestRunCancellationInhibitsAndLeavesNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sim := id003sim.New(id003sim.Config{Denominations: cny})
+		h := &handler{}
+		r := newRig(t, sim, h)
+		r.ready()
+		if sim.State().Inhibited {
+			t.Fatal("unit not enabled by Enable")
+		}
+		r.stop()
+		if !sim.State().Inhibited {
+			t.Fatal("Run ended without inhibiting the unit")
+		}
+		if err := r.drv.Enable(context.Background(), []int{0x61}); !errors.Is(err, acceptor.ErrNotRunning) {
+			t.Fatalf("Enable after Run: %v", err)
+		}
+	})
+}
