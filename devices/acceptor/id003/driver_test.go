@@ -730,3 +730,35 @@ func TestRunTwiceAndPortFailure(t *testing.T) {
 		}
 	})
 }
+
+func TestReturnedWhenTheNextNoteFollowsAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		pb, port := newPlayback(t, script(
+			running(),
+			[]step{
+				poll(StEscrow, 0x61),
+				ask(fr(CmdReturn), fr(CmdAck)),
+				poll(StReturning),
+				poll(StAccepting), // the customer pushed the next note in between two polls
+				poll(StEscrow, 0x63),
+				ask(fr(CmdReturn), fr(CmdAck)),
+				poll(StReturning),
+				poll(StIdling),
+			},
+			shutdownSteps(),
+		)...)
+		d := New(port, Config{Denominations: testDenoms})
+		rec := &recorder{decide: func(acceptor.Note, int) acceptor.Decision { return acceptor.Return }}
+		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Returned, 2))
+		mustNil(t, d.Run(ctx, rec))
+		pb.check()
+		r := rec.eventsOf(acceptor.Returned)
+		if len(r) != 2 || r[0].Note.Code != 0x61 || r[1].Note.Code != 0x63 {
+			t.Fatalf("Returned events %v", r)
+		}
+		wantKinds(t, rec.kinds(), acceptor.Disabled, acceptor.Identified, acceptor.Returning, acceptor.Returned,
+			acceptor.Accepting, acceptor.Returning, acceptor.Returned, acceptor.Idle)
+	})
+}

@@ -54,7 +54,9 @@ func (l *loop) onStatus(ctx context.Context, f Frame) {
 	if !inEscrow.has(l.state) {
 		l.inEscrow = false
 	}
-	if l.returning && (l.state == stateIdling || l.state == stateDisabled) {
+	// The note is back with the customer once the unit is idle again, or already busy with
+	// the next note (both can happen between two polls).
+	if l.returning && states(stateIdling, stateDisabled, stateAccepting, stateEscrow).has(l.state) {
 		l.returning = false
 		l.emit(ctx, acceptor.Event{Kind: acceptor.Returned, Note: l.note})
 		l.forgetNote()
