@@ -795,17 +795,6 @@ type Snapshot struct {
 	PendingFaults  int    `json:"pending_faults,omitempty"`
 }
 
-var statusNames = map[byte]string{
-	id003.StIdling: "idling", id003.StAccepting: "accepting", id003.StEscrow: "escrow",
-	id003.StStacking: "stacking", id003.StVendValid: "vend_valid", id003.StStacked: "stacked",
-	id003.StRejecting: "rejecting", id003.StReturning: "returning", id003.StHolding: "holding",
-	id003.StDisabled: "disabled", id003.StInitialize: "initialize", id003.StPowerUp: "power_up",
-	id003.StPowerUpAcc: "power_up_bill_in_acceptor", id003.StPowerUpStk: "power_up_bill_in_stacker",
-	id003.StStackerFull: "stacker_full", id003.StStackerOpen: "stacker_open",
-	id003.StAcceptorJam: "acceptor_jam", id003.StStackerJam: "stacker_jam", id003.StPause: "pause",
-	id003.StCheated: "cheated", id003.StFailure: "failure",
-}
-
 // State returns a snapshot: Status is what the unit would answer to the next STATUS REQUEST
 // (before that request's own escrow-timeout check).
 func (s *Sim) State() Snapshot {
@@ -813,7 +802,7 @@ func (s *Sim) State() Snapshot {
 	defer s.mu.Unlock()
 	st, arg := s.statusLocked()
 	snap := Snapshot{
-		Status: statusNames[st], StatusCode: st, StatusData: arg,
+		Status: id003.StatusName(st), StatusCode: st, StatusData: arg,
 		Inhibited: s.inhibited, CassetteIn: !s.cassetteOut, CassetteFull: s.cassetteFull,
 		CassetteNumber: s.cassette, CassetteCount: s.countLocked(), Failure: int(s.failure),
 		Cheated: s.cheated, Paused: s.paused, ForcedReject: int(s.forcedReject),

@@ -70,11 +70,9 @@ func stateOf(status byte) unitState {
 	return stateUnknown
 }
 
-// isStatus reports whether b is a status the unit sends in reply to STATUS REQUEST.
-func isStatus(b byte) bool {
-	_, ok := statusStates[b]
-	return ok
-}
+// StatusName names a status byte ("idling", "escrow", "vend_valid", ...; "unknown" for a
+// status this package does not know), for logs and control panels.
+func StatusName(status byte) string { return stateOf(status).String() }
 
 // stateSet is a set of unit states.
 type stateSet uint32
