@@ -1,0 +1,192 @@
+// Package serialport opens the serial ports the kiosk's devices hang on (bill acceptors,
+// receipt printers, QR scanners) with go.bug.st/serial, and hands drivers a plain
+// io.ReadWriteCloser: drivers never see a concrete serial type.
+//
+// # Reads, timeouts and Close on Linux
+//
+// go.bug.st/serial (v1.8.0) reads with select(2) on the port and on an internal pipe. With a
+// read timeout (Mode.ReadTimeout > 0) a Read that sees no byte in time returns (0, nil):
+// reader loops must treat (0, nil) as "nothing yet", never as end of input (io.Reader allows
+// it; the drivers' reader goroutines do so). With no timeout a Read blocks until a byte
+// arrives. Either way Close releases a Read blocked in another goroutine at once: Close
+// writes to the library's pipe, the select wakes, and the Read returns an error that
+// errors.Is(err, ErrClosed) recognises; Close itself waits for pending Reads to return. A
+// device that disappears (USB serial adapter unplugged) makes Read return ErrClosed too.
+// The read timeout is still worth setting: it bounds how long a reader goes without looking
+// at its stop signal, for code that does not own the port's Close.
+//
+// Parity errors are not reported as such: with parity enabled the library sets INPCK
+// without PARMRK, so the kernel delivers a byte with a parity error as 0x00, which the
+// protocols' CRCs then reject.
+package serialport
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"time"
+
+	"go.bug.st/serial"
+)
+
+// Parity is the parity bit setting.
+type Parity int
+
+const (
+	NoParity Parity = iota
+	EvenParity
+	OddParity
+)
+
+func (p Parity) String() string {
+	switch p {
+	case NoParity:
+		return "N"
+	case EvenParity:
+		return "E"
+	case OddParity:
+		return "O"
+	}
+	return fmt.Sprintf("Parity(%d)", int(p))
+}
+
+// Mode is a port configuration.
+type Mode struct {
+	Baud     int
+	DataBits int // 5..8
+	Parity   Parity
+	StopBits int // 1 or 2
+	// ReadTimeout bounds one Read: after it a Read with no data returns (0, nil). Zero
+	// blocks until data arrives (Close still releases it).
+	ReadTimeout time.Duration
+}
+
+func (m Mode) String() string {
+	return fmt.Sprintf("%d %d%s%d", m.Baud, m.DataBits, m.Parity, m.StopBits)
+}
+
+// Presets for the kiosk's devices. The printer and scanner presets are the common factory
+// defaults; the kiosk config overrides them for units set otherwise.
+var (
+	// ID003 is JCM ID-003: 9600 8E1.
+	ID003 = Mode{Baud: 9600, DataBits: 8, Parity: EvenParity, StopBits: 1, ReadTimeout: 100 * time.Millisecond}
+	// SSP is ITL SSP/eSSP on RS-232 or TTL: 9600 8N2.
+	SSP = Mode{Baud: 9600, DataBits: 8, Parity: NoParity, StopBits: 2, ReadTimeout: 100 * time.Millisecond}
+	// CCNET is CashCode CCNET: 9600 8N1.
+	CCNET = Mode{Baud: 9600, DataBits: 8, Parity: NoParity, StopBits: 1, ReadTimeout: 100 * time.Millisecond}
+	// Printer is an ESC/POS receipt printer: 9600 8N1 (many ship at 19200 or 115200).
+	Printer = Mode{Baud: 9600, DataBits: 8, Parity: NoParity, StopBits: 1, ReadTimeout: 100 * time.Millisecond}
+	// Scanner is a serial QR scanner: 9600 8N1 (many ship at 115200).
+	Scanner = Mode{Baud: 9600, DataBits: 8, Parity: NoParity, StopBits: 1, ReadTimeout: 100 * time.Millisecond}
+)
+
+// Errors.
+var (
+	// ErrBadMode: the Mode cannot be applied (zero baud, 9 data bits, 3 stop bits...).
+	ErrBadMode = errors.New("serialport: invalid mode")
+	// ErrClosed: the port was closed, or the device went away.
+	ErrClosed = errors.New("serialport: port closed")
+)
+
+// Port is an open serial port.
+type Port interface {
+	io.ReadWriteCloser
+	// ResetInputBuffer drops bytes received but not yet read.
+	ResetInputBuffer() error
+}
+
+// Validate reports whether m can be applied.
+func (m Mode) Validate() error {
+	switch {
+	case m.Baud <= 0:
+		return fmt.Errorf("%w: baud %d", ErrBadMode, m.Baud)
+	case m.DataBits < 5 || m.DataBits > 8:
+		return fmt.Errorf("%w: %d data bits", ErrBadMode, m.DataBits)
+	case m.Parity != NoParity && m.Parity != EvenParity && m.Parity != OddParity:
+		return fmt.Errorf("%w: parity %v", ErrBadMode, m.Parity)
+	case m.StopBits != 1 && m.StopBits != 2:
+		return fmt.Errorf("%w: %d stop bits", ErrBadMode, m.StopBits)
+	case m.ReadTimeout < 0:
+		return fmt.Errorf("%w: negative read timeout", ErrBadMode)
+	}
+	return nil
+}
+
+// Open opens the serial device at path (for example /dev/ttyUSB0 or a pty slave) in raw
+// mode with m, without hardware flow control.
+func Open(path string, m Mode) (Port, error) {
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("serialport: open %s: %w", path, err)
+	}
+	sm := &serial.Mode{BaudRate: m.Baud, DataBits: m.DataBits, Parity: serial.NoParity, StopBits: serial.OneStopBit}
+	switch m.Parity {
+	case EvenParity:
+		sm.Parity = serial.EvenParity
+	case OddParity:
+		sm.Parity = serial.OddParity
+	}
+	if m.StopBits == 2 {
+		sm.StopBits = serial.TwoStopBits
+	}
+	p, err := serial.Open(path, sm)
+	if err != nil {
+		return nil, fmt.Errorf("serialport: open %s (%v): %w", path, m, err)
+	}
+	timeout := serial.NoTimeout
+	if m.ReadTimeout > 0 {
+		timeout = m.ReadTimeout
+	}
+	if err := p.SetReadTimeout(timeout); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("serialport: open %s: read timeout: %w", path, err)
+	}
+	return &port{p: p, path: path}, nil
+}
+
+type port struct {
+	p      serial.Port
+	path   string
+	closed atomic.Bool
+}
+
+func (p *port) Read(b []byte) (int, error) {
+	n, err := p.p.Read(b)
+	if err != nil {
+		return n, p.wrap("read", err)
+	}
+	return n, nil
+}
+
+func (p *port) Write(b []byte) (int, error) {
+	n, err := p.p.Write(b)
+	if err != nil {
+		return n, p.wrap("write", err)
+	}
+	return n, nil
+}
+
+func (p *port) Close() error {
+	p.closed.Store(true)
+	if err := p.p.Close(); err != nil {
+		return p.wrap("close", err)
+	}
+	return nil
+}
+
+func (p *port) ResetInputBuffer() error {
+	if err := p.p.ResetInputBuffer(); err != nil {
+		return p.wrap("reset input buffer", err)
+	}
+	return nil
+}
+
+func (p *port) wrap(op string, err error) error {
+	// The library closes the descriptor before it wakes pending reads, so a Read racing
+	// Close may see EBADF instead of PortClosed: after our own Close, every error is ErrClosed.
+	var pe *serial.PortError
+	if p.closed.Load() || errors.As(err, &pe) && pe.Code() == serial.PortClosed {
+		return fmt.Errorf("serialport: %s %s: %w", op, p.path, ErrClosed)
+	}
+	return fmt.Errorf("serialport: %s %s: %w", op, p.path, err)
+}
