@@ -190,22 +190,22 @@ func (k Kind) Fault() bool {
 type RejectReason int
 
 const (
-	RejectUnknown RejectReason = iota
-	RejectInsertion            // note inserted badly / skewed
-	RejectMagnetic             // magnetic pattern check
-	RejectRemainingInHead      // a note was left in the head
-	RejectMultiple             // more than one note
-	RejectConveying            // transport error
-	RejectDenomination         // could not identify the denomination
-	RejectPhotoPattern         // optical pattern check
-	RejectPhotoLevel           // optical level check
-	RejectInhibited            // denomination disabled or unit inhibited
-	RejectOperation            // operation error (e.g. return requested)
-	RejectRemainingInStacker   // a note was left in the stacker path
-	RejectLength               // length check
-	RejectCounterfeit          // true-bill / security check failed
-	RejectHostReturn           // the host asked for the note to be returned
-	RejectTimeout              // escrow timeout in the unit
+	RejectUnknown            RejectReason = iota
+	RejectInsertion                       // note inserted badly / skewed
+	RejectMagnetic                        // magnetic pattern check
+	RejectRemainingInHead                 // a note was left in the head
+	RejectMultiple                        // more than one note
+	RejectConveying                       // transport error
+	RejectDenomination                    // could not identify the denomination
+	RejectPhotoPattern                    // optical pattern check
+	RejectPhotoLevel                      // optical level check
+	RejectInhibited                       // denomination disabled or unit inhibited
+	RejectOperation                       // operation error (e.g. return requested)
+	RejectRemainingInStacker              // a note was left in the stacker path
+	RejectLength                          // length check
+	RejectCounterfeit                     // true-bill / security check failed
+	RejectHostReturn                      // the host asked for the note to be returned
+	RejectTimeout                         // escrow timeout in the unit
 )
 
 var reasonNames = [...]string{
