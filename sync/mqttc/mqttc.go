@@ -254,6 +254,10 @@ func (c *Client) Publish(ctx context.Context, topic string, qos byte, retain boo
 // Subscribe subscribes to filter and waits for the SUBACK, bounded by ctx. Handler runs on a
 // worker goroutine for every matching message. A refused subscription (SUBACK failure code,
 // e.g. by a broker ACL) is an error.
+//
+// Paho routes each received message to the handler of every subscription of this client
+// whose filter matches it, and it matches a shared subscription ($share/<group>/<filter>) by
+// <filter>: avoid overlapping filters on one client, or a message reaches two handlers.
 func (c *Client) Subscribe(ctx context.Context, filter string, qos byte, handler Handler) error {
 	if handler == nil || filter == "" || qos > 2 {
 		return fmt.Errorf("mqttc: subscribe %q: %w: needs a filter, a handler and QoS 0-2", filter, ErrConfig)
