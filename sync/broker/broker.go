@@ -41,8 +41,8 @@ type Broker struct {
 	stop chan struct{} // closed by Close; ends the ctx watcher
 	wg   sync.WaitGroup
 
-	mu       sync.Mutex // serialises shutdown between Close and the ctx watcher
-	stopped  bool
+	mu      sync.Mutex // serialises shutdown between Close and the ctx watcher
+	stopped bool
 
 	closeOnce sync.Once
 	closeErr  error
