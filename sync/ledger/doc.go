@@ -59,10 +59,12 @@
 // Top-ups arrive through the shared subscription $share/<group>/kiosk/+/up/topup, so
 // several ledger instances (sharing one Store) split the load; each message goes to one
 // instance. Config.PlainTopupSubscription uses kiosk/+/up/topup for a broker without
-// shared subscriptions. mochi (the embedded broker) and mosquitto ≥ 2 deliver shared
-// subscriptions to MQTT 3.1.1 clients. MQTT gives at-least-once delivery, and a kiosk
-// retries until it gets an ack, so every top-up may arrive any number of times, reordered,
-// across ledger and broker restarts: the store's idempotency is what makes that safe.
+// shared subscriptions. Shared subscriptions are an MQTT 5 feature, but mochi (the embedded
+// broker, see sync/broker's TestSharedSubscription311) and mosquitto 2.0 (checked by hand with
+// mosquitto_sub -V mqttv311) deliver them to MQTT 3.1.1 clients such as paho. MQTT gives
+// at-least-once delivery, and a kiosk retries until it gets an ack, so every top-up may
+// arrive any number of times, reordered, across ledger and broker restarts: the store's
+// idempotency is what makes that safe.
 //
 // Status (retained), heartbeat, alarm and cmd_result messages feed the in-memory fleet view;
 // the retained status comes back from the broker when the ledger reconnects.
