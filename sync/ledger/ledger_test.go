@@ -26,7 +26,7 @@ var (
 	testSigner           = wire.Signer{KID: "ledger-test", Key: testPriv}
 )
 
-func startBroker(t *testing.T) *broker.Broker {
+func startBroker(t testing.TB) *broker.Broker {
 	t.Helper()
 	b, err := broker.Start(t.Context(), broker.Config{})
 	if err != nil {
@@ -38,7 +38,7 @@ func startBroker(t *testing.T) *broker.Broker {
 
 // runLedger starts a Ledger on the broker and waits until it is subscribed. stop ends it
 // and waits for Run to return; it also runs at cleanup.
-func runLedger(t *testing.T, b *broker.Broker, store Store, id string, mutate func(*Config)) (l *Ledger, stop func()) {
+func runLedger(t testing.TB, b *broker.Broker, store Store, id string, mutate func(*Config)) (l *Ledger, stop func()) {
 	t.Helper()
 	cfg := Config{
 		MQTT:   mqttc.Config{Brokers: []string{b.URL()}, ClientID: id, MaxReconnectInterval: 500 * time.Millisecond},
@@ -83,14 +83,14 @@ func runLedger(t *testing.T, b *broker.Broker, store Store, id string, mutate fu
 // kiosk is a test kiosk: it publishes top-ups and authz requests, and verifies every signed
 // answer with the ledger's public key.
 type kiosk struct {
-	t     *testing.T
+	t     testing.TB
 	id    string
 	c     *mqttc.Client
 	acks  chan wire.Ack
 	authz chan wire.AuthzResponse
 }
 
-func newKiosk(t *testing.T, b *broker.Broker, id string) *kiosk {
+func newKiosk(t testing.TB, b *broker.Broker, id string) *kiosk {
 	t.Helper()
 	c, err := mqttc.Dial(mqttc.Config{Brokers: []string{b.URL()}, ClientID: id})
 	if err != nil {
@@ -131,7 +131,7 @@ func newKiosk(t *testing.T, b *broker.Broker, id string) *kiosk {
 	return k
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), wait)
 	t.Cleanup(cancel)
 	return ctx
