@@ -43,12 +43,12 @@ const (
 )
 
 type kioskState struct {
-	status      *wire.Status
-	statusAt    time.Time
-	hb          *wire.Heartbeat
-	hbAt        time.Time
-	alarms      map[string]wire.Alarm
-	cmdResults  []CmdResultView
+	status     *wire.Status
+	statusAt   time.Time
+	hb         *wire.Heartbeat
+	hbAt       time.Time
+	alarms     map[string]wire.Alarm
+	cmdResults []CmdResultView
 }
 
 type fleet struct {
