@@ -389,6 +389,12 @@ func (c *Client) onConnect() {
 }
 
 func (c *Client) onLost(err error) {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return // our own Close; nothing was lost
+	}
 	c.log.Warn("mqttc: connection lost", "err", err)
 	if c.cfg.OnConnectionLost != nil {
 		c.goOwned(func() { c.cfg.OnConnectionLost(c, err) })
