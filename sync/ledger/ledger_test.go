@@ -520,3 +520,85 @@ func TestMasking(t *testing.T) {
 		}
 	}
 }
+
+func TestUnderProductionACL(t *testing.T) {
+	// Ready means every subscription was granted: the ledger's filters fit the ACL rule.
+	b, err := broker.Start(t.Context(), broker.Config{
+		Users: map[string]string{"ledger": "lpw", "K1": "k1pw"}, ACL: true, LedgerUsers: []string{"ledger"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	store := openStore(t, "", nil)
+	runLedger(t, b, store, "ledger-a", func(c *Config) { c.MQTT.Username, c.MQTT.Password = "ledger", "lpw" })
+	c, err := mqttc.Dial(mqttc.Config{Brokers: []string{b.URL()}, ClientID: "K1", Username: "K1", Password: "k1pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(0) })
+	if err := c.WaitConnected(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	acks := make(chan wire.Ack, 1)
+	if err := c.Subscribe(ctxT(t), "kiosk/K1/down/ack", 1, func(_ string, p []byte) {
+		var a wire.Ack
+		if _, err := testRing.Open(p, &a); err == nil {
+			acks <- a
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(topup("K1", 1, 1, "alice", 100))
+	if err := c.Publish(ctxT(t), "kiosk/K1/up/topup", 1, false, raw); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case a := <-acks:
+		if a.Status != wire.AckCredited {
+			t.Errorf("ack %+v", a)
+		}
+	case <-time.After(wait):
+		t.Fatal("no ack through the ACL broker")
+	}
+}
+
+func TestSurvivesBrokerRestart(t *testing.T) {
+	b, err := broker.Start(t.Context(), broker.Config{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := b.Addr()
+	store := openStore(t, "", nil)
+	l, _ := runLedger(t, b, store, "ledger-1", nil)
+	k := newKiosk(t, b, "K1")
+	tp := topup("K1", 1, 1, "alice", 100)
+	k.topup(tp, wire.AckCredited)
+
+	b.Close()
+	b2, err := broker.Start(t.Context(), broker.Config{Addr: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b2.Close() })
+	// The ledger re-subscribes in OnConnect; a fresh kiosk connection retries the top-up
+	// (its outbox kept it) until the ledger answers.
+	k2 := newKiosk(t, b2, "K1b")
+	tp2 := topup("K1b", 1, 1, "alice", 100)
+	waitFor(t, "the ledger to reconnect", func() bool { return l.Stats().MQTTConnected })
+	var a wire.Ack
+	for a.Status == "" {
+		k2.publish(wire.UpTopup, tp2)
+		select {
+		case a = <-k2.acks:
+		case <-time.After(100 * time.Millisecond): // the kiosk's own retry interval
+		}
+	}
+	// Two retries may both have reached the ledger; their acks can arrive in either order.
+	if a.Status != wire.AckCredited && a.Status != wire.AckDuplicate {
+		t.Errorf("after restart: %+v", a)
+	}
+	if info, _ := store.Account("alice"); info.Balances["CNY"] != 200 {
+		t.Errorf("balance %d", info.Balances["CNY"])
+	}
+}
