@@ -23,7 +23,9 @@ type Config struct {
 	// Users maps usernames to passwords. Nil allows every client, with or without
 	// credentials; non-nil requires a matching pair.
 	Users map[string]string
-	// ACL enforces the per-client topic rule described in the package documentation.
+	// ACL enforces the per-client topic rule described in the package documentation. It
+	// trusts the username a client claims, so it means something only together with Users
+	// (or, in production, client certificates).
 	ACL bool
 	// LedgerUsers are the usernames with ledger rights when ACL is on.
 	LedgerUsers []string

@@ -161,7 +161,7 @@ func (l *Ledger) HTTPAddr() string {
 }
 
 // Run connects to the broker and serves until ctx ends; it returns nil on cancellation and
-// leaves no goroutine behind. A broker that is down is retried; a Run that cannot bind its
+// leaves no goroutine behind. A Ledger runs once. A broker that is down is retried; a Run that cannot bind its
 // HTTP address fails at once.
 func (l *Ledger) Run(ctx context.Context) error {
 	l.mu.Lock()

@@ -6,9 +6,10 @@
 //   - CleanSession is always true and the paho store is in memory. The kiosk keeps its own
 //     outbox in bbolt and never trusts the MQTT client's store with money; after a reconnect
 //     every subscription is re-made by Config.OnConnect, which runs after every (re)connect.
-//   - Auto-reconnect is always on, with paho's capped exponential backoff
-//     (Config.MaxReconnectInterval); the first connection is retried the same way, so Dial
-//     never blocks and a kiosk that boots offline keeps working.
+//   - Auto-reconnect is always on, with paho's capped exponential backoff (from 1 s up to
+//     Config.MaxReconnectInterval). The first connection is retried every 2 s until it
+//     succeeds, in the background: Dial never blocks, and a kiosk that boots offline keeps
+//     working.
 //   - Protocol version 3.1.1.
 //
 // Handlers never run on paho's router. Paho calls message handlers on its router goroutine

@@ -167,7 +167,7 @@ func Dial(cfg Config) (*Client, error) {
 		SetWriteTimeout(cfg.WriteTimeout).
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
-		SetConnectRetryInterval(time.Second).
+		SetConnectRetryInterval(2 * time.Second).
 		SetMaxReconnectInterval(cfg.MaxReconnectInterval).
 		SetResumeSubs(false).
 		SetOrderMatters(true). // safe: our callback never blocks (package documentation)
