@@ -51,7 +51,8 @@ type Config struct {
 	Deny map[string]string
 	// PublishTimeout bounds each ack or authz publish (default 5 s).
 	PublishTimeout time.Duration
-	// Now is the clock for the daily limit and the fleet view (default time.Now).
+	// Now is the clock for the daily limit and the fleet view (default time.Now). The Store
+	// dates credits with its own clock (Options.Now); give both the same one.
 	Now func() time.Time
 	// Logger; nil discards.
 	Logger *slog.Logger
