@@ -1,0 +1,77 @@
+// Package ledger is the reference central ledger: the consumer side of the kiosk MQTT
+// contract (DESIGN.md §3 and §7, payloads and envelope in sync/wire). The wallet backend
+// team implements the same behaviour against their own database; this package is the
+// executable specification of that behaviour, and what the demo and the end-to-end tests run.
+//
+// # What the ledger promises a kiosk
+//
+// For each top-up (kiosk/<id>/up/topup, QoS 1) the ledger answers a signed ack on
+// kiosk/<id>/down/ack (QoS 1, not retained):
+//
+//   - credited: first time this topup_id was seen; the amount is on the account.
+//   - duplicate: the topup_id was credited before with the same content (wire.Topup.ContentHash:
+//     money and identity, not the kiosk's clock). Nothing moves. The kiosk may forget it.
+//   - conflict: the topup_id was credited before with different content. Nothing moves; the
+//     ledger records the refused payload and both hashes for an operator; the kiosk alarms
+//     and stops retrying.
+//   - retry_later: the store failed; nothing was credited; the kiosk retries.
+//
+// A topup_id is credited at most once, forever: there is no expiry window, because a kiosk
+// may come back after weeks offline. The store keeps every topup_id it ever credited.
+//
+// Ack fields: amount_minor and currency echo the received top-up (for credited and duplicate
+// they are, by the content hash, the credited amount; for conflict they let the kiosk match
+// the ack to its outbox entry, since it ignores an ack whose amount differs). ledger_ref is
+// the stable reference assigned at the first credit ("LR" + 12 digits) and repeated in every
+// later ack for the id. acked_through_seq is the kiosk's watermark for the top-up's journal
+// epoch: the highest seq n such that the ledger holds every top-up 1..n of that journal
+// (seqs start at 1; the seqs held above a gap are kept so the watermark jumps when the gap
+// fills). It is 0 in a retry_later ack.
+//
+// No ack at all (the kiosk keeps retrying, and its outbox lag shows on the fleet page) for:
+// a payload that is not valid JSON, is larger than wire.MaxPayload, or fails
+// wire.Topup.Validate (counted as rejected_payloads); and a top-up whose kiosk_id is not the
+// kiosk id in its topic (counted as bad_topics and logged as a security event: an ack is what
+// makes a kiosk forget money, so the ledger answers only on the kiosk's own topic).
+//
+// Money rules: an interrupted top-up (outcome "interrupted", a session open at a crash) is
+// credited with exactly what it carries. Its uncertain items (notes whose fate is unknown)
+// become suspense records, never credits; operations settle them against the cassette
+// count. Balances are per (account, currency), int64 minor units, and a credit that would
+// overflow is refused (retry_later), never wrapped.
+//
+// # Authz
+//
+// kiosk/<id>/up/authz is answered on kiosk/<id>/down/authz, signed: ok with remaining_minor =
+// min(Limits.PerTopupMaxMinor, Limits.DailyMinor − what the account received today (UTC)),
+// or denied with a reason (account_blocked or Config.Deny's, unknown_account,
+// daily_limit_reached, invalid_request). name_masked is the display name from Config.Names
+// masked ("张*丰"), else the masked account id ("ab***yz"). Limits are checked at authz
+// only: once the cash is in the cassette, the ledger credits it.
+//
+// Reference-ledger choice: there is no account registry. Any well-formed account id is an
+// open account; it is created in the store on its first credit, and authz treats an unknown
+// account as one with nothing credited today (set Config.RequireKnownAccount to deny accounts
+// missing from Config.Names).
+//
+// # Delivery, scaling, restarts
+//
+// Top-ups arrive through the shared subscription $share/<group>/kiosk/+/up/topup, so
+// several ledger instances (sharing one Store) split the load; each message goes to one
+// instance. Config.PlainTopupSubscription uses kiosk/+/up/topup for a broker without
+// shared subscriptions. Shared subscriptions are an MQTT 5 feature, but mochi (the embedded
+// broker, see sync/broker's TestSharedSubscription311) and mosquitto 2.0 (checked by hand with
+// mosquitto_sub -V mqttv311) deliver them to MQTT 3.1.1 clients such as paho. MQTT gives
+// at-least-once delivery, and a kiosk retries until it gets an ack, so every top-up may
+// arrive any number of times, reordered, across ledger and broker restarts: the store's
+// idempotency is what makes that safe.
+//
+// Status (retained), heartbeat, alarm and cmd_result messages feed the in-memory fleet view;
+// the retained status comes back from the broker when the ledger reconnects.
+//
+// # Store
+//
+// Store is the interface a production database implements; BoltStore is the embedded one.
+// With PostgreSQL, give topup_id a UNIQUE constraint and do the whole apply (insert top-up,
+// update balance, insert suspense rows, update the watermark) in one transaction.
+package ledger

@@ -1,0 +1,161 @@
+package ledger
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/kioskd/kioskd/sync/wire"
+)
+
+// Store is the ledger's durable state. Every method is one transaction, and ApplyTopup is the
+// only way money moves. Implementations must be safe for concurrent use: several Ledger
+// instances (and several handler workers) share one Store.
+//
+// The contract every implementation keeps (and TestStoreProperties checks for BoltStore):
+//   - a topup_id is credited at most once, forever: the first ApplyTopup credits it, a later
+//     one with the same ContentHash is a duplicate, with another hash a conflict, and neither
+//     changes a balance;
+//   - a credit, the account's balance, the per-account top-up list, the suspense records for
+//     its uncertain items, the kiosk's watermark and the day's total commit together or not
+//     at all;
+//   - an error means nothing was credited.
+//
+// A PostgreSQL implementation does the same with a UNIQUE key on topup_id: INSERT the top-up
+// ... ON CONFLICT (topup_id) DO NOTHING, and when no row was inserted, compare content hashes
+// to answer duplicate or conflict; all in one SERIALIZABLE (or row-locking) transaction.
+type Store interface {
+	// ApplyTopup credits t once. t must pass t.Validate; an invalid top-up is refused with an
+	// error wrapping ErrInvalid.
+	ApplyTopup(t wire.Topup) (Result, error)
+	// Topup returns the stored top-up; ErrNotFound if it was never credited.
+	Topup(topupID string) (TopupRecord, error)
+	// Account returns balances and recent top-ups; ErrNotFound for an account never credited.
+	Account(account string) (AccountInfo, error)
+	// DailyCredited returns what was credited to account on day (UTC date, "2006-01-02") per
+	// currency; an empty map when nothing was.
+	DailyCredited(account, day string) (map[string]int64, error)
+	// Watermark returns the highest seq such that the ledger holds every top-up 1..seq of the
+	// kiosk's journal epoch (0 when it holds none, or not seq 1).
+	Watermark(kioskID string, epoch uint64) (uint64, error)
+	// Kiosks returns every kiosk that ever sent a top-up, with a watermark per epoch.
+	Kiosks() ([]KioskInfo, error)
+	// Suspense returns the uncertain items waiting to be settled at cash collection.
+	Suspense() ([]SuspenseRecord, error)
+	// Close releases the store.
+	Close() error
+}
+
+// Store errors.
+var (
+	// ErrNotFound: no such top-up or account.
+	ErrNotFound = errors.New("ledger: not found")
+	// ErrInvalid: ApplyTopup was given a top-up that fails wire validation.
+	ErrInvalid = errors.New("ledger: invalid top-up")
+	// ErrOverflow: a credit would overflow a balance; nothing was credited.
+	ErrOverflow = errors.New("ledger: balance overflow")
+)
+
+// Result is what ApplyTopup did.
+type Result struct {
+	// Status is wire.AckCredited, wire.AckDuplicate or wire.AckConflict.
+	Status  string `json:"status"`
+	TopupID string `json:"topup_id"`
+	// LedgerRef is the stable reference assigned at the first credit (for a duplicate or a
+	// conflict: the original's).
+	LedgerRef string `json:"ledger_ref"`
+	// Account, Currency and AmountMinor are the credited (original) top-up's.
+	Account     string `json:"account"`
+	Currency    string `json:"currency"`
+	AmountMinor int64  `json:"amount_minor"`
+	// Balance is the account's balance in Currency after the operation.
+	Balance int64 `json:"balance_minor"`
+	// Watermark is the kiosk's watermark for the top-up's journal epoch after the operation.
+	Watermark uint64 `json:"watermark"`
+	// Suspense is the number of uncertain items recorded (at first credit).
+	Suspense int `json:"suspense"`
+}
+
+// Epoch is a journal epoch; it prints as 16 hex digits, as inside a topup_id.
+type Epoch uint64
+
+// String returns the 16-hex-digit form.
+func (e Epoch) String() string { return fmt.Sprintf("%016x", uint64(e)) }
+
+// MarshalText writes the 16-hex-digit form.
+func (e Epoch) MarshalText() ([]byte, error) { return []byte(e.String()), nil }
+
+// UnmarshalText reads the 16-hex-digit form.
+func (e *Epoch) UnmarshalText(b []byte) error {
+	v, err := strconv.ParseUint(string(b), 16, 64)
+	if err != nil || len(b) != 16 {
+		return fmt.Errorf("ledger: epoch %q: want 16 hex digits", b)
+	}
+	*e = Epoch(v)
+	return nil
+}
+
+// TopupRecord is a credited top-up as the ledger keeps it.
+type TopupRecord struct {
+	TopupID     string    `json:"topup_id"`
+	LedgerRef   string    `json:"ledger_ref"`
+	ContentHash string    `json:"content_hash"`
+	KioskID     string    `json:"kiosk_id"`
+	Epoch       Epoch     `json:"epoch"`
+	Seq         uint64    `json:"seq"`
+	Account     string    `json:"account"`
+	Currency    string    `json:"currency"`
+	AmountMinor int64     `json:"amount_minor"`
+	Outcome     string    `json:"outcome"`
+	ReceiptNo   uint64    `json:"receipt_no"`
+	CreditedAt  time.Time `json:"credited_at"`
+	// Conflicts counts later deliveries of this topup_id with different content.
+	Conflicts int `json:"conflicts"`
+	// Topup is the payload as first credited.
+	Topup wire.Topup `json:"topup"`
+}
+
+// SuspenseRecord is an uncertain item: a note whose fate the kiosk could not establish.
+// It is never credited; operations settle it against the cassette count.
+type SuspenseRecord struct {
+	Ref        string    `json:"ref"`
+	TopupID    string    `json:"topup_id"`
+	KioskID    string    `json:"kiosk_id"`
+	Account    string    `json:"account"`
+	Currency   string    `json:"currency"`
+	ValueMinor int64     `json:"value_minor"`
+	Reason     string    `json:"reason"`
+	At         time.Time `json:"at"`
+}
+
+// AccountInfo is an account's balances and top-ups.
+type AccountInfo struct {
+	Account  string           `json:"account"`
+	OpenedAt time.Time        `json:"opened_at"`
+	Balances map[string]int64 `json:"balances"`
+	// TopupCount is the number of top-ups ever credited; Topups holds the newest
+	// MaxAccountTopups of them, newest first.
+	TopupCount int           `json:"topup_count"`
+	Topups     []TopupRecord `json:"topups"`
+}
+
+// MaxAccountTopups bounds AccountInfo.Topups.
+const MaxAccountTopups = 200
+
+// KioskInfo is a kiosk's watermarks.
+type KioskInfo struct {
+	KioskID string      `json:"kiosk_id"`
+	Epochs  []EpochInfo `json:"epochs"`
+}
+
+// EpochInfo is the ledger's view of one journal of a kiosk.
+type EpochInfo struct {
+	Epoch Epoch `json:"epoch"`
+	// Watermark is the highest contiguous seq held (seqs start at 1).
+	Watermark uint64 `json:"watermark"`
+	// Above are the seqs held beyond a gap; the watermark moves when the gap fills.
+	Above        []uint64  `json:"above,omitempty"`
+	Topups       uint64    `json:"topups"`
+	LastCreditAt time.Time `json:"last_credit_at"`
+}
