@@ -186,6 +186,10 @@ func (h *handler) Event(ctx context.Context, ev acceptor.Event) {
 		e.unitSettled = false
 		e.recordDeviceLocked(ev)
 		e.resolveFromPowerUpLocked(ev)
+		// A unit comes out of power-up inhibited with its settings forgotten: make the
+		// controller apply the wanted state again.
+		e.wantGen++
+		e.poke()
 	case acceptor.Fraud:
 		e.recordDeviceLocked(ev)
 		e.cfg.Health.Event("acceptor_fraud", health.Critical, health.Engineer, ev.String())

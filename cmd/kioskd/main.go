@@ -1,0 +1,76 @@
+// Command kioskd is the kiosk daemon: it drives the bill acceptor, receipt printer and QR
+// scanner, journals every cash event, syncs top-ups to the central ledger over MQTT and serves
+// the customer screen. See the README for configuration.
+//
+//	kioskd -config /etc/kioskd/kioskd.json
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/kioskd/kioskd/kiosk/config"
+	"github.com/kioskd/kioskd/kiosk/daemon"
+)
+
+var version = "dev"
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "kioskd:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	cfgPath := flag.String("config", "/etc/kioskd/kioskd.json", "configuration file")
+	check := flag.Bool("check-config", false, "validate the configuration file and exit")
+	showVersion := flag.Bool("version", false, "print the version and exit")
+	flag.Parse()
+	if *showVersion {
+		fmt.Println(version)
+		return nil
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if *check {
+		fmt.Println("configuration OK")
+		return nil
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
+		return fmt.Errorf("log level: %w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err = daemon.Run(ctx, cfg, daemon.Options{Version: version, Logger: log, CrashAt: os.Getenv("KIOSKD_TEST_CRASH_AT"),
+		Ready: func(addr string) { notifyReady(log) }})
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// notifyReady tells systemd (Type=notify) that the daemon is up, when run under it.
+func notifyReady(log *slog.Logger) {
+	sock := os.Getenv("NOTIFY_SOCKET")
+	if sock == "" {
+		return
+	}
+	if sock[0] == '@' {
+		sock = "\x00" + sock[1:]
+	}
+	addr := &syscallUnixAddr{name: sock}
+	if err := addr.send("READY=1"); err != nil {
+		log.Warn("sd_notify", "err", err)
+	}
+}
