@@ -3,11 +3,11 @@ package receipts
 // labels are the fixed words of a receipt in one language. Chinese labels carry an English
 // subtitle so that staff and foreign customers can read the same paper.
 type labels struct {
-	title, subtitle                                               string
-	copyBanner, copyFooter                                        string
-	kiosk, location, time, receiptNo, account                     string
-	notes, total, status, reference, hotline                      string
-	credited, pending, pendingNote, underReview, underReviewNote  string
+	title, subtitle                                              string
+	copyBanner, copyFooter                                       string
+	kiosk, location, time, receiptNo, account                    string
+	notes, total, status, reference, hotline                     string
+	credited, pending, pendingNote, underReview, underReviewNote string
 	interrupted, interruptedNote, uncertainHead, noNotes, footer string
 }
 
