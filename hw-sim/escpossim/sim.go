@@ -133,7 +133,7 @@ type writeDeadliner interface{ SetWriteDeadline(time.Time) error }
 
 // Serve reads the host's bytes from port, prints them and answers status requests, until ctx
 // is cancelled (it returns nil) or the port fails. The caller owns the port and closes it.
-// Where the port supports read deadlines (net.Conn, a pty master *os.File) cancellation
+// Where the port supports read deadlines (net.Conn, a pollable *os.File) cancellation
 // releases a blocked read at once; otherwise Serve returns at the next read, so cancel and
 // then close the port.
 func (s *Sim) Serve(ctx context.Context, port io.ReadWriter) error {
