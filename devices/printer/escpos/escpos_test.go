@@ -308,10 +308,12 @@ func TestPortWithoutDeadlines(t *testing.T) {
 			sim := escpossim.New(escpossim.Config{})
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
-			go func() { done <- sim.Serve(ctx, struct {
-				io.Reader
-				io.Writer
-			}{simR, simW}) }()
+			go func() {
+				done <- sim.Serve(ctx, struct {
+					io.Reader
+					io.Writer
+				}{simR, simW})
+			}()
 			defer func() {
 				cancel()
 				simR.Close() // io.Pipe has no deadlines: closing is how Serve's read is released
