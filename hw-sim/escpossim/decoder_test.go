@@ -116,11 +116,11 @@ func TestStreamingMatchesWhole(t *testing.T) {
 
 func TestHugeDeclaredLengths(t *testing.T) {
 	for _, in := range [][]byte{
-		[]byte("\x1dv0\x00\xff\xff\xff\xffabc\n"),       // 4 GB raster
-		[]byte("\x1d8L\xff\xff\xff\xffabc\n"),           // 4 GB graphics
-		[]byte("\x1d(k\xff\xff1P0" + "abc\n"),           // 64 KB symbol
-		[]byte("\x1cq\xff\xff\xff\xff\xffabc\n"),        // 255 NV images of 4 GB
-		[]byte("\x1b&\x03\x00\xff\xffabc\n"),            // user characters
+		[]byte("\x1dv0\x00\xff\xff\xff\xffabc\n"),        // 4 GB raster
+		[]byte("\x1d8L\xff\xff\xff\xffabc\n"),            // 4 GB graphics
+		[]byte("\x1d(k\xff\xff1P0" + "abc\n"),            // 64 KB symbol
+		[]byte("\x1cq\xff\xff\xff\xff\xffabc\n"),         // 255 NV images of 4 GB
+		[]byte("\x1b&\x03\x00\xff\xffabc\n"),             // user characters
 		[]byte(strings.Repeat("\x1bd\xff", 100) + "x\n"), // 25 500 blank lines
 	} {
 		docs := Decode(in)
@@ -134,7 +134,7 @@ func TestHugeDeclaredLengths(t *testing.T) {
 		}
 	}
 	// A symbol larger than any QR is not stored.
-	big := append([]byte("\x1d(k\x13\x27" + "1P0"), bytes.Repeat([]byte("A"), 0x2713-3)...)
+	big := append([]byte("\x1d(k\x13\x27"+"1P0"), bytes.Repeat([]byte("A"), 0x2713-3)...)
 	big = append(big, "\x1d(k\x03\x001Q0"...)
 	if d := Decode(big); len(d) != 0 && len(d[0].QR) != 0 {
 		t.Errorf("oversized symbol printed: %d bytes", len(d[0].QR[0]))
