@@ -85,6 +85,7 @@ func TestPaperOutDiscards(t *testing.T) {
 	sim := escpossim.New(escpossim.Config{})
 	c := serve(t, sim)
 	c.Write([]byte("\x1b@printed\n"))
+	ask(t, c, 1) // the reply comes after everything before it was decoded
 	sim.SetPaperOut(true)
 	c.Write([]byte("lost\n\x1d(k\x06\x001P0abc\x1d(k\x03\x001Q0\x1dV\x42\x00"))
 	ask(t, c, 1)
