@@ -108,7 +108,7 @@ func build(r *Receipt, cols, bigCols int, lb *labels, clean func(string) string)
 	}
 	c.rule()
 	c.kv(lb.kiosk, clean(r.KioskID), false, false)
-	if loc := clean(r.Location); loc != "" {
+	if loc := clean(r.Location); hasAlnum(loc) { // a row of '?' (no CJK font) helps nobody
 		c.kv(lb.location, loc, false, false)
 	}
 	c.kv(lb.time, formatTime(r.Time, r.TZ), false, false)
@@ -325,6 +325,15 @@ func cleanUnicode(s string) string {
 		}
 	}
 	return b.String()
+}
+
+func hasAlnum(s string) bool {
+	for _, r := range s {
+		if unicode.IsLetter(r) || unicode.IsDigit(r) {
+			return true
+		}
+	}
+	return false
 }
 
 // cleanASCII keeps only what a single-byte code page printer prints the same everywhere.

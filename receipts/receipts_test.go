@@ -305,3 +305,18 @@ func TestCutModes(t *testing.T) {
 		}
 	}
 }
+
+// TestChineseLocationWithoutFont: no Latin fallback and no CJK font: the location is left out
+// rather than printed as a row of question marks.
+func TestChineseLocationWithoutFont(t *testing.T) {
+	r := fixtures()[2].r
+	r.LocationLatin = ""
+	b, err := receipts.RenderESCPOS(r, receipts.Generic58)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := escpossim.Decode(b)[0]
+	if strings.Contains(d.Text, "Location") || strings.Contains(d.Text, "??") {
+		t.Errorf("unprintable location printed:\n%s", d.Text)
+	}
+}
