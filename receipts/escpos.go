@@ -77,7 +77,8 @@ const cutFeed = 3
 //
 // Chinese receipts on a profile with Chinese firmware are sent in double-byte mode (FS & ...
 // FS .) encoded as GB18030. On a profile without a Chinese font the labels fall back to
-// English and non-ASCII free text becomes '?' (or Receipt.LocationLatin is used); the
+// English and non-ASCII free text becomes '?' (Receipt.LocationLatin replaces the location;
+// a location that is mostly non-ASCII without it is left out); the
 // alternative would be to rasterise the text host-side and send it with GS v 0, which needs a
 // CJK bitmap font on the kiosk and is not done here.
 func RenderESCPOS(r Receipt, p Profile) ([]byte, error) {
@@ -95,6 +96,8 @@ func RenderESCPOS(r Receipt, p Profile) ([]byte, error) {
 		clean = cleanUnicode
 	} else if r.LocationLatin != "" {
 		r.Location = r.LocationLatin
+	} else if mostlyUnprintable(r.Location) {
+		r.Location = "" // left out rather than printed as a row of '?'
 	}
 	lines := build(&r, p.Columns, p.Columns/2, lb, clean)
 

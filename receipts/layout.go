@@ -108,7 +108,7 @@ func build(r *Receipt, cols, bigCols int, lb *labels, clean func(string) string)
 	}
 	c.rule()
 	c.kv(lb.kiosk, clean(r.KioskID), false, false)
-	if loc := clean(r.Location); hasAlnum(loc) { // a row of '?' (no CJK font) helps nobody
+	if loc := clean(r.Location); loc != "" {
 		c.kv(lb.location, loc, false, false)
 	}
 	c.kv(lb.time, formatTime(r.Time, r.TZ), false, false)
@@ -327,13 +327,20 @@ func cleanUnicode(s string) string {
 	return b.String()
 }
 
-func hasAlnum(s string) bool {
+// mostlyUnprintable reports whether more than a quarter of the visible runes of s are outside
+// printable ASCII: printed as '?' on a printer without a CJK font, such text helps nobody.
+func mostlyUnprintable(s string) bool {
+	var visible, bad int
 	for _, r := range s {
-		if unicode.IsLetter(r) || unicode.IsDigit(r) {
-			return true
+		if unicode.IsSpace(r) {
+			continue
+		}
+		visible++
+		if r < 0x20 || r > 0x7e {
+			bad++
 		}
 	}
-	return false
+	return bad*4 > visible
 }
 
 // cleanASCII keeps only what a single-byte code page printer prints the same everywhere.

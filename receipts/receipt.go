@@ -54,7 +54,8 @@ type Receipt struct {
 	KioskID  string
 	Location string // free text, may be Chinese
 	// LocationLatin, if set, replaces Location on a printer that cannot print it (no Chinese
-	// font); otherwise the unprintable characters of Location become '?'.
+	// font); otherwise the unprintable characters of Location become '?', and a Location that
+	// is mostly unprintable is left out.
 	LocationLatin string
 	Time          time.Time      // when the session closed
 	TZ            *time.Location // zone Time is shown in; nil means UTC (never the host's zone)
