@@ -327,16 +327,16 @@ func cleanUnicode(s string) string {
 	return b.String()
 }
 
-// mostlyUnprintable reports whether more than a quarter of the visible runes of s are outside
-// printable ASCII: printed as '?' on a printer without a CJK font, such text helps nobody.
+// mostlyUnprintable reports whether more than a quarter of the visible runes of s are not
+// ASCII: printed as '?' on a printer without a CJK font, such text helps nobody.
 func mostlyUnprintable(s string) bool {
 	var visible, bad int
 	for _, r := range s {
-		if unicode.IsSpace(r) {
-			continue
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			continue // control bytes are noise, not text someone meant to print
 		}
 		visible++
-		if r < 0x20 || r > 0x7e {
+		if r > 0x7e {
 			bad++
 		}
 	}
