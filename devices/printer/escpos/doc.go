@@ -1,0 +1,21 @@
+// Package escpos drives an ESC/POS receipt printer over any io.ReadWriter (a serial port in
+// production, a pipe or a pty in tests): it reads the real-time status (DLE EOT n, n = 1..4,
+// bit layout in PROTOCOLS.md "Receipt printers"), refuses to print on a printer that is not
+// ready, writes the document in chunks, and reads the status again so the caller knows whether
+// the receipt can have come out whole.
+//
+// The document bytes come from elsewhere (package receipts renders them); this package only
+// moves bytes and interprets status.
+//
+// Port lifetime: the Printer never closes its port. The owner (cmd/kioskd) closes it, and that
+// is what releases a read still blocked after a reply timeout on a port without read deadlines.
+// Where the port supports read and write deadlines (net.Conn, pollable *os.File such as a pty
+// or a tty opened with os.OpenFile) every wait is bounded by them; a serial port opened with a
+// read timeout returns (0, nil) when the timeout expires, which is taken as "nothing yet"; on
+// any other port a status read runs in one helper goroutine that outlives a timeout and hands
+// its bytes to the next request, and a write blocks until the port accepts it or is closed.
+//
+// Dialects: kiosk printers (Custom VKP80, Nippon, Zebra KR403 ...) add presenter, retract and
+// ticket-taken status in their own commands. Profile.Extra is the seam for them; only the
+// generic ESC/POS profile is implemented here.
+package escpos

@@ -1,0 +1,122 @@
+package escpos_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"go.bug.st/serial"
+
+	"github.com/kioskd/kioskd/devices/printer/escpos"
+	"github.com/kioskd/kioskd/hw-sim/escpossim"
+	"github.com/kioskd/kioskd/hw-sim/ptypair"
+	"github.com/kioskd/kioskd/receipts"
+)
+
+func sampleReceipt() receipts.Receipt {
+	return receipts.Receipt{
+		KioskID:   "KSK-0042",
+		Location:  "上海虹桥火车站 西候车厅",
+		Time:      time.Date(2025, 3, 14, 1, 26, 53, 0, time.UTC),
+		TZ:        time.FixedZone("CST", 8*3600),
+		Account:   "****5678",
+		Currency:  "CNY",
+		Notes:     []receipts.NoteLine{{ValueMinor: 10000, Count: 2}, {ValueMinor: 2000, Count: 1}},
+		Total:     22000,
+		TopupID:   "KSK-0042-00000000cafef00d-7",
+		ReceiptNo: 42,
+		Status:    receipts.StatusPending,
+		Outcome:   receipts.OutcomeComplete,
+		Hotline:   "400-820-8820",
+		Lang:      receipts.LangZH,
+	}
+}
+
+func checkReceiptDoc(t *testing.T, docs []escpossim.Document, r receipts.Receipt) {
+	t.Helper()
+	if len(docs) != 1 {
+		t.Fatalf("%d documents, want 1", len(docs))
+	}
+	d := docs[0]
+	if !d.Cut || d.Incomplete {
+		t.Errorf("cut %v incomplete %v", d.Cut, d.Incomplete)
+	}
+	for _, want := range []string{"CNY 220.00", r.TopupID, fmt.Sprintf("%08d", r.ReceiptNo), "上海虹桥火车站", "处理中 PENDING"} {
+		if !strings.Contains(d.Text, want) {
+			t.Errorf("printed text lacks %q:\n%s", want, d.Text)
+		}
+	}
+	if len(d.QR) != 1 || d.QR[0] != r.TopupID {
+		t.Errorf("QR = %q", d.QR)
+	}
+}
+
+// TestReceiptOverPipe: render, print with the driver, decode in the emulator.
+func TestReceiptOverPipe(t *testing.T) {
+	r := sampleReceipt()
+	data, err := receipts.RenderESCPOS(r, receipts.Chinese58)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rg := newRig(t, escpos.Config{})
+	if err := rg.p.Print(context.Background(), data); err != nil {
+		t.Fatal(err)
+	}
+	checkReceiptDoc(t, rg.sim.Documents(), r)
+}
+
+// TestReceiptOverPTY prints through a real pseudo-terminal opened with the serial library the
+// daemon uses (9600 8N1, read timeout: reads return (0, nil) while the printer is quiet).
+func TestReceiptOverPTY(t *testing.T) {
+	pair, err := ptypair.Open()
+	if err != nil {
+		t.Skipf("no pseudo-terminals: %v", err)
+	}
+	sim := escpossim.New(escpossim.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sim.Serve(ctx, pair.Master) }()
+	defer func() {
+		// creack/pty leaves the master in blocking mode, so read deadlines do not release
+		// Serve: closing the pair (its owner's job) does.
+		cancel()
+		pair.Close()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+
+	port, err := serial.Open(pair.Path(), &serial.Mode{BaudRate: 9600, DataBits: 8, Parity: serial.NoParity, StopBits: serial.OneStopBit})
+	if err != nil {
+		t.Skipf("serial open %s: %v", pair.Path(), err)
+	}
+	defer port.Close()
+	if err := port.SetReadTimeout(50 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	p := escpos.New(port, escpos.Config{ReplyTimeout: 2 * time.Second})
+
+	r := sampleReceipt()
+	data, err := receipts.RenderESCPOS(r, receipts.Chinese58)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	if err := p.Print(ctx2, data); err != nil {
+		t.Fatal(err)
+	}
+	checkReceiptDoc(t, sim.Documents(), r)
+
+	sim.SetPaperOut(true)
+	err = p.Print(ctx2, data)
+	if !errors.Is(err, escpos.ErrPaperOut) {
+		t.Fatalf("print on empty roll: %v", err)
+	}
+	if n := len(sim.Documents()); n != 1 {
+		t.Errorf("%d documents after a refused print", n)
+	}
+}

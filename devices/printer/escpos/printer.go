@@ -1,0 +1,386 @@
+package escpos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+)
+
+// Querier sends a request to the printer and reads a reply of n bytes within the reply
+// timeout. Dialect profiles use it to ask their own status commands.
+type Querier interface {
+	Query(ctx context.Context, req []byte, n int) ([]byte, error)
+}
+
+// Profile is a printer dialect. The zero value is Generic.
+type Profile struct {
+	Name string
+	// Extra, if set, runs after the generic DLE EOT 1..4 and adds the dialect's own findings to
+	// s.Extra (presenter jam, ticket not taken, ...). Generic ESC/POS leaves it nil.
+	Extra func(ctx context.Context, q Querier, s *Status) error
+}
+
+// Generic is plain ESC/POS: DLE EOT 1..4 and nothing else.
+var Generic = Profile{Name: "generic"}
+
+// Config configures a Printer. The zero value works.
+type Config struct {
+	Profile Profile
+	// ReplyTimeout bounds the wait for each status byte (they come "at once"); 0 means 500 ms.
+	ReplyTimeout time.Duration
+	// WriteTimeout bounds writing one chunk on ports with write deadlines; 0 means 10 s (a
+	// 256-byte chunk takes 0.3 s at 9600 baud; hardware flow control may hold it longer).
+	WriteTimeout time.Duration
+	// ChunkSize is the most bytes written at once, so cancellation is seen between chunks;
+	// 0 means 256.
+	ChunkSize int
+	Logger    *slog.Logger // nil discards
+}
+
+// Printer is an ESC/POS printer on a port. Its methods are safe for concurrent use; exchanges
+// are serialised.
+type Printer struct {
+	port io.ReadWriter
+	cfg  Config
+	log  *slog.Logger
+
+	mu         sync.Mutex
+	rd         readDeadliner // nil: port has no read deadlines
+	wd         writeDeadliner
+	pending    chan readResult // helper-goroutine read in flight (ports without deadlines)
+	leftover   []byte
+	dirty      bool // a reply may still be in flight: drain before the next request
+	last       Status
+	lastReady  bool
+	haveStatus bool
+}
+
+type readDeadliner interface{ SetReadDeadline(time.Time) error }
+type writeDeadliner interface{ SetWriteDeadline(time.Time) error }
+
+type readResult struct {
+	b   []byte
+	err error
+}
+
+// New returns a Printer on port. It does not talk to the printer until asked.
+func New(port io.ReadWriter, cfg Config) *Printer {
+	if cfg.ReplyTimeout <= 0 {
+		cfg.ReplyTimeout = 500 * time.Millisecond
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.ChunkSize <= 0 {
+		cfg.ChunkSize = 256
+	}
+	if cfg.Profile.Name == "" && cfg.Profile.Extra == nil {
+		cfg.Profile = Generic
+	}
+	p := &Printer{port: port, cfg: cfg, log: cfg.Logger}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	p.log = p.log.With("printer", cfg.Profile.Name)
+	// Probe deadlines once: a port type may have the methods and still refuse (a regular file).
+	if rd, ok := port.(readDeadliner); ok && rd.SetReadDeadline(time.Time{}) == nil {
+		p.rd = rd
+	}
+	if wd, ok := port.(writeDeadliner); ok && wd.SetWriteDeadline(time.Time{}) == nil {
+		p.wd = wd
+	}
+	return p
+}
+
+// Status asks the printer for its real-time status (DLE EOT 1..4, then the profile's extra).
+func (p *Printer) Status(ctx context.Context) (Status, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.statusLocked(ctx)
+}
+
+// LastStatus is the status read by the last successful Status or Print, and whether there is
+// one; it does not talk to the printer.
+func (p *Printer) LastStatus() (Status, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.last, p.haveStatus
+}
+
+func (p *Printer) statusLocked(ctx context.Context) (Status, error) {
+	var raw [4]byte
+	for i := range raw {
+		b, err := p.queryLocked(ctx, []byte{0x10, 0x04, byte(i + 1)}, 1)
+		if err != nil {
+			return Status{}, fmt.Errorf("escpos: status %d: %w", i+1, err)
+		}
+		raw[i] = b[0]
+	}
+	st, err := DecodeStatus(raw)
+	if err != nil {
+		p.dirty = true // out of step with the printer: resynchronise next time
+		return st, fmt.Errorf("escpos: status: %w", err)
+	}
+	if p.cfg.Profile.Extra != nil {
+		if err := p.cfg.Profile.Extra(ctx, lockedQuerier{p}, &st); err != nil {
+			return st, fmt.Errorf("escpos: %s status: %w", p.cfg.Profile.Name, err)
+		}
+	}
+	if ready := st.Ready(); !p.haveStatus || ready != p.lastReady || st.PaperNearEnd != p.last.PaperNearEnd {
+		lvl := slog.LevelInfo
+		if !ready || st.PaperNearEnd {
+			lvl = slog.LevelWarn
+		}
+		p.log.Log(ctx, lvl, "escpos: printer status", "status", st.String())
+		p.lastReady = ready
+	}
+	p.last, p.haveStatus = st, true
+	return st, nil
+}
+
+// lockedQuerier lets a profile query while the Printer's lock is held by statusLocked.
+type lockedQuerier struct{ p *Printer }
+
+func (q lockedQuerier) Query(ctx context.Context, req []byte, n int) ([]byte, error) {
+	return q.p.queryLocked(ctx, req, n)
+}
+
+// Stage says how far a print got when it failed.
+type Stage uint8
+
+// Stages.
+const (
+	// StageBefore: nothing was sent; the receipt did not print. Safe to print later.
+	StageBefore Stage = iota
+	// StageWrite: the port failed or the context ended part way; some of it may have printed.
+	StageWrite
+	// StageAfter: everything was sent but the printer is not healthy (or silent) afterwards;
+	// the receipt may be cut short. A reprint must be marked COPY.
+	StageAfter
+)
+
+func (s Stage) String() string {
+	switch s {
+	case StageBefore:
+		return "before"
+	case StageWrite:
+		return "write"
+	case StageAfter:
+		return "after"
+	}
+	return fmt.Sprintf("Stage(%d)", uint8(s))
+}
+
+// PrintError is the error Print returns. errors.Is sees the cause (ErrPaperOut, ErrTimeout,
+// context.Canceled, a port error, ...).
+type PrintError struct {
+	Stage   Stage
+	Written int    // bytes handed to the port
+	Status  Status // the status that stopped the print, if one was read
+	Err     error
+}
+
+func (e *PrintError) Error() string {
+	return fmt.Sprintf("escpos: print: %s (%d bytes written): %v", e.Stage, e.Written, e.Err)
+}
+
+func (e *PrintError) Unwrap() error { return e.Err }
+
+// Print checks that the printer is ready, writes data in chunks, and checks the status again.
+// It returns nil only if the printer was ready before and is still healthy after; otherwise a
+// *PrintError saying how far it got. Note that the status after reflects the moment the last
+// byte was sent: a printer with a large buffer may still be printing.
+func (p *Printer) Print(ctx context.Context, data []byte) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st, err := p.statusLocked(ctx)
+	if err != nil {
+		return &PrintError{Stage: StageBefore, Status: st, Err: err}
+	}
+	if err := st.Err(); err != nil {
+		return &PrintError{Stage: StageBefore, Status: st, Err: err}
+	}
+	written := 0
+	for written < len(data) {
+		if err := ctx.Err(); err != nil {
+			return &PrintError{Stage: StageWrite, Written: written, Err: err}
+		}
+		end := min(written+p.cfg.ChunkSize, len(data))
+		n, err := p.writeLocked(ctx, data[written:end])
+		written += n
+		if err != nil {
+			return &PrintError{Stage: StageWrite, Written: written, Err: err}
+		}
+	}
+	st, err = p.statusLocked(ctx)
+	if err != nil {
+		return &PrintError{Stage: StageAfter, Written: written, Err: err}
+	}
+	if err := st.Err(); err != nil {
+		return &PrintError{Stage: StageAfter, Written: written, Status: st, Err: err}
+	}
+	p.log.Debug("escpos: printed", "bytes", written)
+	return nil
+}
+
+// writeLocked writes all of b, bounded by the write timeout and ctx where the port has write
+// deadlines.
+func (p *Printer) writeLocked(ctx context.Context, b []byte) (int, error) {
+	if p.wd != nil {
+		deadline := time.Now().Add(p.cfg.WriteTimeout)
+		if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+			deadline = d
+		}
+		p.wd.SetWriteDeadline(deadline)
+		release := afterFunc(ctx, func() { p.wd.SetWriteDeadline(time.Unix(1, 0)) })
+		defer func() {
+			release()
+			p.wd.SetWriteDeadline(time.Time{})
+		}()
+	}
+	n, err := p.port.Write(b)
+	if err == nil && n < len(b) {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		} else if errors.Is(err, os.ErrDeadlineExceeded) {
+			err = fmt.Errorf("%w: write: %w", ErrTimeout, err)
+		}
+		return n, fmt.Errorf("escpos: write: %w", err)
+	}
+	return n, nil
+}
+
+// queryLocked sends req and reads n reply bytes, each within the reply timeout.
+func (p *Printer) queryLocked(ctx context.Context, req []byte, n int) ([]byte, error) {
+	if p.dirty {
+		p.drainLocked(ctx)
+	}
+	if _, err := p.writeLocked(ctx, req); err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, n)
+	for len(out) < n {
+		b, err := p.readByteLocked(ctx, p.cfg.ReplyTimeout)
+		if err != nil {
+			p.dirty = true // the reply may still come; it must not be taken for the next one
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// drainLocked discards whatever arrives within one reply timeout: a late reply to an earlier
+// request, or noise.
+func (p *Printer) drainLocked(ctx context.Context) {
+	p.leftover = nil
+	for {
+		b, err := p.readByteLocked(ctx, p.cfg.ReplyTimeout)
+		if err != nil {
+			break
+		}
+		p.log.Debug("escpos: discarded stale byte", "byte", b)
+	}
+	p.dirty = false
+}
+
+// readByteLocked reads one byte within timeout (and ctx).
+func (p *Printer) readByteLocked(ctx context.Context, timeout time.Duration) (byte, error) {
+	if len(p.leftover) > 0 {
+		b := p.leftover[0]
+		p.leftover = p.leftover[1:]
+		return b, nil
+	}
+	deadline := time.Now().Add(timeout)
+	if p.rd != nil {
+		return p.readDeadline(ctx, deadline)
+	}
+	return p.readHelper(ctx, deadline)
+}
+
+func (p *Printer) readDeadline(ctx context.Context, deadline time.Time) (byte, error) {
+	p.rd.SetReadDeadline(deadline)
+	release := afterFunc(ctx, func() { p.rd.SetReadDeadline(time.Unix(1, 0)) })
+	defer func() {
+		release()
+		p.rd.SetReadDeadline(time.Time{})
+	}()
+	var buf [1]byte
+	for {
+		n, err := p.port.Read(buf[:])
+		if n == 1 {
+			return buf[0], nil
+		}
+		switch {
+		case ctx.Err() != nil:
+			return 0, ctx.Err()
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return 0, ErrTimeout
+		case err != nil:
+			return 0, fmt.Errorf("escpos: read: %w", err)
+		case !time.Now().Before(deadline):
+			return 0, ErrTimeout // (0, nil) until the deadline: a serial read timeout
+		}
+	}
+}
+
+// readHelper reads through one helper goroutine, for ports without read deadlines. A read
+// still pending at the timeout stays pending; its bytes serve the next request (after the
+// drain that a timeout triggers). The goroutine ends when the port returns, at the latest when
+// its owner closes it.
+func (p *Printer) readHelper(ctx context.Context, deadline time.Time) (byte, error) {
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	for {
+		if p.pending == nil {
+			ch := make(chan readResult, 1)
+			p.pending = ch
+			go func(port io.Reader) {
+				buf := make([]byte, 64)
+				n, err := port.Read(buf)
+				ch <- readResult{buf[:n], err}
+			}(p.port)
+		}
+		select {
+		case res := <-p.pending:
+			p.pending = nil
+			if len(res.b) > 0 {
+				p.leftover = res.b[1:]
+				return res.b[0], nil
+			}
+			if res.err != nil {
+				return 0, fmt.Errorf("escpos: read: %w", res.err)
+			}
+			if !time.Now().Before(deadline) {
+				return 0, ErrTimeout // (0, nil) until the deadline: a serial read timeout
+			}
+		case <-timer.C:
+			return 0, ErrTimeout
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// afterFunc runs f if ctx ends before release is called; release waits for a running f, so
+// the caller can reset a deadline f may be setting.
+func afterFunc(ctx context.Context, f func()) (release func()) {
+	done := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(done)
+		f()
+	})
+	return func() {
+		if !stop() {
+			<-done
+		}
+	}
+}
