@@ -34,7 +34,29 @@ func Open() (*Pair, error) {
 		s.Close()
 		return nil, fmt.Errorf("ptypair: raw mode: %w", err)
 	}
-	return &Pair{Master: m, hold: s, path: s.Name()}, nil
+	// creack/pty hands the master over through Fd(), which leaves the descriptor in
+	// blocking mode: deadlines then do nothing and a blocked Read can only be released by
+	// closing. Re-wrap a non-blocking duplicate so the master is pollable.
+	master, err := pollable(m)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("ptypair: master: %w", err)
+	}
+	return &Pair{Master: master, hold: s, path: s.Name()}, nil
+}
+
+func pollable(f *os.File) (*os.File, error) {
+	defer f.Close()
+	fd, err := unix.Dup(int(f.Fd()))
+	if err != nil {
+		return nil, err
+	}
+	unix.CloseOnExec(fd)
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), f.Name()), nil
 }
 
 // Path is the slave device path, e.g. /dev/pts/7, for the daemon's config.

@@ -2,9 +2,11 @@ package ptypair
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"os"
 	"testing"
+	"time"
 )
 
 func TestRoundTripBinary(t *testing.T) {
@@ -37,5 +39,22 @@ func TestRoundTripBinary(t *testing.T) {
 	}
 	if !bytes.Equal(got, all) {
 		t.Fatalf("slave->master mangled bytes: %x", got)
+	}
+}
+
+// TestMasterDeadline checks the master honours read deadlines, so an emulator can stop
+// without closing its pty.
+func TestMasterDeadline(t *testing.T) {
+	p, err := Open()
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	defer p.Close()
+	if err := p.Master.SetReadDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Master.Read(make([]byte, 1))
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read with a passed deadline: %v", err)
 	}
 }

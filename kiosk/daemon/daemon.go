@@ -27,7 +27,6 @@ import (
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
-	"github.com/kioskd/kioskd/devices/acceptor/id003"
 	"github.com/kioskd/kioskd/devices/printer/escpos"
 	"github.com/kioskd/kioskd/devices/scanner/qrserial"
 	"github.com/kioskd/kioskd/devices/serialport"
@@ -351,7 +350,11 @@ func crashHook(spec string, log *slog.Logger) func(string) {
 
 // openPrinter opens the printer port and wraps the driver for the engine.
 func openPrinter(cfg config.Config, log *slog.Logger) (*printerAdapter, io.Closer, error) {
-	port, err := serialport.Open(cfg.Printer.Port, serialport.Printer.WithBaud(cfg.Printer.Baud))
+	mode := serialport.Printer
+	if cfg.Printer.Baud > 0 {
+		mode.Baud = cfg.Printer.Baud
+	}
+	port, err := serialport.Open(cfg.Printer.Port, mode)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -416,7 +419,11 @@ func toReceipt(cfg config.Config, r session.Receipt) receipts.Receipt {
 func runScanner(ctx context.Context, cfg config.Config, e *session.Engine, reg *health.Registry, log *slog.Logger) {
 	log = log.With("component", "scanner")
 	for ctx.Err() == nil {
-		port, err := serialport.Open(cfg.Scanner.Port, serialport.Scanner.WithBaud(cfg.Scanner.Baud))
+		mode := serialport.Scanner
+		if cfg.Scanner.Baud > 0 {
+			mode.Baud = cfg.Scanner.Baud
+		}
+		port, err := serialport.Open(cfg.Scanner.Port, mode)
 		if err != nil {
 			reg.Set("scanner", health.Critical, health.Engineer, health.StopsService, "QR scanner: "+err.Error())
 			if !sleepCtx(ctx, 2*time.Second) {

@@ -264,7 +264,9 @@ func safeMode(ctx context.Context, cfg config.Config, opts Options, log *slog.Lo
 
 type refuseAll struct{ log *slog.Logger }
 
-func (r refuseAll) Escrow(ctx context.Context, n acceptor.Note) acceptor.Decision { return acceptor.Return }
+func (r refuseAll) Escrow(ctx context.Context, n acceptor.Note) acceptor.Decision {
+	return acceptor.Return
+}
 
 // Credited refuses: without a trustworthy journal a credit cannot be recorded, so it stays
 // unacknowledged at the unit for a technician.
