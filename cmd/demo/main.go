@@ -1,0 +1,180 @@
+// Command demo runs a whole kiosk system on one machine with no external service: simulated
+// hardware on pseudo-terminals (hw-sim), kioskd using its real serial code on them, an
+// in-process MQTT broker and the reference ledger. It prints the URLs of the customer screen,
+// the simulator control panel and the ledger's fleet view. Ctrl-C stops everything.
+//
+// State (journal, ledger store, keys) lives in -state (default .demo), so a second run shows
+// the journal surviving a restart.
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/kioskd/kioskd/hw-sim/simrig"
+	"github.com/kioskd/kioskd/kiosk/config"
+	"github.com/kioskd/kioskd/kiosk/daemon"
+	"github.com/kioskd/kioskd/sync/broker"
+	"github.com/kioskd/kioskd/sync/ledger"
+	"github.com/kioskd/kioskd/sync/mqttc"
+	"github.com/kioskd/kioskd/sync/wire"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	state := flag.String("state", ".demo", "directory for the journal, the ledger store and the demo keys")
+	kioskHTTP := flag.String("kiosk", "127.0.0.1:8080", "customer screen address")
+	simHTTP := flag.String("sim", "127.0.0.1:8070", "simulator control panel address")
+	ledgerHTTP := flag.String("ledger", "127.0.0.1:8090", "ledger fleet view address")
+	mqttAddr := flag.String("mqtt", "127.0.0.1:0", "embedded MQTT broker address")
+	verbose := flag.Bool("v", false, "log at debug level")
+	flag.Parse()
+
+	lvl := slog.LevelInfo
+	if *verbose {
+		lvl = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := os.MkdirAll(*state, 0o700); err != nil {
+		return err
+	}
+	wallet, err := demoKey(filepath.Join(*state, "wallet.seed"))
+	if err != nil {
+		return err
+	}
+	ledgerKey, err := demoKey(filepath.Join(*state, "ledger.seed"))
+	if err != nil {
+		return err
+	}
+
+	br, err := broker.Start(ctx, broker.Config{Addr: *mqttAddr, Logger: log.With("component", "broker")})
+	if err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	defer br.Close()
+
+	store, err := ledger.OpenBolt(filepath.Join(*state, "ledger.db"), ledger.Options{})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	led, err := ledger.New(ledger.Config{MQTT: mqttc.Config{Brokers: []string{br.URL()}, ClientID: "ledger-1", Logger: log},
+		Store: store, Signer: wire.Signer{KID: "demo-ledger", Key: ledgerKey}, HTTPAddr: *ledgerHTTP,
+		Names: map[string]string{"demo_alice": "Alice Zhang", "demo_bob": "Bob Li"}, Logger: log.With("component", "ledger")})
+	if err != nil {
+		return err
+	}
+
+	rig, err := simrig.Start(ctx, simrig.Config{Acceptor: "id003", Denominations: simrig.DemoDenominations("CNY"), Listen: *simHTTP,
+		WalletKey: wallet, WalletKID: "demo-wallet", Logger: log.With("component", "hw-sim")})
+	if err != nil {
+		return err
+	}
+	defer rig.Close()
+	ports := rig.Ready()
+
+	cfg := config.Default()
+	cfg.Kiosk = config.Kiosk{ID: "DEMO-0001", Location: "Demo hall", Timezone: "Asia/Shanghai", Currency: "CNY", Language: "en", Hotline: "400-000-0000"}
+	cfg.Journal.Path, _ = filepath.Abs(filepath.Join(*state, "journal.db"))
+	cfg.Acceptor.Port = ports.AcceptorPort
+	for code, n := range simrig.DemoDenominations("CNY") {
+		cfg.Acceptor.Denominations = append(cfg.Acceptor.Denominations, config.Denomination{Code: code, ValueMinor: n.ValueMinor})
+	}
+	cfg.Printer = config.Printer{Enabled: true, Port: ports.PrinterPort, Baud: 9600, Profile: "generic80"}
+	cfg.Scanner = config.Scanner{Port: ports.ScannerPort, Baud: 9600}
+	cfg.Limits = config.Limits{SessionMaxMinor: 200000, OfflineSessionMaxMinor: 50000, OfflineTotalMaxMinor: 200000}
+	cfg.Wallet.Keys = map[string]string{"demo-wallet": base64.StdEncoding.EncodeToString(wallet.Public().(ed25519.PublicKey))}
+	cfg.MQTT.Broker = br.URL()
+	cfg.MQTT.LedgerKeys = map[string]string{"demo-ledger": base64.StdEncoding.EncodeToString(ledgerKey.Public().(ed25519.PublicKey))}
+	cfg.MQTT.Heartbeat = config.Duration(10 * time.Second)
+	cfg.HTTP.Listen = *kioskHTTP
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("demo config: %w", err)
+	}
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := led.Run(ctx); err != nil {
+			errc <- fmt.Errorf("ledger: %w", err)
+		}
+	}()
+	kioskReady := make(chan string, 1)
+	go func() {
+		defer wg.Done()
+		err := daemon.Run(ctx, cfg, daemon.Options{Version: "demo", Logger: log.With("component", "kioskd"), Ready: func(a string) { kioskReady <- a }})
+		if err != nil && !errors.Is(err, context.Canceled) {
+			errc <- fmt.Errorf("kioskd: %w", err)
+		}
+	}()
+	select {
+	case addr := <-kioskReady:
+		<-led.Ready()
+		fmt.Printf(`
+kioskd demo is running (state in %s). Open:
+
+  customer screen      http://%s/
+  hardware simulator   %s
+  ledger fleet view    http://%s/
+
+In the simulator: "Scan valid wallet code", insert notes, then press Finish on the customer
+screen. The receipt appears in the simulator's printer panel; the balance in the ledger view
+(http://%s/api/accounts/demo_alice). Ctrl-C stops everything.
+
+`, *state, addr, ports.ControlURL, led.HTTPAddr(), led.HTTPAddr())
+	case err := <-errc:
+		stop()
+		wg.Wait()
+		return err
+	case <-ctx.Done():
+	}
+	select {
+	case err := <-errc:
+		stop()
+		wg.Wait()
+		return err
+	case <-ctx.Done():
+	}
+	wg.Wait()
+	return nil
+}
+
+// demoKey loads or creates an Ed25519 seed file for the demo (never for production keys).
+func demoKey(path string) (ed25519.PrivateKey, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		seed, err := base64.StdEncoding.DecodeString(string(b))
+		if err != nil || len(seed) != ed25519.SeedSize {
+			return nil, fmt.Errorf("%s: not a demo key; delete it to make a new one", path)
+		}
+		return ed25519.NewKeyFromSeed(seed), nil
+	}
+	_, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(priv.Seed())), 0o600); err != nil {
+		return nil, err
+	}
+	return priv, nil
+}

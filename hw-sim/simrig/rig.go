@@ -1,0 +1,224 @@
+// Package simrig puts a whole simulated kiosk's hardware on pseudo-terminals: a bill
+// acceptor emulator (ID-003, and the other protocols as they are added), an ESC/POS receipt
+// printer and a QR scanner, each behind its own pty, plus a control API on loopback HTTP
+// and a small web panel for people. The daemon opens the pty paths with its real serial code.
+//
+// It is a library (used in-process by the demo and the end-to-end tests, which need the Go
+// API) and the body of cmd/hw-sim, which prints one JSON line naming the ptys and the control
+// URL once everything is ready.
+package simrig
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/kioskd/kioskd/devices/acceptor"
+	"github.com/kioskd/kioskd/hw-sim/escpossim"
+	"github.com/kioskd/kioskd/hw-sim/ptypair"
+	"github.com/kioskd/kioskd/hw-sim/scannersim"
+)
+
+// Config describes the simulated hardware.
+type Config struct {
+	// Acceptor names the acceptor protocol: "id003".
+	Acceptor string
+	// Denominations the acceptor knows, by protocol code.
+	Denominations acceptor.Denominations
+	// EscrowTimeout of the acceptor (0: the emulator's default).
+	EscrowTimeout time.Duration
+	// Wallet, when set, lets the control API scan validly signed demo wallet codes.
+	WalletKey ed25519.PrivateKey
+	WalletKID string
+	// Listen is the control API address (default 127.0.0.1:0).
+	Listen string
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Ready is what cmd/hw-sim prints once everything listens.
+type Ready struct {
+	Acceptor     string `json:"acceptor"`
+	AcceptorPort string `json:"acceptor_port"`
+	PrinterPort  string `json:"printer_port"`
+	ScannerPort  string `json:"scanner_port"`
+	ControlURL   string `json:"control_url"`
+}
+
+// Rig is the running simulated hardware.
+type Rig struct {
+	cfg     Config
+	Acc     AcceptorSim
+	Printer *escpossim.Sim
+	Scanner *scannersim.Sim
+
+	accPty, prnPty, scnPty *ptypair.Pair
+	ln                     net.Listener
+	srv                    *http.Server
+	cancel                 context.CancelFunc
+	wg                     sync.WaitGroup
+	log                    *slog.Logger
+	closeOnce              sync.Once
+}
+
+// Start allocates the ptys, starts the emulators and the control API.
+func Start(ctx context.Context, cfg Config) (*Rig, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:0"
+	}
+	if cfg.Acceptor == "" {
+		cfg.Acceptor = "id003"
+	}
+	acc, err := newAcceptorSim(cfg)
+	if err != nil {
+		return nil, err
+	}
+	r := &Rig{cfg: cfg, Acc: acc, log: cfg.Logger.With("component", "hw-sim"),
+		Printer: escpossim.New(escpossim.Config{Logger: cfg.Logger.With("device", "printer"), Now: cfg.Now}),
+		Scanner: scannersim.New(scannersim.Config{Logger: cfg.Logger.With("device", "scanner")})}
+	for _, p := range []**ptypair.Pair{&r.accPty, &r.prnPty, &r.scnPty} {
+		if *p, err = ptypair.Open(); err != nil {
+			r.closePtys()
+			return nil, err
+		}
+	}
+	r.ln, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		r.closePtys()
+		return nil, fmt.Errorf("simrig: control API: %w", err)
+	}
+	ctx, r.cancel = context.WithCancel(ctx)
+	serve := func(name string, fn func(context.Context) error) {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			if err := fn(ctx); err != nil && ctx.Err() == nil {
+				r.log.Error("emulator stopped", "device", name, "err", err)
+			}
+		}()
+	}
+	serve("acceptor", func(ctx context.Context) error { return acc.Serve(ctx, r.accPty) })
+	serve("printer", func(ctx context.Context) error { return r.Printer.Serve(ctx, r.prnPty) })
+	serve("scanner", func(ctx context.Context) error { return r.Scanner.Serve(ctx, r.scnPty) })
+	r.srv = &http.Server{Handler: r.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		if err := r.srv.Serve(r.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			r.log.Error("control API", "err", err)
+		}
+	}()
+	// Closing the ptys is what releases the emulators' blocked reads.
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		<-ctx.Done()
+		r.closePtys()
+	}()
+	return r, nil
+}
+
+// Ready describes the rig for outside tests and the daemon's config.
+func (r *Rig) Ready() Ready {
+	return Ready{Acceptor: r.cfg.Acceptor, AcceptorPort: r.accPty.Path(), PrinterPort: r.prnPty.Path(), ScannerPort: r.scnPty.Path(),
+		ControlURL: "http://" + r.ln.Addr().String() + "/"}
+}
+
+// Close stops everything and waits.
+func (r *Rig) Close() error {
+	r.closeOnce.Do(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		r.srv.Shutdown(sctx)
+		cancel()
+		r.cancel()
+		r.wg.Wait()
+	})
+	return nil
+}
+
+func (r *Rig) closePtys() {
+	for _, p := range []*ptypair.Pair{r.accPty, r.prnPty, r.scnPty} {
+		if p != nil {
+			p.Close()
+		}
+	}
+}
+
+// ScanWallet scans a freshly signed demo wallet code for account.
+func (r *Rig) ScanWallet(account string) (string, error) {
+	if len(r.cfg.WalletKey) != ed25519.PrivateKeySize {
+		return "", errors.New("simrig: no demo wallet key configured")
+	}
+	code := scannersim.DemoWallet{Key: r.cfg.WalletKey, KeyID: r.cfg.WalletKID, Account: account, TTL: 5 * time.Minute, Now: r.cfg.Now}.Payload()
+	return code, r.Scanner.Scan(code)
+}
+
+// AcceptorSim is the protocol-neutral control surface of a bill acceptor emulator: what the
+// control API, the demo panel and the end-to-end tests use whatever the protocol.
+type AcceptorSim interface {
+	Serve(ctx context.Context, port io.ReadWriter) error
+	// Insert feeds a note by protocol code.
+	Insert(code int) error
+	// CodeFor finds the protocol code of a note value.
+	CodeFor(valueMinor int64) (int, bool)
+	// RejectNext makes the next note be rejected with the protocol's reason code.
+	RejectNext(reason int)
+	Jam(stacker bool)
+	ClearJam()
+	PullCassette() error
+	ReplaceCassette() error
+	SetCassetteFull(bool)
+	Cheat()
+	Fail(code int)
+	// PowerCycle: where is "auto", "none", "acceptor" or "stacker".
+	PowerCycle(where string) error
+	// Fault injects a link fault into one reply: "bad_crc", "no_reply", "garbage",
+	// "split", "slow".
+	Fault(kind string, delay time.Duration) error
+	// Stacked is the emulator's own log of notes in the cassette: the money ground truth.
+	Stacked() []Stacked
+	State() any
+}
+
+// Stacked is one note the emulator put in its cassette.
+type Stacked struct {
+	Code       int       `json:"code"`
+	ValueMinor int64     `json:"value_minor"`
+	At         time.Time `json:"at"`
+	// Acked: the host acknowledged the credit (where the protocol has such an ACK).
+	Acked bool   `json:"acked"`
+	Via   string `json:"via"`
+	// Cassette numbers cassettes since the emulator started.
+	Cassette int `json:"cassette"`
+}
+
+func newAcceptorSim(cfg Config) (AcceptorSim, error) {
+	switch cfg.Acceptor {
+	case "id003":
+		return newID003(cfg), nil
+	}
+	return nil, fmt.Errorf("simrig: unknown acceptor protocol %q", cfg.Acceptor)
+}
+
+// DemoDenominations is the demo's table: 1, 5, 10, 20, 50 and 100 in the currency (minor
+// units with two decimals), on ID-003 escrow codes 0x61..0x66.
+func DemoDenominations(currency string) acceptor.Denominations {
+	d := acceptor.Denominations{}
+	for i, v := range []int64{100, 500, 1000, 2000, 5000, 10000} {
+		d[0x61+i] = acceptor.Note{Code: 0x61 + i, ValueMinor: v, Currency: currency}
+	}
+	return d
+}
