@@ -232,7 +232,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		return fmt.Errorf("http listen %s: %w", cfg.HTTP.Listen, err)
 	}
 	srv := &http.Server{Handler: ui.Handler(ui.Config{Engine: engine, Logger: log, Diag: func() any {
-		return diag(j, reg, engine, up, acc)
+		return diag(j, reg, engine, up, acc, func() bool { return mc != nil && mc.Connected() })
 	}}), ReadHeaderTimeout: 5 * time.Second}
 	wg.Add(1)
 	go func() {

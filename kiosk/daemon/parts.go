@@ -60,7 +60,11 @@ func (s *acceptorSlot) Inhibit(ctx context.Context) error {
 		// No driver, no port: nothing can be accepted.
 		return nil
 	}
-	return d.Inhibit(ctx)
+	// A driver that stopped inhibited the unit on its way out (acceptor.Acceptor.Run).
+	if err := d.Inhibit(ctx); err != nil && !errors.Is(err, acceptor.ErrNotRunning) {
+		return err
+	}
+	return nil
 }
 
 func (s *acceptorSlot) Info() acceptor.Info {
@@ -206,8 +210,8 @@ func heartbeat(j *journal.Journal, reg *health.Registry, e *session.Engine) wire
 	return hb
 }
 
-func diag(j *journal.Journal, reg *health.Registry, e *session.Engine, up *uplink.Uplink, acc *acceptorSlot) any {
-	d := map[string]any{"conditions": reg.Active(), "acceptor": acc.Info(), "state": e.State().String()}
+func diag(j *journal.Journal, reg *health.Registry, e *session.Engine, up *uplink.Uplink, acc *acceptorSlot, mqttUp func() bool) any {
+	d := map[string]any{"mqtt_connected": mqttUp(),"conditions": reg.Active(), "acceptor": acc.Info(), "state": e.State().String()}
 	if st, err := j.Stats(); err == nil {
 		d["journal"] = st
 	}

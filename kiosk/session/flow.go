@@ -135,6 +135,10 @@ func (e *Engine) authorize(ctx context.Context, p qrpay.Payload) {
 	e.lastActivity = e.now()
 	e.setStateLocked(Accepting)
 	e.messageLocked("info", "Please insert your notes.")
+	// The unit takes every denomination that fits the session's limit. The mask is not
+	// narrowed note by note: a note that no longer fits reaches escrow and is returned by
+	// the host with a reason the customer can read ("over your limit"), where a unit
+	// refusing a disabled denomination gives no reason at all.
 	e.wantLocked(e.allowedCodesLocked())
 	e.changedLocked()
 }

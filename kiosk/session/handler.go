@@ -72,8 +72,6 @@ func (h *handler) Escrow(ctx context.Context, n acceptor.Note) acceptor.Decision
 	e.sess.PendingMinor += n.ValueMinor
 	e.log.Info("stacking", "note", n.String(), "intent", in.ID, "session", e.sess.ID)
 	e.messageLocked("info", "Note accepted, counting…")
-	// Narrow the enabled denominations to what still fits.
-	e.wantLocked(e.allowedCodesLocked())
 	e.changedLocked()
 	return acceptor.Stack
 }
@@ -137,9 +135,6 @@ func (h *handler) Credited(ctx context.Context, n acceptor.Note) error {
 		s := res.Session
 		e.sess = &s
 		e.messageLocked("info", fmt.Sprintf("%s received.", formatMinor(res.Credit.ValueMinor, e.j.Currency())))
-		if e.state == Accepting {
-			e.wantLocked(e.allowedCodesLocked())
-		}
 	}
 	e.changedLocked()
 	return nil

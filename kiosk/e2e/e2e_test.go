@@ -1,0 +1,248 @@
+package e2e
+
+import (
+	"crypto/ed25519"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kioskd/kioskd/hw-sim/walletsim"
+	"github.com/kioskd/kioskd/kiosk/qrpay"
+	"github.com/kioskd/kioskd/kiosk/session"
+	"github.com/kioskd/kioskd/sync/mqttc"
+	"github.com/kioskd/kioskd/sync/wire"
+)
+
+// topUpWithLimit is the first issue's acceptance scenario: QR scan, three notes with the
+// third over the limit and returned from escrow, Finish; the ledger credits exactly the
+// first two, once; the printer got a receipt with that topup_id; the API says credited.
+func topUpWithLimit(t *testing.T, kind brokerKind) {
+	e := newEnv(t, options{broker: kind, sessionMax: 15000})
+	e.startKiosk("")
+	e.waitOnline()
+	e.waitView("idle", func(v session.View) bool { return v.State == "idle" })
+	e.scan("alice")
+	v := e.waitView("accepting", func(v session.View) bool { return v.State == "accepting" })
+	if v.LimitMinor != 15000 {
+		t.Fatalf("limit %d, want the session max 15000", v.LimitMinor)
+	}
+	e.insert(10000)
+	e.waitView("first note", func(v session.View) bool { return v.TotalMinor == 10000 })
+	e.insert(2000)
+	e.waitView("second note", func(v session.View) bool { return v.TotalMinor == 12000 })
+	// 50.00 would take the session to 170.00: returned from escrow by the host.
+	e.insert(5000)
+	e.waitView("third note returned", func(v session.View) bool { return strings.Contains(v.Message, "over your limit") })
+	e.waitView("unit back to idle", func(v session.View) bool { return strings.Contains(v.Message, "returned") })
+	if code := e.post("/api/finish"); code != http.StatusOK {
+		t.Fatalf("finish: %d", code)
+	}
+	v = e.waitView("credited", func(v session.View) bool { return v.Result != nil && v.Result.Status == "credited" })
+	id := v.Result.TopupID
+	if v.Result.AmountMinor != 12000 {
+		t.Fatalf("result %+v", v.Result)
+	}
+	e.waitFor("receipt printed", func() bool { o, _ := e.originals(id); return o == 1 })
+	acct := e.account("alice")
+	if acct.Balances["CNY"] != 12000 || acct.TopupCount != 1 {
+		t.Fatalf("ledger account %+v", acct)
+	}
+	if n, sum := e.stackedTotal(); n != 2 || sum != 12000 {
+		t.Fatalf("emulator cassette %d notes / %d, want 2 / 12000", n, sum)
+	}
+	rec := e.receipts()[0]
+	if !strings.Contains(rec.Text, "CREDITED") || !strings.Contains(rec.Text, "120.00") || len(rec.QR) != 1 || rec.QR[0] != id {
+		t.Fatalf("receipt:\n%s\nQR %v", rec.Text, rec.QR)
+	}
+}
+
+func TestTopUpEndToEnd(t *testing.T) { topUpWithLimit(t, embedded) }
+
+func TestTopUpEndToEndMosquittoTLS(t *testing.T) { topUpWithLimit(t, mosquitto) }
+
+// TestBrokerDownDuringSession: the kiosk keeps accepting, the receipt says pending, and once
+// the broker is back the ledger credits once and the kiosk shows credited.
+func brokerDown(t *testing.T, kind brokerKind) {
+	e := newEnv(t, options{broker: kind, ackWait: 500 * time.Millisecond})
+	e.startKiosk("")
+	e.waitOnline()
+	e.waitView("idle", func(v session.View) bool { return v.State == "idle" })
+	e.scan("carol")
+	e.waitView("accepting", func(v session.View) bool { return v.State == "accepting" && !v.Offline })
+	e.stopBroker()
+	e.insert(5000)
+	e.waitView("note 1", func(v session.View) bool { return v.TotalMinor == 5000 })
+	e.insert(1000)
+	e.waitView("note 2", func(v session.View) bool { return v.TotalMinor == 6000 })
+	e.post("/api/finish")
+	v := e.waitView("pending result", func(v session.View) bool { return v.Result != nil && v.Result.Printed })
+	if v.Result.Status != "pending" {
+		t.Fatalf("result while broker down: %+v", v.Result)
+	}
+	id := v.Result.TopupID
+	rec := e.receipts()
+	if len(rec) != 1 || !strings.Contains(rec[0].Text, "PENDING") {
+		t.Fatalf("receipt while offline:\n%v", rec)
+	}
+	if a := e.account("carol"); a.TopupCount != 0 {
+		t.Fatal("credited while the broker was down?")
+	}
+	e.startBroker()
+	e.waitView("credited after reconnect", func(v session.View) bool { return v.Result != nil && v.Result.Status == "credited" })
+	a := e.account("carol")
+	if a.Balances["CNY"] != 6000 || a.TopupCount != 1 || a.Topups[0].TopupID != id {
+		t.Fatalf("ledger %+v", a)
+	}
+	if o, c := e.originals(id); o != 1 || c != 0 {
+		t.Fatalf("receipts: %d originals, %d copies", o, c)
+	}
+}
+
+func TestBrokerDownDuringSession(t *testing.T) { brokerDown(t, embedded) }
+
+func TestBrokerDownDuringSessionMosquittoTLS(t *testing.T) { brokerDown(t, mosquitto) }
+
+// TestDuplicateDeliveryAndForgedAcks: the same top-up delivered twice is credited once; an ack
+// for an unknown topup_id or with a bad signature is ignored by the kiosk.
+func TestDuplicateDeliveryAndForgedAcks(t *testing.T) {
+	e := newEnv(t, options{})
+	e.startKiosk("")
+	e.waitOnline()
+	e.waitView("idle", func(v session.View) bool { return v.State == "idle" })
+	e.scan("dave")
+	e.waitView("accepting", func(v session.View) bool { return v.State == "accepting" })
+	e.insert(2000)
+	e.waitView("note", func(v session.View) bool { return v.TotalMinor == 2000 })
+	e.post("/api/finish")
+	v := e.waitView("credited", func(v session.View) bool { return v.Result != nil && v.Result.Status == "credited" })
+	rec, err := e.store.Topup(v.Result.TopupID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := jsonMarshal(rec.Topup)
+
+	// A second client (standing in for a broker redelivery) publishes the same top-up twice
+	// more, and forged/unknown acks at the kiosk.
+	c, err := mqttc.Dial(mqttc.Config{Brokers: []string{e.brokerURL()}, ClientID: "intruder"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(50 * time.Millisecond)
+	if err := c.WaitConnected(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	dupAcks := make(chan []byte, 4)
+	c.Subscribe(e.ctx, wire.Topic(kioskID, wire.DownAck), 1, func(_ string, p []byte) { dupAcks <- p })
+	for range 2 {
+		if err := c.Publish(e.ctx, wire.Topic(kioskID, wire.UpTopup), 1, false, payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		select {
+		case p := <-dupAcks:
+			var a wire.Ack
+			if _, err := (wire.Keyring{"l1": e.lkey.Public().(ed25519.PublicKey)}).Open(p, &a); err != nil || a.Status != wire.AckDuplicate {
+				t.Fatalf("redelivery ack %+v %v", a, err)
+			}
+		case <-e.ctx.Done():
+			t.Fatal("no duplicate ack")
+		}
+	}
+	if a := e.account("dave"); a.Balances["CNY"] != 2000 || a.TopupCount != 1 {
+		t.Fatalf("ledger after duplicates %+v", a)
+	}
+	// Forged acks: signed by another key, and for a top-up the kiosk never made.
+	_, other, _ := ed25519.GenerateKey(nil)
+	forged, _ := wire.Signer{KID: "l1", Key: other}.Seal(wire.Ack{V: 1, TopupID: v.Result.TopupID, Status: wire.AckConflict, AmountMinor: 2000, Currency: "CNY"})
+	unknown, _ := wire.Signer{KID: "l1", Key: e.lkey}.Seal(wire.Ack{V: 1, TopupID: strings.TrimSuffix(v.Result.TopupID, "-1") + "-99", Status: wire.AckCredited, AmountMinor: 1, Currency: "CNY"})
+	c.Publish(e.ctx, wire.Topic(kioskID, wire.DownAck), 1, false, forged)
+	c.Publish(e.ctx, wire.Topic(kioskID, wire.DownAck), 1, false, unknown)
+	e.waitFor("kiosk rejected both acks", func() bool { return diagInt(e, "uplink", "rejected_acks") >= 2 })
+	if v := e.view(); v.Result == nil || v.Result.Status != "credited" {
+		t.Fatalf("forged conflict ack changed the result: %+v", v.Result)
+	}
+}
+
+// TestRefusedCodesOnCustomerAPI: forged, expired and replayed codes, through the real scanner
+// port, are refused with a clear reason on the customer API.
+func TestRefusedCodesOnCustomerAPI(t *testing.T) {
+	e := newEnv(t, options{})
+	e.startKiosk("")
+	e.waitOnline()
+	e.waitView("idle", func(v session.View) bool { return v.State == "idle" })
+	_, other, _ := ed25519.GenerateKey(nil)
+	now := time.Now()
+	valid := walletsim.Sign(e.wallet, "w1", "erin", now.Add(5*time.Minute), walletsim.NewNonce())
+	for _, tc := range []struct {
+		name, code string
+		want       error
+	}{
+		{"forged", walletsim.Sign(other, "w1", "erin", now.Add(5*time.Minute), walletsim.NewNonce()), qrpay.ErrSignature},
+		{"expired", walletsim.Sign(e.wallet, "w1", "erin", now.Add(-time.Minute), walletsim.NewNonce()), qrpay.ErrExpired},
+		{"not a wallet code", "https://example.com/", qrpay.ErrFormat},
+	} {
+		if err := e.rig.Scanner.Scan(tc.code); err != nil {
+			t.Fatal(err)
+		}
+		e.waitView(tc.name, func(v session.View) bool { return v.State == "idle" && v.Message == qrpay.Message(tc.want) })
+	}
+	e.rig.Scanner.Scan(valid)
+	e.waitView("accepted", func(v session.View) bool { return v.State == "accepting" })
+	e.post("/api/cancel")
+	e.waitView("idle again", func(v session.View) bool { return v.State == "idle" })
+	e.rig.Scanner.Scan(valid)
+	e.waitView("replay refused", func(v session.View) bool { return v.Message == qrpay.Message(qrpay.ErrReplayed) })
+}
+
+// TestKillBetweenIntentAndCredit: SIGKILL right after the stack intent commits (the unit holds
+// the note in escrow) and right after the credit commit (the unit repeats VEND VALID). After
+// each restart every note is credited exactly once.
+func TestKillDuringNoteProtocol(t *testing.T) {
+	for _, point := range []string{"after-stack-intent:2", "credit-after-commit:2", "credit-before-commit:2"} {
+		t.Run(strings.Split(point, ":")[0], func(t *testing.T) {
+			e := newEnv(t, options{})
+			e.startKiosk(point)
+			e.waitOnline()
+			e.waitView("idle", func(v session.View) bool { return v.State == "idle" })
+			e.scan("fred")
+			e.waitView("accepting", func(v session.View) bool { return v.State == "accepting" })
+			e.insert(10000)
+			e.waitView("note 1", func(v session.View) bool { return v.TotalMinor == 10000 })
+			e.insert(5000) // the second note hits the crash point
+			e.waitCrash()
+			e.startKiosk("")
+			// Recovery resolves the note from the unit, closes the session as interrupted,
+			// prints and syncs.
+			v := e.waitView("recovered result", func(v session.View) bool { return v.Result != nil && v.Result.Status == "credited" })
+			if v.Result.AmountMinor != 15000 || v.Result.Outcome != wire.OutcomeInterrupted || v.Result.Uncertain != 0 {
+				t.Fatalf("recovered result %+v", v.Result)
+			}
+			if n, sum := e.stackedTotal(); n != 2 || sum != 15000 {
+				t.Fatalf("cassette %d/%d", n, sum)
+			}
+			a := e.account("fred")
+			if a.Balances["CNY"] != 15000 || a.TopupCount != 1 {
+				t.Fatalf("ledger %+v", a)
+			}
+			e.waitFor("one original receipt", func() bool { o, c := e.originals(v.Result.TopupID); return o == 1 && c == 0 })
+		})
+	}
+}
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// diagInt reads a number from the kiosk's diagnostics document.
+func diagInt(e *env, section, key string) int64 {
+	res, err := http.Get(e.kioskURL + "/api/diag")
+	if err != nil {
+		return -1
+	}
+	defer res.Body.Close()
+	var d map[string]map[string]any
+	json.NewDecoder(res.Body).Decode(&d)
+	n, _ := d[section][key].(float64)
+	return int64(n)
+}

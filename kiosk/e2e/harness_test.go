@@ -1,0 +1,462 @@
+// Package e2e runs kioskd as a real process against the simulated hardware on
+// pseudo-terminals (its real serial code path), a real MQTT broker (the in-process one, or
+// mosquitto with TLS and the production ACL when installed) and the reference ledger, and
+// checks money end to end: what the emulator stacked, what the ledger credited, what the
+// printer printed and what the customer API says.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kioskd/kioskd/hw-sim/escpossim"
+	"github.com/kioskd/kioskd/hw-sim/simrig"
+	"github.com/kioskd/kioskd/kiosk/config"
+	"github.com/kioskd/kioskd/kiosk/session"
+	"github.com/kioskd/kioskd/sync/broker"
+	"github.com/kioskd/kioskd/sync/ledger"
+	"github.com/kioskd/kioskd/sync/mosqtest"
+	"github.com/kioskd/kioskd/sync/mqttc"
+	"github.com/kioskd/kioskd/sync/wire"
+)
+
+var kioskdBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "kioskd-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	kioskdBin = filepath.Join(dir, "kioskd")
+	// The daemon under test is built once, as shipped (no race detector: the test process
+	// itself runs with it and exercises the same packages in-process elsewhere).
+	cmd := exec.Command("go", "build", "-o", kioskdBin, "github.com/kioskd/kioskd/cmd/kioskd")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building kioskd:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const kioskID = "E2E-01"
+
+// brokerKind selects the MQTT broker of an environment.
+type brokerKind int
+
+const (
+	embedded brokerKind = iota
+	mosquitto
+)
+
+// env is one kiosk system under test.
+type env struct {
+	t      *testing.T
+	ctx    context.Context
+	dir    string
+	rig    *simrig.Rig
+	wallet ed25519.PrivateKey
+	lkey   ed25519.PrivateKey
+
+	kind     brokerKind
+	emb      *broker.Broker
+	embAddr  string
+	mosq     *mosqtest.Broker
+	store    *ledger.BoltStore
+	led      *ledger.Ledger
+	ledStop  context.CancelFunc
+	ledDone  chan error
+	cfg      config.Config
+	cfgPath  string
+	kiosk    *exec.Cmd
+	kioskOut *lockedBuf
+	kioskURL string
+	exited   chan error
+}
+
+type options struct {
+	broker        brokerKind
+	sessionMax    int64
+	resultDisplay time.Duration
+	ackWait       time.Duration
+	ledgerDaily   int64
+}
+
+func newEnv(t *testing.T, o options) *env {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	e := &env{t: t, ctx: ctx, dir: t.TempDir(), kind: o.broker}
+	_, e.wallet, _ = ed25519.GenerateKey(nil)
+	_, e.lkey, _ = ed25519.GenerateKey(nil)
+	var err error
+	e.rig, err = simrig.Start(ctx, simrig.Config{Acceptor: "id003", Denominations: simrig.DemoDenominations("CNY"), WalletKey: e.wallet, WalletKID: "w1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.rig.Close() })
+
+	switch o.broker {
+	case embedded:
+		e.emb, err = broker.Start(ctx, broker.Config{Addr: "127.0.0.1:0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.embAddr = e.emb.Addr()
+		t.Cleanup(func() { e.emb.Close() })
+	case mosquitto:
+		e.mosq = mosqtest.Start(t, mosqtest.Options{})
+	}
+	e.store, err = ledger.OpenBolt(filepath.Join(e.dir, "ledger.db"), ledger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.store.Close() })
+	lim := ledger.Limits{Currency: "CNY", DailyMinor: o.ledgerDaily, PerTopupMaxMinor: 1_000_000}
+	if lim.DailyMinor == 0 {
+		lim.DailyMinor = 10_000_000
+	}
+	mc := mqttc.Config{Brokers: []string{e.brokerURL()}, ClientID: "ledger"}
+	if e.mosq != nil {
+		mc.TLS = e.mosq.ClientTLS("ledger")
+	}
+	e.led, err = ledger.New(ledger.Config{MQTT: mc, Store: e.store, Signer: wire.Signer{KID: "l1", Key: e.lkey}, Limits: lim})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lctx, lcancel := context.WithCancel(ctx)
+	e.ledStop, e.ledDone = lcancel, make(chan error, 1)
+	go func() { e.ledDone <- e.led.Run(lctx) }()
+	t.Cleanup(func() { e.ledStop(); <-e.ledDone })
+	select {
+	case <-e.led.Ready():
+	case <-ctx.Done():
+		t.Fatal("ledger not ready")
+	}
+
+	ports := e.rig.Ready()
+	c := config.Default()
+	c.Kiosk = config.Kiosk{ID: kioskID, Location: "Test hall", Timezone: "Asia/Shanghai", Currency: "CNY", Language: "en", Hotline: "400-1"}
+	c.Journal.Path = filepath.Join(e.dir, "journal.db")
+	c.Acceptor.Port = ports.AcceptorPort
+	c.Acceptor.PollInterval = config.Duration(50 * time.Millisecond)
+	c.Acceptor.RecoveryTimeout = config.Duration(8 * time.Second)
+	for code, n := range simrig.DemoDenominations("CNY") {
+		c.Acceptor.Denominations = append(c.Acceptor.Denominations, config.Denomination{Code: code, ValueMinor: n.ValueMinor})
+	}
+	c.Printer = config.Printer{Enabled: true, Port: ports.PrinterPort, Baud: 9600, Profile: "generic80"}
+	c.Scanner = config.Scanner{Port: ports.ScannerPort, Baud: 9600}
+	c.Limits = config.Limits{SessionMaxMinor: o.sessionMax, OfflineSessionMaxMinor: 30000, OfflineTotalMaxMinor: 100000}
+	if c.Limits.SessionMaxMinor == 0 {
+		c.Limits.SessionMaxMinor = 200000
+	}
+	if c.Limits.OfflineSessionMaxMinor > c.Limits.SessionMaxMinor {
+		c.Limits.OfflineSessionMaxMinor = c.Limits.SessionMaxMinor
+	}
+	c.Session.AckWait = config.Duration(2 * time.Second)
+	if o.ackWait > 0 {
+		c.Session.AckWait = config.Duration(o.ackWait)
+	}
+	c.Session.ResultDisplay = config.Duration(60 * time.Second)
+	if o.resultDisplay > 0 {
+		c.Session.ResultDisplay = config.Duration(o.resultDisplay)
+	}
+	c.Session.SettleTimeout = config.Duration(10 * time.Second)
+	c.Wallet.Keys = map[string]string{"w1": b64(e.wallet.Public().(ed25519.PublicKey))}
+	c.MQTT.Broker = e.brokerURL()
+	c.MQTT.LedgerKeys = map[string]string{"l1": b64(e.lkey.Public().(ed25519.PublicKey))}
+	c.MQTT.RetryMin = config.Duration(300 * time.Millisecond)
+	c.MQTT.RetryMax = config.Duration(2 * time.Second)
+	c.MQTT.Heartbeat = config.Duration(time.Second)
+	if e.mosq != nil {
+		c.MQTT.CAFile = e.mosq.CAFile
+		c.MQTT.CertFile, c.MQTT.KeyFile = e.mosq.ClientFiles(kioskID)
+	}
+	c.HTTP.Listen = freeAddr(t)
+	c.Log.Level = "info"
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	e.cfg = c
+	e.cfgPath = filepath.Join(e.dir, "kioskd.json")
+	if err := config.WriteFile(e.cfgPath, c); err != nil {
+		t.Fatal(err)
+	}
+	e.kioskURL = "http://" + c.HTTP.Listen
+	t.Cleanup(func() {
+		e.stopKiosk()
+		if t.Failed() {
+			t.Logf("kioskd output (tail):\n%s", tail(e.kioskOut.String(), 60))
+		}
+	})
+	return e
+}
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func (e *env) brokerURL() string {
+	if e.mosq != nil {
+		return e.mosq.URL()
+	}
+	return "tcp://" + e.embAddr
+}
+
+// stopBroker and startBroker simulate a broker outage.
+func (e *env) stopBroker() {
+	if e.mosq != nil {
+		e.mosq.Stop()
+		return
+	}
+	e.emb.Close()
+}
+
+func (e *env) startBroker() {
+	if e.mosq != nil {
+		e.mosq.Restart()
+		return
+	}
+	var err error
+	for range 50 {
+		if e.emb, err = broker.Start(e.ctx, broker.Config{Addr: e.embAddr}); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond) // the port is being released; bounded retry, not timing
+	}
+	e.t.Fatalf("restart broker: %v", err)
+}
+
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *lockedBuf) String() string {
+	if l == nil {
+		return ""
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// startKiosk runs kioskd; crashAt arms the SIGKILL crash point ("" for none).
+func (e *env) startKiosk(crashAt string) {
+	e.t.Helper()
+	cmd := exec.Command(kioskdBin, "-config", e.cfgPath)
+	if e.kioskOut == nil {
+		e.kioskOut = &lockedBuf{}
+	}
+	fmt.Fprintf(e.kioskOut, "----- start (crash at %q)\n", crashAt)
+	cmd.Stdout, cmd.Stderr = e.kioskOut, e.kioskOut
+	cmd.Env = append(os.Environ(), "KIOSKD_TEST_CRASH_AT="+crashAt)
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.kiosk = cmd
+	e.exited = make(chan error, 1)
+	go func(c *exec.Cmd, ch chan error) { ch <- c.Wait() }(cmd, e.exited)
+	e.waitFor("kioskd up", func() bool {
+		res, err := http.Get(e.kioskURL + "/healthz")
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == 200
+	})
+}
+
+// waitOnline waits until kioskd's MQTT connection is up, so the next authorization goes to
+// the ledger rather than to the offline limits.
+func (e *env) waitOnline() {
+	e.t.Helper()
+	e.waitFor("kioskd connected to the broker", func() bool {
+		res, err := http.Get(e.kioskURL + "/api/diag")
+		if err != nil {
+			return false
+		}
+		defer res.Body.Close()
+		var d struct {
+			Connected bool `json:"mqtt_connected"`
+		}
+		json.NewDecoder(res.Body).Decode(&d)
+		return d.Connected
+	})
+}
+
+// stopKiosk sends SIGTERM and waits.
+func (e *env) stopKiosk() {
+	if e.kiosk == nil {
+		return
+	}
+	e.kiosk.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-e.exited:
+	case <-time.After(20 * time.Second):
+		e.kiosk.Process.Kill()
+		<-e.exited
+	}
+	e.kiosk = nil
+}
+
+// waitCrash waits for the armed crash point to kill kioskd.
+func (e *env) waitCrash() {
+	e.t.Helper()
+	select {
+	case err := <-e.exited:
+		var ee *exec.ExitError
+		if !asExit(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			e.t.Fatalf("kioskd ended with %v, want SIGKILL at the crash point", err)
+		}
+		e.kiosk = nil
+	case <-e.ctx.Done():
+		e.t.Fatal("crash point never reached")
+	}
+}
+
+func asExit(err error, ee **exec.ExitError) bool {
+	x, ok := err.(*exec.ExitError)
+	if ok {
+		*ee = x
+	}
+	return ok
+}
+
+// waitFor polls cond until it holds or the test's deadline passes.
+func (e *env) waitFor(what string, cond func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("timed out waiting for %s; view %+v; acceptor %+v; stacked %+v", what, e.view(), e.rig.Acc.State(), e.rig.Acc.Stacked())
+		}
+		select {
+		case <-e.ctx.Done():
+			e.t.Fatalf("test deadline while waiting for %s", what)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (e *env) view() session.View {
+	res, err := http.Get(e.kioskURL + "/api/state")
+	if err != nil {
+		return session.View{}
+	}
+	defer res.Body.Close()
+	var v session.View
+	json.NewDecoder(res.Body).Decode(&v)
+	return v
+}
+
+func (e *env) waitView(what string, cond func(session.View) bool) session.View {
+	e.t.Helper()
+	var v session.View
+	e.waitFor(what, func() bool { v = e.view(); return cond(v) })
+	return v
+}
+
+func (e *env) post(path string) int {
+	res, err := http.Post(e.kioskURL+path, "application/json", nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return res.StatusCode
+}
+
+// scan shows a valid wallet code for account to the scanner.
+func (e *env) scan(account string) {
+	e.t.Helper()
+	if _, err := e.rig.ScanWallet(account); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// insert feeds a note of value v and waits until the acceptor took it in.
+func (e *env) insert(v int64) {
+	e.t.Helper()
+	code, ok := e.rig.Acc.CodeFor(v)
+	if !ok {
+		e.t.Fatalf("no note of %d", v)
+	}
+	e.waitFor("acceptor ready for a note", func() bool { return e.rig.Acc.Insert(code) == nil })
+}
+
+// stackedTotal is the emulator's own count of money in the cassette.
+func (e *env) stackedTotal() (n int, sum int64) {
+	for _, s := range e.rig.Acc.Stacked() {
+		n++
+		sum += s.ValueMinor
+	}
+	return
+}
+
+func (e *env) receipts() []escpossim.Document {
+	var out []escpossim.Document
+	for _, d := range e.rig.Printer.Documents() {
+		if d.Cut && strings.Contains(d.Text, "RECEIPT") {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// originals counts the original (not COPY) receipts carrying topupID.
+func (e *env) originals(topupID string) (orig, copies int) {
+	for _, d := range e.receipts() {
+		if !strings.Contains(strings.Join(d.QR, " ")+d.Text, topupID) {
+			continue
+		}
+		if strings.Contains(d.Text, "COPY") {
+			copies++
+		} else {
+			orig++
+		}
+	}
+	return
+}
+
+func (e *env) account(acct string) ledger.AccountInfo {
+	a, err := e.store.Account(acct)
+	if err != nil {
+		return ledger.AccountInfo{}
+	}
+	return a
+}
