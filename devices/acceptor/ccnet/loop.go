@@ -211,6 +211,7 @@ func (l *loop) identify(ctx context.Context) {
 	} else if st, err := ParseStatus(f.Payload()); err == nil {
 		l.log.Info("unit settings", "enabled", MaskTypes(st.Enabled), "high_security", MaskTypes(st.Security))
 	}
+	var identified *acceptor.Event
 	if f, err := l.exchange(ctx, CmdIdentification, nil); err != nil {
 		l.log.Info("identification failed", "err", err)
 	} else if id, err := ParseIdentification(f.Payload()); err != nil {
@@ -220,19 +221,19 @@ func (l *loop) identify(ctx context.Context) {
 		l.d.identity, l.d.haveID = id, true
 		l.d.info.Model, l.d.info.Serial = id.PartNumber, id.SerialNumber
 		l.d.mu.Unlock()
-		l.emit(ctx, acceptor.Event{Kind: acceptor.Identified, Detail: id.String()})
+		identified = &acceptor.Event{Kind: acceptor.Identified, Detail: id.String()}
 	}
-	f, err := l.exchange(ctx, CmdGetBillTable, nil)
-	if err != nil {
+	if f, err := l.exchange(ctx, CmdGetBillTable, nil); err != nil {
 		l.log.Info("bill table request failed", "err", err)
-		return
-	}
-	entries, err := ParseBillTable(f.Payload())
-	if err != nil {
+	} else if entries, err := ParseBillTable(f.Payload()); err != nil {
 		l.emit(ctx, acceptor.Event{Kind: acceptor.ProtocolError, Code: int(CmdGetBillTable), Detail: err.Error()})
-		return
+	} else {
+		l.compareTable(ctx, entries)
 	}
-	l.compareTable(ctx, entries)
+	// Identified comes last, so Info is complete when a handler sees it.
+	if identified != nil {
+		l.emit(ctx, *identified)
+	}
 }
 
 // compareTable records the unit's bill table in Info and reports where it differs from the
@@ -385,7 +386,7 @@ func (l *loop) exchange(ctx context.Context, cmd byte, data []byte) (Frame, erro
 		f, err := l.await(ctx, cmd, spec, timeout)
 		switch {
 		case err == nil:
-			if f.Cmd != CmdAck && !(spec.reply == replyStatus && f.Cmd == StStacked) {
+			if spec.reply != replyACK && !(spec.reply == replyStatus && f.Cmd == StStacked) {
 				l.sendAck()
 			}
 			return f, nil
