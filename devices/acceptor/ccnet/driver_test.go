@@ -115,7 +115,7 @@ func TestStartupFromEscrow(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
 		rec := &recorder{}
-				pb, port := newPlayback(t, script(
+		pb, port := newPlayback(t, script(
 			poll(StEscrow, 1),
 			command(CmdStack),
 			poll(StStacking),
@@ -150,7 +150,7 @@ func TestStartupFromHoldingNamesNoNote(t *testing.T) {
 			}
 			return acceptor.Stack
 		}}
-				pb, port := newPlayback(t, script(
+		pb, port := newPlayback(t, script(
 			poll(StHolding), // HOLDING carries no bill type: the note is unknown, never type 0
 			command(CmdReturn),
 			poll(StReturning),
