@@ -206,6 +206,7 @@ type Sim struct {
 	lastReply    []byte // re-sent on the host's NAK
 	awaitingAck  bool   // the last reply wants the host's ACK
 	ackTarget    int    // cassette log entry the awaited ACK confirms, else -1
+	eventReply   bool   // the last reply reported STACKED or RETURNED and waits for its ACK to move on
 }
 
 // New returns an emulated unit that has just been powered up with nothing in its path.
@@ -415,6 +416,7 @@ func (s *Sim) handleLocked(f ccnet.Frame) []byte {
 		// The host got our last reply damaged: the same bytes again, nothing re-executed.
 		return s.lastReply
 	}
+	s.eventReply = false
 	reply, ackTarget := s.commandLocked(f)
 	s.lastReply = reply
 	s.awaitingAck = len(reply) > 0 && reply[3] != ccnet.CmdAck && reply[3] != ccnet.CmdNak
@@ -498,6 +500,8 @@ func (s *Sim) pollLocked() ([]byte, int) {
 	event := st == ccnet.StStacked || st == ccnet.StReturned
 	if !event || s.cfg.OneShotEvents {
 		s.advanceLocked()
+	} else {
+		s.eventReply = true
 	}
 	return s.frame(st, arg...), target
 }
@@ -507,7 +511,8 @@ func (s *Sim) ackedLocked() {
 	if s.ackTarget >= 0 {
 		s.stacked[s.ackTarget].Acked = true
 	}
-	if !s.cfg.OneShotEvents && (s.mode == modeStacked || s.mode == modeReturned) && !s.frozen() {
+	if s.eventReply && (s.mode == modeStacked || s.mode == modeReturned) && !s.frozen() {
+		s.eventReply = false
 		s.advanceLocked()
 	}
 }
@@ -888,7 +893,7 @@ func (s *Sim) powerLocked(where Where) {
 	s.powerWhere = where
 	s.enabled, s.escrow, s.security = [3]byte{}, [3]byte{}, [3]byte{}
 	s.failure, s.cheated, s.paused, s.busy, s.recovery = 0, false, false, 0, false
-	s.lastReply, s.awaitingAck, s.ackTarget = nil, false, -1
+	s.lastReply, s.awaitingAck, s.ackTarget, s.eventReply = nil, false, -1, false
 	s.log.Info("power cycle", "where", where)
 }
 
