@@ -43,7 +43,7 @@ type loop struct {
 	phase      phase
 	state      unitState
 	lastStatus byte
-	lastArg    byte
+	lastArg    int  // -1: no data byte
 	seen       bool // a state was seen at least once
 	lost       bool
 	identified bool

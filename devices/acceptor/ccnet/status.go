@@ -37,15 +37,16 @@ var statusEvents = map[byte]acceptor.Kind{
 // events, each emitted when the state changes rather than on every identical poll.
 func (l *loop) onStatus(ctx context.Context, f Frame) {
 	status := f.Cmd
-	var arg byte
+	arg := -1 // the data byte; -1 when the unit sent none (malformed for states that need one)
 	if len(f.Data) > 0 {
-		arg = f.Data[0]
+		arg = int(f.Data[0])
 	}
 	if status == StBusy {
 		// Not a new fact about the note: keep the state and stay quiet for the time asked.
+		wait := time.Duration(max(arg, 0)) * BusyUnit * time.Millisecond
 		l.d.n.busy.Add(1)
-		l.busyUntil = time.Now().Add(time.Duration(arg) * BusyUnit * time.Millisecond)
-		l.log.Debug("unit busy", "for", time.Duration(arg)*BusyUnit*time.Millisecond)
+		l.busyUntil = time.Now().Add(wait)
+		l.log.Debug("unit busy", "for", wait)
 		return
 	}
 	prevState := l.state
@@ -73,22 +74,21 @@ func (l *loop) onStatus(ctx context.Context, f Frame) {
 
 	switch l.state {
 	case stateEscrow:
-		l.onEscrow(ctx, arg, changed)
+		l.onEscrow(ctx, l.noteFor(arg), changed)
 		return
 	case stateHolding:
 		if changed {
 			l.emit(ctx, acceptor.Event{Kind: acceptor.Holding, Note: l.note})
 		}
-		l.onEscrow(ctx, 0, false)
+		l.onEscrow(ctx, acceptor.Note{}, false)
 		return
 	case stateStacked:
-		l.onStacked(ctx, arg, changed)
+		l.onStacked(ctx, l.noteFor(arg), changed)
 		return
 	case stateReturned:
 		if changed {
 			l.returning = false
-			n := l.cfg.Denominations.Lookup(int(arg))
-			l.emit(ctx, acceptor.Event{Kind: acceptor.Returned, Note: n, Code: int(status)})
+			l.emit(ctx, acceptor.Event{Kind: acceptor.Returned, Note: l.noteFor(arg), Code: int(status)})
 			l.forgetNote()
 		}
 		return
@@ -117,10 +117,16 @@ func (l *loop) onStatus(ctx context.Context, f Frame) {
 	case stateStacking, stateReturning, statePowerUpValidator, statePowerUpStacker, stateCheated:
 		e.Note = l.note
 	case stateRejecting:
-		e.Reason, e.Code, e.Detail = RejectReason(arg), int(arg), RejectName(arg)
+		e.Reason, e.Code, e.Detail = acceptor.RejectUnknown, 0, "rejected: no reason given"
+		if arg >= 0 {
+			e.Reason, e.Code, e.Detail = RejectReason(byte(arg)), arg, RejectName(byte(arg))
+		}
 		l.forgetNote()
 	case stateFailure:
-		e.Code, e.Detail = int(arg), FailureName(arg)
+		e.Code, e.Detail = 0, "failure: no code given"
+		if arg >= 0 {
+			e.Code, e.Detail = arg, FailureName(byte(arg))
+		}
 	}
 	l.emit(ctx, e)
 }
@@ -129,15 +135,15 @@ func (l *loop) onStatus(ctx context.Context, f Frame) {
 // Hold) and carries out the decision. HOLD is re-sent every HoldRefresh, well inside the
 // unit's 10 s. A decision whose command the unit did not acknowledge is re-sent on the next
 // poll without asking again.
-func (l *loop) onEscrow(ctx context.Context, code byte, changed bool) {
-	if !l.inEscrow || (l.state == stateEscrow && changed && l.haveNote && l.note.Code != int(code)) {
+func (l *loop) onEscrow(ctx context.Context, n acceptor.Note, changed bool) {
+	if !l.inEscrow || (l.state == stateEscrow && changed && l.haveNote && l.note != n) {
 		l.inEscrow, l.decision, l.actionOK = true, 0, false
 		l.haveNote = false
 	}
 	// HOLDING names no bill type: a note first seen there (after a host restart) is Note{}
 	// until the unit says more.
 	if l.state == stateEscrow && !l.haveNote {
-		l.note, l.haveNote = l.cfg.Denominations.Lookup(int(code)), true
+		l.note, l.haveNote = n, true
 	} else if !l.haveNote {
 		l.note = acceptor.Note{}
 	}
@@ -182,14 +188,13 @@ func (l *loop) onEscrow(ctx context.Context, code byte, changed bool) {
 // without a second Credited. With escrow on for every type a second note cannot reach the
 // cassette without an ESCROW answer and a STACK in between, so consecutive answers are never
 // two notes.
-func (l *loop) onStacked(ctx context.Context, code byte, changed bool) {
-	n := l.cfg.Denominations.Lookup(int(code))
+func (l *loop) onStacked(ctx context.Context, n acceptor.Note, changed bool) {
 	if changed || !l.stacked {
 		l.leaveStacked()
 		l.stacked, l.credited, l.creditNote = true, false, n
-		if l.haveNote && l.note.Code != n.Code {
+		if l.haveNote && l.note != n {
 			l.emit(ctx, acceptor.Event{Kind: acceptor.ProtocolError, Code: int(StStacked),
-				Detail: fmt.Sprintf("unit stacked bill type %d, escrow reported type %d; crediting the stacked type", n.Code, l.note.Code)})
+				Detail: fmt.Sprintf("unit stacked %v, escrow reported %v; crediting what the unit stacked", n, l.note)})
 		}
 	}
 	if !l.credited {
@@ -233,6 +238,15 @@ func (l *loop) retryPending(ctx context.Context) {
 		l.log.Info("credited late", "note", n.String())
 		l.pending = l.pending[1:]
 	}
+}
+
+// noteFor is the note of a state's bill type byte; a state that should name one and does
+// not gives Note{}, never bill type 0.
+func (l *loop) noteFor(arg int) acceptor.Note {
+	if arg < 0 {
+		return acceptor.Note{}
+	}
+	return l.cfg.Denominations.Lookup(arg)
 }
 
 func (l *loop) forgetNote() {
