@@ -288,7 +288,9 @@ func (s *Sim) Serve(ctx context.Context, port io.ReadWriter) error {
 		}
 	})
 	defer stop()
-	var dec ccnet.Decoder
+	// No host command is longer than a few bytes: a longer declared length is line noise,
+	// dropped at once instead of swallowing the commands behind it.
+	dec := ccnet.Decoder{Limit: 256}
 	buf := make([]byte, 512)
 	for {
 		n, err := port.Read(buf)

@@ -571,6 +571,18 @@ func TestLinkFaults(t *testing.T) {
 	})
 }
 
+func TestLineNoiseFromTheHost(t *testing.T) {
+	_, h := start(t, Config{})
+	// A false start announcing a 64 KiB frame, then a real POLL: the POLL is answered.
+	h.write(append([]byte{0x00, 0x02, 0x03, 0x00, 0x33, 0xFF, 0xFF}, enc(ccnet.CmdPoll)...))
+	f, ok := h.read()
+	if !ok {
+		t.Fatal("the POLL behind the noise was not answered")
+	}
+	h.expect(f, ccnet.StPowerUp)
+	h.ack()
+}
+
 func TestOtherAddressIgnored(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		_, h := start(t, Config{})
