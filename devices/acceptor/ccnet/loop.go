@@ -144,7 +144,8 @@ func (l *loop) advance(ctx context.Context) {
 		case l.state == stateFailure:
 			l.setPhase(phaseNeedReset)
 		case notePath.has(l.state) || l.state == stateUnknown:
-			// A note is on its way; the money logic in onStatus resolves it. Touch nothing.
+			// A note is on its way (or the unit reports a state this driver does not know);
+			// the money logic in onStatus resolves it. Touch nothing.
 			return
 		default:
 			l.setPhase(phaseNeedConfig)
