@@ -76,7 +76,8 @@
 // them (power up, initialize, disabled, the failure states), GET STATUS, IDENTIFICATION
 // (part number and serial into Info, the asset number in Identification and in the
 // Identified event) and GET BILL TABLE are read once per Run (a table that differs from the
-// configured one is reported as a ProtocolError event; the configured table is used), then
+// configured one is reported as a ProtocolError event; the configured table is used; the
+// Identified event comes after all three, so Info is complete when it arrives), then
 // SET SECURITY (several models refuse it; that is only logged) and ENABLE BILL TYPES with an
 // empty enable mask: the unit is left inhibited. Call Enable to take notes. A unit found
 // enabled is inhibited first and identified once it reports DISABLED. A unit that powers up
