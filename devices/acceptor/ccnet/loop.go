@@ -1,0 +1,531 @@
+package ccnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/kioskd/kioskd/devices/acceptor"
+)
+
+// phase is where the loop is in bringing the unit up.
+type phase int
+
+const (
+	// phaseProbing: Run just started; look at what the unit is doing before touching it.
+	phaseProbing phase = iota
+	// phaseNeedReset: the unit reported a power-up (or, at start-up, a failure) and wants RESET.
+	phaseNeedReset
+	// phaseNeedConfig: send the settings as soon as no note is in the path.
+	phaseNeedConfig
+	// phaseRunning: configured; requests from Enable/Inhibit/Reset are served.
+	phaseRunning
+)
+
+func (p phase) String() string {
+	return [...]string{"probing", "need_reset", "need_config", "running"}[p]
+}
+
+// loop is the poll loop's state. Only the Run goroutine touches it.
+type loop struct {
+	d   *Driver
+	h   acceptor.Handler
+	rx  <-chan rxItem
+	cfg Config
+	log *slog.Logger
+
+	fatal error // the port failed; Run ends
+
+	phase      phase
+	state      unitState
+	lastStatus byte
+	lastArg    int  // -1: no data byte
+	seen       bool // a state was seen at least once
+	lost       bool
+	identified bool
+	lastIO     time.Time // end of the last frame on the bus, for CommandGap
+	busyUntil  time.Time // BUSY asked for silence until then
+
+	note     acceptor.Note // the note in the path, from its escrow report
+	haveNote bool
+	// escrow episode: from the first ESCROW/HOLDING poll until the unit leaves them
+	inEscrow  bool
+	decision  acceptor.Decision // 0 until the handler was asked in this episode
+	actionOK  bool              // the unit acknowledged the command for the decision
+	holdSent  time.Time         // when the unit last acknowledged HOLD
+	returning bool              // a RETURNING was seen; Returned follows
+
+	// credit point: a run of consecutive STACKED answers for one bill type is one episode
+	stacked    bool
+	creditNote acceptor.Note
+	credited   bool // Credited returned nil for the current episode
+	// pending holds credits of units that moved on from STACKED before Credited succeeded;
+	// Credited is retried for them every cycle.
+	pending []acceptor.Note
+}
+
+func (l *loop) run(ctx context.Context) error {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		var reqs chan request
+		if l.phase == phaseRunning {
+			reqs = l.d.reqs
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case r := <-reqs:
+			r.done <- l.serve(ctx, r)
+		case <-timer.C:
+			l.cycle(ctx)
+			interval := l.cfg.PollInterval
+			if l.lost {
+				interval = l.cfg.LostPollInterval
+			}
+			if wait := time.Until(l.busyUntil); wait > interval {
+				interval = wait
+			}
+			timer.Reset(interval)
+		}
+		if l.fatal != nil {
+			return l.fatal
+		}
+	}
+}
+
+// cycle is one poll: pending credits first, then POLL, the money logic for the answer, then
+// whatever the start-up sequence still needs.
+func (l *loop) cycle(ctx context.Context) {
+	l.retryPending(ctx)
+	f, err := l.exchange(ctx, CmdPoll, nil)
+	if err != nil && !errors.Is(err, acceptor.ErrRefused) {
+		if l.fatal == nil && ctx.Err() == nil {
+			l.commFailed(ctx, err)
+		}
+		return
+	}
+	// A refused POLL (reported as a ProtocolError) still proves the unit is there.
+	if l.lost {
+		l.lost = false
+		l.log.Info("communication restored")
+		l.emit(ctx, acceptor.Event{Kind: acceptor.CommRestored})
+	}
+	if err != nil {
+		return
+	}
+	l.d.n.polls.Add(1)
+	l.onStatus(ctx, f)
+	if l.fatal == nil && ctx.Err() == nil {
+		l.advance(ctx)
+	}
+}
+
+func (l *loop) commFailed(ctx context.Context, err error) {
+	if l.lost {
+		return
+	}
+	l.lost = true
+	l.log.Warn("communication lost", "err", err)
+	l.emit(ctx, acceptor.Event{Kind: acceptor.CommLost, Detail: err.Error()})
+}
+
+// advance moves the start-up sequence on, given the state just handled.
+func (l *loop) advance(ctx context.Context) {
+	if powerUpState.has(l.state) {
+		l.setPhase(phaseNeedReset)
+	}
+	if l.phase == phaseProbing {
+		switch {
+		case l.state == stateFailure:
+			l.setPhase(phaseNeedReset)
+		case notePath.has(l.state) || l.state == stateUnknown:
+			// A note is on its way (or the unit reports a state this driver does not know);
+			// the money logic in onStatus resolves it. Touch nothing.
+			return
+		default:
+			l.setPhase(phaseNeedConfig)
+		}
+	}
+	if l.phase == phaseNeedReset {
+		if _, err := l.exchange(ctx, CmdReset, nil); err != nil {
+			l.log.Warn("reset failed; retrying on the next poll", "err", err)
+			return
+		}
+		l.forgetNote()
+		l.setPhase(phaseNeedConfig)
+		return // configure once the unit reports its initialisation
+	}
+	if l.phase == phaseNeedConfig && quiet.has(l.state) && !powerUpState.has(l.state) && l.state != stateUnknown {
+		if err := l.configure(ctx); err != nil {
+			l.log.Warn("configuration failed; retrying on the next poll", "err", err)
+			return
+		}
+		l.setPhase(phaseRunning)
+		return
+	}
+	// A unit found enabled at start-up answers IDENTIFICATION only once inhibited.
+	if l.phase == phaseRunning && !l.identified && infoStates.has(l.state) {
+		l.identify(ctx)
+	}
+}
+
+func (l *loop) setPhase(p phase) {
+	if l.phase != p {
+		l.log.Debug("phase", "from", l.phase, "to", p)
+		l.phase = p
+	}
+}
+
+// configure reads the unit's identity and bill table (once per Run, where the unit answers
+// them), sends the security mask and leaves the unit inhibited.
+func (l *loop) configure(ctx context.Context) error {
+	if !l.identified && infoStates.has(l.state) {
+		l.identify(ctx)
+	}
+	sec, _ := BillMask(l.cfg.HighSecurity)
+	if _, err := l.exchange(ctx, CmdSetSecurity, sec[:]); err != nil {
+		// Several models answer SET SECURITY with ILLEGAL COMMAND; acceptance works without it.
+		if !errors.Is(err, acceptor.ErrRefused) {
+			return err
+		}
+		l.log.Info("unit refused SET SECURITY; keeping its own security levels")
+	}
+	return l.setEnabled(ctx, [3]byte{})
+}
+
+func (l *loop) setEnabled(ctx context.Context, mask [3]byte) error {
+	_, err := l.exchange(ctx, CmdEnableBillTypes, append(mask[:], AllTypes[:]...))
+	return err
+}
+
+// identify reads GET STATUS, IDENTIFICATION and the bill table. None of them is needed to
+// take money, so a unit that refuses them is only logged.
+func (l *loop) identify(ctx context.Context) {
+	l.identified = true
+	if f, err := l.exchange(ctx, CmdGetStatus, nil); err != nil {
+		l.log.Info("get status failed", "err", err)
+	} else if st, err := ParseStatus(f.Payload()); err == nil {
+		l.log.Info("unit settings", "enabled", MaskTypes(st.Enabled), "high_security", MaskTypes(st.Security))
+	}
+	var identified *acceptor.Event
+	if f, err := l.exchange(ctx, CmdIdentification, nil); err != nil {
+		l.log.Info("identification failed", "err", err)
+	} else if id, err := ParseIdentification(f.Payload()); err != nil {
+		l.emit(ctx, acceptor.Event{Kind: acceptor.ProtocolError, Code: int(CmdIdentification), Detail: err.Error()})
+	} else {
+		l.d.mu.Lock()
+		l.d.identity, l.d.haveID = id, true
+		l.d.info.Model, l.d.info.Serial = id.PartNumber, id.SerialNumber
+		l.d.mu.Unlock()
+		identified = &acceptor.Event{Kind: acceptor.Identified, Detail: id.String()}
+	}
+	if f, err := l.exchange(ctx, CmdGetBillTable, nil); err != nil {
+		l.log.Info("bill table request failed", "err", err)
+	} else if entries, err := ParseBillTable(f.Payload()); err != nil {
+		l.emit(ctx, acceptor.Event{Kind: acceptor.ProtocolError, Code: int(CmdGetBillTable), Detail: err.Error()})
+	} else {
+		l.compareTable(ctx, entries)
+	}
+	// Identified comes last, so Info is complete when a handler sees it.
+	if identified != nil {
+		l.emit(ctx, *identified)
+	}
+}
+
+// compareTable records the unit's bill table in Info and reports where it differs from the
+// configured one, which stays in use.
+func (l *loop) compareTable(ctx context.Context, entries []BillEntry) {
+	unit := make(acceptor.Denominations, len(entries))
+	var mismatches []string
+	for code, e := range entries {
+		if !e.Used() {
+			continue
+		}
+		n, ok := e.Note(code)
+		unit[code] = n
+		want, configured := l.cfg.Denominations[code]
+		switch {
+		case !configured:
+			mismatches = append(mismatches, fmt.Sprintf("type %d: unit %s, not configured", code, describeEntry(e, n, ok)))
+		case !ok || n.ValueMinor != want.ValueMinor || n.Currency != want.Currency:
+			mismatches = append(mismatches, fmt.Sprintf("type %d: unit %s, configured %d %s", code, describeEntry(e, n, ok), want.ValueMinor, want.Currency))
+		}
+	}
+	for code := range NumBillTypes {
+		want, configured := l.cfg.Denominations[code]
+		if _, ok := unit[code]; configured && !ok {
+			mismatches = append(mismatches, fmt.Sprintf("type %d: configured %d %s, unit has none", code, want.ValueMinor, want.Currency))
+		}
+	}
+	l.d.mu.Lock()
+	l.d.info.Denominations = unit
+	l.d.mu.Unlock()
+	if len(mismatches) > 0 {
+		detail := "bill table differs from the unit's (the configured table is used): " + strings.Join(mismatches, "; ")
+		l.log.Warn(detail)
+		l.emit(ctx, acceptor.Event{Kind: acceptor.ProtocolError, Code: int(CmdGetBillTable), Detail: detail})
+	}
+}
+
+func describeEntry(e BillEntry, n acceptor.Note, ok bool) string {
+	if ok {
+		return fmt.Sprintf("%d %s", n.ValueMinor, n.Currency)
+	}
+	return e.String()
+}
+
+// serve carries out a request from Enable, Inhibit or Reset.
+func (l *loop) serve(ctx context.Context, r request) error {
+	switch r.kind {
+	case reqEnable:
+		mask, err := BillMask(r.codes)
+		if err != nil {
+			return err
+		}
+		return l.setEnabled(ctx, mask)
+	case reqInhibit:
+		return l.setEnabled(ctx, [3]byte{})
+	case reqReset:
+		if _, err := l.exchange(ctx, CmdReset, nil); err != nil {
+			return err
+		}
+		l.forgetNote()
+		l.setPhase(phaseNeedConfig)
+		return nil
+	}
+	return fmt.Errorf("ccnet: unknown request %d", r.kind)
+}
+
+// shutdown inhibits the unit, best effort, so no note is taken while the host is away.
+func (l *loop) shutdown(ctx context.Context) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := l.setEnabled(sctx, [3]byte{}); err != nil {
+		l.log.Warn("inhibit on shutdown failed", "err", err)
+	}
+}
+
+var (
+	errNoReply = errors.New("no reply")
+	errDamaged = errors.New("damaged reply")
+	errUnitNAK = errors.New("unit answered NAK")
+)
+
+// exchange is the one send path. It checks the command table, keeps the bus silent for
+// CommandGap, sends the frame and waits for the matching reply. A damaged reply is answered
+// by NAK, on which the unit sends the same reply again; a timeout or the unit's own NAK
+// (it received our frame damaged) makes it send the command again; together at most
+// MaxRetries times (once while communication is lost). Every reply other than ACK and NAK is
+// acknowledged at once, except STACKED, whose ACK is the credit acknowledgement and is sent
+// by onStacked. ILLEGAL COMMAND is returned as acceptor.ErrRefused without a retry: the unit
+// got the command and said no.
+func (l *loop) exchange(ctx context.Context, cmd byte, data []byte) (Frame, error) {
+	spec, ok := commandTable[cmd]
+	if !ok {
+		return Frame{}, fmt.Errorf("ccnet: command %#02x is not in the command table", cmd)
+	}
+	if !spec.legal.has(l.state) {
+		return Frame{}, fmt.Errorf("ccnet: %s in state %s: %w", spec.name, l.state, ErrWrongState)
+	}
+	wire, err := Encode(l.cfg.Address, cmd, data...)
+	if err != nil {
+		return Frame{}, err
+	}
+	nak, _ := Encode(l.cfg.Address, CmdNak)
+	timeout := l.cfg.ReplyTimeout
+	if spec.reply == replyData {
+		timeout += dataReplyExtra
+	}
+	attempts := 1 + l.cfg.MaxRetries
+	if l.lost {
+		attempts = 1
+	}
+	sendNak := false // the next attempt asks the unit to repeat its damaged reply
+	var last error
+	for a := 0; a < attempts; a++ {
+		if err := ctx.Err(); err != nil {
+			return Frame{}, fmt.Errorf("ccnet: %s: %w", spec.name, err)
+		}
+		if a > 0 {
+			l.d.n.retries.Add(1)
+		}
+		next := wire
+		switch {
+		case sendNak:
+			next = nak
+		case spec.reply != replyNone:
+			if a > 0 {
+				// Whatever is buffered now is the stale start of a reply that never finished.
+				l.d.resetRx.Store(true)
+			}
+			l.drainStale()
+			if err := l.gap(ctx); err != nil {
+				return Frame{}, fmt.Errorf("ccnet: %s: %w", spec.name, err)
+			}
+		}
+		sendNak = false
+		if l.fatal != nil {
+			return Frame{}, l.fatal
+		}
+		if err := l.write(next); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				last = err
+				continue
+			}
+			l.fatal = fmt.Errorf("ccnet: write %s: %w", spec.name, err)
+			return Frame{}, l.fatal
+		}
+		l.log.Debug("tx", "cmd", spec.name, "frame", fmt.Sprintf("% X", next))
+		if spec.reply == replyNone {
+			return Frame{}, nil
+		}
+		f, err := l.await(ctx, cmd, spec, timeout)
+		switch {
+		case err == nil:
+			if spec.reply != replyACK && !(spec.reply == replyStatus && f.Cmd == StStacked) {
+				l.sendAck()
+			}
+			return f, nil
+		case l.fatal != nil:
+			return Frame{}, l.fatal
+		case errors.Is(err, acceptor.ErrRefused):
+			l.sendAck() // ILLEGAL COMMAND is a message like any other
+			return Frame{}, fmt.Errorf("ccnet: %s: %w", spec.name, err)
+		case ctx.Err() != nil:
+			return Frame{}, fmt.Errorf("ccnet: %s: %w", spec.name, err)
+		case errors.Is(err, errDamaged):
+			l.d.n.naksSent.Add(1)
+			sendNak = true
+		}
+		last = err
+	}
+	return Frame{}, fmt.Errorf("ccnet: %s: %w after %d attempts: %w", spec.name, acceptor.ErrTimeout, attempts, last)
+}
+
+// sendAck acknowledges the reply just received. It goes out at once: the unit waits for it
+// only briefly.
+func (l *loop) sendAck() {
+	if _, err := l.exchange(context.Background(), CmdAck, nil); err != nil {
+		l.log.Debug("ack not sent", "err", err)
+	}
+}
+
+// gap keeps the bus silent for CommandGap after the last frame.
+func (l *loop) gap(ctx context.Context) error {
+	wait := time.Until(l.lastIO.Add(l.cfg.CommandGap))
+	if wait <= 0 {
+		return nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+type writeDeadliner interface{ SetWriteDeadline(time.Time) error }
+
+func (l *loop) write(wire []byte) error {
+	if wd, ok := l.d.port.(writeDeadliner); ok {
+		_ = wd.SetWriteDeadline(time.Now().Add(l.cfg.ReplyTimeout))
+	}
+	_, err := l.d.port.Write(wire)
+	l.lastIO = time.Now()
+	return err
+}
+
+// drainStale drops frames that arrived while no command was outstanding: they can only be
+// late answers to an earlier command.
+func (l *loop) drainStale() {
+	for {
+		select {
+		case it := <-l.rx:
+			if it.fatal != nil {
+				l.fatal = fmt.Errorf("ccnet: read: %w", it.fatal)
+				return
+			}
+			if it.err == nil {
+				l.d.n.unexpected.Add(1)
+				l.log.Debug("stale frame dropped", "frame", it.f.String())
+			}
+		default:
+			return
+		}
+	}
+}
+
+// await waits for the reply to cmd. Replies that do not fit the command are late answers to
+// an earlier one, or from another address, and are skipped; the deadline still holds.
+func (l *loop) await(ctx context.Context, cmd byte, spec commandSpec, timeout time.Duration) (Frame, error) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return Frame{}, ctx.Err()
+		case <-t.C:
+			l.d.n.timeouts.Add(1)
+			return Frame{}, errNoReply
+		case it := <-l.rx:
+			if it.fatal != nil {
+				l.fatal = fmt.Errorf("ccnet: read: %w", it.fatal)
+				return Frame{}, l.fatal
+			}
+			l.lastIO = time.Now()
+			if it.err != nil {
+				l.log.Debug("damaged frame", "err", it.err)
+				return Frame{}, errDamaged
+			}
+			f := it.f
+			l.log.Debug("rx", "frame", f.String())
+			if f.Addr != l.cfg.Address {
+				l.d.n.unexpected.Add(1)
+				continue
+			}
+			if len(f.Data) == 0 {
+				switch f.Cmd {
+				case CmdNak:
+					l.d.n.naksReceived.Add(1)
+					return Frame{}, errUnitNAK
+				case RepIllegalCommand:
+					l.d.n.refused.Add(1)
+					l.emit(ctx, acceptor.Event{Kind: acceptor.ProtocolError, Code: int(RepIllegalCommand),
+						Detail: "unit answered ILLEGAL COMMAND to " + spec.name})
+					return Frame{}, acceptor.ErrRefused
+				}
+			}
+			if fits(spec, f) {
+				return f, nil
+			}
+			l.d.n.unexpected.Add(1)
+			l.log.Debug("unexpected reply skipped", "cmd", spec.name, "frame", f.String())
+		}
+	}
+}
+
+func fits(spec commandSpec, f Frame) bool {
+	ack := f.Cmd == CmdAck && len(f.Data) == 0
+	switch spec.reply {
+	case replyStatus:
+		// A state is one byte, with at most one data byte; unknown ones go to onStatus.
+		return !ack && len(f.Data) <= 1
+	case replyACK:
+		return ack
+	case replyData:
+		return len(f.Data)+1 >= spec.minData
+	}
+	return false
+}
+
+func (l *loop) emit(ctx context.Context, e acceptor.Event) {
+	l.log.Debug("event", "event", e.String())
+	l.h.Event(ctx, e)
+}

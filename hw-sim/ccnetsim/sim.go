@@ -1,0 +1,970 @@
+package ccnetsim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/kioskd/kioskd/devices/acceptor"
+	"github.com/kioskd/kioskd/devices/acceptor/ccnet"
+)
+
+// DefaultEscrowTimeout is how long a note waits in escrow (or after a HOLD) for STACK or
+// RETURN before the emulated unit gives it back on its own: the 10 s of the CCNET
+// description.
+const DefaultEscrowTimeout = ccnet.HoldTime
+
+// Identification defaults.
+const (
+	DefaultPartNumber   = "SIM-CCNET-KSK"
+	DefaultSerialNumber = "SIM000000001"
+)
+
+// Errors of the control API.
+var (
+	ErrPoweredUp     = errors.New("ccnetsim: unit waits for RESET after power-up")
+	ErrInhibited     = errors.New("ccnetsim: unit is disabled; it does not draw the note in")
+	ErrBusy          = errors.New("ccnetsim: a note is already in the path")
+	ErrCassetteOut   = errors.New("ccnetsim: cassette is out")
+	ErrCassetteFull  = errors.New("ccnetsim: cassette is full")
+	ErrFault         = errors.New("ccnetsim: unit is in a fault state")
+	ErrNoNote        = errors.New("ccnetsim: no note in the path")
+	ErrCassetteState = errors.New("ccnetsim: cassette is already in that state")
+)
+
+// Reject reasons the emulator picks on its own.
+const (
+	rejectIdentification byte = 0x65 // a note the unit does not know
+	rejectInhibit        byte = 0x68 // a bill type that is not enabled
+)
+
+// Config configures a Sim.
+type Config struct {
+	// Address is the unit's CCNET address (default 0x03, bill validator); frames for other
+	// addresses are ignored.
+	Address byte
+	// Denominations are the bill types the emulated unit recognises, with their values. A
+	// note of any other type is rejected with 0x65 (identification).
+	Denominations acceptor.Denominations
+	// BillTable, when set, is answered to GET BILL TABLE instead of the table built from
+	// Denominations (to emulate a unit whose table differs from the kiosk's config); the
+	// unit then recognises the types whose entry is used.
+	BillTable []ccnet.BillEntry
+	// PartNumber, SerialNumber and AssetNumber are answered to IDENTIFICATION.
+	PartNumber   string
+	SerialNumber string
+	AssetNumber  [7]byte
+	// EscrowTimeout is how long a note waits in escrow before the unit returns it on its own
+	// (default DefaultEscrowTimeout).
+	EscrowTimeout time.Duration
+	// CassetteCapacity is how many notes a cassette takes before CASSETTE FULL; 0 is no limit.
+	CassetteCapacity int
+	// OneShotEvents makes STACKED and RETURNED last one POLL whether or not the host
+	// acknowledges them. By default the unit repeats them until the host's ACK.
+	OneShotEvents bool
+	// NoCreditRecovery makes RESET after POWER UP WITH BILL IN STACKER stack the note without
+	// reporting STACKED. By default the unit reports STACKED for it once INITIALIZE is over,
+	// as the CCNET description says ("credit recovery").
+	NoCreditRecovery bool
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger receives the emulator's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Where says where a note was when the power went.
+type Where int
+
+const (
+	// Auto: wherever the note in the path physically is (nothing, the validator head, the stacker).
+	Auto Where = iota
+	// NoNote: nothing in the path; the unit reports POWER UP (0x10).
+	NoNote
+	// InAcceptor: a note in the validator head; POWER UP WITH BILL IN VALIDATOR (0x11);
+	// RESET returns it to the customer and it is never counted.
+	InAcceptor
+	// InStacker: a note past the point of no return; POWER UP WITH BILL IN STACKER (0x12);
+	// RESET stacks it and it is counted (then reported STACKED unless NoCreditRecovery).
+	InStacker
+)
+
+func (w Where) String() string {
+	switch w {
+	case Auto:
+		return "auto"
+	case NoNote:
+		return "none"
+	case InAcceptor:
+		return "in_acceptor"
+	case InStacker:
+		return "in_stacker"
+	}
+	return fmt.Sprintf("Where(%d)", int(w))
+}
+
+// StackedNote is one note that went into a cassette: the emulator's ground truth.
+type StackedNote struct {
+	// Code is the bill type.
+	Code       byte      `json:"code"`
+	ValueMinor int64     `json:"value_minor"`
+	Currency   string    `json:"currency,omitempty"`
+	At         time.Time `json:"at"`
+	// Acked is true when the host acknowledged a STACKED report for this note.
+	Acked bool `json:"acked"`
+	// Via says how it got there: "stacked" (normal stacking), "power_up_recovery" (stacked
+	// by RESET after a power cut), "jam_cleared" (pushed in when a cassette jam was cleared).
+	Via string `json:"via"`
+	// Cassette numbers the cassettes: 1 for the first, one more after each replacement.
+	Cassette int `json:"cassette"`
+}
+
+// FaultKind is a link fault the emulator can inject into one reply.
+type FaultKind int
+
+const (
+	// FaultBadCRC corrupts the reply's CRC.
+	FaultBadCRC FaultKind = iota + 1
+	// FaultNoReply drops the reply; the command was still carried out.
+	FaultNoReply
+	// FaultGarbage sends Fault.Garbage (or a few noise bytes) before the reply.
+	FaultGarbage
+	// FaultSplit writes the reply in two parts, Fault.Delay apart.
+	FaultSplit
+	// FaultSlow waits Fault.Delay before replying.
+	FaultSlow
+)
+
+// Fault is one injected fault; each applies to one reply.
+type Fault struct {
+	Kind    FaultKind
+	Delay   time.Duration
+	Garbage []byte
+}
+
+// mode is the unit's transaction state, advanced one step per POLL (STACKED and RETURNED:
+// per acknowledged POLL).
+type mode int
+
+const (
+	modePowerUp mode = iota
+	modeInitialize
+	modeIdle
+	modeAccepting
+	modeEscrow
+	modeHolding
+	modeStacking
+	modeStacked
+	modeRejecting
+	modeReturning
+	modeReturned
+)
+
+// pathNote is the note between the bezel and the cassette.
+type pathNote struct {
+	billType  byte
+	inStacker bool // past the point of no return
+	logged    int  // index in the cassette log once it is there, else -1
+}
+
+// Sim emulates one CCNET bill validator. Its control methods are safe to call from any
+// goroutine.
+type Sim struct {
+	cfg    Config
+	log    *slog.Logger
+	known  map[byte]bool // bill types the unit recognises
+	table  []byte        // GET BILL TABLE payload
+	ident  []byte        // IDENTIFICATION payload
+	values acceptor.Denominations
+
+	mu           sync.Mutex
+	mode         mode
+	powerWhere   Where // what the power-up state reports
+	path         *pathNote
+	reject       byte // reason of the current REJECTING
+	forcedReject byte // the next inserted note is rejected with this reason
+	deadline     time.Time
+	enabled      [3]byte
+	escrow       [3]byte
+	security     [3]byte
+	recovery     bool // report STACKED for the note stacked by RESET once INITIALIZE is over
+	jam          int  // 0 none, 1 validator, 2 cassette
+	cassetteOut  bool
+	cassetteFull bool
+	paused       bool
+	cheated      bool
+	failure      byte
+	busy         byte // BUSY time for the next POLL, in 100 ms
+	cassette     int
+	stacked      []StackedNote
+	faults       []Fault
+	lastReply    []byte // re-sent on the host's NAK
+	awaitingAck  bool   // the last reply wants the host's ACK
+	ackTarget    int    // cassette log entry the awaited ACK confirms, else -1
+	eventReply   bool   // the last reply reported STACKED or RETURNED and waits for its ACK to move on
+}
+
+// New returns an emulated unit that has just been powered up with nothing in its path.
+func New(cfg Config) *Sim {
+	if cfg.Address == 0 {
+		cfg.Address = ccnet.AddrBillValidator
+	}
+	if cfg.EscrowTimeout <= 0 {
+		cfg.EscrowTimeout = DefaultEscrowTimeout
+	}
+	if cfg.PartNumber == "" {
+		cfg.PartNumber = DefaultPartNumber
+	}
+	if cfg.SerialNumber == "" {
+		cfg.SerialNumber = DefaultSerialNumber
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Sim{
+		cfg:        cfg,
+		log:        cfg.Logger.With("device", "ccnetsim"),
+		known:      map[byte]bool{},
+		values:     acceptor.Denominations{},
+		mode:       modePowerUp,
+		powerWhere: NoNote,
+		cassette:   1,
+		ackTarget:  -1,
+	}
+	entries := cfg.BillTable
+	if entries == nil {
+		entries = make([]ccnet.BillEntry, ccnet.NumBillTypes)
+		for code, n := range cfg.Denominations {
+			if code < 0 || code >= ccnet.NumBillTypes {
+				s.log.Warn("bill type outside 0..23 left out", "code", code)
+				continue
+			}
+			e, err := ccnet.EntryFor(n)
+			if err != nil {
+				s.log.Warn("denomination left out of the bill table", "err", err)
+				continue
+			}
+			entries[code] = e
+		}
+	}
+	for code, e := range entries {
+		if code < ccnet.NumBillTypes && e.Used() {
+			s.known[byte(code)] = true
+			if n, ok := e.Note(code); ok {
+				s.values[code] = n
+			}
+		}
+	}
+	for code, n := range cfg.Denominations {
+		if s.known[byte(code)] && code >= 0 && code < ccnet.NumBillTypes {
+			s.values[code] = n // the ground truth uses the configured value
+		}
+	}
+	s.table = ccnet.AppendBillTable(nil, entries)
+	s.ident = ccnet.AppendIdentification(nil, ccnet.Identification{
+		PartNumber: cfg.PartNumber, SerialNumber: cfg.SerialNumber, AssetNumber: cfg.AssetNumber,
+	})
+	return s
+}
+
+// Serve answers the host frame by frame until ctx ends or the host hangs up (both return
+// nil), or the port fails. On cancellation it releases its blocked Read with
+// SetReadDeadline when the port has one, else by closing the port if it is an io.Closer.
+func (s *Sim) Serve(ctx context.Context, port io.ReadWriter) error {
+	stop := context.AfterFunc(ctx, func() {
+		if rd, ok := port.(interface{ SetReadDeadline(time.Time) error }); ok && rd.SetReadDeadline(time.Unix(1, 0)) == nil {
+			return
+		}
+		if c, ok := port.(io.Closer); ok {
+			c.Close()
+		}
+	})
+	defer stop()
+	// No host command is longer than a few bytes: a longer declared length is line noise,
+	// dropped at once instead of swallowing the commands behind it.
+	dec := ccnet.Decoder{Limit: 256}
+	buf := make([]byte, 512)
+	for {
+		n, err := port.Read(buf)
+		if n > 0 {
+			dec.Feed(buf[:n])
+			for {
+				f, ferr := dec.Next()
+				if errors.Is(ferr, ccnet.ErrIncomplete) {
+					break
+				}
+				var reply []byte
+				switch {
+				case errors.Is(ferr, ccnet.ErrBadCRC):
+					reply = s.frame(ccnet.CmdNak) // "your frame arrived damaged, send it again"
+				case ferr != nil:
+					continue // an impossible length is line noise: no answer
+				default:
+					reply = s.Handle(f)
+				}
+				if reply == nil {
+					continue
+				}
+				if werr := s.send(ctx, port, reply); werr != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					return fmt.Errorf("ccnetsim: write: %w", werr)
+				}
+			}
+		}
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, io.EOF) || errors.Is(err, os.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("ccnetsim: read: %w", err)
+		}
+	}
+}
+
+// send writes a reply, applying the next injected fault.
+func (s *Sim) send(ctx context.Context, port io.Writer, reply []byte) error {
+	s.mu.Lock()
+	var f Fault
+	if len(s.faults) > 0 {
+		f, s.faults = s.faults[0], s.faults[1:]
+	}
+	s.mu.Unlock()
+	wait := func(d time.Duration) bool {
+		if d <= 0 {
+			return true
+		}
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	switch f.Kind {
+	case FaultNoReply:
+		return nil
+	case FaultBadCRC:
+		reply = slices.Clone(reply)
+		reply[len(reply)-1] ^= 0xFF
+	case FaultGarbage:
+		g := f.Garbage
+		if len(g) == 0 {
+			g = []byte{0x00, 0x55, 0x02, 0x03, 0x01, 0xAA}
+		}
+		reply = append(slices.Clone(g), reply...)
+	case FaultSlow:
+		if !wait(f.Delay) {
+			return nil
+		}
+	case FaultSplit:
+		half := len(reply) / 2
+		if _, err := port.Write(reply[:half]); err != nil {
+			return err
+		}
+		if !wait(f.Delay) {
+			return nil
+		}
+		reply = reply[half:]
+	}
+	_, err := port.Write(reply)
+	return err
+}
+
+func (s *Sim) frame(cmd byte, data ...byte) []byte {
+	b, err := ccnet.Encode(s.cfg.Address, cmd, data...)
+	if err != nil {
+		panic(err) // every reply the emulator builds fits in a frame
+	}
+	return b
+}
+
+// Handle answers one host frame as the unit would; nil means no answer (the host's ACK, a
+// frame for another address). Serve calls it; tests may call it directly.
+func (s *Sim) Handle(f ccnet.Frame) []byte {
+	if f.Addr != s.cfg.Address {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	reply := s.handleLocked(f)
+	s.log.Debug("exchange", "rx", f.String(), "tx", fmt.Sprintf("% X", reply))
+	return reply
+}
+
+var dataLen = map[byte]int{
+	ccnet.CmdSetSecurity: 3, ccnet.CmdEnableBillTypes: 6,
+}
+
+func (s *Sim) handleLocked(f ccnet.Frame) []byte {
+	switch f.Cmd {
+	case ccnet.CmdAck:
+		if s.awaitingAck && len(f.Data) == 0 {
+			s.awaitingAck = false
+			s.ackedLocked()
+		}
+		return nil
+	case ccnet.CmdNak:
+		// The host got our last reply damaged: the same bytes again, nothing re-executed.
+		return s.lastReply
+	}
+	s.eventReply = false
+	reply, ackTarget := s.commandLocked(f)
+	s.lastReply = reply
+	s.awaitingAck = len(reply) > 0 && reply[3] != ccnet.CmdAck && reply[3] != ccnet.CmdNak
+	s.ackTarget = ackTarget
+	return reply
+}
+
+// commandLocked carries out one command; ackTarget is the cassette log entry the host's ACK
+// of the reply confirms (-1 for none).
+func (s *Sim) commandLocked(f ccnet.Frame) (reply []byte, ackTarget int) {
+	ack := s.frame(ccnet.CmdAck)
+	illegal := s.frame(ccnet.RepIllegalCommand)
+	if n := dataLen[f.Cmd]; len(f.Data) != n {
+		return illegal, -1
+	}
+	switch f.Cmd {
+	case ccnet.CmdPoll:
+		return s.pollLocked()
+	case ccnet.CmdReset:
+		s.resetLocked()
+		return ack, -1
+	case ccnet.CmdGetStatus:
+		return s.frame(s.enabled[0], s.enabled[1], s.enabled[2], s.security[0], s.security[1], s.security[2]), -1
+	case ccnet.CmdSetSecurity:
+		copy(s.security[:], f.Data)
+		return ack, -1
+	case ccnet.CmdEnableBillTypes:
+		copy(s.enabled[:], f.Data[:3])
+		copy(s.escrow[:], f.Data[3:])
+		return ack, -1
+	case ccnet.CmdIdentification, ccnet.CmdGetBillTable:
+		if !s.infoStateLocked() {
+			return illegal, -1
+		}
+		if f.Cmd == ccnet.CmdIdentification {
+			return s.frame(s.ident[0], s.ident[1:]...), -1
+		}
+		return s.frame(s.table[0], s.table[1:]...), -1
+	}
+	inEscrow := (s.mode == modeEscrow || s.mode == modeHolding) && !s.frozen()
+	switch f.Cmd {
+	case ccnet.CmdStack, ccnet.CmdReturn, ccnet.CmdHold:
+		if !inEscrow {
+			return illegal, -1
+		}
+	}
+	switch f.Cmd {
+	case ccnet.CmdStack:
+		// From STACK on the note is committed to the stacker: a power cut now leaves it "in
+		// the stacker" and RESET finishes stacking it.
+		s.mode = modeStacking
+		s.path.inStacker = true
+		return ack, -1
+	case ccnet.CmdReturn:
+		s.mode = modeReturning
+		return ack, -1
+	case ccnet.CmdHold:
+		s.mode = modeHolding
+		s.deadline = s.cfg.Now().Add(s.cfg.EscrowTimeout)
+		return ack, -1
+	}
+	return illegal, -1
+}
+
+// pollLocked answers POLL: the state now, then one step of the transaction. STACKED and
+// RETURNED wait for the host's ACK (ackedLocked) unless OneShotEvents.
+func (s *Sim) pollLocked() ([]byte, int) {
+	if s.busy != 0 {
+		yh := s.busy
+		s.busy = 0
+		return s.frame(ccnet.StBusy, yh), -1
+	}
+	s.tickLocked()
+	st, arg := s.stateLocked()
+	target := -1
+	if st == ccnet.StStacked {
+		// Reporting STACKED means the note is in the cassette, whatever the host does.
+		s.logLocked(s.path, "stacked")
+		target = s.path.logged
+	}
+	event := st == ccnet.StStacked || st == ccnet.StReturned
+	if !event || s.cfg.OneShotEvents {
+		s.advanceLocked()
+	} else {
+		s.eventReply = true
+	}
+	return s.frame(st, arg...), target
+}
+
+// ackedLocked applies the host's ACK of the last reply.
+func (s *Sim) ackedLocked() {
+	if s.ackTarget >= 0 {
+		s.stacked[s.ackTarget].Acked = true
+	}
+	if s.eventReply && (s.mode == modeStacked || s.mode == modeReturned) && !s.frozen() {
+		s.eventReply = false
+		s.advanceLocked()
+	}
+}
+
+// frozen: a power-up report or a fault stops the transaction where it is.
+func (s *Sim) frozen() bool {
+	return s.mode == modePowerUp || s.failure != 0 || s.cheated || s.jam != 0 || s.cassetteOut || s.paused
+}
+
+// infoStateLocked: the states in which the unit answers IDENTIFICATION and GET BILL TABLE.
+func (s *Sim) infoStateLocked() bool {
+	st, _ := s.stateLocked()
+	switch st {
+	case ccnet.StPowerUp, ccnet.StPowerUpBillInValidator, ccnet.StPowerUpBillInStacker,
+		ccnet.StInitialize, ccnet.StDisabled:
+		return true
+	}
+	return st >= ccnet.StCassetteFull && st <= ccnet.StFailure
+}
+
+// tickLocked applies the unit's own escrow timeout.
+func (s *Sim) tickLocked() {
+	if (s.mode == modeEscrow || s.mode == modeHolding) && !s.frozen() && !s.cfg.Now().Before(s.deadline) {
+		s.log.Info("escrow timeout: returning the note", "type", s.path.billType)
+		s.mode = modeReturning
+	}
+}
+
+// stateLocked is what the unit reports now. Faults take precedence over the transaction.
+func (s *Sim) stateLocked() (byte, []byte) {
+	switch {
+	case s.mode == modePowerUp:
+		switch s.powerWhere {
+		case InAcceptor:
+			return ccnet.StPowerUpBillInValidator, nil
+		case InStacker:
+			return ccnet.StPowerUpBillInStacker, nil
+		}
+		return ccnet.StPowerUp, nil
+	case s.failure != 0:
+		return ccnet.StFailure, []byte{s.failure}
+	case s.cheated:
+		return ccnet.StCheated, nil
+	case s.jam == 1:
+		return ccnet.StValidatorJammed, nil
+	case s.jam == 2:
+		return ccnet.StCassetteJammed, nil
+	case s.cassetteOut:
+		return ccnet.StCassetteOut, nil
+	case s.paused:
+		return ccnet.StPause, nil
+	}
+	switch s.mode {
+	case modeInitialize:
+		return ccnet.StInitialize, nil
+	case modeAccepting:
+		return ccnet.StAccepting, nil
+	case modeEscrow:
+		return ccnet.StEscrow, []byte{s.path.billType}
+	case modeHolding:
+		return ccnet.StHolding, nil
+	case modeStacking:
+		return ccnet.StStacking, nil
+	case modeStacked:
+		return ccnet.StStacked, []byte{s.path.billType}
+	case modeRejecting:
+		return ccnet.StRejecting, []byte{s.reject}
+	case modeReturning:
+		return ccnet.StReturning, nil
+	case modeReturned:
+		return ccnet.StReturned, []byte{s.path.billType}
+	}
+	switch {
+	case s.cassetteFull:
+		return ccnet.StCassetteFull, nil
+	case s.enabled == [3]byte{}:
+		return ccnet.StDisabled, nil
+	}
+	return ccnet.StIdling, nil
+}
+
+// advanceLocked moves the transaction one step after a state report.
+func (s *Sim) advanceLocked() {
+	if s.frozen() {
+		return
+	}
+	switch s.mode {
+	case modeInitialize:
+		s.mode = modeIdle
+		if s.recovery && s.path != nil {
+			s.mode = modeStacked // credit recovery: the note stacked by RESET is reported now
+		}
+		s.recovery = false
+	case modeAccepting:
+		t := s.path.billType
+		switch {
+		case s.forcedReject != 0:
+			s.reject, s.forcedReject = s.forcedReject, 0
+		case !s.known[t]:
+			s.reject = rejectIdentification
+		case !ccnet.TypeSet(s.enabled, int(t)):
+			s.reject = rejectInhibit
+		case ccnet.TypeSet(s.escrow, int(t)):
+			s.mode = modeEscrow
+			s.deadline = s.cfg.Now().Add(s.cfg.EscrowTimeout)
+			return
+		default:
+			s.mode = modeStacking // escrow off for this type: straight to the cassette
+			s.path.inStacker = true
+			return
+		}
+		s.mode = modeRejecting
+	case modeStacking:
+		s.mode = modeStacked
+	case modeStacked:
+		s.path = nil
+		s.mode = modeIdle
+		if s.cfg.CassetteCapacity > 0 && s.countLocked() >= s.cfg.CassetteCapacity {
+			s.cassetteFull = true
+		}
+	case modeReturning:
+		s.mode = modeReturned
+	case modeRejecting, modeReturned:
+		s.path = nil
+		s.mode = modeIdle
+	}
+}
+
+func (s *Sim) logLocked(p *pathNote, via string) {
+	if p.logged >= 0 {
+		return
+	}
+	n := s.values.Lookup(int(p.billType))
+	s.stacked = append(s.stacked, StackedNote{
+		Code: p.billType, ValueMinor: n.ValueMinor, Currency: n.Currency,
+		At: s.cfg.Now(), Via: via, Cassette: s.cassette,
+	})
+	p.logged = len(s.stacked) - 1
+	s.log.Info("note in cassette", "type", p.billType, "via", via, "cassette", s.cassette)
+}
+
+func (s *Sim) countLocked() int {
+	c := 0
+	for _, n := range s.stacked {
+		if n.Cassette == s.cassette {
+			c++
+		}
+	}
+	return c
+}
+
+// resetLocked carries out RESET: a note still in the validator goes back to the customer,
+// one past the point of no return goes into the cassette (and is reported STACKED after
+// INITIALIZE unless NoCreditRecovery); failure and cheat reports clear; physical faults (jam,
+// cassette out, pause) stay until they are cleared. The unit comes back disabled.
+func (s *Sim) resetLocked() {
+	s.recovery = false
+	if s.path != nil {
+		switch {
+		case s.path.inStacker && (s.mode == modePowerUp || s.mode == modeStacking || s.mode == modeStacked):
+			s.logLocked(s.path, "power_up_recovery")
+			if !s.cfg.NoCreditRecovery {
+				s.recovery = true
+			} else {
+				s.path = nil
+			}
+		case s.mode == modeReturned:
+			s.path = nil // already back with the customer
+		default:
+			s.log.Info("note returned to the customer on reset", "type", s.path.billType)
+			s.path = nil
+		}
+	}
+	s.failure, s.cheated = 0, false
+	s.powerWhere = NoNote
+	s.mode = modeInitialize
+	s.enabled = [3]byte{}
+}
+
+// InsertNote puts a note of billType into the bezel. The unit draws it in only when it is
+// idle and enabled; a note of a type that is not enabled or not known is drawn in and then
+// rejected. From the next POLL the unit reports ACCEPTING.
+func (s *Sim) InsertNote(billType byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.mode == modePowerUp:
+		return ErrPoweredUp
+	case s.cassetteOut:
+		return ErrCassetteOut
+	case s.failure != 0 || s.cheated || s.jam != 0 || s.paused:
+		return ErrFault
+	case s.path != nil || s.mode != modeIdle:
+		return ErrBusy
+	case s.cassetteFull:
+		return ErrCassetteFull
+	case s.enabled == [3]byte{}:
+		return ErrInhibited
+	}
+	s.path = &pathNote{billType: billType, logged: -1}
+	s.mode = modeAccepting
+	s.log.Info("note inserted", "type", billType)
+	return nil
+}
+
+// ForceReject makes the unit reject the next inserted note with reason (0x60..0x6D, 0x92..0x95).
+func (s *Sim) ForceReject(reason byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.forcedReject = reason
+}
+
+// Jam jams the validator's transport (VALIDATOR JAMMED), or the cassette when cassette is
+// true (CASSETTE JAMMED), until ClearJam.
+func (s *Sim) Jam(cassette bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.jam = 1
+	if cassette {
+		s.jam = 2
+	}
+}
+
+// ClearJam is the technician clearing the jam: a note stuck in the validator is taken out
+// (never counted); one stuck in the cassette past the point of no return is pushed in and
+// counted. The unit then initialises.
+func (s *Sim) ClearJam() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.jam == 0 {
+		return
+	}
+	if s.path != nil {
+		if s.jam == 2 && s.path.inStacker {
+			s.logLocked(s.path, "jam_cleared")
+		}
+		s.path = nil
+	}
+	s.jam = 0
+	if s.mode != modePowerUp {
+		s.mode = modeInitialize
+	}
+}
+
+// PullCassette takes the cassette out; the unit reports CASSETTE OUT until ReplaceCassette.
+// It fails while a note is in the path.
+func (s *Sim) PullCassette() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cassetteOut {
+		return ErrCassetteState
+	}
+	if s.path != nil {
+		return ErrBusy
+	}
+	s.cassetteOut = true
+	return nil
+}
+
+// ReplaceCassette puts an empty cassette in (the next cassette number); the unit initialises.
+func (s *Sim) ReplaceCassette() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.cassetteOut {
+		return ErrCassetteState
+	}
+	s.cassetteOut, s.cassetteFull = false, false
+	s.cassette++
+	if s.mode != modePowerUp {
+		s.mode = modeInitialize
+	}
+	return nil
+}
+
+// SetCassetteFull forces or clears CASSETTE FULL (it also comes on its own at CassetteCapacity).
+func (s *Sim) SetCassetteFull(full bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cassetteFull = full
+}
+
+// Pause reports PAUSE (a second note pushed in during a transaction) while on.
+func (s *Sim) Pause(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.paused = on
+}
+
+// Cheat reports CHEATED until the host sends RESET.
+func (s *Sim) Cheat() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cheated = true
+}
+
+// Fail reports FAILURE with code (for example 0x50 stack motor) until the host sends RESET.
+func (s *Sim) Fail(code byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if code == 0 {
+		code = 0x50
+	}
+	s.failure = code
+}
+
+// Busy makes the unit answer the next POLL with BUSY and yh (the time, in 100 ms, after
+// which it can be asked again); the transaction does not move for that POLL.
+func (s *Sim) Busy(yh byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.busy = max(yh, 1)
+}
+
+// PowerCycle cuts the power and restores it. The unit then reports POWER UP (0x10), or 0x11
+// / 0x12 with a note in the validator / stacker, until RESET, which returns a note in the
+// validator to the customer and stacks (and counts) a note in the stacker, reporting STACKED
+// for it after INITIALIZE unless NoCreditRecovery. Auto reports where the note in the path
+// physically is: ACCEPTING, ESCROW, HOLDING, REJECTING and RETURNING are the validator;
+// STACKING and an unacknowledged STACKED are the stacker (the note is already in the
+// cassette log then and is not counted twice). NoNote fails with ErrBusy when a note is in
+// the path; InAcceptor and InStacker fail with ErrNoNote when none is, and otherwise say
+// where the note was, overriding Auto. The settings (enabled types, escrow, security) are
+// lost.
+func (s *Sim) PowerCycle(where Where) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mode == modeReturned {
+		s.path = nil // the note is with the customer already
+	}
+	switch where {
+	case Auto:
+		switch {
+		case s.path == nil:
+			where = NoNote
+		case s.path.inStacker:
+			where = InStacker
+		default:
+			where = InAcceptor
+		}
+	case NoNote:
+		if s.path != nil {
+			return ErrBusy
+		}
+	case InAcceptor, InStacker:
+		if s.path == nil {
+			return ErrNoNote
+		}
+		if where == InAcceptor && s.path.logged >= 0 {
+			return fmt.Errorf("ccnetsim: the note is already in the cassette: %w", ErrBusy)
+		}
+		s.path.inStacker = where == InStacker
+	default:
+		return fmt.Errorf("ccnetsim: power cycle: bad place %v", where)
+	}
+	s.powerLocked(where)
+	return nil
+}
+
+// PowerCycleWithNote cuts and restores the power as if a note of billType had been at where
+// (InAcceptor or InStacker) at that moment, for tests of a host's recovery. It fails with
+// ErrBusy when a note is really in the path.
+func (s *Sim) PowerCycleWithNote(where Where, billType byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if where != InAcceptor && where != InStacker {
+		return fmt.Errorf("ccnetsim: power cycle with a note: place must be in_acceptor or in_stacker, not %v", where)
+	}
+	if s.path != nil && s.mode != modeReturned {
+		return ErrBusy
+	}
+	s.path = &pathNote{billType: billType, inStacker: where == InStacker, logged: -1}
+	s.powerLocked(where)
+	return nil
+}
+
+func (s *Sim) powerLocked(where Where) {
+	s.mode = modePowerUp
+	s.powerWhere = where
+	s.enabled, s.escrow, s.security = [3]byte{}, [3]byte{}, [3]byte{}
+	s.failure, s.cheated, s.paused, s.busy, s.recovery = 0, false, false, 0, false
+	s.lastReply, s.awaitingAck, s.ackTarget, s.eventReply = nil, false, -1, false
+	s.log.Info("power cycle", "where", where)
+}
+
+// InjectFault queues a link fault; each queued fault applies to one reply, in order.
+func (s *Sim) InjectFault(f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = append(s.faults, f)
+}
+
+// Cassette returns every note that went into a cassette, oldest first.
+func (s *Sim) Cassette() []StackedNote {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.stacked)
+}
+
+// Snapshot is the emulator's state for a control panel.
+type Snapshot struct {
+	Status         string `json:"status"`
+	StatusCode     byte   `json:"status_code"`
+	StatusData     []byte `json:"status_data,omitempty"`
+	Inhibited      bool   `json:"inhibited"`
+	EnabledTypes   []int  `json:"enabled_types"`
+	EscrowTypes    []int  `json:"escrow_types"`
+	NoteInPath     *int   `json:"note_in_path,omitempty"`
+	NoteInStacker  bool   `json:"note_in_stacker,omitempty"`
+	AwaitingAck    bool   `json:"awaiting_ack,omitempty"`
+	CassetteIn     bool   `json:"cassette_in"`
+	CassetteFull   bool   `json:"cassette_full"`
+	CassetteNumber int    `json:"cassette_number"`
+	CassetteCount  int    `json:"cassette_count"`
+	Jam            string `json:"jam,omitempty"`
+	Failure        int    `json:"failure,omitempty"`
+	Cheated        bool   `json:"cheated,omitempty"`
+	Paused         bool   `json:"paused,omitempty"`
+	ForcedReject   int    `json:"forced_reject,omitempty"`
+	PendingFaults  int    `json:"pending_faults,omitempty"`
+}
+
+// State returns a snapshot: Status is what the unit would answer to the next POLL (before
+// that POLL's own escrow-timeout check).
+func (s *Sim) State() Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, arg := s.stateLocked()
+	snap := Snapshot{
+		Status: ccnet.StatusName(st), StatusCode: st, StatusData: arg,
+		Inhibited: s.enabled == [3]byte{}, EnabledTypes: ccnet.MaskTypes(s.enabled),
+		EscrowTypes: ccnet.MaskTypes(s.escrow), AwaitingAck: s.awaitingAck,
+		CassetteIn: !s.cassetteOut, CassetteFull: s.cassetteFull, CassetteNumber: s.cassette,
+		CassetteCount: s.countLocked(), Failure: int(s.failure), Cheated: s.cheated,
+		Paused: s.paused, ForcedReject: int(s.forcedReject), PendingFaults: len(s.faults),
+	}
+	if snap.EnabledTypes == nil {
+		snap.EnabledTypes = []int{}
+	}
+	if snap.EscrowTypes == nil {
+		snap.EscrowTypes = []int{}
+	}
+	if s.path != nil {
+		t := int(s.path.billType)
+		snap.NoteInPath, snap.NoteInStacker = &t, s.path.inStacker
+	}
+	switch s.jam {
+	case 1:
+		snap.Jam = "validator"
+	case 2:
+		snap.Jam = "cassette"
+	}
+	return snap
+}
