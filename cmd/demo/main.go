@@ -44,6 +44,7 @@ func run() error {
 	simHTTP := flag.String("sim", "127.0.0.1:8070", "simulator control panel address")
 	ledgerHTTP := flag.String("ledger", "127.0.0.1:8090", "ledger fleet view address")
 	mqttAddr := flag.String("mqtt", "127.0.0.1:0", "embedded MQTT broker address")
+	proto := flag.String("acceptor", "id003", "bill acceptor protocol to simulate: id003 or ccnet")
 	verbose := flag.Bool("v", false, "log at debug level")
 	flag.Parse()
 
@@ -84,7 +85,7 @@ func run() error {
 		return err
 	}
 
-	rig, err := simrig.Start(ctx, simrig.Config{Acceptor: "id003", Denominations: simrig.DemoDenominations("CNY"), Listen: *simHTTP,
+	rig, err := simrig.Start(ctx, simrig.Config{Acceptor: *proto, Denominations: simrig.DemoDenominations(*proto, "CNY"), Listen: *simHTTP,
 		WalletKey: wallet, WalletKID: "demo-wallet", Logger: log.With("component", "hw-sim")})
 	if err != nil {
 		return err
@@ -95,8 +96,9 @@ func run() error {
 	cfg := config.Default()
 	cfg.Kiosk = config.Kiosk{ID: "DEMO-0001", Location: "Demo hall", Timezone: "Asia/Shanghai", Currency: "CNY", Language: "en", Hotline: "400-000-0000"}
 	cfg.Journal.Path, _ = filepath.Abs(filepath.Join(*state, "journal.db"))
+	cfg.Acceptor.Driver = *proto
 	cfg.Acceptor.Port = ports.AcceptorPort
-	for code, n := range simrig.DemoDenominations("CNY") {
+	for code, n := range simrig.DemoDenominations(*proto, "CNY") {
 		cfg.Acceptor.Denominations = append(cfg.Acceptor.Denominations, config.Denomination{Code: code, ValueMinor: n.ValueMinor})
 	}
 	cfg.Printer = config.Printer{Enabled: true, Port: ports.PrinterPort, Baud: 9600, Profile: "generic80"}

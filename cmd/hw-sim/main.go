@@ -45,7 +45,7 @@ func run() error {
 		lvl = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
-	cfg := simrig.Config{Acceptor: *proto, Denominations: simrig.DemoDenominations(*currency), Listen: *listen, Logger: log, WalletKID: *kid}
+	cfg := simrig.Config{Acceptor: *proto, Denominations: simrig.DemoDenominations(*proto, *currency), Listen: *listen, Logger: log, WalletKID: *kid}
 	if *keyFile != "" {
 		b, err := os.ReadFile(*keyFile)
 		if err != nil {

@@ -209,16 +209,23 @@ func newAcceptorSim(cfg Config) (AcceptorSim, error) {
 	switch cfg.Acceptor {
 	case "id003":
 		return newID003(cfg), nil
+	case "ccnet":
+		return newCCNET(cfg), nil
 	}
 	return nil, fmt.Errorf("simrig: unknown acceptor protocol %q", cfg.Acceptor)
 }
 
-// DemoDenominations is the demo's table: 1, 5, 10, 20, 50 and 100 in the currency (minor
-// units with two decimals), on ID-003 escrow codes 0x61..0x66.
-func DemoDenominations(currency string) acceptor.Denominations {
+// DemoDenominations is the demo's table for a protocol: 1, 5, 10, 20, 50 and 100 in the
+// currency (minor units with two decimals), on ID-003 escrow codes 0x61..0x66, CCNET bill
+// types 1..6 or SSP channels 1..6.
+func DemoDenominations(protocol, currency string) acceptor.Denominations {
+	first := 1
+	if protocol == "id003" || protocol == "" {
+		first = 0x61
+	}
 	d := acceptor.Denominations{}
 	for i, v := range []int64{100, 500, 1000, 2000, 5000, 10000} {
-		d[0x61+i] = acceptor.Note{Code: 0x61 + i, ValueMinor: v, Currency: currency}
+		d[first+i] = acceptor.Note{Code: first + i, ValueMinor: v, Currency: currency}
 	}
 	return d
 }

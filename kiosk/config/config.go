@@ -250,7 +250,7 @@ func explain(err error) error {
 var currencyRe = regexp.MustCompile(`^[A-Z]{3}$`)
 
 // Drivers lists the acceptor drivers this build knows.
-var Drivers = []string{"id003"}
+var Drivers = []string{"id003", "ccnet"}
 
 // Validate checks values that decoding cannot.
 func (c *Config) Validate() error {

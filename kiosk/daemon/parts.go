@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
+	"github.com/kioskd/kioskd/devices/acceptor/ccnet"
 	"github.com/kioskd/kioskd/devices/acceptor/id003"
 	"github.com/kioskd/kioskd/devices/serialport"
 	"github.com/kioskd/kioskd/kiosk/config"
@@ -79,6 +80,8 @@ func newDriver(cfg config.Config, port serialport.Port, denoms acceptor.Denomina
 	switch cfg.Acceptor.Driver {
 	case "id003":
 		return id003.New(port, id003.Config{Denominations: denoms, PollInterval: cfg.Acceptor.PollInterval.D(), Logger: log}), nil
+	case "ccnet":
+		return ccnet.New(port, ccnet.Config{Denominations: denoms, PollInterval: cfg.Acceptor.PollInterval.D(), Logger: log}), nil
 	}
 	return nil, fmt.Errorf("unknown acceptor driver %q", cfg.Acceptor.Driver)
 }
@@ -87,6 +90,8 @@ func portMode(driver string) (serialport.Mode, error) {
 	switch driver {
 	case "id003":
 		return serialport.ID003, nil
+	case "ccnet":
+		return serialport.CCNET, nil
 	}
 	return serialport.Mode{}, fmt.Errorf("unknown acceptor driver %q", driver)
 }
@@ -211,7 +216,7 @@ func heartbeat(j *journal.Journal, reg *health.Registry, e *session.Engine) wire
 }
 
 func diag(j *journal.Journal, reg *health.Registry, e *session.Engine, up *uplink.Uplink, acc *acceptorSlot, mqttUp func() bool) any {
-	d := map[string]any{"mqtt_connected": mqttUp(),"conditions": reg.Active(), "acceptor": acc.Info(), "state": e.State().String()}
+	d := map[string]any{"mqtt_connected": mqttUp(), "conditions": reg.Active(), "acceptor": acc.Info(), "state": e.State().String()}
 	if st, err := j.Stats(); err == nil {
 		d["journal"] = st
 	}

@@ -18,8 +18,8 @@ import (
 // topUpWithLimit is the first issue's acceptance scenario: QR scan, three notes with the
 // third over the limit and returned from escrow, Finish; the ledger credits exactly the
 // first two, once; the printer got a receipt with that topup_id; the API says credited.
-func topUpWithLimit(t *testing.T, kind brokerKind) {
-	e := newEnv(t, options{broker: kind, sessionMax: 15000})
+func topUpWithLimit(t *testing.T, kind brokerKind, protocol string) {
+	e := newEnv(t, options{broker: kind, sessionMax: 15000, protocol: protocol})
 	e.startKiosk("")
 	e.waitOnline()
 	e.waitView("idle", func(v session.View) bool { return v.State == "idle" })
@@ -58,9 +58,16 @@ func topUpWithLimit(t *testing.T, kind brokerKind) {
 	}
 }
 
-func TestTopUpEndToEnd(t *testing.T) { topUpWithLimit(t, embedded) }
+// protocols lists the acceptor drivers every end-to-end scenario runs with.
+var protocols = []string{"id003", "ccnet"}
 
-func TestTopUpEndToEndMosquittoTLS(t *testing.T) { topUpWithLimit(t, mosquitto) }
+func TestTopUpEndToEnd(t *testing.T) {
+	for _, p := range protocols {
+		t.Run(p, func(t *testing.T) { topUpWithLimit(t, embedded, p) })
+	}
+}
+
+func TestTopUpEndToEndMosquittoTLS(t *testing.T) { topUpWithLimit(t, mosquitto, "id003") }
 
 // TestBrokerDownDuringSession: the kiosk keeps accepting, the receipt says pending, and once
 // the broker is back the ledger credits once and the kiosk shows credited.
@@ -201,9 +208,17 @@ func TestRefusedCodesOnCustomerAPI(t *testing.T) {
 // the note in escrow) and right after the credit commit (the unit repeats VEND VALID). After
 // each restart every note is credited exactly once.
 func TestKillDuringNoteProtocol(t *testing.T) {
-	for _, point := range []string{"after-stack-intent:2", "credit-after-commit:2", "credit-before-commit:2"} {
-		t.Run(strings.Split(point, ":")[0], func(t *testing.T) {
-			e := newEnv(t, options{})
+	for _, proto := range protocols {
+		for _, point := range []string{"after-stack-intent:2", "credit-after-commit:2", "credit-before-commit:2"} {
+			t.Run(proto+"/"+strings.Split(point, ":")[0], func(t *testing.T) { killDuringNote(t, proto, point) })
+		}
+	}
+}
+
+func killDuringNote(t *testing.T, proto, point string) {
+	{
+		{
+			e := newEnv(t, options{protocol: proto})
 			e.startKiosk(point)
 			e.waitOnline()
 			e.waitView("idle", func(v session.View) bool { return v.State == "idle" })
@@ -228,7 +243,7 @@ func TestKillDuringNoteProtocol(t *testing.T) {
 				t.Fatalf("ledger %+v", a)
 			}
 			e.waitFor("one original receipt", func() bool { o, c := e.originals(v.Result.TopupID); return o == 1 && c == 0 })
-		})
+		}
 	}
 }
 

@@ -93,6 +93,8 @@ type env struct {
 }
 
 type options struct {
+	// protocol of the bill acceptor: "id003" (default), "ccnet".
+	protocol      string
 	broker        brokerKind
 	sessionMax    int64
 	resultDisplay time.Duration
@@ -102,13 +104,16 @@ type options struct {
 
 func newEnv(t *testing.T, o options) *env {
 	t.Helper()
+	if o.protocol == "" {
+		o.protocol = "id003"
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
 	e := &env{t: t, ctx: ctx, dir: t.TempDir(), kind: o.broker}
 	_, e.wallet, _ = ed25519.GenerateKey(nil)
 	_, e.lkey, _ = ed25519.GenerateKey(nil)
 	var err error
-	e.rig, err = simrig.Start(ctx, simrig.Config{Acceptor: "id003", Denominations: simrig.DemoDenominations("CNY"), WalletKey: e.wallet, WalletKID: "w1"})
+	e.rig, err = simrig.Start(ctx, simrig.Config{Acceptor: o.protocol, Denominations: simrig.DemoDenominations(o.protocol, "CNY"), WalletKey: e.wallet, WalletKID: "w1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,10 +161,11 @@ func newEnv(t *testing.T, o options) *env {
 	c := config.Default()
 	c.Kiosk = config.Kiosk{ID: kioskID, Location: "Test hall", Timezone: "Asia/Shanghai", Currency: "CNY", Language: "en", Hotline: "400-1"}
 	c.Journal.Path = filepath.Join(e.dir, "journal.db")
+	c.Acceptor.Driver = o.protocol
 	c.Acceptor.Port = ports.AcceptorPort
 	c.Acceptor.PollInterval = config.Duration(50 * time.Millisecond)
 	c.Acceptor.RecoveryTimeout = config.Duration(8 * time.Second)
-	for code, n := range simrig.DemoDenominations("CNY") {
+	for code, n := range simrig.DemoDenominations(o.protocol, "CNY") {
 		c.Acceptor.Denominations = append(c.Acceptor.Denominations, config.Denomination{Code: code, ValueMinor: n.ValueMinor})
 	}
 	c.Printer = config.Printer{Enabled: true, Port: ports.PrinterPort, Baud: 9600, Profile: "generic80"}
@@ -257,7 +263,11 @@ type lockedBuf struct {
 	b  bytes.Buffer
 }
 
-func (l *lockedBuf) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
 func (l *lockedBuf) String() string {
 	if l == nil {
 		return ""

@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -54,6 +55,12 @@ func Require(t testing.TB) string {
 		t.Skip("mosquitto not installed: skipping the real-broker test (apt-get install mosquitto; .ci/run does)")
 	}
 	return p
+}
+
+// shippedACL locates deploy/mosquitto/kioskd.acl from this source file.
+func shippedACL() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "deploy", "mosquitto", "kioskd.acl")
 }
 
 // Broker is a running mosquitto.
@@ -109,15 +116,13 @@ func Start(t testing.TB, opts Options) *Broker {
 		b.PlainPort = freePort(t)
 	}
 	b.makePKI()
-	acl := fmt.Sprintf(`# kiosks: a client certificate CN is the kiosk id and the username
-pattern write kiosk/%%u/up/#
-pattern read kiosk/%%u/down/#
-
-user %s
-topic read kiosk/+/up/#
-topic write kiosk/+/down/#
-`, opts.LedgerUser)
-	if err := os.WriteFile(filepath.Join(dir, "acl"), []byte(acl), 0o644); err != nil {
+	// The ACL is the one shipped in deploy/, so the production rule is what gets tested.
+	acl, err := os.ReadFile(shippedACL())
+	if err != nil {
+		t.Fatalf("shipped ACL: %v", err)
+	}
+	acl = bytes.ReplaceAll(acl, []byte("user ledger\n"), []byte("user "+opts.LedgerUser+"\n"))
+	if err := os.WriteFile(filepath.Join(dir, "acl"), acl, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	// As root, mosquitto drops to the "mosquitto" user, which cannot read the test's 0700
