@@ -264,6 +264,22 @@ type Info struct {
 	Firmware string `json:"firmware,omitempty"`
 	// Denominations is the table the unit reported, when the protocol offers one.
 	Denominations Denominations `json:"-"`
+	// Escrowless is set for units that have no escrow (pulse acceptors): they never call
+	// Handler.Escrow, a note is in the cassette when Credited is called, and the only way to
+	// keep a session within its limit is to inhibit the unit while the largest note would not
+	// fit.
+	Escrowless bool `json:"escrowless,omitempty"`
+}
+
+// PulseRecorder is implemented by a Handler that journals the pulses of an escrowless pulse
+// acceptor one by one, so that a crash in the middle of a pulse train leaves evidence of
+// the pulses already seen (DESIGN.md §4 invariant 3; PROTOCOLS.md: persist the count per
+// pulse). A pulse driver calls Pulse for every accepted pulse, in order, before acting on
+// it; train numbers a pulse train (rising per driver run) and count is the pulses seen so far
+// in that train. When Pulse returns an error the driver raises it as a Failure event and
+// inhibits the unit: it cannot refuse a pulse that has already happened.
+type PulseRecorder interface {
+	Pulse(ctx context.Context, train uint64, count int) error
 }
 
 // Acceptor is what every bill acceptor driver provides. Commands other than Run may be called

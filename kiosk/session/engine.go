@@ -178,6 +178,9 @@ type Engine struct {
 	healthWake chan struct{}
 	// acked remembers top-ups acknowledged while their receipt is pending.
 	acked map[string]journal.Topup
+	// explained is set when the host returned a note with a reason on screen, so the unit's
+	// "returned" report does not overwrite it.
+	explained bool
 	// faults are the acceptor conditions active now.
 	faults map[string]bool
 

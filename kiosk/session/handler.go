@@ -53,14 +53,17 @@ func (h *handler) Escrow(ctx context.Context, n acceptor.Note) acceptor.Decision
 	case !n.Known() || n.Currency != e.j.Currency():
 		e.refuseLocked(sid, n, "unknown denomination")
 		e.messageLocked("error", "This note is not accepted. Please take it back.")
+		e.explained = true
 		e.changedLocked()
 		return acceptor.Return
 	case n.ValueMinor > e.sess.RemainingMinor():
 		e.refuseLocked(sid, n, "over the session limit")
 		e.messageLocked("error", fmt.Sprintf("This note would take you over your limit (%s left). Please take it back.", formatMinor(e.sess.RemainingMinor(), e.j.Currency())))
+		e.explained = true
 		e.changedLocked()
 		return acceptor.Return
 	}
+	e.explained = false
 	e.cfg.Hook("before-stack-intent")
 	in, err := e.j.StackIntent(e.sess.ID, jnote(n))
 	if err != nil {
@@ -169,9 +172,11 @@ func (h *handler) Event(ctx context.Context, ev acceptor.Event) {
 		e.unitSettled = false
 	case acceptor.Returned:
 		e.lastActivity = e.now()
-		if e.state == Accepting {
+		// Keep the reason the host gave for returning it; the customer needs that more.
+		if e.state == Accepting && !e.explained {
 			e.messageLocked("info", "Note returned. Please take it.")
 		}
+		e.explained = false
 	case acceptor.Rejected:
 		e.lastActivity = e.now()
 		if e.state == Accepting {
