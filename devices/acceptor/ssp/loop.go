@@ -191,7 +191,7 @@ func (l *loop) run(ctx context.Context) error {
 // escrow, or poll and handle the events. It reports whether the next step is due at once
 // (the handler said Stack: the next poll stacks the note).
 func (l *loop) cycle(ctx context.Context) bool {
-	if l.unanswered != nil && !l.flush(ctx) {
+	if l.unanswered != nil && (!l.flush(ctx) || ctx.Err() != nil) {
 		return false
 	}
 	if l.needLink {
@@ -388,7 +388,12 @@ func (l *loop) send(ctx context.Context, p *packet, attempts int) (Frame, error)
 	var last error
 	for a := 0; a < attempts; a++ {
 		if err := ctx.Err(); err != nil {
-			l.unanswered = p
+			if a == 0 && p.sealed && l.unanswered == nil && l.count == p.count {
+				// Never sent: give its counter back, the unit has not seen it.
+				l.count--
+			} else if a > 0 {
+				l.unanswered = p
+			}
 			return Frame{}, fmt.Errorf("ssp: %s: %w", CommandName(p.cmd), err)
 		}
 		if a > 0 {
