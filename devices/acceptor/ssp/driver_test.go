@@ -3,8 +3,11 @@ package ssp
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"net"
 	"os"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -662,6 +665,151 @@ func TestResetRefusedWithNoteInPath(t *testing.T) {
 		mustNil(t, err)
 		if err := <-resetErr; !errors.Is(err, ErrWrongState) {
 			t.Fatalf("Reset with a note being read: %v, want ErrWrongState", err)
+		}
+	})
+}
+
+func TestSetupMismatch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		unit := testSetup
+		unit.Channels = []Channel{{1, 1, "CNY"}, {2, 2, "CNY"}, {3, 0, "CNY"}, {4, 20, "CNY"}} // 2 yuan on 2, none on 3, 20 on 4
+		rec := &recorder{}
+		rec.onEvent = func(e acceptor.Event) {
+			if e.Kind == acceptor.ProtocolError {
+				cancel()
+			}
+		}
+		b := &sb{}
+		b.link().probe().poll(EvDisabled)
+		b.ask(c(CmdSetupRequest), ok(AppendSetup(nil, unit)...)...)
+		b.ask(c(CmdGetSerial), serialReply(testSerial)...).ask(c(CmdSetInhibits, 0x07, 0x00), RespOK).ask(c(CmdDisable), RespOK)
+		b.shutdown()
+		pb, port := newPlayback(t, b.steps)
+		d := New(port, testConfig())
+		err := d.Run(ctx, rec)
+		pb.check()
+		mustNil(t, err)
+		pe := rec.eventsOf(acceptor.ProtocolError)
+		if len(pe) != 1 {
+			t.Fatalf("protocol errors %v", pe)
+		}
+		for _, want := range []string{"channel 2: unit 200 CNY, configured 500 CNY", "channel 4: unit 2000 CNY, not configured", "channel 3: configured 1000 CNY, unit has none"} {
+			if !strings.Contains(pe[0].Detail, want) {
+				t.Errorf("detail %q lacks %q", pe[0].Detail, want)
+			}
+		}
+		if n := d.Info().Denominations[2]; n.ValueMinor != 200 {
+			t.Errorf("Info shows the unit's table: %v", n)
+		}
+	})
+}
+
+func TestKeyNotSetWithoutEncryption(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		rec := &recorder{}
+		rec.onEvent = cancelOn(cancel, acceptor.ProtocolError, 2)
+		b := &sb{}
+		b.ask(c(CmdSync), RespOK).ask(c(CmdHostProtocol, 7), RespKeyNotSet) // encryption mandatory
+		b.probe()
+		b.ask(c(CmdPoll), RespKeyNotSet)
+		b.ask(c(CmdDisable), RespKeyNotSet) // Run's last word
+		pb, port := newPlayback(t, b.steps)
+		err := New(port, testConfig()).Run(ctx, rec)
+		pb.check()
+		mustNil(t, err)
+		pe := rec.eventsOf(acceptor.ProtocolError)
+		if len(pe) != 2 || pe[0].Code != int(CmdHostProtocol) || pe[1].Code != int(RespKeyNotSet) ||
+			!strings.Contains(pe[1].Detail, "eSSP") {
+			t.Fatalf("protocol errors %v: want the refused version, then one KEY NOT SET report", pe)
+		}
+	})
+}
+
+func TestCommandsNeedRun(t *testing.T) {
+	d := New(nil, Config{})
+	ctx := t.Context()
+	for name, f := range map[string]func() error{
+		"enable":   func() error { return d.Enable(ctx, []int{1}) },
+		"inhibit":  func() error { return d.Inhibit(ctx) },
+		"reset":    func() error { return d.Reset(ctx) },
+		"counters": func() error { _, err := d.Counters(ctx); return err },
+		"confirm":  func() error { return d.ConfirmSwap(ctx) },
+	} {
+		if err := f(); !errors.Is(err, acceptor.ErrNotRunning) {
+			t.Errorf("%s before Run: %v", name, err)
+		}
+	}
+	if err := d.Enable(ctx, []int{17}); err == nil || errors.Is(err, acceptor.ErrNotRunning) {
+		t.Errorf("Enable with a bad channel: %v", err)
+	}
+	if err := d.Run(ctx, nil); err == nil {
+		t.Error("Run with a nil handler")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	good := Config{Denominations: testDenoms, Encrypt: true, FixedKey: 0x0102030405060708}
+	if err := good.Validate(); err != nil {
+		t.Fatalf("good config: %v", err)
+	}
+	for name, tc := range map[string]struct {
+		mod  func(*Config)
+		want error
+	}{
+		"default key":      {func(c *Config) { c.FixedKey = DefaultFixedKey }, ErrDefaultKey},
+		"no key":           {func(c *Config) { c.FixedKey = 0 }, ErrNoFixedKey},
+		"address":          {func(c *Config) { c.Address = 0x7E }, ErrBadConfig},
+		"protocol":         {func(c *Config) { c.ProtocolVersion = 5 }, ErrBadConfig},
+		"prime bits":       {func(c *Config) { c.PrimeBits = 8 }, ErrBadConfig},
+		"hold too slow":    {func(c *Config) { c.HoldInterval = 7 * time.Second }, ErrBadConfig},
+		"too many retries": {func(c *Config) { c.MaxRetries = 8 }, ErrBadConfig},
+		"channel 0":        {func(c *Config) { c.Denominations = acceptor.Denominations{0: {}} }, ErrBadConfig},
+		"poll mode":        {func(c *Config) { c.PollMode = 9 }, ErrBadConfig},
+	} {
+		c := good
+		tc.mod(&c)
+		if err := c.Validate(); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", name, err, tc.want)
+		}
+	}
+	c := good
+	c.FixedKey, c.AllowDefaultKey = DefaultFixedKey, true
+	if err := c.Validate(); err != nil {
+		t.Errorf("default key allowed for simulation: %v", err)
+	}
+	c.AllowDefaultKey = false
+	if err := New(nil, c).Run(t.Context(), &recorder{}); !errors.Is(err, ErrDefaultKey) {
+		t.Errorf("Run with the default key: %v", err)
+	}
+}
+
+func TestRunTwiceAndPortFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		host, unit := net.Pipe()
+		d := New(host, testConfig())
+		rec := &recorder{}
+		errc := make(chan error, 1)
+		go func() { errc <- d.Run(ctx, rec) }()
+		// The unit side reads the first SYNC and then hangs up.
+		buf := make([]byte, 6)
+		if _, err := io.ReadFull(unit, buf); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Run(ctx, rec); !errors.Is(err, ErrAlreadyRunning) {
+			t.Errorf("second Run: %v", err)
+		}
+		unit.Close()
+		if err := <-errc; err == nil {
+			t.Fatal("Run returned nil after the port failed")
+		}
+		if err := d.Inhibit(ctx); !errors.Is(err, acceptor.ErrNotRunning) {
+			t.Errorf("Inhibit after Run: %v", err)
 		}
 	})
 }
