@@ -216,37 +216,39 @@ func TestPowerUpAndSetup(t *testing.T) {
 }
 
 func TestSequenceFlagRepeat(t *testing.T) {
-	s, h := start(t, Config{})
-	h.up()
-	if err := s.InsertNote(2); err != nil {
-		t.Fatal(err)
-	}
-	w, seq := h.packet(ssp.CmdPoll)
-	h.expect(h.roundTrip(w, seq), okd(ssp.EvRead, 0)...)
-	// The same packet again: the reply is repeated, the unit does not move on.
-	h.expect(h.roundTrip(w, seq), okd(ssp.EvRead, 0)...)
-	h.poll(ssp.EvRead, 2)
-	// A lost reply: the unit executed the poll that accepts the note; the re-send gets the
-	// same answer and does not accept anything twice.
-	s.InjectFault(Fault{Kind: FaultNoReply})
-	w, seq = h.packet(ssp.CmdPoll)
-	h.write(w)
-	if _, ok := h.read(); ok {
-		t.Fatal("no-reply fault answered")
-	}
-	h.expect(h.roundTrip(w, seq), okd(ssp.EvStacking)...)
-	h.poll(ssp.EvNoteCredit, 2, ssp.EvStacked)
-	h.poll()
-	if c := s.Cassette(); len(c) != 1 || c[0].Channel != 2 || !c[0].Reported || c[0].Acked {
-		t.Fatalf("cassette %+v", c)
-	}
-	// SYNC resets the flag: the next packet goes out with it clear, even if the last one
-	// also had it clear.
-	h.expect(h.send(ssp.CmdSync), ssp.RespOK)
-	if !h.seq {
-		t.Fatal("sync flag")
-	}
-	h.poll()
+	synctest.Test(t, func(t *testing.T) {
+		s, h := start(t, Config{})
+		h.up()
+		if err := s.InsertNote(2); err != nil {
+			t.Fatal(err)
+		}
+		w, seq := h.packet(ssp.CmdPoll)
+		h.expect(h.roundTrip(w, seq), okd(ssp.EvRead, 0)...)
+		// The same packet again: the reply is repeated, the unit does not move on.
+		h.expect(h.roundTrip(w, seq), okd(ssp.EvRead, 0)...)
+		h.poll(ssp.EvRead, 2)
+		// A lost reply: the unit executed the poll that accepts the note; the re-send gets the
+		// same answer and does not accept anything twice.
+		s.InjectFault(Fault{Kind: FaultNoReply})
+		w, seq = h.packet(ssp.CmdPoll)
+		h.write(w)
+		if _, ok := h.read(); ok {
+			t.Fatal("no-reply fault answered")
+		}
+		h.expect(h.roundTrip(w, seq), okd(ssp.EvStacking)...)
+		h.poll(ssp.EvNoteCredit, 2, ssp.EvStacked)
+		h.poll()
+		if c := s.Cassette(); len(c) != 1 || c[0].Channel != 2 || !c[0].Reported || c[0].Acked {
+			t.Fatalf("cassette %+v", c)
+		}
+		// SYNC resets the flag: the next packet goes out with it clear, even if the last one
+		// also had it clear.
+		h.expect(h.send(ssp.CmdSync), ssp.RespOK)
+		if !h.seq {
+			t.Fatal("sync flag")
+		}
+		h.poll()
+	})
 }
 
 func TestNoteStackedAndCredited(t *testing.T) {

@@ -23,6 +23,7 @@ type facts struct {
 // credit in the reply is recorded.
 func (l *loop) onPoll(ctx context.Context, r reply) {
 	l.d.n.polls.Add(1)
+	l.sealedPoll = r.sealed
 	if l.escrow == escrowStack {
 		l.escrow = escrowNone // this poll took the note out of escrow
 	}
@@ -229,7 +230,10 @@ func (l *loop) onSlaveReset(ctx context.Context) {
 	l.powerUp = pu
 	l.forgetNote()
 	l.escrow, l.hostReject = escrowNone, false
-	l.needLink, l.gap = true, true
+	// A reset wipes the unit's keys, so a SLAVE RESET read from a reply encrypted under the
+	// current key happened before the key exchange: the link is already set up.
+	l.needLink = !l.sealedPoll
+	l.gap = true
 	l.enabled, l.enabledKnown = false, true // units come up disabled
 	if l.ack != nil {
 		l.dropAck(ctx)

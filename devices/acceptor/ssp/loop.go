@@ -58,8 +58,9 @@ type packet struct {
 
 // reply is a decoded answer: the generic response and the data after it.
 type reply struct {
-	code byte
-	data []byte
+	code   byte
+	data   []byte
+	sealed bool // it came encrypted under the current key
 }
 
 type pendingCredit struct {
@@ -110,6 +111,7 @@ type loop struct {
 	pollCmd    byte
 	pollFixed  bool
 	lastTx     time.Time
+	sealedPoll bool // the poll reply being handled came encrypted under the current key
 	refused    byte // last generic error a poll got, reported once
 	warnedKey  bool
 
@@ -509,6 +511,7 @@ func (l *loop) await(ctx context.Context, p *packet) (Frame, error) {
 func (l *loop) open(p *packet, f Frame) (reply, error) {
 	name := CommandName(p.cmd)
 	data := f.Data
+	sealedReply := false
 	switch {
 	case data[0] == STEX:
 		if l.cipher == nil {
@@ -526,7 +529,7 @@ func (l *loop) open(p *packet, f Frame) (reply, error) {
 			l.needLink = true
 			return reply{}, fmt.Errorf("%w: %s: %w", errCrypto, name, err)
 		}
-		data = inner
+		data, sealedReply = inner, true
 	case p.sealed && (len(data) != 1 || data[0] == RespOK):
 		l.d.n.cryptoErrors.Add(1)
 		l.needLink = true
@@ -535,7 +538,7 @@ func (l *loop) open(p *packet, f Frame) (reply, error) {
 	if len(data) == 0 {
 		return reply{}, fmt.Errorf("ssp: %s: empty reply: %w", name, ErrUnknownReply)
 	}
-	r := reply{code: data[0], data: data[1:]}
+	r := reply{code: data[0], data: data[1:], sealed: sealedReply}
 	if r.code != RespOK {
 		l.d.n.refused.Add(1)
 		if r.code == RespKeyNotSet && l.cfg.Encrypt {
