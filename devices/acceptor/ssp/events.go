@@ -228,8 +228,8 @@ func (l *loop) onSlaveReset(ctx context.Context) {
 		pu.note = l.powerUp.note
 	}
 	l.powerUp = pu
-	l.forgetNote()
 	l.escrow, l.hostReject = escrowNone, false
+	l.forgetNote()
 	// A reset wipes the unit's keys, so a SLAVE RESET read from a reply encrypted under the
 	// current key happened before the key exchange: the link is already set up.
 	l.needLink = !l.sealedPoll
@@ -284,7 +284,14 @@ func (l *loop) pathNote() acceptor.Note {
 	return acceptor.Note{}
 }
 
-func (l *loop) forgetNote() { l.note, l.haveNote = acceptor.Note{}, false }
+// forgetNote drops the note of a finished transaction; a note still in escrow is kept
+// whatever else the reply says (a unit reports one note at a time, but a garbled reply must
+// not make the handler decide on the wrong note).
+func (l *loop) forgetNote() {
+	if l.escrow == escrowNone {
+		l.note, l.haveNote = acceptor.Note{}, false
+	}
+}
 
 // onEscrowEvent: a note waits in escrow. The next poll would stack it, so the handler is
 // asked now and the decision carried out before anything else is sent.
@@ -381,8 +388,9 @@ func (l *loop) onCredit(ctx context.Context, ch byte, ack *ackPending) {
 	if ch > 0 {
 		n = l.cfg.Denominations.Lookup(int(ch))
 	}
-	l.note, l.haveNote = n, true
-	l.escrow = escrowNone
+	if l.escrow == escrowNone {
+		l.note, l.haveNote = n, true // named again by STACKED
+	}
 	err := l.h.Credited(ctx, n)
 	if err == nil {
 		l.log.Info("credited", "note", n.String())

@@ -331,7 +331,10 @@ func (l *loop) exchange(ctx context.Context, cmd byte, args []byte) (reply, erro
 	if !ok {
 		return reply{}, fmt.Errorf("ssp: command %#02x is not in the command table", cmd)
 	}
-	if !spec.legal.has(l.state) {
+	// REJECT and HOLD are always safe for a note the driver knows is in escrow, whatever
+	// else the unit reports (a jam, an open cashbox).
+	escrowCmd := (cmd == CmdReject || cmd == CmdHold) && l.escrow != escrowNone
+	if !spec.legal.has(l.state) && !escrowCmd {
 		return reply{}, fmt.Errorf("ssp: %s in state %s: %w", CommandName(cmd), l.state, ErrWrongState)
 	}
 	if (cmd == CmdPoll || cmd == CmdPollWithAck) && l.escrow != escrowNone && l.escrow != escrowStack {
