@@ -88,24 +88,23 @@ func (c *Cipher) Seal(dst []byte, count uint32, data []byte, pad io.Reader) ([]b
 	if r := n % aes.BlockSize; r != 0 {
 		n += aes.BlockSize - r
 	}
-	var plain [16 * 16]byte
-	p := plain[:n]
-	p[0] = byte(len(data))
-	binary.LittleEndian.PutUint32(p[1:5], count)
-	copy(p[5:], data)
-	if packing := p[5+len(data) : n-2]; len(packing) > 0 {
+	// Built in place in dst, so nothing is allocated besides dst's own growth.
+	dst = append(dst, STEX)
+	start := len(dst)
+	dst = append(dst, byte(len(data)))
+	dst = binary.LittleEndian.AppendUint32(dst, count)
+	dst = append(dst, data...)
+	if np := n - sealOverhead - len(data); np > 0 {
 		if pad == nil {
 			pad = rand.Reader
 		}
-		if _, err := io.ReadFull(pad, packing); err != nil {
-			return dst, fmt.Errorf("ssp: seal: packing: %w", err)
+		dst = append(dst, make([]byte, np)...)
+		if _, err := io.ReadFull(pad, dst[len(dst)-np:]); err != nil {
+			return dst[:start-1], fmt.Errorf("ssp: seal: packing: %w", err)
 		}
 	}
-	crc := crc16.CMS(p[:n-2])
-	p[n-2], p[n-1] = byte(crc), byte(crc>>8)
-	dst = append(dst, STEX)
-	start := len(dst)
-	dst = append(dst, p...)
+	crc := crc16.CMS(dst[start:])
+	dst = append(dst, byte(crc), byte(crc>>8))
 	for i := start; i < len(dst); i += aes.BlockSize {
 		c.block.Encrypt(dst[i:i+aes.BlockSize], dst[i:i+aes.BlockSize])
 	}

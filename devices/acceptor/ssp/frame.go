@@ -138,8 +138,10 @@ func Decode(b []byte) (f Frame, n int, err error) {
 	lng := int(raw[1])
 	c := crc16.CMS(raw[:2+lng])
 	if raw[2+lng] != byte(c) || raw[3+lng] != byte(c>>8) {
-		return Frame{}, i, fmt.Errorf("ssp: frame %02X %02X % X: CRC %02X%02X, computed %04X: %w",
-			raw[0], raw[1], raw[2:2+lng], raw[3+lng], raw[2+lng], c, ErrBadCRC)
+		// A copy, so that raw stays on the stack on the good path.
+		bad := append([]byte(nil), raw[:4+lng]...)
+		return Frame{}, i, fmt.Errorf("ssp: frame % X: CRC %02X%02X, computed %04X: %w",
+			bad[:2+lng], bad[3+lng], bad[2+lng], c, ErrBadCRC)
 	}
 	f.Address = raw[0] & 0x7F
 	f.Seq = raw[0]&SeqFlag != 0
