@@ -522,6 +522,14 @@ func TestEmulatorSwapUnit(t *testing.T) {
 		if sim.State().Enabled {
 			t.Fatal("the swapped unit was enabled")
 		}
+		time.Sleep(time.Second)
+		h.mu.Lock()
+		for i := len(h.events) - 1; h.events[i].Kind != acceptor.Failure; i-- {
+			if k := h.events[i].Kind; k == acceptor.Idle || k == acceptor.Disabled {
+				t.Errorf("%v reported while the swap stands: the caller would clear its alarm", k)
+			}
+		}
+		h.mu.Unlock()
 		if err := r.drv.ConfirmSwap(context.Background()); err != nil {
 			t.Fatal(err)
 		}

@@ -176,6 +176,12 @@ func (l *loop) deriveState(ctx context.Context, f facts) {
 	}
 	l.reported = s
 	k := s.kind()
+	if (k == acceptor.Idle || k == acceptor.Disabled) && (l.alarmed || l.swapped) {
+		// Idle and Disabled tell the caller the unit is fine; while a Failure this driver
+		// raised (a credit not recorded, a swapped unit) stands, they are held back and
+		// reported once it is over.
+		return
+	}
 	if s == stateRejecting && l.hostReject {
 		k = acceptor.Returning
 	}

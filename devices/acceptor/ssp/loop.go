@@ -836,6 +836,7 @@ func (l *loop) serve(ctx context.Context, r request) error {
 		}
 		l.log.Warn("unit swap confirmed", "old", l.serial, "new", l.swapSerial)
 		l.swapped, l.serial = false, l.swapSerial
+		l.reported = stateUnknown // the state is reported again: the swap is settled
 		l.d.setInfo(func(i *acceptor.Info) { i.Serial = formatSerial(l.serial) })
 		l.setup, l.identified = nil, false
 		l.setPhase(phaseConfigure)
