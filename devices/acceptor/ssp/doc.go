@@ -60,7 +60,9 @@
 // driver cannot make it otherwise: when Credited fails, the driver keeps the note in memory
 // and calls Credited again before every poll, raises a Failure event with code
 // CodeCreditNotRecorded (alarm-worthy: the unit will not report the note again), disables
-// the unit and refuses Enable (ErrCreditPending) until Credited returned nil. If the
+// the unit and refuses Enable (ErrCreditPending) until Credited returned nil. Meanwhile it
+// holds back Idle and Disabled events, which a caller takes as "all clear", and reports
+// the state again once the credit is recorded. If the
 // process dies first, the credit is gone from the link; GET COUNTERS (Counters) and the
 // cashbox count remain as witnesses. A poll reply lost on the line is recovered by the
 // re-send rule above; one dropped for a bad eSSP counter, or owed when the link is set up
@@ -93,9 +95,9 @@
 //
 // GET SERIAL after a gap, a SLAVE RESET or at start-up that returns another serial number
 // is reported as a Failure event with code CodeUnitSwapped and Detail "unit swapped: serial
-// X -> Y"; the unit is disabled and Enable refused (ErrUnitSwapped) until a technician
-// calls ConfirmSwap, after which the setup is read again. The shared model has no kind for
-// it yet.
+// X -> Y"; the unit is disabled, Enable refused (ErrUnitSwapped) and Idle / Disabled held
+// back until a technician calls ConfirmSwap(ctx), after which the setup is read again. The
+// shared model has no kind for it yet.
 //
 // # eSSP
 //

@@ -807,3 +807,34 @@ func TestRunTwiceAndPortFailure(t *testing.T) {
 		}
 	})
 }
+
+func TestAddressIsConfigurable(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		at := func(seq bool, data ...byte) []byte {
+			b, _ := Encode(Frame{Address: 0x10, Seq: seq, Data: data})
+			return b
+		}
+		sync := at(true, CmdSync)
+		steps := []step{
+			// A reply from the validator at address 0 is not an answer for address 0x10.
+			{host: sync, unit: [][]byte{frame(true, RespOK)}},
+			{host: sync, unit: [][]byte{at(true, RespOK)}},
+			{host: at(false, CmdHostProtocol, 7), unit: [][]byte{at(false, RespFail)}},
+			{host: at(true, CmdHostProtocol, 6), unit: [][]byte{at(true, RespFail)}},
+			{host: at(false, CmdDisable), unit: [][]byte{at(false, RespOK)}},
+		}
+		pb, port := newPlayback(t, steps)
+		cfg := testConfig()
+		cfg.Address = 0x10
+		d := New(port, cfg)
+		rec := &recorder{onEvent: cancelOn(cancel, acceptor.ProtocolError, 1)}
+		err := d.Run(ctx, rec)
+		pb.check()
+		mustNil(t, err)
+		if st := d.Stats(); st.Unexpected != 1 || st.Retries != 1 {
+			t.Fatalf("stats %+v", st)
+		}
+	})
+}
