@@ -598,3 +598,20 @@ func BenchmarkPollCycle(b *testing.B) {
 		})
 	}
 }
+
+func TestEmulatorWithoutESSP(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sim := newSim(sspsim.Config{Encryption: sspsim.EncryptionUnsupported})
+		h := &handler{}
+		r := newRig(t, sim, h, eSSPConfig())
+		eventually(t, "reported", func() bool { return h.count(acceptor.ProtocolError) == 1 })
+		time.Sleep(5 * time.Second)
+		r.stop()
+		if e := h.last(acceptor.ProtocolError); e.Code != int(ssp.RespUnknownCommand) || h.count(acceptor.ProtocolError) != 1 {
+			t.Fatalf("protocol errors: %d, last %v", h.count(acceptor.ProtocolError), e)
+		}
+		if h.count(acceptor.Identified) != 0 || sim.State().Enabled {
+			t.Fatal("a unit that cannot do eSSP was brought up in clear")
+		}
+	})
+}

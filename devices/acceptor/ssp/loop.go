@@ -54,6 +54,7 @@ type packet struct {
 	seqID  byte
 	sealed bool
 	count  uint32 // eSSP counter the reply must carry
+	sent   bool   // written at least once: the unit may have it
 }
 
 // reply is a decoded answer: the generic response and the data after it.
@@ -252,7 +253,9 @@ func (l *loop) failed(ctx context.Context, what string, err error) {
 	case errors.Is(err, ErrKeyNotSet):
 		l.log.Info("unit lost its eSSP key (reset?); negotiating again", "during", what)
 	case errors.As(err, &re):
-		if what == "poll" && re.Code != l.refused {
+		// A unit that keeps refusing the poll or the link set-up (no eSSP, say) is reported
+		// once per distinct answer; other refusals are handled where they happen.
+		if (what == "poll" || what == "connect") && re.Code != l.refused {
 			l.refused = re.Code
 			l.emit(ctx, acceptor.Event{Kind: acceptor.ProtocolError, Code: int(re.Code), Detail: err.Error()})
 		} else {
@@ -393,11 +396,10 @@ func (l *loop) send(ctx context.Context, p *packet, attempts int) (Frame, error)
 	var last error
 	for a := 0; a < attempts; a++ {
 		if err := ctx.Err(); err != nil {
-			if a == 0 && p.sealed && l.unanswered == nil && l.count == p.count {
-				// Never sent: give its counter back, the unit has not seen it.
-				l.count--
-			} else if a > 0 {
+			if p.sent {
 				l.unanswered = p
+			} else if p.sealed && l.count == p.count {
+				l.count-- // never sent: the unit has not seen its counter
 			}
 			return Frame{}, fmt.Errorf("ssp: %s: %w", CommandName(p.cmd), err)
 		}
@@ -419,6 +421,7 @@ func (l *loop) send(ctx context.Context, p *packet, attempts int) (Frame, error)
 			l.fatal = fmt.Errorf("ssp: write %s: %w", CommandName(p.cmd), err)
 			return Frame{}, l.fatal
 		}
+		p.sent = true
 		l.log.Debug("tx", "cmd", CommandName(p.cmd), "seq", p.seq, "sealed", p.sealed, "frame", fmt.Sprintf("% X", p.wire))
 		f, err := l.await(ctx, p)
 		if err == nil {
