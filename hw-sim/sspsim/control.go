@@ -1,0 +1,281 @@
+package sspsim
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/kioskd/kioskd/devices/acceptor/ssp"
+)
+
+// InsertNote puts a note of channel into the bezel. The unit draws it in only when it is
+// idle and enabled; a note of an inhibited or unknown channel is drawn in and then rejected.
+// From the next poll the unit reports READ 0, then READ channel (escrow) or REJECTING.
+func (s *Sim) InsertNote(channel byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.cashboxOut:
+		return ErrCassetteOut
+	case s.jam != 0 || s.pathOpen || s.failCode != 0:
+		return ErrFault
+	case s.path != nil || s.mode != modeIdle || s.pollAckDue != nil:
+		return ErrBusy
+	case s.cashboxFull:
+		return ErrCassetteFull
+	case !s.enabled:
+		return ErrDisabled
+	}
+	s.path = &pathNote{channel: channel, logged: -1}
+	s.mode = modeReading
+	s.log.Info("note inserted", "channel", channel)
+	return nil
+}
+
+// ForceReject makes the unit reject the next inserted note with reason (a LAST REJECT CODE
+// value, 0x01..0x1F).
+func (s *Sim) ForceReject(reason byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.forcedReject = reason
+}
+
+// Jam jams the note path until ClearJam: SAFE JAM (the note is out of the customer's reach)
+// when safe, else UNSAFE JAM. The unit reports it on every poll.
+func (s *Sim) Jam(safe bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.jam = ssp.EvUnsafeJam
+	if safe {
+		s.jam = ssp.EvSafeJam
+	}
+}
+
+// ClearJam is the technician clearing the jam: a note past the point of no return is pushed
+// into the cashbox and counted (never credited); any other note is taken out.
+func (s *Sim) ClearJam() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.jam == 0 {
+		return
+	}
+	if s.path != nil && s.mode != modeReset && s.mode != modeClearing {
+		if s.path.inStacker {
+			s.logLocked(s.path, "jam_cleared")
+		}
+		s.path = nil
+		s.mode = modeIdle
+	}
+	s.jam = 0
+}
+
+// PullCassette takes the cashbox out: CASHBOX REMOVED on every poll until ReplaceCassette.
+// It fails while a note is in the path.
+func (s *Sim) PullCassette() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cashboxOut {
+		return ErrCassetteState
+	}
+	if s.path != nil {
+		return ErrBusy
+	}
+	s.cashboxOut = true
+	return nil
+}
+
+// ReplaceCassette puts an empty cashbox in (the next cassette number): CASHBOX REPLACED once.
+func (s *Sim) ReplaceCassette() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.cashboxOut {
+		return ErrCassetteState
+	}
+	s.cashboxOut, s.cashboxFull = false, false
+	s.cassette++
+	s.queue = append(s.queue, ssp.Event{Code: ssp.EvCashboxReplaced})
+	return nil
+}
+
+// SetCassetteFull forces or clears STACKER FULL (it also comes on its own at
+// CassetteCapacity).
+func (s *Sim) SetCassetteFull(full bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cashboxFull = full
+}
+
+// OpenNotePath opens or closes the note path (NOTE PATH OPEN on every poll, protocol 6+).
+func (s *Sim) OpenNotePath(open bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pathOpen = open
+}
+
+// Cheat reports FRAUD ATTEMPT with the channel of the note in the path (0 when none), and
+// rejects that note (reject code 0x0E, strim attempt).
+func (s *Sim) Cheat() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ch byte
+	if s.path != nil && !s.path.inStacker && s.mode != modeReset && s.mode != modeClearing {
+		ch = s.path.channel
+		if s.mode != modeRejecting && s.mode != modeRejected {
+			s.rejectLocked(ssp.RejectStrimAttempt)
+		}
+	}
+	s.queue = append(s.queue, ssp.Event{Code: ssp.EvFraudAttempt, Data: []byte{ch}})
+}
+
+// Fail makes the unit answer every command but SYNC and RESET with the generic response
+// code (default 0xF6 SOFTWARE ERROR) until RESET or a power cycle. SSP has no failure event
+// for validators: a failed unit shows itself by refusing commands.
+func (s *Sim) Fail(code byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if code == 0 {
+		code = ssp.RespSoftwareError
+	}
+	s.failCode = code
+}
+
+// PowerCycle cuts the power and restores it. The unit forgets the link (the host must SYNC,
+// set the protocol version and negotiate keys again), comes up disabled, reports SLAVE RESET
+// on the next poll and, with a note in the path, NOTE CLEARED FROM FRONT (InAcceptor: the
+// note is given back, never counted) or NOTE CLEARED INTO CASHBOX (InStacker: stacked and
+// counted without a credit) on the poll after. Auto reports where the note physically is:
+// before the poll that accepted it, the acceptor; from then until its credit, the stacker; a
+// credited note is already in the cashbox and nothing is cleared. NoNote fails with ErrBusy
+// while a note is in the path; InAcceptor and InStacker fail with ErrNoNote when none is.
+func (s *Sim) PowerCycle(where Where) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.whereLocked()
+	if s.mode == modeReset || s.mode == modeClearing {
+		now = s.clearing // still starting: the note, if any, has not been cleared yet
+	}
+	switch where {
+	case Auto:
+		where = now
+	case NoNote:
+		if now != NoNote {
+			return ErrBusy
+		}
+	case InAcceptor, InStacker:
+		if now == NoNote {
+			return ErrNoNote
+		}
+		s.path.inStacker = where == InStacker
+	default:
+		return fmt.Errorf("sspsim: power cycle: bad place %v", where)
+	}
+	s.powerLocked(where)
+	return nil
+}
+
+// PowerCycleWithNote cuts and restores the power as if a note of channel had been at where
+// (InAcceptor or InStacker), for tests of a host's recovery. It fails with ErrBusy when a
+// note is really in the path.
+func (s *Sim) PowerCycleWithNote(where Where, channel byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if where != InAcceptor && where != InStacker {
+		return fmt.Errorf("sspsim: power cycle with a note: place must be in_acceptor or in_stacker, not %v", where)
+	}
+	if s.whereLocked() != NoNote || (s.mode == modeClearing && s.clearing != NoNote) {
+		return ErrBusy
+	}
+	s.path = &pathNote{channel: channel, inStacker: where == InStacker, logged: -1}
+	s.powerLocked(where)
+	return nil
+}
+
+// SwapUnit replaces the unit with another one of serial number serial: a fresh unit (power
+// cycle, counters at zero) on the same port, with the same dataset and fixed key. It fails
+// with ErrBusy while a note is in the path.
+func (s *Sim) SwapUnit(serial uint32) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.whereLocked() != NoNote {
+		return ErrBusy
+	}
+	s.serial = serial
+	s.counters = ssp.Counters{}
+	s.powerLocked(NoNote)
+	s.log.Warn("unit swapped", "serial", serial)
+	return nil
+}
+
+// InjectFault queues a link fault; each queued fault applies to one reply, in order.
+func (s *Sim) InjectFault(f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = append(s.faults, f)
+}
+
+// Cassette returns every note that went into a cashbox, oldest first.
+func (s *Sim) Cassette() []StackedNote {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.stacked)
+}
+
+// Counters returns the unit's note activity counters, as GET COUNTERS would.
+func (s *Sim) Counters() ssp.Counters {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.counters
+}
+
+// Snapshot is the emulator's state for a control panel.
+type Snapshot struct {
+	Mode            string       `json:"mode"`
+	Serial          uint32       `json:"serial"`
+	Enabled         bool         `json:"enabled"`
+	EnabledChannels []int        `json:"enabled_channels"`
+	Protocol        int          `json:"protocol"`
+	Encrypted       bool         `json:"encrypted"`
+	Counter         uint32       `json:"counter,omitempty"`
+	AckPending      bool         `json:"ack_pending,omitempty"`
+	NoteInPath      int          `json:"note_in_path,omitempty"`
+	NoteInStacker   bool         `json:"note_in_stacker,omitempty"`
+	CassetteIn      bool         `json:"cassette_in"`
+	CassetteFull    bool         `json:"cassette_full"`
+	CassetteNumber  int          `json:"cassette_number"`
+	CassetteCount   int          `json:"cassette_count"`
+	Jam             string       `json:"jam,omitempty"`
+	NotePathOpen    bool         `json:"note_path_open,omitempty"`
+	Failure         int          `json:"failure,omitempty"`
+	LastReject      int          `json:"last_reject"`
+	ForcedReject    int          `json:"forced_reject,omitempty"`
+	PendingFaults   int          `json:"pending_faults,omitempty"`
+	Counters        ssp.Counters `json:"counters"`
+}
+
+// State returns a snapshot of the unit.
+func (s *Sim) State() Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	snap := Snapshot{
+		Mode: s.mode.String(), Serial: s.serial, Enabled: s.enabled, EnabledChannels: []int{},
+		Protocol: int(s.protocol), Encrypted: s.cipher != nil, Counter: s.count,
+		AckPending: s.pollAckDue != nil, CassetteIn: !s.cashboxOut, CassetteFull: s.cashboxFull,
+		CassetteNumber: s.cassette, CassetteCount: s.countLocked(), NotePathOpen: s.pathOpen,
+		Failure: int(s.failCode), LastReject: int(s.lastReject), ForcedReject: int(s.forcedReject),
+		PendingFaults: len(s.faults), Counters: s.counters,
+	}
+	for c := 1; c <= ssp.MaxChannel; c++ {
+		if ssp.ChannelEnabled(s.inhibits, c) {
+			snap.EnabledChannels = append(snap.EnabledChannels, c)
+		}
+	}
+	if s.path != nil {
+		snap.NoteInPath, snap.NoteInStacker = int(s.path.channel), s.path.inStacker
+	}
+	switch s.jam {
+	case ssp.EvSafeJam:
+		snap.Jam = "safe"
+	case ssp.EvUnsafeJam:
+		snap.Jam = "unsafe"
+	}
+	return snap
+}
