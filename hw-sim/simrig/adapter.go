@@ -9,6 +9,7 @@ import (
 	"github.com/kioskd/kioskd/devices/acceptor"
 	"github.com/kioskd/kioskd/hw-sim/ccnetsim"
 	"github.com/kioskd/kioskd/hw-sim/id003sim"
+	"github.com/kioskd/kioskd/hw-sim/sspsim"
 )
 
 // byteSim is the control surface the byte-coded emulators (id003sim, ccnetsim, ...) share;
@@ -125,6 +126,28 @@ func newCCNET(cfg Config) AcceptorSim {
 			var out []Stacked
 			for _, n := range s.Cassette() {
 				out = append(out, Stacked{Code: int(n.Code), ValueMinor: n.ValueMinor, At: n.At, Acked: n.Acked, Via: n.Via, Cassette: n.Cassette})
+			}
+			return out
+		},
+		state: func() any { return s.State() }}
+}
+
+func newSSP(cfg Config) AcceptorSim {
+	enc := sspsim.EncryptionOptional
+	s := sspsim.New(sspsim.Config{Denominations: cfg.Denominations, EscrowTimeout: cfg.EscrowTimeout, FixedKey: cfg.SSPFixedKey,
+		Encryption: enc, Serial: 1_000_001, Now: cfg.Now, Logger: cfg.Logger.With("device", "acceptor", "protocol", "ssp")})
+	kinds := map[string]sspsim.FaultKind{"bad_crc": sspsim.FaultBadCRC, "no_reply": sspsim.FaultNoReply,
+		"garbage": sspsim.FaultGarbage, "split": sspsim.FaultSplit, "slow": sspsim.FaultSlow, "bad_count": sspsim.FaultBadCount}
+	return &adapter[sspsim.Where, sspsim.Fault]{sim: s, denoms: cfg.Denominations,
+		wheres: map[string]sspsim.Where{"auto": sspsim.Auto, "none": sspsim.NoNote, "acceptor": sspsim.InAcceptor, "stacker": sspsim.InStacker},
+		fault: func(kind string, d time.Duration) (sspsim.Fault, bool) {
+			k, ok := kinds[kind]
+			return sspsim.Fault{Kind: k, Delay: d}, ok
+		},
+		stacked: func() []Stacked {
+			var out []Stacked
+			for _, n := range s.Cassette() {
+				out = append(out, Stacked{Code: int(n.Channel), ValueMinor: n.ValueMinor, At: n.At, Acked: n.Acked, Via: n.Via, Cassette: n.Cassette})
 			}
 			return out
 		},

@@ -28,12 +28,14 @@ import (
 
 // Config describes the simulated hardware.
 type Config struct {
-	// Acceptor names the acceptor protocol: "id003".
+	// Acceptor names the acceptor protocol: "id003", "ccnet" or "ssp".
 	Acceptor string
 	// Denominations the acceptor knows, by protocol code.
 	Denominations acceptor.Denominations
 	// EscrowTimeout of the acceptor (0: the emulator's default).
 	EscrowTimeout time.Duration
+	// SSPFixedKey is the eSSP fixed key of the simulated ITL unit.
+	SSPFixedKey uint64
 	// Wallet, when set, lets the control API scan validly signed demo wallet codes.
 	WalletKey ed25519.PrivateKey
 	WalletKID string
@@ -211,6 +213,8 @@ func newAcceptorSim(cfg Config) (AcceptorSim, error) {
 		return newID003(cfg), nil
 	case "ccnet":
 		return newCCNET(cfg), nil
+	case "ssp":
+		return newSSP(cfg), nil
 	}
 	return nil, fmt.Errorf("simrig: unknown acceptor protocol %q", cfg.Acceptor)
 }

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -98,6 +99,17 @@ type Acceptor struct {
 	// RecoveryTimeout bounds how long start-up waits for the unit to report what happened
 	// to a note in transit before it becomes an uncertain item.
 	RecoveryTimeout Duration `json:"recovery_timeout"`
+	// SSP configures ITL SSP/eSSP units (driver "ssp").
+	SSP SSP `json:"ssp"`
+}
+
+// SSP configures an ITL unit.
+type SSP struct {
+	// Encrypt uses eSSP (AES-128 with a Diffie-Hellman key and the fixed key below).
+	Encrypt bool `json:"encrypt"`
+	// FixedKeyFile holds the unit's 64-bit fixed key as 16 hex digits. It is a secret: a
+	// file readable by kioskd only, never the config itself, never logged.
+	FixedKeyFile string `json:"fixed_key_file"`
 }
 
 // Printer configures the receipt printer.
@@ -198,7 +210,7 @@ func Load(path string) (Config, error) {
 	}
 	// Relative file names in the config are relative to the config file.
 	dir := filepath.Dir(path)
-	for _, p := range []*string{&c.Journal.Path, &c.MQTT.CAFile, &c.MQTT.CertFile, &c.MQTT.KeyFile, &c.MQTT.PasswordFile} {
+	for _, p := range []*string{&c.Journal.Path, &c.Acceptor.SSP.FixedKeyFile, &c.MQTT.CAFile, &c.MQTT.CertFile, &c.MQTT.KeyFile, &c.MQTT.PasswordFile} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}
@@ -250,7 +262,7 @@ func explain(err error) error {
 var currencyRe = regexp.MustCompile(`^[A-Z]{3}$`)
 
 // Drivers lists the acceptor drivers this build knows.
-var Drivers = []string{"id003", "ccnet"}
+var Drivers = []string{"id003", "ccnet", "ssp"}
 
 // Validate checks values that decoding cannot.
 func (c *Config) Validate() error {
@@ -291,6 +303,9 @@ func (c *Config) Validate() error {
 			bad(fmt.Sprintf("acceptor.denominations[%d].code", i), "code %d listed twice", d.Code)
 		}
 		seen[d.Code] = true
+	}
+	if c.Acceptor.Driver == "ssp" && c.Acceptor.SSP.Encrypt && c.Acceptor.SSP.FixedKeyFile == "" {
+		bad("acceptor.ssp.fixed_key_file", "required with acceptor.ssp.encrypt: the well-known default key is refused")
 	}
 	if c.Acceptor.PollInterval.D() < 20*time.Millisecond || c.Acceptor.PollInterval.D() > 5*time.Second {
 		bad("acceptor.poll_interval", "must be between 20ms and 5s")
@@ -404,4 +419,21 @@ func WriteFile(path string, c Config) error {
 		d.Close()
 	}
 	return nil
+}
+
+// ReadFixedKey reads an SSP fixed key file: 16 hex digits (the 64-bit key as ITL writes it).
+func ReadFixedKey(path string) (uint64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("ssp fixed key: %w", err)
+	}
+	s := strings.TrimPrefix(strings.TrimSpace(string(b)), "0x")
+	if len(s) != 16 {
+		return 0, errors.New("ssp fixed key: want 16 hex digits")
+	}
+	k, err := strconv.ParseUint(s, 16, 64)
+	if err != nil {
+		return 0, errors.New("ssp fixed key: not hex")
+	}
+	return k, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/kioskd/kioskd/devices/acceptor"
 	"github.com/kioskd/kioskd/devices/acceptor/ccnet"
 	"github.com/kioskd/kioskd/devices/acceptor/id003"
+	"github.com/kioskd/kioskd/devices/acceptor/ssp"
 	"github.com/kioskd/kioskd/devices/serialport"
 	"github.com/kioskd/kioskd/kiosk/config"
 	"github.com/kioskd/kioskd/kiosk/health"
@@ -82,6 +83,19 @@ func newDriver(cfg config.Config, port serialport.Port, denoms acceptor.Denomina
 		return id003.New(port, id003.Config{Denominations: denoms, PollInterval: cfg.Acceptor.PollInterval.D(), Logger: log}), nil
 	case "ccnet":
 		return ccnet.New(port, ccnet.Config{Denominations: denoms, PollInterval: cfg.Acceptor.PollInterval.D(), Logger: log}), nil
+	case "ssp":
+		sc := ssp.Config{Denominations: denoms, PollInterval: cfg.Acceptor.PollInterval.D(), Encrypt: cfg.Acceptor.SSP.Encrypt, Logger: log}
+		if sc.Encrypt {
+			k, err := config.ReadFixedKey(cfg.Acceptor.SSP.FixedKeyFile)
+			if err != nil {
+				return nil, err
+			}
+			sc.FixedKey = k
+		}
+		if err := sc.Validate(); err != nil {
+			return nil, err
+		}
+		return ssp.New(port, sc), nil
 	}
 	return nil, fmt.Errorf("unknown acceptor driver %q", cfg.Acceptor.Driver)
 }
@@ -92,6 +106,8 @@ func portMode(driver string) (serialport.Mode, error) {
 		return serialport.ID003, nil
 	case "ccnet":
 		return serialport.CCNET, nil
+	case "ssp":
+		return serialport.SSP, nil
 	}
 	return serialport.Mode{}, fmt.Errorf("unknown acceptor driver %q", driver)
 }

@@ -58,7 +58,7 @@ func topUpWithLimit(t *testing.T, kind brokerKind, protocol string) {
 }
 
 // protocols lists the acceptor drivers every end-to-end scenario runs with.
-var protocols = []string{"id003", "ccnet"}
+var protocols = []string{"id003", "ccnet", "ssp"}
 
 func TestTopUpEndToEnd(t *testing.T) {
 	for _, p := range protocols {

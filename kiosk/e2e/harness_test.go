@@ -9,7 +9,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -113,7 +115,15 @@ func newEnv(t *testing.T, o options) *env {
 	_, e.wallet, _ = ed25519.GenerateKey(nil)
 	_, e.lkey, _ = ed25519.GenerateKey(nil)
 	var err error
-	e.rig, err = simrig.Start(ctx, simrig.Config{Acceptor: o.protocol, Denominations: simrig.DemoDenominations(o.protocol, "CNY"), WalletKey: e.wallet, WalletKID: "w1"})
+	// An ITL unit runs encrypted (eSSP) with a per-kiosk fixed key, as in the field.
+	var fixedKey [8]byte
+	rand.Read(fixedKey[:])
+	keyFile := filepath.Join(e.dir, "ssp.key")
+	if err := os.WriteFile(keyFile, []byte(fmt.Sprintf("%016x\n", binary.BigEndian.Uint64(fixedKey[:]))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.rig, err = simrig.Start(ctx, simrig.Config{Acceptor: o.protocol, Denominations: simrig.DemoDenominations(o.protocol, "CNY"), WalletKey: e.wallet, WalletKID: "w1",
+		SSPFixedKey: binary.BigEndian.Uint64(fixedKey[:])})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,6 +172,9 @@ func newEnv(t *testing.T, o options) *env {
 	c.Kiosk = config.Kiosk{ID: kioskID, Location: "Test hall", Timezone: "Asia/Shanghai", Currency: "CNY", Language: "en", Hotline: "400-1"}
 	c.Journal.Path = filepath.Join(e.dir, "journal.db")
 	c.Acceptor.Driver = o.protocol
+	if o.protocol == "ssp" {
+		c.Acceptor.SSP = config.SSP{Encrypt: true, FixedKeyFile: keyFile}
+	}
 	c.Acceptor.Port = ports.AcceptorPort
 	c.Acceptor.PollInterval = config.Duration(50 * time.Millisecond)
 	c.Acceptor.RecoveryTimeout = config.Duration(8 * time.Second)

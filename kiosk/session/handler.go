@@ -33,8 +33,11 @@ func (h *handler) Escrow(ctx context.Context, n acceptor.Note) acceptor.Decision
 	if e.recovering {
 		// A note held in escrow across a host restart: if it is the note we had committed to
 		// stack, finish the job; anything else goes back.
+		// A unit that cannot say which note it holds (SSP answers HOLD without the channel)
+		// holds the only note it can: the one we committed to. Its credit report names the
+		// real value, and a mismatch is journaled and alarmed.
 		intents, err := e.j.OpenIntents()
-		if err == nil && len(intents) == 1 && intents[0].Note.ValueMinor == n.ValueMinor {
+		if err == nil && len(intents) == 1 && (intents[0].Note.ValueMinor == n.ValueMinor || !n.Known()) {
 			e.log.Info("recovery: re-stacking the note of an open intent", "intent", intents[0].ID, "note", n.String())
 			e.cfg.Hook("recovery-restack")
 			return acceptor.Stack
