@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -49,6 +50,9 @@ type Broker struct {
 	closeOnce sync.Once
 	closeErr  error
 }
+
+// closeTimeout bounds mochi's own shutdown in Close.
+const closeTimeout = 3 * time.Second
 
 // Errors.
 var (
@@ -142,9 +146,26 @@ func (b *Broker) shutdown() {
 		return
 	}
 	b.stopped = true
+	// Cut every socket first: a connection goroutine blocked in I/O while holding one of
+	// mochi's locks would otherwise stall mochi's own shutdown, which takes those locks
+	// (seen as a rare hang of Close in the end-to-end tests). With the sockets gone every
+	// such goroutine fails out and releases what it holds.
+	b.ln.cutAll()
 	// mochi's Close closes the listeners (ours waits for its connections) and stops hooks.
-	if err := b.srv.Close(); err != nil {
-		b.closeErr = fmt.Errorf("broker: close: %w", err)
+	// Rarely, under load with clients reconnecting, it never returns: its shutdown waits on
+	// a lock inside mochi that a connection being attached also wants (seen about once in a
+	// few hundred closes; TestCloseUnderLoad; not pinned down further). This broker is for
+	// the demo and tests, so Close is bounded: after closeTimeout every socket is already
+	// closed, and the stuck goroutine is left to mochi and logged.
+	done := make(chan error, 1)
+	go func() { done <- b.srv.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			b.closeErr = fmt.Errorf("broker: close: %w", err)
+		}
+	case <-time.After(closeTimeout):
+		b.log.Error("broker: mochi shutdown did not finish; abandoning it", "after", closeTimeout)
 	}
 	b.log.Info("broker: stopped", "addr", b.ln.Address())
 }
@@ -227,6 +248,18 @@ func (l *listener) Address() string {
 		return l.bound
 	}
 	return l.addr
+}
+
+// cutAll closes the listening socket and every connection, without waiting.
+func (l *listener) cutAll() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ln != nil {
+		l.ln.Close()
+	}
+	for c := range l.conns {
+		c.Close()
+	}
 }
 
 func (l *listener) Close(closeClients listeners.CloseFn) {

@@ -401,25 +401,23 @@ func (c *Client) onLost(err error) {
 	}
 }
 
-// Paho's loggers are package globals; they are set once to adapters that read this pointer.
-var (
-	pahoLog     atomic.Pointer[slog.Logger]
-	pahoLogOnce sync.Once
-)
+// Paho's loggers are package globals. They are set at package initialisation, before any
+// goroutine of any paho client can exist (raw paho clients in tests included), to adapters
+// that read this pointer; later loggers only swap the pointer.
+var pahoLog atomic.Pointer[slog.Logger]
+
+func init() {
+	paho.ERROR = pahoLogger{"error"}
+	paho.CRITICAL = pahoLogger{"critical"}
+	paho.WARN = pahoLogger{"warn"}
+	paho.DEBUG = pahoLogger{"debug"}
+}
 
 // SetPahoLogger routes paho's internal log lines (all at debug level) to l for the whole
 // process. Without it, the first Config.Logger given to Dial is used.
 func SetPahoLogger(l *slog.Logger) { routePahoLogs(l, true) }
 
 func routePahoLogs(l *slog.Logger, override bool) {
-	// Install the adapters before any paho client of ours exists, even without a logger, so
-	// that a later logger never means writing the globals while paho goroutines read them.
-	pahoLogOnce.Do(func() {
-		paho.ERROR = pahoLogger{"error"}
-		paho.CRITICAL = pahoLogger{"critical"}
-		paho.WARN = pahoLogger{"warn"}
-		paho.DEBUG = pahoLogger{"debug"}
-	})
 	if l == nil {
 		return
 	}
