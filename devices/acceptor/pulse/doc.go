@@ -25,7 +25,9 @@
 // Run end promptly) and stamps each with the time it returned, then reads the level, since a
 // pin reports that an edge happened but not which. It hands the stamped edges to Run's
 // goroutine through a buffer, so a handler that takes a while to journal a pulse delays
-// the decoding but not the measurement. The Decoder (a pure state machine, also offered as
+// the decoding but not the measurement. At each timeout it also reads the level: a change
+// that no edge announced within two polls is passed on all the same and counted in
+// Stats.Unseen (a pin whose edge detection does not work). The Decoder (a pure state machine, also offered as
 // the function Decode) debounces the line (a level must hold for Timing.Debounce), measures
 // each active period and each gap, and says:
 //
@@ -65,6 +67,10 @@
 //
 // A line active for longer than MaxWidth gives AcceptorJam (interrupting any open train, which
 // is then credited as uncertain); the line going idle again gives Idle or Disabled.
+//
+// The handler is called from Run's goroutine, one call at a time; it must not call Enable,
+// Inhibit or Reset from inside a call (they are served by that same goroutine): start a
+// goroutine, or let its own control loop do it.
 //
 // # Escrowless units and the session limit
 //

@@ -127,6 +127,10 @@ type Stats struct {
 	// Overruns counts edges the reader had to hold because the decoder was behind; their
 	// timestamps may be late.
 	Overruns uint64
+	// Unseen counts level changes the reader found with no edge event (two polls apart):
+	// edge detection is not working, and the timing of those changes is off by up to two
+	// EdgePolls.
+	Unseen uint64
 	// Lost counts trains whose credit never succeeded before Run ended (their pulses were
 	// offered to PulseRecorder).
 	Lost uint64
@@ -365,6 +369,8 @@ type edge struct {
 func (d *Driver) readEdges(edges chan<- edge, quit <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	pin := d.cfg.Credit
+	last := pin.Read()
+	unseen := false
 	for {
 		select {
 		case <-quit:
@@ -384,9 +390,25 @@ func (d *Driver) readEdges(edges chan<- edge, quit <-chan struct{}, done chan<- 
 					return
 				}
 			}
-			continue
+			// The level is checked at each timeout, so that a pin whose edge detection does
+			// not work is noticed. A change with no edge is believed only at the second poll
+			// that sees it: its edge may just be on its way.
+			lv := pin.Read()
+			if lv == last {
+				unseen = false
+				continue
+			}
+			if !unseen {
+				unseen = true
+				continue
+			}
+			unseen = false
+			d.count(func(s *Stats) { s.Unseen++ })
+			d.log.Warn("credit line changed without an edge event: is edge detection working on this pin?", "level", lv.String())
 		}
+		unseen = false
 		e := edge{level: pin.Read(), at: time.Now()}
+		last = e.level
 		select {
 		case edges <- e:
 			continue

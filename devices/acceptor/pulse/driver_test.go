@@ -352,7 +352,7 @@ func TestCallOrderAndTiming(t *testing.T) {
 			t.Fatalf("calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
 		// Start-up: Identified at once, Disabled only after the inhibit grace.
-		if r.rec.calls[0] != "event identified pulse acceptor: credit PULSE_CREDIT(0) (pulses Low), inhibit PULSE_INHIBIT(0) (inhibits at High)" {
+		if r.rec.calls[0] != "event identified pulse acceptor: credit PULSE_CREDIT(0) (active Low), inhibit PULSE_INHIBIT(0) (inhibits at High)" {
 			t.Errorf("first call %q", r.rec.calls[0])
 		}
 		if !strings.HasPrefix(r.rec.calls[1], "event disabled") || r.rec.at[1].Sub(r.start) != testGrace {
@@ -887,4 +887,31 @@ func TestNewChecksConfig(t *testing.T) {
 	if d.Info().Denominations[5] != cny(5) {
 		t.Error("Info shares its table with the driver")
 	}
+}
+
+// A pin whose edge detection does not work: the reader notices the level at its polls.
+func TestChangeWithoutEdgeIsNoticed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		pin := &gpiotest.Pin{N: "DEAF", L: gpio.High, EdgesChan: make(chan gpio.Level)}
+		d, err := New(Config{Credit: pin, Notes: testNotes, InhibitGrace: testGrace})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := newRecorder()
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- d.Run(ctx, rec) }()
+		time.Sleep(time.Second) // bubble time
+		pin.Out(gpio.Low)       // stuck active, and no edge event
+		rec.waitFor(t, "jam", lastEvent(acceptor.AcceptorJam))
+		pin.Out(gpio.High)
+		rec.waitFor(t, "released", lastEvent(acceptor.Disabled))
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if st := d.Stats(); st.Unseen != 2 || st.LongPulses != 1 {
+			t.Errorf("stats %+v", st)
+		}
+	})
 }

@@ -74,7 +74,7 @@ func (l *loop) start(ctx context.Context) {
 		inh = fmt.Sprintf("inhibit %s (inhibits at %s)", l.cfg.Inhibit, l.cfg.InhibitLevel)
 	}
 	l.event(ctx, acceptor.Event{Kind: acceptor.Identified,
-		Detail: fmt.Sprintf("pulse acceptor: credit %s (pulses %s), %s", l.cfg.Credit, l.cfg.ActiveLevel, inh)})
+		Detail: fmt.Sprintf("pulse acceptor: credit %s (active %s), %s", l.cfg.Credit, l.cfg.ActiveLevel, inh)})
 	l.settle(ctx)
 }
 
@@ -119,6 +119,14 @@ func (l *loop) drain(ctx context.Context) {
 			l.tick()
 		}
 	}
+	for _, o := range l.backlog {
+		if o.Kind == OutTrainEnd {
+			l.log.Error("Run ended before a finished train was credited; its pulses went to the pulse journal only",
+				"train", o.Train, "pulses", o.Count)
+			l.d.count(func(s *Stats) { s.Lost++ })
+		}
+	}
+	l.backlog = nil
 	if train, count, open := l.dec.Open(); open {
 		l.log.Error("Run ended during a pulse train; it was not credited, its pulses went to the pulse journal only",
 			"train", train, "pulses", count)
