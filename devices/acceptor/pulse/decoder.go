@@ -88,7 +88,8 @@ const (
 	OutJamCleared
 	// OutMissed: the line was reported at the level it already had, so at least two changes
 	// went unseen (a pulse or a glitch too short for the reader). Train is the open train,
-	// if any.
+	// if any; Suspect is set when a pulse or a train was in progress, whose count the missed
+	// changes may have cut short.
 	OutMissed
 )
 
@@ -116,7 +117,7 @@ type Output struct {
 	// Interrupted marks a train ended by a stuck line rather than by a gap.
 	Interrupted bool
 	// Suspect marks a train during which the reader missed changes of the line
-	// (OutMissed): its count may be short.
+	// (OutMissed): its count may be short. On OutMissed: a pulse or train was in progress.
 	Suspect bool
 }
 
@@ -150,7 +151,10 @@ type Decoder struct {
 	count   int
 	first   time.Time // start of the open train's first pulse
 	lastEnd time.Time // end of the open train's last pulse
-	suspect bool
+	suspect bool      // changes went unseen during the open train
+	// periodMissed: changes went unseen during the current active period (or the change
+	// pending towards it); if that period turns out to be a pulse, its train is suspect.
+	periodMissed bool
 
 	st DecoderStats
 }
@@ -175,6 +179,9 @@ func (d *Decoder) Stats() DecoderStats { return d.st }
 // a train has not ended yet.
 func (d *Decoder) Busy() bool { return d.pending || d.active || d.open }
 
+// Jammed reports whether the line is active for longer than MaxWidth right now.
+func (d *Decoder) Jammed() bool { return d.jammed }
+
 // Open returns the number and pulse count of the train in progress, if any.
 func (d *Decoder) Open() (train uint64, count int, ok bool) { return d.train, d.count, d.open }
 
@@ -186,10 +193,13 @@ func (d *Decoder) Edge(active bool, at time.Time, out []Output) []Output {
 	out = d.advance(at, out)
 	if active == (d.active != d.pending) {
 		d.st.Missed++
-		o := Output{Kind: OutMissed, Start: at, End: at}
+		o := Output{Kind: OutMissed, Start: at, End: at, Suspect: d.Busy()}
 		if d.open {
 			d.suspect = true
 			o.Train = d.train
+		}
+		if d.active || d.pending {
+			d.periodMissed = true
 		}
 		return append(out, o)
 	}
@@ -200,6 +210,7 @@ func (d *Decoder) Edge(active bool, at time.Time, out []Output) []Output {
 			d.st.Dropouts++
 			return out
 		}
+		d.periodMissed = false
 		d.st.Glitches++
 		return append(out, Output{Kind: OutGlitch, Start: d.pendAt, End: at})
 	}
@@ -312,6 +323,8 @@ func (d *Decoder) believe(out []Output) []Output {
 	start := d.since
 	d.active, d.since = false, at
 	width := at.Sub(start)
+	missed := d.periodMissed
+	d.periodMissed = false
 	switch {
 	case d.jammed || width > d.t.MaxWidth:
 		// width > MaxWidth without a jam cannot happen (advance reports the jam first); kept
@@ -335,6 +348,9 @@ func (d *Decoder) believe(out []Output) []Output {
 	}
 	d.count++
 	d.lastEnd = at
+	if missed {
+		d.suspect = true
+	}
 	d.st.Pulses++
 	return append(out, Output{Kind: OutPulse, Train: d.train, Count: d.count, Start: start, End: at})
 }

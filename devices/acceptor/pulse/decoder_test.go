@@ -196,6 +196,12 @@ func TestDecodeMissedMakesTrainSuspect(t *testing.T) {
 	if len(trains) != 1 || !trains[0].Suspect || st.Missed != 1 {
 		t.Fatalf("trains %+v stats %+v, want one suspect train and one missed", trains, st)
 	}
+	// During the first pulse, before its train is open, it taints the train that pulse opens.
+	es = []Edge{{true, t0}, {true, t0.Add(30 * ms)}, {false, t0.Add(60 * ms)}}
+	trains, st = decodeOK(t, Timing{}, es)
+	if len(trains) != 1 || !trains[0].Suspect || st.Missed != 1 {
+		t.Fatalf("trains %+v stats %+v, want one suspect train", trains, st)
+	}
 	// Outside a train it is only counted.
 	trains, st = decodeOK(t, Timing{}, []Edge{{false, t0}})
 	if len(trains) != 0 || st.Missed != 1 {

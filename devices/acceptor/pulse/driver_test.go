@@ -453,6 +453,22 @@ func TestStuckLineIsAJam(t *testing.T) {
 	})
 }
 
+// A stuck line carries no money: Run does not wait for it to clear on the way out.
+func TestCancelDuringJamReturnsPromptly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := startRig(t).run(nil)
+		r.enable()
+		simDone := r.background(func() error { return r.sim.StuckLine(time.Minute) })
+		r.rec.waitFor(t, "jam", lastEvent(acceptor.AcceptorJam))
+		t1 := time.Now()
+		r.stop()
+		if took := time.Since(t1); took > DefaultEdgePoll {
+			t.Errorf("Run took %v to return during a jam", took)
+		}
+		<-simDone
+	})
+}
+
 // A stuck line in the middle of a train ends it; what was counted is credited as uncertain.
 func TestJamInterruptsTrain(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

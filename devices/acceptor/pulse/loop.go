@@ -27,8 +27,7 @@ type loop struct {
 	backlog []Output // decoded, not yet acted on (kept across a cancellation)
 	owed    []owed   // trains whose credit the handler has not taken yet
 
-	runStart      time.Time
-	activeAtStart bool
+	runStart time.Time
 
 	inhibited   bool
 	inhibitedAt time.Time
@@ -66,7 +65,6 @@ func (l *loop) start(ctx context.Context) {
 	if l.isActive(l.cfg.Credit.Read()) {
 		// A line active at start is either a stuck line or a pulse the previous run did not
 		// see finish; the decoder sorts out which.
-		l.activeAtStart = true
 		l.backlog = l.dec.Edge(true, l.runStart, l.backlog)
 	}
 	inh := "no inhibit line (the unit cannot be stopped)"
@@ -105,7 +103,8 @@ func (l *loop) drain(ctx context.Context) {
 		if !l.work(ctx) {
 			break
 		}
-		if !l.dec.Busy() && len(l.backlog) == 0 && len(l.owed) == 0 {
+		// A jammed line carries no money: only a pulse or train in progress is waited for.
+		if (!l.dec.Busy() || l.dec.Jammed()) && len(l.backlog) == 0 && len(l.owed) == 0 {
 			return
 		}
 		timerC := l.armTimer()
@@ -173,12 +172,11 @@ func (l *loop) tick() {
 // returns false when ctx ended with work left (kept for drain).
 func (l *loop) work(ctx context.Context) bool {
 	l.d.count(func(s *Stats) { s.DecoderStats = l.dec.Stats() })
-	for len(l.backlog) > 0 {
+	for i, o := range l.backlog {
 		if ctx.Err() != nil {
+			l.backlog = append(l.backlog[:0], l.backlog[i:]...)
 			return false
 		}
-		o := l.backlog[0]
-		l.backlog = l.backlog[1:]
 		l.act(ctx, o)
 	}
 	l.backlog = l.backlog[:0]
@@ -232,18 +230,20 @@ func (l *loop) act(ctx context.Context, o Output) {
 	case OutGlitch:
 		l.log.Debug("glitch on the credit line", "width", o.End.Sub(o.Start))
 	case OutMissed:
-		if o.Train == 0 {
+		if !o.Suspect {
 			l.log.Debug("credit line reported at its current level: changes went unseen")
 			return
 		}
 		l.event(ctx, acceptor.Event{Kind: acceptor.ProtocolError,
-			Detail: fmt.Sprintf("credit line changed unseen during train %d: a pulse may have been missed", o.Train)})
+			Detail: "credit line changed unseen during a pulse train: a pulse may have been missed"})
 	}
 }
 
 func (l *loop) beginTrain(o Output) {
 	l.trainWhileInhibited = l.inhibited && o.Start.Sub(l.inhibitedAt) > l.cfg.InhibitGrace
-	l.trainTail = (l.activeAtStart && o.Train == 1) || o.Start.Sub(l.runStart) < l.cfg.Timing.MaxGap
+	// A pulse in progress at start begins at runStart; the next pulse of a train the previous
+	// process saw begin starts no later than MaxGap after the last one it saw.
+	l.trainTail = o.Start.Sub(l.runStart) <= l.cfg.Timing.MaxGap
 }
 
 // endTrain maps the train to a note and owes its credit. A train whose note is not certain
