@@ -332,6 +332,11 @@ type CreditResult struct {
 	// Mismatch is set when the unit credited another value than the intent named; the unit's
 	// credit report wins (it is what went into the cassette) and an alarm is due.
 	Mismatch bool
+	// OverLimit is set when an escrowless unit's note took the session over its limit.
+	OverLimit bool
+	// Unexpected is set when an escrowless credit found no open session and became an
+	// uncertain item.
+	Unexpected bool
 }
 
 // CreditNote records the credit point of the note of intent id: the session total, the

@@ -76,6 +76,22 @@ func (r *replay) apply(rec Record) error {
 		r.cassette.Count++
 		r.cassette.ValueMinor += d.Note.ValueMinor
 		r.cassette.ByValue[d.Note.ValueMinor]++
+	case EvCreditedDirect:
+		var d struct {
+			SessionID uint64 `json:"session_id"`
+			Note      Note   `json:"note"`
+		}
+		if err := json.Unmarshal(rec.Data, &d); err != nil {
+			return err
+		}
+		s := r.sessions[d.SessionID]
+		if s == nil || s.Closed {
+			return fmt.Errorf("direct credit for session %d that is not open", d.SessionID)
+		}
+		s.addNote(d.Note.ValueMinor)
+		r.cassette.Count++
+		r.cassette.ValueMinor += d.Note.ValueMinor
+		r.cassette.ByValue[d.Note.ValueMinor]++
 	case EvUnexpectedCredit:
 		var d struct {
 			Note Note `json:"note"`

@@ -145,6 +145,10 @@ type Config struct {
 	NewReqID func() string
 	// Hooks lets the crash harness stop the process at named points of the protocol.
 	Hook func(point string)
+	// Escrowless is set for a unit without escrow (pulse acceptors, acceptor.Info): notes
+	// are credited directly, and the unit is kept inhibited while the largest note would
+	// not fit in the session's remaining limit.
+	Escrowless bool
 }
 
 // Engine is the session engine.
@@ -460,17 +464,24 @@ func (e *Engine) waitApplied(ctx context.Context, d time.Duration) bool {
 	return true
 }
 
-// allowedCodesLocked lists the denominations that fit in the remaining limit.
+// allowedCodesLocked lists the denominations that fit in the remaining limit. An escrowless
+// unit cannot refuse one note and take another: it is enabled only while the largest note
+// fits (invariant 4: no note takes the session over its limit).
 func (e *Engine) allowedCodesLocked() []int {
 	if e.sess == nil {
 		return nil
 	}
 	rem := e.sess.RemainingMinor()
 	var codes []int
+	var largest int64
 	for code, n := range e.cfg.Denominations {
+		largest = max(largest, n.ValueMinor)
 		if n.ValueMinor > 0 && n.ValueMinor <= rem {
 			codes = append(codes, code)
 		}
+	}
+	if e.cfg.Escrowless && largest > rem {
+		return nil
 	}
 	slices.Sort(codes)
 	return codes

@@ -497,3 +497,70 @@ func TestReprintAfterCrashMidPrintIsCopy(t *testing.T) {
 		}
 	})
 }
+
+func TestEscrowlessPulseUnit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		j, err := journal.Open(filepath.Join(t.TempDir(), "j.db"), journal.Options{KioskID: "K1", Currency: "CNY"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pulseDenoms := acceptor.Denominations{1: {Code: 1, ValueMinor: 1000, Currency: "CNY"}, 5: {Code: 5, ValueMinor: 5000, Currency: "CNY"}}
+		r := &rig{t: t, j: j, unit: &fakeUnit{}, printer: &fakePrinter{}, health: health.New("b1", nil)}
+		r.e, err = New(Config{Journal: j, Acceptor: r.unit, Denominations: pulseDenoms, Printer: r.printer, Health: r.health,
+			WalletKeys: walletKeys, Escrowless: true, Authorizer: &fakeAuthz{resp: wire.AuthzResponse{ReqID: "x", Status: wire.AuthzOK, RemainingMinor: 12000}},
+			Limits: Limits{SessionMax: 50000, OfflineSessionMax: 20000, OfflineTotalMax: 30000}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.health.Listen(func(health.Condition) { r.e.HealthChanged() })
+		r.start()
+		defer r.stop()
+		r.waitState(Idle)
+		h := r.e.Handler()
+		pr := h.(acceptor.PulseRecorder)
+		ctx := context.Background()
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
+		r.e.Scan(code("pat", time.Now().Add(time.Minute), "nonce0100"))
+		r.waitState(Accepting)
+		synctest.Wait()
+		if got := r.unit.Enabled(); len(got) != 2 {
+			t.Fatalf("enabled %v", got)
+		}
+		note := func(pulses int) {
+			for c := 1; c <= pulses; c++ {
+				if err := pr.Pulse(ctx, 1, c); err != nil {
+					t.Fatal(err)
+				}
+			}
+			h.Credited(ctx, pulseDenoms.Lookup(pulses))
+		}
+		note(5)
+		synctest.Wait()
+		if got := r.unit.Enabled(); len(got) != 2 {
+			t.Fatalf("after 50 of 120 enabled %v", got)
+		}
+		note(5)
+		synctest.Wait()
+		// 20 left: the 50 note would not fit, and a pulse unit cannot refuse it: inhibited.
+		if got := r.unit.Enabled(); got != nil {
+			t.Fatalf("after 100 of 120 the unit is still enabled for %v", got)
+		}
+		// A train that matches no note becomes an uncertain item.
+		pr.Pulse(ctx, 1, 1)
+		pr.Pulse(ctx, 1, 2)
+		pr.Pulse(ctx, 1, 3)
+		h.Credited(ctx, acceptor.Note{Code: 3})
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Idle})
+		r.e.Finish()
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
+		r.waitState(Done)
+		ob, _ := r.j.Outbox()
+		w, _ := ob[0].Wire()
+		if w.AmountMinor != 10000 || len(w.Uncertain) != 1 {
+			t.Fatalf("topup %+v", w)
+		}
+		if _, err := r.j.Verify(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

@@ -423,6 +423,19 @@ func (e *Engine) recover(ctx context.Context) error {
 			e.sess = &s
 		}
 	}
+	// Pulses journaled without a credit after them: a train cut short by the restart.
+	if _, ok, err := e.j.OpenPulseTrain(); err == nil && ok {
+		sid := uint64(0)
+		if e.sess != nil {
+			sid = e.sess.ID
+		}
+		if err := e.j.PulseUncertain(sid, "pulse train interrupted by a restart"); err != nil {
+			e.journalFailedLocked("uncertain pulse train", err)
+		} else {
+			e.cfg.Health.Event("uncertain_item", health.Critical, health.Staff, "a pulse train was cut short by a restart; settle at cash collection")
+			e.refreshSessionLocked()
+		}
+	}
 	e.recovering = false
 	var closed *journal.Topup
 	if e.sess != nil {

@@ -96,6 +96,9 @@ func (h *handler) Credited(ctx context.Context, n acceptor.Note) error {
 	defer e.mu.Unlock()
 	e.unit, e.unitSettled = acceptor.Stacking, false
 	e.lastActivity = e.now()
+	if e.cfg.Escrowless {
+		return e.creditEscrowlessLocked(n)
+	}
 	if !n.Known() && n.Code != 0 {
 		if t, ok := e.cfg.Denominations[n.Code]; ok {
 			n.ValueMinor, n.Currency = t.ValueMinor, t.Currency
@@ -141,6 +144,68 @@ func (h *handler) Credited(ctx context.Context, n acceptor.Note) error {
 		s := res.Session
 		e.sess = &s
 		e.messageLocked("info", fmt.Sprintf("%s received.", formatMinor(res.Credit.ValueMinor, e.j.Currency())))
+	}
+	e.changedLocked()
+	return nil
+}
+
+// Pulse journals one pulse of an escrowless pulse acceptor (acceptor.PulseRecorder).
+func (h *handler) Pulse(ctx context.Context, train uint64, count int) error {
+	e := (*Engine)(h)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.unit, e.unitSettled = acceptor.Accepting, false
+	e.lastActivity = e.now()
+	if err := e.j.RecordPulse(train, count); err != nil {
+		e.journalFailedLocked("pulse", err)
+		return err
+	}
+	return nil
+}
+
+// creditEscrowlessLocked credits a note an escrowless unit already put in the cassette.
+// The value is the unit's own: a pulse count that matches no note (ValueMinor 0) is an
+// uncertain item, never guessed from the table.
+func (e *Engine) creditEscrowlessLocked(n acceptor.Note) error {
+	sid := uint64(0)
+	if e.sess != nil {
+		sid = e.sess.ID
+	} else if s, ok, err := e.j.CurrentSession(); err == nil && ok {
+		sid = s.ID // recovering: the interrupted session is still open
+	}
+	e.cfg.Hook("credit-before-commit")
+	if !n.Known() {
+		if err := e.j.PulseUncertain(sid, fmt.Sprintf("unit reported a note it could not value (code %d)", n.Code)); err != nil {
+			e.journalFailedLocked("uncertain pulse train", err)
+			return err
+		}
+		e.cfg.Health.Event("uncertain_item", health.Critical, health.Staff,
+			fmt.Sprintf("pulse acceptor credited a train of %d pulse(s) that matches no note; settle at cash collection", n.Code))
+		e.refreshSessionLocked()
+		e.changedLocked()
+		return nil
+	}
+	res, err := e.j.CreditDirect(sid, jnote(n), "")
+	if err != nil {
+		e.journalFailedLocked("credit", err)
+		return err
+	}
+	e.cfg.Hook("credit-after-commit")
+	switch {
+	case res.Unexpected:
+		e.cfg.Health.Event("unexpected_credit", health.Critical, health.Engineer,
+			fmt.Sprintf("pulse acceptor credited %s with no session open; recorded as an uncertain item", n))
+	case res.OverLimit:
+		e.cfg.Health.Event("limit_exceeded", health.Warning, health.Engineer,
+			fmt.Sprintf("pulse acceptor took %s over the session limit; credited (the note is in the cassette)", n))
+	}
+	if e.sess != nil && e.sess.ID == res.Session.ID {
+		s := res.Session
+		e.sess = &s
+		e.messageLocked("info", fmt.Sprintf("%s received.", formatMinor(res.Credit.ValueMinor, e.j.Currency())))
+		if e.state == Accepting {
+			e.wantLocked(e.allowedCodesLocked())
+		}
 	}
 	e.changedLocked()
 	return nil
