@@ -33,6 +33,7 @@ var panelFS embed.FS
 //	POST /api/printer/set               {"paper_out":true,"near_end":false,"cover_open":false,"cutter_error":false}
 //	GET  /api/printer/receipts          documents the printer received
 //	POST /api/scanner/scan              {"payload":"..."} | {"wallet_account":"alice"} | {"raw_hex":"00ff"}
+//	POST /api/sensors/set               {"pin":"SIM_VAULT_DOOR","active":true}
 func (r *Rig) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, req *http.Request) {
@@ -147,6 +148,9 @@ func (r *Rig) Handler() http.Handler {
 			r.Printer.SetCutterError(boolField(b, "cutter_error"))
 		}
 		return r.Printer.State(), nil
+	})
+	post("/api/sensors/set", func(b map[string]json.RawMessage) (any, error) {
+		return nil, r.SetSensor(strField(b, "pin"), boolField(b, "active"))
 	})
 	mux.HandleFunc("GET /api/printer/receipts", func(w http.ResponseWriter, req *http.Request) { reply(w, nonNil(r.Printer.Documents())) })
 	post("/api/scanner/scan", func(b map[string]json.RawMessage) (any, error) {

@@ -52,6 +52,8 @@ type Ready struct {
 	PrinterPort  string `json:"printer_port"`
 	ScannerPort  string `json:"scanner_port"`
 	ControlURL   string `json:"control_url"`
+	// Pins are the simulated GPIO pins (usable only in-process, through Rig.Pin).
+	Pins []string `json:"pins,omitempty"`
 }
 
 // Rig is the running simulated hardware.
@@ -62,6 +64,7 @@ type Rig struct {
 	Scanner *scannersim.Sim
 
 	accPty, prnPty, scnPty *ptypair.Pair
+	sensors                *sensorPins
 	ln                     net.Listener
 	srv                    *http.Server
 	cancel                 context.CancelFunc
@@ -88,7 +91,7 @@ func Start(ctx context.Context, cfg Config) (*Rig, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Rig{cfg: cfg, Acc: acc, log: cfg.Logger.With("component", "hw-sim"),
+	r := &Rig{cfg: cfg, Acc: acc, log: cfg.Logger.With("component", "hw-sim"), sensors: newSensorPins(),
 		Printer: escpossim.New(escpossim.Config{Logger: cfg.Logger.With("device", "printer"), Now: cfg.Now}),
 		Scanner: scannersim.New(scannersim.Config{Logger: cfg.Logger.With("device", "scanner")})}
 	for _, p := range []**ptypair.Pair{&r.accPty, &r.prnPty, &r.scnPty} {
@@ -133,10 +136,16 @@ func Start(ctx context.Context, cfg Config) (*Rig, error) {
 	return r, nil
 }
 
-// Ready describes the rig for outside tests and the daemon's config.
+// Ready describes the rig for outside tests and the daemon's config. A pulse acceptor has
+// no port: its pins (and the sensors') are opened in-process through Rig.Pin.
 func (r *Rig) Ready() Ready {
-	return Ready{Acceptor: r.cfg.Acceptor, AcceptorPort: r.accPty.Path(), PrinterPort: r.prnPty.Path(), ScannerPort: r.scnPty.Path(),
-		ControlURL: "http://" + r.ln.Addr().String() + "/"}
+	rd := Ready{Acceptor: r.cfg.Acceptor, AcceptorPort: r.accPty.Path(), PrinterPort: r.prnPty.Path(), ScannerPort: r.scnPty.Path(),
+		ControlURL: "http://" + r.ln.Addr().String() + "/", Pins: []string{PinCabinetDoor, PinVaultDoor, PinTamper}}
+	if r.cfg.Acceptor == "pulse" {
+		rd.AcceptorPort = ""
+		rd.Pins = append(rd.Pins, PinPulseCredit, PinPulseInhibit)
+	}
+	return rd
 }
 
 // Close stops everything and waits.
@@ -215,19 +224,28 @@ func newAcceptorSim(cfg Config) (AcceptorSim, error) {
 		return newCCNET(cfg), nil
 	case "ssp":
 		return newSSP(cfg), nil
+	case "pulse":
+		return newPulse(cfg), nil
 	}
 	return nil, fmt.Errorf("simrig: unknown acceptor protocol %q", cfg.Acceptor)
 }
 
 // DemoDenominations is the demo's table for a protocol: 1, 5, 10, 20, 50 and 100 in the
 // currency (minor units with two decimals), on ID-003 escrow codes 0x61..0x66, CCNET bill
-// types 1..6 or SSP channels 1..6.
+// types 1..6 or SSP channels 1..6. A pulse unit's codes are pulse counts: 1 pulse per 10.
 func DemoDenominations(protocol, currency string) acceptor.Denominations {
+	d := acceptor.Denominations{}
+	if protocol == "pulse" {
+		for _, v := range []int64{1000, 2000, 5000, 10000} {
+			n := int(v / 1000)
+			d[n] = acceptor.Note{Code: n, ValueMinor: v, Currency: currency}
+		}
+		return d
+	}
 	first := 1
 	if protocol == "id003" || protocol == "" {
 		first = 0x61
 	}
-	d := acceptor.Denominations{}
 	for i, v := range []int64{100, 500, 1000, 2000, 5000, 10000} {
 		d[first+i] = acceptor.Note{Code: first + i, ValueMinor: v, Currency: currency}
 	}

@@ -61,6 +61,7 @@ type Config struct {
 	Acceptor Acceptor `json:"acceptor"`
 	Printer  Printer  `json:"printer"`
 	Scanner  Scanner  `json:"scanner"`
+	Sensors  []Sensor `json:"sensors"`
 	Limits   Limits   `json:"limits"`
 	Session  Session  `json:"session"`
 	Wallet   Wallet   `json:"wallet"`
@@ -101,6 +102,34 @@ type Acceptor struct {
 	RecoveryTimeout Duration `json:"recovery_timeout"`
 	// SSP configures ITL SSP/eSSP units (driver "ssp").
 	SSP SSP `json:"ssp"`
+	// Pulse configures a pulse-output unit on GPIO (driver "pulse"); its denomination codes
+	// are pulse counts.
+	Pulse Pulse `json:"pulse"`
+}
+
+// Pulse configures a pulse acceptor: pins by periph name (e.g. "GPIO17") and timing.
+type Pulse struct {
+	CreditPin  string `json:"credit_pin"`
+	InhibitPin string `json:"inhibit_pin"`
+	// ActiveLevel of a pulse on the credit line: "low" (open collector, the usual) or "high".
+	ActiveLevel string `json:"active_level"`
+	// InhibitLevel is the level of the inhibit line that stops the unit: "high" or "low".
+	InhibitLevel string `json:"inhibit_level"`
+	// PullUp enables the SoC's pull-up on the credit line (no external resistor).
+	PullUp   bool     `json:"pull_up"`
+	MinWidth Duration `json:"min_width"`
+	MaxWidth Duration `json:"max_width"`
+	MaxGap   Duration `json:"max_gap"`
+	Debounce Duration `json:"debounce"`
+}
+
+// Sensor is a door, vault or tamper switch on a GPIO input.
+type Sensor struct {
+	// Name: "cabinet_door", "vault_door", "tamper", or another name (generic alarm).
+	Name        string   `json:"name"`
+	Pin         string   `json:"pin"`
+	ActiveLevel string   `json:"active_level"`
+	Debounce    Duration `json:"debounce"`
 }
 
 // SSP configures an ITL unit.
@@ -262,7 +291,7 @@ func explain(err error) error {
 var currencyRe = regexp.MustCompile(`^[A-Z]{3}$`)
 
 // Drivers lists the acceptor drivers this build knows.
-var Drivers = []string{"id003", "ccnet", "ssp"}
+var Drivers = []string{"id003", "ccnet", "ssp", "pulse"}
 
 // Validate checks values that decoding cannot.
 func (c *Config) Validate() error {
@@ -288,8 +317,25 @@ func (c *Config) Validate() error {
 	if !slices.Contains(Drivers, c.Acceptor.Driver) {
 		bad("acceptor.driver", "unknown driver %q (known: %s)", c.Acceptor.Driver, strings.Join(Drivers, ", "))
 	}
-	if c.Acceptor.Port == "" {
+	if c.Acceptor.Driver == "pulse" {
+		if c.Acceptor.Pulse.CreditPin == "" {
+			bad("acceptor.pulse.credit_pin", "required for a pulse acceptor")
+		}
+		for key, v := range map[string]string{"acceptor.pulse.active_level": c.Acceptor.Pulse.ActiveLevel, "acceptor.pulse.inhibit_level": c.Acceptor.Pulse.InhibitLevel} {
+			if v != "" && v != "low" && v != "high" {
+				bad(key, "must be \"low\" or \"high\"")
+			}
+		}
+	} else if c.Acceptor.Port == "" {
 		bad("acceptor.port", "required")
+	}
+	for i, sn := range c.Sensors {
+		if sn.Name == "" || sn.Pin == "" {
+			bad(fmt.Sprintf("sensors[%d]", i), "name and pin are required")
+		}
+		if sn.ActiveLevel != "" && sn.ActiveLevel != "low" && sn.ActiveLevel != "high" {
+			bad(fmt.Sprintf("sensors[%d].active_level", i), "must be \"low\" or \"high\"")
+		}
 	}
 	if len(c.Acceptor.Denominations) == 0 {
 		bad("acceptor.denominations", "at least one denomination is required")

@@ -29,6 +29,7 @@ import (
 	"github.com/kioskd/kioskd/devices/acceptor"
 	"github.com/kioskd/kioskd/devices/printer/escpos"
 	"github.com/kioskd/kioskd/devices/scanner/qrserial"
+	"github.com/kioskd/kioskd/devices/sensors"
 	"github.com/kioskd/kioskd/devices/serialport"
 	"github.com/kioskd/kioskd/kiosk/config"
 	"github.com/kioskd/kioskd/kiosk/health"
@@ -51,6 +52,8 @@ type Options struct {
 	// CrashAt names a protocol point where the process kills itself with SIGKILL (crash
 	// tests); "point" or "point:N" for the N-th time it is reached. Empty disables.
 	CrashAt string
+	// OpenPin opens GPIO pins (pulse acceptor, sensors); nil uses the board's.
+	OpenPin PinOpener
 }
 
 // Run runs kioskd until ctx ends. Cancellation is success.
@@ -61,6 +64,9 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	}
 	bootID := randomHex(4)
 	log = log.With("kiosk", cfg.Kiosk.ID)
+	if opts.OpenPin == nil {
+		opts.OpenPin = sensors.OpenPin
+	}
 	log.Info("kioskd starting", "version", opts.Version, "boot_id", bootID)
 	reg := health.New(bootID, nil)
 
@@ -181,7 +187,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		Timing: session.Timing{AuthzTimeout: cfg.Session.AuthzTimeout.D(), IdleTimeout: cfg.Session.IdleTimeout.D(), AcceptTimeout: cfg.Session.AcceptTimeout.D(),
 			SettleTimeout: cfg.Session.SettleTimeout.D(), AckWait: cfg.Session.AckWait.D(), ResultDisplay: cfg.Session.ResultDisplay.D(),
 			RecoveryTimeout: cfg.Acceptor.RecoveryTimeout.D()},
-		Logger: log, Hook: hook})
+		Logger: log, Hook: hook, Escrowless: cfg.Acceptor.Driver == "pulse"})
 	if err != nil {
 		return err
 	}
@@ -207,8 +213,19 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		if cfg.Acceptor.Driver == "pulse" {
+			runPulseAcceptor(ctx, cfg, opts.OpenPin, denoms, acc, engine.Handler(), reg, log)
+			return
+		}
 		runAcceptor(ctx, cfg, denoms, acc, engine.Handler(), reg, log)
 	}()
+	if len(cfg.Sensors) > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runSensors(ctx, cfg, opts.OpenPin, reg, log)
+		}()
+	}
 	if cfg.Scanner.Port != "" {
 		wg.Add(1)
 		go func() {

@@ -4,10 +4,12 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kioskd/kioskd/hw-sim/simrig"
 	"github.com/kioskd/kioskd/hw-sim/walletsim"
 	"github.com/kioskd/kioskd/kiosk/qrpay"
 	"github.com/kioskd/kioskd/kiosk/session"
@@ -259,4 +261,83 @@ func diagInt(e *env, section, key string) int64 {
 	json.NewDecoder(res.Body).Decode(&d)
 	n, _ := d[section][key].(float64)
 	return int64(n)
+}
+
+// TestPulseAcceptorEndToEnd runs the first issue's scenario with a pulse acceptor on
+// (simulated) GPIO: the daemon in-process, everything else as in production. A pulse unit has
+// no escrow, so the session is kept within its limit by inhibiting the unit while the largest
+// note would not fit.
+func TestPulseAcceptorEndToEnd(t *testing.T) {
+	e := newEnv(t, options{protocol: "pulse", sessionMax: 15000})
+	e.startKiosk("")
+	e.waitOnline()
+	e.waitView("idle", func(v session.View) bool { return v.State == "idle" })
+	e.scan("quinn")
+	e.waitView("accepting", func(v session.View) bool { return v.State == "accepting" })
+	e.insert(5000)
+	e.waitView("first note", func(v session.View) bool { return v.TotalMinor == 5000 })
+	e.insert(2000)
+	e.waitView("second note", func(v session.View) bool { return v.TotalMinor == 7000 })
+	// 80 left and the largest note is 100: the unit is inhibited and refuses the next note.
+	e.waitFor("unit inhibited", func() bool { return e.rig.Acc.Insert(2) != nil })
+	e.post("/api/finish")
+	v := e.waitView("credited", func(v session.View) bool { return v.Result != nil && v.Result.Status == "credited" })
+	if v.Result.AmountMinor != 7000 {
+		t.Fatalf("result %+v", v.Result)
+	}
+	if n, sum := e.stackedTotal(); n != 2 || sum != 7000 {
+		t.Fatalf("pulse unit cassette %d/%d", n, sum)
+	}
+	if a := e.account("quinn"); a.Balances["CNY"] != 7000 || a.TopupCount != 1 {
+		t.Fatalf("ledger %+v", a)
+	}
+	e.waitFor("receipt", func() bool { o, _ := e.originals(v.Result.TopupID); return o == 1 })
+}
+
+// TestVaultDoorStopsService: opening the vault puts the kiosk out of service (and a scan is
+// refused); closing it brings the kiosk back.
+func TestVaultDoorStopsService(t *testing.T) {
+	e := newEnv(t, options{protocol: "pulse"})
+	e.startKiosk("")
+	e.waitView("idle", func(v session.View) bool { return v.State == "idle" })
+	if err := e.rig.SetSensor(simrig.PinVaultDoor, true); err != nil {
+		t.Fatal(err)
+	}
+	e.waitView("out of service", func(v session.View) bool {
+		return v.State == "out_of_service" && slices.Contains(v.Reasons, "vault_door_open")
+	})
+	e.scan("rita")
+	if v := e.view(); v.State != "out_of_service" {
+		t.Fatalf("scan accepted while the vault is open: %+v", v)
+	}
+	e.rig.SetSensor(simrig.PinVaultDoor, false)
+	e.waitView("back in service", func(v session.View) bool { return v.State == "idle" })
+	// The cabinet door is only a warning: the kiosk keeps serving.
+	e.rig.SetSensor(simrig.PinCabinetDoor, true)
+	e.waitView("warning", func(v session.View) bool {
+		return slices.Contains(v.Degraded, "cabinet_door_open") || diagHasCondition(e, "cabinet_door_open")
+	})
+	if v := e.view(); v.State != "idle" {
+		t.Fatalf("cabinet door stopped service: %+v", v)
+	}
+}
+
+func diagHasCondition(e *env, kind string) bool {
+	res, err := http.Get(e.kioskURL + "/api/diag")
+	if err != nil {
+		return false
+	}
+	defer res.Body.Close()
+	var d struct {
+		Conditions []struct {
+			Kind string `json:"kind"`
+		} `json:"conditions"`
+	}
+	json.NewDecoder(res.Body).Decode(&d)
+	for _, c := range d.Conditions {
+		if c.Kind == kind {
+			return true
+		}
+	}
+	return false
 }

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -29,6 +30,7 @@ import (
 	"github.com/kioskd/kioskd/hw-sim/escpossim"
 	"github.com/kioskd/kioskd/hw-sim/simrig"
 	"github.com/kioskd/kioskd/kiosk/config"
+	"github.com/kioskd/kioskd/kiosk/daemon"
 	"github.com/kioskd/kioskd/kiosk/session"
 	"github.com/kioskd/kioskd/sync/broker"
 	"github.com/kioskd/kioskd/sync/ledger"
@@ -92,6 +94,11 @@ type env struct {
 	kioskOut *lockedBuf
 	kioskURL string
 	exited   chan error
+	// inProc runs the daemon inside the test process (pulse units: their simulated pins
+	// cannot cross a process boundary).
+	inProc     bool
+	procCancel context.CancelFunc
+	procDone   chan error
 }
 
 type options struct {
@@ -175,6 +182,12 @@ func newEnv(t *testing.T, o options) *env {
 	if o.protocol == "ssp" {
 		c.Acceptor.SSP = config.SSP{Encrypt: true, FixedKeyFile: keyFile}
 	}
+	if o.protocol == "pulse" {
+		e.inProc = true
+		c.Acceptor.Pulse = config.Pulse{CreditPin: simrig.PinPulseCredit, InhibitPin: simrig.PinPulseInhibit, ActiveLevel: "low", InhibitLevel: "high"}
+	}
+	c.Sensors = []config.Sensor{{Name: "cabinet_door", Pin: simrig.PinCabinetDoor, ActiveLevel: "high", Debounce: config.Duration(20 * time.Millisecond)},
+		{Name: "vault_door", Pin: simrig.PinVaultDoor, ActiveLevel: "high", Debounce: config.Duration(20 * time.Millisecond)}}
 	c.Acceptor.Port = ports.AcceptorPort
 	c.Acceptor.PollInterval = config.Duration(50 * time.Millisecond)
 	c.Acceptor.RecoveryTimeout = config.Duration(8 * time.Second)
@@ -301,6 +314,10 @@ func tail(s string, n int) string {
 // startKiosk runs kioskd; crashAt arms the SIGKILL crash point ("" for none).
 func (e *env) startKiosk(crashAt string) {
 	e.t.Helper()
+	if e.inProc {
+		e.startInProcess()
+		return
+	}
 	cmd := exec.Command(kioskdBin, "-config", e.cfgPath)
 	if e.kioskOut == nil {
 		e.kioskOut = &lockedBuf{}
@@ -342,8 +359,44 @@ func (e *env) waitOnline() {
 	})
 }
 
+// startInProcess runs the daemon in the test process with the rig's simulated pins.
+func (e *env) startInProcess() {
+	e.t.Helper()
+	if e.kioskOut == nil {
+		e.kioskOut = &lockedBuf{}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e.procCancel, e.procDone = cancel, make(chan error, 1)
+	log := slog.New(slog.NewJSONHandler(e.kioskOut, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cfg := e.cfg
+	go func() {
+		e.procDone <- daemon.Run(ctx, cfg, daemon.Options{Version: "e2e", Logger: log, OpenPin: e.rig.Pin})
+	}()
+	e.waitFor("kioskd up", func() bool {
+		res, err := http.Get(e.kioskURL + "/healthz")
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == 200
+	})
+}
+
 // stopKiosk sends SIGTERM and waits.
 func (e *env) stopKiosk() {
+	if e.procCancel != nil {
+		e.procCancel()
+		select {
+		case err := <-e.procDone:
+			if err != nil {
+				e.t.Errorf("in-process kioskd: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			e.t.Error("in-process kioskd did not stop within 30 s")
+		}
+		e.procCancel = nil
+		return
+	}
 	if e.kiosk == nil {
 		return
 	}

@@ -1,0 +1,146 @@
+package simrig
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"periph.io/x/conn/v3/gpio"
+	"periph.io/x/conn/v3/gpio/gpiotest"
+
+	"github.com/kioskd/kioskd/hw-sim/pulsesim"
+)
+
+// Names of the simulated GPIO pins; a daemon run in-process with the rig opens them through
+// Rig.Pin instead of the board's pins.
+const (
+	PinPulseCredit  = "SIM_PULSE_CREDIT"
+	PinPulseInhibit = "SIM_PULSE_INHIBIT"
+	PinCabinetDoor  = "SIM_CABINET_DOOR"
+	PinVaultDoor    = "SIM_VAULT_DOOR"
+	PinTamper       = "SIM_TAMPER"
+)
+
+// sensorPins are the door, vault and tamper switches: closed (inactive, low) at start.
+type sensorPins struct {
+	mu   sync.Mutex
+	pins map[string]*gpiotest.Pin
+}
+
+func newSensorPins() *sensorPins {
+	s := &sensorPins{pins: map[string]*gpiotest.Pin{}}
+	for _, n := range []string{PinCabinetDoor, PinVaultDoor, PinTamper} {
+		s.pins[n] = &gpiotest.Pin{N: n, L: gpio.Low, EdgesChan: make(chan gpio.Level, 64)}
+	}
+	return s
+}
+
+// set drives a sensor input: active is high.
+func (s *sensorPins) set(name string, active bool) error {
+	s.mu.Lock()
+	p := s.pins[name]
+	s.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("simrig: no sensor pin %q", name)
+	}
+	l := gpio.Level(active)
+	p.Lock()
+	p.L = l
+	p.Unlock()
+	select {
+	case p.EdgesChan <- l:
+	default: // a reader that is not waiting will read the level anyway
+	}
+	return nil
+}
+
+// Pin opens a simulated pin by name (the PinOpener a daemon under test uses).
+func (r *Rig) Pin(name string) (gpio.PinIO, error) {
+	switch name {
+	case PinPulseCredit, PinPulseInhibit:
+		pa, ok := r.Acc.(*pulseAdapter)
+		if !ok {
+			return nil, errors.New("simrig: no pulse acceptor in this rig")
+		}
+		if name == PinPulseCredit {
+			return pa.s.CreditPin(), nil
+		}
+		return pa.s.InhibitPin(), nil
+	}
+	r.sensors.mu.Lock()
+	defer r.sensors.mu.Unlock()
+	if p, ok := r.sensors.pins[name]; ok {
+		return p, nil
+	}
+	return nil, fmt.Errorf("simrig: no pin %q", name)
+}
+
+// SetSensor opens (active) or closes a simulated door/vault/tamper switch by pin name.
+func (r *Rig) SetSensor(pin string, active bool) error { return r.sensors.set(pin, active) }
+
+// pulseAdapter is the pulse acceptor behind the neutral control surface. It has no serial
+// line: the daemon reads its pins in-process (Rig.Pin).
+type pulseAdapter struct {
+	s      *pulsesim.Sim
+	cfg    Config
+	cancel context.CancelFunc
+}
+
+// newPulse uses pulsesim's default transit (a note takes about a second to validate before
+// its pulses): the driver rightly doubts a train that begins within MaxGap of its start.
+func newPulse(cfg Config) *pulseAdapter {
+	return &pulseAdapter{cfg: cfg, s: pulsesim.New(pulsesim.Config{Notes: cfg.Denominations, ActiveLevel: gpio.Low, InhibitLevel: gpio.High,
+		Logger: cfg.Logger.With("device", "acceptor", "protocol", "pulse")})}
+}
+
+func (a *pulseAdapter) Serve(ctx context.Context, port io.ReadWriter) error {
+	<-ctx.Done()
+	return nil
+}
+
+func (a *pulseAdapter) Insert(code int) error { return a.s.InsertNote(code) }
+
+func (a *pulseAdapter) CodeFor(v int64) (int, bool) {
+	for c, n := range a.cfg.Denominations {
+		if n.ValueMinor == v {
+			return c, true
+		}
+	}
+	return 0, false
+}
+
+var errPulseUnsupported = errors.New("simrig: a pulse acceptor has no such state")
+
+func (a *pulseAdapter) RejectNext(int)      {}
+func (a *pulseAdapter) Jam(bool)            { go a.s.StuckLine(2 * time.Second) }
+func (a *pulseAdapter) ClearJam()           {}
+func (a *pulseAdapter) PullCassette() error { return errPulseUnsupported }
+func (a *pulseAdapter) ReplaceCassette() error {
+	return errPulseUnsupported
+}
+func (a *pulseAdapter) SetCassetteFull(bool)    {}
+func (a *pulseAdapter) Cheat()                  { go a.s.SetIgnoreInhibit(true) }
+func (a *pulseAdapter) Fail(int)                {}
+func (a *pulseAdapter) PowerCycle(string) error { return errPulseUnsupported }
+func (a *pulseAdapter) State() any              { return a.s.State() }
+func (a *pulseAdapter) Fault(kind string, d time.Duration) error {
+	if kind != "garbage" {
+		return errPulseUnsupported
+	}
+	return a.s.Noise(2*time.Millisecond, 3*time.Millisecond)
+}
+
+func (a *pulseAdapter) Stacked() []Stacked {
+	var out []Stacked
+	for _, n := range a.s.Cassette() {
+		via := "pulses"
+		if !n.Complete {
+			via = "incomplete_train"
+		}
+		out = append(out, Stacked{Code: n.Pulses, ValueMinor: n.ValueMinor, At: n.At, Acked: n.Complete, Via: via, Cassette: 1})
+	}
+	return out
+}
