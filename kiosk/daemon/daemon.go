@@ -106,6 +106,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 
 	// The acceptor: a driver on its serial port, restarted with the port on failure.
 	acc := newAcceptorSlot()
+	hook := crashHook(opts.CrashAt, log)
 
 	// MQTT uplink.
 	var up *uplink.Uplink
@@ -133,7 +134,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 			HeartbeatEvery: cfg.MQTT.Heartbeat.D(),
 			Heartbeat:      func() wire.Heartbeat { return heartbeat(j, reg, engine) },
 			Status:         func() wire.Status { return status(engine, reg, opts.Version, bootID, cfg) },
-			Logger:         log})
+			Logger:         log, Hook: hook})
 		if err != nil {
 			return err
 		}
@@ -179,7 +180,6 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		}
 	}
 
-	hook := crashHook(opts.CrashAt, log)
 	var err error
 	engine, err = session.New(session.Config{Journal: j, Acceptor: acc, Denominations: denoms, Authorizer: authz, Printer: printer,
 		Uplink: kicker(up), Health: reg, WalletKeys: walletKeys,

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -109,6 +110,8 @@ type options struct {
 	resultDisplay time.Duration
 	ackWait       time.Duration
 	ledgerDaily   int64
+	// deadline bounds the whole test (default 3 minutes).
+	deadline time.Duration
 }
 
 func newEnv(t *testing.T, o options) *env {
@@ -116,7 +119,10 @@ func newEnv(t *testing.T, o options) *env {
 	if o.protocol == "" {
 		o.protocol = "id003"
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	if o.deadline == 0 {
+		o.deadline = 3 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.deadline)
 	t.Cleanup(cancel)
 	e := &env{t: t, ctx: ctx, dir: t.TempDir(), kind: o.broker}
 	_, e.wallet, _ = ed25519.GenerateKey(nil)
@@ -314,9 +320,18 @@ func tail(s string, n int) string {
 // startKiosk runs kioskd; crashAt arms the SIGKILL crash point ("" for none).
 func (e *env) startKiosk(crashAt string) {
 	e.t.Helper()
+	if !e.startKioskMayCrash(crashAt) {
+		e.t.Fatalf("kioskd died at start:\n%s", tail(e.kioskOut.String(), 40))
+	}
+}
+
+// startKioskMayCrash runs kioskd and waits until it serves, or until it dies (a crash point
+// reached during start-up); it reports whether it is up.
+func (e *env) startKioskMayCrash(crashAt string) bool {
+	e.t.Helper()
 	if e.inProc {
 		e.startInProcess()
-		return
+		return true
 	}
 	cmd := exec.Command(kioskdBin, "-config", e.cfgPath)
 	if e.kioskOut == nil {
@@ -331,14 +346,23 @@ func (e *env) startKiosk(crashAt string) {
 	e.kiosk = cmd
 	e.exited = make(chan error, 1)
 	go func(c *exec.Cmd, ch chan error) { ch <- c.Wait() }(cmd, e.exited)
+	up := false
 	e.waitFor("kioskd up", func() bool {
+		select {
+		case err := <-e.exited:
+			e.exited <- err // keep it for whoever waits for the exit
+			return true
+		default:
+		}
 		res, err := http.Get(e.kioskURL + "/healthz")
 		if err != nil {
 			return false
 		}
 		res.Body.Close()
-		return res.StatusCode == 200
+		up = res.StatusCode == 200
+		return up
 	})
+	return up
 }
 
 // waitOnline waits until kioskd's MQTT connection is up, so the next authorization goes to
@@ -517,7 +541,8 @@ func (e *env) receipts() []escpossim.Document {
 // originals counts the original (not COPY) receipts carrying topupID.
 func (e *env) originals(topupID string) (orig, copies int) {
 	for _, d := range e.receipts() {
-		if !strings.Contains(strings.Join(d.QR, " ")+d.Text, topupID) {
+		// Exact match on the QR payload or a whole line: ...-1 is a prefix of ...-10.
+		if !slices.Contains(d.QR, topupID) && !slices.Contains(strings.Split(d.Text, "\n"), topupID) {
 			continue
 		}
 		if strings.Contains(d.Text, "COPY") {

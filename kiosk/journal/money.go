@@ -2,6 +2,7 @@ package journal
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -179,6 +180,10 @@ type lastCredit struct {
 	// Superseded is set once a newer stack intent exists: from then on a credit report cannot
 	// be a repeat of this one.
 	Superseded bool `json:"superseded"`
+	// Completed is set once the unit reported the note stacked (or came back to rest) after
+	// the credit: from then on the unit cannot re-report it, and a note it reports in the
+	// stacker at power-up is another one.
+	Completed bool `json:"completed"`
 }
 
 // OpenSessionParams describes a new session.
@@ -435,7 +440,7 @@ func (j *Journal) CreditWithoutIntent(reported Note, detail string) (ReReport, e
 		if err != nil {
 			return err
 		}
-		if found && !lc.Superseded && (reported.ValueMinor == 0 || reported.ValueMinor == lc.Note.ValueMinor) {
+		if found && !lc.Superseded && !lc.Completed && (reported.ValueMinor == 0 || reported.ValueMinor == lc.Note.ValueMinor) {
 			out = Repeat
 			_, err := w.append(EvCreditReReported, map[string]any{"last_intent_id": lc.IntentID, "note": reported, "detail": detail})
 			return err
@@ -454,6 +459,54 @@ func (j *Journal) CreditWithoutIntent(reported Note, detail string) (ReReport, e
 		return w.addUncertain(sid, reported.ValueMinor, "credit reported without a stack intent")
 	})
 	return out, err
+}
+
+// EvNoteStacked marks the last credited note as finished at the unit.
+const EvNoteStacked = "note_stacked"
+
+// NoteCompleted records that the unit finished the last credited note (reported it stacked,
+// or came back to rest after it). It is its own small transaction, after the credit and the
+// unit's ACK, so that a later transaction lost by the storage (a power cut on an SD card that
+// acknowledged a write it had not made) cannot take this evidence with it.
+func (j *Journal) NoteCompleted() error {
+	return j.update(func(w *writer) error {
+		var lc lastCredit
+		found, err := getJSON(w.tx, bMeta, kLastCredit, &lc)
+		if err != nil || !found || lc.Completed {
+			return err
+		}
+		lc.Completed = true
+		if _, err := w.append(EvNoteStacked, map[string]any{"intent_id": lc.IntentID, "session_id": lc.SessionID}); err != nil {
+			return err
+		}
+		return w.put(bMeta, kLastCredit, lc)
+	})
+}
+
+// StackerWithoutIntent handles a unit that powered up with a note in its stacker while no
+// stack intent is open. If the last credited note is not yet known to be finished, that is
+// the note (its credit is journaled): nothing to do, and it returns true. Otherwise the note
+// is one the journal never saw committed (its intent was lost with the storage's last
+// transaction): it becomes an uncertain item, never silently dropped.
+func (j *Journal) StackerWithoutIntent(reported Note, evidence string) (bool, error) {
+	var last bool
+	err := j.update(func(w *writer) error {
+		var lc lastCredit
+		found, err := getJSON(w.tx, bMeta, kLastCredit, &lc)
+		if err != nil {
+			return err
+		}
+		if found && !lc.Superseded && !lc.Completed {
+			last = true
+			return nil
+		}
+		var sid uint64
+		if cur := w.tx.Bucket(bMeta).Get(kCurrent); cur != nil {
+			sid = btoi(cur)
+		}
+		return w.addUncertain(sid, reported.ValueMinor, "note in the stacker at power-up with no stack intent: "+evidence)
+	})
+	return last, err
 }
 
 // addUncertain records an uncertain item, attached to session sid when it is open.
@@ -976,3 +1029,25 @@ func (j *Journal) Stats() (Stats, error) {
 	})
 	return st, err
 }
+
+// Topups calls fn for every top-up in seq order until fn returns false.
+func (j *Journal) Topups(fn func(Topup) bool) error {
+	err := j.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bTopups).ForEach(func(k, v []byte) error {
+			var t Topup
+			if err := json.Unmarshal(v, &t); err != nil {
+				return fmt.Errorf("%w: top-up %d: %v", ErrCorrupt, btoi(k), err)
+			}
+			if !fn(t) {
+				return errStop
+			}
+			return nil
+		})
+	})
+	if errors.Is(err, errStop) {
+		return nil
+	}
+	return err
+}
+
+var errStop = errors.New("stop")

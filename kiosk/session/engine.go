@@ -182,6 +182,9 @@ type Engine struct {
 	healthWake chan struct{}
 	// acked remembers top-ups acknowledged while their receipt is pending.
 	acked map[string]journal.Topup
+	// creditOpen is set between a credit commit and the unit's report that it finished the
+	// note (journal.NoteCompleted).
+	creditOpen bool
 	// explained is set when the host returned a note with a reason on screen, so the unit's
 	// "returned" report does not overwrite it.
 	explained bool

@@ -135,6 +135,7 @@ func (h *handler) Credited(ctx context.Context, n acceptor.Note) error {
 		return err
 	}
 	e.cfg.Hook("credit-after-commit")
+	e.creditOpen = true
 	if res.Mismatch {
 		e.cfg.Health.Event("credit_mismatch", health.Warning, health.Engineer,
 			fmt.Sprintf("unit credited %d where %d was escrowed (intent %d); the credit report was journaled", res.Credit.ValueMinor, in.Note.ValueMinor, in.ID))
@@ -191,6 +192,7 @@ func (e *Engine) creditEscrowlessLocked(n acceptor.Note) error {
 		return err
 	}
 	e.cfg.Hook("credit-after-commit")
+	e.creditOpen = true
 	switch {
 	case res.Unexpected:
 		e.cfg.Health.Event("unexpected_credit", health.Critical, health.Engineer,
@@ -209,6 +211,18 @@ func (e *Engine) creditEscrowlessLocked(n acceptor.Note) error {
 	}
 	e.changedLocked()
 	return nil
+}
+
+// completeNoteLocked records, once per credited note, that the unit finished it.
+func (e *Engine) completeNoteLocked() {
+	if !e.creditOpen {
+		return
+	}
+	if err := e.j.NoteCompleted(); err != nil {
+		e.journalFailedLocked("note completed", err)
+		return
+	}
+	e.creditOpen = false
 }
 
 // refreshSessionLocked re-reads the open session after a journal change made elsewhere.
@@ -231,6 +245,7 @@ func (h *handler) Event(ctx context.Context, ev acceptor.Event) {
 	case acceptor.Idle, acceptor.Disabled:
 		e.unitSettled = true
 		e.clearFaultsLocked()
+		e.completeNoteLocked()
 	case acceptor.Accepting, acceptor.Stacking, acceptor.Returning, acceptor.Holding, acceptor.Initializing:
 		e.unitSettled = false
 		if ev.Kind == acceptor.Accepting {
@@ -238,6 +253,7 @@ func (h *handler) Event(ctx context.Context, ev acceptor.Event) {
 		}
 	case acceptor.Stacked:
 		e.unitSettled = false
+		e.completeNoteLocked()
 	case acceptor.Returned:
 		e.lastActivity = e.now()
 		// Keep the reason the host gave for returning it; the customer needs that more.
@@ -310,8 +326,21 @@ func (e *Engine) resolveFromPowerUpLocked(ev acceptor.Event) {
 		return
 	}
 	if len(intents) == 0 {
-		// A note in the stacker with no open intent is the last credited note, its credit
-		// already journaled; nothing to do. A note in the acceptor goes back to the customer.
+		// A note in the acceptor goes back to the customer at reset. A note in the stacker is
+		// the last credited note if the unit had not finished it; otherwise nothing in the
+		// journal accounts for it and it becomes an uncertain item.
+		if ev.Kind == acceptor.PowerUpNoteInStacker {
+			last, err := e.j.StackerWithoutIntent(jnote(ev.Note), ev.String())
+			if err != nil {
+				e.journalFailedLocked("stacker note", err)
+				return
+			}
+			if !last {
+				e.cfg.Health.Event("uncertain_item", health.Critical, health.Staff,
+					"unit powered up with a note in the stacker that the journal has no stack intent for; settle at cash collection")
+				e.refreshSessionLocked()
+			}
+		}
 		return
 	}
 	in := intents[0]
