@@ -14,9 +14,11 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/kioskd/kioskd/kiosk/config"
 	"github.com/kioskd/kioskd/kiosk/daemon"
+	"github.com/kioskd/kioskd/kiosk/journal"
 )
 
 var version = "dev"
@@ -32,7 +34,16 @@ func run() error {
 	cfgPath := flag.String("config", "/etc/kioskd/kioskd.json", "configuration file")
 	check := flag.Bool("check-config", false, "validate the configuration file and exit")
 	showVersion := flag.Bool("version", false, "print the version and exit")
+	checkJournal := flag.String("check-journal", "", "check a journal file (bbolt consistency, hash chain, money views) and exit; kioskd runs this in a child process at start")
 	flag.Parse()
+	if *checkJournal != "" {
+		rep, err := journal.CheckFile(*checkJournal)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("journal OK: %d events, %d sessions, %d top-ups\n", rep.Events, rep.Sessions, rep.Topups)
+		return nil
+	}
 	if *showVersion {
 		fmt.Println(version)
 		return nil
@@ -52,8 +63,15 @@ func run() error {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
 	err = daemon.Run(ctx, cfg, daemon.Options{Version: version, Logger: log, CrashAt: os.Getenv("KIOSKD_TEST_CRASH_AT"),
-		Ready: func(addr string) { notifyReady(log) }})
+		Ready: func(addr string) { notifyReady(log) },
+		CheckJournal: func(ctx context.Context, path string) error {
+			return journal.CheckInChild(ctx, exe, []string{"-check-journal"}, path, 5*time.Minute)
+		}})
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}

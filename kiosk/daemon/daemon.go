@@ -54,6 +54,9 @@ type Options struct {
 	CrashAt string
 	// OpenPin opens GPIO pins (pulse acceptor, sensors); nil uses the board's.
 	OpenPin PinOpener
+	// CheckJournal, when set, checks the journal file before it is opened for writing
+	// (kioskd runs the check in a child process: a damaged bbolt file can crash its reader).
+	CheckJournal func(ctx context.Context, path string) error
 }
 
 // Run runs kioskd until ctx ends. Cancellation is success.
@@ -86,7 +89,14 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	if err := os.MkdirAll(dirOf(cfg.Journal.Path), 0o700); err != nil {
 		return fmt.Errorf("journal directory: %w", err)
 	}
-	j, jerr := journal.Open(cfg.Journal.Path, journal.Options{KioskID: cfg.Kiosk.ID, Currency: cfg.Kiosk.Currency, Logger: log.With("component", "journal")})
+	var jerr error
+	var j *journal.Journal
+	if opts.CheckJournal != nil {
+		jerr = opts.CheckJournal(ctx, cfg.Journal.Path)
+	}
+	if jerr == nil {
+		j, jerr = journal.Open(cfg.Journal.Path, journal.Options{KioskID: cfg.Kiosk.ID, Currency: cfg.Kiosk.Currency, Logger: log.With("component", "journal")})
+	}
 	if jerr != nil {
 		// Never run on a journal that fails its check: stay out of service with the
 		// acceptor inhibited, and keep the file untouched for forensics.

@@ -213,6 +213,7 @@ func heartbeat(j *journal.Journal, reg *health.Registry, e *session.Engine) wire
 			hb.OldestUnackedS = int64(time.Since(st.OldestUnsent).Seconds())
 		}
 		hb.JournalBytes = st.SizeBytes
+		hb.JournalEvents, hb.JournalHead = st.Events, st.Head
 		hb.UncertainItems = st.Uncertain
 	}
 	if c, err := j.Cassette(); err == nil {

@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -340,4 +342,66 @@ func diagHasCondition(e *env, kind string) bool {
 		}
 	}
 	return false
+}
+
+// TestCorruptJournalOutOfService: a journal that fails its check at start keeps the kiosk out
+// of service with the acceptor inhibited, raises an alarm, and leaves the file untouched.
+func TestCorruptJournalOutOfService(t *testing.T) {
+	for name, damage := range map[string]func(path string){
+		// An edited event: caught by the hash chain.
+		"edited event": func(path string) {
+			// Every copy, live or in free pages: the live event must be among them.
+			b, _ := os.ReadFile(path)
+			if !bytes.Contains(b, []byte(`"value_minor":5000`)) {
+				t.Fatal("no credit event found to edit")
+			}
+			os.WriteFile(path, bytes.ReplaceAll(b, []byte(`"value_minor":5000`), []byte(`"value_minor":9000`)), 0o600)
+		},
+		// Scribbled pages: caught by bbolt's own check, in a child process.
+		"scribbled pages": func(path string) {
+			st, _ := os.Stat(path)
+			f, _ := os.OpenFile(path, os.O_RDWR, 0)
+			defer f.Close()
+			junk := bytes.Repeat([]byte{0xA5, 0x5A, 0x00, 0xFF}, 1024)
+			for off := int64(2 * 4096); off < st.Size(); off += 4096 {
+				f.WriteAt(junk, off)
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, options{})
+			e.startKiosk("")
+			e.waitOnline()
+			e.scan("uma")
+			e.waitView("accepting", func(v session.View) bool { return v.State == "accepting" })
+			e.insert(5000)
+			e.waitView("note", func(v session.View) bool { return v.TotalMinor == 5000 })
+			e.post("/api/finish")
+			e.waitView("result", func(v session.View) bool { return v.Result != nil && v.Result.Status == "credited" })
+			e.stopKiosk()
+			damage(e.cfg.Journal.Path)
+			before, _ := os.ReadFile(e.cfg.Journal.Path)
+			e.startKiosk("")
+			e.waitView("out of service", func(v session.View) bool {
+				return v.State == "out_of_service" && slices.Contains(v.Reasons, "journal_corrupt")
+			})
+			e.rig.Scanner.Scan(walletsim.Sign(e.wallet, "w1", "uma", time.Now().Add(time.Minute), walletsim.NewNonce()))
+			code, _ := e.rig.Acc.CodeFor(1000)
+			e.waitFor("acceptor inhibited", func() bool {
+				err := e.rig.Acc.Insert(code)
+				return err != nil && strings.Contains(err.Error(), "inhibit")
+			})
+			if v := e.view(); v.State != "out_of_service" {
+				t.Fatalf("kiosk left out-of-service: %+v", v)
+			}
+			if !diagHasCondition(e, "journal_corrupt") {
+				t.Fatal("no journal_corrupt alarm")
+			}
+			e.stopKiosk()
+			after, _ := os.ReadFile(e.cfg.Journal.Path)
+			if !bytes.Equal(before, after) {
+				t.Fatal("the damaged journal was modified; it must be kept for forensics")
+			}
+		})
+	}
 }

@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -994,6 +995,7 @@ type Stats struct {
 	Uncertain    int       `json:"uncertain"`
 	SizeBytes    int64     `json:"size_bytes"`
 	LastTopupSeq uint64    `json:"last_topup_seq"`
+	Head         string    `json:"head"`
 	Watermark    uint64    `json:"ledger_watermark"`
 }
 
@@ -1005,6 +1007,7 @@ func (j *Journal) Stats() (Stats, error) {
 		st.SizeBytes = tx.Size()
 		st.LastTopupSeq = tx.Bucket(bTopups).Sequence()
 		st.Watermark = btoi(tx.Bucket(bMeta).Get(kWatermark))
+		st.Head = hex.EncodeToString(tx.Bucket(bMeta).Get(kHead))
 		if err := tx.Bucket(bOutbox).ForEach(func(k, v []byte) error {
 			var t Topup
 			if _, err := getJSON(tx, bTopups, k, &t); err != nil {

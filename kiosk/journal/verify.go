@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -176,6 +178,18 @@ func (r *replay) apply(rec Record) error {
 	return nil
 }
 
+func sameUncertain(a, b []Uncertain) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].ValueMinor != b[i].ValueMinor || a[i].Reason != b[i].Reason {
+			return false
+		}
+	}
+	return true
+}
+
 // compare checks the stored views against the replayed ones.
 func (r *replay) compare(tx *bolt.Tx) error {
 	for id, want := range r.sessions {
@@ -188,7 +202,9 @@ func (r *replay) compare(tx *bolt.Tx) error {
 			return fmt.Errorf("session %d missing from the view", id)
 		}
 		if got.TotalMinor != want.TotalMinor || got.NoteCount != want.NoteCount || got.Closed != want.Closed ||
-			got.PendingMinor != want.PendingMinor || got.TopupSeq != want.TopupSeq || len(got.Uncertain) != len(want.Uncertain) {
+			got.PendingMinor != want.PendingMinor || got.TopupSeq != want.TopupSeq || len(got.Uncertain) != len(want.Uncertain) ||
+			!slices.Equal(got.Notes, want.Notes) || got.Account != want.Account || got.LimitMinor != want.LimitMinor ||
+			!sameUncertain(got.Uncertain, want.Uncertain) {
 			return fmt.Errorf("session %d view (total %d, notes %d, closed %v, pending %d) differs from its events (total %d, notes %d, closed %v, pending %d)",
 				id, got.TotalMinor, got.NoteCount, got.Closed, got.PendingMinor, want.TotalMinor, want.NoteCount, want.Closed, want.PendingMinor)
 		}
@@ -233,7 +249,7 @@ func (r *replay) compare(tx *bolt.Tx) error {
 	if _, err := getJSON(tx, bCassette, kCassette, &c); err != nil {
 		return err
 	}
-	if c.Count != r.cassette.Count || c.ValueMinor != r.cassette.ValueMinor {
+	if c.Count != r.cassette.Count || c.ValueMinor != r.cassette.ValueMinor || !maps.Equal(c.ByValue, r.cassette.ByValue) {
 		return fmt.Errorf("cassette view %d notes / %d, events say %d / %d", c.Count, c.ValueMinor, r.cassette.Count, r.cassette.ValueMinor)
 	}
 	return nil
