@@ -334,10 +334,15 @@ type Heartbeat struct {
 	CassetteCap    int64             `json:"cassette_capacity"`
 	Devices        map[string]string `json:"devices"`
 	JournalBytes   int64             `json:"journal_bytes"`
-	DiskFreeBytes  int64             `json:"disk_free_bytes"`
-	UncertainItems int               `json:"uncertain_items"`
-	SessionState   string            `json:"session_state"`
-	At             time.Time         `json:"at,omitzero"`
+	// JournalEvents and JournalHead anchor the journal's hash chain outside the kiosk: a
+	// journal rewritten later (every hash recomputed) no longer matches what central
+	// operations received.
+	JournalEvents  uint64    `json:"journal_events"`
+	JournalHead    string    `json:"journal_head,omitempty"`
+	DiskFreeBytes  int64     `json:"disk_free_bytes"`
+	UncertainItems int       `json:"uncertain_items"`
+	SessionState   string    `json:"session_state"`
+	At             time.Time `json:"at,omitzero"`
 }
 
 // Alarm severities and who must act.
