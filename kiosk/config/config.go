@@ -172,6 +172,9 @@ type Session struct {
 	AcceptTimeout Duration `json:"accept_timeout"`
 	SettleTimeout Duration `json:"settle_timeout"`
 	AckWait       Duration `json:"ack_wait"`
+	// ShutdownGrace bounds a graceful stop (SIGTERM): park the note in transit, close the
+	// session, flush the outbox. Keep it below systemd's TimeoutStopSec.
+	ShutdownGrace Duration `json:"shutdown_grace"`
 	ResultDisplay Duration `json:"result_display"`
 }
 
@@ -217,7 +220,7 @@ func Default() Config {
 		Scanner: Scanner{Baud: 9600},
 		Session: Session{AuthzTimeout: Duration(3 * time.Second), IdleTimeout: Duration(60 * time.Second),
 			AcceptTimeout: Duration(120 * time.Second), SettleTimeout: Duration(30 * time.Second),
-			AckWait: Duration(3 * time.Second), ResultDisplay: Duration(15 * time.Second)},
+			AckWait: Duration(3 * time.Second), ResultDisplay: Duration(15 * time.Second), ShutdownGrace: Duration(10 * time.Second)},
 		MQTT: MQTT{Heartbeat: Duration(30 * time.Second), MaxInFlight: 4, RetryMin: Duration(time.Second), RetryMax: Duration(5 * time.Minute)},
 		HTTP: HTTP{Listen: "127.0.0.1:8080"},
 		Log:  Log{Level: "info"},
@@ -370,7 +373,8 @@ func (c *Config) Validate() error {
 	}
 	for name, d := range map[string]Duration{"session.authz_timeout": c.Session.AuthzTimeout, "session.idle_timeout": c.Session.IdleTimeout,
 		"session.settle_timeout": c.Session.SettleTimeout, "session.result_display": c.Session.ResultDisplay,
-		"session.accept_timeout": c.Session.AcceptTimeout, "acceptor.recovery_timeout": c.Acceptor.RecoveryTimeout} {
+		"session.accept_timeout": c.Session.AcceptTimeout, "acceptor.recovery_timeout": c.Acceptor.RecoveryTimeout,
+		"session.shutdown_grace": c.Session.ShutdownGrace} {
 		if d <= 0 {
 			bad(name, "must be positive")
 		}

@@ -111,7 +111,11 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	ctx, cancel := context.WithCancel(ctx)
+	// The devices, the uplink and the engine run on their own context: a stop signal first
+	// parks the kiosk (Shutdown below) while they keep working, and only then are they
+	// cancelled.
+	stopSignal := ctx
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 
 	// The acceptor: a driver on its serial port, restarted with the port on failure.
@@ -273,8 +277,30 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		opts.Ready(ln.Addr().String())
 	}
 
-	runErr := engine.Run(ctx)
-	// Shutdown: the engine inhibited the acceptor on its way out; now stop the rest.
+	engineDone := make(chan error, 1)
+	go func() { engineDone <- engine.Run(ctx) }()
+	var runErr error
+	select {
+	case <-stopSignal.Done():
+		// Graceful stop: inhibit the acceptor, let the note in transit end at the credit
+		// point or back at the front, close an open session, and flush the outbox, all
+		// within the grace; whatever is left is resumed by the next start's recovery.
+		grace := cfg.Session.ShutdownGrace.D()
+		log.Info("stopping: parking the kiosk", "grace", grace)
+		gctx, gcancel := context.WithTimeout(context.Background(), grace)
+		if err := engine.Shutdown(gctx); err != nil {
+			log.Warn("kiosk not parked within the grace; recovery will finish the job at the next start", "err", err)
+		}
+		if up != nil {
+			if err := up.Flush(gctx); err != nil {
+				log.Info("outbox not empty at stop; it is kept and sent after the next start", "err", err)
+			}
+		}
+		gcancel()
+		cancel()
+		runErr = <-engineDone
+	case runErr = <-engineDone:
+	}
 	cancel()
 	sctx, scancel := context.WithTimeout(context.Background(), 3*time.Second)
 	srv.Shutdown(sctx)

@@ -182,7 +182,23 @@ func (c *campaign) until(what string, cond func(v session.View) bool) bool {
 			return true
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("%s: stuck waiting for %s; view %+v; armed %q\n%s", c.proto, what, c.e.view(), c.armed, tail(c.e.kioskOut.String(), 40))
+			// Ask kioskd for a goroutine dump (SIGQUIT) before failing: a stuck daemon is a bug.
+			v := c.e.view()
+			if c.e.kiosk != nil {
+				c.e.kiosk.Process.Signal(syscall.SIGQUIT)
+				select {
+				case <-c.e.exited:
+				case <-time.After(5 * time.Second):
+				}
+				c.e.kiosk = nil
+			}
+			dump := c.e.kioskOut.String()
+			if i := strings.LastIndex(dump, "SIGQUIT"); i >= 0 {
+				dump = dump[i:]
+			} else {
+				dump = tail(dump, 60)
+			}
+			c.t.Fatalf("%s: stuck waiting for %s; view %+v; acceptor %+v; armed %q\n%s", c.proto, what, v, c.e.rig.Acc.State(), c.armed, dump)
 		}
 		time.Sleep(15 * time.Millisecond) // polling a separate process; bounded by the deadline
 	}

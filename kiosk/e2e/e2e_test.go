@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -403,5 +404,41 @@ func TestCorruptJournalOutOfService(t *testing.T) {
 				t.Fatal("the damaged journal was modified; it must be kept for forensics")
 			}
 		})
+	}
+}
+
+// TestGracefulStop: SIGTERM in the middle of a session inhibits the acceptor, closes the
+// session, prints the receipt and flushes the top-up to the ledger, then exits 0 within the
+// grace.
+func TestGracefulStop(t *testing.T) {
+	e := newEnv(t, options{})
+	e.startKiosk("")
+	e.waitOnline()
+	e.scan("vera")
+	e.waitView("accepting", func(v session.View) bool { return v.State == "accepting" })
+	e.insert(2000)
+	e.waitView("note", func(v session.View) bool { return v.TotalMinor == 2000 })
+	start := time.Now()
+	e.kiosk.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-e.exited:
+		if err != nil {
+			t.Fatalf("kioskd exited with %v after SIGTERM", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("kioskd did not stop within its grace")
+	}
+	e.kiosk = nil
+	t.Logf("stopped in %v", time.Since(start))
+	a := e.account("vera")
+	if a.Balances["CNY"] != 2000 || a.TopupCount != 1 || a.Topups[0].Outcome != "interrupted" {
+		t.Fatalf("ledger after a graceful stop: %+v", a)
+	}
+	if o, _ := e.originals(a.Topups[0].TopupID); o != 1 {
+		t.Fatal("no receipt printed before the stop")
+	}
+	code, _ := e.rig.Acc.CodeFor(1000)
+	if err := e.rig.Acc.Insert(code); err == nil {
+		t.Fatal("acceptor left enabled after the stop")
 	}
 }

@@ -192,8 +192,11 @@ func newEnv(t *testing.T, o options) *env {
 		e.inProc = true
 		c.Acceptor.Pulse = config.Pulse{CreditPin: simrig.PinPulseCredit, InhibitPin: simrig.PinPulseInhibit, ActiveLevel: "low", InhibitLevel: "high"}
 	}
-	c.Sensors = []config.Sensor{{Name: "cabinet_door", Pin: simrig.PinCabinetDoor, ActiveLevel: "high", Debounce: config.Duration(20 * time.Millisecond)},
-		{Name: "vault_door", Pin: simrig.PinVaultDoor, ActiveLevel: "high", Debounce: config.Duration(20 * time.Millisecond)}}
+	if e.inProc {
+		// Simulated pins exist only in this process.
+		c.Sensors = []config.Sensor{{Name: "cabinet_door", Pin: simrig.PinCabinetDoor, ActiveLevel: "high", Debounce: config.Duration(20 * time.Millisecond)},
+			{Name: "vault_door", Pin: simrig.PinVaultDoor, ActiveLevel: "high", Debounce: config.Duration(20 * time.Millisecond)}}
+	}
 	c.Acceptor.Port = ports.AcceptorPort
 	c.Acceptor.PollInterval = config.Duration(50 * time.Millisecond)
 	c.Acceptor.RecoveryTimeout = config.Duration(8 * time.Second)

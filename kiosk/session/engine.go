@@ -182,6 +182,8 @@ type Engine struct {
 	healthWake chan struct{}
 	// acked remembers top-ups acknowledged while their receipt is pending.
 	acked map[string]journal.Topup
+	// stopping is set by Shutdown: no new session may start.
+	stopping bool
 	// creditOpen is set between a credit commit and the unit's report that it finished the
 	// note (journal.NoteCompleted).
 	creditOpen bool

@@ -564,3 +564,93 @@ func TestEscrowlessPulseUnit(t *testing.T) {
 		}
 	})
 }
+
+// TestShutdownParksTheNoteInTransit: a stop while a note is on its way to the cassette waits
+// for its credit, closes the session and only then returns.
+func TestShutdownParksTheNoteInTransit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, "", &fakeAuthz{resp: wire.AuthzResponse{ReqID: "x", Status: wire.AuthzOK, RemainingMinor: 50000}})
+		r.start()
+		defer r.stop()
+		r.waitState(Idle)
+		h := r.e.Handler()
+		ctx := context.Background()
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
+		r.e.Scan(code("sam", time.Now().Add(time.Minute), "nonce0200"))
+		r.waitState(Accepting)
+		if d := h.Escrow(ctx, note(0x63)); d != acceptor.Stack {
+			t.Fatal(d)
+		}
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Stacking})
+		done := make(chan error, 1)
+		go func() {
+			gctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			done <- r.e.Shutdown(gctx)
+		}()
+		synctest.Wait()
+		select {
+		case err := <-done:
+			t.Fatalf("Shutdown returned with a note in transit: %v", err)
+		default:
+		}
+		if err := r.e.Scan(code("tom", time.Now().Add(time.Minute), "nonce0201")); !errors.Is(err, ErrBusy) {
+			t.Fatalf("scan while stopping: %v", err)
+		}
+		h.Credited(ctx, note(0x63))
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Stacked})
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
+		if err := <-done; err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+		ob, _ := r.j.Outbox()
+		if len(ob) != 1 || ob[0].AmountMinor != 10000 || ob[0].Outcome != wire.OutcomeInterrupted {
+			t.Fatalf("outbox %+v", ob)
+		}
+		if len(r.printer.Receipts()) != 1 {
+			t.Fatal("no receipt printed before the stop")
+		}
+		if got := r.unit.Enabled(); got != nil {
+			t.Fatalf("unit left enabled: %v", got)
+		}
+	})
+}
+
+// TestShutdownGraceEnds: a unit that never finishes does not hold the stop beyond the grace.
+func TestShutdownGraceEnds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, "", &fakeAuthz{resp: wire.AuthzResponse{ReqID: "x", Status: wire.AuthzOK, RemainingMinor: 50000}})
+		r.start()
+		defer r.stop()
+		r.waitState(Idle)
+		h := r.e.Handler()
+		ctx := context.Background()
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
+		r.e.Scan(code("uli", time.Now().Add(time.Minute), "nonce0300"))
+		r.waitState(Accepting)
+		h.Escrow(ctx, note(0x63))
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Stacking})
+		start := time.Now()
+		gctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := r.e.Shutdown(gctx); err == nil {
+			t.Fatal("Shutdown claimed success with the note still in transit")
+		}
+		if waited := time.Since(start); waited != 10*time.Second {
+			t.Fatalf("waited %v, want the 10 s grace", waited)
+		}
+		// The daemon then stops the engine: the session and its intent stay open in the
+		// journal for the next start's recovery, instead of a guess now.
+		r.cancel()
+		if err := <-r.done; err != nil {
+			t.Fatal(err)
+		}
+		if in, _ := r.j.OpenIntents(); len(in) != 1 {
+			t.Fatalf("intents %+v", in)
+		}
+		if _, open, _ := r.j.CurrentSession(); !open {
+			t.Fatal("session closed on a guess")
+		}
+		r.done <- nil // for the deferred stop
+	})
+}

@@ -502,3 +502,35 @@ func (u *Uplink) Stats() Stats {
 	}
 	return s
 }
+
+// Flush publishes what the outbox holds and waits until it is empty (every top-up acked, or
+// stopped by a conflict), or ctx ends. It is for a graceful stop: the entries stay in the
+// journal either way.
+func (u *Uplink) Flush(ctx context.Context) error {
+	for {
+		box, err := u.cfg.Journal.Outbox()
+		if err != nil {
+			return err
+		}
+		pending := 0
+		u.mu.Lock()
+		for _, t := range box {
+			if t.State != journal.TopupConflict {
+				pending++
+				if e := u.entries[t.Seq]; e != nil && !e.inFlight {
+					e.nextTry = u.cfg.Now() // no backoff while stopping
+				}
+			}
+		}
+		u.mu.Unlock()
+		if pending == 0 {
+			return nil
+		}
+		u.Kick()
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("uplink: flush: %d top-up(s) not acked: %w", pending, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
