@@ -91,17 +91,30 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	}
 	var jerr error
 	var j *journal.Journal
-	if opts.CheckJournal != nil {
-		jerr = opts.CheckJournal(ctx, cfg.Journal.Path)
-	}
-	if jerr == nil {
-		j, jerr = journal.Open(cfg.Journal.Path, journal.Options{KioskID: cfg.Kiosk.ID, Currency: cfg.Kiosk.Currency, Logger: log.With("component", "journal")})
+	// A lock held by another process (a previous kioskd still exiting) is waited out for a
+	// while; it is not damage.
+	for wait := time.Duration(0); ; wait += time.Second {
+		jerr = nil
+		if opts.CheckJournal != nil {
+			jerr = opts.CheckJournal(ctx, cfg.Journal.Path)
+		}
+		if jerr == nil {
+			j, jerr = journal.Open(cfg.Journal.Path, journal.Options{KioskID: cfg.Kiosk.ID, Currency: cfg.Kiosk.Currency, Logger: log.With("component", "journal")})
+		}
+		if !errors.Is(jerr, journal.ErrLocked) || wait >= 60*time.Second || !sleepCtx(ctx, time.Second) {
+			break
+		}
+		log.Warn("journal locked by another process; waiting", "path", cfg.Journal.Path)
 	}
 	if jerr != nil {
 		// Never run on a journal that fails its check: stay out of service with the
 		// acceptor inhibited, and keep the file untouched for forensics.
-		log.Error("journal failed its check; kiosk out of service", "path", cfg.Journal.Path, "err", jerr)
-		reg.Set("journal_corrupt", health.Critical, health.Engineer, health.StopsService, jerr.Error())
+		kind := "journal_corrupt"
+		if errors.Is(jerr, journal.ErrLocked) {
+			kind = "journal_locked"
+		}
+		log.Error("journal unusable; kiosk out of service", "path", cfg.Journal.Path, "kind", kind, "err", jerr)
+		reg.Set(kind, health.Critical, health.Engineer, health.StopsService, jerr.Error())
 		return safeMode(ctx, cfg, opts, log, reg, denoms, jerr)
 	}
 	defer j.Close()

@@ -268,7 +268,8 @@ func safeMode(ctx context.Context, cfg config.Config, opts Options, log *slog.Lo
 	if err != nil {
 		return fmt.Errorf("http listen %s: %w", cfg.HTTP.Listen, err)
 	}
-	oos := &staticView{v: session.View{Seq: 1, State: session.OutOfService.String(), Currency: cfg.Kiosk.Currency, Reasons: []string{"journal_corrupt"}, Notes: []journal.NoteLine{},
+	_, reasons := reg.Worst()
+	oos := &staticView{v: session.View{Seq: 1, State: session.OutOfService.String(), Currency: cfg.Kiosk.Currency, Reasons: reasons, Notes: []journal.NoteLine{},
 		Message: "This kiosk is out of service.", MessageKind: "error"}}
 	srv := &http.Server{Handler: ui.Handler(ui.Config{Engine: oos, Diag: func() any {
 		return map[string]any{"conditions": reg.Active(), "journal_error": cause.Error()}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -28,7 +29,10 @@ func CheckFile(path string) (rep VerifyReport, err error) {
 	if _, err := os.Stat(path); err != nil {
 		return VerifyReport{}, err
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 10 * time.Second})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return VerifyReport{}, fmt.Errorf("%w: %v", ErrLocked, err)
+	}
 	if err != nil {
 		return VerifyReport{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
@@ -67,9 +71,15 @@ func CheckInChild(ctx context.Context, exe string, args []string, path string, t
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, exe, append(append([]string{}, args...), path)...)
+	// The check must not outlive its parent: an orphaned checker would hold the file's
+	// lock while the next kioskd starts.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
 		return fmt.Errorf("%w: check did not finish within %s", ErrCorrupt, timeout)
+	}
+	if err != nil && strings.Contains(string(out), ErrLocked.Error()) {
+		return fmt.Errorf("%w: %s", ErrLocked, strings.TrimSpace(string(out)))
 	}
 	if err != nil {
 		msg := strings.TrimSpace(string(out))

@@ -25,6 +25,9 @@ var (
 	// ErrCorrupt means the file fails its integrity check (hash chain, head, views). The kiosk
 	// must go out of service and keep the file for forensics.
 	ErrCorrupt = errors.New("journal: integrity check failed")
+	// ErrLocked means another process holds the journal file (a kioskd still running, or a
+	// check of it): not damage, but the kiosk cannot run until it is released.
+	ErrLocked = errors.New("journal: file is locked by another process")
 	// ErrWrongKiosk means the journal file belongs to another kiosk id.
 	ErrWrongKiosk = errors.New("journal: file belongs to another kiosk")
 	// ErrNoSession means the operation needs an open session and there is none (or another).
@@ -110,6 +113,9 @@ func Open(path string, opts Options) (*Journal, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, OpenFile: opts.OpenFile, ReadOnly: opts.ReadOnly, FreelistType: bolt.FreelistMapType})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s", ErrLocked, path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("journal: open %s: %w", path, err)
 	}
