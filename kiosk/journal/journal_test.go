@@ -2,8 +2,10 @@ package journal
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -352,12 +354,15 @@ func editEvent(tx *bolt.Tx, typ string, fn func(*Record)) error {
 	b := tx.Bucket(bEvents)
 	c := b.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
-		var r Record
-		json.Unmarshal(v, &r)
+		r, _ := decodeRecord(btoi(k), v)
 		if r.Type == typ {
+			r.Data = append(json.RawMessage(nil), r.Data...)
 			fn(&r)
-			nv, _ := json.Marshal(r)
-			return b.Put(k, nv)
+			h := r.hash
+			if r.Hash != hex.EncodeToString(r.hash) {
+				h, _ = hex.DecodeString(fmt.Sprintf("%064s", r.Hash))
+			}
+			return b.Put(k, encodeRecord(r.Type, r.At, h, r.Data))
 		}
 	}
 	return errors.New("no such event")

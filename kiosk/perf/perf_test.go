@@ -1,6 +1,10 @@
 package perf
 
-import "testing"
+import (
+	"fmt"
+	"os"
+	"testing"
+)
 
 func BenchmarkRawFsync200B(b *testing.B)        { RawFsync(b, b.TempDir()) }
 func BenchmarkJournalCreditCommit(b *testing.B) { JournalCredit(b, b.TempDir()) }
@@ -12,3 +16,17 @@ func BenchmarkFinishToAck(b *testing.B) {
 	b.ReportMetric(float64(l.Percentile(99).Microseconds()), "p99-µs")
 }
 func BenchmarkRawPublishQoS1(b *testing.B) { RawPublish(b, nil) }
+
+// BenchmarkRecovery1M measures start-up recovery on a journal of 1,000,000 events. Building
+// the journal takes a while; set KIOSKD_BENCH_EVENTS to change the size.
+func BenchmarkRecovery1M(b *testing.B) {
+	events := uint64(1_000_000)
+	if s := os.Getenv("KIOSKD_BENCH_EVENTS"); s != "" {
+		fmt.Sscan(s, &events)
+	}
+	path, err := BigJournal(b.TempDir(), events)
+	if err != nil {
+		b.Fatal(err)
+	}
+	Recovery(b, path)
+}
