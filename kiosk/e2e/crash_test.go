@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -178,7 +180,7 @@ func (c *campaign) until(what string, cond func(v session.View) bool) bool {
 			c.crashed()
 			return false
 		}
-		if v := c.e.view(); cond(v) {
+		if v, ok := c.e.viewOK(); ok && cond(v) {
 			return true
 		}
 		if time.Now().After(deadline) {
@@ -194,11 +196,11 @@ func (c *campaign) until(what string, cond func(v session.View) bool) bool {
 			}
 			dump := c.e.kioskOut.String()
 			if i := strings.LastIndex(dump, "SIGQUIT"); i >= 0 {
-				dump = dump[i:]
+				dump = tail(dump[:i], 60) + "\n" + dump[i:]
 			} else {
 				dump = tail(dump, 60)
 			}
-			c.t.Fatalf("%s: stuck waiting for %s; view %+v; acceptor %+v; armed %q\n%s", c.proto, what, v, c.e.rig.Acc.State(), c.armed, dump)
+			c.t.Fatalf("%s: stuck waiting for %s; view %+v; acceptor %+v; armed %q\nemulator:\n%s\nkioskd:\n%s", c.proto, what, v, c.e.rig.Acc.State(), c.armed, tail(c.e.simLog.String(), 40), dump)
 		}
 		time.Sleep(15 * time.Millisecond) // polling a separate process; bounded by the deadline
 	}
@@ -206,7 +208,17 @@ func (c *campaign) until(what string, cond func(v session.View) bool) bool {
 
 // customer plays one customer: scan, one to three notes, Finish, result.
 func (c *campaign) customer() {
-	if !c.until("ready", func(v session.View) bool { return v.State == "idle" || v.State == "done" }) {
+	if !c.until("ready", func(v session.View) bool {
+		if v.State == "accepting" {
+			// A session nobody is serving: a scan left in the scanner line across a crash was
+			// read by the restarted kioskd. Finish it like a customer walking away would time
+			// out.
+			if res, err := http.Post(c.e.kioskURL+"/api/finish", "application/json", nil); err == nil {
+				res.Body.Close()
+			}
+		}
+		return v.State == "idle" || v.State == "done"
+	}) {
 		return
 	}
 	c.customers++
@@ -221,7 +233,10 @@ func (c *campaign) customer() {
 	values := []int64{100, 500, 1000, 2000, 5000, 10000}
 	for range 1 + c.rng.IntN(3) {
 		v := values[c.rng.IntN(len(values))]
-		before := c.e.view().TotalMinor
+		var before int64
+		if !c.until("current total", func(vw session.View) bool { before = vw.TotalMinor; return vw.Seq > 0 }) {
+			return
+		}
 		code, _ := c.e.rig.Acc.CodeFor(v)
 		inserted := false
 		if !c.until("note taken", func(vw session.View) bool {
@@ -308,6 +323,23 @@ func (c *campaign) check() int {
 	}
 	if stacked > credited+uncertain {
 		bad("%d went into the cassette, %d credited, %d uncertain: %d unaccounted", stacked, credited, uncertain, stacked-credited-uncertain)
+	}
+	if violationsBefore := violations; violationsBefore > 0 || testing.Verbose() {
+		// Evidence for the post-mortem: the journal, the emulator's cassette log, kioskd's log.
+		dir := os.Getenv("KIOSKD_CRASH_EVIDENCE")
+		if dir == "" {
+			dir = os.TempDir()
+		}
+		base := filepath.Join(dir, "kioskd-crash-"+c.proto)
+		if f, err := os.Create(base + "-journal.jsonl"); err == nil {
+			j.ExportJSONL(f)
+			f.Close()
+		}
+		if b, err := json.MarshalIndent(c.e.rig.Acc.Stacked(), "", " "); err == nil {
+			os.WriteFile(base+"-cassette.json", b, 0o644)
+		}
+		os.WriteFile(base+"-kioskd.log", []byte(c.e.kioskOut.String()), 0o644)
+		t.Logf("evidence in %s-*", base)
 	}
 	// Every journal top-up is at the ledger, once, with its amount (or, after a lost commit, as
 	// a conflict the kiosk stopped retrying); every top-up has one original receipt.

@@ -93,6 +93,7 @@ type env struct {
 	cfgPath  string
 	kiosk    *exec.Cmd
 	kioskOut *lockedBuf
+	simLog   *lockedBuf
 	kioskURL string
 	exited   chan error
 	// inProc runs the daemon inside the test process (pulse units: their simulated pins
@@ -135,8 +136,9 @@ func newEnv(t *testing.T, o options) *env {
 	if err := os.WriteFile(keyFile, []byte(fmt.Sprintf("%016x\n", binary.BigEndian.Uint64(fixedKey[:]))), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	e.simLog = &lockedBuf{}
 	e.rig, err = simrig.Start(ctx, simrig.Config{Acceptor: o.protocol, Denominations: simrig.DemoDenominations(o.protocol, "CNY"), WalletKey: e.wallet, WalletKID: "w1",
-		SSPFixedKey: binary.BigEndian.Uint64(fixedKey[:])})
+		SSPFixedKey: binary.BigEndian.Uint64(fixedKey[:]), Logger: slog.New(slog.NewTextHandler(e.simLog, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -477,14 +479,22 @@ func (e *env) waitFor(what string, cond func() bool) {
 }
 
 func (e *env) view() session.View {
+	v, _ := e.viewOK()
+	return v
+}
+
+// viewOK reads the customer API; ok is false when kioskd did not answer.
+func (e *env) viewOK() (session.View, bool) {
 	res, err := http.Get(e.kioskURL + "/api/state")
 	if err != nil {
-		return session.View{}
+		return session.View{}, false
 	}
 	defer res.Body.Close()
 	var v session.View
-	json.NewDecoder(res.Body).Decode(&v)
-	return v
+	if err := json.NewDecoder(res.Body).Decode(&v); err != nil || v.Seq == 0 {
+		return session.View{}, false
+	}
+	return v, true
 }
 
 func (e *env) waitView(what string, cond func(session.View) bool) session.View {
