@@ -17,7 +17,6 @@ import (
 	"github.com/kioskd/kioskd/sync/wire"
 )
 
-
 // scenario is one row of the table: the same run and the same expected outcome for every
 // driver configuration.
 type scenario struct {
@@ -537,7 +536,9 @@ func unitSwapped(r *rig) {
 	if err := s.SwapUnit(2_000_002); err != nil {
 		r.t.Fatal(err)
 	}
-	swapped := func(e entry) bool { return e.call == "event" && e.kind == acceptor.Failure && e.code == ssp.CodeUnitSwapped }
+	swapped := func(e entry) bool {
+		return e.call == "event" && e.kind == acceptor.Failure && e.code == ssp.CodeUnitSwapped
+	}
 	r.eventually("the unit-swap failure", func() bool { return r.rec.count(swapped) > 0 })
 	r.waitState(session.OutOfService)
 	drv := r.cur().l.drv.(*ssp.Driver)

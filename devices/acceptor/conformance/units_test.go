@@ -133,16 +133,16 @@ func (u *byteUnit[W, F]) Insert(code int) error {
 	}
 	return u.sim.InsertNote(byte(code))
 }
-func (u *byteUnit[W, F]) RejectNext(reason int)      { u.sim.ForceReject(byte(reason)) }
-func (u *byteUnit[W, F]) Jam(stacker bool)           { u.sim.Jam(stacker) }
-func (u *byteUnit[W, F]) ClearJam()                  { u.sim.ClearJam() }
-func (u *byteUnit[W, F]) PullCassette() error        { return u.sim.PullCassette() }
-func (u *byteUnit[W, F]) ReplaceCassette() error     { return u.sim.ReplaceCassette() }
-func (u *byteUnit[W, F]) SetCassetteFull(full bool)  { u.sim.SetCassetteFull(full) }
-func (u *byteUnit[W, F]) Cheat()                     { u.sim.Cheat() }
-func (u *byteUnit[W, F]) Stacked() []simrig.Stacked  { return u.stacked() }
-func (u *byteUnit[W, F]) pendingFaults() int         { return u.pending() }
-func (u *byteUnit[W, F]) PowerCycle(w string) error  { return u.sim.PowerCycle(u.wheres[w]) }
+func (u *byteUnit[W, F]) RejectNext(reason int)     { u.sim.ForceReject(byte(reason)) }
+func (u *byteUnit[W, F]) Jam(stacker bool)          { u.sim.Jam(stacker) }
+func (u *byteUnit[W, F]) ClearJam()                 { u.sim.ClearJam() }
+func (u *byteUnit[W, F]) PullCassette() error       { return u.sim.PullCassette() }
+func (u *byteUnit[W, F]) ReplaceCassette() error    { return u.sim.ReplaceCassette() }
+func (u *byteUnit[W, F]) SetCassetteFull(full bool) { u.sim.SetCassetteFull(full) }
+func (u *byteUnit[W, F]) Cheat()                    { u.sim.Cheat() }
+func (u *byteUnit[W, F]) Stacked() []simrig.Stacked { return u.stacked() }
+func (u *byteUnit[W, F]) pendingFaults() int        { return u.pending() }
+func (u *byteUnit[W, F]) PowerCycle(w string) error { return u.sim.PowerCycle(u.wheres[w]) }
 func (u *byteUnit[W, F]) serve(ctx context.Context, port io.ReadWriter) error {
 	return u.sim.Serve(ctx, port)
 }
