@@ -36,6 +36,8 @@ const (
 	noFraud         = "a pulse unit has no fraud detection: a note it takes is in the cassette and is credited"
 	noStackerJam    = "a pulse unit's only fault signal is a stuck credit line (scenario 04 acceptor jam)"
 	noRejects       = "a pulse unit reports no reject reasons: a note it refuses simply sends no pulses"
+	sspFraudOnce    = "SSP reports FRAUD ATTEMPT once and rejects the note; the unit is at rest again at once (scenario 09_fraud)"
+	noPowerUpReport = "a pulse unit reports nothing about a power cut: it has no power-up status"
 	noSwapCheck     = "the protocol has no unit-swap detection (SSP only: GET SERIAL after a gap)"
 )
 
@@ -94,10 +96,17 @@ func scenarios() []scenario {
 		sc = append(sc, scenario{name: "08_link_fault_" + k, skip: skip, run: func(r *rig) { linkFault(r, k) }})
 	}
 	sc = append(sc,
+		scenario{name: "08_link_down_during_note", skip: map[string]string{"pulse": "a pulse unit has no link to lose"}, run: linkDown},
 		scenario{name: "09_fraud", skip: map[string]string{"pulse": noFraud}, run: fraud},
+		scenario{name: "09_fraud_latched_unit_out_of_service", skip: map[string]string{"pulse": noFraud,
+			"ssp": sspFraudOnce, "essp": sspFraudOnce}, blocked: map[string]string{"id003": bugFraudNotAFault, "ccnet": bugFraudNotAFault}, run: fraudLatched},
 		scenario{name: "10_unit_swapped", skip: map[string]string{"id003": noSwapCheck, "ccnet": noSwapCheck, "pulse": noSwapCheck}, run: unitSwapped},
 		scenario{name: "11_technician_reset", skip: map[string]string{"pulse": "a pulse unit has nothing to reset (Reset only re-applies the inhibit line)"},
 			blocked: map[string]string{"essp": bugSSPSimResetPanics}, run: technicianReset},
+		scenario{name: "13_unit_failure_and_reset", skip: map[string]string{"pulse": "a pulse unit reports no failure"},
+			blocked: map[string]string{"ssp": bugSSPRefusedPollNotAFailure, "essp": bugSSPRefusedPollNotAFailure}, run: unitFailure},
+		scenario{name: "12_unit_power_cut_note_in_stacker", skip: map[string]string{"pulse": noPowerUpReport}, run: func(r *rig) { unitPowerCut(r, true) }},
+		scenario{name: "12_unit_power_cut_empty_path", skip: map[string]string{"pulse": noPowerUpReport}, run: func(r *rig) { unitPowerCut(r, false) }},
 	)
 	return sc
 }
@@ -598,4 +607,128 @@ func technicianReset(r *rig) {
 	r.feed(v[2])
 	r.finish()
 	r.check(outcome{credited: []int64{v[1], v[2]}, topups: []topup{{v[1], wire.OutcomeComplete, 0}, {v[2], wire.OutcomeComplete, 0}}})
+}
+
+// 08: the line goes dead for seconds while a note is in escrow: CommLost stops service and
+// closes the session, which waits for the note in transit; once the unit answers again the
+// note is credited exactly once, into the interrupted session.
+func linkDown(r *rig) {
+	v := r.values()
+	r.open(1_000_000)
+	r.feed(v[1])
+	down := false
+	r.rec.setHooks(interceptors{escrow: func(n acceptor.Note) {
+		if n.ValueMinor == v[2] && !down {
+			down = true
+			for range 12 {
+				if err := r.u.Fault("no_reply", 0); err != nil {
+					r.t.Error(err)
+				}
+			}
+		}
+	}})
+	r.insert(v[2])
+	r.eventually("the link loss report", func() bool { return r.rec.count(isEvent(acceptor.CommLost)) > 0 })
+	r.eventually("the link back", func() bool { return r.rec.count(isEvent(acceptor.CommRestored)) > 0 })
+	r.rec.setHooks(interceptors{})
+	r.eventually("the interrupted session's receipt", func() bool { return r.prn.count() == 1 })
+	r.waitState(session.Idle)
+	r.open(1_000_000)
+	r.feed(v[0])
+	r.finish()
+	r.expectTrace(0, creditOf(v[1]), escrowOf(v[2], stackNote), eventOf(acceptor.CommLost), eventOf(acceptor.CommRestored), creditOf(v[0]))
+	if n := r.rec.count(func(e entry) bool { return isCredit(e) && e.note.ValueMinor == v[2] }); n != 1 {
+		r.t.Errorf("the note in escrow during the link loss was reported credited %d times", n)
+	}
+	r.check(outcome{credited: []int64{v[1], v[2], v[0]},
+		topups: []topup{{v[1] + v[2], wire.OutcomeInterrupted, 0}, {v[0], wire.OutcomeComplete, 0}}})
+}
+
+// 12: the unit loses power while the host runs. With a note past the point of no return
+// the unit's power-up report settles the open stack intent (credited once, even with CCNET's
+// credit recovery); with nothing in the path it is only a restart. Either way the engine
+// brings the unit back to what the session wants and the session goes on.
+func unitPowerCut(r *rig, withNote bool) {
+	v := r.values()
+	r.open(1_000_000)
+	r.feed(v[1])
+	want := outcome{credited: []int64{v[1], v[0]}, topups: []topup{{v[1] + v[0], wire.OutcomeComplete, 0}}}
+	if withNote {
+		cut := false
+		r.rec.setHooks(interceptors{event: func(e acceptor.Event) {
+			if e.Kind == acceptor.Stacking && !cut {
+				cut = true
+				if err := r.u.PowerCycle("auto"); err != nil {
+					r.t.Error(err)
+				}
+			}
+		}})
+		r.insert(v[2])
+		r.eventually("the power-up report", func() bool { return r.rec.count(isEvent(acceptor.PowerUpNoteInStacker)) > 0 })
+		r.rec.setHooks(interceptors{})
+		want = outcome{credited: []int64{v[1], v[2], v[0]}, topups: []topup{{v[1] + v[2] + v[0], wire.OutcomeComplete, 0}}}
+	} else {
+		if err := r.u.PowerCycle("none"); err != nil {
+			r.t.Fatal(err)
+		}
+		r.eventually("the power-up report", func() bool { return r.rec.count(isEvent(acceptor.PowerUp)) > 1 })
+	}
+	if s := r.state(); s != session.Accepting.String() {
+		r.t.Errorf("engine %s after the unit's power cut, want the session still accepting", s)
+	}
+	r.feed(v[0])
+	r.finish()
+	r.check(want)
+}
+
+// bugFraudNotAFault: found by 09_fraud_latched_unit_out_of_service.
+const bugFraudNotAFault = "kiosk/session/handler.go:275 excludes acceptor.Fraud from the faults that stop service (handler.go:261 raises only a " +
+	"one-shot acceptor_fraud event), although acceptor.Kind.Fault counts Fraud as a fault that stops cash acceptance until it clears. An ID-003 " +
+	"or CCNET unit latches CHEATED until RESET and takes no note, yet the kiosk stays idle and opens sessions it cannot serve. Reproduce: " +
+	"driver + engine idle, emulator Cheat(): fraud event, engine state stays idle (want out_of_service until the unit reports Idle/Disabled, " +
+	"which clearFaultsLocked already handles)"
+
+// 09 (service): a unit that latches its cheat report (ID-003 CHEATED, CCNET CHEATED until
+// RESET) takes no note; the model counts Fraud among the faults that stop cash acceptance
+// until they clear (acceptor.Kind.Fault), so the kiosk must be out of service, not inviting
+// customers to a session the unit cannot serve, until the unit is back at rest.
+func fraudLatched(r *rig) {
+	v := r.values()
+	r.u.Cheat()
+	r.eventually("the fraud report", func() bool { return r.rec.count(isEvent(acceptor.Fraud)) > 0 })
+	if r.atRestSince(isEvent(acceptor.Fraud)) {
+		r.t.Fatalf("%s: the unit did not latch its cheat report", r.p.name)
+	}
+	r.waitState(session.OutOfService)
+	ctx := context.Background()
+	if err := r.cur().l.drv.Reset(ctx); err != nil {
+		r.t.Fatal(err)
+	}
+	r.waitState(session.Idle)
+	r.open(1_000_000)
+	r.feed(v[1])
+	r.finish()
+	r.check(outcome{credited: []int64{v[1]}, topups: []topup{{v[1], wire.OutcomeComplete, 0}}})
+}
+
+// bugSSPRefusedPollNotAFailure: found by 13_unit_failure_and_reset on SSP and eSSP.
+const bugSSPRefusedPollNotAFailure = "devices/acceptor/ssp/loop.go:257-260 reports a unit that refuses every POLL (generic response 0xF6 " +
+	"SOFTWARE ERROR, how an SSP validator shows a failure: it has no failure event) as one ProtocolError event only; the engine logs " +
+	"ProtocolError and keeps the kiosk in service with a unit that takes nothing. Reproduce: SSP driver + engine idle, sspsim Fail(0): " +
+	"one protocol_error code=0xf6, no Failure, engine stays idle (want a Failure event, so the kiosk goes out of service until RESET)"
+
+// 13: the unit reports a hardware failure: the kiosk goes out of service, and a
+// technician's reset, which clears it, brings the kiosk back.
+func unitFailure(r *rig) {
+	v := r.values()
+	r.u.Fail(0) // the emulator's default failure code
+	r.eventually("the failure report", func() bool { return r.rec.count(isEvent(acceptor.Failure)) > 0 })
+	r.waitState(session.OutOfService)
+	ctx := context.Background()
+	r.eventually("a technician reset", func() bool { return r.cur().l.drv.Reset(ctx) == nil })
+	r.waitState(session.Idle)
+	r.open(1_000_000)
+	r.feed(v[1])
+	r.finish()
+	r.check(outcome{credited: []int64{v[1]}, topups: []topup{{v[1], wire.OutcomeComplete, 0}}})
 }

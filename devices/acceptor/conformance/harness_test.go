@@ -535,12 +535,14 @@ func (r *rig) insert(v int64) {
 	}
 }
 
-// feed inserts a note and waits for its credit.
+// feed inserts a note and waits for its credit (a unit's late re-report of another note
+// does not count).
 func (r *rig) feed(v int64) {
 	r.t.Helper()
-	before := r.rec.count(isCredit)
+	of := func(e entry) bool { return isCredit(e) && e.note.ValueMinor == v }
+	before := r.rec.count(of)
 	r.insert(v)
-	r.eventually(fmt.Sprintf("the credit of %d", v), func() bool { return r.rec.count(isCredit) > before })
+	r.eventually(fmt.Sprintf("the credit of %d", v), func() bool { return r.rec.count(of) > before })
 }
 
 // finish presses Finish and waits for the result screen, then for idle.

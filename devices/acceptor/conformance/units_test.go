@@ -56,6 +56,7 @@ type unitControl interface {
 	SetCassetteFull(full bool)
 	Cheat()
 	PowerCycle(where string) error
+	Fail(code int)
 	Fault(kind string, d time.Duration) error
 	Stacked() []simrig.Stacked
 	// pendingFaults counts injected faults no reply has used yet.
@@ -114,6 +115,7 @@ type byteSim[W any, F any] interface {
 	ReplaceCassette() error
 	SetCassetteFull(full bool)
 	Cheat()
+	Fail(code byte)
 	PowerCycle(where W) error
 	InjectFault(f F)
 }
@@ -140,6 +142,7 @@ func (u *byteUnit[W, F]) PullCassette() error       { return u.sim.PullCassette(
 func (u *byteUnit[W, F]) ReplaceCassette() error    { return u.sim.ReplaceCassette() }
 func (u *byteUnit[W, F]) SetCassetteFull(full bool) { u.sim.SetCassetteFull(full) }
 func (u *byteUnit[W, F]) Cheat()                    { u.sim.Cheat() }
+func (u *byteUnit[W, F]) Fail(code int)             { u.sim.Fail(byte(code)) }
 func (u *byteUnit[W, F]) Stacked() []simrig.Stacked { return u.stacked() }
 func (u *byteUnit[W, F]) pendingFaults() int        { return u.pending() }
 func (u *byteUnit[W, F]) PowerCycle(w string) error { return u.sim.PowerCycle(u.wheres[w]) }
@@ -319,6 +322,7 @@ func (u *pulseUnit) Insert(code int) error { return u.s.InsertNote(code) }
 func (u *pulseUnit) RejectNext(int)        {}
 func (u *pulseUnit) SetCassetteFull(bool)  {}
 func (u *pulseUnit) Cheat()                {}
+func (u *pulseUnit) Fail(int)              {}
 func (u *pulseUnit) PullCassette() error   { return errUnsupported }
 func (u *pulseUnit) ReplaceCassette() error {
 	return errUnsupported
