@@ -77,6 +77,7 @@ func scenarios() []scenario {
 		{name: "06_restart_power_up_note_in_stacker", skip: map[string]string{"pulse": noEscrowPowerUp}, run: func(r *rig) { powerUpWithNote(r, "stacker") }},
 		{name: "06_restart_power_up_note_in_stacker_unit_identified", skip: map[string]string{"pulse": noEscrowPowerUp},
 			blocked: map[string]string{"ccnet": bugCCNETIdentifyOnce}, run: identifiedAfterRecovery},
+		{name: "06_restart_note_still_in_escrow", skip: map[string]string{"pulse": noEscrowPowerUp}, run: restartNoteInEscrow},
 		{name: "07_restart_before_credit_commit", run: func(r *rig) { restartAtCredit(r, atBeforeCommit) }},
 		{name: "07_restart_after_credit_commit", run: func(r *rig) { restartAtCredit(r, atAfterCommit) }},
 	}
@@ -103,6 +104,7 @@ func scenarios() []scenario {
 		scenario{name: "10_unit_swapped", skip: map[string]string{"id003": noSwapCheck, "ccnet": noSwapCheck, "pulse": noSwapCheck}, run: unitSwapped},
 		scenario{name: "11_technician_reset", skip: map[string]string{"pulse": "a pulse unit has nothing to reset (Reset only re-applies the inhibit line)"},
 			blocked: map[string]string{"essp": bugSSPSimResetPanics}, run: technicianReset},
+		scenario{name: "14_finish_with_note_in_transit", run: finishInTransit},
 		scenario{name: "13_unit_failure_and_reset", skip: map[string]string{"pulse": "a pulse unit reports no failure"},
 			blocked: map[string]string{"ssp": bugSSPRefusedPollNotAFailure, "essp": bugSSPRefusedPollNotAFailure}, run: unitFailure},
 		scenario{name: "12_unit_power_cut_note_in_stacker", skip: map[string]string{"pulse": noPowerUpReport}, run: func(r *rig) { unitPowerCut(r, true) }},
@@ -126,7 +128,7 @@ func TestConformance(t *testing.T) {
 					}
 					t.Parallel()
 					synctest.Test(t, func(t *testing.T) {
-						r := newRig(t, p)
+						r := newRig(t, p, unitOpts{})
 						r.start()
 						r.ready()
 						sc.run(r)
@@ -731,4 +733,49 @@ func unitFailure(r *rig) {
 	r.feed(v[1])
 	r.finish()
 	r.check(outcome{credited: []int64{v[1]}, topups: []topup{{v[1], wire.OutcomeComplete, 0}}})
+}
+
+// 06 (no power cut): the host dies right after journaling the stack intent while the unit,
+// still powered, holds the note in escrow; the new host finds the note there, stacks it for
+// the open intent (SSP: the unit cannot say which note it holds; the intent's note it is)
+// and credits it exactly once.
+func restartNoteInEscrow(r *rig) {
+	v := r.values()
+	first, second := v[2], v[3]
+	r.open(1_000_000)
+	r.feed(first)
+	r.crashDuring(atStackIntent, second)
+	r.start()
+	r.ready()
+	r.expectTrace(2, creditOf(0))
+	r.check(outcome{credited: []int64{first, second}, topups: []topup{{first + second, wire.OutcomeInterrupted, 0}}})
+}
+
+// 14: the customer presses Finish while a note is on its way to the cassette: the session
+// waits for it, and the top-up includes it.
+func finishInTransit(r *rig) {
+	v := r.values()
+	r.open(1_000_000)
+	r.feed(v[1])
+	pressed := false
+	at := acceptor.Stacking
+	if r.p.escrowless {
+		at = acceptor.Accepting // the first pulse: the note is already in the cassette
+	}
+	r.rec.setHooks(interceptors{event: func(e acceptor.Event) {
+		if e.Kind == at && !pressed {
+			pressed = true
+			if err := r.cur().e.Finish(); err != nil {
+				r.t.Errorf("finish: %v", err)
+			}
+		}
+	}})
+	r.insert(v[2])
+	r.eventually("the session to close", func() bool { return r.prn.count() == 1 })
+	r.rec.setHooks(interceptors{})
+	r.waitState(session.Idle)
+	if !pressed {
+		r.t.Fatalf("Finish was never pressed")
+	}
+	r.check(outcome{credited: []int64{v[1], v[2]}, topups: []topup{{v[1] + v[2], wire.OutcomeComplete, 0}}})
 }

@@ -221,7 +221,7 @@ func (p *printer) count() int {
 
 // rig is one scenario run on one protocol.
 type rig struct {
-	t      *testing.T
+	t      testing.TB
 	p      *protocol
 	u      *unit
 	path   string
@@ -231,6 +231,8 @@ type rig struct {
 	alarms *alarmLog
 	hosts  []*host
 	nonce  int
+	// sessionMax is the engines' session limit.
+	sessionMax int64
 }
 
 // alarmLog keeps every condition the hosts raised.
@@ -256,9 +258,9 @@ func (a *alarmLog) raised(kind string) bool {
 	return false
 }
 
-func newRig(t *testing.T, p *protocol) *rig {
-	r := &rig{t: t, p: p, u: p.newUnit(), path: filepath.Join(t.TempDir(), "journal.db"),
-		authz: &authz{}, rec: &recorder{}, prn: &printer{}, alarms: &alarmLog{}}
+func newRig(t testing.TB, p *protocol, o unitOpts) *rig {
+	r := &rig{t: t, p: p, u: p.newUnit(o), path: filepath.Join(t.TempDir(), "journal.db"),
+		authz: &authz{}, rec: &recorder{}, prn: &printer{}, alarms: &alarmLog{}, sessionMax: 1_000_000}
 	r.authz.remaining.Store(1_000_000)
 	if pu, ok := r.u.unitControl.(*pulseUnit); ok {
 		t.Cleanup(pu.ClearJam)
@@ -304,7 +306,7 @@ func (r *rig) start() *host {
 	h.health = health.New(fmt.Sprintf("boot%d", h.gen), nil)
 	h.e, err = session.New(session.Config{Journal: h.j, Acceptor: h.l.drv, Denominations: r.p.denoms,
 		Authorizer: r.authz, Printer: r.prn, Health: h.health, WalletKeys: walletKeys,
-		Limits: session.Limits{SessionMax: 1_000_000, OfflineSessionMax: 100_000, OfflineTotalMax: 1_000_000},
+		Limits: session.Limits{SessionMax: r.sessionMax, OfflineSessionMax: 100_000, OfflineTotalMax: 1_000_000},
 		Timing: session.Timing{AckWait: time.Millisecond, ResultDisplay: 2 * time.Second},
 		Hook:   h.hook, Escrowless: r.p.escrowless, Logger: logger(fmt.Sprintf("engine%d", h.gen))})
 	if err != nil {

@@ -99,8 +99,18 @@ type protocol struct {
 	faults []string
 	// replyTimeout is the driver's reply timeout, for faults timed around it.
 	replyTimeout time.Duration
-	newUnit      func() *unit
+	newUnit      func(o unitOpts) *unit
 }
+
+// unitOpts tunes a unit and its drivers.
+type unitOpts struct {
+	// fast polls as fast as the link allows and shortens pulses, for benchmarks that measure
+	// the host's own cost per note rather than the protocol's waits.
+	fast bool
+}
+
+// benchPoll is the poll interval of the fast configurations.
+const benchPoll = 100 * time.Microsecond
 
 var errUnsupported = errors.New("conformance: the unit has no such control")
 
@@ -177,7 +187,7 @@ func id003Protocol() *protocol {
 		name: "id003", denoms: denoms, rejectReason: id003.RejectReason, stackerJam: true,
 		faults:       []string{"bad_crc", "no_reply", "garbage", "split", "slow", "late"},
 		replyTimeout: id003.DefaultReplyTimeout,
-		newUnit: func() *unit {
+		newUnit: func(o unitOpts) *unit {
 			s := id003sim.New(id003sim.Config{Denominations: denoms, Logger: logger("id003sim")})
 			kinds := map[string]id003sim.FaultKind{"bad_crc": id003sim.FaultBadCRC, "no_reply": id003sim.FaultNoReply,
 				"garbage": id003sim.FaultGarbage, "split": id003sim.FaultSplit, "slow": id003sim.FaultSlow, "late": id003sim.FaultSlow}
@@ -196,7 +206,11 @@ func id003Protocol() *protocol {
 				},
 				pending: func() int { return s.State().PendingFaults }}
 			return &unit{unitControl: bu, raw: s, connect: pipeLink(bu, func(port io.ReadWriter) acceptor.Acceptor {
-				return id003.New(port, id003.Config{Denominations: denoms, Logger: logger("id003")})
+				cfg := id003.Config{Denominations: denoms, Logger: logger("id003")}
+				if o.fast {
+					cfg.PollInterval = benchPoll
+				}
+				return id003.New(port, cfg)
 			})}
 		},
 	}
@@ -208,7 +222,7 @@ func ccnetProtocol() *protocol {
 		name: "ccnet", denoms: denoms, rejectReason: ccnet.RejectReason, stackerJam: true,
 		faults:       []string{"bad_crc", "no_reply", "garbage", "split", "slow", "late"},
 		replyTimeout: ccnet.DefaultReplyTimeout,
-		newUnit: func() *unit {
+		newUnit: func(o unitOpts) *unit {
 			s := ccnetsim.New(ccnetsim.Config{Denominations: denoms, SerialNumber: "SIM0000001", PartNumber: "KIOSKD-SIM-CCNET", Logger: logger("ccnetsim")})
 			kinds := map[string]ccnetsim.FaultKind{"bad_crc": ccnetsim.FaultBadCRC, "no_reply": ccnetsim.FaultNoReply,
 				"garbage": ccnetsim.FaultGarbage, "split": ccnetsim.FaultSplit, "slow": ccnetsim.FaultSlow, "late": ccnetsim.FaultSlow}
@@ -227,7 +241,11 @@ func ccnetProtocol() *protocol {
 				},
 				pending: func() int { return s.State().PendingFaults }}
 			return &unit{unitControl: bu, raw: s, connect: pipeLink(bu, func(port io.ReadWriter) acceptor.Acceptor {
-				return ccnet.New(port, ccnet.Config{Denominations: denoms, Logger: logger("ccnet")})
+				cfg := ccnet.Config{Denominations: denoms, Logger: logger("ccnet")}
+				if o.fast {
+					cfg.PollInterval, cfg.CommandGap = benchPoll, -1
+				}
+				return ccnet.New(port, cfg)
 			})}
 		},
 	}
@@ -259,7 +277,7 @@ func sspProtocol(encrypt bool) *protocol {
 		p.name, p.reReports = "essp", ""
 		p.faults = append(p.faults, "bad_count")
 	}
-	p.newUnit = func() *unit {
+	p.newUnit = func(o unitOpts) *unit {
 		key := randomFixedKey()
 		s := sspsim.New(sspsim.Config{Denominations: denoms, FixedKey: key, Serial: 1_000_001, Logger: logger("sspsim")})
 		kinds := map[string]sspsim.FaultKind{"bad_crc": sspsim.FaultBadCRC, "no_reply": sspsim.FaultNoReply,
@@ -280,6 +298,9 @@ func sspProtocol(encrypt bool) *protocol {
 			},
 			pending: func() int { return s.State().PendingFaults }}
 		cfg := ssp.Config{Denominations: denoms, Logger: logger("ssp")}
+		if o.fast {
+			cfg.PollInterval = benchPoll
+		}
 		if encrypt {
 			cfg.Encrypt, cfg.FixedKey = true, key
 		}
@@ -297,12 +318,22 @@ func pulseProtocol() *protocol {
 		reReports: "a pulse train is never repeated; the pulses journaled before the crash become an uncertain item (devices/acceptor/pulse doc.go)",
 		// A pulse unit has no serial link; the only disturbance its line knows is noise.
 		faults: []string{"garbage"},
-		newUnit: func() *unit {
-			s := pulsesim.New(pulsesim.Config{Notes: denoms, ActiveLevel: gpio.Low, InhibitLevel: gpio.High, Logger: logger("pulsesim")})
+		newUnit: func(o unitOpts) *unit {
+			scfg := pulsesim.Config{Notes: denoms, ActiveLevel: gpio.Low, InhibitLevel: gpio.High, Logger: logger("pulsesim")}
+			dcfg := pulse.Config{ActiveLevel: gpio.Low, InhibitLevel: gpio.High, Notes: denoms, Logger: logger("pulse")}
+			if o.fast {
+				// Pulses a few milliseconds wide, decoded with limits scaled to match: real
+				// time, so wide enough for the scheduler's jitter.
+				scfg.Shape, scfg.Transit = pulsesim.Shape{Width: 5 * time.Millisecond, Gap: 5 * time.Millisecond}, -1
+				dcfg.Timing = pulse.Timing{Debounce: time.Millisecond, MinWidth: 2 * time.Millisecond, MaxWidth: 20 * time.Millisecond, MaxGap: 15 * time.Millisecond}
+				dcfg.EdgePoll = 10 * time.Millisecond
+			}
+			s := pulsesim.New(scfg)
 			pu := &pulseUnit{s: s}
 			return &unit{unitControl: pu, raw: s, connect: func() (link, error) {
-				d, err := pulse.New(pulse.Config{Credit: s.CreditPin(), ActiveLevel: gpio.Low, Inhibit: s.InhibitPin(),
-					InhibitLevel: gpio.High, Notes: denoms, Logger: logger("pulse")})
+				c := dcfg
+				c.Credit, c.Inhibit = s.CreditPin(), s.InhibitPin()
+				d, err := pulse.New(c)
 				return link{drv: d}, err
 			}}
 		},
