@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
+	"github.com/kioskd/kioskd/sync/wire"
 )
 
 // BenchmarkNote measures one full note per protocol: insert → escrow decision (stack intent
@@ -65,5 +66,5 @@ func benchNote(b *testing.B, p *protocol) {
 	for i := range want {
 		want[i] = v
 	}
-	r.check(outcome{credited: want, topups: []topup{{v * int64(notes), "complete", 0}}})
+	r.check(outcome{credited: want, topups: []topup{tp(wire.OutcomeComplete, 0, want...)}})
 }

@@ -79,6 +79,7 @@ func scenarios() []scenario {
 			blocked: map[string]string{"ccnet": bugCCNETIdentifyOnce}, run: identifiedAfterRecovery},
 		{name: "06_restart_note_still_in_escrow", skip: map[string]string{"pulse": noEscrowPowerUp}, run: restartNoteInEscrow},
 		{name: "07_restart_before_credit_commit", run: func(r *rig) { restartAtCredit(r, atBeforeCommit) }},
+		{name: "07_restart_before_credit_commit_with_power_cut", skip: map[string]string{"pulse": noPowerUpReport}, run: restartBeforeCommitPowerCut},
 		{name: "07_restart_after_credit_commit", run: func(r *rig) { restartAtCredit(r, atAfterCommit) }},
 	}
 	for _, k := range []string{"bad_crc", "no_reply", "garbage", "split", "slow", "late", "bad_count"} {
@@ -155,7 +156,7 @@ func accept(r *rig) {
 	if n := r.rec.count(isCredit); n != len(vals) {
 		r.t.Errorf("%d credits reported for %d notes", n, len(vals))
 	}
-	r.check(outcome{credited: vals, topups: []topup{{sum(vals...), wire.OutcomeComplete, 0}}})
+	r.check(outcome{credited: vals, topups: []topup{tp(wire.OutcomeComplete, 0, vals...)}})
 }
 
 // 02: a note that would take the session over its limit is not taken. An escrow unit is
@@ -189,7 +190,7 @@ func returnOverLimit(r *rig) {
 	}}
 	r.expectTrace(0, rejectedInhibited, escrowOf(small, stackNote), creditOf(small), escrowOf(small, returnNote), eventOf(acceptor.Returned))
 	r.expectNone("escrow of the disabled denomination", func(e entry) bool { return e.call == "escrow" && e.note.ValueMinor == big })
-	r.check(outcome{credited: []int64{small}, refused: 1, topups: []topup{{small, wire.OutcomeComplete, 0}}})
+	r.check(outcome{credited: []int64{small}, refused: 1, topups: []topup{tp(wire.OutcomeComplete, 0, small)}})
 }
 
 // 03: every raw reject code the driver maps to a reason reaches the engine as Rejected with
@@ -204,6 +205,7 @@ func rejectReasons(r *rig) {
 	if len(codes) == 0 {
 		r.t.Fatal("the driver maps no reject code")
 	}
+	r.t.Logf("%s: %d reject codes map to a reason: % x", r.p.name, len(codes), codes)
 	r.open(1_000_000)
 	v := r.values()[0]
 	for _, c := range codes {
@@ -262,8 +264,8 @@ func acceptorJam(r *rig) {
 		r.insert(v[0])
 	}
 	r.eventually("the jam report", func() bool { return r.rec.count(isEvent(acceptor.AcceptorJam)) > 0 })
-	r.eventually("the session to stop", func() bool { return r.state() != session.Accepting.String() })
 	r.rec.setHooks(interceptors{})
+	r.waitState(session.OutOfService) // the session closed on the way (no money: cancelled)
 	r.u.ClearJam()
 	r.waitState(session.Idle)
 	r.open(1_000_000)
@@ -271,7 +273,7 @@ func acceptorJam(r *rig) {
 	r.finish()
 	r.expectTrace(0, eventOf(acceptor.AcceptorJam), eventAny(acceptor.Idle, acceptor.Disabled), creditOf(v[2]))
 	r.expectNone("escrow of the jammed note", func(e entry) bool { return e.call == "escrow" && e.note.ValueMinor == v[0] })
-	r.check(outcome{credited: []int64{v[2]}, topups: []topup{{v[2], wire.OutcomeComplete, 0}}})
+	r.check(outcome{credited: []int64{v[2]}, topups: []topup{tp(wire.OutcomeComplete, 0, v[2])}})
 }
 
 // 04: a jam in the stacker with the note past the point of no return (stack commanded):
@@ -295,6 +297,7 @@ func stackerJam(r *rig) {
 	r.eventually("the session to stop", func() bool { return r.state() != session.Accepting.String() })
 	r.rec.setHooks(interceptors{})
 	r.eventually("the session to close", func() bool { return r.prn.count() == 1 })
+	r.waitState(session.OutOfService)
 	r.u.ClearJam()
 	r.waitState(session.Idle)
 	r.open(1_000_000)
@@ -302,7 +305,7 @@ func stackerJam(r *rig) {
 	r.finish()
 	r.expectTrace(0, creditOf(v[1]), escrowOf(v[2], stackNote), eventOf(want), creditOf(v[0]))
 	r.check(outcome{credited: []int64{v[1], v[0]}, uncertain: []int64{v[2]}, resolved: []string{"uncertain"},
-		topups: []topup{{v[1], wire.OutcomeInterrupted, 1}, {v[0], wire.OutcomeComplete, 0}}})
+		topups: []topup{tp(wire.OutcomeInterrupted, 1, v[1]), tp(wire.OutcomeComplete, 0, v[0])}})
 }
 
 // 05: the cassette taken out and put back: out of service meanwhile, then the next note
@@ -331,7 +334,7 @@ func cassetteRemoved(r *rig) {
 	if st := r.u.Stacked(); len(st) != 2 || st[0].Cassette != 1 || st[1].Cassette != 2 {
 		r.t.Errorf("emulator cassettes %+v, want one note in the first and one in the second", st)
 	}
-	r.check(outcome{credited: []int64{v[2], v[1]}, topups: []topup{{v[2], wire.OutcomeComplete, 0}, {v[1], wire.OutcomeComplete, 0}}})
+	r.check(outcome{credited: []int64{v[2], v[1]}, topups: []topup{tp(wire.OutcomeComplete, 0, v[2]), tp(wire.OutcomeComplete, 0, v[1])}})
 }
 
 // 05: the cassette full: out of service until staff empty it (take it out, put it back).
@@ -355,7 +358,7 @@ func cassetteFull(r *rig) {
 	r.feed(v[1])
 	r.finish()
 	r.expectTrace(0, creditOf(v[2]), eventOf(acceptor.CassetteFull), eventOf(acceptor.CassetteRemoved), creditOf(v[1]))
-	r.check(outcome{credited: []int64{v[2], v[1]}, topups: []topup{{v[2], wire.OutcomeComplete, 0}, {v[1], wire.OutcomeComplete, 0}}})
+	r.check(outcome{credited: []int64{v[2], v[1]}, topups: []topup{tp(wire.OutcomeComplete, 0, v[2]), tp(wire.OutcomeComplete, 0, v[1])}})
 }
 
 // bugCCNETIdentifyOnce: found by 06_restart_power_up_note_in_stacker_unit_identified.
@@ -403,11 +406,11 @@ func powerUpWithNote(r *rig, where string) {
 	r.ready()
 	if where == "acceptor" {
 		r.expectTrace(2, eventOf(acceptor.PowerUpNoteInAcceptor))
-		r.check(outcome{credited: []int64{first}, resolved: []string{"returned"}, topups: []topup{{first, wire.OutcomeInterrupted, 0}}})
+		r.check(outcome{credited: []int64{first}, resolved: []string{"returned"}, topups: []topup{tp(wire.OutcomeInterrupted, 0, first)}})
 		return
 	}
 	r.expectTrace(2, eventOf(acceptor.PowerUpNoteInStacker))
-	r.check(outcome{credited: []int64{first, second}, topups: []topup{{first + second, wire.OutcomeInterrupted, 0}}})
+	r.check(outcome{credited: []int64{first, second}, topups: []topup{tp(wire.OutcomeInterrupted, 0, first, second)}})
 }
 
 // 07: the host dies at the credit point, before or after the credit's commit, and before
@@ -427,13 +430,13 @@ func restartAtCredit(r *rig, point string) {
 		if r.p.reReports == "" {
 			r.expectTrace(2, creditOf(0))
 		}
-		r.check(outcome{credited: []int64{first, second}, topups: []topup{{first + second, wire.OutcomeInterrupted, 0}}})
+		r.check(outcome{credited: []int64{first, second}, topups: []topup{tp(wire.OutcomeInterrupted, 0, first, second)}})
 	case r.p.reReports == "":
 		r.expectTrace(2, creditOf(0))
-		r.check(outcome{credited: []int64{first, second}, topups: []topup{{first + second, wire.OutcomeInterrupted, 0}}})
+		r.check(outcome{credited: []int64{first, second}, topups: []topup{tp(wire.OutcomeInterrupted, 0, first, second)}})
 	default:
 		r.t.Logf("%s: %s", r.p.name, r.p.reReports)
-		want := outcome{credited: []int64{first}, uncertain: []int64{second}, resolved: []string{"uncertain"}, topups: []topup{{first, wire.OutcomeInterrupted, 1}}}
+		want := outcome{credited: []int64{first}, uncertain: []int64{second}, resolved: []string{"uncertain"}, topups: []topup{tp(wire.OutcomeInterrupted, 1, first)}}
 		if r.p.escrowless {
 			// No stack intent: the journaled pulses of the cut train become the uncertain
 			// item, of unknown value (a train's value is never guessed).
@@ -500,7 +503,7 @@ func linkFault(r *rig, kind string) {
 		r.t.Errorf("%d credits reported for 3 notes; trace:\n%s", n, r.traceText())
 	}
 	r.expectTrace(0, creditOf(v[2]), creditOf(v[1]), creditOf(v[0]))
-	r.check(outcome{credited: []int64{v[2], v[1], v[0]}, topups: []topup{{v[0] + v[1] + v[2], wire.OutcomeComplete, 0}}})
+	r.check(outcome{credited: []int64{v[2], v[1], v[0]}, topups: []topup{tp(wire.OutcomeComplete, 0, v[0], v[1], v[2])}})
 }
 
 // 09: a cheat attempt with a note in the path: a Fraud event and an alarm, no credit. A
@@ -534,7 +537,7 @@ func fraud(r *rig) {
 	r.feed(v[1])
 	r.finish()
 	r.expectNone("credit of the cheat note", func(e entry) bool { return e.call == "credited" && e.note.ValueMinor == v[2] })
-	r.check(outcome{credited: []int64{v[1]}, topups: []topup{{v[1], wire.OutcomeComplete, 0}}})
+	r.check(outcome{credited: []int64{v[1]}, topups: []topup{tp(wire.OutcomeComplete, 0, v[1])}})
 }
 
 // 10: another unit on the line after a communication gap: Failure with CodeUnitSwapped, out
@@ -565,7 +568,7 @@ func unitSwapped(r *rig) {
 	r.open(1_000_000)
 	r.feed(v[1])
 	r.finish()
-	r.check(outcome{credited: []int64{v[1]}, topups: []topup{{v[1], wire.OutcomeComplete, 0}}})
+	r.check(outcome{credited: []int64{v[1]}, topups: []topup{tp(wire.OutcomeComplete, 0, v[1])}})
 }
 
 // atRestSince reports whether the unit reported Idle or Disabled after the last entry
@@ -608,7 +611,7 @@ func technicianReset(r *rig) {
 	r.open(1_000_000)
 	r.feed(v[2])
 	r.finish()
-	r.check(outcome{credited: []int64{v[1], v[2]}, topups: []topup{{v[1], wire.OutcomeComplete, 0}, {v[2], wire.OutcomeComplete, 0}}})
+	r.check(outcome{credited: []int64{v[1], v[2]}, topups: []topup{tp(wire.OutcomeComplete, 0, v[1]), tp(wire.OutcomeComplete, 0, v[2])}})
 }
 
 // 08: the line goes dead for seconds while a note is in escrow: CommLost stops service and
@@ -643,7 +646,7 @@ func linkDown(r *rig) {
 		r.t.Errorf("the note in escrow during the link loss was reported credited %d times", n)
 	}
 	r.check(outcome{credited: []int64{v[1], v[2], v[0]},
-		topups: []topup{{v[1] + v[2], wire.OutcomeInterrupted, 0}, {v[0], wire.OutcomeComplete, 0}}})
+		topups: []topup{tp(wire.OutcomeInterrupted, 0, v[1], v[2]), tp(wire.OutcomeComplete, 0, v[0])}})
 }
 
 // 12: the unit loses power while the host runs. With a note past the point of no return
@@ -654,7 +657,7 @@ func unitPowerCut(r *rig, withNote bool) {
 	v := r.values()
 	r.open(1_000_000)
 	r.feed(v[1])
-	want := outcome{credited: []int64{v[1], v[0]}, topups: []topup{{v[1] + v[0], wire.OutcomeComplete, 0}}}
+	want := outcome{credited: []int64{v[1], v[0]}, topups: []topup{tp(wire.OutcomeComplete, 0, v[1], v[0])}}
 	if withNote {
 		cut := false
 		r.rec.setHooks(interceptors{event: func(e acceptor.Event) {
@@ -668,7 +671,7 @@ func unitPowerCut(r *rig, withNote bool) {
 		r.insert(v[2])
 		r.eventually("the power-up report", func() bool { return r.rec.count(isEvent(acceptor.PowerUpNoteInStacker)) > 0 })
 		r.rec.setHooks(interceptors{})
-		want = outcome{credited: []int64{v[1], v[2], v[0]}, topups: []topup{{v[1] + v[2] + v[0], wire.OutcomeComplete, 0}}}
+		want = outcome{credited: []int64{v[1], v[2], v[0]}, topups: []topup{tp(wire.OutcomeComplete, 0, v[1], v[2], v[0])}}
 	} else {
 		if err := r.u.PowerCycle("none"); err != nil {
 			r.t.Fatal(err)
@@ -710,7 +713,7 @@ func fraudLatched(r *rig) {
 	r.open(1_000_000)
 	r.feed(v[1])
 	r.finish()
-	r.check(outcome{credited: []int64{v[1]}, topups: []topup{{v[1], wire.OutcomeComplete, 0}}})
+	r.check(outcome{credited: []int64{v[1]}, topups: []topup{tp(wire.OutcomeComplete, 0, v[1])}})
 }
 
 // bugSSPRefusedPollNotAFailure: found by 13_unit_failure_and_reset on SSP and eSSP.
@@ -732,7 +735,7 @@ func unitFailure(r *rig) {
 	r.open(1_000_000)
 	r.feed(v[1])
 	r.finish()
-	r.check(outcome{credited: []int64{v[1]}, topups: []topup{{v[1], wire.OutcomeComplete, 0}}})
+	r.check(outcome{credited: []int64{v[1]}, topups: []topup{tp(wire.OutcomeComplete, 0, v[1])}})
 }
 
 // 06 (no power cut): the host dies right after journaling the stack intent while the unit,
@@ -748,7 +751,7 @@ func restartNoteInEscrow(r *rig) {
 	r.start()
 	r.ready()
 	r.expectTrace(2, creditOf(0))
-	r.check(outcome{credited: []int64{first, second}, topups: []topup{{first + second, wire.OutcomeInterrupted, 0}}})
+	r.check(outcome{credited: []int64{first, second}, topups: []topup{tp(wire.OutcomeInterrupted, 0, first, second)}})
 }
 
 // 14: the customer presses Finish while a note is on its way to the cassette: the session
@@ -777,5 +780,34 @@ func finishInTransit(r *rig) {
 	if !pressed {
 		r.t.Fatalf("Finish was never pressed")
 	}
-	r.check(outcome{credited: []int64{v[1], v[2]}, topups: []topup{{v[1] + v[2], wire.OutcomeComplete, 0}}})
+	r.check(outcome{credited: []int64{v[1], v[2]}, topups: []topup{tp(wire.OutcomeComplete, 0, v[1], v[2])}})
+}
+
+// 07 (power cut): the host dies at the credit point before the commit and the unit loses
+// power too (one power cut for the whole kiosk). The note is in the cassette; the new host
+// credits it once from the unit's power-up report, or, where the unit says nothing about a
+// note whose credit it had already reported, records it as an uncertain item. Never lost,
+// never twice.
+func restartBeforeCommitPowerCut(r *rig) {
+	v := r.values()
+	first, second := v[2], v[3]
+	r.open(1_000_000)
+	r.feed(first)
+	r.crashDuring(atBeforeCommit, second)
+	if err := r.u.PowerCycle("auto"); err != nil {
+		r.t.Fatal(err)
+	}
+	r.start()
+	r.ready()
+	if r.p.powerCutForgetsCredit == "" {
+		r.check(outcome{credited: []int64{first, second}, topups: []topup{tp(wire.OutcomeInterrupted, 0, first, second)}})
+		return
+	}
+	r.t.Logf("%s: %s", r.p.name, r.p.powerCutForgetsCredit)
+	r.expectNone("a report of the note after the power cut", func(e entry) bool {
+		return e.gen == 2 && (isCredit(e) || (e.call == "event" && e.kind == acceptor.PowerUpNoteInStacker))
+	})
+	want := outcome{credited: []int64{first}, uncertain: []int64{second}, resolved: []string{"uncertain"},
+		topups: []topup{tp(wire.OutcomeInterrupted, 1, first)}}
+	r.check(want)
 }

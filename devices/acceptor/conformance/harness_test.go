@@ -560,11 +560,24 @@ func (r *rig) finish() {
 	r.waitState(session.Idle)
 }
 
-// topup is an expected top-up.
+// topup is a top-up: the notes credited into it (its amount is their sum), its outcome and
+// its number of uncertain items.
 type topup struct {
-	amount    int64
+	notes     []int64
 	outcome   string
 	uncertain int
+}
+
+func tp(outcome string, uncertain int, notes ...int64) topup {
+	return topup{notes: notes, outcome: outcome, uncertain: uncertain}
+}
+
+func (t topup) String() string {
+	return fmt.Sprintf("{%d %v %s uncertain:%d}", sum(t.notes...), t.notes, t.outcome, t.uncertain)
+}
+
+func (t topup) equal(o topup) bool {
+	return t.outcome == o.outcome && t.uncertain == o.uncertain && mapsEqual(multiset(t.notes), multiset(o.notes))
 }
 
 // outcome is the expected end state of the money.
@@ -615,12 +628,8 @@ func (r *rig) check(want outcome) {
 	if w := multiset(want.credited); !mapsEqual(gotCredited, w) {
 		t.Errorf("credited notes (journal cassette counters) %v, want %v", gotCredited, w)
 	}
-	var sum int64
-	for _, v := range want.credited {
-		sum += v
-	}
-	if c.Count != int64(len(want.credited)) || c.ValueMinor != sum {
-		t.Errorf("cassette counters %d notes / %d, want %d / %d", c.Count, c.ValueMinor, len(want.credited), sum)
+	if total := sum(want.credited...); c.Count != int64(len(want.credited)) || c.ValueMinor != total {
+		t.Errorf("cassette counters %d notes / %d, want %d / %d", c.Count, c.ValueMinor, len(want.credited), total)
 	}
 	unc, err := j.UncertainItems()
 	if err != nil {
@@ -641,15 +650,24 @@ func (r *rig) check(want outcome) {
 		t.Fatal(err)
 	}
 	var got []topup
-	for _, tp := range ob {
-		w, err := tp.Wire()
+	for _, ot := range ob {
+		w, err := ot.Wire()
 		if err != nil {
 			t.Fatal(err)
 		}
-		got = append(got, topup{amount: w.AmountMinor, outcome: w.Outcome, uncertain: len(w.Uncertain)})
+		g := topup{outcome: w.Outcome, uncertain: len(w.Uncertain)}
+		for _, n := range w.Notes {
+			for range n.Count {
+				g.notes = append(g.notes, n.ValueMinor)
+			}
+		}
+		if w.AmountMinor != sum(g.notes...) || ot.AmountMinor != w.AmountMinor {
+			t.Errorf("top-up %s: amount %d (journal %d) is not the sum of its notes %v", w.TopupID, w.AmountMinor, ot.AmountMinor, g.notes)
+		}
+		got = append(got, g)
 	}
-	if !slices.Equal(got, want.topups) {
-		t.Errorf("top-ups %+v, want %+v", got, want.topups)
+	if !slices.EqualFunc(got, want.topups, topup.equal) {
+		t.Errorf("top-ups %v, want %v", got, want.topups)
 	}
 	if n := r.prn.count(); n != len(want.topups) {
 		t.Errorf("%d receipts printed, want one per top-up (%d)", n, len(want.topups))

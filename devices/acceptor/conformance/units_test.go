@@ -95,6 +95,9 @@ type protocol struct {
 	// reReports: the unit repeats a credit the host did not acknowledge, across a host
 	// restart; else the reason it does not.
 	reReports string
+	// powerCutForgetsCredit: a unit that lost power after reporting a credit the host had
+	// not acknowledged says nothing about that note at power-up; else empty.
+	powerCutForgetsCredit string
 	// faults are the link faults the emulator can inject.
 	faults []string
 	// replyTimeout is the driver's reply timeout, for faults timed around it.
@@ -269,7 +272,9 @@ func sspProtocol(encrypt bool) *protocol {
 	denoms := simrig.DemoDenominations("ssp", currency)
 	p := &protocol{
 		name: "ssp", denoms: denoms, rejectReason: ssp.RejectReason,
-		reReports:    "plain POLL reports NOTE CREDIT once; the unit does not repeat it to a restarted host (devices/acceptor/ssp doc.go, Money)",
+		reReports: "plain POLL reports NOTE CREDIT once; the unit does not repeat it to a restarted host (devices/acceptor/ssp doc.go, Money)",
+		powerCutForgetsCredit: "a power cut clears the unit's unacknowledged NOTE CREDIT, and a credited note is in the cashbox, so the unit reports " +
+			"only SLAVE RESET (hw-sim/sspsim PowerCycle); the journal keeps an uncertain item, settled by the cashbox count (GET COUNTERS would witness it)",
 		faults:       []string{"bad_crc", "no_reply", "garbage", "split", "slow", "late"},
 		replyTimeout: ssp.DefaultReplyTimeout,
 	}
