@@ -1,7 +1,9 @@
 // Package conformance holds the one conformance suite every bill acceptor driver passes
-// against its own emulator (GitHub issue 4, item 6). It has no non-test code: the suite is
-// conformance_test.go, its harness harness_test.go, and bench_test.go measures a full note
-// through each driver.
+// against its own emulator (GitHub issue 4, item 6). The suite is conformance_test.go and
+// its harness harness_test.go. The only non-test code is what a benchmark table outside the
+// package needs: the driver configurations and their emulators behind one control surface
+// (units.go), and Note (bench.go), which measures a full note through each driver, emulator,
+// session engine and journal; BenchmarkNote runs it per protocol.
 //
 // Each driver configuration (ID-003, CCNET, SSP plain, eSSP with a random fixed key, and the
 // escrowless pulse acceptor) runs the same table of scenarios with the real pieces wired as

@@ -5,12 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
 	"time"
 
@@ -31,19 +29,13 @@ import (
 // The driver configurations under test and their emulators, behind one neutral control
 // surface. simrig builds the same adapters, but only inside a Rig with ptys and an HTTP
 // server; the suite needs them on a net.Pipe inside a synctest bubble, so it builds its own
-// from the emulators' public APIs.
+// from the emulators' public APIs. This file is not a test file only so that Note (bench.go)
+// can be called from kioskctl's bench table.
 
 const currency = "CNY"
 
-var verbose = flag.Bool("conformance.log", false, "log what the drivers, emulators and engines do (debug level) to stderr")
-
-// logger is a component's logger: discarded unless -conformance.log.
-func logger(component string) *slog.Logger {
-	if !*verbose {
-		return slog.New(slog.DiscardHandler)
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("c", component)
-}
+// logger returns a component's logger; the tests replace it (-conformance.log).
+var logger = func(component string) *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // unitControl is the part of simrig.AcceptorSim the suite drives.
 type unitControl interface {
