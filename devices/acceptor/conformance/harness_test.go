@@ -587,6 +587,9 @@ type outcome struct {
 	topups    []topup
 	refused   int      // notes the host returned from escrow
 	resolved  []string // how open stack intents were settled without a credit, in order
+	// reReported counts credit reports the journal recognised as repeats of a journaled
+	// credit (acknowledged, not counted).
+	reReported int
 }
 
 // check stops the current host, reopens the journal (Open verifies it) and compares the
@@ -691,6 +694,9 @@ func (r *rig) check(want outcome) {
 	}
 	if !slices.Equal(resolved, want.resolved) {
 		t.Errorf("stack intents resolved without a credit: %v, want %v", resolved, want.resolved)
+	}
+	if counts[journal.EvCreditReReported] != want.reReported {
+		t.Errorf("%d credit re-reports recognised, want %d", counts[journal.EvCreditReReported], want.reReported)
 	}
 	if counts[journal.EvNoteRefused] != want.refused {
 		t.Errorf("%d notes refused from escrow, want %d", counts[journal.EvNoteRefused], want.refused)

@@ -87,6 +87,10 @@ type protocol struct {
 	// reReports: the unit repeats a credit the host did not acknowledge, across a host
 	// restart; else the reason it does not.
 	reReports string
+	// creditRecovery: after a power-up with a note in the stacker and RESET the unit reports
+	// that note's credit as well (CCNET's "credit recovery"), which the host must recognise
+	// as the note it already credited from the power-up report.
+	creditRecovery bool
 	// powerCutForgetsCredit: a unit that lost power after reporting a credit the host had
 	// not acknowledged says nothing about that note at power-up; else empty.
 	powerCutForgetsCredit string
@@ -214,7 +218,7 @@ func id003Protocol() *protocol {
 func ccnetProtocol() *protocol {
 	denoms := simrig.DemoDenominations("ccnet", currency)
 	return &protocol{
-		name: "ccnet", denoms: denoms, rejectReason: ccnet.RejectReason, stackerJam: true,
+		name: "ccnet", denoms: denoms, rejectReason: ccnet.RejectReason, stackerJam: true, creditRecovery: true,
 		faults:       []string{"bad_crc", "no_reply", "garbage", "split", "slow", "late"},
 		replyTimeout: ccnet.DefaultReplyTimeout,
 		newUnit: func(o unitOpts) *unit {
