@@ -88,11 +88,12 @@ func Note(b *testing.B, name, dir string) {
 	go func() { drvDone <- l.drv.Run(ctx, h) }()
 	go func() { engDone <- e.Run(ectx) }()
 	defer func() {
+		// The engine first, so its inhibit reaches the unit through the running driver.
 		ecancel()
-		<-engDone
+		waitStop(b, protocol+" engine", engDone)
 		cancel()
-		<-drvDone
-		<-serveDone
+		waitStop(b, protocol+" driver", drvDone)
+		waitStop(b, protocol+" emulator", serveDone)
 	}()
 
 	wait := func(what string, cond func(session.View) bool) {
@@ -166,6 +167,18 @@ func Note(b *testing.B, name, dir string) {
 	}
 }
 
+// waitStop waits, bounded, for a goroutine's result.
+func waitStop(b *testing.B, what string, ch chan error) {
+	select {
+	case err := <-ch:
+		if err != nil {
+			b.Errorf("%s: %v", what, err)
+		}
+	case <-time.After(30 * time.Second):
+		b.Errorf("%s did not stop", what)
+	}
+}
+
 // openLimit authorizes every account for as much as the session limit allows.
 type openLimit struct{}
 
@@ -209,7 +222,10 @@ func (h *benchHandler) Event(ctx context.Context, e acceptor.Event) {
 		close(h.ready)
 	}
 	if atRest && h.credited.Swap(false) {
-		h.done <- struct{}{}
+		select {
+		case h.done <- struct{}{}:
+		default: // nobody waits: the benchmark loop is over
+		}
 	}
 }
 
