@@ -327,7 +327,7 @@ func pulseProtocol() *protocol {
 				// time, so wide enough for the scheduler's jitter.
 				scfg.Shape, scfg.Transit = pulsesim.Shape{Width: 5 * time.Millisecond, Gap: 5 * time.Millisecond}, -1
 				dcfg.Timing = pulse.Timing{Debounce: time.Millisecond, MinWidth: 2 * time.Millisecond, MaxWidth: 20 * time.Millisecond, MaxGap: 15 * time.Millisecond}
-				dcfg.EdgePoll = 10 * time.Millisecond
+				dcfg.EdgePoll, dcfg.InhibitGrace = 10*time.Millisecond, 100*time.Millisecond
 			}
 			s := pulsesim.New(scfg)
 			pu := &pulseUnit{s: s}
