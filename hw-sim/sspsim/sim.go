@@ -377,6 +377,9 @@ func (s *Sim) Handle(f ssp.Frame) []byte {
 	}
 	var reply []byte
 	data, sealed, ok := s.openLocked(f.Data)
+	// The reply goes out under the keys the command came in with: an encrypted RESET
+	// forgets the keys, but its OK is still sealed with them.
+	ciph, count := s.cipher, s.count
 	switch {
 	case !ok:
 		return nil // a packet that does not decrypt, or carries the wrong counter, is dropped
@@ -387,13 +390,17 @@ func (s *Sim) Handle(f ssp.Frame) []byte {
 	}
 	payload := reply
 	if sealed {
-		count := s.count
+		if s.cipher != nil {
+			count = s.count
+		}
 		if len(s.faults) > 0 && s.faults[0].Kind == FaultBadCount {
 			s.faults = s.faults[1:]
 			count += 7
 		}
 		var err error
-		if payload, err = s.cipher.Seal(nil, count, reply, s.cfg.Rand); err != nil {
+		if ciph == nil {
+			err = errors.New("no keys")
+		} else if payload, err = ciph.Seal(nil, count, reply, s.cfg.Rand); err != nil {
 			payload = []byte{ssp.RespSoftwareError}
 		}
 	}

@@ -288,7 +288,10 @@ func (h *handler) Event(ctx context.Context, ev acceptor.Event) {
 		delete(e.faults, acceptor.CassetteRemoved.String())
 		e.cfg.Health.Clear("acceptor_" + acceptor.CassetteRemoved.String())
 	}
-	if ev.Kind.Fault() && ev.Kind != acceptor.Fraud {
+	// Every fault stops service until the unit reports a normal state again; for a unit that
+	// latches a cheat attempt until RESET (ID-003, CCNET) that means until a technician resets
+	// it, for one that reports it once (SSP) it clears at the next poll.
+	if ev.Kind.Fault() {
 		e.recordDeviceLocked(ev)
 		key := ev.Kind.String()
 		if !e.faults[key] {

@@ -40,15 +40,16 @@ type loop struct {
 
 	fatal error // the port failed; Run ends
 
-	phase      phase
-	state      unitState
-	lastStatus byte
-	lastArg    int  // -1: no data byte
-	seen       bool // a state was seen at least once
-	lost       bool
-	identified bool
-	lastIO     time.Time // end of the last frame on the bus, for CommandGap
-	busyUntil  time.Time // BUSY asked for silence until then
+	phase         phase
+	state         unitState
+	lastStatus    byte
+	lastArg       int  // -1: no data byte
+	seen          bool // a state was seen at least once
+	lost          bool
+	identified    bool
+	identifyTries int
+	lastIO        time.Time // end of the last frame on the bus, for CommandGap
+	busyUntil     time.Time // BUSY asked for silence until then
 
 	note     acceptor.Note // the note in the path, from its escrow report
 	haveNote bool
@@ -206,7 +207,11 @@ func (l *loop) setEnabled(ctx context.Context, mask [3]byte) error {
 // identify reads GET STATUS, IDENTIFICATION and the bill table. None of them is needed to
 // take money, so a unit that refuses them is only logged.
 func (l *loop) identify(ctx context.Context) {
-	l.identified = true
+	// Asked again later if the unit refused (it answers ILLEGAL COMMAND outside the states
+	// where identification is allowed, e.g. while reporting a credit recovered after a
+	// power cut), but not forever.
+	l.identifyTries++
+	l.identified = l.identifyTries >= 5
 	if f, err := l.exchange(ctx, CmdGetStatus, nil); err != nil {
 		l.log.Info("get status failed", "err", err)
 	} else if st, err := ParseStatus(f.Payload()); err == nil {
@@ -223,6 +228,7 @@ func (l *loop) identify(ctx context.Context) {
 		l.d.info.Model, l.d.info.Serial = id.PartNumber, id.SerialNumber
 		l.d.mu.Unlock()
 		identified = &acceptor.Event{Kind: acceptor.Identified, Detail: id.String()}
+		l.identified = true
 	}
 	if f, err := l.exchange(ctx, CmdGetBillTable, nil); err != nil {
 		l.log.Info("bill table request failed", "err", err)

@@ -70,8 +70,7 @@ func scenarios() []scenario {
 		{name: "05_cassette_full", skip: map[string]string{"pulse": noCassette}, run: cassetteFull},
 		{name: "06_restart_power_up_note_in_acceptor", skip: map[string]string{"pulse": noEscrowPowerUp}, run: func(r *rig) { powerUpWithNote(r, "acceptor") }},
 		{name: "06_restart_power_up_note_in_stacker", skip: map[string]string{"pulse": noEscrowPowerUp}, run: func(r *rig) { powerUpWithNote(r, "stacker") }},
-		{name: "06_restart_power_up_note_in_stacker_unit_identified", skip: map[string]string{"pulse": noEscrowPowerUp},
-			blocked: map[string]string{"ccnet": bugCCNETIdentifyOnce}, run: identifiedAfterRecovery},
+		{name: "06_restart_power_up_note_in_stacker_unit_identified", skip: map[string]string{"pulse": noEscrowPowerUp}, run: identifiedAfterRecovery},
 		{name: "06_restart_note_still_in_escrow", skip: map[string]string{"pulse": noEscrowPowerUp}, run: restartNoteInEscrow},
 		{name: "07_restart_before_credit_commit", run: func(r *rig) { restartAtCredit(r, atBeforeCommit) }},
 		{name: "07_restart_before_credit_commit_with_power_cut", skip: map[string]string{"pulse": noPowerUpReport}, run: restartBeforeCommitPowerCut},
@@ -96,15 +95,14 @@ func scenarios() []scenario {
 		scenario{name: "08_link_down_during_note", skip: map[string]string{"pulse": "a pulse unit has no link to lose"}, run: linkDown},
 		scenario{name: "09_fraud", skip: map[string]string{"pulse": noFraud}, run: fraud},
 		scenario{name: "09_fraud_latched_unit_out_of_service", skip: map[string]string{"pulse": noFraud,
-			"ssp": sspFraudOnce, "essp": sspFraudOnce}, blocked: map[string]string{"id003": bugFraudNotAFault, "ccnet": bugFraudNotAFault}, run: fraudLatched},
+			"ssp": sspFraudOnce, "essp": sspFraudOnce}, run: fraudLatched},
 		scenario{name: "10_unit_swapped", skip: map[string]string{"id003": noSwapCheck, "ccnet": noSwapCheck, "pulse": noSwapCheck}, run: unitSwapped},
 		// Beyond the list: what a technician and a customer do, and power cuts of the
 		// unit alone.
-		scenario{name: "11_technician_reset", blocked: map[string]string{"essp": bugSSPSimResetPanics}, run: technicianReset},
+		scenario{name: "11_technician_reset", run: technicianReset},
 		scenario{name: "12_unit_power_cut_note_in_stacker", skip: map[string]string{"pulse": noPowerUpReport}, run: func(r *rig) { unitPowerCut(r, true) }},
 		scenario{name: "12_unit_power_cut_empty_path", skip: map[string]string{"pulse": noPowerUpReport}, run: func(r *rig) { unitPowerCut(r, false) }},
-		scenario{name: "13_unit_failure_and_reset", skip: map[string]string{"pulse": "a pulse unit reports no failure"},
-			blocked: map[string]string{"ssp": bugSSPRefusedPollNotAFailure, "essp": bugSSPRefusedPollNotAFailure}, run: unitFailure},
+		scenario{name: "13_unit_failure_and_reset", skip: map[string]string{"pulse": "a pulse unit reports no failure"}, run: unitFailure},
 		scenario{name: "14_finish_with_note_in_transit", run: finishInTransit},
 	)
 	return sc
@@ -357,12 +355,6 @@ func cassetteFull(r *rig) {
 	r.check(outcome{credited: []int64{v[2], v[1]}, topups: []topup{tp(wire.OutcomeComplete, 0, v[2]), tp(wire.OutcomeComplete, 0, v[1])}})
 }
 
-// bugCCNETIdentifyOnce: found by 06_restart_power_up_note_in_stacker_unit_identified.
-const bugCCNETIdentifyOnce = "devices/acceptor/ccnet/loop.go:209 identify sets l.identified = true before its exchanges: after POWER UP WITH " +
-	"BILL IN STACKER and RESET the driver sends IDENTIFICATION / GET BILL TABLE after the INITIALIZE poll, when the unit has already moved to " +
-	"credit recovery (STACKED) and answers ILLEGAL COMMAND; the driver never retries, so the Run never reports Identified and Info has no model, " +
-	"serial or unit table. Reproduce: ccnetsim, credit one note, crash after the stack intent of a second, PowerCycle(InStacker), new driver: " +
-	"protocol_error 0x30 twice, no identified event"
 
 // 06 (identity): after the recovery of a note in the stacker the new driver still reads
 // the unit's identity (Identified, Info with the model or serial).
@@ -597,10 +589,6 @@ func (r *rig) atRestSince(f func(entry) bool) bool {
 	return false
 }
 
-// bugSSPSimResetPanics: found by 11_technician_reset on eSSP.
-const bugSSPSimResetPanics = "hw-sim/sspsim/sim.go:462 RESET runs powerLocked (sim.go:833 sets s.cipher = nil), then Handle seals the " +
-	"reply with the nil cipher at sim.go:396: nil pointer panic in ssp.(*Cipher).Seal, the emulator goroutine dies. " +
-	"Reproduce: eSSP driver (Encrypt, FixedKey) against sspsim over net.Pipe, wait for Identified, call driver.Reset(ctx)"
 
 // 11: a technician resets the unit (acceptor.Acceptor.Reset, the way to clear a fault): the
 // unit restarts and comes back inhibited (a pulse unit is only inhibited), the engine stays
@@ -695,12 +683,6 @@ func unitPowerCut(r *rig, withNote bool) {
 	r.check(want)
 }
 
-// bugFraudNotAFault: found by 09_fraud_latched_unit_out_of_service.
-const bugFraudNotAFault = "kiosk/session/handler.go:275 excludes acceptor.Fraud from the faults that stop service (handler.go:261 raises only a " +
-	"one-shot acceptor_fraud event), although acceptor.Kind.Fault counts Fraud as a fault that stops cash acceptance until it clears. An ID-003 " +
-	"or CCNET unit latches CHEATED until RESET and takes no note, yet the kiosk stays idle and opens sessions it cannot serve. Reproduce: " +
-	"driver + engine idle, emulator Cheat(): fraud event, engine state stays idle (want out_of_service until the unit reports Idle/Disabled, " +
-	"which clearFaultsLocked already handles)"
 
 // 09 (service): a unit that latches its cheat report (ID-003 CHEATED, CCNET CHEATED until
 // RESET) takes no note; the model counts Fraud among the faults that stop cash acceptance
@@ -725,11 +707,6 @@ func fraudLatched(r *rig) {
 	r.check(outcome{credited: []int64{v[1]}, topups: []topup{tp(wire.OutcomeComplete, 0, v[1])}})
 }
 
-// bugSSPRefusedPollNotAFailure: found by 13_unit_failure_and_reset on SSP and eSSP.
-const bugSSPRefusedPollNotAFailure = "devices/acceptor/ssp/loop.go:257-260 reports a unit that refuses every POLL (generic response 0xF6 " +
-	"SOFTWARE ERROR, how an SSP validator shows a failure: it has no failure event) as one ProtocolError event only; the engine logs " +
-	"ProtocolError and keeps the kiosk in service with a unit that takes nothing. Reproduce: SSP driver + engine idle, sspsim Fail(0): " +
-	"one protocol_error code=0xf6, no Failure, engine stays idle (want a Failure event, so the kiosk goes out of service until RESET)"
 
 // 13: the unit reports a hardware failure: the kiosk goes out of service, and a
 // technician's reset, which clears it, brings the kiosk back.

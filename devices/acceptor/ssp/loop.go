@@ -114,7 +114,11 @@ type loop struct {
 	lastTx     time.Time
 	sealedPoll bool // the poll reply being handled came encrypted under the current key
 	refused    byte // last generic error a poll got, reported once
-	warnedKey  bool
+	// pollFailures counts polls in a row the unit refused as failed (SOFTWARE ERROR, FAIL):
+	// an SSP validator has no failure event, it just stops working.
+	pollFailures int
+	failedUnit   bool
+	warnedKey    bool
 
 	// start-up
 	phase      phase
@@ -252,6 +256,13 @@ func (l *loop) failed(ctx context.Context, what string, err error) {
 		}
 	case errors.Is(err, ErrKeyNotSet):
 		l.log.Info("unit lost its eSSP key (reset?); negotiating again", "during", what)
+	case errors.As(err, &re) && what == "poll" && (re.Code == RespSoftwareError || re.Code == RespFail):
+		l.pollFailures++
+		if l.pollFailures >= failedPolls && !l.failedUnit {
+			l.failedUnit = true
+			l.emit(ctx, acceptor.Event{Kind: acceptor.Failure, Code: int(re.Code),
+				Detail: fmt.Sprintf("unit refuses every poll (%s): out of order", err)})
+		}
 	case errors.As(err, &re):
 		// A unit that keeps refusing the poll or the link set-up (no eSSP, say) is reported
 		// once per distinct answer; other refusals are handled where they happen.
@@ -267,6 +278,9 @@ func (l *loop) failed(ctx context.Context, what string, err error) {
 		l.log.Warn(what+" failed", "err", err)
 	}
 }
+
+// failedPolls is how many refused polls in a row make a unit failed.
+const failedPolls = 3
 
 func (l *loop) commFailed(ctx context.Context, err error) {
 	if l.lost {
@@ -631,6 +645,12 @@ func (l *loop) poll(ctx context.Context) (reply, error) {
 		}
 		l.pollFixed = true
 		l.refused = 0
+		l.pollFailures = 0
+		if l.failedUnit {
+			// Working again: report its state afresh, which clears the failure upstream.
+			l.failedUnit = false
+			l.reported = stateUnknown
+		}
 	}
 	return r, err
 }
