@@ -355,7 +355,6 @@ func cassetteFull(r *rig) {
 	r.check(outcome{credited: []int64{v[2], v[1]}, topups: []topup{tp(wire.OutcomeComplete, 0, v[2]), tp(wire.OutcomeComplete, 0, v[1])}})
 }
 
-
 // 06 (identity): after the recovery of a note in the stacker the new driver still reads
 // the unit's identity (Identified, Info with the model or serial).
 func identifiedAfterRecovery(r *rig) {
@@ -589,7 +588,6 @@ func (r *rig) atRestSince(f func(entry) bool) bool {
 	return false
 }
 
-
 // 11: a technician resets the unit (acceptor.Acceptor.Reset, the way to clear a fault): the
 // unit restarts and comes back inhibited (a pulse unit is only inhibited), the engine stays
 // in service and the next session's notes are credited.
@@ -683,7 +681,6 @@ func unitPowerCut(r *rig, withNote bool) {
 	r.check(want)
 }
 
-
 // 09 (service): a unit that latches its cheat report (ID-003 CHEATED, CCNET CHEATED until
 // RESET) takes no note; the model counts Fraud among the faults that stop cash acceptance
 // until they clear (acceptor.Kind.Fault), so the kiosk must be out of service, not inviting
@@ -706,7 +703,6 @@ func fraudLatched(r *rig) {
 	r.finish()
 	r.check(outcome{credited: []int64{v[1]}, topups: []topup{tp(wire.OutcomeComplete, 0, v[1])}})
 }
-
 
 // 13: the unit reports a hardware failure: the kiosk goes out of service, and a
 // technician's reset, which clears it, brings the kiosk back.
