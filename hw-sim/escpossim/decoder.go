@@ -76,8 +76,10 @@ const (
 // works the same on a whole buffer and on a serial stream cut anywhere.
 type decoder struct {
 	now      func() time.Time
-	printing func() bool  // false while the printer is stopped: output is discarded
-	status   func(n byte) // DLE EOT n was received
+	printing func() bool    // false while the printer is stopped: output is discarded
+	status   func(n byte)   // DLE EOT n was received
+	counter  func(n uint16) // GS g 2 for maintenance counter n was received
+	cuts     uint64         // autocutter operations (the printer's own maintenance counter)
 	maxDocs  int
 
 	// parser
@@ -503,8 +505,15 @@ func (d *decoder) gs(a []byte) {
 		})
 	case 'g':
 		d.want(1, func(a []byte) {
-			if a[0] == '0' || a[0] == '2' {
+			switch a[0] {
+			case '0':
 				d.want(3, nop)
+			case '2': // GS g 2 m nL nH: transmit maintenance counter
+				d.want(3, func(a []byte) {
+					if d.counter != nil {
+						d.counter(uint16(le16(a[1], a[2])))
+					}
+				})
 			}
 		})
 	case 'z':
@@ -674,6 +683,8 @@ func (d *decoder) cut() {
 	printing := d.printing()
 	if !printing {
 		d.discarded() // nothing is cut on a stopped printer; the document ends all the same
+	} else {
+		d.cuts++
 	}
 	d.closeDoc(printing)
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -68,6 +69,17 @@ func (s *Sim) newDecoder() *decoder {
 		if b, ok := s.statusByteLocked(n); ok {
 			s.replies = append(s.replies, b)
 		}
+	}
+	// GS g 2: counters 50 (resettable) and 178 (cumulative) count autocutter operations; the
+	// reply is 0x5F, the value in ASCII decimal, NUL. Other counters answer 0.
+	d.counter = func(n uint16) {
+		var v uint64
+		if n == 50 || n == 178 {
+			v = d.cuts
+		}
+		s.replies = append(s.replies, 0x5F)
+		s.replies = strconv.AppendUint(s.replies, v, 10)
+		s.replies = append(s.replies, 0)
 	}
 	return d
 }

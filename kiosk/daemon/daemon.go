@@ -467,6 +467,9 @@ func (a *printerAdapter) PrintReceipt(ctx context.Context, r session.Receipt) er
 	return err
 }
 
+// CutCount reads the printer's autocutter counter (session.CutCounter).
+func (a *printerAdapter) CutCount(ctx context.Context) (uint64, error) { return a.p.CutCount(ctx) }
+
 func toReceipt(cfg config.Config, r session.Receipt) receipts.Receipt {
 	rc := receipts.Receipt{KioskID: cfg.Kiosk.ID, Location: cfg.Kiosk.Location, Time: r.LocalTime, TZ: cfg.Location(),
 		Account: r.Topup.AccountMask, Currency: r.Topup.Currency, Total: r.Topup.AmountMinor, TopupID: r.Topup.TopupID,

@@ -163,6 +163,11 @@ type Topup struct {
 	ClosedAt    time.Time       `json:"closed_at"`
 	PrintState  string          `json:"print_state,omitempty"`
 	Prints      int             `json:"prints,omitempty"`
+	// PrintCuts is the printer's autocutter counter read just before the last print started
+	// (PrintCutsKnown when the printer has one): after a crash mid-print it tells whether
+	// the receipt came out.
+	PrintCuts      uint64 `json:"print_cuts,omitempty"`
+	PrintCutsKnown bool   `json:"print_cuts_known,omitempty"`
 }
 
 // Wire decodes the published payload.
@@ -932,6 +937,28 @@ func (j *Journal) MarkPrint(seq uint64, state, detail string) (Topup, error) {
 			}
 		}
 		t.PrintState = state
+		return w.put(bTopups, u64(seq), t)
+	})
+	return t, err
+}
+
+// MarkPrintStart records that printing the receipt of top-up seq begins, with the printer's
+// cut counter when known (see Topup.PrintCuts).
+func (j *Journal) MarkPrintStart(seq uint64, cuts uint64, known bool) (Topup, error) {
+	var t Topup
+	err := j.update(func(w *writer) error {
+		found, err := getJSON(w.tx, bTopups, u64(seq), &t)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("%w: top-up seq %d", ErrUnknownTopup, seq)
+		}
+		if _, err := w.append(EvPrintStarted, map[string]any{"topup_seq": seq, "receipt_no": t.ReceiptNo, "cuts": cuts, "cuts_known": known}); err != nil {
+			return err
+		}
+		t.Prints++
+		t.PrintState, t.PrintCuts, t.PrintCutsKnown = PrintStarted, cuts, known
 		return w.put(bTopups, u64(seq), t)
 	})
 	return t, err

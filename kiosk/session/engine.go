@@ -69,6 +69,12 @@ type Printer interface {
 	PrintReceipt(ctx context.Context, r Receipt) error
 }
 
+// CutCounter is implemented by printers that can report their autocutter counter (ESC/POS
+// GS g 2): it makes a receipt interrupted by a crash provably printed or not.
+type CutCounter interface {
+	CutCount(ctx context.Context) (uint64, error)
+}
+
 // Receipt is what a printer adapter needs to render one receipt.
 type Receipt struct {
 	Topup     journal.Topup

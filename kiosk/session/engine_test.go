@@ -654,3 +654,64 @@ func TestShutdownGraceEnds(t *testing.T) {
 		r.done <- nil // for the deferred stop
 	})
 }
+
+// cutPrinter is a printer with an autocutter counter.
+type cutPrinter struct {
+	fakePrinter
+	cuts uint64
+}
+
+func (p *cutPrinter) CutCount(ctx context.Context) (uint64, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cuts, nil
+}
+
+func (p *cutPrinter) PrintReceipt(ctx context.Context, r Receipt) error {
+	err := p.fakePrinter.PrintReceipt(ctx, r)
+	p.mu.Lock()
+	p.cuts++
+	p.mu.Unlock()
+	return err
+}
+
+// TestInterruptedPrintResolvedByCutCounter: after a crash in the middle of printing, the
+// printer's cut counter decides: unchanged → the receipt never came out, print the original;
+// moved → it came out, print nothing more.
+func TestInterruptedPrintResolvedByCutCounter(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		cutsMoved  bool
+		wantPrints int
+		wantCopy   bool
+	}{{"nothing came out", false, 1, false}, {"receipt came out", true, 0, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				path := filepath.Join(t.TempDir(), "j.db")
+				j, _ := journal.Open(path, journal.Options{KioskID: "K1", Currency: "CNY"})
+				s, _ := j.OpenSession(journal.OpenSessionParams{Account: "wes", LimitMinor: 50000})
+				in, _ := j.StackIntent(s.ID, journal.Note{Code: 0x63, ValueMinor: 10000})
+				j.CreditNote(in.ID, journal.Note{}, "")
+				res, _ := j.CloseSession(journal.CloseParams{SessionID: s.ID, Outcome: wire.OutcomeComplete})
+				j.MarkPrintStart(res.Topup.Seq, 41, true) // crash while printing
+				j.Close()
+				r := newRig(t, path, nil)
+				cp := &cutPrinter{cuts: 41}
+				if tc.cutsMoved {
+					cp.cuts = 42
+				}
+				r.e.cfg.Printer = cp
+				r.start()
+				defer r.stop()
+				r.waitState(Idle)
+				rs := cp.Receipts()
+				if len(rs) != tc.wantPrints || (len(rs) == 1 && rs[0].Copy != tc.wantCopy) {
+					t.Fatalf("receipts %+v", rs)
+				}
+				if u, _ := r.j.Unprinted(); len(u) != 0 {
+					t.Fatalf("still unprinted: %+v", u)
+				}
+			})
+		})
+	}
+}

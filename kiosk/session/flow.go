@@ -363,7 +363,8 @@ func (e *Engine) printTopup(ctx context.Context, t journal.Topup, copy bool) boo
 		status = ReceiptUnderReview
 	}
 	e.cfg.Hook("before-print")
-	started, err := e.j.MarkPrint(t.Seq, journal.PrintStarted, "")
+	cuts, known := e.cutCount(ctx)
+	started, err := e.j.MarkPrintStart(t.Seq, cuts, known)
 	if err != nil {
 		e.mu.Lock()
 		e.journalFailedLocked("mark print", err)
@@ -527,10 +528,47 @@ func (e *Engine) reprintUnprinted(ctx context.Context) {
 			return
 		}
 		e.log.Info("printing receipt left unprinted", "topup", t.TopupID, "print_state", t.PrintState, "prints", t.Prints)
+		if t.PrintState != journal.PrintNone && t.PrintCutsKnown {
+			// The printer's cut counter says whether the interrupted receipt came out.
+			if now, ok := e.cutCount(ctx); ok {
+				switch {
+				case now == t.PrintCuts:
+					// Nothing was cut since it started: no receipt exists, the next print is
+					// the original.
+					if _, err := e.j.MarkPrint(t.Seq, journal.PrintUnsent, "cut counter unchanged since the interrupted print"); err == nil {
+						t.Prints--
+					}
+				case now > t.PrintCuts:
+					// It was cut: the original is out; printing it again would make two.
+					e.log.Info("interrupted receipt came out (cut counter moved); not printed again", "topup", t.TopupID)
+					if _, err := e.j.MarkPrint(t.Seq, journal.PrintDone, "cut counter moved since the print started"); err != nil {
+						e.mu.Lock()
+						e.journalFailedLocked("mark print", err)
+						e.mu.Unlock()
+					}
+					continue
+				}
+			}
+		}
 		// Prints counts the attempts that may have put paper out; any of them makes this
 		// one a COPY.
 		e.printTopup(ctx, t, t.Prints > 0)
 	}
+}
+
+// cutCount reads the printer's cut counter, when it has one.
+func (e *Engine) cutCount(ctx context.Context) (uint64, bool) {
+	cc, ok := e.cfg.Printer.(CutCounter)
+	if !ok {
+		return 0, false
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	n, err := cc.CutCount(cctx)
+	if err != nil {
+		return 0, false
+	}
+	return n, true
 }
 
 // formatMinor renders an amount for messages (the receipt renderer has its own table).

@@ -378,3 +378,34 @@ func TestDialectSeam(t *testing.T) {
 		t.Errorf("asked %x, status %v", asked, st)
 	}
 }
+
+// TestCutCount reads the autocutter counter before and after receipts: it moves by one per
+// cut receipt, and not at all when the printer was stopped (paper out).
+func TestCutCount(t *testing.T) {
+	r := newRig(t, escpos.Config{})
+	ctx := context.Background()
+	n0, err := r.p.CutCount(ctx)
+	if err != nil || n0 != 0 {
+		t.Fatalf("fresh counter %d %v", n0, err)
+	}
+	doc := append([]byte("\x1b@hello\n"), 0x1D, 'V', 66, 0)
+	for range 3 {
+		if err := r.p.Print(ctx, doc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := r.p.CutCount(ctx); err != nil || n != 3 {
+		t.Fatalf("after three receipts %d %v", n, err)
+	}
+	// A stopped printer cuts nothing: the count stays.
+	r.sim.SetPaperOut(true)
+	r.host.Write(doc) // straight to the port: the driver would refuse to print
+	r.sim.SetPaperOut(false)
+	if n, err := r.p.CutCount(ctx); err != nil || n != 3 {
+		t.Fatalf("after a discarded receipt %d %v", n, err)
+	}
+	// Status still works after a counter query (no stale bytes).
+	if _, err := r.p.Status(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

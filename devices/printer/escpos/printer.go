@@ -384,3 +384,51 @@ func afterFunc(ctx context.Context, f func()) (release func()) {
 		}
 	}
 }
+
+// ErrNoCounter is returned by CutCount when the printer does not answer the maintenance
+// counter request (not every ESC/POS printer implements GS g 2).
+var ErrNoCounter = errors.New("escpos: printer has no cut counter")
+
+// CutCount reads the printer's cumulative autocutter counter (GS g 2, counter 178): how many
+// receipts it has cut in its life. The kiosk reads it before printing a receipt and again
+// after a crash in the middle of printing: if it has not moved, no receipt came out and the
+// reprint is still the original; if it has, the receipt is out and no second original may be
+// printed. The reply is 0x5F, the value in ASCII decimal, NUL.
+func (p *Printer) CutCount(ctx context.Context) (uint64, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.dirty {
+		p.drainLocked(ctx)
+	}
+	if _, err := p.writeLocked(ctx, []byte{0x1D, 'g', '2', 0, 178, 0}); err != nil {
+		return 0, err
+	}
+	b, err := p.readByteLocked(ctx, p.cfg.ReplyTimeout)
+	if err != nil {
+		p.dirty = true
+		return 0, fmt.Errorf("%w: %v", ErrNoCounter, err)
+	}
+	if b != 0x5F {
+		p.dirty = true
+		return 0, fmt.Errorf("%w: header %#02x", ErrNoCounter, b)
+	}
+	var v uint64
+	for range 11 {
+		b, err := p.readByteLocked(ctx, p.cfg.ReplyTimeout)
+		if err != nil {
+			p.dirty = true
+			return 0, fmt.Errorf("%w: %v", ErrNoCounter, err)
+		}
+		switch {
+		case b == 0:
+			return v, nil
+		case b >= '0' && b <= '9':
+			v = v*10 + uint64(b-'0')
+		default:
+			p.dirty = true
+			return 0, fmt.Errorf("%w: byte %#02x", ErrNoCounter, b)
+		}
+	}
+	p.dirty = true
+	return 0, fmt.Errorf("%w: reply too long", ErrNoCounter)
+}
