@@ -424,6 +424,9 @@ func openPrinter(cfg config.Config, log *slog.Logger) (*printerAdapter, io.Close
 	if err != nil {
 		return nil, nil, err
 	}
+	// Replies the printer sent to a previous process (a status it asked for just before it
+	// died) must not be read as answers to ours.
+	port.ResetInputBuffer()
 	prof, err := printerProfile(cfg.Printer.Profile)
 	if err != nil {
 		port.Close()

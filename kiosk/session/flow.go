@@ -562,13 +562,16 @@ func (e *Engine) cutCount(ctx context.Context) (uint64, bool) {
 	if !ok {
 		return 0, false
 	}
-	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	n, err := cc.CutCount(cctx)
-	if err != nil {
-		return 0, false
+	// Twice: a first query can meet stale bytes on the line; the driver drains them.
+	for range 2 {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		n, err := cc.CutCount(cctx)
+		cancel()
+		if err == nil {
+			return n, true
+		}
 	}
-	return n, true
+	return 0, false
 }
 
 // formatMinor renders an amount for messages (the receipt renderer has its own table).
