@@ -428,13 +428,15 @@ func (e *Engine) recover(ctx context.Context) error {
 	if len(intents) > 0 || e.sess != nil {
 		e.log.Warn("recovering", "open_intents", len(intents))
 	}
-	// With a note in transit, wait for the unit to come to rest: its start-up reports (a
+	// Wait for the unit to come to rest before serving anyone: its start-up reports (a
 	// repeated credit, a note still in escrow, a power-up with the note in the acceptor or
-	// stacker) resolve the intent through the handler. A unit at rest and inhibited has said
-	// all it will say. The wait is bounded by the recovery timeout.
+	// stacker) resolve open intents through the handler, and a note it holds in escrow with
+	// no intent (inserted just before the crash) must go back to its owner, not into the
+	// next customer's session. A unit at rest and inhibited has said all it will say. The
+	// wait is bounded by the recovery timeout.
 	deadline := e.now().Add(e.cfg.Timing.RecoveryTimeout)
 	e.mu.Lock()
-	for len(intents) > 0 {
+	for {
 		open, err := e.j.OpenIntents()
 		if err != nil {
 			e.mu.Unlock()
