@@ -437,12 +437,7 @@ func (e *Engine) recover(ctx context.Context) error {
 	deadline := e.now().Add(e.cfg.Timing.RecoveryTimeout)
 	e.mu.Lock()
 	for {
-		open, err := e.j.OpenIntents()
-		if err != nil {
-			e.mu.Unlock()
-			return fmt.Errorf("session: recovery: %w", err)
-		}
-		if len(open) == 0 || (e.unitSettled && e.doneGen >= e.wantGen) {
+		if e.unitSettled && e.doneGen >= e.wantGen {
 			break
 		}
 		left := deadline.Sub(e.now())
