@@ -298,4 +298,3 @@ func TestLongOffline(t *testing.T) {
 		t.Errorf("kiosk link accepted %d connections, want a reconnect", ks.Accepted)
 	}
 }
-
