@@ -317,7 +317,8 @@ func (p *Proxy) CutAll() int {
 const rebindWait = 3 * time.Second
 
 // Refuse closes the listening socket (on), so that new connections are refused, or binds
-// the same address again (off). Existing connections are not touched.
+// the same address again (off). Connections the proxy has accepted are not touched; those
+// still in the kernel's accept queue are reset with the socket.
 func (p *Proxy) Refuse(on bool) error {
 	p.refuseMu.Lock()
 	defer p.refuseMu.Unlock()
@@ -389,7 +390,7 @@ func (p *Proxy) Stats() Stats {
 		Active: active, Cut: p.cut.Load(), DialFailures: p.dialFails.Load()}
 }
 
-func (p *Proxy) faults(i int) faults {
+func (p *Proxy) faultsOf(i int) faults {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.f[i]
@@ -572,7 +573,7 @@ func (c *conn) read(i int, src net.Conn, rng *rand.Rand, q chan<- item) {
 			// Three draws per chunk whatever the faults, so that a chunk's decisions depend
 			// only on its position in the stream.
 			uDrop, uDup, uJitter := rng.Float64(), rng.Float64(), rng.Float64()
-			f := p.faults(i)
+			f := p.faultsOf(i)
 			ctr.bytesIn.Add(uint64(n))
 			ctr.chunksIn.Add(1)
 			switch {
@@ -594,7 +595,7 @@ func (c *conn) read(i int, src net.Conn, rng *rand.Rand, q chan<- item) {
 			}
 		}
 		if err != nil {
-			push(item{end: true, err: err, release: release(p.faults(i), 0)})
+			push(item{end: true, err: err, release: release(p.faultsOf(i), 0)})
 			return
 		}
 	}
@@ -652,7 +653,7 @@ func (c *conn) sleepUntil(t time.Time) bool {
 func (c *conn) paced(i int, dst net.Conn, b []byte) error {
 	p := c.p
 	for len(b) > 0 {
-		bps := p.faults(i).bps
+		bps := p.faultsOf(i).bps
 		n := len(b)
 		if bps > 0 {
 			n = min(n, int(max(1, bps/50)))

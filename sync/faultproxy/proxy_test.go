@@ -335,6 +335,9 @@ func TestCutAllResetsBothPeers(t *testing.T) {
 func TestRefuse(t *testing.T) {
 	p := start(t, echoServer(t), 1)
 	old := dial(t, p.Addr())
+	// Until the proxy has accepted it, the connection sits in the kernel's backlog, which
+	// closing the listener resets.
+	waitFor(t, "the connection", func() bool { return p.Stats().Active == 1 })
 	must(t, p.Refuse(true))
 	if c, err := net.DialTimeout("tcp", p.Addr(), wait); err == nil {
 		c.Close()

@@ -54,7 +54,7 @@ var (
 // every 250 ms: an idle client is dropped every second or two.
 const (
 	keepAlive      = 2 * time.Second
-	connectTimeout = time.Second // also paho's ping timeout
+	connectTimeout = 2 * time.Second // also paho's ping timeout
 	reconnectMax   = 500 * time.Millisecond
 	retryMin       = 200 * time.Millisecond
 	retryMax       = 2 * time.Second
@@ -156,6 +156,8 @@ type rigOpts struct {
 	offline bool
 	// syncLedger makes the ledger store fsync (benchmarks); tests skip it.
 	syncLedger bool
+	// seed overrides the proxies' seed (see seed()).
+	seed uint64
 	// chunk is the proxies' largest read (default faultproxy's 16 KiB). Paho writes each
 	// MQTT packet with one write, so with big chunks a dropped or duplicated chunk is
 	// usually whole packets, lost or repeated with the framing intact; chunks smaller than
@@ -192,7 +194,8 @@ type rig struct {
 	ledStats  ledger.Stats
 	ledgerGen int
 
-	feeders []func() int // stopped first at close
+	feeders   []func() int // stopped first at close
+	closeOnce sync.Once
 
 	mu     sync.Mutex
 	acked  map[string]int // OnAck calls per topup_id
@@ -224,11 +227,15 @@ func newRig(tb testing.TB, o rigOpts) *rig {
 	default:
 		tb.Fatalf("unknown broker %q", o.broker)
 	}
+	sd := o.seed
+	if sd == 0 {
+		sd = seed()
+	}
 	var err error
-	if r.kp, err = faultproxy.Start(ctx, faultproxy.Config{Upstream: r.br.addr(), Seed: seed(), ChunkSize: o.chunk, Logger: r.log.With("side", "kiosk-link")}); err != nil {
+	if r.kp, err = faultproxy.Start(ctx, faultproxy.Config{Upstream: r.br.addr(), Seed: sd, ChunkSize: o.chunk, Logger: r.log.With("side", "kiosk-link")}); err != nil {
 		tb.Fatal(err)
 	}
-	if r.lp, err = faultproxy.Start(ctx, faultproxy.Config{Upstream: r.br.addr(), Seed: seed() + 1, ChunkSize: o.chunk, Logger: r.log.With("side", "ledger-link")}); err != nil {
+	if r.lp, err = faultproxy.Start(ctx, faultproxy.Config{Upstream: r.br.addr(), Seed: sd + 1, ChunkSize: o.chunk, Logger: r.log.With("side", "ledger-link")}); err != nil {
 		tb.Fatal(err)
 	}
 
@@ -394,7 +401,9 @@ func (r *rig) ledgerStats() ledger.Stats {
 	return s
 }
 
-func (r *rig) close() {
+func (r *rig) close() { r.closeOnce.Do(r.shutdown) }
+
+func (r *rig) shutdown() {
 	for _, stop := range r.feeders {
 		stop()
 	}
@@ -435,6 +444,15 @@ func (r *rig) close() {
 // addTopups closes n one-note sessions in the journal and kicks the uplink.
 func (r *rig) addTopups(n int) {
 	r.tb.Helper()
+	r.journalTopups(n)
+	if r.up != nil {
+		r.up.Kick()
+	}
+}
+
+// journalTopups closes n one-note sessions in the journal, without telling the uplink.
+func (r *rig) journalTopups(n int) {
+	r.tb.Helper()
 	r.topupsMu.Lock()
 	defer r.topupsMu.Unlock()
 	for range n {
@@ -457,9 +475,6 @@ func (r *rig) addTopups(n int) {
 		r.mu.Lock()
 		r.closed++
 		r.mu.Unlock()
-	}
-	if r.up != nil {
-		r.up.Kick()
 	}
 }
 
