@@ -551,10 +551,22 @@ func waitUntil(tb testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
+// waitUntil is waitUntil with the rig's state in the failure message.
+func (r *rig) waitUntil(d time.Duration, what string, cond func() bool) {
+	r.tb.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			r.tb.Fatalf("timed out after %v waiting for %s; %s", d, what, r.describe())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // waitProgress waits until the ledger holds at least n top-ups of the journal.
 func (r *rig) waitProgress(n int, d time.Duration) {
 	r.tb.Helper()
-	waitUntil(r.tb, d, fmt.Sprintf("the ledger to hold %d top-ups", n), func() bool { return r.credited() >= n })
+	r.waitUntil(d, fmt.Sprintf("the ledger to hold %d top-ups", n), func() bool { return r.credited() >= n })
 }
 
 // catchUp waits, up to bound, until the kiosk has applied an ack for every top-up closed
