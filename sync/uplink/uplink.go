@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -90,6 +91,10 @@ type Uplink struct {
 	runCtx  context.Context
 	tasks   sync.WaitGroup
 	reqN    uint64
+	// box is the in-memory copy of the outbox (see drain).
+	box       map[uint64]journal.Topup
+	boxLoaded time.Time
+	boxDirty  bool
 
 	// counters for diagnostics and benchmarks
 	published, acks, rejectedAcks uint64
@@ -131,8 +136,15 @@ func New(cfg Config) (*Uplink, error) {
 		authz: map[string]chan wire.AuthzResponse{}, wake: make(chan struct{}, 1)}, nil
 }
 
-// Kick makes the drain loop look at the outbox now.
+// Kick tells the uplink the outbox changed (a new top-up) and makes it look now.
 func (u *Uplink) Kick() {
+	u.mu.Lock()
+	u.boxDirty = true
+	u.mu.Unlock()
+	u.wakeup()
+}
+
+func (u *Uplink) wakeup() {
 	select {
 	case u.wake <- struct{}{}:
 	default:
@@ -159,9 +171,7 @@ func (u *Uplink) OnConnect(ctx context.Context) {
 		wire.Topic(id, wire.DownAck):   u.handleAck,
 		wire.Topic(id, wire.DownAuthz): u.handleAuthz,
 	} {
-		if err := u.cfg.Client.Subscribe(ctx, topic, 1, h); err != nil {
-			u.log.Warn("subscribe failed", "topic", topic, "err", err)
-		}
+		u.subscribe(ctx, topic, h)
 	}
 	u.mu.Lock()
 	now := u.cfg.Now()
@@ -171,6 +181,36 @@ func (u *Uplink) OnConnect(ctx context.Context) {
 	u.mu.Unlock()
 	u.PublishStatus(ctx)
 	u.Kick()
+}
+
+// subscribe retries a refused or lost subscription while the connection lasts: without it
+// the kiosk would hear no ack on a connection that looks healthy. A subscription that keeps
+// failing is alarmed (the outbox keeps everything meanwhile).
+func (u *Uplink) subscribe(ctx context.Context, topic string, h func(string, []byte)) {
+	wait := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		sctx, cancel := context.WithTimeout(ctx, u.cfg.PublishTimeout)
+		err := u.cfg.Client.Subscribe(sctx, topic, 1, h)
+		cancel()
+		if err == nil {
+			u.cfg.Health.Clear("mqtt_subscribe")
+			return
+		}
+		u.log.Warn("subscribe failed", "topic", topic, "attempt", attempt, "err", err)
+		if attempt == 3 {
+			u.cfg.Health.Set("mqtt_subscribe", health.Warning, health.Engineer, health.Degrades,
+				fmt.Sprintf("cannot subscribe to %s: %v", topic, err))
+		}
+		if !u.cfg.Client.Connected() {
+			return // the next connection subscribes again
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 30*time.Second)
+	}
 }
 
 // PublishStatus publishes the retained status now (best effort).
@@ -224,31 +264,64 @@ func (u *Uplink) Run(ctx context.Context) error {
 	}
 }
 
-// drain publishes what is due and returns when to look again.
+// outboxRefresh bounds how long the in-memory copy of the outbox may go without a reload
+// from the journal (new top-ups also trigger one through Kick).
+const outboxRefresh = 30 * time.Second
+
+// drain publishes what is due and returns when to look again. It works on an in-memory copy
+// of the outbox, reloaded from the journal when a top-up was added (Kick), after a reconnect,
+// and every outboxRefresh: reading and decoding the whole outbox at every wake-up made a long
+// catch-up quadratic.
 func (u *Uplink) drain(ctx context.Context) time.Duration {
 	next := time.Minute
-	box, err := u.cfg.Journal.Outbox()
-	if err != nil {
-		u.log.Error("reading the outbox", "err", err)
-		return 5 * time.Second
+	u.mu.Lock()
+	reload := u.boxDirty || u.box == nil || u.cfg.Now().Sub(u.boxLoaded) >= outboxRefresh
+	u.boxDirty = false
+	u.mu.Unlock()
+	if reload {
+		box, err := u.cfg.Journal.Outbox()
+		if err != nil {
+			u.log.Error("reading the outbox", "err", err)
+			u.mu.Lock()
+			u.boxDirty = true
+			u.mu.Unlock()
+			return 5 * time.Second
+		}
+		m := make(map[uint64]journal.Topup, len(box))
+		for _, t := range box {
+			m[t.Seq] = t
+		}
+		u.mu.Lock()
+		u.box, u.boxLoaded = m, u.cfg.Now()
+		u.mu.Unlock()
 	}
 	connected := u.cfg.Client.Connected()
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	now := u.cfg.Now()
-	live := map[uint64]bool{}
+	// In flight: publishing, or published and waiting for the ledger's ack (until the entry's
+	// retry is due). MaxInFlight bounds both, so a slow ledger is not flooded with retries.
 	inFlight := 0
-	for _, e := range u.entries {
-		if e.inFlight {
+	for seq, e := range u.entries {
+		if _, ok := u.box[seq]; !ok && !e.inFlight {
+			delete(u.entries, seq)
+			continue
+		}
+		if e.inFlight || (e.attempts > 0 && now.Before(e.nextTry)) {
 			inFlight++
 		}
 	}
-	for _, t := range box {
-		live[t.Seq] = true
-		e := u.entries[t.Seq]
+	seqs := make([]uint64, 0, len(u.box))
+	for seq := range u.box {
+		seqs = append(seqs, seq)
+	}
+	slices.Sort(seqs)
+	for _, seq := range seqs {
+		t := u.box[seq]
+		e := u.entries[seq]
 		if e == nil {
 			e = &entry{nextTry: now}
-			u.entries[t.Seq] = e
+			u.entries[seq] = e
 		}
 		e.stopped = t.State == journal.TopupConflict
 		if e.stopped || e.inFlight {
@@ -265,11 +338,6 @@ func (u *Uplink) drain(ctx context.Context) time.Duration {
 		inFlight++
 		u.tasks.Add(1)
 		go u.publish(ctx, t)
-	}
-	for seq, e := range u.entries {
-		if !live[seq] && !e.inFlight {
-			delete(u.entries, seq)
-		}
 	}
 	return next
 }
@@ -298,7 +366,7 @@ func (u *Uplink) publish(ctx context.Context, t journal.Topup) {
 	} else {
 		u.log.Debug("top-up published", "topup", t.TopupID)
 	}
-	u.Kick()
+	u.wakeup()
 }
 
 // handleAck verifies and applies a down/ack.
@@ -332,12 +400,24 @@ func (u *Uplink) handleAck(topic string, payload []byte) {
 	u.mu.Lock()
 	u.acks++
 	u.lastAck = u.cfg.Now()
+	switch a.Status {
+	case wire.AckCredited, wire.AckDuplicate:
+		delete(u.box, res.Topup.Seq)
+	case wire.AckConflict:
+		if t, ok := u.box[res.Topup.Seq]; ok {
+			t.State = journal.TopupConflict
+			u.box[res.Topup.Seq] = t
+		}
+	}
 	if e := u.entries[res.Topup.Seq]; e != nil {
 		switch a.Status {
 		case wire.AckRetryLater:
 			e.nextTry = u.cfg.Now().Add(u.Backoff(e.attempts + 1))
 		case wire.AckConflict:
 			e.stopped = true
+		case wire.AckCredited, wire.AckDuplicate:
+			e.attempts = 0 // no longer waiting for an ack
+			e.nextTry = u.cfg.Now()
 		}
 	}
 	u.mu.Unlock()
@@ -351,7 +431,7 @@ func (u *Uplink) handleAck(topic string, payload []byte) {
 			u.cfg.OnAck(res.Topup)
 		}
 	}
-	u.Kick()
+	u.wakeup()
 }
 
 func (u *Uplink) rejectAck(why string) {
@@ -431,7 +511,7 @@ func (u *Uplink) Alarm(c health.Condition) {
 	u.alarms = append(u.alarms, wire.Alarm{V: wire.Version, AlarmID: c.ID, Kind: c.Kind, Severity: string(c.Severity),
 		Actor: string(c.Actor), At: c.Since, Details: c.Detail, Cleared: c.Cleared})
 	u.mu.Unlock()
-	u.Kick()
+	u.wakeup()
 }
 
 func (u *Uplink) flushAlarms(ctx context.Context) {
