@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"strings"
@@ -94,6 +95,7 @@ type Client struct {
 
 	dropped     atomic.Uint64
 	connections atomic.Uint64
+	lostInRow   atomic.Int64
 }
 
 type message struct {
@@ -165,7 +167,13 @@ func Dial(cfg Config) (*Client, error) {
 		SetPingTimeout(cfg.ConnectTimeout).
 		SetConnectTimeout(cfg.ConnectTimeout).
 		SetWriteTimeout(cfg.WriteTimeout).
-		SetAutoReconnect(true).
+		// Reconnection is ours (onLost), not paho's: paho's automatic reconnect resumes the
+		// publishes in its store on the new connection while that connection's writer is
+		// already sending them, a data race (eclipse-paho/paho.mqtt.golang#703) that also
+		// sends them twice. A fresh Connect with a clean session starts from an empty store;
+		// the publishes it dropped fail their tokens and their senders retry (the kiosk's
+		// outbox never relies on the client's store).
+		SetAutoReconnect(false).
 		SetConnectRetry(true).
 		SetConnectRetryInterval(2 * time.Second).
 		SetMaxReconnectInterval(cfg.MaxReconnectInterval).
@@ -381,6 +389,7 @@ func (c *Client) goOwned(f func()) {
 }
 
 func (c *Client) onConnect() {
+	c.lostInRow.Store(0)
 	n := c.connections.Add(1)
 	c.log.Info("mqttc: connected", "connection", n)
 	if c.cfg.OnConnect != nil {
@@ -399,6 +408,24 @@ func (c *Client) onLost(err error) {
 	if c.cfg.OnConnectionLost != nil {
 		c.goOwned(func() { c.cfg.OnConnectionLost(c, err) })
 	}
+	c.goOwned(c.reconnect)
+}
+
+// reconnect waits a capped, jittered backoff, then connects again; with ConnectRetry set,
+// paho keeps retrying until it succeeds or Close disconnects.
+func (c *Client) reconnect() {
+	n := c.lostInRow.Add(1)
+	wait := time.Duration(1<<min(n-1, 5)) * 250 * time.Millisecond
+	wait = min(wait, c.cfg.MaxReconnectInterval)
+	wait = wait/2 + time.Duration(rand.Int64N(int64(wait/2)+1))
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-c.done:
+		return
+	case <-t.C:
+	}
+	c.paho.Connect()
 }
 
 // Paho's loggers are package globals. They are set at package initialisation, before any
