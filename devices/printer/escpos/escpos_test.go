@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -399,7 +400,15 @@ func TestCutCount(t *testing.T) {
 	}
 	// A stopped printer cuts nothing: the count stays.
 	r.sim.SetPaperOut(true)
+	before := r.sim.State().BytesIn
 	r.host.Write(doc) // straight to the port: the driver would refuse to print
+	deadline := time.Now().Add(10 * time.Second)
+	for r.sim.State().BytesIn < before+int64(len(doc)) {
+		if time.Now().After(deadline) {
+			t.Fatal("emulator never consumed the receipt")
+		}
+		runtime.Gosched()
+	}
 	r.sim.SetPaperOut(false)
 	if n, err := r.p.CutCount(ctx); err != nil || n != 3 {
 		t.Fatalf("after a discarded receipt %d %v", n, err)
