@@ -232,3 +232,48 @@ func (h *benchHandler) Event(ctx context.Context, e acceptor.Event) {
 func (h *benchHandler) Pulse(ctx context.Context, train uint64, count int) error {
 	return h.next.(acceptor.PulseRecorder).Pulse(ctx, train, count)
 }
+
+// PollCost runs the named serial driver against its emulator for d at the fast poll
+// interval, with a handler that takes no decision, and returns the polls answered and the
+// process CPU time they cost (user + system, from getrusage). The CPU includes the
+// emulator's own work in the same process, so CPU/poll is an upper bound of the driver's
+// cost; the share of one core at a production poll interval is that over the interval.
+// Pulse units have no polls and are refused.
+func PollCost(name string, d time.Duration) (polls uint64, cpu time.Duration, err error) {
+	all := protocols()
+	i := slices.IndexFunc(all, func(p *protocol) bool { return p.name == name })
+	if i < 0 || all[i].escrowless {
+		return 0, 0, fmt.Errorf("%w: %q", ErrUnknownProtocol, name)
+	}
+	u := all[i].newUnit(unitOpts{fast: true})
+	l, err := u.connect()
+	if err != nil {
+		return 0, 0, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	serveDone := make(chan struct{})
+	go func() { defer close(serveDone); l.serve(ctx) }()
+	runDone := make(chan error, 1)
+	go func() { runDone <- l.drv.Run(ctx, idleHandler{}) }()
+	count := func() uint64 { return statsPolls(l.drv) }
+	// Let the start-up sequence finish, then measure steady polling.
+	time.Sleep(200 * time.Millisecond) // warm-up of a measurement, not test timing
+	p0, c0 := count(), cpuTime()
+	time.Sleep(d)
+	p1, c1 := count(), cpuTime()
+	cancel()
+	<-runDone
+	if l.cut != nil {
+		l.cut()
+	}
+	<-serveDone
+	return p1 - p0, c1 - c0, nil
+}
+
+// idleHandler returns every note and journals nothing: PollCost measures polling only.
+type idleHandler struct{}
+
+func (idleHandler) Escrow(context.Context, acceptor.Note) acceptor.Decision { return acceptor.Return }
+func (idleHandler) Credited(context.Context, acceptor.Note) error           { return nil }
+func (idleHandler) Event(context.Context, acceptor.Event)                   {}
