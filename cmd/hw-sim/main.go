@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -38,6 +39,7 @@ func run() error {
 	currency := flag.String("currency", "CNY", "currency of the demo denominations")
 	keyFile := flag.String("wallet-key", "", "file with a base64 Ed25519 seed for demo wallet codes")
 	kid := flag.String("wallet-kid", "demo", "key id of the demo wallet key")
+	sspKey := flag.String("ssp-key", "", "eSSP fixed key of the simulated ITL unit, 16 hex digits (kioskd's acceptor.ssp.fixed_key_file must hold the same)")
 	verbose := flag.Bool("v", false, "log emulator details")
 	flag.Parse()
 	lvl := slog.LevelWarn
@@ -56,6 +58,13 @@ func run() error {
 			return fmt.Errorf("wallet key %s: want a base64 32-byte Ed25519 seed", *keyFile)
 		}
 		cfg.WalletKey = ed25519.NewKeyFromSeed(seed)
+	}
+	if *sspKey != "" {
+		k, err := strconv.ParseUint(strings.TrimPrefix(*sspKey, "0x"), 16, 64)
+		if err != nil || len(strings.TrimPrefix(*sspKey, "0x")) != 16 {
+			return fmt.Errorf("-ssp-key: want 16 hex digits")
+		}
+		cfg.SSPFixedKey = k
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
