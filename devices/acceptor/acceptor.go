@@ -271,6 +271,13 @@ type Info struct {
 	Escrowless bool `json:"escrowless,omitempty"`
 }
 
+// StackCounter is implemented by drivers of units that count the notes they stacked, across
+// power cycles (ITL SSP GET COUNTERS): an independent witness that tells, after a crash,
+// whether a note whose fate is unknown went into the cassette. The count may wrap at 2^32.
+type StackCounter interface {
+	StackedCount(ctx context.Context) (uint64, error)
+}
+
 // PulseRecorder is implemented by a Handler that journals the pulses of an escrowless pulse
 // acceptor one by one, so that a crash in the middle of a pulse train leaves evidence of
 // the pulses already seen (DESIGN.md §4 invariant 3; PROTOCOLS.md: persist the count per

@@ -69,6 +69,15 @@ func (s *acceptorSlot) Inhibit(ctx context.Context) error {
 	return nil
 }
 
+// StackedCount passes the unit's stacked counter through, when its driver has one.
+func (s *acceptorSlot) StackedCount(ctx context.Context) (uint64, error) {
+	sc, ok := s.get().(acceptor.StackCounter)
+	if !ok {
+		return 0, errors.New("acceptor: no stacked counter")
+	}
+	return sc.StackedCount(ctx)
+}
+
 func (s *acceptorSlot) Info() acceptor.Info {
 	if d := s.get(); d != nil {
 		return d.Info()

@@ -1099,3 +1099,58 @@ func (j *Journal) Topups(fn func(Topup) bool) error {
 }
 
 var errStop = errors.New("stop")
+
+// EvDeviceCounter records the acceptor's own stacked counter next to the journal's cassette
+// count, as the baseline for recovery (StackedCountWitness).
+const EvDeviceCounter = "device_counter"
+
+var kDeviceCounter = []byte("device_counter")
+
+// DeviceBaseline pairs a unit's stacked counter with the journal's cassette count at the
+// same moment (no note in transit).
+type DeviceBaseline struct {
+	Device   uint64 `json:"device"`
+	Cassette int64  `json:"cassette"`
+}
+
+// SetDeviceBaseline records the unit's stacked counter read while no note was in transit.
+func (j *Journal) SetDeviceBaseline(device uint64) error {
+	return j.update(func(w *writer) error {
+		var c Cassette
+		if _, err := getJSON(w.tx, bCassette, kCassette, &c); err != nil {
+			return err
+		}
+		b := DeviceBaseline{Device: device, Cassette: c.Count}
+		var prev DeviceBaseline
+		if found, _ := getJSON(w.tx, bMeta, kDeviceCounter, &prev); found && prev == b {
+			return nil
+		}
+		if _, err := w.append(EvDeviceCounter, b); err != nil {
+			return err
+		}
+		return w.put(bMeta, kDeviceCounter, b)
+	})
+}
+
+// StackedWitness compares the unit's stacked counter now with the baseline: it returns how
+// many more notes the unit stacked than the journal credited since the baseline (0: none
+// unaccounted, 1: one note went in that the journal did not credit), and ok=false when there
+// is no baseline.
+func (j *Journal) StackedWitness(device uint64) (extra int64, ok bool, err error) {
+	err = j.db.View(func(tx *bolt.Tx) error {
+		var b DeviceBaseline
+		found, err := getJSON(tx, bMeta, kDeviceCounter, &b)
+		if err != nil || !found {
+			return err
+		}
+		var c Cassette
+		if _, err := getJSON(tx, bCassette, kCassette, &c); err != nil {
+			return err
+		}
+		// The unit's counter is 32 bits and wraps.
+		moved := int64(uint32(device) - uint32(b.Device))
+		extra, ok = moved-(c.Count-b.Cassette), true
+		return nil
+	})
+	return extra, ok, err
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/kioskd/kioskd/devices/acceptor"
 	"github.com/kioskd/kioskd/kiosk/health"
 	"github.com/kioskd/kioskd/kiosk/journal"
 	"github.com/kioskd/kioskd/kiosk/qrpay"
@@ -288,6 +289,12 @@ func (e *Engine) close(ctx context.Context, sid uint64) {
 	}
 	e.cfg.Hook("after-close")
 	e.sess = nil
+	if res.Topup != nil || len(res.Session.Uncertain) > 0 {
+		// The unit is inhibited and at rest: a good moment for the counter baseline.
+		e.mu.Unlock()
+		e.takeBaseline(ctx)
+		e.mu.Lock()
+	}
 	if res.Topup == nil {
 		e.messageLocked("info", "Cancelled. No money was taken.")
 		e.toIdleLocked()
@@ -450,6 +457,30 @@ func (e *Engine) recover(ctx context.Context) error {
 		}
 	}
 	open, _ := e.j.OpenIntents()
+	if len(open) == 1 && e.unitSettled {
+		// A unit that counts what it stacked (SSP GET COUNTERS) settles the last doubt:
+		// compared with the count journaled when no note was in transit, its counter says
+		// whether this note went in.
+		e.mu.Unlock()
+		extra, ok := e.stackedWitness(ctx)
+		e.mu.Lock()
+		if ok && (extra == 0 || extra == 1) {
+			res, evidence := journal.ResolvedReturned, "the unit's stacked counter did not move: the note did not go in"
+			if extra == 1 {
+				res, evidence = journal.ResolvedStacked, "the unit's stacked counter moved by one: the note went into the cassette"
+			}
+			s, err := e.j.ResolveIntent(open[0].ID, res, evidence)
+			if err != nil {
+				e.journalFailedLocked("resolve intent", err)
+			} else {
+				e.log.Warn("resolved a stack intent from the unit's stacked counter", "intent", open[0].ID, "resolution", res)
+				if e.sess != nil && e.sess.ID == s.ID {
+					e.sess = &s
+				}
+			}
+			open, _ = e.j.OpenIntents()
+		}
+	}
 	for _, in := range open {
 		evidence := "the unit reported neither a credit nor a return after the restart"
 		if !e.unitSettled {
@@ -499,6 +530,7 @@ func (e *Engine) recover(ctx context.Context) error {
 	if closed != nil && e.cfg.Uplink != nil {
 		e.cfg.Uplink.Kick()
 	}
+	e.takeBaseline(ctx)
 	e.reprintUnprinted(ctx)
 	e.mu.Lock()
 	if e.view.Result != nil {
@@ -586,4 +618,87 @@ func formatMinor(v int64, currency string) string {
 		neg, v = "-", -v
 	}
 	return fmt.Sprintf("%s%d.%02d %s", neg, v/100, v%100, currency)
+}
+
+// stackedWitness reads the unit's stacked counter (when the driver has one) and compares it
+// with the journaled baseline; see journal.StackedWitness. Called without e.mu.
+func (e *Engine) stackedWitness(ctx context.Context) (int64, bool) {
+	sc, ok := e.cfg.Acceptor.(acceptor.StackCounter)
+	if !ok {
+		return 0, false
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	n, err := sc.StackedCount(cctx)
+	cancel()
+	if err != nil {
+		return 0, false
+	}
+	extra, ok, err := e.j.StackedWitness(n)
+	if err != nil || !ok {
+		return 0, false
+	}
+	return extra, true
+}
+
+// takeBaseline journals the unit's stacked counter while no note is in transit. Called
+// without e.mu.
+func (e *Engine) takeBaseline(ctx context.Context) {
+	sc, ok := e.cfg.Acceptor.(acceptor.StackCounter)
+	if !ok {
+		return
+	}
+	if in, err := e.j.OpenIntents(); err != nil || len(in) > 0 {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	n, err := sc.StackedCount(cctx)
+	cancel()
+	if err != nil {
+		e.log.Info("unit's stacked counter not read", "err", err)
+		return
+	}
+	if err := e.j.SetDeviceBaseline(n); err != nil {
+		e.mu.Lock()
+		e.journalFailedLocked("device baseline", err)
+		e.mu.Unlock()
+	}
+}
+
+// settleByWitness waits for the unit to come to rest after it restarted under a running
+// kiosk, then settles intent in from the unit's stacked counter, or makes it uncertain.
+func (e *Engine) settleByWitness(ctx context.Context, in journal.Intent) {
+	deadline := e.now().Add(e.cfg.Timing.RecoveryTimeout)
+	e.mu.Lock()
+	for !e.unitSettled && e.now().Before(deadline) {
+		if !e.waitLocked(ctx, 250*time.Millisecond) {
+			e.mu.Unlock()
+			return
+		}
+	}
+	e.mu.Unlock()
+	extra, ok := e.stackedWitness(ctx)
+	res, evidence := journal.ResolvedUncertain, "unit restarted with the note in transit and its counter could not tell"
+	switch {
+	case ok && extra == 1:
+		res, evidence = journal.ResolvedStacked, "unit restarted; its stacked counter moved by one: the note went into the cassette"
+	case ok && extra == 0:
+		res, evidence = journal.ResolvedReturned, "unit restarted; its stacked counter did not move: the note did not go in"
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s, err := e.j.ResolveIntent(in.ID, res, evidence)
+	if err != nil {
+		if !errors.Is(err, journal.ErrNoIntent) {
+			e.journalFailedLocked("resolve intent", err)
+		}
+		return
+	}
+	if res == journal.ResolvedUncertain {
+		e.cfg.Health.Event("uncertain_item", health.Critical, health.Staff,
+			fmt.Sprintf("note of %d minor units in session %d: %s; settle at cash collection", in.Note.ValueMinor, in.SessionID, evidence))
+	}
+	if e.sess != nil && e.sess.ID == s.ID {
+		e.sess = &s
+	}
+	e.changedLocked()
 }

@@ -347,6 +347,20 @@ func (e *Engine) resolveFromPowerUpLocked(ev acceptor.Event) {
 		return
 	}
 	in := intents[0]
+	if _, counts := e.cfg.Acceptor.(acceptor.StackCounter); counts && ev.Kind == acceptor.PowerUp {
+		// The unit says nothing about the note, but it counts what it stacked: ask its
+		// counter once it is at rest (recovery does it at start-up; while running, a task).
+		e.log.Warn("unit restarted with a note in transit; asking its stacked counter", "intent", in.ID)
+		if !e.recovering && e.runCtx != nil {
+			ctx := e.runCtx
+			e.tasks.Add(1)
+			go func() {
+				defer e.tasks.Done()
+				e.settleByWitness(ctx, in)
+			}()
+		}
+		return
+	}
 	var resolution, evidence string
 	switch ev.Kind {
 	case acceptor.PowerUpNoteInStacker:

@@ -94,6 +94,9 @@ type protocol struct {
 	// powerCutForgetsCredit: a unit that lost power after reporting a credit the host had
 	// not acknowledged says nothing about that note at power-up; else empty.
 	powerCutForgetsCredit string
+	// stackCounter: the unit counts what it stacked across power cycles (SSP GET
+	// COUNTERS), which lets recovery settle a note the unit no longer reports.
+	stackCounter bool
 	// faults are the link faults the emulator can inject.
 	faults []string
 	// replyTimeout is the driver's reply timeout, for faults timed around it.
@@ -268,9 +271,10 @@ func sspProtocol(encrypt bool) *protocol {
 	denoms := simrig.DemoDenominations("ssp", currency)
 	p := &protocol{
 		name: "ssp", denoms: denoms, rejectReason: ssp.RejectReason,
-		reReports: "plain POLL reports NOTE CREDIT once; the unit does not repeat it to a restarted host (devices/acceptor/ssp doc.go, Money)",
+		stackCounter: true,
+		reReports:    "plain POLL reports NOTE CREDIT once; the unit does not repeat it to a restarted host (devices/acceptor/ssp doc.go, Money)",
 		powerCutForgetsCredit: "a power cut clears the unit's unacknowledged NOTE CREDIT, and a credited note is in the cashbox, so the unit reports " +
-			"only SLAVE RESET (hw-sim/sspsim PowerCycle); the journal keeps an uncertain item, settled by the cashbox count (GET COUNTERS would witness it)",
+			"only SLAVE RESET (hw-sim/sspsim PowerCycle); the journal keeps an uncertain item, settled from the unit's stacked counter (GET COUNTERS), the witness recovery asks",
 		faults:       []string{"bad_crc", "no_reply", "garbage", "split", "slow", "late"},
 		replyTimeout: ssp.DefaultReplyTimeout,
 	}

@@ -521,3 +521,14 @@ func formatFirmware(fw string) string {
 	}
 	return major + "." + fw[2:]
 }
+
+// StackedCount returns the unit's stacked-notes counter (acceptor.StackCounter).
+func (d *Driver) StackedCount(ctx context.Context) (uint64, error) {
+	c, err := d.Counters(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return uint64(c.Stacked), nil
+}
+
+var _ acceptor.StackCounter = (*Driver)(nil)
