@@ -946,6 +946,12 @@ func (j *Journal) MarkPrint(seq uint64, state, detail string) (Topup, error) {
 		if _, err := w.append(typ, map[string]any{"topup_seq": seq, "receipt_no": t.ReceiptNo, "detail": detail}); err != nil {
 			return err
 		}
+		if state == PrintDone && t.PrintCutsKnown && t.PrintState == PrintStarted {
+			// The receipt was cut: the printer's counter is one further.
+			if err := w.put(bMeta, kPrinterCuts, t.PrintCuts+1); err != nil {
+				return err
+			}
+		}
 		switch state {
 		case PrintStarted:
 			t.Prints++
@@ -977,9 +983,29 @@ func (j *Journal) MarkPrintStart(seq uint64, cuts uint64, known bool) (Topup, er
 		}
 		t.Prints++
 		t.PrintState, t.PrintCuts, t.PrintCutsKnown = PrintStarted, cuts, known
+		if known {
+			if err := w.put(bMeta, kPrinterCuts, cuts); err != nil {
+				return err
+			}
+		}
 		return w.put(bTopups, u64(seq), t)
 	})
 	return t, err
+}
+
+var kPrinterCuts = []byte("printer_cuts")
+
+// PrinterCuts returns the printer's cut counter as the journal last knew it: read at the
+// start of the last print, plus one once that print was cut.
+func (j *Journal) PrinterCuts() (uint64, bool, error) {
+	var n uint64
+	var ok bool
+	err := j.db.View(func(tx *bolt.Tx) error {
+		var err error
+		ok, err = getJSON(tx, bMeta, kPrinterCuts, &n)
+		return err
+	})
+	return n, ok, err
 }
 
 // Unprinted returns the top-ups whose receipt never finished printing, oldest first.

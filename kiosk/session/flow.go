@@ -579,6 +579,20 @@ func (e *Engine) reprintUnprinted(ctx context.Context) {
 				}
 			}
 		}
+		if t.PrintState == journal.PrintNone {
+			// The journal says this receipt was never started; but if the printer cut more
+			// receipts than the journal knows of, the record of its printing was lost with
+			// the storage's last transaction (a power cut on lying storage): it is out.
+			if now, ok := e.cutCount(ctx); ok {
+				if known, have, err := e.j.PrinterCuts(); err == nil && have && now > known {
+					e.log.Warn("printer cut a receipt the journal has no record of; taking it for this one", "topup", t.TopupID, "cuts", now, "journal_cuts", known)
+					if _, err := e.j.MarkPrintStart(t.Seq, now-1, true); err == nil {
+						e.j.MarkPrint(t.Seq, journal.PrintDone, "printer's cut counter is ahead of the journal: the record of this print was lost")
+					}
+					continue
+				}
+			}
+		}
 		// Prints counts the attempts that may have put paper out; any of them makes this
 		// one a COPY.
 		e.printTopup(ctx, t, t.Prints > 0)
