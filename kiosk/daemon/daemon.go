@@ -184,6 +184,10 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 			TLS:  tlsCfg,
 			Will: &mqttc.Will{Topic: wire.Topic(cfg.Kiosk.ID, wire.UpStatus), Payload: offline, QoS: 1, Retain: true},
 			OnConnect: func(c *mqttc.Client) {
+				// The first connect can complete before Dial returns: without setting the
+				// client here, the uplink's subscriptions would see no client, give up
+				// until the next reconnect, and the kiosk would never hear an ack.
+				client.set(c)
 				go up.OnConnect(ctx)
 			},
 			Logger: log.With("component", "mqtt"),

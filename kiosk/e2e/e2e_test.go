@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"errors"
 	"crypto/ed25519"
 	"encoding/json"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kioskd/kioskd/hw-sim/pulsesim"
 	"github.com/kioskd/kioskd/hw-sim/simrig"
 	"github.com/kioskd/kioskd/hw-sim/walletsim"
 	"github.com/kioskd/kioskd/kiosk/qrpay"
@@ -282,7 +284,12 @@ func TestPulseAcceptorEndToEnd(t *testing.T) {
 	e.insert(2000)
 	e.waitView("second note", func(v session.View) bool { return v.TotalMinor == 7000 })
 	// 80 left and the largest note is 100: the unit is inhibited and refuses the next note.
-	e.waitFor("unit inhibited", func() bool { return e.rig.Acc.Insert(2) != nil })
+	// Wait on the inhibit line itself: probing with a note would feed the unit a real note
+	// whenever the probe wins the race against the daemon's inhibit.
+	e.waitFor("unit inhibited", func() bool { return e.rig.Acc.State().(pulsesim.Snapshot).Inhibited })
+	if err := e.rig.Acc.Insert(2); !errors.Is(err, pulsesim.ErrInhibited) {
+		t.Fatalf("a note offered to the inhibited unit: %v, want %v", err, pulsesim.ErrInhibited)
+	}
 	e.post("/api/finish")
 	v := e.waitView("credited", func(v session.View) bool { return v.Result != nil && v.Result.Status == "credited" })
 	if v.Result.AmountMinor != 7000 {
