@@ -2,9 +2,9 @@ package e2e
 
 import (
 	"bytes"
-	"errors"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"slices"
