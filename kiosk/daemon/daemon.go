@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
 	"sync"
 	"syscall"
@@ -50,7 +51,9 @@ type Options struct {
 	// Ready, when set, is called once the HTTP server listens, with its address.
 	Ready func(httpAddr string)
 	// CrashAt names a protocol point where the process kills itself with SIGKILL (crash
-	// tests); "point" or "point:N" for the N-th time it is reached. Empty disables.
+	// tests); "point" or "point:N" for the N-th time it is reached. Empty disables. Any
+	// value also makes SIGUSR2 a crash: the process lets the commit in flight finish, then
+	// kills itself (the harness's random power cut; "none" arms nothing else).
 	CrashAt string
 	// OpenPin opens GPIO pins (pulse acceptor, sensors); nil uses the board's.
 	OpenPin PinOpener
@@ -133,7 +136,10 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 
 	// The acceptor: a driver on its serial port, restarted with the port on failure.
 	acc := newAcceptorSlot()
-	hook := crashHook(opts.CrashAt, log)
+	hook := crashHook(opts.CrashAt, log, j.Freeze)
+	if opts.CrashAt != "" {
+		crashOnSignal(ctx, log, j.Freeze)
+	}
 
 	// MQTT uplink.
 	var up *uplink.Uplink
@@ -390,8 +396,11 @@ func tlsConfig(m config.MQTT) (*tls.Config, error) {
 	return c, nil
 }
 
-// crashHook returns the engine hook for crash tests.
-func crashHook(spec string, log *slog.Logger) func(string) {
+// crashHook returns the engine hook for crash tests. Before it kills the process it
+// freezes the journal (journal.Freeze): the hook runs outside any transaction, but another
+// goroutine may be in the middle of a commit, and the harness may then simulate a power cut
+// that drops the last commit, which is only sound between commits.
+func crashHook(spec string, log *slog.Logger, freeze func()) func(string) {
 	if spec == "" {
 		return nil
 	}
@@ -412,10 +421,28 @@ func crashHook(spec string, log *slog.Logger) func(string) {
 		mu.Unlock()
 		if n == nth {
 			log.Warn("crash point reached: SIGKILL", "point", p, "n", n)
+			freeze()
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			select {} // never continue past the crash point
 		}
 	}
+}
+
+// crashOnSignal makes SIGUSR2 a crash between two journal commits (crash tests only).
+func crashOnSignal(ctx context.Context, log *slog.Logger, freeze func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGUSR2)
+	go func() {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			signal.Stop(ch)
+			return
+		}
+		log.Warn("crash signal: SIGKILL between commits")
+		freeze()
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	}()
 }
 
 // openPrinter opens the printer port and wraps the driver for the engine.

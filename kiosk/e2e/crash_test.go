@@ -46,6 +46,10 @@ type campaign struct {
 	t            *testing.T
 	armed        string
 	randomKillAt time.Time
+	// killedBy is how the harness killed kioskd: "" (it killed itself at its crash point,
+	// between two commits), "kill" (SIGKILL at any instant, maybe mid-commit) or "freeze"
+	// (SIGUSR2: kioskd lets the commit in flight finish and kills itself).
+	killedBy string
 	// stalled counts crashes since the last new customer (a crash loop detector).
 	stalled, lastCustomers int
 	e                      *env
@@ -119,7 +123,13 @@ func (c *campaign) start() {
 		point = fmt.Sprintf("%s:%d", p, 1+c.rng.IntN(3))
 	}
 	c.armed = point
-	if !c.e.startKioskMayCrash(point) {
+	arm := point
+	if arm == "" {
+		// "none" arms no hook point but installs kioskd's SIGUSR2 handler, which the
+		// random power cut below needs.
+		arm = "none"
+	}
+	if !c.e.startKioskMayCrash(arm) {
 		// It reached its crash point while starting (recovery publishes, prints, applies
 		// acks): a crash like any other.
 		<-c.e.exited
@@ -153,9 +163,21 @@ func (c *campaign) crashed() {
 		c.t.Logf("%s crash %d at %s (customer %d, notes %d)", time.Now().Format("15:04:05.000"), c.crashes, name, c.customers, c.notes)
 	}
 	c.byPoint[strings.Split(name, ":")[0]]++
-	if c.rng.Float64() < *crashPowerCut {
-		// The power went: the journal may lose its last commit, and the unit restarts with
-		// whatever note it held.
+	killedBy := c.killedBy
+	c.killedBy = ""
+	switch {
+	case killedBy == "kill":
+		// SIGKILL at any instant, perhaps in the middle of a commit: a power cut then is one
+		// on honest storage (the commit in flight is lost, which bbolt's two fsyncs already
+		// model), so only the unit may lose power too. Dropping the last commit now would
+		// be a state no storage can produce: the interrupted commit may have overwritten
+		// pages that the commit before the last still uses.
+		if c.rng.Float64() < *crashPowerCut {
+			c.e.rig.Acc.PowerCycle("auto")
+		}
+	case killedBy == "freeze" || c.rng.Float64() < *crashPowerCut:
+		// The power went between two commits: the journal may lose its last commit (storage
+		// that lied about fsync), and the unit restarts with whatever note it held.
 		if err := journal.DropLastCommit(c.e.cfg.Journal.Path); err == nil {
 			c.powerCuts++
 		}
@@ -167,7 +189,13 @@ func (c *campaign) crashed() {
 // alive reports whether kioskd still runs; it performs a pending random kill.
 func (c *campaign) alive() bool {
 	if !c.randomKillAt.IsZero() && time.Now().After(c.randomKillAt) && c.e.kiosk != nil {
-		c.e.kiosk.Process.Signal(syscall.SIGKILL)
+		if c.rng.Float64() < *crashPowerCut {
+			c.killedBy = "freeze"
+			c.e.kiosk.Process.Signal(syscall.SIGUSR2)
+		} else {
+			c.killedBy = "kill"
+			c.e.kiosk.Process.Signal(syscall.SIGKILL)
+		}
 		c.randomKillAt = time.Time{}
 	}
 	if c.e.kiosk == nil {

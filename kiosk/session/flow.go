@@ -292,7 +292,7 @@ func (e *Engine) close(ctx context.Context, sid uint64) {
 	if res.Topup != nil || len(res.Session.Uncertain) > 0 {
 		// The unit is inhibited and at rest: a good moment for the counter baseline.
 		e.mu.Unlock()
-		e.takeBaseline(ctx)
+		e.takeBaseline(ctx, 0)
 		e.mu.Lock()
 	}
 	if res.Topup == nil {
@@ -462,12 +462,12 @@ func (e *Engine) recover(ctx context.Context) error {
 		// compared with the count journaled when no note was in transit, its counter says
 		// whether this note went in.
 		e.mu.Unlock()
-		extra, ok := e.stackedWitness(ctx)
+		stacked, ok := e.stackedWitness(ctx)
 		e.mu.Lock()
-		if ok && (extra == 0 || extra == 1) {
+		if ok {
 			res, evidence := journal.ResolvedReturned, "the unit's stacked counter did not move: the note did not go in"
-			if extra == 1 {
-				res, evidence = journal.ResolvedStacked, "the unit's stacked counter moved by one: the note went into the cassette"
+			if stacked {
+				res, evidence = journal.ResolvedStacked, "the unit's stacked counter counts this note: it went into the cassette"
 			}
 			s, err := e.j.ResolveIntent(open[0].ID, res, evidence)
 			if err != nil {
@@ -510,6 +510,18 @@ func (e *Engine) recover(ctx context.Context) error {
 			e.refreshSessionLocked()
 		}
 	}
+	// With every intent resolved and the unit at rest, its counter tells whether a note went
+	// in whose record the storage lost (its stack intent's commit dropped by a power cut):
+	// such a note belongs to the interrupted session, so reconcile before closing it.
+	if e.unitSettled {
+		sid := uint64(0)
+		if e.sess != nil {
+			sid = e.sess.ID
+		}
+		e.mu.Unlock()
+		e.takeBaseline(ctx, sid)
+		e.mu.Lock()
+	}
 	e.recovering = false
 	var closed *journal.Topup
 	if e.sess != nil {
@@ -530,7 +542,6 @@ func (e *Engine) recover(ctx context.Context) error {
 	if closed != nil && e.cfg.Uplink != nil {
 		e.cfg.Uplink.Kick()
 	}
-	e.takeBaseline(ctx)
 	e.reprintUnprinted(ctx)
 	e.mu.Lock()
 	if e.view.Result != nil {
@@ -634,29 +645,41 @@ func formatMinor(v int64, currency string) string {
 	return fmt.Sprintf("%s%d.%02d %s", neg, v/100, v%100, currency)
 }
 
+// unitID names the acceptor unit for the counter baseline: its serial number when the
+// driver read one, so that a counter is never compared with another unit's baseline.
+func (e *Engine) unitID() string {
+	if d, ok := e.cfg.Acceptor.(interface{ Info() acceptor.Info }); ok {
+		return d.Info().Serial
+	}
+	return ""
+}
+
 // stackedWitness reads the unit's stacked counter (when the driver has one) and compares it
-// with the journaled baseline; see journal.StackedWitness. Called without e.mu.
-func (e *Engine) stackedWitness(ctx context.Context) (int64, bool) {
-	sc, ok := e.cfg.Acceptor.(acceptor.StackCounter)
-	if !ok {
-		return 0, false
+// with the journaled baseline: whether the one note in transit went into the cassette, and
+// ok=false when the counter cannot tell (see journal.Witness). Called without e.mu.
+func (e *Engine) stackedWitness(ctx context.Context) (stacked, ok bool) {
+	sc, has := e.cfg.Acceptor.(acceptor.StackCounter)
+	if !has {
+		return false, false
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	n, err := sc.StackedCount(cctx)
 	cancel()
 	if err != nil {
-		return 0, false
+		return false, false
 	}
-	extra, ok, err := e.j.StackedWitness(n)
-	if err != nil || !ok {
-		return 0, false
+	wit, has, err := e.j.StackedWitness(e.unitID(), n)
+	if err != nil || !has {
+		return false, false
 	}
-	return extra, true
+	return wit.InTransit()
 }
 
-// takeBaseline journals the unit's stacked counter while no note is in transit. Called
-// without e.mu.
-func (e *Engine) takeBaseline(ctx context.Context) {
+// takeBaseline reconciles the unit's stacked counter with the journal while no note is in
+// transit and journals it as the new baseline (journal.ReconcileDeviceCounter): notes the
+// unit counted that the journal has no record of become uncertain items of session sid (0:
+// none open). Called without e.mu.
+func (e *Engine) takeBaseline(ctx context.Context, sid uint64) {
 	sc, ok := e.cfg.Acceptor.(acceptor.StackCounter)
 	if !ok {
 		return
@@ -671,10 +694,31 @@ func (e *Engine) takeBaseline(ctx context.Context) {
 		e.log.Info("unit's stacked counter not read", "err", err)
 		return
 	}
-	if err := e.j.SetDeviceBaseline(n); err != nil {
-		e.mu.Lock()
+	unit := e.unitID()
+	res, err := e.j.ReconcileDeviceCounter(unit, n, sid)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err != nil {
 		e.journalFailedLocked("device baseline", err)
-		e.mu.Unlock()
+		return
+	}
+	switch {
+	case res.Uncertain > 0:
+		e.log.Error("the unit stacked notes the journal has no record of; recorded as uncertain", "notes", res.Uncertain, "counter", n, "session", sid)
+		e.cfg.Health.Event("uncertain_item", health.Critical, health.Staff,
+			fmt.Sprintf("the bill acceptor counted %d note(s) more than the journal holds (a record lost at a power cut); settle at cash collection", res.Uncertain))
+		if e.sess != nil && e.sess.ID == sid {
+			if s, ok, err := e.j.CurrentSession(); err == nil && ok && s.ID == sid {
+				e.sess = &s
+			}
+		}
+		e.changedLocked()
+	case res.Extra != 0:
+		// Not notes to settle: a counter reset, a replaced unit that kept its serial, or a
+		// credit the unit did not count. An engineer looks at it; the baseline moved on.
+		e.log.Error("the unit's stacked counter disagrees with the journal", "extra", res.Extra, "counter", n, "unit", unit)
+		e.cfg.Health.Event("counter_mismatch", health.Warning, health.Engineer,
+			fmt.Sprintf("bill acceptor stacked counter differs from the journal by %d note(s) since the last baseline", res.Extra))
 	}
 }
 
@@ -690,12 +734,12 @@ func (e *Engine) settleByWitness(ctx context.Context, in journal.Intent) {
 		}
 	}
 	e.mu.Unlock()
-	extra, ok := e.stackedWitness(ctx)
+	stacked, ok := e.stackedWitness(ctx)
 	res, evidence := journal.ResolvedUncertain, "unit restarted with the note in transit and its counter could not tell"
 	switch {
-	case ok && extra == 1:
-		res, evidence = journal.ResolvedStacked, "unit restarted; its stacked counter moved by one: the note went into the cassette"
-	case ok && extra == 0:
+	case ok && stacked:
+		res, evidence = journal.ResolvedStacked, "unit restarted; its stacked counter counts this note: it went into the cassette"
+	case ok:
 		res, evidence = journal.ResolvedReturned, "unit restarted; its stacked counter did not move: the note did not go in"
 	}
 	e.mu.Lock()
