@@ -132,13 +132,21 @@ func newCCNET(cfg Config) AcceptorSim {
 		state: func() any { return s.State() }}
 }
 
+// sspAdapter adds the unit swap only the SSP emulator has.
+type sspAdapter struct {
+	*adapter[sspsim.Where, sspsim.Fault]
+	sim *sspsim.Sim
+}
+
+func (a sspAdapter) SwapUnit(serial uint32) error { return a.sim.SwapUnit(serial) }
+
 func newSSP(cfg Config) AcceptorSim {
 	enc := sspsim.EncryptionOptional
 	s := sspsim.New(sspsim.Config{Denominations: cfg.Denominations, EscrowTimeout: cfg.EscrowTimeout, FixedKey: cfg.SSPFixedKey,
 		Encryption: enc, Serial: 1_000_001, Now: cfg.Now, Logger: cfg.Logger.With("device", "acceptor", "protocol", "ssp")})
 	kinds := map[string]sspsim.FaultKind{"bad_crc": sspsim.FaultBadCRC, "no_reply": sspsim.FaultNoReply,
 		"garbage": sspsim.FaultGarbage, "split": sspsim.FaultSplit, "slow": sspsim.FaultSlow, "bad_count": sspsim.FaultBadCount}
-	return &adapter[sspsim.Where, sspsim.Fault]{sim: s, denoms: cfg.Denominations,
+	return sspAdapter{sim: s, adapter: &adapter[sspsim.Where, sspsim.Fault]{sim: s, denoms: cfg.Denominations,
 		wheres: map[string]sspsim.Where{"auto": sspsim.Auto, "none": sspsim.NoNote, "acceptor": sspsim.InAcceptor, "stacker": sspsim.InStacker},
 		fault: func(kind string, d time.Duration) (sspsim.Fault, bool) {
 			k, ok := kinds[kind]
@@ -151,5 +159,5 @@ func newSSP(cfg Config) AcceptorSim {
 			}
 			return out
 		},
-		state: func() any { return s.State() }}
+		state: func() any { return s.State() }}}
 }

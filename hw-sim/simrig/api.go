@@ -5,7 +5,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -29,6 +31,7 @@ var panelFS embed.FS
 //	POST /api/acceptor/fail             {"code":162}
 //	POST /api/acceptor/power_cycle      {"where":"auto"|"none"|"acceptor"|"stacker"}
 //	POST /api/acceptor/fault            {"kind":"bad_crc"|"no_reply"|"garbage"|"split"|"slow","delay_ms":0}
+//	POST /api/acceptor/swap             {"serial":1000002} (SSP only: another unit on the port)
 //	GET  /api/acceptor/stacked          the emulator's log of notes in the cassette
 //	POST /api/printer/set               {"paper_out":true,"near_end":false,"cover_open":false,"cutter_error":false}
 //	GET  /api/printer/receipts          documents the printer received
@@ -132,6 +135,17 @@ func (r *Rig) Handler() http.Handler {
 	post("/api/acceptor/fault", func(b map[string]json.RawMessage) (any, error) {
 		ms, _ := intField(b, "delay_ms")
 		return nil, r.Acc.Fault(strField(b, "kind"), time.Duration(ms)*time.Millisecond)
+	})
+	post("/api/acceptor/swap", func(b map[string]json.RawMessage) (any, error) {
+		sw, ok := r.Acc.(UnitSwapper)
+		if !ok {
+			return nil, fmt.Errorf("the %s emulator cannot swap its unit: its driver checks no serial number", r.cfg.Acceptor)
+		}
+		serial, ok := intField(b, "serial")
+		if !ok || serial <= 0 || int64(serial) > math.MaxUint32 {
+			return nil, errors.New("need serial, a positive 32-bit number")
+		}
+		return nil, sw.SwapUnit(uint32(serial))
 	})
 	mux.HandleFunc("GET /api/acceptor/stacked", func(w http.ResponseWriter, req *http.Request) { reply(w, nonNil(r.Acc.Stacked())) })
 	post("/api/printer/set", func(b map[string]json.RawMessage) (any, error) {

@@ -205,6 +205,14 @@ type AcceptorSim interface {
 	State() any
 }
 
+// UnitSwapper is an AcceptorSim whose unit can be replaced by another one with a
+// different serial number on the same port (a technician swapping the unit, or a thief
+// swapping it for a doctored one); only emulators whose protocol reports a serial the
+// driver checks implement it.
+type UnitSwapper interface {
+	SwapUnit(serial uint32) error
+}
+
 // Stacked is one note the emulator put in its cassette.
 type Stacked struct {
 	Code       int       `json:"code"`

@@ -69,7 +69,7 @@ func (s *Sim) ClearJam() {
 }
 
 // PullCassette takes the cashbox out: CASHBOX REMOVED on every poll until ReplaceCassette.
-// It fails while a note is in the path.
+// It fails while a note is in the path, except while one is being stacked (pulled mid-stack).
 func (s *Sim) PullCassette() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -77,7 +77,15 @@ func (s *Sim) PullCassette() error {
 		return ErrCassetteState
 	}
 	if s.path != nil {
-		return ErrBusy
+		if !s.path.inStacker || s.path.logged >= 0 {
+			return ErrBusy
+		}
+		// Pulled mid-stack: the pusher had the note past the point of no return, so it
+		// leaves inside the pulled cassette, counted by the unit but never reported as
+		// credited; the host sees only the cassette go.
+		s.logLocked(s.path, "cassette_pulled")
+		s.path = nil
+		s.mode = modeIdle
 	}
 	s.cashboxOut = true
 	return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -67,6 +68,7 @@ func scenarios() []scenario {
 		{name: "04_acceptor_jam", run: acceptorJam},
 		{name: "04_stacker_jam_note_past_point_of_no_return", skip: map[string]string{"pulse": noStackerJam}, run: stackerJam},
 		{name: "05_cassette_removed_replaced", skip: map[string]string{"pulse": noCassette}, run: cassetteRemoved},
+		{name: "05_cassette_pulled_mid_stack", skip: map[string]string{"pulse": noCassette}, run: cassettePulledMidStack},
 		{name: "05_cassette_full", skip: map[string]string{"pulse": noCassette}, run: cassetteFull},
 		{name: "06_restart_power_up_note_in_acceptor", skip: map[string]string{"pulse": noEscrowPowerUp}, run: func(r *rig) { powerUpWithNote(r, "acceptor") }},
 		{name: "06_restart_power_up_note_in_stacker", skip: map[string]string{"pulse": noEscrowPowerUp}, run: func(r *rig) { powerUpWithNote(r, "stacker") }},
@@ -803,4 +805,43 @@ func restartBeforeCommitPowerCut(r *rig) {
 	want := outcome{credited: []int64{first}, uncertain: []int64{second}, resolved: []string{"uncertain"},
 		topups: []topup{tp(wire.OutcomeInterrupted, 1, first)}}
 	r.check(want)
+}
+
+// 05: the cassette pulled while a note is being stacked. The note left inside the pulled
+// cassette but the unit never reported its credit, so the host cannot know where it went:
+// it is an uncertain item of its session (settled at cash collection), never a credit and
+// never forgotten; the kiosk is out of service until a cassette is back.
+func cassettePulledMidStack(r *rig) {
+	v := r.values()
+	r.open(1_000_000)
+	r.feed(v[1])
+	var pulled atomic.Bool
+	r.rec.setHooks(interceptors{event: func(e acceptor.Event) {
+		if e.Kind == acceptor.Stacking && pulled.CompareAndSwap(false, true) {
+			if err := r.u.PullCassette(); err != nil {
+				r.t.Errorf("pull the cassette mid-stack: %v", err)
+			}
+		}
+	}})
+	r.insert(v[2])
+	r.eventually("the cassette removed report", func() bool { return r.rec.count(isEvent(acceptor.CassetteRemoved)) > 0 })
+	r.eventually("the session to stop", func() bool { return r.state() != session.Accepting.String() })
+	r.rec.setHooks(interceptors{})
+	r.eventually("the session to close", func() bool { return r.prn.count() == 1 })
+	r.waitState(session.OutOfService)
+	if err := r.u.ReplaceCassette(); err != nil {
+		r.t.Fatal(err)
+	}
+	r.waitState(session.Idle)
+	r.open(1_000_000)
+	r.feed(v[0])
+	r.finish()
+	r.expectTrace(0, creditOf(v[1]), escrowOf(v[2], acceptor.Stack), eventOf(acceptor.CassetteRemoved),
+		eventOf(acceptor.CassetteReplaced), creditOf(v[0]))
+	st := r.u.Stacked()
+	if len(st) != 3 || st[1].ValueMinor != v[2] || st[1].Via != "cassette_pulled" || st[1].Cassette != 1 || st[2].Cassette != 2 {
+		r.t.Errorf("emulator cassettes %+v, want the pulled note in the first cassette and the last note in the second", st)
+	}
+	r.check(outcome{credited: []int64{v[1], v[0]}, uncertain: []int64{v[2]}, resolved: []string{"uncertain"},
+		topups: []topup{tp(wire.OutcomeInterrupted, 1, v[1]), tp(wire.OutcomeComplete, 0, v[0])}})
 }
