@@ -61,15 +61,7 @@ func TestLostIntentThenStackerNote(t *testing.T) {
 		t.Fatal(err)
 	}
 	j.StackIntent(s.ID, Note{Code: 0x62, ValueMinor: 5000})
-	j.Close()
-	if err := DropLastCommit(path); err != nil {
-		t.Fatal(err)
-	}
-	j2, err := Open(path, Options{KioskID: "K1", Currency: "CNY"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j2.Close()
+	j2 := powerCut(t, j, path)
 	last, err := j2.StackerWithoutIntent(Note{}, "power up with bill in stacker")
 	if err != nil || last {
 		t.Fatalf("classified as the last credit: %v %v", last, err)
@@ -99,15 +91,7 @@ func TestLostIntentWitnessedByCounter(t *testing.T) {
 	if _, err := j.StackIntent(s.ID, Note{Code: 0x63, ValueMinor: 5000}); err != nil {
 		t.Fatal(err)
 	}
-	j.Close()
-	if err := DropLastCommit(path); err != nil {
-		t.Fatal(err)
-	}
-	j2, err := Open(path, Options{KioskID: "K1", Currency: "CNY"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j2.Close()
+	j2 := powerCut(t, j, path)
 	// The witness sees it before anything is recorded.
 	if w, ok, err := j2.StackedWitness("U1", 102); err != nil || !ok || w != (Witness{Moved: 1}) {
 		t.Fatalf("witness = %+v %v %v, want one note moved", w, ok, err)
@@ -266,4 +250,19 @@ func TestCounterSeesUncertainNoteLater(t *testing.T) {
 	if res, err := j.ReconcileDeviceCounter("U1", 10, 0); err != nil || res.Uncertain != 1 {
 		t.Fatalf("reconcile with a new unexplained note = %+v %v", res, err)
 	}
+}
+
+// powerCut closes j, drops its last commit as lying storage would, and reopens the file.
+func powerCut(t *testing.T, j *Journal, path string) *Journal {
+	t.Helper()
+	j.Close()
+	if err := DropLastCommit(path); err != nil {
+		t.Fatal(err)
+	}
+	j2, err := Open(path, Options{KioskID: "K1", Currency: "CNY"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j2.Close() })
+	return j2
 }
