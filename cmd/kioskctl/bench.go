@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"testing"
 	"text/tabwriter"
 	"time"
@@ -94,9 +93,6 @@ func benchCmd(args []string, out io.Writer) error {
 		n := run(func(b *testing.B) { conformance.Note(b, p, *dir) })
 		cpuPoll, share, interval := "-", "-", "-"
 		if p != "pulse" {
-			// The process CPU clock also counts the collection of what the note benchmark
-			// left on the heap; collect it first so that it is not charged to polling.
-			runtime.GC()
 			polls, cpu, err := conformance.PollCost(p, *pollFor)
 			if err == nil && polls > 0 {
 				per := cpu / time.Duration(polls)
