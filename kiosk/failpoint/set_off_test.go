@@ -1,0 +1,5 @@
+//go:build !kioskd_failpoints
+
+package failpoint
+
+func setForTest(func(string)) {}

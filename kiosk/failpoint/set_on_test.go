@@ -1,0 +1,5 @@
+//go:build kioskd_failpoints
+
+package failpoint
+
+func setForTest(f func(string)) { Set(f) }
