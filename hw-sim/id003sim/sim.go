@@ -6,13 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
 	"github.com/kioskd/kioskd/devices/acceptor/id003"
+	"github.com/kioskd/kioskd/hw-sim/internal/notepath"
+	"github.com/kioskd/kioskd/hw-sim/linespeed"
 )
 
 // DefaultEscrowTimeout is how long a note waits in escrow (or after a HOLD) for STACK or
@@ -47,80 +48,47 @@ type Config struct {
 	CassetteCapacity int
 	// Version is the text answered to the version request (default DefaultVersion).
 	Version string
+	// Line, when on, paces Serve's port at a serial line's speed (linespeed.ID003 is the
+	// unit's 9600 8E1); the zero Line leaves the port as fast as it is.
+	Line linespeed.Line
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger receives the emulator's logs; nil discards them.
 	Logger *slog.Logger
 }
 
-// Where says where a note was when the power went.
-type Where int
+// Where says where a note was when the power went. ID-003 reports NoNote as POWER UP (0x40),
+// InAcceptor as POWER UP WITH BILL IN ACCEPTOR (0x41: RESET returns the note, never counted)
+// and InStacker as POWER UP WITH BILL IN STACKER (0x42: RESET stacks it and it is counted,
+// without VEND VALID).
+type Where = notepath.Where
 
+// Places of a note at a power cut.
 const (
-	// Auto: wherever the note in the path physically is (nothing, the acceptor head, the stacker).
-	Auto Where = iota
-	// NoNote: nothing in the path; the unit reports POWER UP (0x40).
-	NoNote
-	// InAcceptor: a note in the acceptor head; POWER UP WITH BILL IN ACCEPTOR (0x41); RESET
-	// returns it to the customer and it is never counted.
-	InAcceptor
-	// InStacker: a note past the point of no return; POWER UP WITH BILL IN STACKER (0x42);
-	// RESET stacks it and it is counted, without VEND VALID.
-	InStacker
+	Auto       = notepath.Auto
+	NoNote     = notepath.NoNote
+	InAcceptor = notepath.InAcceptor
+	InStacker  = notepath.InStacker
 )
 
-func (w Where) String() string {
-	switch w {
-	case Auto:
-		return "auto"
-	case NoNote:
-		return "none"
-	case InAcceptor:
-		return "in_acceptor"
-	case InStacker:
-		return "in_stacker"
-	}
-	return fmt.Sprintf("Where(%d)", int(w))
-}
-
-// StackedNote is one note that went into a cassette: the emulator's ground truth.
-type StackedNote struct {
-	Code       byte      `json:"code"`
-	ValueMinor int64     `json:"value_minor"`
-	Currency   string    `json:"currency,omitempty"`
-	At         time.Time `json:"at"`
-	// Acked is true when the host acknowledged VEND VALID for this note.
-	Acked bool `json:"acked"`
-	// Via says how it got there: "vend_valid" (normal stacking), "power_up_recovery"
-	// (stacked by RESET after a power cut or a fault), "jam_cleared" (pushed in when a
-	// stacker jam was cleared).
-	Via string `json:"via"`
-	// Cassette numbers the cassettes: 1 for the first, one more after each replacement.
-	Cassette int `json:"cassette"`
-}
+// StackedNote is one note that went into a cassette: the emulator's ground truth. Via is
+// "vend_valid" for normal stacking (Acked when the host ACKed VEND VALID).
+type StackedNote = notepath.StackedNote
 
 // FaultKind is a link fault the emulator can inject into one reply.
-type FaultKind int
+type FaultKind = notepath.FaultKind
 
+// Link faults.
 const (
-	// FaultBadCRC corrupts the reply's CRC.
-	FaultBadCRC FaultKind = iota + 1
-	// FaultNoReply drops the reply; the command was still carried out.
-	FaultNoReply
-	// FaultGarbage sends Fault.Garbage (or a few noise bytes) before the reply.
-	FaultGarbage
-	// FaultSplit writes the reply in two parts, Fault.Delay apart.
-	FaultSplit
-	// FaultSlow waits Fault.Delay before replying.
-	FaultSlow
+	FaultBadCRC  = notepath.FaultBadCRC
+	FaultNoReply = notepath.FaultNoReply
+	FaultGarbage = notepath.FaultGarbage
+	FaultSplit   = notepath.FaultSplit
+	FaultSlow    = notepath.FaultSlow
 )
 
 // Fault is one injected fault; each applies to one reply.
-type Fault struct {
-	Kind    FaultKind
-	Delay   time.Duration
-	Garbage []byte
-}
+type Fault = notepath.Fault
 
 // mode is the unit's transaction state, advanced one step per STATUS REQUEST.
 type mode int
@@ -139,22 +107,17 @@ const (
 	modeReturning
 )
 
-// pathNote is the note between the bezel and the cassette.
-type pathNote struct {
-	code      byte
-	inStacker bool // past the point of no return
-	logged    int  // index in the cassette log once it is there, else -1
-}
-
 // Sim emulates one ID-003 unit. Its control methods are safe to call from any goroutine.
 type Sim struct {
 	cfg Config
 	log *slog.Logger
 
+	link *notepath.Link
+
 	mu           sync.Mutex
+	u            *notepath.Unit
 	mode         mode
 	powerWhere   Where // what the power-up status reports
-	path         *pathNote
 	reject       byte // reason of the current REJECTING
 	forcedReject byte // the next inserted note is rejected with this reason
 	deadline     time.Time
@@ -163,14 +126,9 @@ type Sim struct {
 	security     [2]byte
 	commMode     byte
 	jam          int // 0 none, 1 acceptor, 2 stacker
-	cassetteOut  bool
-	cassetteFull bool
 	paused       bool
 	cheated      bool
 	failure      byte
-	cassette     int
-	stacked      []StackedNote
-	faults       []Fault
 }
 
 // New returns an emulated unit that has just been powered up with nothing in its path.
@@ -187,118 +145,37 @@ func New(cfg Config) *Sim {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	log := cfg.Logger.With("device", "id003sim")
 	return &Sim{
-		cfg:        cfg,
-		log:        cfg.Logger.With("device", "id003sim"),
+		cfg: cfg,
+		log: log,
+		u: notepath.New(notepath.Config{Name: "id003sim", Values: cfg.Denominations, Capacity: cfg.CassetteCapacity,
+			Now: cfg.Now, Logger: log, Errors: notepath.Errors{Busy: ErrBusy, NoNote: ErrNoNote, CassetteState: ErrCassetteState}}),
+		link:       &notepath.Link{Name: "id003sim", Line: cfg.Line, Noise: []byte{0x00, 0x55, 0xFC, 0x02, 0xAA}},
 		mode:       modePowerUp,
 		powerWhere: NoNote,
 		inhibited:  true,
-		cassette:   1,
 	}
 }
 
 // Serve answers the host frame by frame until ctx ends or the host hangs up (both return
 // nil), or the port fails. On cancellation it releases its blocked Read with
 // SetReadDeadline when the port has one, else by closing the port if it is an io.Closer.
+// With Config.Line on, the port is paced at that line's speed.
 func (s *Sim) Serve(ctx context.Context, port io.ReadWriter) error {
-	stop := context.AfterFunc(ctx, func() {
-		if rd, ok := port.(interface{ SetReadDeadline(time.Time) error }); ok && rd.SetReadDeadline(time.Unix(1, 0)) == nil {
-			return
-		}
-		if c, ok := port.(io.Closer); ok {
-			c.Close()
-		}
-	})
-	defer stop()
 	var dec id003.Decoder
-	buf := make([]byte, 256)
-	for {
-		n, err := port.Read(buf)
-		if n > 0 {
-			dec.Feed(buf[:n])
-			for {
-				f, ferr := dec.Next()
-				if errors.Is(ferr, id003.ErrIncomplete) {
-					break
-				}
-				var reply []byte
-				switch {
-				case errors.Is(ferr, id003.ErrBadCRC):
-					reply = frame(id003.StCommError)
-				case ferr != nil:
-					continue // an impossible length is line noise: no answer
-				default:
-					reply = s.Handle(f)
-				}
-				if reply == nil {
-					continue
-				}
-				if werr := s.send(ctx, port, reply); werr != nil {
-					if ctx.Err() != nil {
-						return nil
-					}
-					return fmt.Errorf("id003sim: write: %w", werr)
-				}
-			}
+	return s.link.Serve(ctx, port, dec.Feed, func() ([]byte, bool) {
+		f, err := dec.Next()
+		switch {
+		case errors.Is(err, id003.ErrIncomplete):
+			return nil, false
+		case errors.Is(err, id003.ErrBadCRC):
+			return frame(id003.StCommError), true
+		case err != nil:
+			return nil, true // an impossible length is line noise: no answer
 		}
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, io.EOF) || errors.Is(err, os.ErrClosed) {
-				return nil
-			}
-			return fmt.Errorf("id003sim: read: %w", err)
-		}
-	}
-}
-
-// send writes a reply, applying the next injected fault.
-func (s *Sim) send(ctx context.Context, port io.Writer, reply []byte) error {
-	s.mu.Lock()
-	var f Fault
-	if len(s.faults) > 0 {
-		f, s.faults = s.faults[0], s.faults[1:]
-	}
-	s.mu.Unlock()
-	wait := func(d time.Duration) bool {
-		if d <= 0 {
-			return true
-		}
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
-	switch f.Kind {
-	case FaultNoReply:
-		return nil
-	case FaultBadCRC:
-		reply = slices.Clone(reply)
-		reply[len(reply)-1] ^= 0xFF
-	case FaultGarbage:
-		g := f.Garbage
-		if len(g) == 0 {
-			g = []byte{0x00, 0x55, 0xFC, 0x02, 0xAA}
-		}
-		reply = append(slices.Clone(g), reply...)
-	case FaultSlow:
-		if !wait(f.Delay) {
-			return nil
-		}
-	case FaultSplit:
-		half := len(reply) / 2
-		if _, err := port.Write(reply[:half]); err != nil {
-			return err
-		}
-		if !wait(f.Delay) {
-			return nil
-		}
-		reply = reply[half:]
-	}
-	_, err := port.Write(reply)
-	return err
+		return s.Handle(f), true
+	})
 }
 
 func frame(cmd byte, data ...byte) []byte {
@@ -353,7 +230,7 @@ func (s *Sim) handleLocked(f id003.Frame) []byte {
 		if st == id003.StVendValid {
 			// Reporting VEND VALID means the note passed the point of no return: it is in
 			// the cassette from now on, whatever the host does with it.
-			s.logLocked(s.path, "vend_valid")
+			s.u.Log("vend_valid")
 		}
 		s.advanceLocked()
 		return frame(st, arg...)
@@ -366,8 +243,7 @@ func (s *Sim) handleLocked(f id003.Frame) []byte {
 		return ack
 	case id003.CmdAck:
 		if s.mode == modeVendValid && !s.frozen() {
-			s.logLocked(s.path, "vend_valid")
-			s.stacked[s.path.logged].Acked = true
+			s.u.Ack(s.u.Log("vend_valid"))
 			s.mode = modeStacked
 		}
 		return nil // the host's ACK is never answered
@@ -381,7 +257,7 @@ func (s *Sim) handleLocked(f id003.Frame) []byte {
 		// From STACK on the note is committed to the stacker: a power cut now leaves it
 		// "in the stacker" and RESET finishes stacking it.
 		s.mode = modeStacking
-		s.path.inStacker = true
+		s.u.Path.InStacker = true
 		return ack
 	case id003.CmdReturn:
 		if !inEscrow {
@@ -402,13 +278,13 @@ func (s *Sim) handleLocked(f id003.Frame) []byte {
 
 // frozen: a power-up report or a fault stops the transaction where it is.
 func (s *Sim) frozen() bool {
-	return s.mode == modePowerUp || s.failure != 0 || s.cheated || s.jam != 0 || s.cassetteOut || s.paused
+	return s.mode == modePowerUp || s.failure != 0 || s.cheated || s.jam != 0 || s.u.CassetteOut() || s.paused
 }
 
 // tickLocked applies the unit's own escrow timeout.
 func (s *Sim) tickLocked() {
 	if (s.mode == modeEscrow || s.mode == modeHolding) && !s.frozen() && !s.cfg.Now().Before(s.deadline) {
-		s.log.Info("escrow timeout: returning the note", "code", s.path.code)
+		s.log.Info("escrow timeout: returning the note", "code", s.u.Path.Code)
 		s.mode = modeReturning
 	}
 }
@@ -432,7 +308,7 @@ func (s *Sim) statusLocked() (byte, []byte) {
 		return id003.StAcceptorJam, nil
 	case s.jam == 2:
 		return id003.StStackerJam, nil
-	case s.cassetteOut:
+	case s.u.CassetteOut():
 		return id003.StStackerOpen, nil
 	case s.paused:
 		return id003.StPause, nil
@@ -443,7 +319,7 @@ func (s *Sim) statusLocked() (byte, []byte) {
 	case modeAccepting:
 		return id003.StAccepting, nil
 	case modeEscrow:
-		return id003.StEscrow, []byte{s.path.code}
+		return id003.StEscrow, []byte{s.u.Path.Code}
 	case modeHolding:
 		return id003.StHolding, nil
 	case modeStacking:
@@ -458,7 +334,7 @@ func (s *Sim) statusLocked() (byte, []byte) {
 		return id003.StReturning, nil
 	}
 	switch {
-	case s.cassetteFull:
+	case s.u.CassetteFull():
 		return id003.StStackerFull, nil
 	case s.inhibited:
 		return id003.StDisabled, nil
@@ -475,7 +351,7 @@ func (s *Sim) advanceLocked() {
 	case modeInitialize:
 		s.mode = modeIdle
 	case modeAccepting:
-		code := s.path.code
+		code := s.u.Path.Code
 		_, known := s.cfg.Denominations[int(code)]
 		switch {
 		case s.forcedReject != 0:
@@ -493,38 +369,12 @@ func (s *Sim) advanceLocked() {
 	case modeStacking:
 		s.mode = modeVendValid
 	case modeStacked:
-		s.path = nil
+		s.u.Finish()
 		s.mode = modeIdle
-		if s.cfg.CassetteCapacity > 0 && s.countLocked() >= s.cfg.CassetteCapacity {
-			s.cassetteFull = true
-		}
 	case modeRejecting, modeReturning:
-		s.path = nil
+		s.u.Drop()
 		s.mode = modeIdle
 	}
-}
-
-func (s *Sim) logLocked(p *pathNote, via string) {
-	if p.logged >= 0 {
-		return
-	}
-	n := s.cfg.Denominations.Lookup(int(p.code))
-	s.stacked = append(s.stacked, StackedNote{
-		Code: p.code, ValueMinor: n.ValueMinor, Currency: n.Currency,
-		At: s.cfg.Now(), Via: via, Cassette: s.cassette,
-	})
-	p.logged = len(s.stacked) - 1
-	s.log.Info("note in cassette", "code", p.code, "via", via, "cassette", s.cassette)
-}
-
-func (s *Sim) countLocked() int {
-	c := 0
-	for _, n := range s.stacked {
-		if n.Cassette == s.cassette {
-			c++
-		}
-	}
-	return c
 }
 
 // resetLocked carries out RESET: a note still in the acceptor goes back to the customer, one
@@ -532,13 +382,13 @@ func (s *Sim) countLocked() int {
 // physical faults (jam, cassette out, pause) stay until they are cleared. The unit comes
 // back inhibited, keeping its denomination bitmap.
 func (s *Sim) resetLocked() {
-	if s.path != nil {
-		if s.path.inStacker {
-			s.logLocked(s.path, "power_up_recovery")
+	if p := s.u.Path; p != nil {
+		if p.InStacker {
+			s.u.Log("power_up_recovery")
 		} else {
-			s.log.Info("note returned to the customer on reset", "code", s.path.code)
+			s.log.Info("note returned to the customer on reset", "code", p.Code)
 		}
-		s.path = nil
+		s.u.Drop()
 	}
 	s.failure, s.cheated = 0, false
 	s.powerWhere = NoNote
@@ -575,18 +425,18 @@ func (s *Sim) InsertNote(code byte) error {
 	switch {
 	case s.mode == modePowerUp:
 		return ErrPoweredUp
-	case s.cassetteOut:
+	case s.u.CassetteOut():
 		return ErrCassetteOut
 	case s.failure != 0 || s.cheated || s.jam != 0 || s.paused:
 		return ErrFault
-	case s.path != nil || s.mode != modeIdle:
+	case s.u.Path != nil || s.mode != modeIdle:
 		return ErrBusy
-	case s.cassetteFull:
+	case s.u.CassetteFull():
 		return ErrCassetteFull
 	case s.inhibited:
 		return ErrInhibited
 	}
-	s.path = &pathNote{code: code, logged: -1}
+	s.u.Insert(code)
 	s.mode = modeAccepting
 	s.log.Info("note inserted", "code", code)
 	return nil
@@ -618,12 +468,7 @@ func (s *Sim) ClearJam() {
 	if s.jam == 0 {
 		return
 	}
-	if s.path != nil {
-		if s.jam == 2 && s.path.inStacker {
-			s.logLocked(s.path, "jam_cleared")
-		}
-		s.path = nil
-	}
+	s.u.ClearJam(s.jam == 2)
 	s.jam = 0
 	if s.mode != modePowerUp {
 		s.mode = modeInitialize
@@ -635,33 +480,20 @@ func (s *Sim) ClearJam() {
 func (s *Sim) PullCassette() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cassetteOut {
-		return ErrCassetteState
-	}
-	if s.path != nil {
-		if !s.path.inStacker || s.path.logged >= 0 {
-			return ErrBusy
-		}
-		// Pulled mid-stack: the pusher had the note past the point of no return, so it
-		// leaves inside the pulled cassette, counted by the unit but never reported as
-		// credited; the host sees only the cassette go.
-		s.logLocked(s.path, "cassette_pulled")
-		s.path = nil
+	midStack, err := s.u.PullCassette()
+	if midStack {
 		s.mode = modeIdle
 	}
-	s.cassetteOut = true
-	return nil
+	return err
 }
 
 // ReplaceCassette puts an empty cassette in (the next cassette number); the unit initialises.
 func (s *Sim) ReplaceCassette() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.cassetteOut {
-		return ErrCassetteState
+	if err := s.u.ReplaceCassette(); err != nil {
+		return err
 	}
-	s.cassetteOut, s.cassetteFull = false, false
-	s.cassette++
 	if s.mode != modePowerUp {
 		s.mode = modeInitialize
 	}
@@ -672,7 +504,7 @@ func (s *Sim) ReplaceCassette() error {
 func (s *Sim) SetCassetteFull(full bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.cassetteFull = full
+	s.u.SetCassetteFull(full)
 }
 
 // Pause reports PAUSE (a second note pushed in during a transaction) while on.
@@ -710,33 +542,12 @@ func (s *Sim) Fail(code byte) {
 func (s *Sim) PowerCycle(where Where) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.mode == modeStacked && s.path != nil {
-		s.path = nil // acknowledged and in the cassette: nothing left in the path
+	if s.mode == modeStacked && s.u.Path != nil {
+		s.u.Drop() // acknowledged and in the cassette: nothing left in the path
 	}
-	switch where {
-	case Auto:
-		switch {
-		case s.path == nil:
-			where = NoNote
-		case s.path.inStacker:
-			where = InStacker
-		default:
-			where = InAcceptor
-		}
-	case NoNote:
-		if s.path != nil {
-			return ErrBusy
-		}
-	case InAcceptor, InStacker:
-		if s.path == nil {
-			return ErrNoNote
-		}
-		if where == InAcceptor && s.path.logged >= 0 {
-			return fmt.Errorf("id003sim: the note is already in the cassette: %w", ErrBusy)
-		}
-		s.path.inStacker = where == InStacker
-	default:
-		return fmt.Errorf("id003sim: power cycle: bad place %v", where)
+	where, err := s.u.PowerCutPlace(where, s.u.Where())
+	if err != nil {
+		return err
 	}
 	s.powerLocked(where)
 	return nil
@@ -748,13 +559,9 @@ func (s *Sim) PowerCycle(where Where) error {
 func (s *Sim) PowerCycleWithNote(where Where, code byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if where != InAcceptor && where != InStacker {
-		return fmt.Errorf("id003sim: power cycle with a note: place must be in_acceptor or in_stacker, not %v", where)
+	if err := s.u.PowerCutWithNote(where, code, s.u.Path != nil && s.mode != modeStacked); err != nil {
+		return err
 	}
-	if s.path != nil && s.mode != modeStacked {
-		return ErrBusy
-	}
-	s.path = &pathNote{code: code, inStacker: where == InStacker, logged: -1}
 	s.powerLocked(where)
 	return nil
 }
@@ -772,14 +579,14 @@ func (s *Sim) powerLocked(where Where) {
 func (s *Sim) InjectFault(f Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.faults = append(s.faults, f)
+	s.link.Inject(f)
 }
 
 // Cassette returns every note that went into a cassette, oldest first.
 func (s *Sim) Cassette() []StackedNote {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.Clone(s.stacked)
+	return s.u.Cassette()
 }
 
 // Snapshot is the emulator's state for a control panel.
@@ -811,10 +618,10 @@ func (s *Sim) State() Snapshot {
 	st, arg := s.statusLocked()
 	snap := Snapshot{
 		Status: id003.StatusName(st), StatusCode: st, StatusData: arg,
-		Inhibited: s.inhibited, CassetteIn: !s.cassetteOut, CassetteFull: s.cassetteFull,
-		CassetteNumber: s.cassette, CassetteCount: s.countLocked(), Failure: int(s.failure),
+		Inhibited: s.inhibited, CassetteIn: !s.u.CassetteOut(), CassetteFull: s.u.CassetteFull(),
+		CassetteNumber: s.u.CassetteNumber(), CassetteCount: s.u.Count(), Failure: int(s.failure),
 		Cheated: s.cheated, Paused: s.paused, ForcedReject: int(s.forcedReject),
-		PendingFaults: len(s.faults), EnabledCodes: []int{},
+		PendingFaults: s.link.Pending(), EnabledCodes: []int{},
 	}
 	for c := range s.cfg.Denominations {
 		if c >= id003.FirstCode && c <= id003.LastCode && id003.CodeEnabled(s.denoms, byte(c)) {
@@ -822,8 +629,8 @@ func (s *Sim) State() Snapshot {
 		}
 	}
 	slices.Sort(snap.EnabledCodes)
-	if s.path != nil {
-		snap.NoteInPath, snap.NoteInStacker = int(s.path.code), s.path.inStacker
+	if p := s.u.Path; p != nil {
+		snap.NoteInPath, snap.NoteInStacker = int(p.Code), p.InStacker
 	}
 	switch s.jam {
 	case 1:

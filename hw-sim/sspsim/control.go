@@ -1,8 +1,6 @@
 package sspsim
 
 import (
-	"fmt"
-	"slices"
 
 	"github.com/kioskd/kioskd/devices/acceptor/ssp"
 )
@@ -14,18 +12,18 @@ func (s *Sim) InsertNote(channel byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
-	case s.cashboxOut:
+	case s.u.CassetteOut():
 		return ErrCassetteOut
 	case s.jam != 0 || s.pathOpen || s.failCode != 0:
 		return ErrFault
-	case s.path != nil || s.mode != modeIdle || s.pollAckDue != nil:
+	case s.u.Path != nil || s.mode != modeIdle || s.pollAckDue != nil:
 		return ErrBusy
-	case s.cashboxFull:
+	case s.u.CassetteFull():
 		return ErrCassetteFull
 	case !s.enabled:
 		return ErrDisabled
 	}
-	s.path = &pathNote{channel: channel, logged: -1}
+	s.u.Insert(channel)
 	s.mode = modeReading
 	s.log.Info("note inserted", "channel", channel)
 	return nil
@@ -58,11 +56,8 @@ func (s *Sim) ClearJam() {
 	if s.jam == 0 {
 		return
 	}
-	if s.path != nil && s.mode != modeReset && s.mode != modeClearing {
-		if s.path.inStacker {
-			s.logLocked(s.path, "jam_cleared")
-		}
-		s.path = nil
+	// While the unit starts, the note in the path is the one it is about to clear.
+	if s.mode != modeReset && s.mode != modeClearing && s.u.ClearJam(true) {
 		s.mode = modeIdle
 	}
 	s.jam = 0
@@ -73,33 +68,20 @@ func (s *Sim) ClearJam() {
 func (s *Sim) PullCassette() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cashboxOut {
-		return ErrCassetteState
-	}
-	if s.path != nil {
-		if !s.path.inStacker || s.path.logged >= 0 {
-			return ErrBusy
-		}
-		// Pulled mid-stack: the pusher had the note past the point of no return, so it
-		// leaves inside the pulled cassette, counted by the unit but never reported as
-		// credited; the host sees only the cassette go.
-		s.logLocked(s.path, "cassette_pulled")
-		s.path = nil
+	midStack, err := s.u.PullCassette()
+	if midStack {
 		s.mode = modeIdle
 	}
-	s.cashboxOut = true
-	return nil
+	return err
 }
 
 // ReplaceCassette puts an empty cashbox in (the next cassette number): CASHBOX REPLACED once.
 func (s *Sim) ReplaceCassette() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.cashboxOut {
-		return ErrCassetteState
+	if err := s.u.ReplaceCassette(); err != nil {
+		return err
 	}
-	s.cashboxOut, s.cashboxFull = false, false
-	s.cassette++
 	s.queue = append(s.queue, ssp.Event{Code: ssp.EvCashboxReplaced})
 	return nil
 }
@@ -109,7 +91,7 @@ func (s *Sim) ReplaceCassette() error {
 func (s *Sim) SetCassetteFull(full bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.cashboxFull = full
+	s.u.SetCassetteFull(full)
 }
 
 // OpenNotePath opens or closes the note path (NOTE PATH OPEN on every poll, protocol 6+).
@@ -125,8 +107,8 @@ func (s *Sim) Cheat() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var ch byte
-	if s.path != nil && !s.path.inStacker && s.mode != modeReset && s.mode != modeClearing {
-		ch = s.path.channel
+	if p := s.u.Path; p != nil && !p.InStacker && s.mode != modeReset && s.mode != modeClearing {
+		ch = p.Code
 		if s.mode != modeRejecting && s.mode != modeRejected {
 			s.rejectLocked(ssp.RejectStrimAttempt)
 		}
@@ -161,20 +143,9 @@ func (s *Sim) PowerCycle(where Where) error {
 	if s.mode == modeReset || s.mode == modeClearing {
 		now = s.clearing // still starting: the note, if any, has not been cleared yet
 	}
-	switch where {
-	case Auto:
-		where = now
-	case NoNote:
-		if now != NoNote {
-			return ErrBusy
-		}
-	case InAcceptor, InStacker:
-		if now == NoNote {
-			return ErrNoNote
-		}
-		s.path.inStacker = where == InStacker
-	default:
-		return fmt.Errorf("sspsim: power cycle: bad place %v", where)
+	where, err := s.u.PowerCutPlace(where, now)
+	if err != nil {
+		return err
 	}
 	s.powerLocked(where)
 	return nil
@@ -186,13 +157,10 @@ func (s *Sim) PowerCycle(where Where) error {
 func (s *Sim) PowerCycleWithNote(where Where, channel byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if where != InAcceptor && where != InStacker {
-		return fmt.Errorf("sspsim: power cycle with a note: place must be in_acceptor or in_stacker, not %v", where)
+	busy := s.whereLocked() != NoNote || (s.mode == modeClearing && s.clearing != NoNote)
+	if err := s.u.PowerCutWithNote(where, channel, busy); err != nil {
+		return err
 	}
-	if s.whereLocked() != NoNote || (s.mode == modeClearing && s.clearing != NoNote) {
-		return ErrBusy
-	}
-	s.path = &pathNote{channel: channel, inStacker: where == InStacker, logged: -1}
 	s.powerLocked(where)
 	return nil
 }
@@ -217,14 +185,20 @@ func (s *Sim) SwapUnit(serial uint32) error {
 func (s *Sim) InjectFault(f Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.faults = append(s.faults, f)
+	s.link.Inject(f)
 }
 
 // Cassette returns every note that went into a cashbox, oldest first.
 func (s *Sim) Cassette() []StackedNote {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.Clone(s.stacked)
+	log := s.u.Cassette()
+	out := make([]StackedNote, len(log))
+	for i, n := range log {
+		out[i] = StackedNote{Channel: n.Code, ValueMinor: n.ValueMinor, Currency: n.Currency, At: n.At,
+			Reported: s.extra[i].reported, Acked: n.Acked, Via: n.Via, Cassette: n.Cassette, Serial: s.extra[i].serial}
+	}
+	return out
 }
 
 // Counters returns the unit's note activity counters, as GET COUNTERS would.
@@ -266,18 +240,18 @@ func (s *Sim) State() Snapshot {
 	snap := Snapshot{
 		Mode: s.mode.String(), Serial: s.serial, Enabled: s.enabled, EnabledChannels: []int{},
 		Protocol: int(s.protocol), Encrypted: s.cipher != nil, Counter: s.count,
-		AckPending: s.pollAckDue != nil, CassetteIn: !s.cashboxOut, CassetteFull: s.cashboxFull,
-		CassetteNumber: s.cassette, CassetteCount: s.countLocked(), NotePathOpen: s.pathOpen,
+		AckPending: s.pollAckDue != nil, CassetteIn: !s.u.CassetteOut(), CassetteFull: s.u.CassetteFull(),
+		CassetteNumber: s.u.CassetteNumber(), CassetteCount: s.u.Count(), NotePathOpen: s.pathOpen,
 		Failure: int(s.failCode), LastReject: int(s.lastReject), ForcedReject: int(s.forcedReject),
-		PendingFaults: len(s.faults), Counters: s.counters,
+		PendingFaults: s.link.Pending(), Counters: s.counters,
 	}
 	for c := 1; c <= ssp.MaxChannel; c++ {
 		if ssp.ChannelEnabled(s.inhibits, c) {
 			snap.EnabledChannels = append(snap.EnabledChannels, c)
 		}
 	}
-	if s.path != nil {
-		snap.NoteInPath, snap.NoteInStacker = int(s.path.channel), s.path.inStacker
+	if p := s.u.Path; p != nil {
+		snap.NoteInPath, snap.NoteInStacker = int(p.Code), p.InStacker
 	}
 	switch s.jam {
 	case ssp.EvSafeJam:
