@@ -149,8 +149,8 @@ type Sim struct {
 	u            *notepath.Unit
 	mode         mode
 	powerWhere   Where // what the power-up state reports
-	reject       byte // reason of the current REJECTING
-	forcedReject byte // the next inserted note is rejected with this reason
+	reject       byte  // reason of the current REJECTING
+	forcedReject byte  // the next inserted note is rejected with this reason
 	deadline     time.Time
 	enabled      [3]byte
 	escrow       [3]byte
@@ -160,7 +160,7 @@ type Sim struct {
 	paused       bool
 	cheated      bool
 	failure      byte
-	busy         byte // BUSY time for the next POLL, in 100 ms
+	busy         byte   // BUSY time for the next POLL, in 100 ms
 	lastReply    []byte // re-sent on the host's NAK
 	awaitingAck  bool   // the last reply wants the host's ACK
 	ackTarget    int    // cassette log entry the awaited ACK confirms, else -1

@@ -118,8 +118,8 @@ type Sim struct {
 	u            *notepath.Unit
 	mode         mode
 	powerWhere   Where // what the power-up status reports
-	reject       byte // reason of the current REJECTING
-	forcedReject byte // the next inserted note is rejected with this reason
+	reject       byte  // reason of the current REJECTING
+	forcedReject byte  // the next inserted note is rejected with this reason
 	deadline     time.Time
 	inhibited    bool
 	denoms       [2]byte // SET DENOMINATIONS bitmap, bit set = disabled

@@ -1,7 +1,6 @@
 package sspsim
 
 import (
-
 	"github.com/kioskd/kioskd/devices/acceptor/ssp"
 )
 
