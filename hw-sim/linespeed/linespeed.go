@@ -133,7 +133,9 @@ func Parse(s string) (Line, error) {
 // Port is a port seen through a serial line: see the package comment. Read and Write may be
 // used by one reader and one writer at the same time, as on a full-duplex line.
 type Port struct {
-	inner io.ReadWriter
+	inner any // the wrapped port: its deadlines and Close
+	r     io.Reader
+	w     io.Writer
 	line  Line
 
 	rmu     sync.Mutex // one Read at a time
@@ -156,13 +158,27 @@ func Wrap(port io.ReadWriter, line Line) io.ReadWriter {
 	if !line.On() {
 		return port
 	}
-	return &Port{inner: port, line: line, buf: make([]byte, 4096)}
+	return &Port{inner: port, r: port, w: port, line: line, buf: make([]byte, 4096)}
 }
+
+// WrapWriter is Wrap for a port the emulator only writes to (a scanner).
+func WrapWriter(port io.Writer, line Line) io.Writer {
+	if !line.On() {
+		return port
+	}
+	return &Port{inner: port, w: port, line: line}
+}
+
+// ErrWriteOnly is returned by Read on a port wrapped by WrapWriter.
+var ErrWriteOnly = errors.New("linespeed: write-only port")
 
 // Read hands over the bytes the line has delivered by now, at least one, waiting for the
 // first when it is still on the wire. A read deadline set through SetReadDeadline also
 // bounds that wait.
 func (p *Port) Read(b []byte) (int, error) {
+	if p.r == nil {
+		return 0, ErrWriteOnly
+	}
 	if len(b) == 0 {
 		return 0, nil
 	}
@@ -173,7 +189,7 @@ func (p *Port) Read(b []byte) (int, error) {
 			p.rxErr = nil
 			return 0, err
 		}
-		n, err := p.inner.Read(p.buf)
+		n, err := p.r.Read(p.buf)
 		if n == 0 {
 			return 0, err
 		}
@@ -214,7 +230,7 @@ func (p *Port) Write(b []byte) (int, error) {
 		}
 		upto := min(len(b), p.line.bytesIn(time.Since(start)))
 		upto = max(upto, sent+1)
-		n, err := p.inner.Write(b[sent:upto])
+		n, err := p.w.Write(b[sent:upto])
 		sent += n
 		if err != nil {
 			return sent, err
