@@ -136,7 +136,6 @@ type Port struct {
 	inner any // the wrapped port: its deadlines and Close
 	r     io.Reader
 	w     io.Writer
-	line  Line
 
 	rmu     sync.Mutex // one Read at a time
 	buf     []byte
@@ -149,6 +148,7 @@ type Port struct {
 	txFree time.Time  // when the line finishes sending the last byte written
 
 	dmu           sync.Mutex
+	line          Line
 	readDeadline  time.Time
 	writeDeadline time.Time
 }
@@ -158,7 +158,28 @@ func Wrap(port io.ReadWriter, line Line) io.ReadWriter {
 	if !line.On() {
 		return port
 	}
+	return NewPort(port, line)
+}
+
+// NewPort wraps port even when line is off, so that SetLine can turn the pacing on and off
+// while the port is in use (a control panel's switch).
+func NewPort(port io.ReadWriter, line Line) *Port {
 	return &Port{inner: port, r: port, w: port, line: line, buf: make([]byte, 4096)}
+}
+
+// SetLine changes the line's speed; the zero Line passes bytes through as fast as they come.
+// A write in progress finishes at the speed it started with.
+func (p *Port) SetLine(l Line) {
+	p.dmu.Lock()
+	defer p.dmu.Unlock()
+	p.line = l
+}
+
+// Line is the line's speed now.
+func (p *Port) Line() Line {
+	p.dmu.Lock()
+	defer p.dmu.Unlock()
+	return p.line
 }
 
 // WrapWriter is Wrap for a port the emulator only writes to (a scanner).
@@ -196,12 +217,16 @@ func (p *Port) Read(b []byte) (int, error) {
 		p.pending, p.rxErr = p.buf[:n], err
 		p.rxStart, p.rxDone = time.Now(), 0
 	}
-	// The next byte is complete on the line at rxStart + (rxDone+1)·ByteTime.
-	next := p.rxStart.Add(p.line.Duration(p.rxDone + 1))
-	if err := p.waitUntil(next, p.deadline(&p.readDeadline)); err != nil {
-		return 0, err
+	line := p.Line()
+	arrived := len(p.pending) // an off line delivers everything at once
+	if line.On() {
+		// The next byte is complete on the line at rxStart + (rxDone+1)·ByteTime.
+		next := p.rxStart.Add(line.Duration(p.rxDone + 1))
+		if err := p.waitUntil(next, p.deadline(&p.readDeadline)); err != nil {
+			return 0, err
+		}
+		arrived = line.bytesIn(time.Since(p.rxStart)) - p.rxDone
 	}
-	arrived := p.line.bytesIn(time.Since(p.rxStart)) - p.rxDone
 	n := copy(b, p.pending[:max(1, min(arrived, len(p.pending)))])
 	p.pending = p.pending[n:]
 	p.rxDone += n
@@ -218,17 +243,21 @@ func (p *Port) Read(b []byte) (int, error) {
 func (p *Port) Write(b []byte) (int, error) {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
+	line := p.Line()
+	if !line.On() {
+		return p.w.Write(b)
+	}
 	start := time.Now()
 	if p.txFree.After(start) {
 		start = p.txFree
 	}
 	sent := 0
 	for sent < len(b) {
-		due := start.Add(p.line.Duration(sent + 1))
+		due := start.Add(line.Duration(sent + 1))
 		if err := p.waitUntil(due, p.deadline(&p.writeDeadline)); err != nil {
 			return sent, err
 		}
-		upto := min(len(b), p.line.bytesIn(time.Since(start)))
+		upto := min(len(b), line.bytesIn(time.Since(start)))
 		upto = max(upto, sent+1)
 		n, err := p.w.Write(b[sent:upto])
 		sent += n
@@ -236,7 +265,7 @@ func (p *Port) Write(b []byte) (int, error) {
 			return sent, err
 		}
 	}
-	p.txFree = start.Add(p.line.Duration(len(b)))
+	p.txFree = start.Add(line.Duration(len(b)))
 	return sent, nil
 }
 

@@ -197,3 +197,27 @@ func TestNoDeadlines(t *testing.T) {
 		t.Errorf("SetReadDeadline on a plain port: %v", err)
 	}
 }
+
+// TestSetLine: a port wrapped off passes bytes at once; switched on it paces them.
+func TestSetLine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		emu, host := net.Pipe()
+		defer emu.Close()
+		defer host.Close()
+		p := linespeed.NewPort(emu, linespeed.Line{})
+		go io.Copy(io.Discard, host)
+		start := time.Now()
+		p.Write(make([]byte, 100))
+		if time.Since(start) != 0 {
+			t.Fatalf("an off line took %v", time.Since(start))
+		}
+		p.SetLine(linespeed.Printer)
+		if p.Line() != linespeed.Printer {
+			t.Fatal("line not set")
+		}
+		p.Write(make([]byte, 100))
+		if got, want := time.Since(start), linespeed.Printer.Duration(100); got != want {
+			t.Fatalf("100 bytes at 9600 8N1 took %v, want %v", got, want)
+		}
+	})
+}
