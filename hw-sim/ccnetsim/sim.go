@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
@@ -144,27 +143,25 @@ type Sim struct {
 	values acceptor.Denominations
 
 	link *notepath.Link
+	// The control API every unit shares (ForceReject, PullCassette, ReplaceCassette,
+	// SetCassetteFull, Cassette) and the fault switches (Jam, ClearJam, Pause, Cheat, Fail).
+	notepath.Controls
+	notepath.Switches
 
-	mu           sync.Mutex
-	u            *notepath.Unit
-	mode         mode
-	powerWhere   Where // what the power-up state reports
-	reject       byte  // reason of the current REJECTING
-	forcedReject byte  // the next inserted note is rejected with this reason
-	deadline     time.Time
-	enabled      [3]byte
-	escrow       [3]byte
-	security     [3]byte
-	recovery     bool // report STACKED for the note stacked by RESET once INITIALIZE is over
-	jam          int  // 0 none, 1 validator, 2 cassette
-	paused       bool
-	cheated      bool
-	failure      byte
-	busy         byte   // BUSY time for the next POLL, in 100 ms
-	lastReply    []byte // re-sent on the host's NAK
-	awaitingAck  bool   // the last reply wants the host's ACK
-	ackTarget    int    // cassette log entry the awaited ACK confirms, else -1
-	eventReply   bool   // the last reply reported STACKED or RETURNED and waits for its ACK to move on
+	u           *notepath.Unit // also the lock of everything below
+	mode        mode
+	powerWhere  Where // what the power-up state reports
+	reject      byte  // reason of the current REJECTING
+	deadline    time.Time
+	enabled     [3]byte
+	escrow      [3]byte
+	security    [3]byte
+	recovery    bool   // report STACKED for the note stacked by RESET once INITIALIZE is over
+	busy        byte   // BUSY time for the next POLL, in 100 ms
+	lastReply   []byte // re-sent on the host's NAK
+	awaitingAck bool   // the last reply wants the host's ACK
+	ackTarget   int    // cassette log entry the awaited ACK confirms, else -1
+	eventReply  bool   // the last reply reported STACKED or RETURNED and waits for its ACK to move on
 }
 
 // New returns an emulated unit that has just been powered up with nothing in its path.
@@ -226,8 +223,18 @@ func New(cfg Config) *Sim {
 			s.values[code] = n // the ground truth uses the configured value
 		}
 	}
+	// A cleared jam and a new cassette make the unit initialise.
+	initialise := func() {
+		if s.mode != modePowerUp {
+			s.mode = modeInitialize
+		}
+	}
 	s.u = notepath.New(notepath.Config{Name: "ccnetsim", Values: s.values, Capacity: cfg.CassetteCapacity,
-		Now: cfg.Now, Logger: s.log, Errors: notepath.Errors{Busy: ErrBusy, NoNote: ErrNoNote, CassetteState: ErrCassetteState}})
+		Now: cfg.Now, Logger: s.log, DefaultFailure: 0x50, // stack motor
+		Errors: notepath.Errors{Busy: ErrBusy, NoNote: ErrNoNote, CassetteState: ErrCassetteState, PoweredUp: ErrPoweredUp,
+			CassetteOut: ErrCassetteOut, CassetteFull: ErrCassetteFull, Fault: ErrFault, Inhibited: ErrInhibited},
+		OnMidStack: func() { s.mode = modeIdle }, OnReplaced: initialise, OnJamCleared: initialise})
+	s.Controls, s.Switches = s.u.Controls(), s.u.Switches()
 	s.table = ccnet.AppendBillTable(nil, entries)
 	s.ident = ccnet.AppendIdentification(nil, ccnet.Identification{
 		PartNumber: cfg.PartNumber, SerialNumber: cfg.SerialNumber, AssetNumber: cfg.AssetNumber,
@@ -271,8 +278,8 @@ func (s *Sim) Handle(f ccnet.Frame) []byte {
 	if f.Addr != s.cfg.Address {
 		return nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	reply := s.handleLocked(f)
 	s.log.Debug("exchange", "rx", f.String(), "tx", fmt.Sprintf("% X", reply))
 	return reply
@@ -394,7 +401,7 @@ func (s *Sim) ackedLocked() {
 
 // frozen: a power-up report or a fault stops the transaction where it is.
 func (s *Sim) frozen() bool {
-	return s.mode == modePowerUp || s.failure != 0 || s.cheated || s.jam != 0 || s.u.CassetteOut() || s.paused
+	return s.mode == modePowerUp || s.u.Halted()
 }
 
 // infoStateLocked: the states in which the unit answers IDENTIFICATION and GET BILL TABLE.
@@ -427,17 +434,17 @@ func (s *Sim) stateLocked() (byte, []byte) {
 			return ccnet.StPowerUpBillInStacker, nil
 		}
 		return ccnet.StPowerUp, nil
-	case s.failure != 0:
-		return ccnet.StFailure, []byte{s.failure}
-	case s.cheated:
+	case s.u.Failure != 0:
+		return ccnet.StFailure, []byte{s.u.Failure}
+	case s.u.Cheated:
 		return ccnet.StCheated, nil
-	case s.jam == 1:
+	case s.u.Jam == notepath.JamAcceptor:
 		return ccnet.StValidatorJammed, nil
-	case s.jam == 2:
+	case s.u.Jam == notepath.JamStacker:
 		return ccnet.StCassetteJammed, nil
 	case s.u.CassetteOut():
 		return ccnet.StCassetteOut, nil
-	case s.paused:
+	case s.u.Paused:
 		return ccnet.StPause, nil
 	}
 	switch s.mode {
@@ -484,8 +491,8 @@ func (s *Sim) advanceLocked() {
 	case modeAccepting:
 		t := s.u.Path.Code
 		switch {
-		case s.forcedReject != 0:
-			s.reject, s.forcedReject = s.forcedReject, 0
+		case s.u.ForcedReject != 0:
+			s.reject, s.u.ForcedReject = s.u.ForcedReject, 0
 		case !s.known[t]:
 			s.reject = rejectIdentification
 		case !ccnet.TypeSet(s.enabled, int(t)):
@@ -535,7 +542,7 @@ func (s *Sim) resetLocked() {
 			s.u.Drop()
 		}
 	}
-	s.failure, s.cheated = 0, false
+	s.u.ResetFaults()
 	s.powerWhere = NoNote
 	s.mode = modeInitialize
 	s.enabled = [3]byte{}
@@ -545,21 +552,10 @@ func (s *Sim) resetLocked() {
 // idle and enabled; a note of a type that is not enabled or not known is drawn in and then
 // rejected. From the next POLL the unit reports ACCEPTING.
 func (s *Sim) InsertNote(billType byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case s.mode == modePowerUp:
-		return ErrPoweredUp
-	case s.u.CassetteOut():
-		return ErrCassetteOut
-	case s.failure != 0 || s.cheated || s.jam != 0 || s.paused:
-		return ErrFault
-	case s.u.Path != nil || s.mode != modeIdle:
-		return ErrBusy
-	case s.u.CassetteFull():
-		return ErrCassetteFull
-	case s.enabled == [3]byte{}:
-		return ErrInhibited
+	s.u.Lock()
+	defer s.u.Unlock()
+	if err := s.u.CheckInsert(s.mode == modePowerUp, s.mode == modeIdle, s.enabled == [3]byte{}); err != nil {
+		return err
 	}
 	s.u.Insert(billType)
 	s.mode = modeAccepting
@@ -567,101 +563,11 @@ func (s *Sim) InsertNote(billType byte) error {
 	return nil
 }
 
-// ForceReject makes the unit reject the next inserted note with reason (0x60..0x6D, 0x92..0x95).
-func (s *Sim) ForceReject(reason byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.forcedReject = reason
-}
-
-// Jam jams the validator's transport (VALIDATOR JAMMED), or the cassette when cassette is
-// true (CASSETTE JAMMED), until ClearJam.
-func (s *Sim) Jam(cassette bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.jam = 1
-	if cassette {
-		s.jam = 2
-	}
-}
-
-// ClearJam is the technician clearing the jam: a note stuck in the validator is taken out
-// (never counted); one stuck in the cassette past the point of no return is pushed in and
-// counted. The unit then initialises.
-func (s *Sim) ClearJam() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.jam == 0 {
-		return
-	}
-	s.u.ClearJam(s.jam == 2)
-	s.jam = 0
-	if s.mode != modePowerUp {
-		s.mode = modeInitialize
-	}
-}
-
-// PullCassette takes the cassette out; the unit reports CASSETTE OUT until ReplaceCassette.
-// It fails while a note is in the path, except while one is being stacked (pulled mid-stack).
-func (s *Sim) PullCassette() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	midStack, err := s.u.PullCassette()
-	if midStack {
-		s.mode = modeIdle
-	}
-	return err
-}
-
-// ReplaceCassette puts an empty cassette in (the next cassette number); the unit initialises.
-func (s *Sim) ReplaceCassette() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.u.ReplaceCassette(); err != nil {
-		return err
-	}
-	if s.mode != modePowerUp {
-		s.mode = modeInitialize
-	}
-	return nil
-}
-
-// SetCassetteFull forces or clears CASSETTE FULL (it also comes on its own at CassetteCapacity).
-func (s *Sim) SetCassetteFull(full bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.u.SetCassetteFull(full)
-}
-
-// Pause reports PAUSE (a second note pushed in during a transaction) while on.
-func (s *Sim) Pause(on bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.paused = on
-}
-
-// Cheat reports CHEATED until the host sends RESET.
-func (s *Sim) Cheat() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.cheated = true
-}
-
-// Fail reports FAILURE with code (for example 0x50 stack motor) until the host sends RESET.
-func (s *Sim) Fail(code byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if code == 0 {
-		code = 0x50
-	}
-	s.failure = code
-}
-
 // Busy makes the unit answer the next POLL with BUSY and yh (the time, in 100 ms, after
 // which it can be asked again); the transaction does not move for that POLL.
 func (s *Sim) Busy(yh byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	s.busy = max(yh, 1)
 }
 
@@ -676,8 +582,8 @@ func (s *Sim) Busy(yh byte) {
 // where the note was, overriding Auto. The settings (enabled types, escrow, security) are
 // lost.
 func (s *Sim) PowerCycle(where Where) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	if s.mode == modeReturned {
 		s.u.Drop() // the note is with the customer already
 	}
@@ -693,8 +599,8 @@ func (s *Sim) PowerCycle(where Where) error {
 // (InAcceptor or InStacker) at that moment, for tests of a host's recovery. It fails with
 // ErrBusy when a note is really in the path.
 func (s *Sim) PowerCycleWithNote(where Where, billType byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	if err := s.u.PowerCutWithNote(where, billType, s.u.Path != nil && s.mode != modeReturned); err != nil {
 		return err
 	}
@@ -706,23 +612,17 @@ func (s *Sim) powerLocked(where Where) {
 	s.mode = modePowerUp
 	s.powerWhere = where
 	s.enabled, s.escrow, s.security = [3]byte{}, [3]byte{}, [3]byte{}
-	s.failure, s.cheated, s.paused, s.busy, s.recovery = 0, false, false, 0, false
+	s.u.PowerFaults()
+	s.busy, s.recovery = 0, false
 	s.lastReply, s.awaitingAck, s.ackTarget, s.eventReply = nil, false, -1, false
 	s.log.Info("power cycle", "where", where)
 }
 
 // InjectFault queues a link fault; each queued fault applies to one reply, in order.
 func (s *Sim) InjectFault(f Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	s.link.Inject(f)
-}
-
-// Cassette returns every note that went into a cassette, oldest first.
-func (s *Sim) Cassette() []StackedNote {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.u.Cassette()
 }
 
 // Snapshot is the emulator's state for a control panel.
@@ -751,16 +651,16 @@ type Snapshot struct {
 // State returns a snapshot: Status is what the unit would answer to the next POLL (before
 // that POLL's own escrow-timeout check).
 func (s *Sim) State() Snapshot {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	st, arg := s.stateLocked()
 	snap := Snapshot{
 		Status: ccnet.StatusName(st), StatusCode: st, StatusData: arg,
 		Inhibited: s.enabled == [3]byte{}, EnabledTypes: ccnet.MaskTypes(s.enabled),
 		EscrowTypes: ccnet.MaskTypes(s.escrow), AwaitingAck: s.awaitingAck,
 		CassetteIn: !s.u.CassetteOut(), CassetteFull: s.u.CassetteFull(), CassetteNumber: s.u.CassetteNumber(),
-		CassetteCount: s.u.Count(), Failure: int(s.failure), Cheated: s.cheated,
-		Paused: s.paused, ForcedReject: int(s.forcedReject), PendingFaults: s.link.Pending(),
+		CassetteCount: s.u.Count(), Failure: int(s.u.Failure), Cheated: s.u.Cheated,
+		Paused: s.u.Paused, ForcedReject: int(s.u.ForcedReject), PendingFaults: s.link.Pending(),
 	}
 	if snap.EnabledTypes == nil {
 		snap.EnabledTypes = []int{}
@@ -772,11 +672,6 @@ func (s *Sim) State() Snapshot {
 		t := int(p.Code)
 		snap.NoteInPath, snap.NoteInStacker = &t, p.InStacker
 	}
-	switch s.jam {
-	case 1:
-		snap.Jam = "validator"
-	case 2:
-		snap.Jam = "cassette"
-	}
+	snap.Jam = s.u.JamName("validator", "cassette")
 	return snap
 }

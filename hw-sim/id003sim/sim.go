@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
@@ -113,22 +112,20 @@ type Sim struct {
 	log *slog.Logger
 
 	link *notepath.Link
+	// The control API every unit shares (ForceReject, PullCassette, ReplaceCassette,
+	// SetCassetteFull, Cassette) and the fault switches (Jam, ClearJam, Pause, Cheat, Fail).
+	notepath.Controls
+	notepath.Switches
 
-	mu           sync.Mutex
-	u            *notepath.Unit
-	mode         mode
-	powerWhere   Where // what the power-up status reports
-	reject       byte  // reason of the current REJECTING
-	forcedReject byte  // the next inserted note is rejected with this reason
-	deadline     time.Time
-	inhibited    bool
-	denoms       [2]byte // SET DENOMINATIONS bitmap, bit set = disabled
-	security     [2]byte
-	commMode     byte
-	jam          int // 0 none, 1 acceptor, 2 stacker
-	paused       bool
-	cheated      bool
-	failure      byte
+	u          *notepath.Unit // also the lock of everything below
+	mode       mode
+	powerWhere Where // what the power-up status reports
+	reject     byte  // reason of the current REJECTING
+	deadline   time.Time
+	inhibited  bool
+	denoms     [2]byte // SET DENOMINATIONS bitmap, bit set = disabled
+	security   [2]byte
+	commMode   byte
 }
 
 // New returns an emulated unit that has just been powered up with nothing in its path.
@@ -145,17 +142,27 @@ func New(cfg Config) *Sim {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	log := cfg.Logger.With("device", "id003sim")
-	return &Sim{
-		cfg: cfg,
-		log: log,
-		u: notepath.New(notepath.Config{Name: "id003sim", Values: cfg.Denominations, Capacity: cfg.CassetteCapacity,
-			Now: cfg.Now, Logger: log, Errors: notepath.Errors{Busy: ErrBusy, NoNote: ErrNoNote, CassetteState: ErrCassetteState}}),
+	s := &Sim{
+		cfg:        cfg,
+		log:        cfg.Logger.With("device", "id003sim"),
 		link:       &notepath.Link{Name: "id003sim", Line: cfg.Line, Noise: []byte{0x00, 0x55, 0xFC, 0x02, 0xAA}},
 		mode:       modePowerUp,
 		powerWhere: NoNote,
 		inhibited:  true,
 	}
+	// A cleared jam and a new cassette make the unit initialise.
+	initialise := func() {
+		if s.mode != modePowerUp {
+			s.mode = modeInitialize
+		}
+	}
+	s.u = notepath.New(notepath.Config{Name: "id003sim", Values: cfg.Denominations, Capacity: cfg.CassetteCapacity,
+		Now: cfg.Now, Logger: s.log, DefaultFailure: 0xA2, // stack motor
+		Errors: notepath.Errors{Busy: ErrBusy, NoNote: ErrNoNote, CassetteState: ErrCassetteState, PoweredUp: ErrPoweredUp,
+			CassetteOut: ErrCassetteOut, CassetteFull: ErrCassetteFull, Fault: ErrFault, Inhibited: ErrInhibited},
+		OnMidStack: func() { s.mode = modeIdle }, OnReplaced: initialise, OnJamCleared: initialise})
+	s.Controls, s.Switches = s.u.Controls(), s.u.Switches()
+	return s
 }
 
 // Serve answers the host frame by frame until ctx ends or the host hangs up (both return
@@ -189,8 +196,8 @@ func frame(cmd byte, data ...byte) []byte {
 // Handle answers one host frame as the unit would; nil means no answer (the host's ACK).
 // Serve calls it; tests may call it directly.
 func (s *Sim) Handle(f id003.Frame) []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	reply := s.handleLocked(f)
 	s.log.Debug("exchange", "rx", f.String(), "tx", fmt.Sprintf("% X", reply))
 	return reply
@@ -278,7 +285,7 @@ func (s *Sim) handleLocked(f id003.Frame) []byte {
 
 // frozen: a power-up report or a fault stops the transaction where it is.
 func (s *Sim) frozen() bool {
-	return s.mode == modePowerUp || s.failure != 0 || s.cheated || s.jam != 0 || s.u.CassetteOut() || s.paused
+	return s.mode == modePowerUp || s.u.Halted()
 }
 
 // tickLocked applies the unit's own escrow timeout.
@@ -300,17 +307,17 @@ func (s *Sim) statusLocked() (byte, []byte) {
 			return id003.StPowerUpStk, nil
 		}
 		return id003.StPowerUp, nil
-	case s.failure != 0:
-		return id003.StFailure, []byte{s.failure}
-	case s.cheated:
+	case s.u.Failure != 0:
+		return id003.StFailure, []byte{s.u.Failure}
+	case s.u.Cheated:
 		return id003.StCheated, nil
-	case s.jam == 1:
+	case s.u.Jam == notepath.JamAcceptor:
 		return id003.StAcceptorJam, nil
-	case s.jam == 2:
+	case s.u.Jam == notepath.JamStacker:
 		return id003.StStackerJam, nil
 	case s.u.CassetteOut():
 		return id003.StStackerOpen, nil
-	case s.paused:
+	case s.u.Paused:
 		return id003.StPause, nil
 	}
 	switch s.mode {
@@ -354,8 +361,8 @@ func (s *Sim) advanceLocked() {
 		code := s.u.Path.Code
 		_, known := s.cfg.Denominations[int(code)]
 		switch {
-		case s.forcedReject != 0:
-			s.reject, s.forcedReject = s.forcedReject, 0
+		case s.u.ForcedReject != 0:
+			s.reject, s.u.ForcedReject = s.u.ForcedReject, 0
 		case !known:
 			s.reject = 0x76 // denomination assessing: the unit cannot tell what it is
 		case !id003.CodeEnabled(s.denoms, code) || s.inhibited:
@@ -390,7 +397,7 @@ func (s *Sim) resetLocked() {
 		}
 		s.u.Drop()
 	}
-	s.failure, s.cheated = 0, false
+	s.u.ResetFaults()
 	s.powerWhere = NoNote
 	s.mode = modeInitialize
 	s.inhibited = true
@@ -420,115 +427,15 @@ func (s *Sim) currencyTable() []byte {
 // inhibited; a note of a disabled or unknown denomination is drawn in and then rejected.
 // From the next STATUS REQUEST the unit reports ACCEPTING.
 func (s *Sim) InsertNote(code byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case s.mode == modePowerUp:
-		return ErrPoweredUp
-	case s.u.CassetteOut():
-		return ErrCassetteOut
-	case s.failure != 0 || s.cheated || s.jam != 0 || s.paused:
-		return ErrFault
-	case s.u.Path != nil || s.mode != modeIdle:
-		return ErrBusy
-	case s.u.CassetteFull():
-		return ErrCassetteFull
-	case s.inhibited:
-		return ErrInhibited
+	s.u.Lock()
+	defer s.u.Unlock()
+	if err := s.u.CheckInsert(s.mode == modePowerUp, s.mode == modeIdle, s.inhibited); err != nil {
+		return err
 	}
 	s.u.Insert(code)
 	s.mode = modeAccepting
 	s.log.Info("note inserted", "code", code)
 	return nil
-}
-
-// ForceReject makes the unit reject the next inserted note with reason (0x71..0x7F).
-func (s *Sim) ForceReject(reason byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.forcedReject = reason
-}
-
-// Jam jams the acceptor transport, or the stacker when stacker is true, until ClearJam.
-func (s *Sim) Jam(stacker bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.jam = 1
-	if stacker {
-		s.jam = 2
-	}
-}
-
-// ClearJam is the technician clearing the jam: a note stuck in the acceptor is taken out
-// (never counted); one stuck in the stacker past the point of no return is pushed into the
-// cassette and counted. The unit then initialises.
-func (s *Sim) ClearJam() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.jam == 0 {
-		return
-	}
-	s.u.ClearJam(s.jam == 2)
-	s.jam = 0
-	if s.mode != modePowerUp {
-		s.mode = modeInitialize
-	}
-}
-
-// PullCassette takes the cassette out; the unit reports STACKER OPEN until ReplaceCassette.
-// It fails while a note is in the path, except while one is being stacked (pulled mid-stack).
-func (s *Sim) PullCassette() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	midStack, err := s.u.PullCassette()
-	if midStack {
-		s.mode = modeIdle
-	}
-	return err
-}
-
-// ReplaceCassette puts an empty cassette in (the next cassette number); the unit initialises.
-func (s *Sim) ReplaceCassette() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.u.ReplaceCassette(); err != nil {
-		return err
-	}
-	if s.mode != modePowerUp {
-		s.mode = modeInitialize
-	}
-	return nil
-}
-
-// SetCassetteFull forces or clears STACKER FULL (it also comes on its own at CassetteCapacity).
-func (s *Sim) SetCassetteFull(full bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.u.SetCassetteFull(full)
-}
-
-// Pause reports PAUSE (a second note pushed in during a transaction) while on.
-func (s *Sim) Pause(on bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.paused = on
-}
-
-// Cheat reports CHEATED until the host sends RESET.
-func (s *Sim) Cheat() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.cheated = true
-}
-
-// Fail reports FAILURE with code (for example 0xA2 stack motor) until the host sends RESET.
-func (s *Sim) Fail(code byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if code == 0 {
-		code = 0xA2
-	}
-	s.failure = code
 }
 
 // PowerCycle cuts the power and restores it. The unit then reports POWER UP (0x40), or 0x41
@@ -540,8 +447,8 @@ func (s *Sim) Fail(code byte) {
 // fails with ErrBusy when a note is in the path; InAcceptor and InStacker fail with ErrNoNote
 // when none is, and otherwise say where the note was, overriding Auto.
 func (s *Sim) PowerCycle(where Where) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	if s.mode == modeStacked && s.u.Path != nil {
 		s.u.Drop() // acknowledged and in the cassette: nothing left in the path
 	}
@@ -557,8 +464,8 @@ func (s *Sim) PowerCycle(where Where) error {
 // (InAcceptor or InStacker) at that moment, for tests of a host's recovery. It fails with
 // ErrBusy when a note is really in the path.
 func (s *Sim) PowerCycleWithNote(where Where, code byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	if err := s.u.PowerCutWithNote(where, code, s.u.Path != nil && s.mode != modeStacked); err != nil {
 		return err
 	}
@@ -571,22 +478,15 @@ func (s *Sim) powerLocked(where Where) {
 	s.powerWhere = where
 	s.inhibited = true
 	s.denoms, s.security, s.commMode = [2]byte{}, [2]byte{}, 0
-	s.failure, s.cheated, s.paused = 0, false, false
+	s.u.PowerFaults()
 	s.log.Info("power cycle", "where", where)
 }
 
 // InjectFault queues a link fault; each queued fault applies to one reply, in order.
 func (s *Sim) InjectFault(f Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	s.link.Inject(f)
-}
-
-// Cassette returns every note that went into a cassette, oldest first.
-func (s *Sim) Cassette() []StackedNote {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.u.Cassette()
 }
 
 // Snapshot is the emulator's state for a control panel.
@@ -613,14 +513,14 @@ type Snapshot struct {
 // State returns a snapshot: Status is what the unit would answer to the next STATUS REQUEST
 // (before that request's own escrow-timeout check).
 func (s *Sim) State() Snapshot {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	st, arg := s.statusLocked()
 	snap := Snapshot{
 		Status: id003.StatusName(st), StatusCode: st, StatusData: arg,
 		Inhibited: s.inhibited, CassetteIn: !s.u.CassetteOut(), CassetteFull: s.u.CassetteFull(),
-		CassetteNumber: s.u.CassetteNumber(), CassetteCount: s.u.Count(), Failure: int(s.failure),
-		Cheated: s.cheated, Paused: s.paused, ForcedReject: int(s.forcedReject),
+		CassetteNumber: s.u.CassetteNumber(), CassetteCount: s.u.Count(), Failure: int(s.u.Failure),
+		Cheated: s.u.Cheated, Paused: s.u.Paused, ForcedReject: int(s.u.ForcedReject),
 		PendingFaults: s.link.Pending(), EnabledCodes: []int{},
 	}
 	for c := range s.cfg.Denominations {
@@ -632,11 +532,6 @@ func (s *Sim) State() Snapshot {
 	if p := s.u.Path; p != nil {
 		snap.NoteInPath, snap.NoteInStacker = int(p.Code), p.InStacker
 	}
-	switch s.jam {
-	case 1:
-		snap.Jam = "acceptor"
-	case 2:
-		snap.Jam = "stacker"
-	}
+	snap.Jam = s.u.JamName("acceptor", "stacker")
 	return snap
 }

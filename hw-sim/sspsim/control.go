@@ -8,8 +8,8 @@ import (
 // idle and enabled; a note of an inhibited or unknown channel is drawn in and then rejected.
 // From the next poll the unit reports READ 0, then READ channel (escrow) or REJECTING.
 func (s *Sim) InsertNote(channel byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	switch {
 	case s.u.CassetteOut():
 		return ErrCassetteOut
@@ -28,19 +28,11 @@ func (s *Sim) InsertNote(channel byte) error {
 	return nil
 }
 
-// ForceReject makes the unit reject the next inserted note with reason (a LAST REJECT CODE
-// value, 0x01..0x1F).
-func (s *Sim) ForceReject(reason byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.forcedReject = reason
-}
-
 // Jam jams the note path until ClearJam: SAFE JAM (the note is out of the customer's reach)
 // when safe, else UNSAFE JAM. The unit reports it on every poll.
 func (s *Sim) Jam(safe bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	s.jam = ssp.EvUnsafeJam
 	if safe {
 		s.jam = ssp.EvSafeJam
@@ -50,61 +42,30 @@ func (s *Sim) Jam(safe bool) {
 // ClearJam is the technician clearing the jam: a note past the point of no return is pushed
 // into the cashbox and counted (never credited); any other note is taken out.
 func (s *Sim) ClearJam() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	if s.jam == 0 {
 		return
 	}
 	// While the unit starts, the note in the path is the one it is about to clear.
-	if s.mode != modeReset && s.mode != modeClearing && s.u.ClearJam(true) {
+	if s.mode != modeReset && s.mode != modeClearing && s.u.ClearPath(true) {
 		s.mode = modeIdle
 	}
 	s.jam = 0
 }
 
-// PullCassette takes the cashbox out: CASHBOX REMOVED on every poll until ReplaceCassette.
-// It fails while a note is in the path, except while one is being stacked (pulled mid-stack).
-func (s *Sim) PullCassette() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	midStack, err := s.u.PullCassette()
-	if midStack {
-		s.mode = modeIdle
-	}
-	return err
-}
-
-// ReplaceCassette puts an empty cashbox in (the next cassette number): CASHBOX REPLACED once.
-func (s *Sim) ReplaceCassette() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.u.ReplaceCassette(); err != nil {
-		return err
-	}
-	s.queue = append(s.queue, ssp.Event{Code: ssp.EvCashboxReplaced})
-	return nil
-}
-
-// SetCassetteFull forces or clears STACKER FULL (it also comes on its own at
-// CassetteCapacity).
-func (s *Sim) SetCassetteFull(full bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.u.SetCassetteFull(full)
-}
-
 // OpenNotePath opens or closes the note path (NOTE PATH OPEN on every poll, protocol 6+).
 func (s *Sim) OpenNotePath(open bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	s.pathOpen = open
 }
 
 // Cheat reports FRAUD ATTEMPT with the channel of the note in the path (0 when none), and
 // rejects that note (reject code 0x0E, strim attempt).
 func (s *Sim) Cheat() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	var ch byte
 	if p := s.u.Path; p != nil && !p.InStacker && s.mode != modeReset && s.mode != modeClearing {
 		ch = p.Code
@@ -119,8 +80,8 @@ func (s *Sim) Cheat() {
 // code (default 0xF6 SOFTWARE ERROR) until RESET or a power cycle. SSP has no failure event
 // for validators: a failed unit shows itself by refusing commands.
 func (s *Sim) Fail(code byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	if code == 0 {
 		code = ssp.RespSoftwareError
 	}
@@ -136,8 +97,8 @@ func (s *Sim) Fail(code byte) {
 // credited note is already in the cashbox and nothing is cleared. NoNote fails with ErrBusy
 // while a note is in the path; InAcceptor and InStacker fail with ErrNoNote when none is.
 func (s *Sim) PowerCycle(where Where) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	now := s.whereLocked()
 	if s.mode == modeReset || s.mode == modeClearing {
 		now = s.clearing // still starting: the note, if any, has not been cleared yet
@@ -154,8 +115,8 @@ func (s *Sim) PowerCycle(where Where) error {
 // (InAcceptor or InStacker), for tests of a host's recovery. It fails with ErrBusy when a
 // note is really in the path.
 func (s *Sim) PowerCycleWithNote(where Where, channel byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	busy := s.whereLocked() != NoNote || (s.mode == modeClearing && s.clearing != NoNote)
 	if err := s.u.PowerCutWithNote(where, channel, busy); err != nil {
 		return err
@@ -168,8 +129,8 @@ func (s *Sim) PowerCycleWithNote(where Where, channel byte) error {
 // cycle, counters at zero) on the same port, with the same dataset and fixed key. It fails
 // with ErrBusy while a note is in the path.
 func (s *Sim) SwapUnit(serial uint32) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	if s.whereLocked() != NoNote {
 		return ErrBusy
 	}
@@ -182,15 +143,15 @@ func (s *Sim) SwapUnit(serial uint32) error {
 
 // InjectFault queues a link fault; each queued fault applies to one reply, in order.
 func (s *Sim) InjectFault(f Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	s.link.Inject(f)
 }
 
 // Cassette returns every note that went into a cashbox, oldest first.
 func (s *Sim) Cassette() []StackedNote {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	log := s.u.Cassette()
 	out := make([]StackedNote, len(log))
 	for i, n := range log {
@@ -202,8 +163,8 @@ func (s *Sim) Cassette() []StackedNote {
 
 // Counters returns the unit's note activity counters, as GET COUNTERS would.
 func (s *Sim) Counters() ssp.Counters {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	return s.counters
 }
 
@@ -234,14 +195,14 @@ type Snapshot struct {
 
 // State returns a snapshot of the unit.
 func (s *Sim) State() Snapshot {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	snap := Snapshot{
 		Mode: s.mode.String(), Serial: s.serial, Enabled: s.enabled, EnabledChannels: []int{},
 		Protocol: int(s.protocol), Encrypted: s.cipher != nil, Counter: s.count,
 		AckPending: s.pollAckDue != nil, CassetteIn: !s.u.CassetteOut(), CassetteFull: s.u.CassetteFull(),
 		CassetteNumber: s.u.CassetteNumber(), CassetteCount: s.u.Count(), NotePathOpen: s.pathOpen,
-		Failure: int(s.failCode), LastReject: int(s.lastReject), ForcedReject: int(s.forcedReject),
+		Failure: int(s.failCode), LastReject: int(s.lastReject), ForcedReject: int(s.u.ForcedReject),
 		PendingFaults: s.link.Pending(), Counters: s.counters,
 	}
 	for c := 1; c <= ssp.MaxChannel; c++ {

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"math/big"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
@@ -176,9 +175,11 @@ type Sim struct {
 	log *slog.Logger
 
 	link *notepath.Link
+	// The control API every unit shares: ForceReject, PullCassette, ReplaceCassette,
+	// SetCassetteFull.
+	notepath.Controls
 
-	mu sync.Mutex
-	u  *notepath.Unit
+	u *notepath.Unit // also the lock of everything below
 	// link
 	haveLast   bool
 	lastSeq    bool
@@ -191,21 +192,20 @@ type Sim struct {
 	pollAckDue []byte // events repeated by POLL WITH ACK until EVENT ACK
 	ackNotes   []int  // cassette entries acknowledged by that EVENT ACK
 	// unit
-	serial       uint32
-	mode         mode
-	clearing     Where
-	queue        []ssp.Event // one-shot events for the next poll
-	lastReject   byte
-	forcedReject byte
-	deadline     time.Time
-	enabled      bool
-	inhibits     [2]byte
-	jam          byte // 0, ssp.EvSafeJam or ssp.EvUnsafeJam
-	pathOpen     bool
-	failCode     byte
-	channelOff   bool // ENABLE with every channel inhibited: CHANNEL DISABLE reported
-	counters     ssp.Counters
-	extra        []logExtra // by cassette log entry
+	serial     uint32
+	mode       mode
+	clearing   Where
+	queue      []ssp.Event // one-shot events for the next poll
+	lastReject byte
+	deadline   time.Time
+	enabled    bool
+	inhibits   [2]byte
+	jam        byte // 0, ssp.EvSafeJam or ssp.EvUnsafeJam
+	pathOpen   bool
+	failCode   byte
+	channelOff bool // ENABLE with every channel inhibited: CHANNEL DISABLE reported
+	counters   ssp.Counters
+	extra      []logExtra // by cassette log entry
 }
 
 // New returns an emulated unit that has just been powered up with nothing in its path.
@@ -237,7 +237,11 @@ func New(cfg Config) *Sim {
 		OnLog: func(int) {
 			s.extra = append(s.extra, logExtra{serial: s.serial})
 			s.counters.Stacked++
-		}})
+		},
+		OnMidStack: func() { s.mode = modeIdle },
+		// A new cashbox is reported once: CASHBOX REPLACED.
+		OnReplaced: func() { s.queue = append(s.queue, ssp.Event{Code: ssp.EvCashboxReplaced}) }})
+	s.Controls = s.u.Controls()
 	s.link = &notepath.Link{Name: "sspsim", Line: cfg.Line, Noise: []byte{0x00, 0x55, ssp.STX, 0x02, 0xAA},
 		Corrupt: func(reply []byte) {
 			reply[len(reply)-1] ^= 0x5A
@@ -273,8 +277,8 @@ func (s *Sim) Serve(ctx context.Context, port io.ReadWriter) error {
 // answer). A packet with the sequence flag of the previous one gets the previous reply again
 // without being executed. Serve calls it; tests may call it directly.
 func (s *Sim) Handle(f ssp.Frame) []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	if f.Address != 0 {
 		return nil // another slave on the bus
 	}
@@ -633,9 +637,9 @@ func (s *Sim) validateLocked() {
 	c := int(s.u.Path.Code)
 	_, known := s.cfg.Denominations[c]
 	switch {
-	case s.forcedReject != 0:
-		s.rejectLocked(s.forcedReject)
-		s.forcedReject = 0
+	case s.u.ForcedReject != 0:
+		s.rejectLocked(s.u.ForcedReject)
+		s.u.ForcedReject = 0
 	case !known:
 		s.rejectLocked(ssp.RejectAverageFail) // not recognised
 	case !ssp.ChannelEnabled(s.inhibits, c):

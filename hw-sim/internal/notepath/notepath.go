@@ -15,7 +15,10 @@
 // and the physical events every unit has: jams (ClearJam), the cassette pulled (also mid-stack)
 // and replaced, a power cut with or without a note (PowerCutPlace, PowerCutWithNote).
 //
-// A Unit is not safe for concurrent use: the emulator calls it under its own lock. A Link is.
+// The Unit's lock is the emulator's lock: the emulator holds it (Lock, Unlock) while it
+// answers the host and calls the Unit's methods; the control surfaces Controls and Switches,
+// which an emulator embeds to offer the control API every unit shares, take it themselves.
+// A Link has its own.
 package notepath
 
 import (
@@ -23,6 +26,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
@@ -90,6 +94,8 @@ type Note struct {
 // matching its own error values.
 type Errors struct {
 	Busy, NoNote, CassetteState error
+	// For Switches.CheckInsert.
+	PoweredUp, CassetteOut, CassetteFull, Fault, Inhibited error
 }
 
 // Config configures a Unit.
@@ -108,13 +114,29 @@ type Config struct {
 	Errors Errors
 	// OnLog, when set, runs for each new log entry (an emulator's own counters).
 	OnLog func(i int)
+	// OnMidStack runs when the cassette is pulled mid-stack: the transaction is over.
+	OnMidStack func()
+	// OnReplaced runs when a cassette is put in, OnJamCleared when Switches.ClearJam cleared
+	// a jam (a unit typically initialises then).
+	OnReplaced, OnJamCleared func()
+	// DefaultFailure is the failure code Switches.Fail reports for code 0.
+	DefaultFailure byte
 }
 
 // Unit is the physical part of a bill acceptor: note path and cassette.
 type Unit struct {
+	mu  sync.Mutex
 	cfg Config
 	// Path is the note between the bezel and the cassette, nil when there is none.
 	Path *Note
+	// ForcedReject is the reason the next inserted note is rejected with (0: none).
+	ForcedReject byte
+	// The fault switches of a unit that reports them as statuses (Switches): Jam is 0, or
+	// JamAcceptor or JamStacker; Failure is a failure code (0: none).
+	Jam     int
+	Paused  bool
+	Cheated bool
+	Failure byte
 
 	out, full bool
 	number    int
@@ -139,6 +161,18 @@ func New(cfg Config) *Unit {
 		cfg.Errors.CassetteState = errors.New(cfg.Name + ": cassette is already in that state")
 	}
 	return &Unit{cfg: cfg, number: 1}
+}
+
+// Lock takes the unit's (the emulator's) lock.
+func (u *Unit) Lock() { u.mu.Lock() }
+
+// Unlock releases it.
+func (u *Unit) Unlock() { u.mu.Unlock() }
+
+func run(f func()) {
+	if f != nil {
+		f()
+	}
 }
 
 // Insert puts a note of code in the path, before the point of no return.
@@ -199,10 +233,10 @@ func (u *Unit) Where() Where {
 	return InAcceptor
 }
 
-// ClearJam is the technician clearing a jam: the note in the path is taken out, or, when
+// ClearPath is the technician clearing a jam: the note in the path is taken out, or, when
 // pushIn and it is past the point of no return, pushed into the cassette and counted. It
 // reports whether a note was in the path.
-func (u *Unit) ClearJam(pushIn bool) bool {
+func (u *Unit) ClearPath(pushIn bool) bool {
 	if u.Path == nil {
 		return false
 	}
@@ -213,45 +247,11 @@ func (u *Unit) ClearJam(pushIn bool) bool {
 	return true
 }
 
-// PullCassette takes the cassette out. It fails while a note is in the path, except while
-// one is being stacked: pulled mid-stack, the pusher had the note past the point of no
-// return, so it leaves inside the pulled cassette, counted by the unit but never reported as
-// credited; the host sees only the cassette go. midStack reports that case (the emulator's
-// transaction is over).
-func (u *Unit) PullCassette() (midStack bool, err error) {
-	if u.out {
-		return false, u.cfg.Errors.CassetteState
-	}
-	if u.Path != nil {
-		if !u.Path.InStacker || u.Path.Logged >= 0 {
-			return false, u.cfg.Errors.Busy
-		}
-		u.Log("cassette_pulled")
-		u.Path = nil
-		midStack = true
-	}
-	u.out = true
-	return midStack, nil
-}
-
-// ReplaceCassette puts an empty cassette in, the next cassette number.
-func (u *Unit) ReplaceCassette() error {
-	if !u.out {
-		return u.cfg.Errors.CassetteState
-	}
-	u.out, u.full = false, false
-	u.number++
-	return nil
-}
-
 // CassetteOut reports whether the cassette is out.
 func (u *Unit) CassetteOut() bool { return u.out }
 
 // CassetteFull reports whether the cassette reports full.
 func (u *Unit) CassetteFull() bool { return u.full }
-
-// SetCassetteFull forces or clears the full report (it also comes on its own at Capacity).
-func (u *Unit) SetCassetteFull(full bool) { u.full = full }
 
 // CassetteNumber is the number of the cassette in the unit (or last in it).
 func (u *Unit) CassetteNumber() int { return u.number }

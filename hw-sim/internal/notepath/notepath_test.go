@@ -55,44 +55,90 @@ func TestLogOnceAndCapacity(t *testing.T) {
 // Pulled mid-stack, the note leaves in the cassette, counted; pulled with a note before the
 // point of no return, or already logged, the pull is refused.
 func TestPullCassette(t *testing.T) {
-	u := newUnit(0)
+	var midStack, replaced int
+	u := New(Config{Name: "test", Errors: Errors{Busy: errBusy, CassetteState: errState},
+		OnMidStack: func() { midStack++ }, OnReplaced: func() { replaced++ }})
+	c := u.Controls()
 	u.Insert(1)
-	if _, err := u.PullCassette(); !errors.Is(err, errBusy) {
+	if err := c.PullCassette(); !errors.Is(err, errBusy) {
 		t.Fatalf("pull with a note in the acceptor: %v", err)
 	}
 	u.Path.InStacker = true
-	mid, err := u.PullCassette()
-	if err != nil || !mid || u.Path != nil {
-		t.Fatalf("mid-stack pull: %v %v %+v", mid, err, u.Path)
+	if err := c.PullCassette(); err != nil || midStack != 1 || u.Path != nil || !u.CassetteOut() {
+		t.Fatalf("mid-stack pull: %v (hook %d) %+v", err, midStack, u.Path)
 	}
-	if c := u.Cassette(); len(c) != 1 || c[0].Via != "cassette_pulled" || c[0].Cassette != 1 {
-		t.Fatalf("log %+v", c)
+	if l := c.Cassette(); len(l) != 1 || l[0].Via != "cassette_pulled" || l[0].Cassette != 1 {
+		t.Fatalf("log %+v", l)
 	}
-	if _, err := u.PullCassette(); !errors.Is(err, errState) {
+	if err := c.PullCassette(); !errors.Is(err, errState) {
 		t.Fatalf("second pull: %v", err)
 	}
-	if err := u.ReplaceCassette(); err != nil || u.CassetteNumber() != 2 || u.Count() != 0 {
-		t.Fatalf("replace: %v number %d count %d", err, u.CassetteNumber(), u.Count())
+	if err := c.ReplaceCassette(); err != nil || replaced != 1 || u.CassetteNumber() != 2 || u.Count() != 0 {
+		t.Fatalf("replace: %v (hook %d) number %d count %d", err, replaced, u.CassetteNumber(), u.Count())
 	}
-	if err := u.ReplaceCassette(); !errors.Is(err, errState) {
+	if err := c.ReplaceCassette(); !errors.Is(err, errState) {
 		t.Fatalf("second replace: %v", err)
+	}
+	c.SetCassetteFull(true)
+	if !u.CassetteFull() {
+		t.Fatal("not full")
+	}
+	c.ForceReject(0x71)
+	if u.ForcedReject != 0x71 {
+		t.Fatal("forced reject not set")
 	}
 }
 
-func TestClearJam(t *testing.T) {
-	u := newUnit(0)
-	if u.ClearJam(true) {
-		t.Fatal("a note cleared from an empty path")
+// The switches: a jam in the transport is cleared without counting the note, one in the
+// stacker pushes it in; the faults halt the unit and say why it takes no note.
+func TestSwitches(t *testing.T) {
+	cleared := 0
+	u := New(Config{Name: "test", DefaultFailure: 0xA2, OnJamCleared: func() { cleared++ },
+		Errors: Errors{Busy: errBusy, Fault: errors.New("fault"), Inhibited: errors.New("inhibited")}})
+	sw := u.Switches()
+	sw.ClearJam()
+	if cleared != 0 {
+		t.Fatal("no jam, yet cleared")
 	}
 	u.Insert(1)
 	u.Path.InStacker = true
-	if !u.ClearJam(false) || len(u.Cassette()) != 0 {
+	sw.Jam(false)
+	if !u.Halted() || u.JamName("acceptor", "stacker") != "acceptor" {
+		t.Fatal("acceptor jam")
+	}
+	if err := u.CheckInsert(false, true, false); err == nil || err.Error() != "fault" {
+		t.Fatalf("insert while jammed: %v", err)
+	}
+	sw.ClearJam()
+	if cleared != 1 || u.Path != nil || len(u.Cassette()) != 0 {
 		t.Fatal("a note taken out of the transport was counted")
 	}
 	u.Insert(2)
 	u.Path.InStacker = true
-	if !u.ClearJam(true) || len(u.Cassette()) != 1 || u.Cassette()[0].Via != "jam_cleared" {
-		t.Fatalf("stacker jam: %+v", u.Cassette())
+	sw.Jam(true)
+	sw.ClearJam()
+	if l := u.Cassette(); len(l) != 1 || l[0].Via != "jam_cleared" {
+		t.Fatalf("stacker jam: %+v", l)
+	}
+	sw.Fail(0)
+	sw.Cheat()
+	sw.Pause(true)
+	if u.Failure != 0xA2 || !u.Cheated || !u.Paused {
+		t.Fatalf("switches %+v", u)
+	}
+	u.ResetFaults()
+	if u.Failure != 0 || u.Cheated || !u.Paused {
+		t.Fatal("RESET clears failure and cheat, not pause")
+	}
+	u.PowerFaults()
+	if u.Halted() {
+		t.Fatal("halted after a power cut")
+	}
+	if err := u.CheckInsert(false, true, true); err == nil || err.Error() != "inhibited" {
+		t.Fatalf("insert while inhibited: %v", err)
+	}
+	if u.ClearPath(true) {
+		t.Fatal("a note cleared from an empty path")
 	}
 }
 
