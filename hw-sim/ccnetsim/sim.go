@@ -619,33 +619,20 @@ func (s *Sim) powerLocked(where Where) {
 }
 
 // InjectFault queues a link fault; each queued fault applies to one reply, in order.
-func (s *Sim) InjectFault(f Fault) {
-	s.u.Lock()
-	defer s.u.Unlock()
-	s.link.Inject(f)
-}
+func (s *Sim) InjectFault(f Fault) { s.link.Inject(f) }
 
 // Snapshot is the emulator's state for a control panel.
 type Snapshot struct {
-	Status         string `json:"status"`
-	StatusCode     byte   `json:"status_code"`
-	StatusData     []byte `json:"status_data,omitempty"`
-	Inhibited      bool   `json:"inhibited"`
-	EnabledTypes   []int  `json:"enabled_types"`
-	EscrowTypes    []int  `json:"escrow_types"`
-	NoteInPath     *int   `json:"note_in_path,omitempty"`
-	NoteInStacker  bool   `json:"note_in_stacker,omitempty"`
-	AwaitingAck    bool   `json:"awaiting_ack,omitempty"`
-	CassetteIn     bool   `json:"cassette_in"`
-	CassetteFull   bool   `json:"cassette_full"`
-	CassetteNumber int    `json:"cassette_number"`
-	CassetteCount  int    `json:"cassette_count"`
-	Jam            string `json:"jam,omitempty"`
-	Failure        int    `json:"failure,omitempty"`
-	Cheated        bool   `json:"cheated,omitempty"`
-	Paused         bool   `json:"paused,omitempty"`
-	ForcedReject   int    `json:"forced_reject,omitempty"`
-	PendingFaults  int    `json:"pending_faults,omitempty"`
+	Status        string `json:"status"`
+	StatusCode    byte   `json:"status_code"`
+	StatusData    []byte `json:"status_data,omitempty"`
+	Inhibited     bool   `json:"inhibited"`
+	EnabledTypes  []int  `json:"enabled_types"`
+	EscrowTypes   []int  `json:"escrow_types"`
+	NoteInPath    *int   `json:"note_in_path,omitempty"`
+	NoteInStacker bool   `json:"note_in_stacker,omitempty"`
+	AwaitingAck   bool   `json:"awaiting_ack,omitempty"`
+	notepath.Panel
 }
 
 // State returns a snapshot: Status is what the unit would answer to the next POLL (before
@@ -658,9 +645,7 @@ func (s *Sim) State() Snapshot {
 		Status: ccnet.StatusName(st), StatusCode: st, StatusData: arg,
 		Inhibited: s.enabled == [3]byte{}, EnabledTypes: ccnet.MaskTypes(s.enabled),
 		EscrowTypes: ccnet.MaskTypes(s.escrow), AwaitingAck: s.awaitingAck,
-		CassetteIn: !s.u.CassetteOut(), CassetteFull: s.u.CassetteFull(), CassetteNumber: s.u.CassetteNumber(),
-		CassetteCount: s.u.Count(), Failure: int(s.u.Failure), Cheated: s.u.Cheated,
-		Paused: s.u.Paused, ForcedReject: int(s.u.ForcedReject), PendingFaults: s.link.Pending(),
+		Panel: s.u.Panel(s.link, "validator", "cassette"),
 	}
 	if snap.EnabledTypes == nil {
 		snap.EnabledTypes = []int{}
@@ -672,6 +657,5 @@ func (s *Sim) State() Snapshot {
 		t := int(p.Code)
 		snap.NoteInPath, snap.NoteInStacker = &t, p.InStacker
 	}
-	snap.Jam = s.u.JamName("validator", "cassette")
 	return snap
 }

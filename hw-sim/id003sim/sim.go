@@ -483,31 +483,18 @@ func (s *Sim) powerLocked(where Where) {
 }
 
 // InjectFault queues a link fault; each queued fault applies to one reply, in order.
-func (s *Sim) InjectFault(f Fault) {
-	s.u.Lock()
-	defer s.u.Unlock()
-	s.link.Inject(f)
-}
+func (s *Sim) InjectFault(f Fault) { s.link.Inject(f) }
 
 // Snapshot is the emulator's state for a control panel.
 type Snapshot struct {
-	Status         string `json:"status"`
-	StatusCode     byte   `json:"status_code"`
-	StatusData     []byte `json:"status_data,omitempty"`
-	Inhibited      bool   `json:"inhibited"`
-	EnabledCodes   []int  `json:"enabled_codes"`
-	NoteInPath     int    `json:"note_in_path,omitempty"`
-	NoteInStacker  bool   `json:"note_in_stacker,omitempty"`
-	CassetteIn     bool   `json:"cassette_in"`
-	CassetteFull   bool   `json:"cassette_full"`
-	CassetteNumber int    `json:"cassette_number"`
-	CassetteCount  int    `json:"cassette_count"`
-	Jam            string `json:"jam,omitempty"`
-	Failure        int    `json:"failure,omitempty"`
-	Cheated        bool   `json:"cheated,omitempty"`
-	Paused         bool   `json:"paused,omitempty"`
-	ForcedReject   int    `json:"forced_reject,omitempty"`
-	PendingFaults  int    `json:"pending_faults,omitempty"`
+	Status        string `json:"status"`
+	StatusCode    byte   `json:"status_code"`
+	StatusData    []byte `json:"status_data,omitempty"`
+	Inhibited     bool   `json:"inhibited"`
+	EnabledCodes  []int  `json:"enabled_codes"`
+	NoteInPath    int    `json:"note_in_path,omitempty"`
+	NoteInStacker bool   `json:"note_in_stacker,omitempty"`
+	notepath.Panel
 }
 
 // State returns a snapshot: Status is what the unit would answer to the next STATUS REQUEST
@@ -518,10 +505,7 @@ func (s *Sim) State() Snapshot {
 	st, arg := s.statusLocked()
 	snap := Snapshot{
 		Status: id003.StatusName(st), StatusCode: st, StatusData: arg,
-		Inhibited: s.inhibited, CassetteIn: !s.u.CassetteOut(), CassetteFull: s.u.CassetteFull(),
-		CassetteNumber: s.u.CassetteNumber(), CassetteCount: s.u.Count(), Failure: int(s.u.Failure),
-		Cheated: s.u.Cheated, Paused: s.u.Paused, ForcedReject: int(s.u.ForcedReject),
-		PendingFaults: s.link.Pending(), EnabledCodes: []int{},
+		Inhibited: s.inhibited, EnabledCodes: []int{}, Panel: s.u.Panel(s.link, "acceptor", "stacker"),
 	}
 	for c := range s.cfg.Denominations {
 		if c >= id003.FirstCode && c <= id003.LastCode && id003.CodeEnabled(s.denoms, byte(c)) {
@@ -532,6 +516,5 @@ func (s *Sim) State() Snapshot {
 	if p := s.u.Path; p != nil {
 		snap.NoteInPath, snap.NoteInStacker = int(p.Code), p.InStacker
 	}
-	snap.Jam = s.u.JamName("acceptor", "stacker")
 	return snap
 }

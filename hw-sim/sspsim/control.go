@@ -2,6 +2,7 @@ package sspsim
 
 import (
 	"github.com/kioskd/kioskd/devices/acceptor/ssp"
+	"github.com/kioskd/kioskd/hw-sim/internal/notepath"
 )
 
 // InsertNote puts a note of channel into the bezel. The unit draws it in only when it is
@@ -142,11 +143,7 @@ func (s *Sim) SwapUnit(serial uint32) error {
 }
 
 // InjectFault queues a link fault; each queued fault applies to one reply, in order.
-func (s *Sim) InjectFault(f Fault) {
-	s.u.Lock()
-	defer s.u.Unlock()
-	s.link.Inject(f)
-}
+func (s *Sim) InjectFault(f Fault) { s.link.Inject(f) }
 
 // Cassette returns every note that went into a cashbox, oldest first.
 func (s *Sim) Cassette() []StackedNote {
@@ -180,17 +177,10 @@ type Snapshot struct {
 	AckPending      bool         `json:"ack_pending,omitempty"`
 	NoteInPath      int          `json:"note_in_path,omitempty"`
 	NoteInStacker   bool         `json:"note_in_stacker,omitempty"`
-	CassetteIn      bool         `json:"cassette_in"`
-	CassetteFull    bool         `json:"cassette_full"`
-	CassetteNumber  int          `json:"cassette_number"`
-	CassetteCount   int          `json:"cassette_count"`
-	Jam             string       `json:"jam,omitempty"`
 	NotePathOpen    bool         `json:"note_path_open,omitempty"`
-	Failure         int          `json:"failure,omitempty"`
 	LastReject      int          `json:"last_reject"`
-	ForcedReject    int          `json:"forced_reject,omitempty"`
-	PendingFaults   int          `json:"pending_faults,omitempty"`
 	Counters        ssp.Counters `json:"counters"`
+	notepath.Panel
 }
 
 // State returns a snapshot of the unit.
@@ -200,11 +190,11 @@ func (s *Sim) State() Snapshot {
 	snap := Snapshot{
 		Mode: s.mode.String(), Serial: s.serial, Enabled: s.enabled, EnabledChannels: []int{},
 		Protocol: int(s.protocol), Encrypted: s.cipher != nil, Counter: s.count,
-		AckPending: s.pollAckDue != nil, CassetteIn: !s.u.CassetteOut(), CassetteFull: s.u.CassetteFull(),
-		CassetteNumber: s.u.CassetteNumber(), CassetteCount: s.u.Count(), NotePathOpen: s.pathOpen,
-		Failure: int(s.failCode), LastReject: int(s.lastReject), ForcedReject: int(s.u.ForcedReject),
-		PendingFaults: s.link.Pending(), Counters: s.counters,
+		AckPending: s.pollAckDue != nil, NotePathOpen: s.pathOpen, LastReject: int(s.lastReject),
+		Counters: s.counters, Panel: s.u.Panel(s.link, "", ""),
 	}
+	// SSP's own failure (refused commands) and jams (safe, unsafe).
+	snap.Failure = int(s.failCode)
 	for c := 1; c <= ssp.MaxChannel; c++ {
 		if ssp.ChannelEnabled(s.inhibits, c) {
 			snap.EnabledChannels = append(snap.EnabledChannels, c)

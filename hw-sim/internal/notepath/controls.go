@@ -173,3 +173,26 @@ func (c Controls) Cassette() []StackedNote {
 	defer c.u.Unlock()
 	return slices.Clone(c.u.log)
 }
+
+// Panel is the part of an emulator's snapshot every unit shares; an emulator's Snapshot
+// embeds it (JSON flattens it).
+type Panel struct {
+	CassetteIn     bool   `json:"cassette_in"`
+	CassetteFull   bool   `json:"cassette_full"`
+	CassetteNumber int    `json:"cassette_number"`
+	CassetteCount  int    `json:"cassette_count"`
+	Jam            string `json:"jam,omitempty"`
+	Failure        int    `json:"failure,omitempty"`
+	Cheated        bool   `json:"cheated,omitempty"`
+	Paused         bool   `json:"paused,omitempty"`
+	ForcedReject   int    `json:"forced_reject,omitempty"`
+	PendingFaults  int    `json:"pending_faults,omitempty"`
+}
+
+// Panel returns the shared part of a snapshot; acceptorJam and stackerJam name the jams in
+// the protocol's words.
+func (u *Unit) Panel(l *Link, acceptorJam, stackerJam string) Panel {
+	return Panel{CassetteIn: !u.out, CassetteFull: u.full, CassetteNumber: u.number, CassetteCount: u.Count(),
+		Jam: u.JamName(acceptorJam, stackerJam), Failure: int(u.Failure), Cheated: u.Cheated, Paused: u.Paused,
+		ForcedReject: int(u.ForcedReject), PendingFaults: l.Pending()}
+}
