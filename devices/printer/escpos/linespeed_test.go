@@ -15,7 +15,6 @@ import (
 	"github.com/kioskd/kioskd/devices/serialport"
 	"github.com/kioskd/kioskd/hw-sim/escpossim"
 	"github.com/kioskd/kioskd/hw-sim/linespeed"
-	"github.com/kioskd/kioskd/hw-sim/ptypair"
 	"github.com/kioskd/kioskd/receipts"
 )
 
@@ -216,21 +215,7 @@ func TestReceiptOverPTYAtLineSpeed(t *testing.T) {
 	}
 	for _, how := range []string{"serialport", "config"} {
 		t.Run(how, func(t *testing.T) {
-			pair, err := ptypair.Open()
-			if err != nil {
-				t.Skipf("no pseudo-terminals: %v", err)
-			}
-			sim := escpossim.New(escpossim.Config{Line: linespeed.Printer})
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- sim.Serve(ctx, pair.Master) }()
-			defer func() {
-				cancel()
-				pair.Close()
-				if err := <-done; err != nil {
-					t.Errorf("Serve: %v", err)
-				}
-			}()
+			pair, sim := ptyPrinter(t, escpossim.Config{Line: linespeed.Printer})
 			var p *escpos.Printer
 			switch how {
 			case "serialport": // the daemon's port: Drain and ByteTime from its mode
