@@ -324,19 +324,17 @@ func (p *Printer) lineLocked(ctx context.Context) error {
 		done := make(chan error, 1)
 		go func() { done <- d.Drain() }()
 		t := time.NewTimer(p.cfg.WriteTimeout)
+		defer t.Stop()
 		select {
 		case err := <-done:
 			if err != nil {
 				p.log.Debug("escpos: drain failed; waiting the line time only", "err", err)
 			}
 		case <-t.C:
-			t.Stop()
 			return fmt.Errorf("%w: output not drained within %v", ErrTimeout, p.cfg.WriteTimeout)
 		case <-ctx.Done():
-			t.Stop()
 			return ctx.Err()
 		}
-		t.Stop()
 	}
 	if wait := time.Until(p.txUntil); wait > 0 {
 		t := time.NewTimer(wait)
