@@ -7,6 +7,11 @@
 //
 // so any outside test or a kioskd config can attach to it. -wallet-key names a file holding a
 // base64 Ed25519 seed (32 bytes) used to sign demo wallet codes ("Scan valid wallet code").
+//
+// -line-speed makes the emulators take and send bytes at their serial lines' speed instead
+// of a pty's (ID-003 9600 8E1, CCNET 9600 8N1, SSP 9600 8N2, printer and scanner 9600 8N1):
+// alone it means every device, or it names them (-line-speed=printer,acceptor).
+// -printer-line sets the printer's line ("19200 8N1") to match kioskd's printer.baud.
 package main
 
 import (
@@ -23,8 +28,28 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/kioskd/kioskd/hw-sim/linespeed"
 	"github.com/kioskd/kioskd/hw-sim/simrig"
 )
+
+// lineSpeedFlag is -line-speed: a boolean flag ("-line-speed" alone turns every device on)
+// that also takes a device list.
+type lineSpeedFlag struct{ ls simrig.LineSpeed }
+
+func (f *lineSpeedFlag) String() string { return f.ls.String() }
+
+func (f *lineSpeedFlag) Set(s string) error {
+	pl := f.ls.PrinterLine
+	ls, err := simrig.ParseLineSpeed(s)
+	if err != nil {
+		return err
+	}
+	ls.PrinterLine = pl
+	f.ls = ls
+	return nil
+}
+
+func (f *lineSpeedFlag) IsBoolFlag() bool { return true }
 
 func main() {
 	if err := run(); err != nil {
@@ -41,13 +66,24 @@ func run() error {
 	kid := flag.String("wallet-kid", "demo", "key id of the demo wallet key")
 	sspKey := flag.String("ssp-key", "", "eSSP fixed key of the simulated ITL unit, 16 hex digits (kioskd's acceptor.ssp.fixed_key_file must hold the same)")
 	verbose := flag.Bool("v", false, "log emulator details")
+	var lines lineSpeedFlag
+	flag.Var(&lines, "line-speed", "pace the emulators at their serial lines' baud rate: alone for all, or a list of acceptor,printer,scanner")
+	printerLine := flag.String("printer-line", "", `the printer's line in line-speed mode, e.g. "19200 8N1" (default 9600 8N1)`)
 	flag.Parse()
+	if *printerLine != "" {
+		l, err := linespeed.Parse(*printerLine)
+		if err != nil {
+			return fmt.Errorf("-printer-line: %w", err)
+		}
+		lines.ls.PrinterLine = l
+	}
 	lvl := slog.LevelWarn
 	if *verbose {
 		lvl = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
-	cfg := simrig.Config{Acceptor: *proto, Denominations: simrig.DemoDenominations(*proto, *currency), Listen: *listen, Logger: log, WalletKID: *kid}
+	cfg := simrig.Config{Acceptor: *proto, Denominations: simrig.DemoDenominations(*proto, *currency), Listen: *listen, Logger: log, WalletKID: *kid,
+		LineSpeed: lines.ls}
 	if *keyFile != "" {
 		b, err := os.ReadFile(*keyFile)
 		if err != nil {

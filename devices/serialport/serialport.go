@@ -141,14 +141,42 @@ func Open(path string, m Mode) (Port, error) {
 		p.Close()
 		return nil, fmt.Errorf("serialport: open %s: read timeout: %w", path, err)
 	}
-	return &port{p: p, path: path}, nil
+	return &port{p: p, path: path, mode: m}, nil
+}
+
+// ByteTime is how long one character takes on a line in mode m: start bit, data bits,
+// parity bit, stop bits at the baud rate.
+func (m Mode) ByteTime() time.Duration {
+	if m.Baud <= 0 {
+		return 0
+	}
+	bits := 1 + m.DataBits + m.StopBits
+	if m.Parity != NoParity {
+		bits++
+	}
+	return time.Duration(bits) * time.Second / time.Duration(m.Baud)
 }
 
 type port struct {
 	p      serial.Port
 	path   string
+	mode   Mode
 	closed atomic.Bool
 }
+
+// Drain waits until everything written has been sent (tcdrain). Drivers that must not read
+// a reply before their request is through the line (the printer after a receipt) look for
+// it. On a pseudo-terminal it returns at once.
+func (p *port) Drain() error {
+	if err := p.p.Drain(); err != nil {
+		return p.wrap("drain", err)
+	}
+	return nil
+}
+
+// ByteTime is the port's character time (Mode.ByteTime), for drivers that wait for their
+// output to be through the line where draining cannot tell (a USB adapter's FIFO, a pty).
+func (p *port) ByteTime() time.Duration { return p.mode.ByteTime() }
 
 func (p *port) Read(b []byte) (int, error) {
 	n, err := p.p.Read(b)

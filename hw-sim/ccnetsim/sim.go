@@ -6,13 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
 	"github.com/kioskd/kioskd/devices/acceptor/ccnet"
+	"github.com/kioskd/kioskd/hw-sim/internal/notepath"
+	"github.com/kioskd/kioskd/hw-sim/linespeed"
 )
 
 // DefaultEscrowTimeout is how long a note waits in escrow (or after a HOLD) for STACK or
@@ -72,80 +71,48 @@ type Config struct {
 	// reporting STACKED. By default the unit reports STACKED for it once INITIALIZE is over,
 	// as the CCNET description says ("credit recovery").
 	NoCreditRecovery bool
+	// Line, when on, paces Serve's port at a serial line's speed (linespeed.CCNET is the
+	// unit's 9600 8N1); the zero Line leaves the port as fast as it is.
+	Line linespeed.Line
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger receives the emulator's logs; nil discards them.
 	Logger *slog.Logger
 }
 
-// Where says where a note was when the power went.
-type Where int
+// Where says where a note was when the power went. CCNET reports NoNote as POWER UP (0x10),
+// InAcceptor as POWER UP WITH BILL IN VALIDATOR (0x11: RESET returns the note, never
+// counted) and InStacker as POWER UP WITH BILL IN STACKER (0x12: RESET stacks it and it is
+// counted, then reported STACKED unless NoCreditRecovery).
+type Where = notepath.Where
 
+// Places of a note at a power cut.
 const (
-	// Auto: wherever the note in the path physically is (nothing, the validator head, the stacker).
-	Auto Where = iota
-	// NoNote: nothing in the path; the unit reports POWER UP (0x10).
-	NoNote
-	// InAcceptor: a note in the validator head; POWER UP WITH BILL IN VALIDATOR (0x11);
-	// RESET returns it to the customer and it is never counted.
-	InAcceptor
-	// InStacker: a note past the point of no return; POWER UP WITH BILL IN STACKER (0x12);
-	// RESET stacks it and it is counted (then reported STACKED unless NoCreditRecovery).
-	InStacker
+	Auto       = notepath.Auto
+	NoNote     = notepath.NoNote
+	InAcceptor = notepath.InAcceptor
+	InStacker  = notepath.InStacker
 )
 
-func (w Where) String() string {
-	switch w {
-	case Auto:
-		return "auto"
-	case NoNote:
-		return "none"
-	case InAcceptor:
-		return "in_acceptor"
-	case InStacker:
-		return "in_stacker"
-	}
-	return fmt.Sprintf("Where(%d)", int(w))
-}
-
-// StackedNote is one note that went into a cassette: the emulator's ground truth.
-type StackedNote struct {
-	// Code is the bill type.
-	Code       byte      `json:"code"`
-	ValueMinor int64     `json:"value_minor"`
-	Currency   string    `json:"currency,omitempty"`
-	At         time.Time `json:"at"`
-	// Acked is true when the host acknowledged a STACKED report for this note.
-	Acked bool `json:"acked"`
-	// Via says how it got there: "stacked" (normal stacking), "power_up_recovery" (stacked
-	// by RESET after a power cut), "jam_cleared" (pushed in when a cassette jam was cleared).
-	Via string `json:"via"`
-	// Cassette numbers the cassettes: 1 for the first, one more after each replacement.
-	Cassette int `json:"cassette"`
-}
+// StackedNote is one note that went into a cassette: the emulator's ground truth. Code is
+// the bill type; Via is "stacked" for normal stacking (Acked when the host ACKed a STACKED
+// report for it).
+type StackedNote = notepath.StackedNote
 
 // FaultKind is a link fault the emulator can inject into one reply.
-type FaultKind int
+type FaultKind = notepath.FaultKind
 
+// Link faults.
 const (
-	// FaultBadCRC corrupts the reply's CRC.
-	FaultBadCRC FaultKind = iota + 1
-	// FaultNoReply drops the reply; the command was still carried out.
-	FaultNoReply
-	// FaultGarbage sends Fault.Garbage (or a few noise bytes) before the reply.
-	FaultGarbage
-	// FaultSplit writes the reply in two parts, Fault.Delay apart.
-	FaultSplit
-	// FaultSlow waits Fault.Delay before replying.
-	FaultSlow
+	FaultBadCRC  = notepath.FaultBadCRC
+	FaultNoReply = notepath.FaultNoReply
+	FaultGarbage = notepath.FaultGarbage
+	FaultSplit   = notepath.FaultSplit
+	FaultSlow    = notepath.FaultSlow
 )
 
 // Fault is one injected fault; each applies to one reply.
-type Fault struct {
-	Kind    FaultKind
-	Delay   time.Duration
-	Garbage []byte
-}
+type Fault = notepath.Fault
 
 // mode is the unit's transaction state, advanced one step per POLL (STACKED and RETURNED:
 // per acknowledged POLL).
@@ -165,13 +132,6 @@ const (
 	modeReturned
 )
 
-// pathNote is the note between the bezel and the cassette.
-type pathNote struct {
-	billType  byte
-	inStacker bool // past the point of no return
-	logged    int  // index in the cassette log once it is there, else -1
-}
-
 // Sim emulates one CCNET bill validator. Its control methods are safe to call from any
 // goroutine.
 type Sim struct {
@@ -182,31 +142,26 @@ type Sim struct {
 	ident  []byte        // IDENTIFICATION payload
 	values acceptor.Denominations
 
-	mu           sync.Mutex
-	mode         mode
-	powerWhere   Where // what the power-up state reports
-	path         *pathNote
-	reject       byte // reason of the current REJECTING
-	forcedReject byte // the next inserted note is rejected with this reason
-	deadline     time.Time
-	enabled      [3]byte
-	escrow       [3]byte
-	security     [3]byte
-	recovery     bool // report STACKED for the note stacked by RESET once INITIALIZE is over
-	jam          int  // 0 none, 1 validator, 2 cassette
-	cassetteOut  bool
-	cassetteFull bool
-	paused       bool
-	cheated      bool
-	failure      byte
-	busy         byte // BUSY time for the next POLL, in 100 ms
-	cassette     int
-	stacked      []StackedNote
-	faults       []Fault
-	lastReply    []byte // re-sent on the host's NAK
-	awaitingAck  bool   // the last reply wants the host's ACK
-	ackTarget    int    // cassette log entry the awaited ACK confirms, else -1
-	eventReply   bool   // the last reply reported STACKED or RETURNED and waits for its ACK to move on
+	link *notepath.Link
+	// The control API every unit shares (ForceReject, PullCassette, ReplaceCassette,
+	// SetCassetteFull, Cassette) and the fault switches (Jam, ClearJam, Pause, Cheat, Fail).
+	notepath.Controls
+	notepath.Switches
+
+	u           *notepath.Unit // also the lock of everything below
+	mode        mode
+	powerWhere  Where // what the power-up state reports
+	reject      byte  // reason of the current REJECTING
+	deadline    time.Time
+	enabled     [3]byte
+	escrow      [3]byte
+	security    [3]byte
+	recovery    bool   // report STACKED for the note stacked by RESET once INITIALIZE is over
+	busy        byte   // BUSY time for the next POLL, in 100 ms
+	lastReply   []byte // re-sent on the host's NAK
+	awaitingAck bool   // the last reply wants the host's ACK
+	ackTarget   int    // cassette log entry the awaited ACK confirms, else -1
+	eventReply  bool   // the last reply reported STACKED or RETURNED and waits for its ACK to move on
 }
 
 // New returns an emulated unit that has just been powered up with nothing in its path.
@@ -236,9 +191,9 @@ func New(cfg Config) *Sim {
 		values:     acceptor.Denominations{},
 		mode:       modePowerUp,
 		powerWhere: NoNote,
-		cassette:   1,
 		ackTarget:  -1,
 	}
+	s.link = &notepath.Link{Name: "ccnetsim", Line: cfg.Line, Noise: []byte{0x00, 0x55, 0x02, 0x03, 0x01, 0xAA}}
 	entries := cfg.BillTable
 	if entries == nil {
 		entries = make([]ccnet.BillEntry, ccnet.NumBillTypes)
@@ -268,6 +223,18 @@ func New(cfg Config) *Sim {
 			s.values[code] = n // the ground truth uses the configured value
 		}
 	}
+	// A cleared jam and a new cassette make the unit initialise.
+	initialise := func() {
+		if s.mode != modePowerUp {
+			s.mode = modeInitialize
+		}
+	}
+	s.u = notepath.New(notepath.Config{Name: "ccnetsim", Values: s.values, Capacity: cfg.CassetteCapacity,
+		Now: cfg.Now, Logger: s.log, DefaultFailure: 0x50, // stack motor
+		Errors: notepath.Errors{Busy: ErrBusy, NoNote: ErrNoNote, CassetteState: ErrCassetteState, PoweredUp: ErrPoweredUp,
+			CassetteOut: ErrCassetteOut, CassetteFull: ErrCassetteFull, Fault: ErrFault, Inhibited: ErrInhibited},
+		OnMidStack: func() { s.mode = modeIdle }, OnReplaced: initialise, OnJamCleared: initialise})
+	s.Controls, s.Switches = s.u.Controls(), s.u.Switches()
 	s.table = ccnet.AppendBillTable(nil, entries)
 	s.ident = ccnet.AppendIdentification(nil, ccnet.Identification{
 		PartNumber: cfg.PartNumber, SerialNumber: cfg.SerialNumber, AssetNumber: cfg.AssetNumber,
@@ -278,107 +245,23 @@ func New(cfg Config) *Sim {
 // Serve answers the host frame by frame until ctx ends or the host hangs up (both return
 // nil), or the port fails. On cancellation it releases its blocked Read with
 // SetReadDeadline when the port has one, else by closing the port if it is an io.Closer.
+// With Config.Line on, the port is paced at that line's speed.
 func (s *Sim) Serve(ctx context.Context, port io.ReadWriter) error {
-	stop := context.AfterFunc(ctx, func() {
-		if rd, ok := port.(interface{ SetReadDeadline(time.Time) error }); ok && rd.SetReadDeadline(time.Unix(1, 0)) == nil {
-			return
-		}
-		if c, ok := port.(io.Closer); ok {
-			c.Close()
-		}
-	})
-	defer stop()
 	// No host command is longer than a few bytes: a longer declared length is line noise,
 	// dropped at once instead of swallowing the commands behind it.
 	dec := ccnet.Decoder{Limit: 256}
-	buf := make([]byte, 512)
-	for {
-		n, err := port.Read(buf)
-		if n > 0 {
-			dec.Feed(buf[:n])
-			for {
-				f, ferr := dec.Next()
-				if errors.Is(ferr, ccnet.ErrIncomplete) {
-					break
-				}
-				var reply []byte
-				switch {
-				case errors.Is(ferr, ccnet.ErrBadCRC):
-					reply = s.frame(ccnet.CmdNak) // "your frame arrived damaged, send it again"
-				case ferr != nil:
-					continue // an impossible length is line noise: no answer
-				default:
-					reply = s.Handle(f)
-				}
-				if reply == nil {
-					continue
-				}
-				if werr := s.send(ctx, port, reply); werr != nil {
-					if ctx.Err() != nil {
-						return nil
-					}
-					return fmt.Errorf("ccnetsim: write: %w", werr)
-				}
-			}
+	return s.link.Serve(ctx, port, dec.Feed, func() ([]byte, bool) {
+		f, err := dec.Next()
+		switch {
+		case errors.Is(err, ccnet.ErrIncomplete):
+			return nil, false
+		case errors.Is(err, ccnet.ErrBadCRC):
+			return s.frame(ccnet.CmdNak), true // "your frame arrived damaged, send it again"
+		case err != nil:
+			return nil, true // an impossible length is line noise: no answer
 		}
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, io.EOF) || errors.Is(err, os.ErrClosed) {
-				return nil
-			}
-			return fmt.Errorf("ccnetsim: read: %w", err)
-		}
-	}
-}
-
-// send writes a reply, applying the next injected fault.
-func (s *Sim) send(ctx context.Context, port io.Writer, reply []byte) error {
-	s.mu.Lock()
-	var f Fault
-	if len(s.faults) > 0 {
-		f, s.faults = s.faults[0], s.faults[1:]
-	}
-	s.mu.Unlock()
-	wait := func(d time.Duration) bool {
-		if d <= 0 {
-			return true
-		}
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
-	switch f.Kind {
-	case FaultNoReply:
-		return nil
-	case FaultBadCRC:
-		reply = slices.Clone(reply)
-		reply[len(reply)-1] ^= 0xFF
-	case FaultGarbage:
-		g := f.Garbage
-		if len(g) == 0 {
-			g = []byte{0x00, 0x55, 0x02, 0x03, 0x01, 0xAA}
-		}
-		reply = append(slices.Clone(g), reply...)
-	case FaultSlow:
-		if !wait(f.Delay) {
-			return nil
-		}
-	case FaultSplit:
-		half := len(reply) / 2
-		if _, err := port.Write(reply[:half]); err != nil {
-			return err
-		}
-		if !wait(f.Delay) {
-			return nil
-		}
-		reply = reply[half:]
-	}
-	_, err := port.Write(reply)
-	return err
+		return s.Handle(f), true
+	})
 }
 
 func (s *Sim) frame(cmd byte, data ...byte) []byte {
@@ -395,8 +278,8 @@ func (s *Sim) Handle(f ccnet.Frame) []byte {
 	if f.Addr != s.cfg.Address {
 		return nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	reply := s.handleLocked(f)
 	s.log.Debug("exchange", "rx", f.String(), "tx", fmt.Sprintf("% X", reply))
 	return reply
@@ -470,7 +353,7 @@ func (s *Sim) commandLocked(f ccnet.Frame) (reply []byte, ackTarget int) {
 		// From STACK on the note is committed to the stacker: a power cut now leaves it "in
 		// the stacker" and RESET finishes stacking it.
 		s.mode = modeStacking
-		s.path.inStacker = true
+		s.u.Path.InStacker = true
 		return ack, -1
 	case ccnet.CmdReturn:
 		s.mode = modeReturning
@@ -496,8 +379,7 @@ func (s *Sim) pollLocked() ([]byte, int) {
 	target := -1
 	if st == ccnet.StStacked {
 		// Reporting STACKED means the note is in the cassette, whatever the host does.
-		s.logLocked(s.path, "stacked")
-		target = s.path.logged
+		target = s.u.Log("stacked")
 	}
 	event := st == ccnet.StStacked || st == ccnet.StReturned
 	if !event || s.cfg.OneShotEvents {
@@ -510,9 +392,7 @@ func (s *Sim) pollLocked() ([]byte, int) {
 
 // ackedLocked applies the host's ACK of the last reply.
 func (s *Sim) ackedLocked() {
-	if s.ackTarget >= 0 {
-		s.stacked[s.ackTarget].Acked = true
-	}
+	s.u.Ack(s.ackTarget)
 	if s.eventReply && (s.mode == modeStacked || s.mode == modeReturned) && !s.frozen() {
 		s.eventReply = false
 		s.advanceLocked()
@@ -521,7 +401,7 @@ func (s *Sim) ackedLocked() {
 
 // frozen: a power-up report or a fault stops the transaction where it is.
 func (s *Sim) frozen() bool {
-	return s.mode == modePowerUp || s.failure != 0 || s.cheated || s.jam != 0 || s.cassetteOut || s.paused
+	return s.mode == modePowerUp || s.u.Halted()
 }
 
 // infoStateLocked: the states in which the unit answers IDENTIFICATION and GET BILL TABLE.
@@ -538,7 +418,7 @@ func (s *Sim) infoStateLocked() bool {
 // tickLocked applies the unit's own escrow timeout.
 func (s *Sim) tickLocked() {
 	if (s.mode == modeEscrow || s.mode == modeHolding) && !s.frozen() && !s.cfg.Now().Before(s.deadline) {
-		s.log.Info("escrow timeout: returning the note", "type", s.path.billType)
+		s.log.Info("escrow timeout: returning the note", "type", s.u.Path.Code)
 		s.mode = modeReturning
 	}
 }
@@ -554,17 +434,17 @@ func (s *Sim) stateLocked() (byte, []byte) {
 			return ccnet.StPowerUpBillInStacker, nil
 		}
 		return ccnet.StPowerUp, nil
-	case s.failure != 0:
-		return ccnet.StFailure, []byte{s.failure}
-	case s.cheated:
+	case s.u.Failure != 0:
+		return ccnet.StFailure, []byte{s.u.Failure}
+	case s.u.Cheated:
 		return ccnet.StCheated, nil
-	case s.jam == 1:
+	case s.u.Jam == notepath.JamAcceptor:
 		return ccnet.StValidatorJammed, nil
-	case s.jam == 2:
+	case s.u.Jam == notepath.JamStacker:
 		return ccnet.StCassetteJammed, nil
-	case s.cassetteOut:
+	case s.u.CassetteOut():
 		return ccnet.StCassetteOut, nil
-	case s.paused:
+	case s.u.Paused:
 		return ccnet.StPause, nil
 	}
 	switch s.mode {
@@ -573,22 +453,22 @@ func (s *Sim) stateLocked() (byte, []byte) {
 	case modeAccepting:
 		return ccnet.StAccepting, nil
 	case modeEscrow:
-		return ccnet.StEscrow, []byte{s.path.billType}
+		return ccnet.StEscrow, []byte{s.u.Path.Code}
 	case modeHolding:
 		return ccnet.StHolding, nil
 	case modeStacking:
 		return ccnet.StStacking, nil
 	case modeStacked:
-		return ccnet.StStacked, []byte{s.path.billType}
+		return ccnet.StStacked, []byte{s.u.Path.Code}
 	case modeRejecting:
 		return ccnet.StRejecting, []byte{s.reject}
 	case modeReturning:
 		return ccnet.StReturning, nil
 	case modeReturned:
-		return ccnet.StReturned, []byte{s.path.billType}
+		return ccnet.StReturned, []byte{s.u.Path.Code}
 	}
 	switch {
-	case s.cassetteFull:
+	case s.u.CassetteFull():
 		return ccnet.StCassetteFull, nil
 	case s.enabled == [3]byte{}:
 		return ccnet.StDisabled, nil
@@ -604,15 +484,15 @@ func (s *Sim) advanceLocked() {
 	switch s.mode {
 	case modeInitialize:
 		s.mode = modeIdle
-		if s.recovery && s.path != nil {
+		if s.recovery && s.u.Path != nil {
 			s.mode = modeStacked // credit recovery: the note stacked by RESET is reported now
 		}
 		s.recovery = false
 	case modeAccepting:
-		t := s.path.billType
+		t := s.u.Path.Code
 		switch {
-		case s.forcedReject != 0:
-			s.reject, s.forcedReject = s.forcedReject, 0
+		case s.u.ForcedReject != 0:
+			s.reject, s.u.ForcedReject = s.u.ForcedReject, 0
 		case !s.known[t]:
 			s.reject = rejectIdentification
 		case !ccnet.TypeSet(s.enabled, int(t)):
@@ -623,47 +503,21 @@ func (s *Sim) advanceLocked() {
 			return
 		default:
 			s.mode = modeStacking // escrow off for this type: straight to the cassette
-			s.path.inStacker = true
+			s.u.Path.InStacker = true
 			return
 		}
 		s.mode = modeRejecting
 	case modeStacking:
 		s.mode = modeStacked
 	case modeStacked:
-		s.path = nil
+		s.u.Finish()
 		s.mode = modeIdle
-		if s.cfg.CassetteCapacity > 0 && s.countLocked() >= s.cfg.CassetteCapacity {
-			s.cassetteFull = true
-		}
 	case modeReturning:
 		s.mode = modeReturned
 	case modeRejecting, modeReturned:
-		s.path = nil
+		s.u.Drop()
 		s.mode = modeIdle
 	}
-}
-
-func (s *Sim) logLocked(p *pathNote, via string) {
-	if p.logged >= 0 {
-		return
-	}
-	n := s.values.Lookup(int(p.billType))
-	s.stacked = append(s.stacked, StackedNote{
-		Code: p.billType, ValueMinor: n.ValueMinor, Currency: n.Currency,
-		At: s.cfg.Now(), Via: via, Cassette: s.cassette,
-	})
-	p.logged = len(s.stacked) - 1
-	s.log.Info("note in cassette", "type", p.billType, "via", via, "cassette", s.cassette)
-}
-
-func (s *Sim) countLocked() int {
-	c := 0
-	for _, n := range s.stacked {
-		if n.Cassette == s.cassette {
-			c++
-		}
-	}
-	return c
 }
 
 // resetLocked carries out RESET: a note still in the validator goes back to the customer,
@@ -672,23 +526,23 @@ func (s *Sim) countLocked() int {
 // cassette out, pause) stay until they are cleared. The unit comes back disabled.
 func (s *Sim) resetLocked() {
 	s.recovery = false
-	if s.path != nil {
+	if p := s.u.Path; p != nil {
 		switch {
-		case s.path.inStacker && (s.mode == modePowerUp || s.mode == modeStacking || s.mode == modeStacked):
-			s.logLocked(s.path, "power_up_recovery")
+		case p.InStacker && (s.mode == modePowerUp || s.mode == modeStacking || s.mode == modeStacked):
+			s.u.Log("power_up_recovery")
 			if !s.cfg.NoCreditRecovery {
 				s.recovery = true
 			} else {
-				s.path = nil
+				s.u.Drop()
 			}
 		case s.mode == modeReturned:
-			s.path = nil // already back with the customer
+			s.u.Drop() // already back with the customer
 		default:
-			s.log.Info("note returned to the customer on reset", "type", s.path.billType)
-			s.path = nil
+			s.log.Info("note returned to the customer on reset", "type", p.Code)
+			s.u.Drop()
 		}
 	}
-	s.failure, s.cheated = 0, false
+	s.u.ResetFaults()
 	s.powerWhere = NoNote
 	s.mode = modeInitialize
 	s.enabled = [3]byte{}
@@ -698,141 +552,22 @@ func (s *Sim) resetLocked() {
 // idle and enabled; a note of a type that is not enabled or not known is drawn in and then
 // rejected. From the next POLL the unit reports ACCEPTING.
 func (s *Sim) InsertNote(billType byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case s.mode == modePowerUp:
-		return ErrPoweredUp
-	case s.cassetteOut:
-		return ErrCassetteOut
-	case s.failure != 0 || s.cheated || s.jam != 0 || s.paused:
-		return ErrFault
-	case s.path != nil || s.mode != modeIdle:
-		return ErrBusy
-	case s.cassetteFull:
-		return ErrCassetteFull
-	case s.enabled == [3]byte{}:
-		return ErrInhibited
+	s.u.Lock()
+	defer s.u.Unlock()
+	if err := s.u.CheckInsert(s.mode == modePowerUp, s.mode == modeIdle, s.enabled == [3]byte{}); err != nil {
+		return err
 	}
-	s.path = &pathNote{billType: billType, logged: -1}
+	s.u.Insert(billType)
 	s.mode = modeAccepting
 	s.log.Info("note inserted", "type", billType)
 	return nil
 }
 
-// ForceReject makes the unit reject the next inserted note with reason (0x60..0x6D, 0x92..0x95).
-func (s *Sim) ForceReject(reason byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.forcedReject = reason
-}
-
-// Jam jams the validator's transport (VALIDATOR JAMMED), or the cassette when cassette is
-// true (CASSETTE JAMMED), until ClearJam.
-func (s *Sim) Jam(cassette bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.jam = 1
-	if cassette {
-		s.jam = 2
-	}
-}
-
-// ClearJam is the technician clearing the jam: a note stuck in the validator is taken out
-// (never counted); one stuck in the cassette past the point of no return is pushed in and
-// counted. The unit then initialises.
-func (s *Sim) ClearJam() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.jam == 0 {
-		return
-	}
-	if s.path != nil {
-		if s.jam == 2 && s.path.inStacker {
-			s.logLocked(s.path, "jam_cleared")
-		}
-		s.path = nil
-	}
-	s.jam = 0
-	if s.mode != modePowerUp {
-		s.mode = modeInitialize
-	}
-}
-
-// PullCassette takes the cassette out; the unit reports CASSETTE OUT until ReplaceCassette.
-// It fails while a note is in the path, except while one is being stacked (pulled mid-stack).
-func (s *Sim) PullCassette() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cassetteOut {
-		return ErrCassetteState
-	}
-	if s.path != nil {
-		if !s.path.inStacker || s.path.logged >= 0 {
-			return ErrBusy
-		}
-		// Pulled mid-stack: the pusher had the note past the point of no return, so it
-		// leaves inside the pulled cassette, counted by the unit but never reported as
-		// credited; the host sees only the cassette go.
-		s.logLocked(s.path, "cassette_pulled")
-		s.path = nil
-		s.mode = modeIdle
-	}
-	s.cassetteOut = true
-	return nil
-}
-
-// ReplaceCassette puts an empty cassette in (the next cassette number); the unit initialises.
-func (s *Sim) ReplaceCassette() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.cassetteOut {
-		return ErrCassetteState
-	}
-	s.cassetteOut, s.cassetteFull = false, false
-	s.cassette++
-	if s.mode != modePowerUp {
-		s.mode = modeInitialize
-	}
-	return nil
-}
-
-// SetCassetteFull forces or clears CASSETTE FULL (it also comes on its own at CassetteCapacity).
-func (s *Sim) SetCassetteFull(full bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.cassetteFull = full
-}
-
-// Pause reports PAUSE (a second note pushed in during a transaction) while on.
-func (s *Sim) Pause(on bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.paused = on
-}
-
-// Cheat reports CHEATED until the host sends RESET.
-func (s *Sim) Cheat() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.cheated = true
-}
-
-// Fail reports FAILURE with code (for example 0x50 stack motor) until the host sends RESET.
-func (s *Sim) Fail(code byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if code == 0 {
-		code = 0x50
-	}
-	s.failure = code
-}
-
 // Busy makes the unit answer the next POLL with BUSY and yh (the time, in 100 ms, after
 // which it can be asked again); the transaction does not move for that POLL.
 func (s *Sim) Busy(yh byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	s.busy = max(yh, 1)
 }
 
@@ -847,35 +582,14 @@ func (s *Sim) Busy(yh byte) {
 // where the note was, overriding Auto. The settings (enabled types, escrow, security) are
 // lost.
 func (s *Sim) PowerCycle(where Where) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	if s.mode == modeReturned {
-		s.path = nil // the note is with the customer already
+		s.u.Drop() // the note is with the customer already
 	}
-	switch where {
-	case Auto:
-		switch {
-		case s.path == nil:
-			where = NoNote
-		case s.path.inStacker:
-			where = InStacker
-		default:
-			where = InAcceptor
-		}
-	case NoNote:
-		if s.path != nil {
-			return ErrBusy
-		}
-	case InAcceptor, InStacker:
-		if s.path == nil {
-			return ErrNoNote
-		}
-		if where == InAcceptor && s.path.logged >= 0 {
-			return fmt.Errorf("ccnetsim: the note is already in the cassette: %w", ErrBusy)
-		}
-		s.path.inStacker = where == InStacker
-	default:
-		return fmt.Errorf("ccnetsim: power cycle: bad place %v", where)
+	where, err := s.u.PowerCutPlace(where, s.u.Where())
+	if err != nil {
+		return err
 	}
 	s.powerLocked(where)
 	return nil
@@ -885,15 +599,11 @@ func (s *Sim) PowerCycle(where Where) error {
 // (InAcceptor or InStacker) at that moment, for tests of a host's recovery. It fails with
 // ErrBusy when a note is really in the path.
 func (s *Sim) PowerCycleWithNote(where Where, billType byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if where != InAcceptor && where != InStacker {
-		return fmt.Errorf("ccnetsim: power cycle with a note: place must be in_acceptor or in_stacker, not %v", where)
+	s.u.Lock()
+	defer s.u.Unlock()
+	if err := s.u.PowerCutWithNote(where, billType, s.u.Path != nil && s.mode != modeReturned); err != nil {
+		return err
 	}
-	if s.path != nil && s.mode != modeReturned {
-		return ErrBusy
-	}
-	s.path = &pathNote{billType: billType, inStacker: where == InStacker, logged: -1}
 	s.powerLocked(where)
 	return nil
 }
@@ -902,61 +612,40 @@ func (s *Sim) powerLocked(where Where) {
 	s.mode = modePowerUp
 	s.powerWhere = where
 	s.enabled, s.escrow, s.security = [3]byte{}, [3]byte{}, [3]byte{}
-	s.failure, s.cheated, s.paused, s.busy, s.recovery = 0, false, false, 0, false
+	s.u.PowerFaults()
+	s.busy, s.recovery = 0, false
 	s.lastReply, s.awaitingAck, s.ackTarget, s.eventReply = nil, false, -1, false
 	s.log.Info("power cycle", "where", where)
 }
 
 // InjectFault queues a link fault; each queued fault applies to one reply, in order.
-func (s *Sim) InjectFault(f Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = append(s.faults, f)
-}
-
-// Cassette returns every note that went into a cassette, oldest first.
-func (s *Sim) Cassette() []StackedNote {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.stacked)
-}
+func (s *Sim) InjectFault(f Fault) { s.link.Inject(f) }
 
 // Snapshot is the emulator's state for a control panel.
 type Snapshot struct {
-	Status         string `json:"status"`
-	StatusCode     byte   `json:"status_code"`
-	StatusData     []byte `json:"status_data,omitempty"`
-	Inhibited      bool   `json:"inhibited"`
-	EnabledTypes   []int  `json:"enabled_types"`
-	EscrowTypes    []int  `json:"escrow_types"`
-	NoteInPath     *int   `json:"note_in_path,omitempty"`
-	NoteInStacker  bool   `json:"note_in_stacker,omitempty"`
-	AwaitingAck    bool   `json:"awaiting_ack,omitempty"`
-	CassetteIn     bool   `json:"cassette_in"`
-	CassetteFull   bool   `json:"cassette_full"`
-	CassetteNumber int    `json:"cassette_number"`
-	CassetteCount  int    `json:"cassette_count"`
-	Jam            string `json:"jam,omitempty"`
-	Failure        int    `json:"failure,omitempty"`
-	Cheated        bool   `json:"cheated,omitempty"`
-	Paused         bool   `json:"paused,omitempty"`
-	ForcedReject   int    `json:"forced_reject,omitempty"`
-	PendingFaults  int    `json:"pending_faults,omitempty"`
+	Status        string `json:"status"`
+	StatusCode    byte   `json:"status_code"`
+	StatusData    []byte `json:"status_data,omitempty"`
+	Inhibited     bool   `json:"inhibited"`
+	EnabledTypes  []int  `json:"enabled_types"`
+	EscrowTypes   []int  `json:"escrow_types"`
+	NoteInPath    *int   `json:"note_in_path,omitempty"`
+	NoteInStacker bool   `json:"note_in_stacker,omitempty"`
+	AwaitingAck   bool   `json:"awaiting_ack,omitempty"`
+	notepath.Panel
 }
 
 // State returns a snapshot: Status is what the unit would answer to the next POLL (before
 // that POLL's own escrow-timeout check).
 func (s *Sim) State() Snapshot {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	st, arg := s.stateLocked()
 	snap := Snapshot{
 		Status: ccnet.StatusName(st), StatusCode: st, StatusData: arg,
 		Inhibited: s.enabled == [3]byte{}, EnabledTypes: ccnet.MaskTypes(s.enabled),
 		EscrowTypes: ccnet.MaskTypes(s.escrow), AwaitingAck: s.awaitingAck,
-		CassetteIn: !s.cassetteOut, CassetteFull: s.cassetteFull, CassetteNumber: s.cassette,
-		CassetteCount: s.countLocked(), Failure: int(s.failure), Cheated: s.cheated,
-		Paused: s.paused, ForcedReject: int(s.forcedReject), PendingFaults: len(s.faults),
+		Panel: s.u.Panel(s.link, "validator", "cassette"),
 	}
 	if snap.EnabledTypes == nil {
 		snap.EnabledTypes = []int{}
@@ -964,15 +653,9 @@ func (s *Sim) State() Snapshot {
 	if snap.EscrowTypes == nil {
 		snap.EscrowTypes = []int{}
 	}
-	if s.path != nil {
-		t := int(s.path.billType)
-		snap.NoteInPath, snap.NoteInStacker = &t, s.path.inStacker
-	}
-	switch s.jam {
-	case 1:
-		snap.Jam = "validator"
-	case 2:
-		snap.Jam = "cassette"
+	if p := s.u.Path; p != nil {
+		t := int(p.Code)
+		snap.NoteInPath, snap.NoteInStacker = &t, p.InStacker
 	}
 	return snap
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kioskd/kioskd/devices/acceptor"
 	"github.com/kioskd/kioskd/devices/acceptor/ccnet"
+	"github.com/kioskd/kioskd/hw-sim/linespeed"
 )
 
 var denoms = acceptor.Denominations{
@@ -641,4 +642,24 @@ func TestSnapshotJSON(t *testing.T) {
 	if w := Where(9).String(); w != "Where(9)" {
 		t.Errorf("Where(9) = %q", w)
 	}
+}
+
+// TestLineSpeed: at 9600 8N1 a POLL (six characters) and its reply each take their
+// characters' time on the line.
+func TestLineSpeed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		line := linespeed.CCNET
+		s, h := start(t, Config{Line: line})
+		t0 := time.Now()
+		h.expect(h.send(ccnet.CmdPoll), ccnet.StPowerUp)
+		if got, want := time.Since(t0), line.Duration(len(enc(ccnet.CmdPoll)))+line.Duration(len(enc(ccnet.StPowerUp))); got != want {
+			t.Fatalf("poll exchange took %v at 9600 8N1, want %v", got, want)
+		}
+		h.ack()
+		h.command(ccnet.CmdReset)
+		h.poll(ccnet.StInitialize)
+		if st := s.State(); st.Status == "" {
+			t.Fatalf("state %+v", st)
+		}
+	})
 }

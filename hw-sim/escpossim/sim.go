@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/kioskd/kioskd/hw-sim/linespeed"
 )
 
 // Config configures a Sim. The zero value works.
@@ -19,6 +21,11 @@ type Config struct {
 	MaxDocuments int
 	// Now stamps documents; nil means time.Now.
 	Now func() time.Time
+	// Line, when on, paces Serve's port at a serial line's speed (linespeed.Printer is 9600
+	// 8N1): the printer takes the host's bytes no faster than the line brings them, so a
+	// 1,000-byte receipt at 9600 baud is printed (and cut) about a second after it was sent,
+	// and a status request behind it is answered only then. The zero Line is a pty's speed.
+	Line linespeed.Line
 	// ReplyTimeout bounds writing one status reply on ports that support write deadlines (a
 	// host that stopped reading must not wedge the emulator); 0 means 2 s.
 	ReplyTimeout time.Duration
@@ -144,11 +151,13 @@ type readDeadliner interface{ SetReadDeadline(time.Time) error }
 type writeDeadliner interface{ SetWriteDeadline(time.Time) error }
 
 // Serve reads the host's bytes from port, prints them and answers status requests, until ctx
-// is cancelled (it returns nil) or the port fails. The caller owns the port and closes it.
+// is cancelled (it returns nil) or the port fails. With Config.Line on, the port is paced at
+// that line's speed. The caller owns the port and closes it.
 // Where the port supports read deadlines (net.Conn, a pollable *os.File) cancellation
 // releases a blocked read at once; otherwise Serve returns at the next read, so cancel and
 // then close the port.
 func (s *Sim) Serve(ctx context.Context, port io.ReadWriter) error {
+	port = linespeed.Wrap(port, s.cfg.Line)
 	rd, hasRD := port.(readDeadliner)
 	if hasRD && rd.SetReadDeadline(time.Time{}) != nil {
 		hasRD = false // e.g. a regular file: no deadlines

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kioskd/kioskd/hw-sim/escpossim"
+	"github.com/kioskd/kioskd/hw-sim/linespeed"
 )
 
 func serve(t *testing.T, sim *escpossim.Sim) net.Conn {
@@ -158,6 +159,50 @@ func TestHostStopsReading(t *testing.T) {
 		}
 		if docs := sim.Documents(); len(docs) != 1 || docs[0].Text != "still served" {
 			t.Errorf("documents = %+v", docs)
+		}
+	})
+}
+
+// TestLineSpeedReceipt: at 9600 8N1 a 1,000-byte receipt is cut no sooner than its 1,000th
+// character is through the line (1.04 s), and a status request written right behind it is
+// answered only after that.
+func TestLineSpeedReceipt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		line := linespeed.Printer
+		sim := escpossim.New(escpossim.Config{Line: line})
+		c := serve(t, sim)
+		doc := []byte("\x1b@")
+		for len(doc) < 1000-4 {
+			doc = append(doc, "RECEIPT LINE 0123456789\n"...)
+		}
+		doc = append(doc[:1000-4], '\n', 0x1d, 'V', 0) // ... and the full cut
+		if len(doc) != 1000 {
+			t.Fatalf("document of %d bytes", len(doc))
+		}
+		t0 := time.Now()
+		if _, err := c.Write(append(doc, 0x10, 0x04, 1)); err != nil {
+			t.Fatal(err)
+		}
+		cut := func() bool {
+			d := sim.Documents()
+			return len(d) == 1 && d[0].Cut
+		}
+		time.Sleep(line.Duration(len(doc)) - time.Since(t0) - time.Nanosecond)
+		synctest.Wait()
+		if cut() {
+			t.Fatalf("receipt cut after %v, before its last byte was through the line", time.Since(t0))
+		}
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		if !cut() {
+			t.Fatalf("receipt not cut after %v", time.Since(t0))
+		}
+		var b [1]byte
+		if _, err := io.ReadFull(c, b[:]); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := time.Since(t0), line.Duration(len(doc)+3)+line.Duration(1); got != want || b[0] != 0x12 {
+			t.Fatalf("status %#02x after %v, want 0x12 after %v", b[0], got, want)
 		}
 	})
 }

@@ -55,4 +55,11 @@
 //
 // InjectFault queues faults that each spoil one reply: a bad CRC, no reply (the command is
 // still carried out), garbage before the frame, a reply split in two writes, or a slow reply.
+//
+// Config.Line (linespeed.ID003, 9600 8E1) makes Serve take the host's bytes and send its
+// replies at the line's speed instead of a pty's, so a host's timeouts meet real character
+// times.
+//
+// The note path, the cassette log and the link are shared with the other acceptor emulators
+// (hw-sim/internal/notepath); this package keeps the protocol's framing and status tables.
 package id003sim

@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
 	"github.com/kioskd/kioskd/devices/acceptor/id003"
+	"github.com/kioskd/kioskd/hw-sim/internal/notepath"
+	"github.com/kioskd/kioskd/hw-sim/linespeed"
 )
 
 // DefaultEscrowTimeout is how long a note waits in escrow (or after a HOLD) for STACK or
@@ -47,80 +47,47 @@ type Config struct {
 	CassetteCapacity int
 	// Version is the text answered to the version request (default DefaultVersion).
 	Version string
+	// Line, when on, paces Serve's port at a serial line's speed (linespeed.ID003 is the
+	// unit's 9600 8E1); the zero Line leaves the port as fast as it is.
+	Line linespeed.Line
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger receives the emulator's logs; nil discards them.
 	Logger *slog.Logger
 }
 
-// Where says where a note was when the power went.
-type Where int
+// Where says where a note was when the power went. ID-003 reports NoNote as POWER UP (0x40),
+// InAcceptor as POWER UP WITH BILL IN ACCEPTOR (0x41: RESET returns the note, never counted)
+// and InStacker as POWER UP WITH BILL IN STACKER (0x42: RESET stacks it and it is counted,
+// without VEND VALID).
+type Where = notepath.Where
 
+// Places of a note at a power cut.
 const (
-	// Auto: wherever the note in the path physically is (nothing, the acceptor head, the stacker).
-	Auto Where = iota
-	// NoNote: nothing in the path; the unit reports POWER UP (0x40).
-	NoNote
-	// InAcceptor: a note in the acceptor head; POWER UP WITH BILL IN ACCEPTOR (0x41); RESET
-	// returns it to the customer and it is never counted.
-	InAcceptor
-	// InStacker: a note past the point of no return; POWER UP WITH BILL IN STACKER (0x42);
-	// RESET stacks it and it is counted, without VEND VALID.
-	InStacker
+	Auto       = notepath.Auto
+	NoNote     = notepath.NoNote
+	InAcceptor = notepath.InAcceptor
+	InStacker  = notepath.InStacker
 )
 
-func (w Where) String() string {
-	switch w {
-	case Auto:
-		return "auto"
-	case NoNote:
-		return "none"
-	case InAcceptor:
-		return "in_acceptor"
-	case InStacker:
-		return "in_stacker"
-	}
-	return fmt.Sprintf("Where(%d)", int(w))
-}
-
-// StackedNote is one note that went into a cassette: the emulator's ground truth.
-type StackedNote struct {
-	Code       byte      `json:"code"`
-	ValueMinor int64     `json:"value_minor"`
-	Currency   string    `json:"currency,omitempty"`
-	At         time.Time `json:"at"`
-	// Acked is true when the host acknowledged VEND VALID for this note.
-	Acked bool `json:"acked"`
-	// Via says how it got there: "vend_valid" (normal stacking), "power_up_recovery"
-	// (stacked by RESET after a power cut or a fault), "jam_cleared" (pushed in when a
-	// stacker jam was cleared).
-	Via string `json:"via"`
-	// Cassette numbers the cassettes: 1 for the first, one more after each replacement.
-	Cassette int `json:"cassette"`
-}
+// StackedNote is one note that went into a cassette: the emulator's ground truth. Via is
+// "vend_valid" for normal stacking (Acked when the host ACKed VEND VALID).
+type StackedNote = notepath.StackedNote
 
 // FaultKind is a link fault the emulator can inject into one reply.
-type FaultKind int
+type FaultKind = notepath.FaultKind
 
+// Link faults.
 const (
-	// FaultBadCRC corrupts the reply's CRC.
-	FaultBadCRC FaultKind = iota + 1
-	// FaultNoReply drops the reply; the command was still carried out.
-	FaultNoReply
-	// FaultGarbage sends Fault.Garbage (or a few noise bytes) before the reply.
-	FaultGarbage
-	// FaultSplit writes the reply in two parts, Fault.Delay apart.
-	FaultSplit
-	// FaultSlow waits Fault.Delay before replying.
-	FaultSlow
+	FaultBadCRC  = notepath.FaultBadCRC
+	FaultNoReply = notepath.FaultNoReply
+	FaultGarbage = notepath.FaultGarbage
+	FaultSplit   = notepath.FaultSplit
+	FaultSlow    = notepath.FaultSlow
 )
 
 // Fault is one injected fault; each applies to one reply.
-type Fault struct {
-	Kind    FaultKind
-	Delay   time.Duration
-	Garbage []byte
-}
+type Fault = notepath.Fault
 
 // mode is the unit's transaction state, advanced one step per STATUS REQUEST.
 type mode int
@@ -139,38 +106,26 @@ const (
 	modeReturning
 )
 
-// pathNote is the note between the bezel and the cassette.
-type pathNote struct {
-	code      byte
-	inStacker bool // past the point of no return
-	logged    int  // index in the cassette log once it is there, else -1
-}
-
 // Sim emulates one ID-003 unit. Its control methods are safe to call from any goroutine.
 type Sim struct {
 	cfg Config
 	log *slog.Logger
 
-	mu           sync.Mutex
-	mode         mode
-	powerWhere   Where // what the power-up status reports
-	path         *pathNote
-	reject       byte // reason of the current REJECTING
-	forcedReject byte // the next inserted note is rejected with this reason
-	deadline     time.Time
-	inhibited    bool
-	denoms       [2]byte // SET DENOMINATIONS bitmap, bit set = disabled
-	security     [2]byte
-	commMode     byte
-	jam          int // 0 none, 1 acceptor, 2 stacker
-	cassetteOut  bool
-	cassetteFull bool
-	paused       bool
-	cheated      bool
-	failure      byte
-	cassette     int
-	stacked      []StackedNote
-	faults       []Fault
+	link *notepath.Link
+	// The control API every unit shares (ForceReject, PullCassette, ReplaceCassette,
+	// SetCassetteFull, Cassette) and the fault switches (Jam, ClearJam, Pause, Cheat, Fail).
+	notepath.Controls
+	notepath.Switches
+
+	u          *notepath.Unit // also the lock of everything below
+	mode       mode
+	powerWhere Where // what the power-up status reports
+	reject     byte  // reason of the current REJECTING
+	deadline   time.Time
+	inhibited  bool
+	denoms     [2]byte // SET DENOMINATIONS bitmap, bit set = disabled
+	security   [2]byte
+	commMode   byte
 }
 
 // New returns an emulated unit that has just been powered up with nothing in its path.
@@ -187,118 +142,47 @@ func New(cfg Config) *Sim {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Sim{
+	s := &Sim{
 		cfg:        cfg,
 		log:        cfg.Logger.With("device", "id003sim"),
+		link:       &notepath.Link{Name: "id003sim", Line: cfg.Line, Noise: []byte{0x00, 0x55, 0xFC, 0x02, 0xAA}},
 		mode:       modePowerUp,
 		powerWhere: NoNote,
 		inhibited:  true,
-		cassette:   1,
 	}
+	// A cleared jam and a new cassette make the unit initialise.
+	initialise := func() {
+		if s.mode != modePowerUp {
+			s.mode = modeInitialize
+		}
+	}
+	s.u = notepath.New(notepath.Config{Name: "id003sim", Values: cfg.Denominations, Capacity: cfg.CassetteCapacity,
+		Now: cfg.Now, Logger: s.log, DefaultFailure: 0xA2, // stack motor
+		Errors: notepath.Errors{Busy: ErrBusy, NoNote: ErrNoNote, CassetteState: ErrCassetteState, PoweredUp: ErrPoweredUp,
+			CassetteOut: ErrCassetteOut, CassetteFull: ErrCassetteFull, Fault: ErrFault, Inhibited: ErrInhibited},
+		OnMidStack: func() { s.mode = modeIdle }, OnReplaced: initialise, OnJamCleared: initialise})
+	s.Controls, s.Switches = s.u.Controls(), s.u.Switches()
+	return s
 }
 
 // Serve answers the host frame by frame until ctx ends or the host hangs up (both return
 // nil), or the port fails. On cancellation it releases its blocked Read with
 // SetReadDeadline when the port has one, else by closing the port if it is an io.Closer.
+// With Config.Line on, the port is paced at that line's speed.
 func (s *Sim) Serve(ctx context.Context, port io.ReadWriter) error {
-	stop := context.AfterFunc(ctx, func() {
-		if rd, ok := port.(interface{ SetReadDeadline(time.Time) error }); ok && rd.SetReadDeadline(time.Unix(1, 0)) == nil {
-			return
-		}
-		if c, ok := port.(io.Closer); ok {
-			c.Close()
-		}
-	})
-	defer stop()
 	var dec id003.Decoder
-	buf := make([]byte, 256)
-	for {
-		n, err := port.Read(buf)
-		if n > 0 {
-			dec.Feed(buf[:n])
-			for {
-				f, ferr := dec.Next()
-				if errors.Is(ferr, id003.ErrIncomplete) {
-					break
-				}
-				var reply []byte
-				switch {
-				case errors.Is(ferr, id003.ErrBadCRC):
-					reply = frame(id003.StCommError)
-				case ferr != nil:
-					continue // an impossible length is line noise: no answer
-				default:
-					reply = s.Handle(f)
-				}
-				if reply == nil {
-					continue
-				}
-				if werr := s.send(ctx, port, reply); werr != nil {
-					if ctx.Err() != nil {
-						return nil
-					}
-					return fmt.Errorf("id003sim: write: %w", werr)
-				}
-			}
+	return s.link.Serve(ctx, port, dec.Feed, func() ([]byte, bool) {
+		f, err := dec.Next()
+		switch {
+		case errors.Is(err, id003.ErrIncomplete):
+			return nil, false
+		case errors.Is(err, id003.ErrBadCRC):
+			return frame(id003.StCommError), true
+		case err != nil:
+			return nil, true // an impossible length is line noise: no answer
 		}
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, io.EOF) || errors.Is(err, os.ErrClosed) {
-				return nil
-			}
-			return fmt.Errorf("id003sim: read: %w", err)
-		}
-	}
-}
-
-// send writes a reply, applying the next injected fault.
-func (s *Sim) send(ctx context.Context, port io.Writer, reply []byte) error {
-	s.mu.Lock()
-	var f Fault
-	if len(s.faults) > 0 {
-		f, s.faults = s.faults[0], s.faults[1:]
-	}
-	s.mu.Unlock()
-	wait := func(d time.Duration) bool {
-		if d <= 0 {
-			return true
-		}
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
-	switch f.Kind {
-	case FaultNoReply:
-		return nil
-	case FaultBadCRC:
-		reply = slices.Clone(reply)
-		reply[len(reply)-1] ^= 0xFF
-	case FaultGarbage:
-		g := f.Garbage
-		if len(g) == 0 {
-			g = []byte{0x00, 0x55, 0xFC, 0x02, 0xAA}
-		}
-		reply = append(slices.Clone(g), reply...)
-	case FaultSlow:
-		if !wait(f.Delay) {
-			return nil
-		}
-	case FaultSplit:
-		half := len(reply) / 2
-		if _, err := port.Write(reply[:half]); err != nil {
-			return err
-		}
-		if !wait(f.Delay) {
-			return nil
-		}
-		reply = reply[half:]
-	}
-	_, err := port.Write(reply)
-	return err
+		return s.Handle(f), true
+	})
 }
 
 func frame(cmd byte, data ...byte) []byte {
@@ -312,8 +196,8 @@ func frame(cmd byte, data ...byte) []byte {
 // Handle answers one host frame as the unit would; nil means no answer (the host's ACK).
 // Serve calls it; tests may call it directly.
 func (s *Sim) Handle(f id003.Frame) []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	reply := s.handleLocked(f)
 	s.log.Debug("exchange", "rx", f.String(), "tx", fmt.Sprintf("% X", reply))
 	return reply
@@ -353,7 +237,7 @@ func (s *Sim) handleLocked(f id003.Frame) []byte {
 		if st == id003.StVendValid {
 			// Reporting VEND VALID means the note passed the point of no return: it is in
 			// the cassette from now on, whatever the host does with it.
-			s.logLocked(s.path, "vend_valid")
+			s.u.Log("vend_valid")
 		}
 		s.advanceLocked()
 		return frame(st, arg...)
@@ -366,8 +250,7 @@ func (s *Sim) handleLocked(f id003.Frame) []byte {
 		return ack
 	case id003.CmdAck:
 		if s.mode == modeVendValid && !s.frozen() {
-			s.logLocked(s.path, "vend_valid")
-			s.stacked[s.path.logged].Acked = true
+			s.u.Ack(s.u.Log("vend_valid"))
 			s.mode = modeStacked
 		}
 		return nil // the host's ACK is never answered
@@ -381,7 +264,7 @@ func (s *Sim) handleLocked(f id003.Frame) []byte {
 		// From STACK on the note is committed to the stacker: a power cut now leaves it
 		// "in the stacker" and RESET finishes stacking it.
 		s.mode = modeStacking
-		s.path.inStacker = true
+		s.u.Path.InStacker = true
 		return ack
 	case id003.CmdReturn:
 		if !inEscrow {
@@ -402,13 +285,13 @@ func (s *Sim) handleLocked(f id003.Frame) []byte {
 
 // frozen: a power-up report or a fault stops the transaction where it is.
 func (s *Sim) frozen() bool {
-	return s.mode == modePowerUp || s.failure != 0 || s.cheated || s.jam != 0 || s.cassetteOut || s.paused
+	return s.mode == modePowerUp || s.u.Halted()
 }
 
 // tickLocked applies the unit's own escrow timeout.
 func (s *Sim) tickLocked() {
 	if (s.mode == modeEscrow || s.mode == modeHolding) && !s.frozen() && !s.cfg.Now().Before(s.deadline) {
-		s.log.Info("escrow timeout: returning the note", "code", s.path.code)
+		s.log.Info("escrow timeout: returning the note", "code", s.u.Path.Code)
 		s.mode = modeReturning
 	}
 }
@@ -424,17 +307,17 @@ func (s *Sim) statusLocked() (byte, []byte) {
 			return id003.StPowerUpStk, nil
 		}
 		return id003.StPowerUp, nil
-	case s.failure != 0:
-		return id003.StFailure, []byte{s.failure}
-	case s.cheated:
+	case s.u.Failure != 0:
+		return id003.StFailure, []byte{s.u.Failure}
+	case s.u.Cheated:
 		return id003.StCheated, nil
-	case s.jam == 1:
+	case s.u.Jam == notepath.JamAcceptor:
 		return id003.StAcceptorJam, nil
-	case s.jam == 2:
+	case s.u.Jam == notepath.JamStacker:
 		return id003.StStackerJam, nil
-	case s.cassetteOut:
+	case s.u.CassetteOut():
 		return id003.StStackerOpen, nil
-	case s.paused:
+	case s.u.Paused:
 		return id003.StPause, nil
 	}
 	switch s.mode {
@@ -443,7 +326,7 @@ func (s *Sim) statusLocked() (byte, []byte) {
 	case modeAccepting:
 		return id003.StAccepting, nil
 	case modeEscrow:
-		return id003.StEscrow, []byte{s.path.code}
+		return id003.StEscrow, []byte{s.u.Path.Code}
 	case modeHolding:
 		return id003.StHolding, nil
 	case modeStacking:
@@ -458,7 +341,7 @@ func (s *Sim) statusLocked() (byte, []byte) {
 		return id003.StReturning, nil
 	}
 	switch {
-	case s.cassetteFull:
+	case s.u.CassetteFull():
 		return id003.StStackerFull, nil
 	case s.inhibited:
 		return id003.StDisabled, nil
@@ -475,11 +358,11 @@ func (s *Sim) advanceLocked() {
 	case modeInitialize:
 		s.mode = modeIdle
 	case modeAccepting:
-		code := s.path.code
+		code := s.u.Path.Code
 		_, known := s.cfg.Denominations[int(code)]
 		switch {
-		case s.forcedReject != 0:
-			s.reject, s.forcedReject = s.forcedReject, 0
+		case s.u.ForcedReject != 0:
+			s.reject, s.u.ForcedReject = s.u.ForcedReject, 0
 		case !known:
 			s.reject = 0x76 // denomination assessing: the unit cannot tell what it is
 		case !id003.CodeEnabled(s.denoms, code) || s.inhibited:
@@ -493,38 +376,12 @@ func (s *Sim) advanceLocked() {
 	case modeStacking:
 		s.mode = modeVendValid
 	case modeStacked:
-		s.path = nil
+		s.u.Finish()
 		s.mode = modeIdle
-		if s.cfg.CassetteCapacity > 0 && s.countLocked() >= s.cfg.CassetteCapacity {
-			s.cassetteFull = true
-		}
 	case modeRejecting, modeReturning:
-		s.path = nil
+		s.u.Drop()
 		s.mode = modeIdle
 	}
-}
-
-func (s *Sim) logLocked(p *pathNote, via string) {
-	if p.logged >= 0 {
-		return
-	}
-	n := s.cfg.Denominations.Lookup(int(p.code))
-	s.stacked = append(s.stacked, StackedNote{
-		Code: p.code, ValueMinor: n.ValueMinor, Currency: n.Currency,
-		At: s.cfg.Now(), Via: via, Cassette: s.cassette,
-	})
-	p.logged = len(s.stacked) - 1
-	s.log.Info("note in cassette", "code", p.code, "via", via, "cassette", s.cassette)
-}
-
-func (s *Sim) countLocked() int {
-	c := 0
-	for _, n := range s.stacked {
-		if n.Cassette == s.cassette {
-			c++
-		}
-	}
-	return c
 }
 
 // resetLocked carries out RESET: a note still in the acceptor goes back to the customer, one
@@ -532,15 +389,15 @@ func (s *Sim) countLocked() int {
 // physical faults (jam, cassette out, pause) stay until they are cleared. The unit comes
 // back inhibited, keeping its denomination bitmap.
 func (s *Sim) resetLocked() {
-	if s.path != nil {
-		if s.path.inStacker {
-			s.logLocked(s.path, "power_up_recovery")
+	if p := s.u.Path; p != nil {
+		if p.InStacker {
+			s.u.Log("power_up_recovery")
 		} else {
-			s.log.Info("note returned to the customer on reset", "code", s.path.code)
+			s.log.Info("note returned to the customer on reset", "code", p.Code)
 		}
-		s.path = nil
+		s.u.Drop()
 	}
-	s.failure, s.cheated = 0, false
+	s.u.ResetFaults()
 	s.powerWhere = NoNote
 	s.mode = modeInitialize
 	s.inhibited = true
@@ -570,133 +427,15 @@ func (s *Sim) currencyTable() []byte {
 // inhibited; a note of a disabled or unknown denomination is drawn in and then rejected.
 // From the next STATUS REQUEST the unit reports ACCEPTING.
 func (s *Sim) InsertNote(code byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case s.mode == modePowerUp:
-		return ErrPoweredUp
-	case s.cassetteOut:
-		return ErrCassetteOut
-	case s.failure != 0 || s.cheated || s.jam != 0 || s.paused:
-		return ErrFault
-	case s.path != nil || s.mode != modeIdle:
-		return ErrBusy
-	case s.cassetteFull:
-		return ErrCassetteFull
-	case s.inhibited:
-		return ErrInhibited
+	s.u.Lock()
+	defer s.u.Unlock()
+	if err := s.u.CheckInsert(s.mode == modePowerUp, s.mode == modeIdle, s.inhibited); err != nil {
+		return err
 	}
-	s.path = &pathNote{code: code, logged: -1}
+	s.u.Insert(code)
 	s.mode = modeAccepting
 	s.log.Info("note inserted", "code", code)
 	return nil
-}
-
-// ForceReject makes the unit reject the next inserted note with reason (0x71..0x7F).
-func (s *Sim) ForceReject(reason byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.forcedReject = reason
-}
-
-// Jam jams the acceptor transport, or the stacker when stacker is true, until ClearJam.
-func (s *Sim) Jam(stacker bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.jam = 1
-	if stacker {
-		s.jam = 2
-	}
-}
-
-// ClearJam is the technician clearing the jam: a note stuck in the acceptor is taken out
-// (never counted); one stuck in the stacker past the point of no return is pushed into the
-// cassette and counted. The unit then initialises.
-func (s *Sim) ClearJam() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.jam == 0 {
-		return
-	}
-	if s.path != nil {
-		if s.jam == 2 && s.path.inStacker {
-			s.logLocked(s.path, "jam_cleared")
-		}
-		s.path = nil
-	}
-	s.jam = 0
-	if s.mode != modePowerUp {
-		s.mode = modeInitialize
-	}
-}
-
-// PullCassette takes the cassette out; the unit reports STACKER OPEN until ReplaceCassette.
-// It fails while a note is in the path, except while one is being stacked (pulled mid-stack).
-func (s *Sim) PullCassette() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cassetteOut {
-		return ErrCassetteState
-	}
-	if s.path != nil {
-		if !s.path.inStacker || s.path.logged >= 0 {
-			return ErrBusy
-		}
-		// Pulled mid-stack: the pusher had the note past the point of no return, so it
-		// leaves inside the pulled cassette, counted by the unit but never reported as
-		// credited; the host sees only the cassette go.
-		s.logLocked(s.path, "cassette_pulled")
-		s.path = nil
-		s.mode = modeIdle
-	}
-	s.cassetteOut = true
-	return nil
-}
-
-// ReplaceCassette puts an empty cassette in (the next cassette number); the unit initialises.
-func (s *Sim) ReplaceCassette() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.cassetteOut {
-		return ErrCassetteState
-	}
-	s.cassetteOut, s.cassetteFull = false, false
-	s.cassette++
-	if s.mode != modePowerUp {
-		s.mode = modeInitialize
-	}
-	return nil
-}
-
-// SetCassetteFull forces or clears STACKER FULL (it also comes on its own at CassetteCapacity).
-func (s *Sim) SetCassetteFull(full bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.cassetteFull = full
-}
-
-// Pause reports PAUSE (a second note pushed in during a transaction) while on.
-func (s *Sim) Pause(on bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.paused = on
-}
-
-// Cheat reports CHEATED until the host sends RESET.
-func (s *Sim) Cheat() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.cheated = true
-}
-
-// Fail reports FAILURE with code (for example 0xA2 stack motor) until the host sends RESET.
-func (s *Sim) Fail(code byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if code == 0 {
-		code = 0xA2
-	}
-	s.failure = code
 }
 
 // PowerCycle cuts the power and restores it. The unit then reports POWER UP (0x40), or 0x41
@@ -708,35 +447,14 @@ func (s *Sim) Fail(code byte) {
 // fails with ErrBusy when a note is in the path; InAcceptor and InStacker fail with ErrNoNote
 // when none is, and otherwise say where the note was, overriding Auto.
 func (s *Sim) PowerCycle(where Where) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.mode == modeStacked && s.path != nil {
-		s.path = nil // acknowledged and in the cassette: nothing left in the path
+	s.u.Lock()
+	defer s.u.Unlock()
+	if s.mode == modeStacked && s.u.Path != nil {
+		s.u.Drop() // acknowledged and in the cassette: nothing left in the path
 	}
-	switch where {
-	case Auto:
-		switch {
-		case s.path == nil:
-			where = NoNote
-		case s.path.inStacker:
-			where = InStacker
-		default:
-			where = InAcceptor
-		}
-	case NoNote:
-		if s.path != nil {
-			return ErrBusy
-		}
-	case InAcceptor, InStacker:
-		if s.path == nil {
-			return ErrNoNote
-		}
-		if where == InAcceptor && s.path.logged >= 0 {
-			return fmt.Errorf("id003sim: the note is already in the cassette: %w", ErrBusy)
-		}
-		s.path.inStacker = where == InStacker
-	default:
-		return fmt.Errorf("id003sim: power cycle: bad place %v", where)
+	where, err := s.u.PowerCutPlace(where, s.u.Where())
+	if err != nil {
+		return err
 	}
 	s.powerLocked(where)
 	return nil
@@ -746,15 +464,11 @@ func (s *Sim) PowerCycle(where Where) error {
 // (InAcceptor or InStacker) at that moment, for tests of a host's recovery. It fails with
 // ErrBusy when a note is really in the path.
 func (s *Sim) PowerCycleWithNote(where Where, code byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if where != InAcceptor && where != InStacker {
-		return fmt.Errorf("id003sim: power cycle with a note: place must be in_acceptor or in_stacker, not %v", where)
+	s.u.Lock()
+	defer s.u.Unlock()
+	if err := s.u.PowerCutWithNote(where, code, s.u.Path != nil && s.mode != modeStacked); err != nil {
+		return err
 	}
-	if s.path != nil && s.mode != modeStacked {
-		return ErrBusy
-	}
-	s.path = &pathNote{code: code, inStacker: where == InStacker, logged: -1}
 	s.powerLocked(where)
 	return nil
 }
@@ -764,57 +478,34 @@ func (s *Sim) powerLocked(where Where) {
 	s.powerWhere = where
 	s.inhibited = true
 	s.denoms, s.security, s.commMode = [2]byte{}, [2]byte{}, 0
-	s.failure, s.cheated, s.paused = 0, false, false
+	s.u.PowerFaults()
 	s.log.Info("power cycle", "where", where)
 }
 
 // InjectFault queues a link fault; each queued fault applies to one reply, in order.
-func (s *Sim) InjectFault(f Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = append(s.faults, f)
-}
-
-// Cassette returns every note that went into a cassette, oldest first.
-func (s *Sim) Cassette() []StackedNote {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.stacked)
-}
+func (s *Sim) InjectFault(f Fault) { s.link.Inject(f) }
 
 // Snapshot is the emulator's state for a control panel.
 type Snapshot struct {
-	Status         string `json:"status"`
-	StatusCode     byte   `json:"status_code"`
-	StatusData     []byte `json:"status_data,omitempty"`
-	Inhibited      bool   `json:"inhibited"`
-	EnabledCodes   []int  `json:"enabled_codes"`
-	NoteInPath     int    `json:"note_in_path,omitempty"`
-	NoteInStacker  bool   `json:"note_in_stacker,omitempty"`
-	CassetteIn     bool   `json:"cassette_in"`
-	CassetteFull   bool   `json:"cassette_full"`
-	CassetteNumber int    `json:"cassette_number"`
-	CassetteCount  int    `json:"cassette_count"`
-	Jam            string `json:"jam,omitempty"`
-	Failure        int    `json:"failure,omitempty"`
-	Cheated        bool   `json:"cheated,omitempty"`
-	Paused         bool   `json:"paused,omitempty"`
-	ForcedReject   int    `json:"forced_reject,omitempty"`
-	PendingFaults  int    `json:"pending_faults,omitempty"`
+	Status        string `json:"status"`
+	StatusCode    byte   `json:"status_code"`
+	StatusData    []byte `json:"status_data,omitempty"`
+	Inhibited     bool   `json:"inhibited"`
+	EnabledCodes  []int  `json:"enabled_codes"`
+	NoteInPath    int    `json:"note_in_path,omitempty"`
+	NoteInStacker bool   `json:"note_in_stacker,omitempty"`
+	notepath.Panel
 }
 
 // State returns a snapshot: Status is what the unit would answer to the next STATUS REQUEST
 // (before that request's own escrow-timeout check).
 func (s *Sim) State() Snapshot {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	st, arg := s.statusLocked()
 	snap := Snapshot{
 		Status: id003.StatusName(st), StatusCode: st, StatusData: arg,
-		Inhibited: s.inhibited, CassetteIn: !s.cassetteOut, CassetteFull: s.cassetteFull,
-		CassetteNumber: s.cassette, CassetteCount: s.countLocked(), Failure: int(s.failure),
-		Cheated: s.cheated, Paused: s.paused, ForcedReject: int(s.forcedReject),
-		PendingFaults: len(s.faults), EnabledCodes: []int{},
+		Inhibited: s.inhibited, EnabledCodes: []int{}, Panel: s.u.Panel(s.link, "acceptor", "stacker"),
 	}
 	for c := range s.cfg.Denominations {
 		if c >= id003.FirstCode && c <= id003.LastCode && id003.CodeEnabled(s.denoms, byte(c)) {
@@ -822,14 +513,8 @@ func (s *Sim) State() Snapshot {
 		}
 	}
 	slices.Sort(snap.EnabledCodes)
-	if s.path != nil {
-		snap.NoteInPath, snap.NoteInStacker = int(s.path.code), s.path.inStacker
-	}
-	switch s.jam {
-	case 1:
-		snap.Jam = "acceptor"
-	case 2:
-		snap.Jam = "stacker"
+	if p := s.u.Path; p != nil {
+		snap.NoteInPath, snap.NoteInStacker = int(p.Code), p.InStacker
 	}
 	return snap
 }

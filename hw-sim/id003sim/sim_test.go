@@ -13,6 +13,7 @@ import (
 
 	"github.com/kioskd/kioskd/devices/acceptor"
 	"github.com/kioskd/kioskd/devices/acceptor/id003"
+	"github.com/kioskd/kioskd/hw-sim/linespeed"
 )
 
 var denoms = acceptor.Denominations{
@@ -430,4 +431,33 @@ func TestSnapshotJSON(t *testing.T) {
 	if m["status"] != "escrow" || m["note_in_path"] != float64(0x62) || m["cassette_in"] != true {
 		t.Fatalf("snapshot %s", b)
 	}
+}
+
+// TestLineSpeed: at 9600 8E1 the emulator takes a STATUS REQUEST over its five character
+// times and its reply over five more; a whole note still goes through.
+func TestLineSpeed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		line := linespeed.ID003
+		s, h := start(t, Config{Line: line})
+		req, _ := id003.Encode(id003.CmdStatusRequest)
+		t0 := time.Now()
+		h.poll(id003.StPowerUp)
+		if got, want := time.Since(t0), line.Duration(len(req))+line.Duration(len(frame(id003.StPowerUp))); got != want {
+			t.Fatalf("status exchange took %v at 9600 8E1, want %v", got, want)
+		}
+		h.up()
+		if err := s.InsertNote(0x63); err != nil {
+			t.Fatal(err)
+		}
+		h.poll(id003.StAccepting)
+		h.poll(id003.StEscrow, 0x63)
+		h.expect(h.send(id003.CmdStack1), id003.CmdAck)
+		h.poll(id003.StStacking)
+		h.poll(id003.StVendValid)
+		h.ack()
+		h.poll(id003.StStacked)
+		if c := s.Cassette(); len(c) != 1 || !c[0].Acked {
+			t.Fatalf("cassette %+v", c)
+		}
+	})
 }

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kioskd/kioskd/hw-sim/linespeed"
 	"github.com/kioskd/kioskd/hw-sim/walletsim"
 )
 
@@ -29,6 +30,9 @@ type Config struct {
 	Suffix string
 	// QueueLen bounds the scans waiting to be written; 0 means 16.
 	QueueLen int
+	// Line, when on, paces the scanner's output at a serial line's speed (linespeed.Scanner
+	// is 9600 8N1): a scan's bytes reach the host one character time apart.
+	Line linespeed.Line
 	// WriteTimeout bounds one write on ports with write deadlines; 0 means 2 s.
 	WriteTimeout time.Duration
 	Logger       *slog.Logger // nil discards
@@ -112,8 +116,9 @@ type writeDeadliner interface{ SetWriteDeadline(time.Time) error }
 // Serve writes queued scans to port until ctx is cancelled (it returns nil) or a write fails.
 // The caller owns the port. On ports with write deadlines a write is bounded by WriteTimeout
 // and released by cancellation; on others a write blocks until the reader takes the bytes or
-// the owner closes the port.
+// the owner closes the port. With Config.Line on, the port is paced at that line's speed.
 func (s *Sim) Serve(ctx context.Context, port io.Writer) error {
+	port = linespeed.WrapWriter(port, s.cfg.Line)
 	wd, hasWD := port.(writeDeadliner)
 	if hasWD && wd.SetWriteDeadline(time.Time{}) != nil {
 		hasWD = false

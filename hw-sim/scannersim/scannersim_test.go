@@ -13,6 +13,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/kioskd/kioskd/hw-sim/linespeed"
 	"github.com/kioskd/kioskd/hw-sim/scannersim"
 )
 
@@ -116,4 +117,41 @@ func TestDemoWallet(t *testing.T) {
 	if !ed25519.Verify(pub, []byte(p1[:i]), sig) {
 		t.Error("payload does not verify")
 	}
+}
+
+// TestLineSpeed: at 9600 8N1 a scan's characters reach the host one character time apart.
+func TestLineSpeed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		line := linespeed.Scanner
+		host, dev := net.Pipe()
+		defer host.Close()
+		sim := scannersim.New(scannersim.Config{Suffix: "\r", Line: line})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- sim.Serve(ctx, dev) }()
+		t0 := time.Now()
+		if err := sim.Scan("QR-CODE"); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 64)
+		got := ""
+		for len(got) < len("QR-CODE\r") {
+			n, err := host.Read(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got += string(buf[:n])
+			if want := line.Duration(len(got)); time.Since(t0) != want {
+				t.Fatalf("%d characters after %v, want after %v", len(got), time.Since(t0), want)
+			}
+		}
+		if got != "QR-CODE\r" {
+			t.Fatalf("got %q", got)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		dev.Close()
+	})
 }

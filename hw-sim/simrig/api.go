@@ -37,6 +37,7 @@ var panelFS embed.FS
 //	GET  /api/printer/receipts          documents the printer received
 //	POST /api/scanner/scan              {"payload":"..."} | {"wallet_account":"alice"} | {"raw_hex":"00ff"}
 //	POST /api/sensors/set               {"pin":"SIM_VAULT_DOOR","active":true}
+//	POST /api/line_speed                {"acceptor":true,"printer":true,"scanner":false} | {"devices":"all"}
 func (r *Rig) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, req *http.Request) {
@@ -45,7 +46,8 @@ func (r *Rig) Handler() http.Handler {
 		w.Write(b)
 	})
 	mux.HandleFunc("GET /api/state", func(w http.ResponseWriter, req *http.Request) {
-		reply(w, map[string]any{"ready": r.Ready(), "acceptor": r.Acc.State(), "printer": r.Printer.State(), "scanner": r.Scanner.State()})
+		reply(w, map[string]any{"ready": r.Ready(), "acceptor": r.Acc.State(), "printer": r.Printer.State(), "scanner": r.Scanner.State(),
+			"line_speed": r.LineSpeed()})
 	})
 	mux.HandleFunc("GET /api/denominations", func(w http.ResponseWriter, req *http.Request) {
 		type d struct {
@@ -163,6 +165,7 @@ func (r *Rig) Handler() http.Handler {
 		}
 		return r.Printer.State(), nil
 	})
+	post("/api/line_speed", r.lineSpeedAPI)
 	post("/api/sensors/set", func(b map[string]json.RawMessage) (any, error) {
 		return nil, r.SetSensor(strField(b, "pin"), boolField(b, "active"))
 	})

@@ -22,6 +22,7 @@ import (
 
 	"github.com/kioskd/kioskd/devices/acceptor"
 	"github.com/kioskd/kioskd/hw-sim/escpossim"
+	"github.com/kioskd/kioskd/hw-sim/linespeed"
 	"github.com/kioskd/kioskd/hw-sim/ptypair"
 	"github.com/kioskd/kioskd/hw-sim/scannersim"
 )
@@ -39,6 +40,9 @@ type Config struct {
 	// Wallet, when set, lets the control API scan validly signed demo wallet codes.
 	WalletKey ed25519.PrivateKey
 	WalletKID string
+	// LineSpeed paces the emulators at their serial lines' speed (see LineSpeed); it can be
+	// switched later with SetLineSpeed or the control API.
+	LineSpeed LineSpeed
 	// Listen is the control API address (default 127.0.0.1:0).
 	Listen string
 	Logger *slog.Logger
@@ -64,6 +68,9 @@ type Rig struct {
 	Scanner *scannersim.Sim
 
 	accPty, prnPty, scnPty *ptypair.Pair
+	lines                  lines
+	lineMu                 sync.Mutex
+	lineSpeed              LineSpeed
 	sensors                *sensorPins
 	ln                     net.Listener
 	srv                    *http.Server
@@ -101,6 +108,12 @@ func Start(ctx context.Context, cfg Config) (*Rig, error) {
 			return nil, err
 		}
 	}
+	r.lines = lines{acc: linespeed.NewPort(r.accPty, linespeed.Line{}), prn: linespeed.NewPort(r.prnPty, linespeed.Line{}),
+		scn: linespeed.NewPort(r.scnPty, linespeed.Line{})}
+	if err := r.SetLineSpeed(cfg.LineSpeed); err != nil {
+		r.closePtys()
+		return nil, err
+	}
 	r.ln, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		r.closePtys()
@@ -116,9 +129,9 @@ func Start(ctx context.Context, cfg Config) (*Rig, error) {
 			}
 		}()
 	}
-	serve("acceptor", func(ctx context.Context) error { return acc.Serve(ctx, r.accPty) })
-	serve("printer", func(ctx context.Context) error { return r.Printer.Serve(ctx, r.prnPty) })
-	serve("scanner", func(ctx context.Context) error { return r.Scanner.Serve(ctx, r.scnPty) })
+	serve("acceptor", func(ctx context.Context) error { return acc.Serve(ctx, r.lines.acc) })
+	serve("printer", func(ctx context.Context) error { return r.Printer.Serve(ctx, r.lines.prn) })
+	serve("scanner", func(ctx context.Context) error { return r.Scanner.Serve(ctx, r.lines.scn) })
 	r.srv = &http.Server{Handler: r.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	r.wg.Add(1)
 	go func() {

@@ -1,49 +1,39 @@
 package sspsim
 
 import (
-	"fmt"
-	"slices"
-
 	"github.com/kioskd/kioskd/devices/acceptor/ssp"
+	"github.com/kioskd/kioskd/hw-sim/internal/notepath"
 )
 
 // InsertNote puts a note of channel into the bezel. The unit draws it in only when it is
 // idle and enabled; a note of an inhibited or unknown channel is drawn in and then rejected.
 // From the next poll the unit reports READ 0, then READ channel (escrow) or REJECTING.
 func (s *Sim) InsertNote(channel byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	switch {
-	case s.cashboxOut:
+	case s.u.CassetteOut():
 		return ErrCassetteOut
 	case s.jam != 0 || s.pathOpen || s.failCode != 0:
 		return ErrFault
-	case s.path != nil || s.mode != modeIdle || s.pollAckDue != nil:
+	case s.u.Path != nil || s.mode != modeIdle || s.pollAckDue != nil:
 		return ErrBusy
-	case s.cashboxFull:
+	case s.u.CassetteFull():
 		return ErrCassetteFull
 	case !s.enabled:
 		return ErrDisabled
 	}
-	s.path = &pathNote{channel: channel, logged: -1}
+	s.u.Insert(channel)
 	s.mode = modeReading
 	s.log.Info("note inserted", "channel", channel)
 	return nil
 }
 
-// ForceReject makes the unit reject the next inserted note with reason (a LAST REJECT CODE
-// value, 0x01..0x1F).
-func (s *Sim) ForceReject(reason byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.forcedReject = reason
-}
-
 // Jam jams the note path until ClearJam: SAFE JAM (the note is out of the customer's reach)
 // when safe, else UNSAFE JAM. The unit reports it on every poll.
 func (s *Sim) Jam(safe bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	s.jam = ssp.EvUnsafeJam
 	if safe {
 		s.jam = ssp.EvSafeJam
@@ -53,80 +43,33 @@ func (s *Sim) Jam(safe bool) {
 // ClearJam is the technician clearing the jam: a note past the point of no return is pushed
 // into the cashbox and counted (never credited); any other note is taken out.
 func (s *Sim) ClearJam() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	if s.jam == 0 {
 		return
 	}
-	if s.path != nil && s.mode != modeReset && s.mode != modeClearing {
-		if s.path.inStacker {
-			s.logLocked(s.path, "jam_cleared")
-		}
-		s.path = nil
+	// While the unit starts, the note in the path is the one it is about to clear.
+	if s.mode != modeReset && s.mode != modeClearing && s.u.ClearPath(true) {
 		s.mode = modeIdle
 	}
 	s.jam = 0
 }
 
-// PullCassette takes the cashbox out: CASHBOX REMOVED on every poll until ReplaceCassette.
-// It fails while a note is in the path, except while one is being stacked (pulled mid-stack).
-func (s *Sim) PullCassette() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cashboxOut {
-		return ErrCassetteState
-	}
-	if s.path != nil {
-		if !s.path.inStacker || s.path.logged >= 0 {
-			return ErrBusy
-		}
-		// Pulled mid-stack: the pusher had the note past the point of no return, so it
-		// leaves inside the pulled cassette, counted by the unit but never reported as
-		// credited; the host sees only the cassette go.
-		s.logLocked(s.path, "cassette_pulled")
-		s.path = nil
-		s.mode = modeIdle
-	}
-	s.cashboxOut = true
-	return nil
-}
-
-// ReplaceCassette puts an empty cashbox in (the next cassette number): CASHBOX REPLACED once.
-func (s *Sim) ReplaceCassette() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.cashboxOut {
-		return ErrCassetteState
-	}
-	s.cashboxOut, s.cashboxFull = false, false
-	s.cassette++
-	s.queue = append(s.queue, ssp.Event{Code: ssp.EvCashboxReplaced})
-	return nil
-}
-
-// SetCassetteFull forces or clears STACKER FULL (it also comes on its own at
-// CassetteCapacity).
-func (s *Sim) SetCassetteFull(full bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.cashboxFull = full
-}
-
 // OpenNotePath opens or closes the note path (NOTE PATH OPEN on every poll, protocol 6+).
 func (s *Sim) OpenNotePath(open bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	s.pathOpen = open
 }
 
 // Cheat reports FRAUD ATTEMPT with the channel of the note in the path (0 when none), and
 // rejects that note (reject code 0x0E, strim attempt).
 func (s *Sim) Cheat() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	var ch byte
-	if s.path != nil && !s.path.inStacker && s.mode != modeReset && s.mode != modeClearing {
-		ch = s.path.channel
+	if p := s.u.Path; p != nil && !p.InStacker && s.mode != modeReset && s.mode != modeClearing {
+		ch = p.Code
 		if s.mode != modeRejecting && s.mode != modeRejected {
 			s.rejectLocked(ssp.RejectStrimAttempt)
 		}
@@ -138,8 +81,8 @@ func (s *Sim) Cheat() {
 // code (default 0xF6 SOFTWARE ERROR) until RESET or a power cycle. SSP has no failure event
 // for validators: a failed unit shows itself by refusing commands.
 func (s *Sim) Fail(code byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	if code == 0 {
 		code = ssp.RespSoftwareError
 	}
@@ -155,26 +98,15 @@ func (s *Sim) Fail(code byte) {
 // credited note is already in the cashbox and nothing is cleared. NoNote fails with ErrBusy
 // while a note is in the path; InAcceptor and InStacker fail with ErrNoNote when none is.
 func (s *Sim) PowerCycle(where Where) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	now := s.whereLocked()
 	if s.mode == modeReset || s.mode == modeClearing {
 		now = s.clearing // still starting: the note, if any, has not been cleared yet
 	}
-	switch where {
-	case Auto:
-		where = now
-	case NoNote:
-		if now != NoNote {
-			return ErrBusy
-		}
-	case InAcceptor, InStacker:
-		if now == NoNote {
-			return ErrNoNote
-		}
-		s.path.inStacker = where == InStacker
-	default:
-		return fmt.Errorf("sspsim: power cycle: bad place %v", where)
+	where, err := s.u.PowerCutPlace(where, now)
+	if err != nil {
+		return err
 	}
 	s.powerLocked(where)
 	return nil
@@ -184,15 +116,12 @@ func (s *Sim) PowerCycle(where Where) error {
 // (InAcceptor or InStacker), for tests of a host's recovery. It fails with ErrBusy when a
 // note is really in the path.
 func (s *Sim) PowerCycleWithNote(where Where, channel byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if where != InAcceptor && where != InStacker {
-		return fmt.Errorf("sspsim: power cycle with a note: place must be in_acceptor or in_stacker, not %v", where)
+	s.u.Lock()
+	defer s.u.Unlock()
+	busy := s.whereLocked() != NoNote || (s.mode == modeClearing && s.clearing != NoNote)
+	if err := s.u.PowerCutWithNote(where, channel, busy); err != nil {
+		return err
 	}
-	if s.whereLocked() != NoNote || (s.mode == modeClearing && s.clearing != NoNote) {
-		return ErrBusy
-	}
-	s.path = &pathNote{channel: channel, inStacker: where == InStacker, logged: -1}
 	s.powerLocked(where)
 	return nil
 }
@@ -201,8 +130,8 @@ func (s *Sim) PowerCycleWithNote(where Where, channel byte) error {
 // cycle, counters at zero) on the same port, with the same dataset and fixed key. It fails
 // with ErrBusy while a note is in the path.
 func (s *Sim) SwapUnit(serial uint32) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	if s.whereLocked() != NoNote {
 		return ErrBusy
 	}
@@ -214,23 +143,25 @@ func (s *Sim) SwapUnit(serial uint32) error {
 }
 
 // InjectFault queues a link fault; each queued fault applies to one reply, in order.
-func (s *Sim) InjectFault(f Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = append(s.faults, f)
-}
+func (s *Sim) InjectFault(f Fault) { s.link.Inject(f) }
 
 // Cassette returns every note that went into a cashbox, oldest first.
 func (s *Sim) Cassette() []StackedNote {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.stacked)
+	s.u.Lock()
+	defer s.u.Unlock()
+	log := s.u.Cassette()
+	out := make([]StackedNote, len(log))
+	for i, n := range log {
+		out[i] = StackedNote{Channel: n.Code, ValueMinor: n.ValueMinor, Currency: n.Currency, At: n.At,
+			Reported: s.extra[i].reported, Acked: n.Acked, Via: n.Via, Cassette: n.Cassette, Serial: s.extra[i].serial}
+	}
+	return out
 }
 
 // Counters returns the unit's note activity counters, as GET COUNTERS would.
 func (s *Sim) Counters() ssp.Counters {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	return s.counters
 }
 
@@ -246,38 +177,31 @@ type Snapshot struct {
 	AckPending      bool         `json:"ack_pending,omitempty"`
 	NoteInPath      int          `json:"note_in_path,omitempty"`
 	NoteInStacker   bool         `json:"note_in_stacker,omitempty"`
-	CassetteIn      bool         `json:"cassette_in"`
-	CassetteFull    bool         `json:"cassette_full"`
-	CassetteNumber  int          `json:"cassette_number"`
-	CassetteCount   int          `json:"cassette_count"`
-	Jam             string       `json:"jam,omitempty"`
 	NotePathOpen    bool         `json:"note_path_open,omitempty"`
-	Failure         int          `json:"failure,omitempty"`
 	LastReject      int          `json:"last_reject"`
-	ForcedReject    int          `json:"forced_reject,omitempty"`
-	PendingFaults   int          `json:"pending_faults,omitempty"`
 	Counters        ssp.Counters `json:"counters"`
+	notepath.Panel
 }
 
 // State returns a snapshot of the unit.
 func (s *Sim) State() Snapshot {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	snap := Snapshot{
 		Mode: s.mode.String(), Serial: s.serial, Enabled: s.enabled, EnabledChannels: []int{},
 		Protocol: int(s.protocol), Encrypted: s.cipher != nil, Counter: s.count,
-		AckPending: s.pollAckDue != nil, CassetteIn: !s.cashboxOut, CassetteFull: s.cashboxFull,
-		CassetteNumber: s.cassette, CassetteCount: s.countLocked(), NotePathOpen: s.pathOpen,
-		Failure: int(s.failCode), LastReject: int(s.lastReject), ForcedReject: int(s.forcedReject),
-		PendingFaults: len(s.faults), Counters: s.counters,
+		AckPending: s.pollAckDue != nil, NotePathOpen: s.pathOpen, LastReject: int(s.lastReject),
+		Counters: s.counters, Panel: s.u.Panel(s.link, "", ""),
 	}
+	// SSP's own failure (refused commands) and jams (safe, unsafe).
+	snap.Failure = int(s.failCode)
 	for c := 1; c <= ssp.MaxChannel; c++ {
 		if ssp.ChannelEnabled(s.inhibits, c) {
 			snap.EnabledChannels = append(snap.EnabledChannels, c)
 		}
 	}
-	if s.path != nil {
-		snap.NoteInPath, snap.NoteInStacker = int(s.path.channel), s.path.inStacker
+	if p := s.u.Path; p != nil {
+		snap.NoteInPath, snap.NoteInStacker = int(p.Code), p.InStacker
 	}
 	switch s.jam {
 	case ssp.EvSafeJam:

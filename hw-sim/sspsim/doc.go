@@ -72,4 +72,11 @@
 // still carried out, and the reply is repeated on a re-send), garbage before the frame, a
 // reply split in two writes, a slow reply, or (eSSP) a wrong counter in the next encrypted
 // reply.
+//
+// Config.Line (linespeed.SSP, 9600 8N2) makes Serve take the host's bytes and send its
+// replies at the line's speed instead of a pty's, so a host's timeouts meet real character
+// times.
+//
+// The note path, the cassette log and the link are shared with the other acceptor emulators
+// (hw-sim/internal/notepath); this package keeps the protocol's framing and status tables.
 package sspsim

@@ -8,13 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
-	"os"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
 	"github.com/kioskd/kioskd/devices/acceptor/ssp"
+	"github.com/kioskd/kioskd/hw-sim/internal/notepath"
+	"github.com/kioskd/kioskd/hw-sim/linespeed"
 )
 
 // Defaults for Config fields left zero.
@@ -80,6 +80,9 @@ type Config struct {
 	EscrowTimeout time.Duration
 	// CassetteCapacity is how many notes the cashbox takes before STACKER FULL; 0 = no limit.
 	CassetteCapacity int
+	// Line, when on, paces Serve's port at a serial line's speed (linespeed.SSP is the
+	// unit's 9600 8N2); the zero Line leaves the port as fast as it is.
+	Line linespeed.Line
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Rand supplies the unit's key-exchange secret and packing (nil: crypto/rand).
@@ -88,35 +91,19 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Where says where a note was when the power went.
-type Where int
+// Where says where a note was when the power went. SSP reports only SLAVE RESET for
+// NoNote; for InAcceptor it gives the note back at power-up and reports NOTE CLEARED FROM
+// FRONT with its channel (never counted); for InStacker it finishes stacking it and reports
+// NOTE CLEARED INTO CASHBOX with its channel (counted, never credited).
+type Where = notepath.Where
 
+// Places of a note at a power cut.
 const (
-	// Auto: wherever the note in the path physically is.
-	Auto Where = iota
-	// NoNote: nothing in the path; the unit reports SLAVE RESET only.
-	NoNote
-	// InAcceptor: a note before the point of no return; the unit gives it back at power-up
-	// and reports NOTE CLEARED FROM FRONT with its channel; never counted.
-	InAcceptor
-	// InStacker: a note on its way to the cashbox; the unit finishes stacking it at power-up
-	// and reports NOTE CLEARED INTO CASHBOX with its channel; counted, never credited.
-	InStacker
+	Auto       = notepath.Auto
+	NoNote     = notepath.NoNote
+	InAcceptor = notepath.InAcceptor
+	InStacker  = notepath.InStacker
 )
-
-func (w Where) String() string {
-	switch w {
-	case Auto:
-		return "auto"
-	case NoNote:
-		return "none"
-	case InAcceptor:
-		return "in_acceptor"
-	case InStacker:
-		return "in_stacker"
-	}
-	return fmt.Sprintf("Where(%d)", int(w))
-}
 
 // StackedNote is one note that went into a cashbox: the emulator's ground truth.
 type StackedNote struct {
@@ -138,30 +125,22 @@ type StackedNote struct {
 }
 
 // FaultKind is a link fault the emulator can inject into one reply.
-type FaultKind int
+type FaultKind = notepath.FaultKind
 
+// Link faults. FaultNoReply drops the reply, the command was still carried out, and the unit
+// repeats the reply when the host re-sends the packet with the same sequence flag.
 const (
-	// FaultBadCRC corrupts the reply's CRC.
-	FaultBadCRC FaultKind = iota + 1
-	// FaultNoReply drops the reply; the command was still carried out, and the unit repeats
-	// the reply when the host re-sends the packet with the same sequence flag.
-	FaultNoReply
-	// FaultGarbage sends Fault.Garbage (or a few noise bytes, a lone STX among them) first.
-	FaultGarbage
-	// FaultSplit writes the reply in two parts, Fault.Delay apart.
-	FaultSplit
-	// FaultSlow waits Fault.Delay before replying.
-	FaultSlow
+	FaultBadCRC  = notepath.FaultBadCRC
+	FaultNoReply = notepath.FaultNoReply
+	FaultGarbage = notepath.FaultGarbage
+	FaultSplit   = notepath.FaultSplit
+	FaultSlow    = notepath.FaultSlow
 	// FaultBadCount encrypts the next encrypted reply with a wrong eSSP counter.
-	FaultBadCount
+	FaultBadCount = notepath.FaultSlow + 1
 )
 
 // Fault is one injected fault; each applies to one reply.
-type Fault struct {
-	Kind    FaultKind
-	Delay   time.Duration
-	Garbage []byte
-}
+type Fault = notepath.Fault
 
 // mode is the note transaction, advanced one step per poll.
 type mode int
@@ -183,11 +162,10 @@ var modeNames = [...]string{"reset", "clearing", "idle", "reading", "escrow_due"
 
 func (m mode) String() string { return modeNames[m] }
 
-// pathNote is the note between the bezel and the cashbox.
-type pathNote struct {
-	channel   byte
-	inStacker bool // past the point of no return
-	logged    int  // index in the cassette log once it is there, else -1
+// logExtra is what SSP adds to an entry of the cassette log.
+type logExtra struct {
+	reported bool
+	serial   uint32
 }
 
 // Sim emulates one SSP banknote validator. Its control methods are safe to call from any
@@ -196,7 +174,12 @@ type Sim struct {
 	cfg Config
 	log *slog.Logger
 
-	mu sync.Mutex
+	link *notepath.Link
+	// The control API every unit shares: ForceReject, PullCassette, ReplaceCassette,
+	// SetCassetteFull.
+	notepath.Controls
+
+	u *notepath.Unit // also the lock of everything below
 	// link
 	haveLast   bool
 	lastSeq    bool
@@ -209,26 +192,20 @@ type Sim struct {
 	pollAckDue []byte // events repeated by POLL WITH ACK until EVENT ACK
 	ackNotes   []int  // cassette entries acknowledged by that EVENT ACK
 	// unit
-	serial       uint32
-	mode         mode
-	clearing     Where
-	path         *pathNote
-	queue        []ssp.Event // one-shot events for the next poll
-	lastReject   byte
-	forcedReject byte
-	deadline     time.Time
-	enabled      bool
-	inhibits     [2]byte
-	jam          byte // 0, ssp.EvSafeJam or ssp.EvUnsafeJam
-	cashboxOut   bool
-	cashboxFull  bool
-	pathOpen     bool
-	failCode     byte
-	channelOff   bool // ENABLE with every channel inhibited: CHANNEL DISABLE reported
-	counters     ssp.Counters
-	cassette     int
-	stacked      []StackedNote
-	faults       []Fault
+	serial     uint32
+	mode       mode
+	clearing   Where
+	queue      []ssp.Event // one-shot events for the next poll
+	lastReject byte
+	deadline   time.Time
+	enabled    bool
+	inhibits   [2]byte
+	jam        byte // 0, ssp.EvSafeJam or ssp.EvUnsafeJam
+	pathOpen   bool
+	failCode   byte
+	channelOff bool // ENABLE with every channel inhibited: CHANNEL DISABLE reported
+	counters   ssp.Counters
+	extra      []logExtra // by cassette log entry
 }
 
 // New returns an emulated unit that has just been powered up with nothing in its path.
@@ -254,7 +231,26 @@ func New(cfg Config) *Sim {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Sim{cfg: cfg, log: cfg.Logger.With("device", "sspsim"), serial: cfg.Serial, cassette: 1}
+	s := &Sim{cfg: cfg, log: cfg.Logger.With("device", "sspsim"), serial: cfg.Serial}
+	s.u = notepath.New(notepath.Config{Name: "sspsim", Values: cfg.Denominations, Capacity: cfg.CassetteCapacity,
+		Now: cfg.Now, Logger: s.log, Errors: notepath.Errors{Busy: ErrBusy, NoNote: ErrNoNote, CassetteState: ErrCassetteState},
+		OnLog: func(int) {
+			s.extra = append(s.extra, logExtra{serial: s.serial})
+			s.counters.Stacked++
+		},
+		OnMidStack: func() { s.mode = modeIdle },
+		// A new cashbox is reported once: CASHBOX REPLACED.
+		OnReplaced: func() { s.queue = append(s.queue, ssp.Event{Code: ssp.EvCashboxReplaced}) }})
+	s.Controls = s.u.Controls()
+	s.link = &notepath.Link{Name: "sspsim", Line: cfg.Line, Noise: []byte{0x00, 0x55, ssp.STX, 0x02, 0xAA},
+		Corrupt: func(reply []byte) {
+			reply[len(reply)-1] ^= 0x5A
+			if reply[len(reply)-1] == ssp.STX {
+				reply[len(reply)-1] ^= 0x01 // a lone STX would start a new packet, not spoil this one
+			}
+		},
+		// A wrong eSSP counter is applied inside Handle, to the next encrypted reply.
+		Applies: func(f Fault) bool { return f.Kind != FaultBadCount }}
 	s.powerLocked(NoNote)
 	return s
 }
@@ -262,111 +258,27 @@ func New(cfg Config) *Sim {
 // Serve answers the host packet by packet until ctx ends or the host hangs up (both return
 // nil), or the port fails. On cancellation it releases its blocked Read with
 // SetReadDeadline when the port has one, else by closing the port if it is an io.Closer.
+// With Config.Line on, the port is paced at that line's speed.
 func (s *Sim) Serve(ctx context.Context, port io.ReadWriter) error {
-	stop := context.AfterFunc(ctx, func() {
-		if rd, ok := port.(interface{ SetReadDeadline(time.Time) error }); ok && rd.SetReadDeadline(time.Unix(1, 0)) == nil {
-			return
-		}
-		if c, ok := port.(io.Closer); ok {
-			c.Close()
-		}
-	})
-	defer stop()
 	var dec ssp.Decoder
-	buf := make([]byte, 512)
-	for {
-		n, err := port.Read(buf)
-		if n > 0 {
-			dec.Feed(buf[:n])
-			for {
-				f, ferr := dec.Next()
-				if errors.Is(ferr, ssp.ErrIncomplete) {
-					break
-				}
-				if ferr != nil {
-					continue // a damaged packet is not answered: the host re-sends it
-				}
-				reply := s.Handle(f)
-				if reply == nil {
-					continue
-				}
-				if werr := s.send(ctx, port, reply); werr != nil {
-					if ctx.Err() != nil {
-						return nil
-					}
-					return fmt.Errorf("sspsim: write: %w", werr)
-				}
-			}
+	return s.link.Serve(ctx, port, dec.Feed, func() ([]byte, bool) {
+		f, err := dec.Next()
+		switch {
+		case errors.Is(err, ssp.ErrIncomplete):
+			return nil, false
+		case err != nil:
+			return nil, true // a damaged packet is not answered: the host re-sends it
 		}
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, io.EOF) || errors.Is(err, os.ErrClosed) {
-				return nil
-			}
-			return fmt.Errorf("sspsim: read: %w", err)
-		}
-	}
-}
-
-// send writes a reply, applying the next injected link fault.
-func (s *Sim) send(ctx context.Context, port io.Writer, reply []byte) error {
-	s.mu.Lock()
-	var f Fault
-	if len(s.faults) > 0 && s.faults[0].Kind != FaultBadCount {
-		f, s.faults = s.faults[0], s.faults[1:]
-	}
-	s.mu.Unlock()
-	wait := func(d time.Duration) bool {
-		if d <= 0 {
-			return true
-		}
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
-	switch f.Kind {
-	case FaultNoReply:
-		return nil
-	case FaultBadCRC:
-		reply = slices.Clone(reply)
-		reply[len(reply)-1] ^= 0x5A
-		if reply[len(reply)-1] == ssp.STX {
-			reply[len(reply)-1] ^= 0x01
-		}
-	case FaultGarbage:
-		g := f.Garbage
-		if len(g) == 0 {
-			g = []byte{0x00, 0x55, ssp.STX, 0x02, 0xAA}
-		}
-		reply = append(slices.Clone(g), reply...)
-	case FaultSlow:
-		if !wait(f.Delay) {
-			return nil
-		}
-	case FaultSplit:
-		half := len(reply) / 2
-		if _, err := port.Write(reply[:half]); err != nil {
-			return err
-		}
-		if !wait(f.Delay) {
-			return nil
-		}
-		reply = reply[half:]
-	}
-	_, err := port.Write(reply)
-	return err
+		return s.Handle(f), true
+	})
 }
 
 // Handle answers one host packet as the unit would, returning the reply frame (nil: no
 // answer). A packet with the sequence flag of the previous one gets the previous reply again
 // without being executed. Serve calls it; tests may call it directly.
 func (s *Sim) Handle(f ssp.Frame) []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.u.Lock()
+	defer s.u.Unlock()
 	if f.Address != 0 {
 		return nil // another slave on the bus
 	}
@@ -393,8 +305,7 @@ func (s *Sim) Handle(f ssp.Frame) []byte {
 		if s.cipher != nil {
 			count = s.count
 		}
-		if len(s.faults) > 0 && s.faults[0].Kind == FaultBadCount {
-			s.faults = s.faults[1:]
+		if s.link.Take(FaultBadCount) {
 			count += 7
 		}
 		var err error
@@ -517,7 +428,7 @@ func (s *Sim) executeLocked(data []byte, sealed bool) []byte {
 			return []byte{ssp.RespCannotProcess}
 		}
 		for _, i := range s.ackNotes {
-			s.stacked[i].Acked = true
+			s.u.Ack(i)
 		}
 		s.pollAckDue, s.ackNotes = nil, nil
 		return okr
@@ -577,7 +488,7 @@ func (s *Sim) executeLocked(data []byte, sealed bool) []byte {
 
 // frozen: a fault stops the transaction where it is.
 func (s *Sim) frozen() bool {
-	return s.jam != 0 || s.cashboxOut || s.pathOpen
+	return s.jam != 0 || s.u.CassetteOut() || s.pathOpen
 }
 
 // tickLocked applies the unit's escrow timeout: a note in escrow is rejected when nothing
@@ -588,7 +499,7 @@ func (s *Sim) tickLocked(cmd byte) {
 	}
 	now := s.cfg.Now()
 	if !now.Before(s.deadline) {
-		s.log.Info("escrow timeout: rejecting the note", "channel", s.path.channel)
+		s.log.Info("escrow timeout: rejecting the note", "channel", s.u.Path.Code)
 		s.rejectLocked(ssp.RejectEscrowTimeout)
 		return
 	}
@@ -635,50 +546,53 @@ func (s *Sim) pollLocked(withAck bool) []byte {
 				s.mode = modeClearing
 			}
 		case modeClearing:
-			c := s.path.channel
+			c := s.u.Path.Code
 			if s.clearing == InStacker {
-				s.logLocked(s.path, "power_up_recovery")
+				s.u.Log("power_up_recovery")
 				add(ssp.Event{Code: ssp.EvClearedCashbox, Data: ch(c)})
 				needAck = true
 			} else {
 				add(ssp.Event{Code: ssp.EvClearedFront, Data: ch(c)})
 			}
-			s.path, s.clearing = nil, NoNote
+			s.u.Drop()
+			s.clearing = NoNote
 			s.mode = modeIdle
 		case modeReading:
 			add(ssp.Event{Code: ssp.EvRead, Data: ch(0)})
 			s.validateLocked()
 		case modeEscrowDue:
-			add(ssp.Event{Code: ssp.EvRead, Data: ch(s.path.channel)})
+			add(ssp.Event{Code: ssp.EvRead, Data: ch(s.u.Path.Code)})
 			s.mode = modeEscrow
 			s.deadline = s.cfg.Now().Add(s.cfg.EscrowTimeout)
 		case modeEscrow:
 			// This poll accepts the note.
-			s.path.inStacker = true
+			s.u.Path.InStacker = true
 			add(ssp.Event{Code: ssp.EvStacking})
 			s.mode = modeStacking
 		case modeStacking:
-			i := s.logLocked(s.path, "credit")
-			s.stacked[i].Reported = true
-			c := ch(s.path.channel)
+			c := ch(s.u.Path.Code)
+			i := s.u.Log("credit")
+			s.extra[i].reported = true
 			if withAck {
 				add(ssp.Event{Code: ssp.EvStacking}, ssp.Event{Code: ssp.EvNoteCredit, Data: c})
 				needAck, ackNotes = true, []int{i}
 				s.mode = modeStacked
 			} else {
 				add(ssp.Event{Code: ssp.EvNoteCredit, Data: c}, ssp.Event{Code: ssp.EvStacked})
-				s.finishStackLocked()
+				s.u.Finish()
+				s.mode = modeIdle
 			}
 		case modeStacked:
 			add(ssp.Event{Code: ssp.EvStacked})
-			s.finishStackLocked()
+			s.u.Finish()
+			s.mode = modeIdle
 		case modeRejecting:
 			add(ssp.Event{Code: ssp.EvRejecting})
 			s.mode = modeRejected
 		case modeRejected:
 			add(ssp.Event{Code: ssp.EvRejected})
 			s.counters.Rejected++
-			s.path = nil
+			s.u.Drop()
 			s.mode = modeIdle
 		}
 	}
@@ -686,12 +600,12 @@ func (s *Sim) pollLocked(withAck bool) []byte {
 	switch {
 	case s.jam != 0:
 		add(ssp.Event{Code: s.jam})
-	case s.cashboxOut:
+	case s.u.CassetteOut():
 		add(ssp.Event{Code: ssp.EvCashboxRemoved})
 	case s.pathOpen && s.protocol >= 6:
 		add(ssp.Event{Code: ssp.EvNotePathOpen})
 	}
-	if s.cashboxFull && !s.cashboxOut {
+	if s.u.CassetteFull() && !s.u.CassetteOut() {
 		add(ssp.Event{Code: ssp.EvStackerFull})
 	}
 	if (s.mode == modeIdle || s.mode == modeClearing) && !s.frozen() {
@@ -717,23 +631,15 @@ func (s *Sim) pollLocked(withAck bool) []byte {
 	return out
 }
 
-func (s *Sim) finishStackLocked() {
-	s.path = nil
-	s.mode = modeIdle
-	if s.cfg.CassetteCapacity > 0 && s.countLocked() >= s.cfg.CassetteCapacity {
-		s.cashboxFull = true
-	}
-}
-
 // validateLocked decides what becomes of the note being read: rejected (forced, unknown
 // channel, channel inhibited) or held in escrow.
 func (s *Sim) validateLocked() {
-	c := int(s.path.channel)
+	c := int(s.u.Path.Code)
 	_, known := s.cfg.Denominations[c]
 	switch {
-	case s.forcedReject != 0:
-		s.rejectLocked(s.forcedReject)
-		s.forcedReject = 0
+	case s.u.ForcedReject != 0:
+		s.rejectLocked(s.u.ForcedReject)
+		s.u.ForcedReject = 0
 	case !known:
 		s.rejectLocked(ssp.RejectAverageFail) // not recognised
 	case !ssp.ChannelEnabled(s.inhibits, c):
@@ -741,31 +647,6 @@ func (s *Sim) validateLocked() {
 	default:
 		s.mode = modeEscrowDue
 	}
-}
-
-func (s *Sim) logLocked(p *pathNote, via string) int {
-	if p.logged >= 0 {
-		return p.logged
-	}
-	n := s.cfg.Denominations.Lookup(int(p.channel))
-	s.stacked = append(s.stacked, StackedNote{
-		Channel: p.channel, ValueMinor: n.ValueMinor, Currency: n.Currency,
-		At: s.cfg.Now(), Via: via, Cassette: s.cassette, Serial: s.serial,
-	})
-	p.logged = len(s.stacked) - 1
-	s.counters.Stacked++
-	s.log.Info("note in cashbox", "channel", p.channel, "via", via, "cassette", s.cassette)
-	return p.logged
-}
-
-func (s *Sim) countLocked() int {
-	c := 0
-	for _, n := range s.stacked {
-		if n.Cassette == s.cassette {
-			c++
-		}
-	}
-	return c
 }
 
 func (s *Sim) countryLocked() string {
@@ -823,12 +704,10 @@ func (s *Sim) setupLocked() ssp.Setup {
 
 func (s *Sim) whereLocked() Where {
 	switch {
-	case s.path == nil || s.path.logged >= 0:
-		return NoNote
-	case s.path.inStacker:
-		return InStacker
+	case s.u.Path != nil && s.u.Path.Logged >= 0:
+		return NoNote // credited: in the cashbox already
 	}
-	return InAcceptor
+	return s.u.Where()
 }
 
 // powerLocked restarts the unit: it forgets the link (sequence flag, protocol version, keys),
@@ -843,7 +722,7 @@ func (s *Sim) powerLocked(where Where) {
 	s.mode = modeReset
 	s.clearing = where
 	if where == NoNote {
-		s.path = nil
+		s.u.Drop()
 	}
 	s.enabled, s.inhibits, s.channelOff = false, [2]byte{}, false
 	s.failCode = 0

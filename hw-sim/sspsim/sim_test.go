@@ -14,6 +14,7 @@ import (
 
 	"github.com/kioskd/kioskd/devices/acceptor"
 	"github.com/kioskd/kioskd/devices/acceptor/ssp"
+	"github.com/kioskd/kioskd/hw-sim/linespeed"
 )
 
 var denoms = acceptor.Denominations{
@@ -643,4 +644,21 @@ func TestSnapshotJSON(t *testing.T) {
 	if m["mode"] != "escrow_due" || m["note_in_path"] != float64(2) || m["cassette_in"] != true || m["serial"] != float64(DefaultSerial) {
 		t.Fatalf("snapshot %s", b)
 	}
+}
+
+// TestLineSpeed: at 9600 8N2 a SYNC and its OK each take their characters' time on the line.
+func TestLineSpeed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		line := linespeed.SSP
+		_, h := start(t, Config{Line: line})
+		w, seq := h.packet(ssp.CmdSync)
+		reply, _ := ssp.Encode(ssp.Frame{Seq: seq, Data: []byte{ssp.RespOK}})
+		t0 := time.Now()
+		h.expect(h.roundTrip(w, seq), ssp.RespOK)
+		if got, want := time.Since(t0), line.Duration(len(w))+line.Duration(len(reply)); got != want {
+			t.Fatalf("SYNC exchange took %v at 9600 8N2, want %v", got, want)
+		}
+		h.expect(h.send(ssp.CmdHostProtocol, 7), ssp.RespOK)
+		h.poll(ssp.EvSlaveReset, ssp.EvDisabled)
+	})
 }

@@ -24,9 +24,11 @@ import (
 
 // topUpWithLimit is the first issue's acceptance scenario: QR scan, three notes with the
 // third over the limit and returned from escrow, Finish; the ledger credits exactly the
-// first two, once; the printer got a receipt with that topup_id; the API says credited.
+// first two, once; the printer got a receipt with that topup_id; the API says credited. The
+// printer runs at its line's speed (9600 baud, as configured for kioskd): the receipt reaches
+// it over about a second, as on a real kiosk, and must still be reported printed.
 func topUpWithLimit(t *testing.T, kind brokerKind, protocol string) {
-	e := newEnv(t, options{broker: kind, sessionMax: 15000, protocol: protocol})
+	e := newEnv(t, options{broker: kind, sessionMax: 15000, protocol: protocol, lineSpeed: "printer"})
 	e.startKiosk("")
 	e.waitOnline()
 	e.waitView("idle", func(v session.View) bool { return v.State == "idle" })
@@ -51,6 +53,13 @@ func topUpWithLimit(t *testing.T, kind brokerKind, protocol string) {
 		t.Fatalf("result %+v", v.Result)
 	}
 	e.waitFor("receipt printed", func() bool { o, _ := e.originals(id); return o == 1 })
+	// The receipt is out: kioskd must also know it (the print reported done, not failed).
+	v = e.waitView("print outcome", func(v session.View) bool {
+		return v.Result != nil && (v.Result.Printed || strings.Contains(v.Message, "No receipt"))
+	})
+	if !v.Result.Printed {
+		t.Fatalf("the receipt came out but kioskd reports it not printed: %q\n%s", v.Message, tail(e.kioskOut.String(), 20))
+	}
 	acct := e.account("alice")
 	if acct.Balances["CNY"] != 12000 || acct.TopupCount != 1 {
 		t.Fatalf("ledger account %+v", acct)

@@ -13,6 +13,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -113,7 +114,12 @@ type options struct {
 	ledgerDaily   int64
 	// deadline bounds the whole test (default 3 minutes).
 	deadline time.Duration
+	// lineSpeed names the emulators that run at their serial lines' speed (simrig.ParseLineSpeed:
+	// "printer", "all", ...); -e2e.linespeed overrides it for every test.
+	lineSpeed string
 }
+
+var lineSpeedFlag = flag.String("e2e.linespeed", "", `run the emulators of every test (the crash campaign too) at their serial lines' speed: "all", "none" or a list of acceptor,printer,scanner (default: each test's own choice)`)
 
 func newEnv(t *testing.T, o options) *env {
 	t.Helper()
@@ -137,7 +143,14 @@ func newEnv(t *testing.T, o options) *env {
 		t.Fatal(err)
 	}
 	e.simLog = &lockedBuf{}
-	e.rig, err = simrig.Start(ctx, simrig.Config{Acceptor: o.protocol, Denominations: simrig.DemoDenominations(o.protocol, "CNY"), WalletKey: e.wallet, WalletKID: "w1",
+	if *lineSpeedFlag != "" {
+		o.lineSpeed = *lineSpeedFlag
+	}
+	lines, err := simrig.ParseLineSpeed(o.lineSpeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.rig, err = simrig.Start(ctx, simrig.Config{Acceptor: o.protocol, LineSpeed: lines, Denominations: simrig.DemoDenominations(o.protocol, "CNY"), WalletKey: e.wallet, WalletKID: "w1",
 		SSPFixedKey: binary.BigEndian.Uint64(fixedKey[:]), Logger: slog.New(slog.NewTextHandler(e.simLog, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	if err != nil {
 		t.Fatal(err)

@@ -37,6 +37,13 @@
 //	profiles    kiosk printers (Custom VKP80, Pyramid, Nippon, Zebra KR403) add presenter,
 //	            retract and ticket-taken status in their own dialects
 //
+// The line: a write returns once the bytes are in the port's buffer, but a 9600-baud line
+// needs about a second to carry a 1,000-byte receipt to the printer, and a status request
+// written behind it waits on the line until then. Before reading any reply the driver waits
+// until its output is through: it drains the port (Drainer, tcdrain) and waits the line time
+// of the bytes written (Config.Baud, or the port's ByteTime), and counts the reply timeout
+// from there. Without either it reads at once, as over a pipe.
+//
 // Dialects: kiosk printers (Custom VKP80, Nippon, Zebra KR403 ...) add presenter, retract and
 // ticket-taken status in their own commands. Profile.Extra is the seam for them; only the
 // generic ESC/POS profile is implemented here.

@@ -68,26 +68,32 @@ func TestReceiptOverPipe(t *testing.T) {
 	checkReceiptDoc(t, rg.sim.Documents(), r)
 }
 
-// TestReceiptOverPTY prints through a real pseudo-terminal opened with the serial library the
-// daemon uses (9600 8N1, read timeout: reads return (0, nil) while the printer is quiet).
-func TestReceiptOverPTY(t *testing.T) {
+// ptyPrinter serves an emulated printer on a new pseudo-terminal until the test ends.
+func ptyPrinter(t *testing.T, cfg escpossim.Config) (*ptypair.Pair, *escpossim.Sim) {
+	t.Helper()
 	pair, err := ptypair.Open()
 	if err != nil {
 		t.Skipf("no pseudo-terminals: %v", err)
 	}
-	sim := escpossim.New(escpossim.Config{})
+	sim := escpossim.New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- sim.Serve(ctx, pair.Master) }()
-	defer func() {
-		// creack/pty leaves the master in blocking mode, so read deadlines do not release
-		// Serve: closing the pair (its owner's job) does.
+	t.Cleanup(func() {
+		// Closing the pair (its owner's job) releases Serve wherever it waits.
 		cancel()
 		pair.Close()
 		if err := <-done; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
-	}()
+	})
+	return pair, sim
+}
+
+// TestReceiptOverPTY prints through a real pseudo-terminal opened with the serial library the
+// daemon uses (9600 8N1, read timeout: reads return (0, nil) while the printer is quiet).
+func TestReceiptOverPTY(t *testing.T) {
+	pair, sim := ptyPrinter(t, escpossim.Config{})
 
 	port, err := serial.Open(pair.Path(), &serial.Mode{BaudRate: 9600, DataBits: 8, Parity: serial.NoParity, StopBits: serial.OneStopBit})
 	if err != nil {

@@ -39,7 +39,28 @@ type Config struct {
 	// ChunkSize is the most bytes written at once, so cancellation is seen between chunks;
 	// 0 means 256.
 	ChunkSize int
-	Logger    *slog.Logger // nil discards
+	// Baud and BitsPerByte are the line's speed (BitsPerByte: start + data + parity + stop
+	// bits, 10 for 8N1, the default when Baud is set). A write returns when the bytes are in
+	// the port's buffer, long before a 9600-baud line has carried them to the printer (a
+	// 1,000-byte receipt takes a second), so before reading a reply the driver waits until
+	// everything it wrote is through the line: it drains the port (Drainer) and also waits
+	// the time the line needs for the bytes written (a USB adapter's own FIFO, a pty, a
+	// port that cannot drain). Zero Baud takes the port's own ByteTime() when it has one,
+	// else no line time is waited. The reply timeout is counted from then on.
+	Baud        int
+	BitsPerByte int
+	Logger      *slog.Logger // nil discards
+}
+
+// Drainer is a port that can wait until everything written to it has been sent (tcdrain;
+// go.bug.st/serial's Port has it). The driver drains such a port before it reads a reply.
+type Drainer interface {
+	Drain() error
+}
+
+// byteTimer is a port that knows how long one character takes on its line.
+type byteTimer interface {
+	ByteTime() time.Duration
 }
 
 // Printer is an ESC/POS printer on a port. Its methods are safe for concurrent use; exchanges
@@ -50,7 +71,10 @@ type Printer struct {
 	log  *slog.Logger
 
 	mu         sync.Mutex
-	rd         readDeadliner // nil: port has no read deadlines
+	lineTime   func(n int) time.Duration // time n characters take on the line; nil: unknown
+	txUntil    time.Time                 // when the line will have carried every byte written
+	undrained  bool                      // bytes were written since the last wait for the line
+	rd         readDeadliner             // nil: port has no read deadlines
 	wd         writeDeadliner
 	pending    chan readResult // helper-goroutine read in flight (ports without deadlines)
 	leftover   []byte
@@ -87,6 +111,19 @@ func New(port io.ReadWriter, cfg Config) *Printer {
 		p.log = slog.New(slog.DiscardHandler)
 	}
 	p.log = p.log.With("printer", cfg.Profile.Name)
+	switch bt, ok := port.(byteTimer); {
+	case cfg.Baud > 0:
+		bits := cfg.BitsPerByte
+		if bits <= 0 {
+			bits = 10
+		}
+		p.lineTime = func(n int) time.Duration {
+			return time.Duration(int64(n) * int64(bits) * int64(time.Second) / int64(cfg.Baud))
+		}
+	case ok && bt.ByteTime() > 0:
+		d := bt.ByteTime()
+		p.lineTime = func(n int) time.Duration { return time.Duration(n) * d }
+	}
 	// Probe deadlines once: a port type may have the methods and still refuse (a regular file).
 	if rd, ok := port.(readDeadliner); ok && rd.SetReadDeadline(time.Time{}) == nil {
 		p.rd = rd
@@ -193,8 +230,9 @@ func (e *PrintError) Unwrap() error { return e.Err }
 
 // Print checks that the printer is ready, writes data in chunks, and checks the status again.
 // It returns nil only if the printer was ready before and is still healthy after; otherwise a
-// *PrintError saying how far it got. Note that the status after reflects the moment the last
-// byte was sent: a printer with a large buffer may still be printing.
+// *PrintError saying how far it got. The status after is asked once the document is through
+// the line (see Config.Baud), so it reflects the moment the printer had the last byte: a
+// printer with a large buffer may still be printing.
 func (p *Printer) Print(ctx context.Context, data []byte) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -243,7 +281,15 @@ func (p *Printer) writeLocked(ctx context.Context, b []byte) (int, error) {
 			p.wd.SetWriteDeadline(time.Time{})
 		}()
 	}
+	start := time.Now()
 	n, err := p.port.Write(b)
+	if n > 0 {
+		p.undrained = true
+		if p.lineTime != nil {
+			// The line carries these bytes after those still on it.
+			p.txUntil = later(p.txUntil, start).Add(p.lineTime(n))
+		}
+	}
 	if err == nil && n < len(b) {
 		err = io.ErrShortWrite
 	}
@@ -258,12 +304,62 @@ func (p *Printer) writeLocked(ctx context.Context, b []byte) (int, error) {
 	return n, nil
 }
 
-// queryLocked sends req and reads n reply bytes, each within the reply timeout.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// lineLocked waits until everything written is through the line: the port drained (when it
+// can) and the line time of the bytes written elapsed (when it is known). Until then the
+// printer cannot have answered a request written last, however fast it is.
+func (p *Printer) lineLocked(ctx context.Context) error {
+	if !p.undrained {
+		return nil
+	}
+	if d, ok := p.port.(Drainer); ok {
+		// tcdrain cannot be cancelled: it runs aside, bounded by ctx and the write timeout
+		// (a line held by flow control); it ends at the latest when the owner closes the port.
+		done := make(chan error, 1)
+		go func() { done <- d.Drain() }()
+		t := time.NewTimer(p.cfg.WriteTimeout)
+		defer t.Stop()
+		select {
+		case err := <-done:
+			if err != nil {
+				p.log.Debug("escpos: drain failed; waiting the line time only", "err", err)
+			}
+		case <-t.C:
+			return fmt.Errorf("%w: output not drained within %v", ErrTimeout, p.cfg.WriteTimeout)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if wait := time.Until(p.txUntil); wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	p.undrained = false
+	return nil
+}
+
+// queryLocked sends req and reads n reply bytes, each within the reply timeout counted from
+// the moment req is through the line.
 func (p *Printer) queryLocked(ctx context.Context, req []byte, n int) ([]byte, error) {
 	if p.dirty {
-		p.drainLocked(ctx)
+		p.discardLocked(ctx)
 	}
 	if _, err := p.writeLocked(ctx, req); err != nil {
+		return nil, err
+	}
+	if err := p.lineLocked(ctx); err != nil {
+		p.dirty = true
 		return nil, err
 	}
 	out := make([]byte, 0, n)
@@ -278,9 +374,9 @@ func (p *Printer) queryLocked(ctx context.Context, req []byte, n int) ([]byte, e
 	return out, nil
 }
 
-// drainLocked discards whatever arrives within one reply timeout: a late reply to an earlier
+// discardLocked discards whatever arrives within one reply timeout: a late reply to an earlier
 // request, or noise.
-func (p *Printer) drainLocked(ctx context.Context) {
+func (p *Printer) discardLocked(ctx context.Context) {
 	p.leftover = nil
 	for {
 		b, err := p.readByteLocked(ctx, p.cfg.ReplyTimeout)
@@ -398,9 +494,14 @@ func (p *Printer) CutCount(ctx context.Context) (uint64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.dirty {
-		p.drainLocked(ctx)
+		p.discardLocked(ctx)
 	}
 	if _, err := p.writeLocked(ctx, []byte{0x1D, 'g', '2', 0, 178, 0}); err != nil {
+		return 0, err
+	}
+	// After a receipt the request waits behind it on the line, like a status request.
+	if err := p.lineLocked(ctx); err != nil {
+		p.dirty = true
 		return 0, err
 	}
 	b, err := p.readByteLocked(ctx, p.cfg.ReplyTimeout)
