@@ -225,7 +225,7 @@ func (j *Journal) Close() error { return j.db.Close() }
 // Freeze waits for the commit in flight, if any, to finish and then holds the write lock
 // forever, so that no further commit starts: the crash harness calls it just before the
 // process kills itself, so that the file is left between two commits. Only then does
-// DropLastCommit model a power cut faithfully; a commit killed halfway may already have
+// journaltest.DropLastCommit model a power cut faithfully; a commit killed halfway may already have
 // overwritten pages the previous transaction freed, which the commit before it still uses.
 // It must not be called from inside a transaction.
 func (j *Journal) Freeze() {
