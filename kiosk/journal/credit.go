@@ -61,7 +61,7 @@ func (j *Journal) StackIntent(sid uint64, n Note) (Intent, error) {
 			return fmt.Errorf("journal: stack intent over the session limit (%d > %d)", n.ValueMinor, s.RemainingMinor())
 		}
 		in = Intent{SessionID: sid, Note: n, At: j.now().UTC()}
-		id, err := w.append(EvStackIntent, in)
+		id, err := w.append(StackIntentEvent{SessionID: in.SessionID, Note: in.Note, At: in.At})
 		if err != nil {
 			return err
 		}
@@ -148,8 +148,8 @@ func (j *Journal) CreditNote(intentID uint64, reported Note, detail string) (Cre
 		}
 		s.PendingMinor -= in.Note.ValueMinor
 		s.addNote(credit.ValueMinor)
-		if _, err := w.append(EvNoteCredited, map[string]any{"intent_id": intentID, "session_id": s.ID, "note": credit,
-			"intent_note": in.Note, "session_total": s.TotalMinor, "detail": detail}); err != nil {
+		if _, err := w.append(NoteCreditedEvent{IntentID: intentID, SessionID: s.ID, Note: credit,
+			IntentNote: in.Note, SessionTotal: s.TotalMinor, Detail: detail}); err != nil {
 			return err
 		}
 		if err := w.tx.Bucket(bIntents).Delete(u64(intentID)); err != nil {
@@ -217,7 +217,7 @@ func (j *Journal) CreditWithoutIntent(reported Note, detail string) (ReReport, e
 		}
 		if found && !lc.Superseded && !lc.Completed && (reported.ValueMinor == 0 || reported.ValueMinor == lc.Note.ValueMinor) {
 			out = Repeat
-			_, err := w.append(EvCreditReReported, map[string]any{"last_intent_id": lc.IntentID, "note": reported, "detail": detail})
+			_, err := w.append(CreditReReportedEvent{LastIntentID: lc.IntentID, Note: reported, Detail: detail})
 			return err
 		}
 		out = Unexpected
@@ -225,7 +225,7 @@ func (j *Journal) CreditWithoutIntent(reported Note, detail string) (ReReport, e
 		if cur := w.tx.Bucket(bMeta).Get(kCurrent); cur != nil {
 			sid = btoi(cur)
 		}
-		if _, err := w.append(EvUnexpectedCredit, map[string]any{"note": reported, "session_id": sid, "detail": detail}); err != nil {
+		if _, err := w.append(UnexpectedCreditEvent{Note: reported, SessionID: sid, Detail: detail}); err != nil {
 			return err
 		}
 		if err := w.addCassette(reported.ValueMinor); err != nil {
@@ -248,7 +248,7 @@ func (j *Journal) NoteCompleted() error {
 			return err
 		}
 		lc.Completed = true
-		if _, err := w.append(EvNoteStacked, map[string]any{"intent_id": lc.IntentID, "session_id": lc.SessionID}); err != nil {
+		if _, err := w.append(NoteStackedEvent{IntentID: lc.IntentID, SessionID: lc.SessionID}); err != nil {
 			return err
 		}
 		return w.put(bMeta, kLastCredit, lc)
@@ -318,8 +318,8 @@ func (j *Journal) ResolveIntent(intentID uint64, resolution, evidence string) (S
 		if err := w.put(bSessions, u64(s.ID), s); err != nil {
 			return err
 		}
-		if _, err := w.append(EvIntentResolved, map[string]any{"intent_id": intentID, "session_id": in.SessionID,
-			"resolution": resolution, "evidence": evidence, "note": in.Note}); err != nil {
+		if _, err := w.append(IntentResolvedEvent{IntentID: intentID, SessionID: in.SessionID,
+			Resolution: resolution, Evidence: evidence, Note: in.Note}); err != nil {
 			return err
 		}
 		if err := w.tx.Bucket(bIntents).Delete(u64(intentID)); err != nil {
@@ -348,7 +348,7 @@ func (j *Journal) ResolveIntent(intentID uint64, resolution, evidence string) (S
 // limit, unknown denomination, no session). No money moves; it is kept for the audit trail.
 func (j *Journal) RefuseNote(sid uint64, n Note, reason string) error {
 	return j.update(func(w *writer) error {
-		_, err := w.append(EvNoteRefused, map[string]any{"session_id": sid, "note": n, "reason": reason})
+		_, err := w.append(NoteRefusedEvent{SessionID: sid, Note: n, Reason: reason})
 		return err
 	})
 }

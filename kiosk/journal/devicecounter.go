@@ -155,7 +155,7 @@ func (j *Journal) ReconcileDeviceCounter(unit string, device uint64, sid uint64)
 		if found && prev == b {
 			return nil
 		}
-		if _, err := w.append(EvDeviceCounter, b); err != nil {
+		if _, err := w.append(DeviceCounterEvent{Device: b.Device, Cassette: b.Cassette, Unit: b.Unit, UncertainThrough: b.UncertainThrough, Pending: b.Pending}); err != nil {
 			return err
 		}
 		return w.put(bMeta, kDeviceCounter, b)

@@ -34,12 +34,17 @@ type Topup struct {
 	AckedAt     time.Time       `json:"acked_at,omitzero"`
 	ClosedAt    time.Time       `json:"closed_at"`
 	PrintState  string          `json:"print_state,omitempty"`
-	Prints      int             `json:"prints,omitempty"`
-	// PrintCuts is the printer's autocutter counter read just before the last print started
-	// (PrintCutsKnown when the printer has one): after a crash mid-print it tells whether
-	// the receipt came out.
+	// Prints counts the print attempts that may have put this receipt out: an attempt the
+	// journal knows put nothing out (unsent, or no cut since it started) is taken off again.
+	// While the receipt is not printed, Prints > 0 means the next print must be a COPY.
+	Prints int `json:"prints,omitempty"`
+	// PrintCuts is the printer's cut counter read just before the last print started
+	// (PrintCutsKnown when it could be read).
 	PrintCuts      uint64 `json:"print_cuts,omitempty"`
 	PrintCutsKnown bool   `json:"print_cuts_known,omitempty"`
+	// PrintCut is the counter value of the last cut the journal attributed to this receipt
+	// (0 when none was): see ReconcileCuts.
+	PrintCut uint64 `json:"print_cut,omitempty"`
 }
 
 // Wire decodes the published payload.
@@ -146,8 +151,8 @@ func (j *Journal) ApplyAck(a wire.Ack) (AckResult, error) {
 				return nil
 			}
 			t.State, t.LedgerRef, t.AckedAt = TopupCredited, a.LedgerRef, j.now().UTC()
-			if _, err := w.append(EvTopupAcked, map[string]any{"topup_seq": seq, "topup_id": a.TopupID, "status": a.Status,
-				"ledger_ref": a.LedgerRef, "acked_through_seq": a.AckedThroughSeq}); err != nil {
+			if _, err := w.append(TopupAckedEvent{TopupSeq: seq, TopupID: a.TopupID, Status: a.Status,
+				LedgerRef: a.LedgerRef, AckedThroughSeq: a.AckedThroughSeq}); err != nil {
 				return err
 			}
 			if err := w.tx.Bucket(bOutbox).Delete(u64(seq)); err != nil {
@@ -158,7 +163,7 @@ func (j *Journal) ApplyAck(a wire.Ack) (AckResult, error) {
 				return nil
 			}
 			t.State = TopupConflict
-			if _, err := w.append(EvTopupConflict, map[string]any{"topup_seq": seq, "topup_id": a.TopupID, "ledger_ref": a.LedgerRef}); err != nil {
+			if _, err := w.append(TopupConflictEvent{TopupSeq: seq, TopupID: a.TopupID, LedgerRef: a.LedgerRef}); err != nil {
 				return err
 			}
 			if err := w.tx.Bucket(bOutbox).Put(u64(seq), []byte(TopupConflict)); err != nil {

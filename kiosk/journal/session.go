@@ -91,7 +91,8 @@ func (j *Journal) OpenSession(p OpenSessionParams) (Session, error) {
 		}
 		s = Session{Account: p.Account, AccountMasked: p.AccountMasked, Currency: j.currency, LimitMinor: p.LimitMinor,
 			Offline: p.Offline, QRNonce: p.QRNonce, OpenedAt: j.now().UTC(), Notes: []NoteLine{}}
-		id, err := w.append(EvSessionOpened, s)
+		id, err := w.append(SessionOpenedEvent{Account: s.Account, AccountMasked: s.AccountMasked, Currency: s.Currency,
+			LimitMinor: s.LimitMinor, Offline: s.Offline, QRNonce: s.QRNonce, OpenedAt: s.OpenedAt, Notes: []NoteLine{}})
 		if err != nil {
 			return err
 		}
@@ -198,8 +199,8 @@ func (j *Journal) CloseSession(p CloseParams) (CloseResult, error) {
 			if reason == "" {
 				reason = "session closed with the note in transit"
 			}
-			if _, err := w.append(EvIntentResolved, map[string]any{"intent_id": in.ID, "session_id": s.ID,
-				"resolution": ResolvedUncertain, "evidence": reason, "note": in.Note}); err != nil {
+			if _, err := w.append(IntentResolvedEvent{IntentID: in.ID, SessionID: s.ID,
+				Resolution: ResolvedUncertain, Evidence: reason, Note: in.Note}); err != nil {
 				return err
 			}
 			if err := w.tx.Bucket(bIntents).Delete(u64(in.ID)); err != nil {
@@ -219,7 +220,7 @@ func (j *Journal) CloseSession(p CloseParams) (CloseResult, error) {
 		now := j.now().UTC()
 		s.Closed, s.Outcome, s.ClosedAt = true, p.Outcome, now
 		if s.TotalMinor == 0 && len(s.Uncertain) == 0 {
-			if _, err := w.append(EvSessionCancelled, map[string]any{"session_id": s.ID, "outcome": p.Outcome}); err != nil {
+			if _, err := w.append(SessionCancelledEvent{SessionID: s.ID, Outcome: p.Outcome}); err != nil {
 				return err
 			}
 			s.Outcome = "cancelled"
@@ -257,8 +258,8 @@ func (j *Journal) CloseSession(p CloseParams) (CloseResult, error) {
 		t := &Topup{Seq: tseq, TopupID: wt.TopupID, SessionID: s.ID, ReceiptNo: rno, Account: s.Account,
 			AccountMask: s.AccountMasked, AmountMinor: s.TotalMinor, Currency: s.Currency, Outcome: p.Outcome,
 			Payload: payload, State: TopupPending, ClosedAt: now}
-		if _, err := w.append(EvSessionClosed, map[string]any{"session_id": s.ID, "topup_seq": tseq, "topup_id": wt.TopupID,
-			"receipt_no": rno, "outcome": p.Outcome, "amount_minor": s.TotalMinor, "payload": json.RawMessage(payload)}); err != nil {
+		if _, err := w.append(SessionClosedEvent{SessionID: s.ID, TopupSeq: tseq, TopupID: wt.TopupID,
+			ReceiptNo: rno, Outcome: p.Outcome, AmountMinor: s.TotalMinor, Payload: payload}); err != nil {
 			return err
 		}
 		if err := w.put(bTopups, u64(tseq), t); err != nil {

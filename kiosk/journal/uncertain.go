@@ -19,7 +19,7 @@ type Uncertain struct {
 // addUncertain records an uncertain item, attached to session sid when it is open.
 func (w *writer) addUncertain(sid uint64, value int64, reason string) error {
 	u := Uncertain{SessionID: sid, ValueMinor: value, Reason: reason}
-	id, err := w.append(EvUncertain, u)
+	id, err := w.append(UncertainEvent{SessionID: u.SessionID, ValueMinor: u.ValueMinor, Reason: u.Reason})
 	if err != nil {
 		return err
 	}
