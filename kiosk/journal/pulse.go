@@ -6,7 +6,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-
 var kPulseTrain = []byte("pulse_train")
 
 // PulseTrain is the pulse train in progress: the pulses journaled since the last credit.
