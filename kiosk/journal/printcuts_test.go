@@ -434,9 +434,9 @@ func TestReconcileCutsUnknownTopup(t *testing.T) {
 // credited twice, and when every counter reading succeeds and nothing else cuts paper,
 // every receipt ends up with exactly one original.
 func TestCutAccountingRandom(t *testing.T) {
-	seeds := 25
+	seeds := 15
 	if testing.Short() {
-		seeds = 8
+		seeds = 5
 	}
 	for _, noisy := range []bool{false, true} {
 		for seed := range seeds {
