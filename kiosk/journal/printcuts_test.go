@@ -10,6 +10,7 @@ import (
 
 	"github.com/kioskd/kioskd/kiosk/journal/journaltest"
 	"github.com/kioskd/kioskd/sync/wire"
+	bolt "go.etcd.io/bbolt"
 )
 
 // cutRigOptions skip fsync: the power cuts here are simulated on the file's contents
@@ -565,5 +566,54 @@ func runCutModel(t *testing.T, seed uint64, noisy bool) {
 	}
 	if _, err := r.j.Verify(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCutAccountFromOldJournal: a journal written before the cut account kept only the last
+// counter value; the print that read it is the unfinished one whose start read that value.
+func TestCutAccountFromOldJournal(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		started []int // receipts left started at counter 10
+		cut     bool
+		want    map[int]Verdict
+	}{
+		{name: "one print in flight, cut", started: []int{0}, cut: true, want: map[int]Verdict{0: printed, 1: notPrinted}},
+		{name: "one print in flight, not cut", started: []int{0}, want: map[int]Verdict{0: notPrinted, 1: notPrinted}},
+		{name: "two prints read the same value: no attribution", started: []int{0, 1}, cut: true, want: map[int]Verdict{0: unknown, 1: unknown}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newCutRig(t, 2)
+			for _, i := range tc.started {
+				r.start(i)
+			}
+			// Back to the old layout: no account, only the last counter value, and every
+			// started receipt left as the old code left it.
+			err := r.j.db.Update(func(tx *bolt.Tx) error {
+				if err := tx.Bucket(bMeta).Delete(kCutAccount); err != nil {
+					return err
+				}
+				w := &writer{j: r.j, tx: tx}
+				for _, i := range tc.started {
+					tp, err := w.getTopup(r.seqs[i])
+					if err != nil {
+						return err
+					}
+					tp.PrintState, tp.Prints, tp.PrintCuts, tp.PrintCutsKnown = PrintStarted, 1, 10, true
+					if err := w.put(bTopups, u64(tp.Seq), tp); err != nil {
+						return err
+					}
+				}
+				return tx.Bucket(bMeta).Put(kPrinterCuts, []byte("10"))
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.cut {
+				r.cut()
+			}
+			r.restart()
+			r.expect(true, tc.want)
+		})
 	}
 }
