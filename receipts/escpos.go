@@ -56,7 +56,7 @@ func (p Profile) Validate() error {
 	return nil
 }
 
-// ESC/POS bytes used here (PROTOCOLS.md, "Receipt printers").
+// ESC/POS bytes used here (Device facts of devices/printer/escpos).
 const (
 	esc = 0x1b
 	gs  = 0x1d

@@ -41,7 +41,7 @@ type NoteLine struct {
 	Count      int64
 }
 
-// UncertainItem is a note whose fate is unknown (DESIGN.md §4 invariant 3). It is shown as
+// UncertainItem is a note whose fate is unknown (kiosk/journal's money invariants). It is shown as
 // "under review" and is never part of Total.
 type UncertainItem struct {
 	ValueMinor int64

@@ -106,6 +106,7 @@ func run() error {
 	cfg.Limits = config.Limits{SessionMaxMinor: 200000, OfflineSessionMaxMinor: 50000, OfflineTotalMaxMinor: 200000}
 	cfg.Wallet.Keys = map[string]string{"demo-wallet": base64.StdEncoding.EncodeToString(wallet.Public().(ed25519.PublicKey))}
 	cfg.MQTT.Broker = br.URL()
+	cfg.MQTT.AllowInsecure = true // the demo's in-process broker on loopback has no TLS
 	cfg.MQTT.LedgerKeys = map[string]string{"demo-ledger": base64.StdEncoding.EncodeToString(ledgerKey.Public().(ed25519.PublicKey))}
 	cfg.MQTT.Heartbeat = config.Duration(10 * time.Second)
 	cfg.HTTP.Listen = *kioskHTTP

@@ -12,7 +12,8 @@
 // at a time; when ctx ends Run stops the watchers and waits for them before it returns.
 //
 // Classify turns a state into the kiosk's condition (door open, vault open, tamper) as plain
-// data, so that this package stays independent of the kiosk's health registry. Facts: the
-// project's PROTOCOLS.md (door, vault and tamper switches are inputs with debounce) and
-// periph's gpio contract (WaitForEdge may coalesce edges; In flushes queued ones).
+// data, so that this package stays independent of the kiosk's health registry. Facts: door,
+// vault and tamper switches are plain contacts on GPIO inputs and bounce, so they need
+// debouncing; periph's gpio contract says WaitForEdge may coalesce edges and In flushes
+// queued ones.
 package sensors

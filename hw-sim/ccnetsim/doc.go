@@ -1,7 +1,7 @@
 // Package ccnetsim emulates a CashCode CCNET bill validator byte for byte, for tests and for
 // the hw-sim binary, which puts it behind a pseudo-terminal (hw-sim/ptypair) so the daemon
 // drives it with its real serial code. It follows the same facts as devices/acceptor/ccnet
-// (the project's PROTOCOLS.md and the public material listed there) and reuses that
+// (the Device facts of that package's documentation) and reuses that
 // package's frame codec, constants and payload encoders; it never imports the driver's
 // logic. Its control API mirrors hw-sim/id003sim.
 //

@@ -1,8 +1,8 @@
 // Package escpossim emulates an ESC/POS receipt printer at the byte level, for tests and the
 // hw-sim demo: it consumes the byte stream a driver sends, decodes it into documents (text
 // lines with loose attributes, Chinese double-byte text, QR payloads, raster images, cuts), and
-// answers the real-time status request DLE EOT n with the bit layout of PROTOCOLS.md
-// ("Receipt printers"): fixed bits 1 and 4 set (idle answer 0x12), then cover open, paper end,
+// answers the real-time status request DLE EOT n with the bit layout in the Device facts of
+// devices/printer/escpos: fixed bits 1 and 4 set (idle answer 0x12), then cover open, paper end,
 // paper near end and cutter error as set through the control API.
 //
 // Paper out, cover open and cutter error stop a real printer. What it does with data that keeps

@@ -88,7 +88,7 @@ func (s *Sim) newDecoder() *decoder {
 // open cover and a cutter error.
 func (s *Sim) printingLocked() bool { return !s.paperOut && !s.coverOpen && !s.cutterError }
 
-// Status bits of the DLE EOT replies (PROTOCOLS.md). Bits 1 and 4 are fixed to 1 and bits 0
+// Status bits of the DLE EOT replies (Device facts of devices/printer/escpos). Bits 1 and 4 are fixed to 1 and bits 0
 // and 7 to 0 in every reply, which is how a host tells a status byte from noise.
 const (
 	fixedBits = 0x12

@@ -1,7 +1,7 @@
 // Package id003sim emulates a JCM ID-003 bill acceptor byte for byte, for tests and for the
 // hw-sim binary, which puts it behind a pseudo-terminal (hw-sim/ptypair) so the daemon drives
 // it with its real serial code. It follows the same facts as devices/acceptor/id003 (the
-// project's PROTOCOLS.md) and reuses that package's frame codec and constants; it never
+// Device facts of that package's documentation) and reuses that package's frame codec and constants; it never
 // imports the driver's logic.
 //
 // # Timing: one step per STATUS REQUEST

@@ -1,8 +1,9 @@
 // Package scannersim emulates a serial line QR scanner for tests and the hw-sim demo: what is
 // "scanned" through the control API is written to the port as the scanner would send it, the
-// payload followed by a suffix (CR LF by default; PROTOCOLS.md "QR scanners"). Garbage and
-// slow typing (bytes spread out in time) exercise the driver's rejection and inter-character
-// timeout. DemoWallet builds valid signed wallet payloads (DESIGN.md §6) with walletsim.
+// payload followed by a suffix (CR LF by default; Device facts of devices/scanner/qrserial).
+// Garbage and slow typing (bytes spread out in time) exercise the driver's rejection and
+// inter-character timeout. DemoWallet builds valid signed wallet payloads (sync/CONTRACT.md
+// §10) with walletsim.
 package scannersim
 
 import (
@@ -199,7 +200,7 @@ type DemoWallet struct {
 	Now     func() time.Time // nil means time.Now
 }
 
-// Payload returns a signed IMW1 payload (DESIGN.md §6).
+// Payload returns a signed IMW1 payload (sync/CONTRACT.md §10).
 func (w DemoWallet) Payload() string {
 	now, ttl := time.Now, w.TTL
 	if w.Now != nil {

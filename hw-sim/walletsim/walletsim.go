@@ -1,4 +1,4 @@
-// Package walletsim plays the wallet app's side of the kiosk QR code (DESIGN.md §6): it
+// Package walletsim plays the wallet app's side of the kiosk QR code (sync/CONTRACT.md §10): it
 // builds signed payloads
 //
 //	IMW1.<account>.<expires_unix>.<nonce>.<kid>.<sig>

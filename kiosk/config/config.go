@@ -1,10 +1,20 @@
 // Package config is kioskd's versioned configuration file.
 //
-// The file is JSON with a top-level "version". Decoding is strict: an unknown key is an error
-// naming the key (a typo must not silently fall back to a default on a machine that handles
-// money). A missing file is different from an invalid one: Load returns ErrNotExist for the
-// first so the daemon can say "no config at PATH" instead of a parse error. Durations are Go
-// duration strings ("250ms", "3s"). Amounts are integer minor units.
+// The file is JSON with a top-level "version". Decoding is strict, because a typo on a
+// machine that handles money must not silently fall back to a default: every key must be
+// one this version knows, spelled exactly (keys are case-sensitive, unlike encoding/json's
+// matching), given once at any depth (a second "limits" object is an error, not a silent
+// replacement), and of its key's type. Every error names the key by its path
+// ("limits.session_max_minor", "acceptor.denominations[2].code"). A missing file is
+// different from an invalid one: Load returns ErrNotExist for the first so the daemon can
+// say "no config at PATH" instead of a parse error. Durations are Go duration strings
+// ("250ms", "3s"). Amounts are integer minor units within MaxDenominationMinor and
+// MaxLimitMinor.
+//
+// Two settings are refused unless the file opts in explicitly: a broker URL without TLS
+// (mqtt.allow_insecure) and a customer screen listening on anything but loopback
+// (http.allow_remote). A kiosk id may not be a service's identity on the broker
+// (ReservedIDs).
 package config
 
 import (
@@ -15,6 +25,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -196,11 +208,19 @@ type MQTT struct {
 	MaxInFlight  int               `json:"max_in_flight"`
 	RetryMin     Duration          `json:"retry_min"`
 	RetryMax     Duration          `json:"retry_max"`
+	// AllowInsecure permits a broker URL without TLS (tcp://, mqtt://). Only the demo and
+	// tests set it: on a real kiosk the link carries money and must be TLS with a client
+	// certificate.
+	AllowInsecure bool `json:"allow_insecure"`
 }
 
 // HTTP configures the customer screen and local API.
 type HTTP struct {
 	Listen string `json:"listen"`
+	// AllowRemote permits a listen address other than loopback. The customer screen and the
+	// local API (finish, cancel, diagnostics) have no authentication: they are for the
+	// browser on the kiosk itself.
+	AllowRemote bool `json:"allow_remote"`
 }
 
 // Log configures logging.
@@ -251,27 +271,41 @@ func Load(path string) (Config, error) {
 }
 
 // Parse decodes and validates a config document.
+//
+// The document is first walked against Config's shape (strict.go): keys must match exactly,
+// in case too, no key may be given twice at any depth, and every value must have its key's
+// type and range. Only then does encoding/json fill the struct, starting from Default.
 func Parse(b []byte) (Config, error) {
+	if !json.Valid(b) {
+		return Config{}, checkDocument(b) // reports where the syntax breaks
+	}
+	// The version comes first: a file for another version is refused as such, not as a
+	// list of keys this version does not know.
 	var probe struct {
-		Version *int `json:"version"`
+		Version json.RawMessage `json:"version"`
 	}
 	if err := json.Unmarshal(b, &probe); err != nil {
-		return Config{}, fmt.Errorf("not valid JSON: %w", err)
+		return Config{}, errors.New("the document: expected a JSON object")
 	}
 	if probe.Version == nil {
 		return Config{}, errors.New(`missing "version"`)
 	}
-	if *probe.Version != Version {
-		return Config{}, fmt.Errorf(`"version" is %d, this kioskd reads version %d`, *probe.Version, Version)
+	v, err := strconv.Atoi(string(probe.Version))
+	if err != nil {
+		return Config{}, fmt.Errorf(`key "version": must be the integer %d, got %s`, Version, probe.Version)
+	}
+	if v != Version {
+		return Config{}, fmt.Errorf(`key "version": is %d, this kioskd reads version %d`, v, Version)
+	}
+	if err := checkDocument(b); err != nil {
+		return Config{}, err
 	}
 	c := Default()
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
+		// checkDocument accepts only what decodes; this is a safety net.
 		return Config{}, explain(err)
-	}
-	if dec.More() {
-		return Config{}, errors.New("trailing data after the JSON object")
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err
@@ -296,6 +330,79 @@ var currencyRe = regexp.MustCompile(`^[A-Z]{3}$`)
 // Drivers lists the acceptor drivers this build knows.
 var Drivers = []string{"id003", "ccnet", "ssp", "pulse"}
 
+// Bounds on money in the file. They are far above any real setting and far below int64
+// overflow, so that sums of limits, notes and counts can never wrap, and a value that is out
+// of them (a pasted 9223372036854775807, a sign error) is a mistake, not a setting.
+const (
+	// MaxDenominationMinor bounds one note: 1,000,000.00 in minor units.
+	MaxDenominationMinor = 100_000_000
+	// MaxLimitMinor bounds every limit: 100,000,000.00 in minor units.
+	MaxLimitMinor = 10_000_000_000
+	// MaxDeviceCode bounds a denomination code: ID-003 escrow codes, CCNET bill types, SSP
+	// channels and pulse counts each travel in one byte.
+	MaxDeviceCode = 255
+)
+
+// ReservedIDs are the identities of the services on the broker. A kiosk's id is its MQTT
+// client id, username and certificate CN; a kiosk named like a service would share that
+// service's identity and, on the in-process broker, its ACL (read every kiosk's up topics,
+// write their down topics). Compared case-insensitively: certificate CNs and operators'
+// eyes are not reliably case-sensitive.
+var ReservedIDs = []string{"ledger", "ledgerd", "fleetd", "ops"}
+
+// reservedPrefixes are the client id prefixes the services use for their instances
+// (ledgerd-<hostname>, ledger-1 in the demo, fleetd-<n>).
+var reservedPrefixes = []string{"ledger-", "ledgerd-", "fleetd-"}
+
+// reservedID says why id is reserved, or "" if it is not.
+func reservedID(id string) string {
+	l := strings.ToLower(id)
+	if slices.Contains(ReservedIDs, l) {
+		return "it is the identity of a service on the broker"
+	}
+	for _, p := range reservedPrefixes {
+		if strings.HasPrefix(l, p) {
+			return fmt.Sprintf("ids starting with %q name service instances on the broker", p)
+		}
+	}
+	return ""
+}
+
+// checkBroker checks mqtt.broker: a URL the uplink can dial, with TLS unless the file opts
+// out explicitly.
+func checkBroker(m MQTT, bad func(key, format string, a ...any)) {
+	u, err := url.Parse(m.Broker)
+	if err != nil || u.Host == "" {
+		bad("mqtt.broker", "must be a URL like \"ssl://mqtt.example.net:8883\", got %q", m.Broker)
+		return
+	}
+	switch u.Scheme {
+	case "ssl", "tls", "mqtts", "tcps":
+	case "tcp", "mqtt":
+		if !m.AllowInsecure {
+			bad("mqtt.broker", "%q has no TLS: use ssl:// with a client certificate (a plain link is allowed only with \"mqtt.allow_insecure\": true, for demos and tests)", m.Broker)
+		}
+	default:
+		bad("mqtt.broker", "scheme must be ssl, tls, mqtts or tcps (tcp or mqtt with mqtt.allow_insecure), got %q", u.Scheme)
+	}
+}
+
+// checkListen checks http.listen: loopback unless the file opts out explicitly.
+func checkListen(h HTTP, bad func(key, format string, a ...any)) {
+	host, port, err := net.SplitHostPort(h.Listen)
+	if err != nil || port == "" {
+		bad("http.listen", "must be host:port like \"127.0.0.1:8080\", got %q", h.Listen)
+		return
+	}
+	if h.AllowRemote {
+		return
+	}
+	if ip := net.ParseIP(host); (ip != nil && ip.IsLoopback()) || strings.EqualFold(host, "localhost") {
+		return
+	}
+	bad("http.listen", "%q is reachable from the network, and the customer screen and local API have no authentication: listen on 127.0.0.1 (another address is allowed only with \"http.allow_remote\": true)", h.Listen)
+}
+
 // Validate checks values that decoding cannot.
 func (c *Config) Validate() error {
 	var errs []error
@@ -304,6 +411,8 @@ func (c *Config) Validate() error {
 	}
 	if !wire.ValidKioskID(c.Kiosk.ID) {
 		bad("kiosk.id", "must be 1-64 letters, digits, '_' or '-', got %q", c.Kiosk.ID)
+	} else if reason := reservedID(c.Kiosk.ID); reason != "" {
+		bad("kiosk.id", "%q is reserved: %s", c.Kiosk.ID, reason)
 	}
 	if !currencyRe.MatchString(c.Kiosk.Currency) {
 		bad("kiosk.currency", "must be an ISO 4217 code like \"CNY\", got %q", c.Kiosk.Currency)
@@ -345,8 +454,11 @@ func (c *Config) Validate() error {
 	}
 	seen := map[int]bool{}
 	for i, d := range c.Acceptor.Denominations {
-		if d.ValueMinor <= 0 {
-			bad(fmt.Sprintf("acceptor.denominations[%d].value_minor", i), "must be positive")
+		if d.ValueMinor <= 0 || d.ValueMinor > MaxDenominationMinor {
+			bad(fmt.Sprintf("acceptor.denominations[%d].value_minor", i), "must be between 1 and %d (minor units), got %d", MaxDenominationMinor, d.ValueMinor)
+		}
+		if d.Code < 0 || d.Code > MaxDeviceCode {
+			bad(fmt.Sprintf("acceptor.denominations[%d].code", i), "must be between 0 and %d (every protocol carries the code in one byte), got %d", MaxDeviceCode, d.Code)
 		}
 		if seen[d.Code] {
 			bad(fmt.Sprintf("acceptor.denominations[%d].code", i), "code %d listed twice", d.Code)
@@ -362,14 +474,14 @@ func (c *Config) Validate() error {
 	if c.Printer.Enabled && c.Printer.Port == "" {
 		bad("printer.port", "required when printer.enabled")
 	}
-	if c.Limits.SessionMaxMinor <= 0 {
-		bad("limits.session_max_minor", "must be positive")
+	if c.Limits.SessionMaxMinor <= 0 || c.Limits.SessionMaxMinor > MaxLimitMinor {
+		bad("limits.session_max_minor", "must be between 1 and %d (minor units), got %d", MaxLimitMinor, c.Limits.SessionMaxMinor)
 	}
 	if c.Limits.OfflineSessionMaxMinor < 0 || c.Limits.OfflineSessionMaxMinor > c.Limits.SessionMaxMinor {
-		bad("limits.offline_session_max_minor", "must be between 0 (no offline top-ups) and limits.session_max_minor")
+		bad("limits.offline_session_max_minor", "must be between 0 (no offline top-ups) and limits.session_max_minor, got %d", c.Limits.OfflineSessionMaxMinor)
 	}
-	if c.Limits.OfflineTotalMaxMinor < c.Limits.OfflineSessionMaxMinor {
-		bad("limits.offline_total_max_minor", "must be at least limits.offline_session_max_minor")
+	if c.Limits.OfflineTotalMaxMinor < c.Limits.OfflineSessionMaxMinor || c.Limits.OfflineTotalMaxMinor > MaxLimitMinor {
+		bad("limits.offline_total_max_minor", "must be between limits.offline_session_max_minor and %d (minor units), got %d", MaxLimitMinor, c.Limits.OfflineTotalMaxMinor)
 	}
 	for name, d := range map[string]Duration{"session.authz_timeout": c.Session.AuthzTimeout, "session.idle_timeout": c.Session.IdleTimeout,
 		"session.settle_timeout": c.Session.SettleTimeout, "session.result_display": c.Session.ResultDisplay,
@@ -388,6 +500,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.MQTT.Broker != "" {
+		checkBroker(c.MQTT, bad)
 		if len(c.MQTT.LedgerKeys) == 0 {
 			bad("mqtt.ledger_keys", "required with mqtt.broker: acks are accepted only when signed by the ledger")
 		}
@@ -406,6 +519,7 @@ func (c *Config) Validate() error {
 			bad("mqtt.retry_min", "retry_min must be positive and at most retry_max")
 		}
 	}
+	checkListen(c.HTTP, bad)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

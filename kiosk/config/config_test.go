@@ -47,7 +47,7 @@ func TestExampleWithPlaceholdersIsRefused(t *testing.T) {
 func TestErrorsNameTheKey(t *testing.T) {
 	base := example(t)
 	for name, tc := range map[string]struct{ old, new, want string }{
-		"unknown key":   {`"hotline"`, `"hotlin"`, `"hotlin"`},
+		"unknown key":   {`"hotline"`, `"hotlin"`, `"kiosk.hotlin"`},
 		"wrong type":    {`"session_max_minor": 500000`, `"session_max_minor": "lots"`, "session_max_minor"},
 		"bad duration":  {`"idle_timeout": "60s"`, `"idle_timeout": "soon"`, "soon"},
 		"bad currency":  {`"currency": "CNY"`, `"currency": "yuan"`, `"kiosk.currency"`},

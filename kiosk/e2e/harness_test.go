@@ -225,6 +225,7 @@ func newEnv(t *testing.T, o options) *env {
 	c.Session.SettleTimeout = config.Duration(10 * time.Second)
 	c.Wallet.Keys = map[string]string{"w1": b64(e.wallet.Public().(ed25519.PublicKey))}
 	c.MQTT.Broker = e.brokerURL()
+	c.MQTT.AllowInsecure = e.mosq == nil // the in-process broker has no TLS
 	c.MQTT.LedgerKeys = map[string]string{"l1": b64(e.lkey.Public().(ed25519.PublicKey))}
 	c.MQTT.RetryMin = config.Duration(300 * time.Millisecond)
 	c.MQTT.RetryMax = config.Duration(2 * time.Second)

@@ -195,7 +195,7 @@ func (w *writer) checkWatermark(through, acked uint64) string {
 		return fmt.Sprintf("ledger holds top-ups through seq %d, journal closed only %d (lost local transaction?)", through, last)
 	}
 	// A lower watermark than seen before is not a loss: acks are answered by several ledger
-	// workers and arrive in any order, so an older one can come last.
+	// workers and arrive in any order (sync/CONTRACT.md §5.2), so an older one can come last.
 	return ""
 }
 

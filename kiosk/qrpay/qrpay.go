@@ -1,5 +1,5 @@
 // Package qrpay parses and verifies the wallet payment QR code a customer shows at the kiosk
-// (DESIGN.md §6):
+// (sync/CONTRACT.md §10):
 //
 //	IMW1.<account>.<expires_unix>.<nonce>.<kid>.<sig>
 //

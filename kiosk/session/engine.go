@@ -1,4 +1,4 @@
-// Package session is the kiosk's cash session engine (DESIGN.md §5): it turns a scanned wallet
+// Package session is the kiosk's cash session engine: it turns a scanned wallet
 // code, the bill acceptor's reports and the customer's buttons into journaled sessions,
 // top-ups and receipts.
 //

@@ -1,6 +1,6 @@
 // Package broker runs an in-process MQTT broker (github.com/mochi-mqtt/server/v2) for the demo
 // and for tests, so that kioskd and the reference ledger can talk over a real MQTT 3.1.1/5
-// connection on one machine with no external service (DESIGN.md §7, §8).
+// connection on one machine with no external service (sync/CONTRACT.md; `make demo` and the tests).
 //
 // It is not the production broker: production uses mosquitto or a clustered broker with TLS
 // client certificates (client id = username = certificate CN = kiosk id). The optional

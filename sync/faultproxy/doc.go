@@ -1,7 +1,7 @@
 // Package faultproxy is a TCP proxy that injects network faults, for tests of the MQTT link
-// between a kiosk, the broker and the ledger (DESIGN.md §4 invariant 2 and §7: nothing is
-// lost or credited twice across broker restarts, network partitions, duplicate and reordered
-// deliveries).
+// between a kiosk, the broker and the ledger (sync/CONTRACT.md §5 and kiosk/journal's money
+// invariants: nothing is lost or credited twice across broker restarts, network partitions,
+// duplicate and reordered deliveries).
 //
 // A Proxy listens on one address and forwards every accepted connection to one upstream
 // address. Faults are set at run time, from any goroutine, per direction (Up: client to

@@ -1,5 +1,5 @@
 // Package ledger is the reference central ledger: the consumer side of the kiosk MQTT
-// contract (DESIGN.md §3 and §7, payloads and envelope in sync/wire). The wallet backend
+// contract (sync/CONTRACT.md, payloads and envelope in sync/wire). The wallet backend
 // team implements the same behaviour against their own database; this package is the
 // executable specification of that behaviour, and what the demo and the end-to-end tests run.
 //

@@ -25,7 +25,7 @@ type Config struct {
 	MQTT mqttc.Config
 	// Store holds the money. The caller opens and closes it; several Ledgers may share one.
 	Store Store
-	// Signer signs acks and authz answers (DESIGN.md §7); its KID names the key in the
+	// Signer signs acks and authz answers (sync/CONTRACT.md §9); its KID names the key in the
 	// kiosks' configuration.
 	Signer wire.Signer
 	// ShareGroup is the shared-subscription group for top-ups (default "ledger").

@@ -1,6 +1,6 @@
 // Package mqttc is the MQTT client both kioskd and ledgerd use: a thin wrapper over
 // github.com/eclipse/paho.mqtt.golang (MQTT 3.1.1) that fixes the settings the kiosk contract
-// needs (DESIGN.md §7) and makes the awkward parts of paho safe by construction.
+// needs (sync/CONTRACT.md §1) and makes the awkward parts of paho safe by construction.
 //
 // Settings that are not options:
 //   - CleanSession is always true and the paho store is in memory. The kiosk keeps its own

@@ -1,5 +1,5 @@
 // Package netfault holds the network and broker fault tests of the kiosk-to-ledger link
-// (DESIGN.md §4 invariant 2, §7): a real kiosk uplink (journal outbox, sync/uplink over
+// (kiosk/journal's money invariants, sync/CONTRACT.md §5): a real kiosk uplink (journal outbox, sync/uplink over
 // sync/mqttc) and the reference ledger (sync/ledger with its bbolt store) talk through a
 // real MQTT broker (the in-process sync/broker, or mosquitto through sync/mosqtest), with a
 // sync/faultproxy on the kiosk's link and another on the ledger's. Each scenario injects

@@ -1,4 +1,4 @@
-// Package uplink is the kiosk side of the MQTT contract (DESIGN.md §7): it drains the
+// Package uplink is the kiosk side of the MQTT contract (sync/CONTRACT.md): it drains the
 // journal's outbox of top-ups to the ledger, applies the ledger's signed acks, asks the
 // ledger for authorizations, and publishes status, heartbeats and alarms.
 //

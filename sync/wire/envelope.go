@@ -9,7 +9,7 @@ import (
 )
 
 // Envelope carries a signed payload: the signature covers exactly the payload bytes that the
-// receiver parses, so no canonical JSON form is needed (DESIGN.md §7).
+// receiver parses, so no canonical JSON form is needed (sync/CONTRACT.md §9).
 type Envelope struct {
 	V       int    `json:"v"`
 	KID     string `json:"kid"`

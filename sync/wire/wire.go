@@ -1,10 +1,3 @@
-// Package wire is the MQTT contract between a kiosk and the central ledger (DESIGN.md §7):
-// topic names, JSON payloads and the signed envelope. Both ends (sync/uplink on the kiosk and
-// sync/ledger centrally) use this package, so the contract lives in one place.
-//
-// Decoding is strict about what matters and lenient about what does not: unknown fields are
-// ignored (a newer peer may add some), a missing required field or a wrong "v" is an error, and
-// payloads larger than MaxPayload are refused before parsing.
 package wire
 
 import (
@@ -45,7 +38,7 @@ var kioskIDRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 // wildcard or separator characters). A topup_id is split from the right, so '-' is safe.
 func ValidKioskID(id string) bool { return kioskIDRe.MatchString(id) }
 
-// Topic suffixes (DESIGN.md §7).
+// Topic suffixes (sync/CONTRACT.md §4).
 const (
 	UpStatus    = "up/status"
 	UpHeartbeat = "up/heartbeat"
@@ -149,7 +142,7 @@ const maxAmount = 1 << 50
 var currencyRe = regexp.MustCompile(`^[A-Z]{3}$`)
 var accountRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
-// ValidAccount reports whether s is a wallet account id (DESIGN.md §6).
+// ValidAccount reports whether s is a wallet account id (sync/CONTRACT.md §10).
 func ValidAccount(s string) bool { return accountRe.MatchString(s) }
 
 // Validate checks the top-up's own consistency: the amount is the sum of the note lines, the

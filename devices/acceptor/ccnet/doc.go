@@ -18,8 +18,9 @@
 //
 // # Sources
 //
-// CashCode's "CCNET protocol description" is not public. The facts used here are those of
-// the project's PROTOCOLS.md, checked against public peer code that quotes it (state and
+// CashCode's "CCNET protocol description" is not public. The facts used here (Device facts
+// below) were gathered from public manuals and checked against public peer code that quotes
+// the description (state and
 // reject tables, the 10 s escrow and HOLD time, "credit recovery" after POWER UP WITH BILL IN
 // STACKER, the states in which IDENTIFICATION and GET BILL TABLE are legal, the timing
 // constants) and against frames published in several projects (POLL 02 03 06 33 DA 81,
@@ -28,6 +29,52 @@
 // material and are handled so that either answer is safe: whether a unit repeats an
 // unacknowledged STACKED, and the sign of the bill table's exponent byte (bit 7 set is read
 // as a negative power of ten).
+//
+// # Device facts
+//
+// protocol.go and status.go hold the same facts as code.
+//
+//	link          9600 baud, 8 data bits, no parity, 1 stop bit (8N1)
+//	frame         02 ADR LNG CMD DATA CRCL CRCH; ADR 0x03 = bill validator; LNG = length of
+//	              the whole frame (6..250), or 0 with the length in two bytes after CMD
+//	check         CRC-16/KERMIT over 02..last data byte, low byte first
+//	              (the check value of "123456789" is 0x2189)
+//	link control  ACK = CMD 0x00, NAK = CMD 0xFF (either way); ILLEGAL COMMAND = 0x30
+//	poll          POLL 0x33, every 100-200 ms (default 200 ms); the unit answers within
+//	              10 ms, at most 5 ms between bytes; 10 ms (20 recommended) of silence
+//	              before each command
+//	escrow        ESCROW 0x80 + bill type (0..23); host answers STACK 0x35, RETURN 0x36 or
+//	              HOLD 0x38 (10 s more in escrow)
+//	credit point  STACKED 0x81 + bill type; the host's ACK of that POLL reply follows only
+//	              once the credit is journaled
+//	power-up      0x10 POWER UP: nothing in the path
+//	witnesses     0x11 POWER UP WITH BILL IN VALIDATOR: RESET returns the note
+//	              0x12 POWER UP WITH BILL IN STACKER: RESET stacks it, and STACKED follows
+//	              once INITIALIZE is over ("credit recovery")
+//	commands      RESET 0x30, GET STATUS 0x31, SET SECURITY 0x32 (3-byte mask),
+//	              ENABLE BILL TYPES 0x34 (3-byte enable mask + 3-byte escrow mask,
+//	              big-endian: bill type n is byte 2-n/8, bit n%8), IDENTIFICATION 0x37
+//	              (15 ASCII part number, 12 ASCII serial, 7-byte asset number),
+//	              GET BILL TABLE 0x41 (24 entries of 5 bytes: value, 3 ASCII country,
+//	              exponent)
+//
+// States: 0x10-0x12 as above, 0x13 INITIALIZE, 0x14 IDLING, 0x15 ACCEPTING, 0x17 STACKING,
+// 0x18 RETURNING, 0x19 DISABLED, 0x1A HOLDING, 0x1B BUSY + time, 0x1C REJECTING + reason,
+// 0x41 CASSETTE FULL, 0x42 CASSETTE OUT, 0x43 VALIDATOR JAMMED, 0x44 CASSETTE JAMMED,
+// 0x45 CHEATED, 0x46 PAUSE, 0x47 FAILURE + code, 0x80 ESCROW, 0x81 STACKED, 0x82 RETURNED
+// (each + bill type).
+//
+// Reject reasons (the data byte of REJECTING): 0x60 insertion, 0x61 magnetic, 0x62 bill
+// remaining in head, 0x63 multiplying (compensation factor, a counterfeit check, not
+// "several notes"), 0x64 conveying, 0x65 identification, 0x66 verification, 0x67 optic,
+// 0x68 inhibit, 0x69 capacitance, 0x6A operation, 0x6C length, 0x6D UV, 0x92-0x95 barcode
+// (unreadable, length, start sequence, stop sequence); RejectReason maps them to the
+// shared model, RejectName describes them.
+//
+// Failure codes (the data byte of FAILURE): 0x50 stack (drop cassette) motor, 0x51
+// transport motor speed, 0x52 transport motor, 0x53 aligning motor, 0x54 initial cassette
+// status, 0x55 optic canal, 0x56 magnetic (inductive) canal, 0x5F capacitance canal.
+// FailureName describes them.
 //
 // # Money
 //
@@ -52,7 +99,7 @@
 //     keeps the credit in memory and calls Credited again before every POLL until it
 //     returns nil. Nothing is lost while the process lives; if the process dies first, the
 //     note is in the cassette without a journal record, and only the cassette count at
-//     collection settles it (PROTOCOLS.md invariant 3's uncertain item).
+//     collection settles it (an uncertain item: see kiosk/journal's package documentation).
 //
 // Consecutive STACKED answers for one bill type are one credit: repeats (the unit did not
 // get the ACK, or got it late because journaling took longer than the unit's 10 ms wait)

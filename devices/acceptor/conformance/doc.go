@@ -26,6 +26,8 @@
 // never credited without a note. A scenario that cannot apply to a protocol names the reason
 // in its skip field. Everything runs inside testing/synctest bubbles, on the fake clock.
 //
-// The facts each scenario relies on come from DESIGN.md §4-5, PROTOCOLS.md and the doc.go
-// files of the drivers (devices/acceptor/...) and emulators (hw-sim/...).
+// The facts each scenario relies on come from the money invariants and journal protocol
+// (kiosk/journal's package documentation), the session flow (kiosk/session), and the doc.go
+// files of the drivers (devices/acceptor/..., each with a Device facts section) and
+// emulators (hw-sim/...).
 package conformance

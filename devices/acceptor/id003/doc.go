@@ -11,9 +11,53 @@
 // Operation commands (RESET, STACK-1, RETURN, HOLD) are answered by ACK 0x50; setting
 // commands (0xC0..0xC5) by an echo of the command; requests (0x88 version, 0x8A currency
 // table) by the command byte and data. The host's own ACK to VEND VALID gets no answer. The
-// facts used here are those of the project's shared PROTOCOLS.md, checked against public
-// peer implementations where the JCM specification itself is not public; see the report of
-// the change that added this package for what is verified and what is not.
+// JCM specification itself is not public: the facts below were gathered from public
+// manuals and peer implementations and checked against each other; the ones no public
+// source confirms are marked unverified.
+//
+// # Device facts
+//
+// protocol.go and status.go hold the same facts as code.
+//
+//	link          9600 baud, 8 data bits, even parity, 1 stop bit (8E1)
+//	frame         FC LNG CMD DATA CRCL CRCH, LNG = length of the whole frame (5..255)
+//	check         CRC-16/KERMIT over FC..last data byte, low byte first
+//	              (the check value of "123456789" is 0x2189)
+//	poll          STATUS REQUEST 0x11, every 100-300 ms (default 200 ms)
+//	escrow        ESCROW 0x13 + escrow code (0x61..0x70, one per denomination);
+//	              host answers STACK-1 0x41 (STACK-2 0x42), RETURN 0x43 or HOLD 0x44
+//	credit point  VEND VALID 0x15; the host's ACK 0x50 follows only once the credit is
+//	              journaled (unverified: whether every unit repeats VEND VALID until ACKed;
+//	              implementations behave as if it does)
+//	power-up      0x40 POWER UP: nothing in the path
+//	witnesses     0x41 POWER UP WITH BILL IN ACCEPTOR: a note is in the transport
+//	              0x42 POWER UP WITH BILL IN STACKER: a note reached the stacker
+//	settings      0xC0 denominations (2-byte bitmap, bit set = denomination DISABLED),
+//	              0xC1 security, 0xC2 communication mode (0 = polling), 0xC3 inhibit
+//	              (1 inhibit, 0 accept), 0xC4 direction, 0xC5 optional functions;
+//	              each answered by an echo of the command
+//	requests      0x88 version (ASCII), 0x8A currency table (4 bytes an entry: escrow code,
+//	              JCM country code, value, exponent)
+//	start-up      after power-up the unit wants RESET, then the settings, then uninhibit
+//	              (unverified: the unit's own escrow timeout)
+//
+// Statuses: 0x11 IDLING, 0x12 ACCEPTING, 0x13 ESCROW, 0x14 STACKING, 0x15 VEND VALID,
+// 0x16 STACKED, 0x17 REJECTING + reason, 0x18 RETURNING, 0x19 HOLDING, 0x1A DISABLED
+// (inhibit), 0x1B INITIALIZE, 0x40-0x42 as above, 0x43 STACKER FULL, 0x44 STACKER OPEN
+// (cassette out), 0x45 ACCEPTOR JAM, 0x46 STACKER JAM, 0x47 PAUSE, 0x48 CHEATED, 0x49
+// FAILURE + code, 0x4A COMM ERROR, 0x4B INVALID COMMAND.
+//
+// Reject reasons (the data byte of REJECTING): 0x71 insertion, 0x72 magnetic, 0x73
+// remaining bill in head, 0x74 multiplying, 0x75 conveying, 0x76 denomination assessing,
+// 0x77 photo pattern, 0x78 photo level, 0x79 inhibit, 0x7B operation, 0x7C remaining bill
+// in stacker, 0x7D length, 0x7E photo pattern 2, 0x7F true-bill check (counterfeit);
+// RejectReason maps them to the shared model, any other code to RejectUnknown.
+//
+// Failure codes (the data byte of FAILURE, from peer implementations; not every unit
+// reports every one): 0xA2 stack motor, 0xA5 transport motor speed, 0xA6 transport motor,
+// 0xA7 aligning motor, 0xA8 solenoid, 0xA9 PB unit, 0xAB cash box not ready, 0xAC optical
+// sensor, 0xAD magnetic sensor, 0xAF validator head removed, 0xB0 boot ROM, 0xB1 external
+// ROM, 0xB2 RAM, 0xB3 external ROM writing. FailureName describes them.
 //
 // # Money
 //

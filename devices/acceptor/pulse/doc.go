@@ -6,10 +6,23 @@
 // gpio.PinIn / gpio.PinOut; in the kiosk they come from sensors.OpenPin (host.Init +
 // gpioreg.ByName), in tests from gpiotest or hw-sim/pulsesim.
 //
-// # Facts this follows
+// # Device facts
 //
-// The project's PROTOCOLS.md: pulses about 30-100 ms wide, gaps about 100 ms, an optional
-// inhibit line, credit at the end of the train, no escrow, "persist the count per pulse".
+//	link          one GPIO input (the credit line), optionally one GPIO output (inhibit);
+//	              no serial link, no framing, no check
+//	signal        N pulses per note, N set per denomination in the unit; pulses about
+//	              30-100 ms wide, gaps about 100 ms (defaults: a pulse is 20-150 ms
+//	              active, a train ends after 300 ms idle, 5 ms debounce)
+//	escrow        none: a note is in the cassette before the host hears of it
+//	credit point  the end of the pulse train
+//	power-up      none: the unit reports nothing about a note in transit, so the host
+//	witnesses     journals the count pulse by pulse (PulseRecorder) and recovery works
+//	              from that record
+//	rejects       none reported: a refused note comes back without a pulse
+//	failures      only what the host infers: a line held active longer than the widest
+//	              pulse (AcceptorJam), a train matching no denomination, a train cut
+//	              short, pulses while inhibited (ProtocolError, credited as uncertain)
+//
 // Public manuals agree on the shape and show why every level and limit is configurable: ITL
 // NV4 pulses 100 ms low with 200 ms high between them (open-collector outputs, active low,
 // the host provides the pull-up); ITL NV9/NV10 inhibit inputs are held high inside the unit

@@ -1,8 +1,67 @@
 // Package ssp drives ITL banknote validators (NV9USB, NV10USB, NV200, BV series, NV11) that
 // speak SSP or its encrypted form eSSP, over an io.ReadWriter: a serial port at 9600 8N2
 // (see devices/serialport, preset SSP) or the USB CDC port of an NV9USB / NV200. It follows
-// ITL's SSP protocol manual GA138 (issue GA138_2_2_2129A), the project's shared
-// PROTOCOLS.md, and, where the manual is thin, ITL's own reference host code.
+// ITL's SSP protocol manual GA138 (issue GA138_2_2_2129A) and, where the manual is thin,
+// ITL's own reference host code. eSSP, the encrypted form, is this package with
+// Config.Encrypt set (in kioskd's configuration: acceptor.ssp.encrypt).
+//
+// # Device facts
+//
+// protocol.go and events.go hold the same facts as code.
+//
+//	link          9600 baud, 8 data bits, no parity, 2 stop bits (8N2); USB CDC on
+//	              NV9USB / NV200
+//	frame         7F SEQ/ID LEN DATA CRCL CRCH; SEQ/ID bit 7 = sequence flag, bits 0-6 =
+//	              address (0 = validator); LEN counts DATA only; after the CRC is
+//	              computed every 0x7F after the first byte is sent twice
+//	check         CRC-16 poly 0x8005, seed 0xFFFF, not reflected, over SEQ/ID..DATA, low
+//	              byte first (the check value of "123456789" is 0xAEE7)
+//	retry         1 s without a reply: send the same packet with the same flag; the unit
+//	              repeats its last reply without executing again; SYNC 0x11 resets the flag
+//	escrow        READ 0xEF + channel (> 0: in escrow); the next POLL stacks it, REJECT
+//	              0x08 returns it, HOLD 0x18 keeps it (the unit returns it after 10 s
+//	              without a command, reject code 0x13)
+//	credit point  NOTE CREDIT 0xEE + channel; with POLL WITH ACK 0x56 it repeats in every
+//	              poll until EVENT ACK 0x57, sent only once the credit is journaled
+//	power-up      SLAVE RESET 0xF1, then 0xE1 NOTE CLEARED FROM FRONT (+ channel, 0 =
+//	witnesses     unknown): the note went back to the customer; 0xE2 NOTE CLEARED INTO
+//	              CASHBOX (+ channel): it is in the cassette; GET COUNTERS 0x58 (stacked,
+//	              stored, rejected, kept across power cycles) is an independent witness
+//	commands      RESET 0x01, SET INHIBITS 0x02 (bitmap, bit 0 = channel 1, 1 = enabled),
+//	              SETUP REQUEST 0x05, HOST PROTOCOL VERSION 0x06, POLL 0x07, REJECT 0x08,
+//	              DISABLE 0x09, ENABLE 0x0A, GET SERIAL 0x0C, SYNC 0x11, LAST REJECT CODE
+//	              0x17, HOLD 0x18, SET GENERATOR 0x4A, SET MODULUS 0x4B, REQUEST KEY
+//	              EXCHANGE 0x4C, POLL WITH ACK 0x56, EVENT ACK 0x57, GET COUNTERS 0x58,
+//	              RESET COUNTERS 0x59
+//	replies       first byte 0xF0 OK, else 0xF2 unknown command, 0xF3 wrong number of
+//	              parameters, 0xF4 out of range, 0xF5 cannot process now, 0xF6 software
+//	              error, 0xF7 checksum error, 0xF8 fail, 0xF9 header failure, 0xFA key not
+//	              set (0xF7 and 0xF9 appear in ITL's headers, not in the manual)
+//
+// Poll events (several per reply, oldest first): 0xF1 SLAVE RESET, 0xEF READ, 0xEE NOTE
+// CREDIT, 0xED REJECTING, 0xEC REJECTED, 0xCC STACKING, 0xEB STACKED, 0xEA SAFE JAM, 0xE9
+// UNSAFE JAM, 0xE8 DISABLED, 0xE7 STACKER FULL, 0xE6 FRAUD ATTEMPT + channel, 0xE5 barcode
+// validate, 0xE4 CASHBOX REPLACED, 0xE3 CASHBOX REMOVED, 0xE2 and 0xE1 as above, 0xE0 NOTE
+// PATH OPEN, 0xD1 barcode ack, 0xB6 INITIALISING, 0xB5 CHANNEL DISABLE.
+//
+// Reject codes (LAST REJECT CODE, read after REJECTED): 0x00 note accepted, 0x01 length,
+// 0x02 average, 0x03 coastline, 0x04 graph, 0x05 buried, 0x06 channel inhibited in the
+// dataset, 0x07 second note, 0x08 reject by host, 0x09 cross channel, 0x0A rear sensor, 0x0B
+// too long, 0x0C disabled by host, 0x0D slow mech, 0x0E strim attempt, 0x0F fraud channel,
+// 0x10 no notes, 0x11 peak detect, 0x12 twisted note, 0x13 escrow timeout, 0x14 barcode
+// scan, 0x15 no cam activate, 0x16-0x17 slot fail, 0x18 lens oversample, 0x19 width
+// detect, 0x1A short note, 0x1B payout note, 0x1C double note, 0x1D unable to stack, 0x1F
+// credit card. RejectReason maps them to the shared model.
+//
+// Failures the driver itself raises (Failure events; SSP has no failure code of its own):
+// CodeUnitSwapped (another serial number on the line) and CodeCreditNotRecorded (a plain
+// POLL credit that could not be journaled), and NOTE PATH OPEN as code 0xE0.
+//
+// eSSP: AES-128 with key = 64-bit fixed key (set per kiosk; the well-known default
+// 0123456701234567 is refused) + 64-bit key agreed by Diffie-Hellman (SET GENERATOR, SET
+// MODULUS, REQUEST KEY EXCHANGE). Encrypted DATA = 0x7E + AES(eLENGTH, 4-byte little-endian
+// counter, data, random packing, eCRC) in whole 16-byte blocks; a wrong counter drops the
+// packet. Details under eSSP below.
 //
 // # Framing
 //
