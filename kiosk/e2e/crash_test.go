@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kioskd/kioskd/kiosk/journal"
+	"github.com/kioskd/kioskd/kiosk/journal/journaltest"
 	"github.com/kioskd/kioskd/kiosk/session"
 	"github.com/kioskd/kioskd/sync/ledger"
 )
@@ -22,7 +23,7 @@ import (
 // reference ledger, with a scripted stream of customers and notes, killed with SIGKILL at
 // every step of the journal protocol and at random moments, restarted, again and again. A
 // share of the crashes are power cuts: the journal also loses its last committed transaction
-// (journal.DropLastCommit, what an SD card that lied about fsync leaves) and the acceptor is
+// (journaltest.DropLastCommit, what an SD card that lied about fsync leaves) and the acceptor is
 // power-cycled with whatever note it held. At the end the emulator's own log of stacked notes,
 // the ledger's store and the printer's output are checked against each other.
 var (
@@ -178,7 +179,7 @@ func (c *campaign) crashed() {
 	case killedBy == "freeze" || c.rng.Float64() < *crashPowerCut:
 		// The power went between two commits: the journal may lose its last commit (storage
 		// that lied about fsync), and the unit restarts with whatever note it held.
-		if err := journal.DropLastCommit(c.e.cfg.Journal.Path); err == nil {
+		if err := journaltest.DropLastCommit(c.e.cfg.Journal.Path); err == nil {
 			c.powerCuts++
 		}
 		c.e.rig.Acc.PowerCycle("auto")

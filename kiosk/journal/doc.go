@@ -1,26 +1,119 @@
 // Package journal is the kiosk's durable record of money: a bbolt file holding an append-only,
 // hash-chained log of events plus the views derived from it (sessions, open stack intents,
-// cassette counters, the outbox of top-ups to sync, receipts, used QR nonces, uncertain items).
+// cassette counters, the outbox of top-ups to sync, receipts, used QR nonces, uncertain items,
+// the printer's cut account, the acceptor's counter baseline).
+//
+// # What the journal guarantees
+//
+// The money invariants of the kiosk rest on this package:
+//
+//  1. Every note the acceptor reports at its credit point is committed here before the host
+//     acknowledges it to the unit, shows it or counts it anywhere.
+//  2. Every credited note is in exactly one top-up; the top-up is credited by the ledger at
+//     most once (its topup_id is the idempotency key) and printed on exactly one original
+//     receipt, any other print of it saying COPY.
+//  3. A note whose fate is unknown after a crash is never dropped and never credited on a
+//     guess: the unit's own evidence (its power-up report, its stacked counter) settles it,
+//     and what stays unknown becomes exactly one uncertain item, settled at cash collection.
+//  4. No stack intent takes a session over its limit: the limit counts the notes in transit.
+//  5. The log is append-only and chained; Verify detects any edit, deletion or reordering,
+//     and any view that disagrees with the events.
+//
+// # Transactions
 //
 // Every operation that touches money is one bbolt read-write transaction that appends its
 // event(s) to the chain AND updates the views, so a crash (power cut, kill -9) leaves either
-// all of it or none of it (DESIGN.md §4 and §5). Callers act on the outside world (ACK the
-// acceptor, print, publish) only after the method returned nil, i.e. after bbolt's fsync.
+// all of it or none of it. Callers act on the outside world (ACK the acceptor, print,
+// publish) only after the method returned nil, i.e. after bbolt's fsync.
 //
-// Identifiers (DESIGN.md §3):
-//   - journal_epoch: random 64-bit value chosen when the file is created, never changed.
-//   - event seq: NextSequence of the events bucket, in the event's own transaction.
+// The storage may also lie: an SD card can acknowledge an fsync and lose the write at a power
+// cut. bbolt's two alternating meta pages bound the damage to the LAST committed transaction,
+// so every protocol below is built so that losing its last commit loses no money: the
+// evidence a later step needs is committed in an earlier transaction than the step that
+// could be lost (NoteCompleted, the two commits of a print start). The test-only package
+// journaltest produces exactly that state.
+//
+// # The journal protocol per note
+//
+// With escrow (ID-003, SSP, CCNET):
+//
+//  1. The unit holds a note in escrow. If it fits the session's remaining limit, StackIntent
+//     commits the intent (the note now counts against the limit); only then does the host
+//     send the stack command. Otherwise RefuseNote records the return.
+//  2. At the credit point, CreditNote commits the credit, the session total, the cassette
+//     counters and the intent's removal in one transaction; only then is the unit ACKed. The
+//     unit's reported value wins over the intent's (Mismatch, for an alarm).
+//  3. When the unit reports the note stacked (or is back at rest), NoteCompleted records it
+//     in its own transaction: from then on the unit cannot re-report that credit.
+//
+// After a restart:
+//
+//   - A credit report with no open intent is a repeat of the last credit (its ACK was lost)
+//     while that credit is neither superseded by a newer intent nor completed:
+//     CreditWithoutIntent answers Repeat (ACK, count nothing). Otherwise it is Unexpected:
+//     the note is in the cassette, so it is counted there and becomes an uncertain item.
+//   - A note in the stacker at power-up with no open intent is the last credit if that is
+//     not yet completed, else a note whose intent was lost: an uncertain item
+//     (StackerWithoutIntent).
+//   - An open intent is settled by ResolveIntent from the unit's evidence: stacked (credited
+//     then, to the intent's session), returned (frees the limit) or uncertain.
+//   - ReconcileDeviceCounter compares the unit's stacked counter with the baseline taken at
+//     the last reconciliation: notes the unit stacked beyond what the journal credited or
+//     holds as uncertain (a lost intent commit) become uncertain items, at most MaxLostNotes;
+//     StackedWitness lets recovery decide the one note in transit from the same counter.
+//
+// Escrowless pulse acceptors cannot refuse a note: RecordPulse journals each pulse before the
+// driver acts on it, CreditDirect credits the complete train (over the limit if need be: the
+// money is in the box), and PulseUncertain turns a train cut short into an uncertain item.
+//
+// # Sessions, top-ups and receipts
+//
+// OpenSession starts the only open session. CloseSession, in one transaction, turns intents
+// still open into uncertain items of the session, and then either cancels a session that took
+// nothing, or writes SessionClosed, the top-up with its contiguous seq, its outbox entry and
+// the receipt record with its gapless number. A session open at a crash is closed at start-up
+// as interrupted with what was credited.
+//
+// ApplyAck applies a verified ledger ack: credited/duplicate remove the outbox entry (once);
+// conflict stops retries and keeps the entry for a technician; an ack whose amount or
+// currency differs changes nothing. The ledger's watermark is checked against the journal:
+// a ledger holding more top-ups than this journal ever closed means a lost local commit.
+//
+// A receipt is printed with MarkPrintStart before the first byte goes to the printer and
+// MarkPrint after. Whether a receipt whose print was interrupted is out is decided by the
+// printer's cut counter, under the rule documented in printcuts.go: one physical cut is never
+// counted for two receipts. ReconcileCuts gives, at start-up, the verdict on every
+// unfinished receipt: printed (do not print again), not printed (print the original) or
+// unknown (print a COPY).
+//
+// # Identifiers
+//
+//   - journal_epoch: random 64-bit value chosen when the file is created, never changed; a
+//     replaced card or restored backup is a new journal with a new epoch.
+//   - event seq: NextSequence of the events bucket, in the event's own transaction. Ids of
+//     sessions, intents and uncertain items are the seq of the event that created them.
 //   - top-up seq: NextSequence of the top-ups bucket, allocated in the SessionClosed
 //     transaction, so top-up seqs are contiguous (1, 2, 3, ...) per journal; the ledger's
-//     watermark relies on that.
-//   - receipt_no: NextSequence of the receipts bucket in the same transaction: gapless, one per
-//     top-up.
+//     watermark relies on that. topup_id is kiosk id, epoch (16 hex digits) and seq.
+//   - receipt_no: NextSequence of the receipts bucket in the same transaction: gapless, one
+//     per top-up.
 //
 // Nothing is ordered by wall-clock time: a kiosk may boot in 1970. Times recorded in events
 // are informative only.
 //
-// The hash chain: each event stores h = SHA-256(prev_h || seq (8 bytes big-endian) || type ||
-// 0x00 || data), and the meta bucket stores the head. Verify walks the chain; any edit,
-// deletion or reordering of events breaks it. The views are not chained: Verify rebuilds the
-// money views from the events and compares them.
+// # Events and the hash chain
+//
+// Each event kind has one payload struct (events.go) used to write it and to read it back;
+// its JSON is part of the chain and never changes for events already written. Each event
+// stores h = SHA-256(prev_h || seq (8 bytes big-endian) || type || 0x00 || data), and the
+// meta bucket stores the head. Verify walks the chain; any edit, deletion or reordering of
+// events breaks it. The views are not chained: Verify rebuilds the money views from the
+// events and compares them.
+//
+// # Files
+//
+// journal.go (file, chain, Verify), events.go (event kinds), session.go, credit.go (intents,
+// credits, cassette), uncertain.go, pulse.go, devicecounter.go, outbox.go (top-ups and acks),
+// receipt.go and printcuts.go (printing), nonce.go, stats.go, verify.go (replay), check.go
+// (the integrity check in a child process).
 package journal

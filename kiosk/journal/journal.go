@@ -175,7 +175,7 @@ func (j *Journal) init(opts Options) error {
 				return err
 			}
 			w := &writer{j: j, tx: tx}
-			_, err := w.append(EvJournalCreated, map[string]any{"kiosk_id": opts.KioskID, "epoch": fmt.Sprintf("%016x", j.epoch), "currency": opts.Currency, "schema": Schema})
+			_, err := w.append(JournalCreatedEvent{KioskID: opts.KioskID, Epoch: fmt.Sprintf("%016x", j.epoch), Currency: opts.Currency, Schema: Schema})
 			return err
 		})
 		if err != nil {
@@ -203,9 +203,7 @@ func (j *Journal) init(opts Options) error {
 		if opts.KioskID != "" && opts.KioskID != j.kioskID {
 			return fmt.Errorf("%w: file is for %q, config says %q", ErrWrongKiosk, j.kioskID, opts.KioskID)
 		}
-		var created struct {
-			Currency string `json:"currency"`
-		}
+		var created JournalCreatedEvent
 		first := tx.Bucket(bEvents).Get(u64(1))
 		rec, err := decodeRecord(1, first)
 		if first == nil || err != nil || json.Unmarshal(rec.Data, &created) != nil {
@@ -225,7 +223,7 @@ func (j *Journal) Close() error { return j.db.Close() }
 // Freeze waits for the commit in flight, if any, to finish and then holds the write lock
 // forever, so that no further commit starts: the crash harness calls it just before the
 // process kills itself, so that the file is left between two commits. Only then does
-// DropLastCommit model a power cut faithfully; a commit killed halfway may already have
+// journaltest.DropLastCommit model a power cut faithfully; a commit killed halfway may already have
 // overwritten pages the previous transaction freed, which the commit before it still uses.
 // It must not be called from inside a transaction.
 func (j *Journal) Freeze() {
@@ -318,7 +316,13 @@ type writer struct {
 }
 
 // append adds one event to the chain.
-func (w *writer) append(typ string, data any) (uint64, error) {
+func (w *writer) append(ev Event) (uint64, error) {
+	return w.appendJSON(ev.EventType(), ev)
+}
+
+// appendJSON adds one event of type typ with data as its JSON payload. Only informative
+// events whose payload belongs to their producer (Record) come here directly.
+func (w *writer) appendJSON(typ string, data any) (uint64, error) {
 	raw, err := json.Marshal(data)
 	if err != nil {
 		return 0, fmt.Errorf("journal: encode %s: %w", typ, err)

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/kioskd/kioskd/kiosk/journal/journaltest"
+
 	"github.com/kioskd/kioskd/sync/wire"
 )
 
@@ -58,7 +60,7 @@ func TestPowerCutsAnywhere(t *testing.T) {
 		}
 		if rng.IntN(5) == 0 {
 			j.Close()
-			if err := DropLastCommit(path); err != nil {
+			if err := journaltest.DropLastCommit(path); err != nil {
 				t.Logf("round %d: %v", i, err)
 			}
 			j = open()

@@ -3,6 +3,8 @@ package journal
 import (
 	"testing"
 
+	"github.com/kioskd/kioskd/kiosk/journal/journaltest"
+
 	"github.com/kioskd/kioskd/sync/wire"
 )
 
@@ -17,11 +19,11 @@ func TestDropLastCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	j.Close()
-	a, b, err := MetaTxids(path)
+	a, b, err := journaltest.MetaTxids(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := DropLastCommit(path); err != nil {
+	if err := journaltest.DropLastCommit(path); err != nil {
 		t.Fatal(err)
 	}
 	j2, err := Open(path, Options{KioskID: "K1", Currency: "CNY"})
@@ -256,7 +258,7 @@ func TestCounterSeesUncertainNoteLater(t *testing.T) {
 func powerCut(t *testing.T, j *Journal, path string) *Journal {
 	t.Helper()
 	j.Close()
-	if err := DropLastCommit(path); err != nil {
+	if err := journaltest.DropLastCommit(path); err != nil {
 		t.Fatal(err)
 	}
 	j2, err := Open(path, Options{KioskID: "K1", Currency: "CNY"})

@@ -6,12 +6,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Event types of escrowless (pulse) acceptors.
-const (
-	EvPulse          = "pulse"
-	EvCreditedDirect = "note_credited_unescrowed"
-)
-
 var kPulseTrain = []byte("pulse_train")
 
 // PulseTrain is the pulse train in progress: the pulses journaled since the last credit.
@@ -30,7 +24,7 @@ func (j *Journal) RecordPulse(train uint64, count int) error {
 			sid = btoi(cur)
 		}
 		pt := PulseTrain{Train: train, Count: count, SessionID: sid}
-		if _, err := w.append(EvPulse, pt); err != nil {
+		if _, err := w.append(PulseEvent{Train: pt.Train, Count: pt.Count, SessionID: pt.SessionID}); err != nil {
 			return err
 		}
 		return w.put(bMeta, kPulseTrain, pt)
@@ -66,7 +60,7 @@ func (j *Journal) CreditDirect(sid uint64, n Note, detail string) (CreditResult,
 		s, err := w.openSession(sid)
 		if err != nil {
 			// No open session to credit: keep it as an uncertain item for cash collection.
-			if _, err := w.append(EvUnexpectedCredit, map[string]any{"note": n, "session_id": 0, "detail": detail}); err != nil {
+			if _, err := w.append(UnexpectedCreditEvent{Note: n, Detail: detail}); err != nil {
 				return err
 			}
 			if err := w.addCassette(n.ValueMinor); err != nil {
@@ -77,8 +71,8 @@ func (j *Journal) CreditDirect(sid uint64, n Note, detail string) (CreditResult,
 		}
 		res.OverLimit = n.ValueMinor > s.RemainingMinor()
 		s.addNote(n.ValueMinor)
-		if _, err := w.append(EvCreditedDirect, map[string]any{"session_id": s.ID, "note": n, "session_total": s.TotalMinor,
-			"over_limit": res.OverLimit, "detail": detail}); err != nil {
+		if _, err := w.append(CreditedDirectEvent{SessionID: s.ID, Note: n, SessionTotal: s.TotalMinor,
+			OverLimit: res.OverLimit, Detail: detail}); err != nil {
 			return err
 		}
 		if err := w.put(bSessions, u64(s.ID), s); err != nil {

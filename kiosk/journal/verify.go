@@ -2,7 +2,6 @@ package journal
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -34,148 +33,105 @@ func newReplay() *replay {
 
 func (r *replay) apply(rec Record) error {
 	switch rec.Type {
-	case EvSessionOpened:
-		var s Session
-		if err := json.Unmarshal(rec.Data, &s); err != nil {
-			return err
-		}
+	case EvAlarm, EvBoot, EvDevice:
+		// Informative: no money view depends on them.
+		return nil
+	}
+	ev, err := rec.Payload()
+	if err != nil {
+		return err
+	}
+	switch e := ev.(type) {
+	case *SessionOpenedEvent:
 		if r.current != 0 {
 			return fmt.Errorf("session opened while %d is open", r.current)
 		}
-		s.ID = rec.Seq
-		r.sessions[rec.Seq] = &s
+		r.sessions[rec.Seq] = &Session{ID: rec.Seq, Account: e.Account, AccountMasked: e.AccountMasked, Currency: e.Currency,
+			LimitMinor: e.LimitMinor, Offline: e.Offline, QRNonce: e.QRNonce, OpenedAt: e.OpenedAt, Notes: []NoteLine{}}
 		r.current = rec.Seq
-	case EvStackIntent:
-		var in Intent
-		if err := json.Unmarshal(rec.Data, &in); err != nil {
-			return err
-		}
-		s := r.sessions[in.SessionID]
+	case *StackIntentEvent:
+		s := r.sessions[e.SessionID]
 		if s == nil || s.Closed {
-			return fmt.Errorf("intent for session %d that is not open", in.SessionID)
+			return fmt.Errorf("intent for session %d that is not open", e.SessionID)
 		}
-		in.ID = rec.Seq
-		r.intents[rec.Seq] = in
-		s.PendingMinor += in.Note.ValueMinor
-	case EvNoteCredited:
-		var d struct {
-			IntentID   uint64 `json:"intent_id"`
-			SessionID  uint64 `json:"session_id"`
-			Note       Note   `json:"note"`
-			IntentNote Note   `json:"intent_note"`
+		r.intents[rec.Seq] = Intent{ID: rec.Seq, SessionID: e.SessionID, Note: e.Note, At: e.At}
+		s.PendingMinor += e.Note.ValueMinor
+	case *NoteCreditedEvent:
+		in, ok := r.intents[e.IntentID]
+		if !ok || in.SessionID != e.SessionID {
+			return fmt.Errorf("credit for intent %d that is not open", e.IntentID)
 		}
-		if err := json.Unmarshal(rec.Data, &d); err != nil {
-			return err
-		}
-		in, ok := r.intents[d.IntentID]
-		if !ok || in.SessionID != d.SessionID {
-			return fmt.Errorf("credit for intent %d that is not open", d.IntentID)
-		}
-		delete(r.intents, d.IntentID)
-		s := r.sessions[d.SessionID]
+		delete(r.intents, e.IntentID)
+		s := r.sessions[e.SessionID]
 		s.PendingMinor -= in.Note.ValueMinor
-		s.addNote(d.Note.ValueMinor)
-		r.cassette.Count++
-		r.cassette.ValueMinor += d.Note.ValueMinor
-		r.cassette.ByValue[d.Note.ValueMinor]++
-	case EvCreditedDirect:
-		var d struct {
-			SessionID uint64 `json:"session_id"`
-			Note      Note   `json:"note"`
-		}
-		if err := json.Unmarshal(rec.Data, &d); err != nil {
-			return err
-		}
-		s := r.sessions[d.SessionID]
+		s.addNote(e.Note.ValueMinor)
+		r.addCassette(e.Note.ValueMinor)
+	case *CreditedDirectEvent:
+		s := r.sessions[e.SessionID]
 		if s == nil || s.Closed {
-			return fmt.Errorf("direct credit for session %d that is not open", d.SessionID)
+			return fmt.Errorf("direct credit for session %d that is not open", e.SessionID)
 		}
-		s.addNote(d.Note.ValueMinor)
-		r.cassette.Count++
-		r.cassette.ValueMinor += d.Note.ValueMinor
-		r.cassette.ByValue[d.Note.ValueMinor]++
-	case EvUnexpectedCredit:
-		var d struct {
-			Note Note `json:"note"`
-		}
-		if err := json.Unmarshal(rec.Data, &d); err != nil {
-			return err
-		}
-		r.cassette.Count++
-		r.cassette.ValueMinor += d.Note.ValueMinor
-		r.cassette.ByValue[d.Note.ValueMinor]++
-	case EvIntentResolved:
-		var d struct {
-			IntentID uint64 `json:"intent_id"`
-		}
-		if err := json.Unmarshal(rec.Data, &d); err != nil {
-			return err
-		}
-		in, ok := r.intents[d.IntentID]
+		s.addNote(e.Note.ValueMinor)
+		r.addCassette(e.Note.ValueMinor)
+	case *UnexpectedCreditEvent:
+		r.addCassette(e.Note.ValueMinor)
+	case *IntentResolvedEvent:
+		in, ok := r.intents[e.IntentID]
 		if !ok {
-			return fmt.Errorf("resolution of intent %d that is not open", d.IntentID)
+			return fmt.Errorf("resolution of intent %d that is not open", e.IntentID)
 		}
-		delete(r.intents, d.IntentID)
+		delete(r.intents, e.IntentID)
 		r.sessions[in.SessionID].PendingMinor -= in.Note.ValueMinor
-	case EvUncertain:
-		var u Uncertain
-		if err := json.Unmarshal(rec.Data, &u); err != nil {
-			return err
-		}
-		u.ID = rec.Seq
+	case *UncertainEvent:
+		u := Uncertain{ID: rec.Seq, SessionID: e.SessionID, ValueMinor: e.ValueMinor, Reason: e.Reason}
 		if s := r.sessions[u.SessionID]; s != nil && !s.Closed {
 			s.Uncertain = append(s.Uncertain, u)
 		}
-	case EvSessionCancelled, EvSessionClosed:
-		var d struct {
-			SessionID   uint64          `json:"session_id"`
-			TopupSeq    uint64          `json:"topup_seq"`
-			AmountMinor int64           `json:"amount_minor"`
-			Payload     json.RawMessage `json:"payload"`
-		}
-		if err := json.Unmarshal(rec.Data, &d); err != nil {
+	case *SessionCancelledEvent:
+		if _, err := r.closeSession(e.SessionID); err != nil {
 			return err
 		}
-		s := r.sessions[d.SessionID]
-		if s == nil || s.Closed || r.current != d.SessionID {
-			return fmt.Errorf("close of session %d that is not open", d.SessionID)
-		}
-		s.Closed = true
-		r.current = 0
-		if rec.Type == EvSessionClosed {
-			if d.AmountMinor != s.TotalMinor {
-				return fmt.Errorf("session %d closed with %d, credits sum to %d", s.ID, d.AmountMinor, s.TotalMinor)
-			}
-			if _, dup := r.topups[d.TopupSeq]; dup || d.TopupSeq != uint64(len(r.topups))+1 {
-				return fmt.Errorf("top-up seq %d out of order", d.TopupSeq)
-			}
-			r.topups[d.TopupSeq] = replayTopup{amount: d.AmountMinor, payload: d.Payload, session: s.ID}
-			r.outbox[d.TopupSeq] = TopupPending
-			s.TopupSeq = d.TopupSeq
-		}
-	case EvTopupAcked:
-		var d struct {
-			TopupSeq uint64 `json:"topup_seq"`
-		}
-		if err := json.Unmarshal(rec.Data, &d); err != nil {
+	case *SessionClosedEvent:
+		s, err := r.closeSession(e.SessionID)
+		if err != nil {
 			return err
 		}
-		if _, ok := r.topups[d.TopupSeq]; !ok {
-			return fmt.Errorf("ack for unknown top-up %d", d.TopupSeq)
+		if e.AmountMinor != s.TotalMinor {
+			return fmt.Errorf("session %d closed with %d, credits sum to %d", s.ID, e.AmountMinor, s.TotalMinor)
 		}
-		delete(r.outbox, d.TopupSeq)
-	case EvTopupConflict:
-		var d struct {
-			TopupSeq uint64 `json:"topup_seq"`
+		if _, dup := r.topups[e.TopupSeq]; dup || e.TopupSeq != uint64(len(r.topups))+1 {
+			return fmt.Errorf("top-up seq %d out of order", e.TopupSeq)
 		}
-		if err := json.Unmarshal(rec.Data, &d); err != nil {
-			return err
+		r.topups[e.TopupSeq] = replayTopup{amount: e.AmountMinor, payload: e.Payload, session: s.ID}
+		r.outbox[e.TopupSeq] = TopupPending
+		s.TopupSeq = e.TopupSeq
+	case *TopupAckedEvent:
+		if _, ok := r.topups[e.TopupSeq]; !ok {
+			return fmt.Errorf("ack for unknown top-up %d", e.TopupSeq)
 		}
-		if _, ok := r.outbox[d.TopupSeq]; ok {
-			r.outbox[d.TopupSeq] = TopupConflict
+		delete(r.outbox, e.TopupSeq)
+	case *TopupConflictEvent:
+		if _, ok := r.outbox[e.TopupSeq]; ok {
+			r.outbox[e.TopupSeq] = TopupConflict
 		}
 	}
 	return nil
+}
+
+func (r *replay) addCassette(v int64) {
+	r.cassette.Count++
+	r.cassette.ValueMinor += v
+	r.cassette.ByValue[v]++
+}
+
+func (r *replay) closeSession(id uint64) (*Session, error) {
+	s := r.sessions[id]
+	if s == nil || s.Closed || r.current != id {
+		return nil, fmt.Errorf("close of session %d that is not open", id)
+	}
+	s.Closed = true
+	r.current = 0
+	return s, nil
 }
 
 func sameUncertain(a, b []Uncertain) bool {

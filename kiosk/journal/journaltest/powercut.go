@@ -1,4 +1,7 @@
-package journal
+// Package journaltest holds test-only helpers for the journal: it simulates, below bbolt,
+// what a power cut does to a journal file. Only tests and the crash harness import it; the
+// product journal has no power-cut code, only the Options.OpenFile hook.
+package journaltest
 
 import (
 	"encoding/binary"
@@ -8,8 +11,6 @@ import (
 	"os"
 )
 
-// Power-cut simulation, below bbolt, for tests and the crash harness.
-//
 // bbolt commits in two steps: the new pages are written and fsynced, then one of the two meta
 // pages (pages 0 and 1, alternating) is written with the new transaction id and fsynced; on
 // open, the valid meta page with the highest transaction id wins. So whatever a power cut
@@ -86,7 +87,7 @@ func DropLastCommit(path string) error {
 		return err
 	}
 	if !metaValid(m0) || !metaValid(m1) {
-		return errors.New("journal: drop last commit: both meta pages must be valid")
+		return errors.New("journaltest: drop last commit: both meta pages must be valid")
 	}
 	newest, off := m0, int64(0)
 	if binary.LittleEndian.Uint64(m1[offTxid:]) > binary.LittleEndian.Uint64(m0[offTxid:]) {

@@ -1,0 +1,57 @@
+package journal
+
+import (
+	"encoding/json"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Uncertain is a note whose fate is unknown.
+type Uncertain struct {
+	ID         uint64 `json:"id"`
+	SessionID  uint64 `json:"session_id,omitempty"`
+	ValueMinor int64  `json:"value_minor"`
+	Reason     string `json:"reason"`
+	Settled    bool   `json:"settled,omitempty"`
+}
+
+// addUncertain records an uncertain item, attached to session sid when it is open.
+func (w *writer) addUncertain(sid uint64, value int64, reason string) error {
+	u := Uncertain{SessionID: sid, ValueMinor: value, Reason: reason}
+	id, err := w.append(UncertainEvent{SessionID: u.SessionID, ValueMinor: u.ValueMinor, Reason: u.Reason})
+	if err != nil {
+		return err
+	}
+	u.ID = id
+	if sid != 0 {
+		s, err := w.openSession(sid)
+		if err == nil {
+			s.Uncertain = append(s.Uncertain, u)
+			if err := w.put(bSessions, u64(sid), s); err != nil {
+				return err
+			}
+		} else {
+			u.SessionID = 0
+		}
+	}
+	return w.put(bUncertain, u64(id), u)
+}
+
+// UncertainItems returns the uncertain items not yet settled.
+func (j *Journal) UncertainItems() ([]Uncertain, error) {
+	var out []Uncertain
+	err := j.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bUncertain).ForEach(func(k, v []byte) error {
+			var u Uncertain
+			if err := json.Unmarshal(v, &u); err != nil {
+				return fmt.Errorf("%w: uncertain %d: %v", ErrCorrupt, btoi(k), err)
+			}
+			if !u.Settled {
+				out = append(out, u)
+			}
+			return nil
+		})
+	})
+	return out, err
+}
