@@ -764,3 +764,27 @@ func TestReturnedWhenTheNextNoteFollowsAtOnce(t *testing.T) {
 			acceptor.Accepting, acceptor.Returning, acceptor.Returned, acceptor.Idle)
 	})
 }
+
+// A unit that goes silent in the middle of a reply must not leave the driver waiting for
+// the rest: after InterByteTimeout the partial frame is dropped, and the reply that follows
+// is decoded at once, without a timeout or a re-send.
+func TestTornFrameDroppedAfterSilence(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		torn := []byte{Sync, 0x20, StIdling} // announces 32 bytes, then nothing
+		pb, port := playback.New(t, playback.Script(
+			running(),
+			[]step{{Host: statusReq, Unit: [][]byte{torn, fr(StIdling)}, Pause: 2 * DefaultInterByteTimeout, Then: cancel}},
+			shutdownSteps(),
+		)...)
+		d := New(port, Config{Denominations: testDenoms})
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, nil)
+		acceptortest.NoRunError(t, d.Run(ctx, rec))
+		pb.Check()
+		if st := d.Stats(); st.Timeouts != 0 || st.Retries != 0 || st.BadFrames != 0 || st.GarbageBytes != uint64(len(torn)) {
+			t.Errorf("stats %+v: want the torn frame dropped as %d bytes of garbage, nothing re-sent", st, len(torn))
+		}
+	})
+}

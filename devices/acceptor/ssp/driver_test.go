@@ -840,3 +840,29 @@ func TestAddressIsConfigurable(t *testing.T) {
 		}
 	})
 }
+
+// A unit that goes silent in the middle of a reply: after InterByteTimeout the partial
+// frame is dropped quietly (not taken for a broken frame when the next STX arrives), and
+// the reply that follows is decoded at once, without a timeout or a re-send.
+func TestTornFrameDroppedAfterSilence(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		b := (&sb{}).running()
+		idle := b.reply(CmdPoll, RespOK)
+		b.raw(true, c(CmdPoll), idle[:3], idle)
+		last := &b.steps[len(b.steps)-1]
+		last.Pause, last.Then = 2*DefaultInterByteTimeout, cancel
+		b.shutdown()
+		pb, port := playback.New(t, b.steps...)
+		d := New(port, testConfig())
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, nil)
+		err := d.Run(ctx, rec)
+		pb.Check()
+		acceptortest.NoRunError(t, err)
+		if st := d.Stats(); st.Timeouts != 0 || st.Retries != 0 || st.BadFrames != 0 || st.GarbageBytes != 3 {
+			t.Errorf("stats %+v: want the torn frame dropped as 3 bytes of garbage, nothing re-sent", st)
+		}
+	})
+}
