@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
 )
@@ -145,6 +146,18 @@ func WantKinds(t testing.TB, got []acceptor.Kind, want ...acceptor.Kind) {
 	t.Helper()
 	if !slices.Equal(got, want) {
 		t.Fatalf("events %v, want %v", got, want)
+	}
+}
+
+// Eventually polls cond every 10 ms and fails the test when it is still false after 10 s:
+// on the fake clock inside a synctest bubble (where the wait costs nothing), on the real one
+// in end-to-end tests over a pty.
+func Eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
 	}
 }
 

@@ -26,17 +26,6 @@ var rub = acceptor.Denominations{
 
 var allTypes = []int{2, 3, 4, 5}
 
-// eventually waits for cond, failing after 10 s: on the fake clock inside a synctest bubble,
-// on the real one in the pty test.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 // rig is a driver and an emulator joined by a net.Pipe.
 type rig struct {
 	t       testing.TB
@@ -78,12 +67,12 @@ func (r *rig) stop() {
 // ready waits for the configured unit and enables every denomination.
 func (r *rig) ready() {
 	r.t.Helper()
-	eventually(r.t, "identified", func() bool { return r.h.Count(acceptor.Identified) > 0 })
+	acceptortest.Eventually(r.t, "identified", func() bool { return r.h.Count(acceptor.Identified) > 0 })
 	if err := r.drv.Enable(context.Background(), allTypes); err != nil {
 		r.t.Fatal(err)
 	}
 	idle := r.h.Count(acceptor.Idle)
-	eventually(r.t, "idle", func() bool { return r.h.Count(acceptor.Idle) > idle })
+	acceptortest.Eventually(r.t, "idle", func() bool { return r.h.Count(acceptor.Idle) > idle })
 }
 
 func TestEmulatorInsertEscrowStackCredit(t *testing.T) {
@@ -98,8 +87,8 @@ func TestEmulatorInsertEscrowStackCredit(t *testing.T) {
 		if err := sim.InsertNote(5); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "stacked", func() bool { return h.Count(acceptor.Stacked) == 1 })
-		eventually(t, "idle", func() bool { return h.Count(acceptor.Idle) == 2 })
+		acceptortest.Eventually(t, "stacked", func() bool { return h.Count(acceptor.Stacked) == 1 })
+		acceptortest.Eventually(t, "idle", func() bool { return h.Count(acceptor.Idle) == 2 })
 		r.stop()
 		fiveHundred := acceptor.Note{Code: 5, ValueMinor: 50000, Currency: "RUB"}
 		escrows, credits := h.EscrowCalls(), h.CreditCalls()
@@ -133,21 +122,21 @@ func TestEmulatorReturnAndRejects(t *testing.T) {
 		r := newRig(t, sim, h)
 		r.ready()
 		sim.InsertNote(2)
-		eventually(t, "returned", func() bool { return h.Count(acceptor.Returned) == 1 })
+		acceptortest.Eventually(t, "returned", func() bool { return h.Count(acceptor.Returned) == 1 })
 		if e := h.Last(acceptor.Returned); e.Note.Code != 2 || e.Note.ValueMinor != 1000 || e.Detail != "" {
 			t.Fatalf("Returned %v: RETURNED names the type", e)
 		}
 		codes := []byte{0x60, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6A, 0x6C, 0x6D, 0x92, 0x93, 0x94, 0x95}
 		for i, reason := range codes {
 			sim.ForceReject(reason)
-			eventually(t, "idle for the next note", func() bool { return sim.InsertNote(3) == nil })
-			eventually(t, "rejected", func() bool { return h.Count(acceptor.Rejected) == i+1 })
+			acceptortest.Eventually(t, "idle for the next note", func() bool { return sim.InsertNote(3) == nil })
+			acceptortest.Eventually(t, "rejected", func() bool { return h.Count(acceptor.Rejected) == i+1 })
 			if e := h.Last(acceptor.Rejected); e.Code != int(reason) || e.Reason != ccnet.RejectReason(reason) {
 				t.Fatalf("reject %#x reported as %v", reason, e)
 			}
 		}
 		sim.InsertNote(9) // unknown to the unit
-		eventually(t, "rejected unknown", func() bool { return h.Count(acceptor.Rejected) == len(codes)+1 })
+		acceptortest.Eventually(t, "rejected unknown", func() bool { return h.Count(acceptor.Rejected) == len(codes)+1 })
 		if e := h.Last(acceptor.Rejected); e.Reason != acceptor.RejectDenomination {
 			t.Fatalf("unknown note: %v", e)
 		}
@@ -175,10 +164,10 @@ func TestEmulatorHoldLongerThanTheUnitsTimeout(t *testing.T) {
 		r := newRig(t, sim, h)
 		r.ready()
 		sim.InsertNote(4)
-		eventually(t, "holding", func() bool { return h.Count(acceptor.Holding) == 1 })
+		acceptortest.Eventually(t, "holding", func() bool { return h.Count(acceptor.Holding) == 1 })
 		time.Sleep(20 * time.Second) // on the bubble's clock
-		eventually(t, "credited", func() bool { c := h.CreditCalls(); return len(c) == 1 })
-		eventually(t, "stacked", func() bool { return h.Count(acceptor.Stacked) == 1 })
+		acceptortest.Eventually(t, "credited", func() bool { c := h.CreditCalls(); return len(c) == 1 })
+		acceptortest.Eventually(t, "stacked", func() bool { return h.Count(acceptor.Stacked) == 1 })
 		r.stop()
 		if h.Count(acceptor.Returned) != 0 {
 			t.Fatal("the unit returned a note the handler was holding: HOLD was not refreshed")
@@ -199,13 +188,13 @@ func TestEmulatorFaultsAndCassette(t *testing.T) {
 		r := newRig(t, sim, h)
 		r.ready()
 		sim.InsertNote(3)
-		eventually(t, "cassette full", func() bool { return h.Count(acceptor.CassetteFull) == 1 })
+		acceptortest.Eventually(t, "cassette full", func() bool { return h.Count(acceptor.CassetteFull) == 1 })
 		if err := sim.PullCassette(); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "removed", func() bool { return h.Count(acceptor.CassetteRemoved) == 1 })
+		acceptortest.Eventually(t, "removed", func() bool { return h.Count(acceptor.CassetteRemoved) == 1 })
 		sim.ReplaceCassette()
-		eventually(t, "replaced", func() bool { return h.Count(acceptor.CassetteReplaced) == 1 })
+		acceptortest.Eventually(t, "replaced", func() bool { return h.Count(acceptor.CassetteReplaced) == 1 })
 		for _, f := range []struct {
 			inject func()
 			clear  func()
@@ -218,15 +207,15 @@ func TestEmulatorFaultsAndCassette(t *testing.T) {
 			{func() { sim.Fail(0x55) }, func() { r.drv.Reset(context.Background()) }, acceptor.Failure},
 		} {
 			f.inject()
-			eventually(t, f.kind.String(), func() bool { return h.Count(f.kind) == 1 })
+			acceptortest.Eventually(t, f.kind.String(), func() bool { return h.Count(f.kind) == 1 })
 			f.clear()
-			eventually(t, "recovered from "+f.kind.String(), func() bool {
+			acceptortest.Eventually(t, "recovered from "+f.kind.String(), func() bool {
 				s := sim.State().Status
 				return s == "idling" || s == "disabled"
 			})
 		}
 		sim.Busy(10)
-		eventually(t, "busy", func() bool { return r.drv.Stats().Busy == 1 })
+		acceptortest.Eventually(t, "busy", func() bool { return r.drv.Stats().Busy == 1 })
 		r.stop()
 		if e := h.Last(acceptor.Failure); e.Code != 0x55 || e.Detail != ccnet.FailureName(0x55) {
 			t.Fatalf("failure event %v", e)
@@ -244,7 +233,7 @@ func TestEmulatorPowerCycleWhileStacking(t *testing.T) {
 				h.Decide = func(acceptor.Note, int) acceptor.Decision {
 					// The power goes right after the host decided to stack.
 					go func() {
-						eventually(t, "stacking", func() bool { return sim.State().Status == "stacking" })
+						acceptortest.Eventually(t, "stacking", func() bool { return sim.State().Status == "stacking" })
 						sim.PowerCycle(ccnetsim.Auto)
 					}()
 					return acceptor.Stack
@@ -252,8 +241,8 @@ func TestEmulatorPowerCycleWhileStacking(t *testing.T) {
 				r := newRig(t, sim, h)
 				r.ready()
 				sim.InsertNote(4)
-				eventually(t, "power-up report", func() bool { return h.Count(acceptor.PowerUpNoteInStacker) == 1 })
-				eventually(t, "reconfigured", func() bool { return sim.State().Status == "disabled" })
+				acceptortest.Eventually(t, "power-up report", func() bool { return h.Count(acceptor.PowerUpNoteInStacker) == 1 })
+				acceptortest.Eventually(t, "reconfigured", func() bool { return sim.State().Status == "disabled" })
 				r.stop()
 				hundred := acceptor.Note{Code: 4, ValueMinor: 10000, Currency: "RUB"}
 				if e := h.Last(acceptor.PowerUpNoteInStacker); e.Note != hundred {
@@ -284,7 +273,7 @@ func TestEmulatorHostRestartDuringStacked(t *testing.T) {
 		r1 := newRig(t, sim, h1)
 		r1.ready()
 		sim.InsertNote(3)
-		eventually(t, "credit attempts", func() bool { c := h1.CreditCalls(); return len(c) >= 3 })
+		acceptortest.Eventually(t, "credit attempts", func() bool { c := h1.CreditCalls(); return len(c) >= 3 })
 		r1.stop()
 		if st := sim.State(); st.Status != "stacked" {
 			t.Fatalf("emulator %s after the host went away", st.Status)
@@ -295,8 +284,8 @@ func TestEmulatorHostRestartDuringStacked(t *testing.T) {
 		// The new process finds the unit in STACKED and credits it, denomination known.
 		h2 := &acceptortest.Recorder{}
 		r2 := newRig(t, sim, h2)
-		eventually(t, "credited", func() bool { c := h2.CreditCalls(); return len(c) == 1 })
-		eventually(t, "configured", func() bool { return h2.Count(acceptor.Identified) == 1 })
+		acceptortest.Eventually(t, "credited", func() bool { c := h2.CreditCalls(); return len(c) == 1 })
+		acceptortest.Eventually(t, "configured", func() bool { return h2.Count(acceptor.Identified) == 1 })
 		r2.stop()
 		fifty := acceptor.Note{Code: 3, ValueMinor: 5000, Currency: "RUB"}
 		if c := h2.CreditCalls(); c[0] != fifty {
@@ -326,9 +315,9 @@ func TestEmulatorOneShotUnitCreditRetriedLocally(t *testing.T) {
 		r := newRig(t, sim, h)
 		r.ready()
 		sim.InsertNote(2)
-		eventually(t, "recorded late", func() bool { c := h.CreditCalls(); return len(c) == 4 })
-		eventually(t, "idle", func() bool { return sim.InsertNote(5) == nil })
-		eventually(t, "second note", func() bool { return h.Count(acceptor.Stacked) == 2 })
+		acceptortest.Eventually(t, "recorded late", func() bool { c := h.CreditCalls(); return len(c) == 4 })
+		acceptortest.Eventually(t, "idle", func() bool { return sim.InsertNote(5) == nil })
+		acceptortest.Eventually(t, "second note", func() bool { return h.Count(acceptor.Stacked) == 2 })
 		r.stop()
 		credits := h.CreditCalls()
 		if len(credits) != 5 || credits[3].Code != 2 || credits[4].Code != 5 {
@@ -355,15 +344,15 @@ func TestEmulatorLinkFaults(t *testing.T) {
 			sim.InjectFault(f)
 		}
 		sim.InsertNote(2)
-		eventually(t, "stacked", func() bool { return h.Count(acceptor.Stacked) == 1 })
+		acceptortest.Eventually(t, "stacked", func() bool { return h.Count(acceptor.Stacked) == 1 })
 		// Four silent replies in a row: the driver gives up on that poll and says so.
 		for range 4 {
 			sim.InjectFault(ccnetsim.Fault{Kind: ccnetsim.FaultNoReply})
 		}
-		eventually(t, "comm lost", func() bool { return h.Count(acceptor.CommLost) == 1 })
-		eventually(t, "comm restored", func() bool { return h.Count(acceptor.CommRestored) == 1 })
+		acceptortest.Eventually(t, "comm lost", func() bool { return h.Count(acceptor.CommLost) == 1 })
+		acceptortest.Eventually(t, "comm restored", func() bool { return h.Count(acceptor.CommRestored) == 1 })
 		sim.InsertNote(3)
-		eventually(t, "second note", func() bool { return h.Count(acceptor.Stacked) == 2 })
+		acceptortest.Eventually(t, "second note", func() bool { return h.Count(acceptor.Stacked) == 2 })
 		r.stop()
 		credits := h.CreditCalls()
 		if len(credits) != 2 || len(sim.Cassette()) != 2 {

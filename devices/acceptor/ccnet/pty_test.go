@@ -43,16 +43,16 @@ func TestEndToEndOverPty(t *testing.T) {
 	runErr := make(chan error, 1)
 	go func() { runErr <- d.Run(ctx, h) }()
 
-	eventually(t, "identified", func() bool { return h.Count(acceptor.Identified) == 1 })
+	acceptortest.Eventually(t, "identified", func() bool { return h.Count(acceptor.Identified) == 1 })
 	if err := d.Enable(ctx, []int{2, 3, 4}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "idle", func() bool { return h.Count(acceptor.Idle) == 1 })
+	acceptortest.Eventually(t, "idle", func() bool { return h.Count(acceptor.Idle) == 1 })
 	if err := sim.InsertNote(4); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "stacked", func() bool { return h.Count(acceptor.Stacked) == 1 })
-	eventually(t, "idle again", func() bool { return h.Count(acceptor.Idle) == 2 })
+	acceptortest.Eventually(t, "stacked", func() bool { return h.Count(acceptor.Stacked) == 1 })
+	acceptortest.Eventually(t, "idle again", func() bool { return h.Count(acceptor.Idle) == 2 })
 	cancel()
 	if err := <-runErr; err != nil {
 		t.Fatalf("Run: %v", err)

@@ -24,17 +24,6 @@ var cny = acceptor.Denominations{
 	0x64: {ValueMinor: 2000, Currency: "CNY"},
 }
 
-// eventually waits for cond, failing after 10 s: on the fake clock inside a synctest bubble,
-// on the real one in the pty test.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 // rig is a driver and an emulator joined by a net.Pipe.
 type rig struct {
 	t       testing.TB
@@ -76,12 +65,12 @@ func (r *rig) stop() {
 // ready waits for the configured unit and enables every denomination.
 func (r *rig) ready() {
 	r.t.Helper()
-	eventually(r.t, "identified", func() bool { return r.h.Count(acceptor.Identified) > 0 })
+	acceptortest.Eventually(r.t, "identified", func() bool { return r.h.Count(acceptor.Identified) > 0 })
 	if err := r.drv.Enable(context.Background(), []int{0x61, 0x62, 0x63, 0x64}); err != nil {
 		r.t.Fatal(err)
 	}
 	idle := r.h.Count(acceptor.Idle)
-	eventually(r.t, "idle", func() bool { return r.h.Count(acceptor.Idle) > idle })
+	acceptortest.Eventually(r.t, "idle", func() bool { return r.h.Count(acceptor.Idle) > idle })
 }
 
 func TestEmulatorInsertEscrowStackCredit(t *testing.T) {
@@ -93,8 +82,8 @@ func TestEmulatorInsertEscrowStackCredit(t *testing.T) {
 		if err := sim.InsertNote(0x64); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "stacked", func() bool { return h.Count(acceptor.Stacked) == 1 })
-		eventually(t, "idle", func() bool { return h.Count(acceptor.Idle) == 2 })
+		acceptortest.Eventually(t, "stacked", func() bool { return h.Count(acceptor.Stacked) == 1 })
+		acceptortest.Eventually(t, "idle", func() bool { return h.Count(acceptor.Idle) == 2 })
 		r.stop()
 		twenty := acceptor.Note{Code: 0x64, ValueMinor: 2000, Currency: "CNY"}
 		escrows, credits := h.EscrowCalls(), h.CreditCalls()
@@ -124,12 +113,12 @@ func TestEmulatorReturnAndRejects(t *testing.T) {
 		r := newRig(t, sim, h)
 		r.ready()
 		sim.InsertNote(0x61)
-		eventually(t, "returned", func() bool { return h.Count(acceptor.Returned) == 1 })
+		acceptortest.Eventually(t, "returned", func() bool { return h.Count(acceptor.Returned) == 1 })
 		for reason := byte(0x71); reason <= 0x7F; reason++ {
 			sim.ForceReject(reason)
-			eventually(t, "idle for the next note", func() bool { return sim.InsertNote(0x62) == nil })
+			acceptortest.Eventually(t, "idle for the next note", func() bool { return sim.InsertNote(0x62) == nil })
 			n := int(reason-0x71) + 1
-			eventually(t, "rejected", func() bool { return h.Count(acceptor.Rejected) == n })
+			acceptortest.Eventually(t, "rejected", func() bool { return h.Count(acceptor.Rejected) == n })
 			if e := h.Last(acceptor.Rejected); e.Code != int(reason) || e.Reason != id003.RejectReason(reason) {
 				t.Fatalf("reject %#x reported as %v", reason, e)
 			}
@@ -158,8 +147,8 @@ func TestEmulatorEscrowTimeoutWhileHolding(t *testing.T) {
 		r := newRig(t, sim, h)
 		r.ready()
 		sim.InsertNote(0x63)
-		eventually(t, "credited", func() bool { c := h.CreditCalls(); return len(c) == 1 })
-		eventually(t, "stacked", func() bool { return h.Count(acceptor.Stacked) == 1 })
+		acceptortest.Eventually(t, "credited", func() bool { c := h.CreditCalls(); return len(c) == 1 })
+		acceptortest.Eventually(t, "stacked", func() bool { return h.Count(acceptor.Stacked) == 1 })
 		r.stop()
 		if escrows := h.EscrowCalls(); len(escrows) < 5 {
 			t.Fatalf("Escrow asked %d times while holding", len(escrows))
@@ -177,13 +166,13 @@ func TestEmulatorFaultsAndCassette(t *testing.T) {
 		r := newRig(t, sim, h)
 		r.ready()
 		sim.InsertNote(0x62)
-		eventually(t, "cassette full", func() bool { return h.Count(acceptor.CassetteFull) == 1 })
+		acceptortest.Eventually(t, "cassette full", func() bool { return h.Count(acceptor.CassetteFull) == 1 })
 		if err := sim.PullCassette(); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "removed", func() bool { return h.Count(acceptor.CassetteRemoved) == 1 })
+		acceptortest.Eventually(t, "removed", func() bool { return h.Count(acceptor.CassetteRemoved) == 1 })
 		sim.ReplaceCassette()
-		eventually(t, "replaced", func() bool { return h.Count(acceptor.CassetteReplaced) == 1 })
+		acceptortest.Eventually(t, "replaced", func() bool { return h.Count(acceptor.CassetteReplaced) == 1 })
 		for _, f := range []struct {
 			inject func()
 			clear  func()
@@ -196,9 +185,9 @@ func TestEmulatorFaultsAndCassette(t *testing.T) {
 			{func() { sim.Fail(0xA5) }, func() { r.drv.Reset(context.Background()) }, acceptor.Failure},
 		} {
 			f.inject()
-			eventually(t, f.kind.String(), func() bool { return h.Count(f.kind) == 1 })
+			acceptortest.Eventually(t, f.kind.String(), func() bool { return h.Count(f.kind) == 1 })
 			f.clear()
-			eventually(t, "recovered from "+f.kind.String(), func() bool {
+			acceptortest.Eventually(t, "recovered from "+f.kind.String(), func() bool {
 				s := sim.State().Status
 				return s == "idling" || s == "disabled"
 			})
@@ -217,7 +206,7 @@ func TestEmulatorPowerCycleWhileStacking(t *testing.T) {
 		h.Decide = func(acceptor.Note, int) acceptor.Decision {
 			// The power goes right after the host decided to stack.
 			go func() {
-				eventually(t, "stacking", func() bool { return sim.State().Status == "stacking" })
+				acceptortest.Eventually(t, "stacking", func() bool { return sim.State().Status == "stacking" })
 				sim.PowerCycle(id003sim.Auto)
 			}()
 			return acceptor.Stack
@@ -225,8 +214,8 @@ func TestEmulatorPowerCycleWhileStacking(t *testing.T) {
 		r := newRig(t, sim, h)
 		r.ready()
 		sim.InsertNote(0x63)
-		eventually(t, "power-up report", func() bool { return h.Count(acceptor.PowerUpNoteInStacker) == 1 })
-		eventually(t, "reconfigured", func() bool { return sim.State().Status == "disabled" })
+		acceptortest.Eventually(t, "power-up report", func() bool { return h.Count(acceptor.PowerUpNoteInStacker) == 1 })
+		acceptortest.Eventually(t, "reconfigured", func() bool { return sim.State().Status == "disabled" })
 		r.stop()
 		e := h.Last(acceptor.PowerUpNoteInStacker)
 		if e.Note.Code != 0x63 || e.Note.ValueMinor != 1000 {
@@ -250,7 +239,7 @@ func TestEmulatorHostRestartDuringVendValid(t *testing.T) {
 		r1 := newRig(t, sim, h1)
 		r1.ready()
 		sim.InsertNote(0x62)
-		eventually(t, "credit attempts", func() bool { c := h1.CreditCalls(); return len(c) >= 3 })
+		acceptortest.Eventually(t, "credit attempts", func() bool { c := h1.CreditCalls(); return len(c) >= 3 })
 		r1.stop()
 		if st := sim.State(); st.Status != "vend_valid" {
 			t.Fatalf("emulator %s after the host went away", st.Status)
@@ -258,8 +247,8 @@ func TestEmulatorHostRestartDuringVendValid(t *testing.T) {
 		// The new process finds the unit in VEND VALID and credits it, denomination unknown.
 		h2 := &acceptortest.Recorder{}
 		r2 := newRig(t, sim, h2)
-		eventually(t, "credited", func() bool { c := h2.CreditCalls(); return len(c) == 1 })
-		eventually(t, "configured", func() bool { return h2.Count(acceptor.Identified) == 1 })
+		acceptortest.Eventually(t, "credited", func() bool { c := h2.CreditCalls(); return len(c) == 1 })
+		acceptortest.Eventually(t, "configured", func() bool { return h2.Count(acceptor.Identified) == 1 })
 		r2.stop()
 		if c := h2.CreditCalls(); c[0] != (acceptor.Note{}) {
 			t.Fatalf("credit after restart %v, want Note{}", c[0])
@@ -288,15 +277,15 @@ func TestEmulatorLinkFaults(t *testing.T) {
 			sim.InjectFault(f)
 		}
 		sim.InsertNote(0x61)
-		eventually(t, "stacked", func() bool { return h.Count(acceptor.Stacked) == 1 })
+		acceptortest.Eventually(t, "stacked", func() bool { return h.Count(acceptor.Stacked) == 1 })
 		// Four silent replies in a row: the driver gives up on that poll and says so.
 		for range 4 {
 			sim.InjectFault(id003sim.Fault{Kind: id003sim.FaultNoReply})
 		}
-		eventually(t, "comm lost", func() bool { return h.Count(acceptor.CommLost) == 1 })
-		eventually(t, "comm restored", func() bool { return h.Count(acceptor.CommRestored) == 1 })
+		acceptortest.Eventually(t, "comm lost", func() bool { return h.Count(acceptor.CommLost) == 1 })
+		acceptortest.Eventually(t, "comm restored", func() bool { return h.Count(acceptor.CommRestored) == 1 })
 		sim.InsertNote(0x62)
-		eventually(t, "second note", func() bool { return h.Count(acceptor.Stacked) == 2 })
+		acceptortest.Eventually(t, "second note", func() bool { return h.Count(acceptor.Stacked) == 2 })
 		r.stop()
 		credits := h.CreditCalls()
 		if len(credits) != 2 || len(sim.Cassette()) != 2 {

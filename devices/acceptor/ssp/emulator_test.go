@@ -26,17 +26,6 @@ var cny = acceptor.Denominations{
 
 const simKey = 0x0A1B2C3D4E5F6071 // a kiosk's own fixed key
 
-// eventually waits for cond, failing after 10 s: on the fake clock inside a synctest bubble,
-// on the real one in the pty test.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 // rig is a driver and an emulator joined by a net.Pipe.
 type rig struct {
 	t       testing.TB
@@ -86,12 +75,12 @@ func (r *rig) stop() {
 // ready waits for the configured unit and enables every channel.
 func (r *rig) ready() {
 	r.t.Helper()
-	eventually(r.t, "identified", func() bool { return r.h.Count(acceptor.Identified) > 0 })
+	acceptortest.Eventually(r.t, "identified", func() bool { return r.h.Count(acceptor.Identified) > 0 })
 	idle := r.h.Count(acceptor.Idle)
 	if err := r.drv.Enable(context.Background(), []int{1, 2, 3, 4}); err != nil {
 		r.t.Fatal(err)
 	}
-	eventually(r.t, "idle", func() bool { return r.h.Count(acceptor.Idle) > idle })
+	acceptortest.Eventually(r.t, "idle", func() bool { return r.h.Count(acceptor.Idle) > idle })
 }
 
 func newSim(cfg sspsim.Config) *sspsim.Sim {
@@ -115,8 +104,8 @@ func TestEmulatorInsertEscrowStackCredit(t *testing.T) {
 				if err := sim.InsertNote(4); err != nil {
 					t.Fatal(err)
 				}
-				eventually(t, "stacked", func() bool { return h.Count(acceptor.Stacked) == 1 })
-				eventually(t, "idle", func() bool { return h.Count(acceptor.Idle) == 2 })
+				acceptortest.Eventually(t, "stacked", func() bool { return h.Count(acceptor.Stacked) == 1 })
+				acceptortest.Eventually(t, "idle", func() bool { return h.Count(acceptor.Idle) == 2 })
 				counters, err := r.drv.Counters(context.Background())
 				if err != nil || counters.Stacked != 1 {
 					t.Fatalf("Counters = %+v, %v", counters, err)
@@ -160,7 +149,7 @@ func TestEmulatorReturnAndRejects(t *testing.T) {
 		r := newRig(t, sim, h, plainConfig())
 		r.ready()
 		sim.InsertNote(1)
-		eventually(t, "returned", func() bool { return h.Count(acceptor.Returned) == 1 })
+		acceptortest.Eventually(t, "returned", func() bool { return h.Count(acceptor.Returned) == 1 })
 		n := 0
 		for reason := byte(0x01); reason <= 0x1F; reason++ {
 			if reason == ssp.RejectByHost {
@@ -168,8 +157,8 @@ func TestEmulatorReturnAndRejects(t *testing.T) {
 			}
 			n++
 			sim.ForceReject(reason)
-			eventually(t, "idle for the next note", func() bool { return sim.InsertNote(2) == nil })
-			eventually(t, "rejected", func() bool { return h.Count(acceptor.Rejected) == n })
+			acceptortest.Eventually(t, "idle for the next note", func() bool { return sim.InsertNote(2) == nil })
+			acceptortest.Eventually(t, "rejected", func() bool { return h.Count(acceptor.Rejected) == n })
 			if e := h.Last(acceptor.Rejected); e.Code != int(reason) || e.Reason != ssp.RejectReason(reason) {
 				t.Fatalf("reject %#x reported as %v", reason, e)
 			}
@@ -202,7 +191,7 @@ func TestEmulatorHoldThenStack(t *testing.T) {
 		r.ready()
 		sim.InsertNote(3)
 		time.Sleep(25 * time.Second)
-		eventually(t, "credited", func() bool { c := h.CreditCalls(); return len(c) == 1 })
+		acceptortest.Eventually(t, "credited", func() bool { c := h.CreditCalls(); return len(c) == 1 })
 		r.stop()
 		if escrows := h.EscrowCalls(); len(escrows) < 100 {
 			t.Fatalf("Escrow asked %d times while holding", len(escrows))
@@ -225,10 +214,10 @@ func TestEmulatorEscrowTimeoutWhenTheHostIsSilent(t *testing.T) {
 		r := newRig(t, sim, h, plainConfig())
 		r.ready()
 		sim.InsertNote(2)
-		eventually(t, "escrow", func() bool { e := h.EscrowCalls(); return len(e) == 1 })
+		acceptortest.Eventually(t, "escrow", func() bool { e := h.EscrowCalls(); return len(e) == 1 })
 		time.Sleep(12 * time.Second)
 		close(block)
-		eventually(t, "rejected", func() bool { return h.Count(acceptor.Rejected) == 1 })
+		acceptortest.Eventually(t, "rejected", func() bool { return h.Count(acceptor.Rejected) == 1 })
 		r.stop()
 		if e := h.Last(acceptor.Rejected); e.Reason != acceptor.RejectTimeout {
 			t.Fatalf("rejection %v", e)
@@ -246,14 +235,14 @@ func TestEmulatorFaultsAndCassette(t *testing.T) {
 		r := newRig(t, sim, h, plainConfig())
 		r.ready()
 		sim.InsertNote(2)
-		eventually(t, "cassette full", func() bool { return h.Count(acceptor.CassetteFull) == 1 })
+		acceptortest.Eventually(t, "cassette full", func() bool { return h.Count(acceptor.CassetteFull) == 1 })
 		if err := sim.PullCassette(); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "removed", func() bool { return h.Count(acceptor.CassetteRemoved) == 1 })
+		acceptortest.Eventually(t, "removed", func() bool { return h.Count(acceptor.CassetteRemoved) == 1 })
 		sim.ReplaceCassette()
-		eventually(t, "replaced", func() bool { return h.Count(acceptor.CassetteReplaced) == 1 })
-		eventually(t, "idle", func() bool { return h.Last(acceptor.Idle).Kind == acceptor.Idle && h.Count(acceptor.Idle) >= 2 })
+		acceptortest.Eventually(t, "replaced", func() bool { return h.Count(acceptor.CassetteReplaced) == 1 })
+		acceptortest.Eventually(t, "idle", func() bool { return h.Last(acceptor.Idle).Kind == acceptor.Idle && h.Count(acceptor.Idle) >= 2 })
 		for _, f := range []struct {
 			inject func()
 			clear  func()
@@ -265,9 +254,9 @@ func TestEmulatorFaultsAndCassette(t *testing.T) {
 		} {
 			before := h.Count(acceptor.Idle)
 			f.inject()
-			eventually(t, f.kind.String(), func() bool { return h.Count(f.kind) == 1 })
+			acceptortest.Eventually(t, f.kind.String(), func() bool { return h.Count(f.kind) == 1 })
 			f.clear()
-			eventually(t, "recovered from "+f.kind.String(), func() bool { return h.Count(acceptor.Idle) > before })
+			acceptortest.Eventually(t, "recovered from "+f.kind.String(), func() bool { return h.Count(acceptor.Idle) > before })
 		}
 		r.stop()
 		if e := h.Last(acceptor.Failure); e.Code != int(ssp.EvNotePathOpen) {
@@ -288,7 +277,7 @@ func TestEmulatorPowerCycleWhileStacking(t *testing.T) {
 				h.Decide = func(acceptor.Note, int) acceptor.Decision {
 					// The power goes right after the note was taken from escrow.
 					go func() {
-						eventually(t, "stacking", func() bool { return sim.State().Mode == "stacking" })
+						acceptortest.Eventually(t, "stacking", func() bool { return sim.State().Mode == "stacking" })
 						sim.PowerCycle(sspsim.Auto)
 					}()
 					return acceptor.Stack
@@ -296,8 +285,8 @@ func TestEmulatorPowerCycleWhileStacking(t *testing.T) {
 				r := newRig(t, sim, h, cfg)
 				r.ready()
 				sim.InsertNote(3)
-				eventually(t, "power-up report", func() bool { return h.Count(acceptor.PowerUpNoteInStacker) == 1 })
-				eventually(t, "reconfigured", func() bool { return sim.State().Protocol == 7 && len(sim.State().EnabledChannels) == 4 })
+				acceptortest.Eventually(t, "power-up report", func() bool { return h.Count(acceptor.PowerUpNoteInStacker) == 1 })
+				acceptortest.Eventually(t, "reconfigured", func() bool { return sim.State().Protocol == 7 && len(sim.State().EnabledChannels) == 4 })
 				r.stop()
 				e := h.Last(acceptor.PowerUpNoteInStacker)
 				if e.Note.Code != 3 || e.Note.ValueMinor != 1000 {
@@ -326,7 +315,7 @@ func TestEmulatorHostRestartWithUnacknowledgedCredit(t *testing.T) {
 		r1 := newRig(t, sim, h1, eSSPConfig())
 		r1.ready()
 		sim.InsertNote(2)
-		eventually(t, "credit attempts", func() bool { c := h1.CreditCalls(); return len(c) >= 3 })
+		acceptortest.Eventually(t, "credit attempts", func() bool { c := h1.CreditCalls(); return len(c) >= 3 })
 		r1.stop()
 		if st := sim.State(); !st.AckPending {
 			t.Fatalf("emulator %+v after the host went away", st)
@@ -334,8 +323,8 @@ func TestEmulatorHostRestartWithUnacknowledgedCredit(t *testing.T) {
 		// The new process negotiates new keys; the unit still repeats the credit.
 		h2 := &acceptortest.Recorder{}
 		r2 := newRig(t, sim, h2, eSSPConfig())
-		eventually(t, "credited", func() bool { c := h2.CreditCalls(); return len(c) == 1 })
-		eventually(t, "configured", func() bool { return h2.Count(acceptor.Identified) == 1 })
+		acceptortest.Eventually(t, "credited", func() bool { c := h2.CreditCalls(); return len(c) == 1 })
+		acceptortest.Eventually(t, "configured", func() bool { return h2.Count(acceptor.Identified) == 1 })
 		r2.stop()
 		five := acceptor.Note{Code: 2, ValueMinor: 500, Currency: "CNY"}
 		if c := h2.CreditCalls(); c[0] != five {
@@ -359,7 +348,7 @@ func TestEmulatorHostRestartWithNoteInEscrow(t *testing.T) {
 		r1 := newRig(t, sim, h1, plainConfig())
 		r1.ready()
 		sim.InsertNote(3)
-		eventually(t, "escrow", func() bool { e := h1.EscrowCalls(); return len(e) == 1 })
+		acceptortest.Eventually(t, "escrow", func() bool { e := h1.EscrowCalls(); return len(e) == 1 })
 		// The process dies while deciding: the port goes away under it and its decision
 		// never reaches the unit.
 		r1.host.Close()
@@ -377,7 +366,7 @@ func TestEmulatorHostRestartWithNoteInEscrow(t *testing.T) {
 		}
 		h2 := &acceptortest.Recorder{Decide: func(acceptor.Note, int) acceptor.Decision { return acceptor.Return }}
 		r2 := newRig(t, sim, h2, plainConfig())
-		eventually(t, "returned", func() bool { return h2.Count(acceptor.Returned) == 1 })
+		acceptortest.Eventually(t, "returned", func() bool { return h2.Count(acceptor.Returned) == 1 })
 		r2.stop()
 		if e := h2.EscrowCalls(); len(e) != 1 || e[0] != (acceptor.Note{}) {
 			t.Fatalf("escrow after restart %v", e)
@@ -404,22 +393,22 @@ func TestEmulatorLinkFaults(t *testing.T) {
 					sim.InjectFault(f)
 				}
 				sim.InsertNote(1)
-				eventually(t, "stacked", func() bool { return h.Count(acceptor.Stacked) == 1 })
+				acceptortest.Eventually(t, "stacked", func() bool { return h.Count(acceptor.Stacked) == 1 })
 				// Four silent replies in a row: the driver gives up on that packet and says so.
 				for range 4 {
 					sim.InjectFault(sspsim.Fault{Kind: sspsim.FaultNoReply})
 				}
-				eventually(t, "comm lost", func() bool { return h.Count(acceptor.CommLost) == 1 })
-				eventually(t, "comm restored", func() bool { return h.Count(acceptor.CommRestored) == 1 })
+				acceptortest.Eventually(t, "comm lost", func() bool { return h.Count(acceptor.CommLost) == 1 })
+				acceptortest.Eventually(t, "comm restored", func() bool { return h.Count(acceptor.CommRestored) == 1 })
 				if cfg.Encrypt {
 					sim.InjectFault(sspsim.Fault{Kind: sspsim.FaultBadCount})
-					eventually(t, "re-keyed", func() bool { return r.drv.Stats().KeyExchanges == 2 })
+					acceptortest.Eventually(t, "re-keyed", func() bool { return r.drv.Stats().KeyExchanges == 2 })
 				}
 				idle := h.Count(acceptor.Idle)
 				r.drv.Enable(context.Background(), []int{1, 2, 3, 4})
-				eventually(t, "idle", func() bool { return h.Count(acceptor.Idle) > idle || sim.State().Enabled })
-				eventually(t, "accepts", func() bool { return sim.InsertNote(2) == nil })
-				eventually(t, "second note", func() bool { return h.Count(acceptor.Stacked) == 2 })
+				acceptortest.Eventually(t, "idle", func() bool { return h.Count(acceptor.Idle) > idle || sim.State().Enabled })
+				acceptortest.Eventually(t, "accepts", func() bool { return sim.InsertNote(2) == nil })
+				acceptortest.Eventually(t, "second note", func() bool { return h.Count(acceptor.Stacked) == 2 })
 				r.stop()
 				credits := h.CreditCalls()
 				if len(credits) != 2 || len(sim.Cassette()) != 2 {
@@ -445,7 +434,7 @@ func TestEmulatorSwapUnit(t *testing.T) {
 		if err := sim.SwapUnit(0xABCDEF); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "swap reported", func() bool { return h.Count(acceptor.Failure) == 1 })
+		acceptortest.Eventually(t, "swap reported", func() bool { return h.Count(acceptor.Failure) == 1 })
 		if e := h.Last(acceptor.Failure); e.Code != ssp.CodeUnitSwapped || e.Detail != "unit swapped: serial 1873452 -> 11259375" {
 			t.Fatalf("failure %v", e)
 		}
@@ -465,7 +454,7 @@ func TestEmulatorSwapUnit(t *testing.T) {
 		if err := r.drv.ConfirmSwap(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "identified again", func() bool { return h.Count(acceptor.Identified) == 2 })
+		acceptortest.Eventually(t, "identified again", func() bool { return h.Count(acceptor.Identified) == 2 })
 		if err := r.drv.Enable(context.Background(), []int{1}); err != nil {
 			t.Fatalf("Enable after ConfirmSwap: %v", err)
 		}
@@ -536,7 +525,7 @@ func TestEmulatorWithoutESSP(t *testing.T) {
 		sim := newSim(sspsim.Config{Encryption: sspsim.EncryptionUnsupported})
 		h := &acceptortest.Recorder{}
 		r := newRig(t, sim, h, eSSPConfig())
-		eventually(t, "reported", func() bool { return h.Count(acceptor.ProtocolError) == 1 })
+		acceptortest.Eventually(t, "reported", func() bool { return h.Count(acceptor.ProtocolError) == 1 })
 		time.Sleep(5 * time.Second)
 		r.stop()
 		if e := h.Last(acceptor.ProtocolError); e.Code != int(ssp.RespUnknownCommand) || h.Count(acceptor.ProtocolError) != 1 {
