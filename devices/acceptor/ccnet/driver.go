@@ -192,7 +192,7 @@ func New(port io.ReadWriter, cfg Config) *Driver {
 	return &Driver{
 		link: seriallink.New[Frame, request](port, seriallink.Config[Frame]{
 			Name:             "ccnet",
-			NewDecoder:       func() seriallink.Decoder[Frame] { return &linkDecoder{Decoder{Limit: frameLimit}} },
+			NewDecoder:       func() seriallink.Decoder[Frame] { return &Decoder{Limit: frameLimit} },
 			Incomplete:       ErrIncomplete,
 			InterByteTimeout: cfg.InterByteTimeout,
 			WriteTimeout:     cfg.ReplyTimeout,
@@ -205,14 +205,6 @@ func New(port io.ReadWriter, cfg Config) *Driver {
 		log:  log,
 		info: acceptor.Info{Protocol: "CCNET"},
 	}
-}
-
-// linkDecoder fits the Decoder to the link's reader.
-type linkDecoder struct{ Decoder }
-
-func (d *linkDecoder) Dropped() (garbage, bad uint64) {
-	st := d.Stats()
-	return st.GarbageBytes, st.BadCRC + st.BadLength
 }
 
 type requestKind int

@@ -273,7 +273,7 @@ func New(port io.ReadWriter, cfg Config) *Driver {
 	return &Driver{
 		link: seriallink.New[Frame, request](port, seriallink.Config[Frame]{
 			Name:             "ssp",
-			NewDecoder:       func() seriallink.Decoder[Frame] { return &linkDecoder{} },
+			NewDecoder:       func() seriallink.Decoder[Frame] { return &Decoder{} },
 			Incomplete:       ErrIncomplete,
 			InterByteTimeout: cfg.InterByteTimeout,
 			WriteTimeout:     cfg.ReplyTimeout,
@@ -287,14 +287,6 @@ func New(port io.ReadWriter, cfg Config) *Driver {
 		log:  log,
 		info: acceptor.Info{Protocol: proto},
 	}
-}
-
-// linkDecoder fits the Decoder to the link's reader.
-type linkDecoder struct{ Decoder }
-
-func (d *linkDecoder) Dropped() (garbage, bad uint64) {
-	st := d.Stats()
-	return st.GarbageBytes, st.BadCRC + st.BadHeader + st.Resyncs
 }
 
 type requestKind int

@@ -30,8 +30,8 @@ import (
 	"time"
 )
 
-// Decoder reassembles one protocol's frames from a byte stream. The drivers' own decoders
-// fit it through a small adapter that adds Dropped.
+// Decoder reassembles one protocol's frames from a byte stream; the drivers' Decoder types
+// implement it.
 type Decoder[F any] interface {
 	// Feed appends bytes read from the port.
 	Feed(p []byte)
