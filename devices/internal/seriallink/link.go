@@ -15,7 +15,8 @@
 // the reader, which only reads. The loop-side methods (Write, Await, DrainStale, Quiet,
 // Fatal) belong to the poll loop's goroutine; Do and Stats may be called from anywhere.
 // Run returns only after the reader is gone (or, for a port whose Close does not release a
-// blocked Read, after ShutdownTimeout, which is logged). After Run the Link is inert:
+// blocked Read, after ShutdownTimeout, which is logged). A port that is not an io.Closer
+// cannot be released at all: its reader exits at its next Read, and Run does not wait. After Run the Link is inert:
 // nothing is written, and Do fails with ErrStopped.
 package seriallink
 
@@ -63,7 +64,7 @@ type Config[F any] struct {
 	InterByteTimeout time.Duration
 	// WriteTimeout is the write deadline set before each Write on a port that supports one.
 	WriteTimeout time.Duration
-	// ShutdownTimeout bounds the wait for the reader after the port was closed.
+	// ShutdownTimeout bounds the wait for the reader after the port was closed (default 1 s).
 	ShutdownTimeout time.Duration
 	// ReadBuffer is the size of one Read (default 256).
 	ReadBuffer int
@@ -87,12 +88,12 @@ type Stats struct {
 
 // Loop is the protocol's poll loop, as Run drives it.
 type Loop[R any] struct {
-	// Cycle is one poll step; it returns the time until the next one.
+	// Cycle is one poll step; it returns the time until the next one. Required.
 	Cycle func(ctx context.Context) time.Duration
 	// Ready reports whether requests are taken now (nil: always). While it is false,
 	// requests wait in the mailbox.
 	Ready func() bool
-	// Serve carries out one request between two cycles.
+	// Serve carries out one request between two cycles (nil: requests are never taken).
 	Serve func(ctx context.Context, r R) error
 	// Shutdown runs once when the loop ends, unless the port failed: typically a best-effort
 	// inhibit, with its own deadline (ctx is already done when Run was cancelled).
@@ -140,6 +141,9 @@ type Link[F any, R any] struct {
 func New[F any, R any](port io.ReadWriter, cfg Config[F]) *Link[F, R] {
 	if cfg.ReadBuffer <= 0 {
 		cfg.ReadBuffer = 256
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -223,7 +227,7 @@ func (l *Link[F, R]) poll(ctx context.Context, lp Loop[R]) error {
 	defer timer.Stop()
 	for {
 		var reqs <-chan Envelope[R]
-		if lp.Ready == nil || lp.Ready() {
+		if lp.Serve != nil && (lp.Ready == nil || lp.Ready()) {
 			reqs = l.mb.requests()
 		}
 		select {
