@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
+	"github.com/kioskd/kioskd/devices/internal/seriallink"
 )
 
 // Defaults for Config fields left zero. The CCNET description gives the unit 10 ms to
@@ -165,21 +166,17 @@ type Stats struct {
 }
 
 type counters struct {
-	polls, timeouts, retries, badFrames, garbage, unexpected, naksSent, naksReceived, refused, busy atomic.Uint64
+	polls, retries, naksSent, naksReceived, refused, busy atomic.Uint64
 }
 
 // Driver drives one CCNET bill validator. It implements acceptor.Acceptor.
 type Driver struct {
-	port io.ReadWriter
+	link *seriallink.Link[Frame, request]
 	cfg  Config
 	log  *slog.Logger
-
-	reqs    chan request
-	resetRx atomic.Bool // ask the reader to drop a partial frame
-	n       counters
+	n    counters
 
 	mu       sync.Mutex
-	stop     chan struct{} // non-nil while Run is active; closed when it ends
 	info     acceptor.Info
 	identity Identification
 	haveID   bool
@@ -191,11 +188,21 @@ var _ acceptor.Acceptor = (*Driver)(nil)
 // work makes Run fail with ErrBadConfig.
 func New(port io.ReadWriter, cfg Config) *Driver {
 	cfg = cfg.withDefaults()
+	log := cfg.Logger.With("device", "ccnet")
 	return &Driver{
-		port: port,
+		link: seriallink.New[Frame, request](port, seriallink.Config[Frame]{
+			Name:             "ccnet",
+			NewDecoder:       func() seriallink.Decoder[Frame] { return &Decoder{Limit: frameLimit} },
+			Incomplete:       ErrIncomplete,
+			InterByteTimeout: cfg.InterByteTimeout,
+			WriteTimeout:     cfg.ReplyTimeout,
+			ShutdownTimeout:  cfg.ShutdownTimeout,
+			AlreadyRunning:   ErrAlreadyRunning,
+			NotRunning:       acceptor.ErrNotRunning,
+			Logger:           log,
+		}),
 		cfg:  cfg,
-		log:  cfg.Logger.With("device", "ccnet"),
-		reqs: make(chan request),
+		log:  log,
 		info: acceptor.Info{Protocol: "CCNET"},
 	}
 }
@@ -211,7 +218,6 @@ const (
 type request struct {
 	kind  requestKind
 	codes []int
-	done  chan error
 }
 
 // Enable accepts the given bill types (0..23) and lifts the inhibit. Every type is sent with
@@ -242,31 +248,10 @@ func (d *Driver) Reset(ctx context.Context) error {
 // do hands a request to the poll loop, the only goroutine that talks to the unit. Requests
 // wait while the loop is still bringing the unit up; ctx bounds that wait.
 func (d *Driver) do(ctx context.Context, r request, what string) error {
-	d.mu.Lock()
-	stop := d.stop
-	d.mu.Unlock()
-	if stop == nil {
-		return fmt.Errorf("ccnet: %s: %w", what, acceptor.ErrNotRunning)
+	if err := d.link.Do(ctx, r); err != nil {
+		return fmt.Errorf("ccnet: %s: %w", what, err)
 	}
-	r.done = make(chan error, 1)
-	select {
-	case d.reqs <- r:
-	case <-stop:
-		return fmt.Errorf("ccnet: %s: %w", what, acceptor.ErrNotRunning)
-	case <-ctx.Done():
-		return fmt.Errorf("ccnet: %s: %w", what, ctx.Err())
-	}
-	select {
-	case err := <-r.done:
-		if err != nil {
-			return fmt.Errorf("ccnet: %s: %w", what, err)
-		}
-		return nil
-	case <-stop:
-		return fmt.Errorf("ccnet: %s: %w", what, acceptor.ErrNotRunning)
-	case <-ctx.Done():
-		return fmt.Errorf("ccnet: %s: %w", what, ctx.Err())
-	}
+	return nil
 }
 
 // Info returns what the driver learned about the unit: Model is the part number, Serial the
@@ -291,10 +276,11 @@ func (d *Driver) Identification() (id Identification, ok bool) {
 
 // Stats returns the link counters.
 func (d *Driver) Stats() Stats {
+	ls := d.link.Stats()
 	return Stats{
-		Polls: d.n.polls.Load(), Timeouts: d.n.timeouts.Load(), Retries: d.n.retries.Load(),
-		BadFrames: d.n.badFrames.Load(), GarbageBytes: d.n.garbage.Load(),
-		Unexpected: d.n.unexpected.Load(), NaksSent: d.n.naksSent.Load(),
+		Polls: d.n.polls.Load(), Timeouts: ls.Timeouts, Retries: d.n.retries.Load(),
+		BadFrames: ls.BadFrames, GarbageBytes: ls.GarbageBytes,
+		Unexpected: ls.Unexpected, NaksSent: d.n.naksSent.Load(),
 		NaksReceived: d.n.naksReceived.Load(), Refused: d.n.refused.Load(), Busy: d.n.busy.Load(),
 	}
 }
@@ -310,122 +296,16 @@ func (d *Driver) Run(ctx context.Context, h acceptor.Handler) error {
 	if err := d.cfg.validate(); err != nil {
 		return fmt.Errorf("ccnet: run: %w", err)
 	}
-	d.mu.Lock()
-	if d.stop != nil {
-		d.mu.Unlock()
-		return ErrAlreadyRunning
-	}
-	stop := make(chan struct{})
-	d.stop = stop
-	d.mu.Unlock()
-	defer func() {
-		d.mu.Lock()
-		d.stop = nil
-		d.mu.Unlock()
-		close(stop)
-	}()
-
-	rx := make(chan rxItem, 8)
-	quit := make(chan struct{})
-	readerDone := make(chan struct{})
-	d.resetRx.Store(false)
-	go d.readLoop(rx, quit, readerDone)
-
-	l := &loop{d: d, h: h, rx: rx, cfg: d.cfg, log: d.log}
-	err := l.run(ctx)
-	if l.fatal == nil {
-		l.shutdown(ctx)
-	}
+	l := &loop{d: d, h: h, link: d.link, cfg: d.cfg, log: d.log}
+	err := d.link.Run(ctx, seriallink.Loop[request]{
+		Cycle:    l.step,
+		Ready:    func() bool { return l.phase == phaseRunning },
+		Serve:    l.serve,
+		Shutdown: l.shutdown,
+	})
 	if len(l.pending) > 0 {
 		l.log.Error("Run ends with credits the handler never recorded; the cassette count must settle them",
 			"notes", fmt.Sprint(l.pending))
 	}
-	close(quit)
-	if c, ok := d.port.(io.Closer); ok {
-		if cerr := c.Close(); cerr != nil {
-			d.log.Debug("close port", "err", cerr)
-		}
-		// Closing the port is what releases a reader blocked in Read; bound the wait anyway,
-		// a port whose Close does not do that would otherwise hang Run.
-		t := time.NewTimer(d.cfg.ShutdownTimeout)
-		select {
-		case <-readerDone:
-		case <-t.C:
-			d.log.Error("reader goroutine still blocked in Read after the port was closed")
-		}
-		t.Stop()
-	}
-	if ctx.Err() != nil {
-		return nil
-	}
 	return err
-}
-
-// rxItem is what the reader goroutine hands to the poll loop: a good frame, a dropped broken
-// frame (err), or a port failure (fatal).
-type rxItem struct {
-	f     Frame
-	err   error
-	fatal error
-}
-
-// readLoop owns the decoder. A Read that returns (0, nil) is a serial read timeout, not end
-// of input. A partial frame followed by more silence than InterByteTimeout is dropped: the
-// unit never pauses that long inside a frame, so the rest can only belong to something else.
-func (d *Driver) readLoop(rx chan<- rxItem, quit <-chan struct{}, done chan<- struct{}) {
-	defer close(done)
-	dec := Decoder{Limit: frameLimit}
-	var seen DecoderStats
-	var last time.Time
-	buf := make([]byte, 256)
-	for {
-		n, err := d.port.Read(buf)
-		if n > 0 {
-			now := time.Now()
-			if d.resetRx.Swap(false) || (dec.Buffered() > 0 && now.Sub(last) > d.cfg.InterByteTimeout) {
-				d.n.garbage.Add(uint64(dec.Buffered()))
-				dec.Reset()
-			}
-			last = now
-			dec.Feed(buf[:n])
-			// A damaged frame is reported only when nothing good came with it: a stray 0x02 in
-			// line noise ahead of a good reply must not trigger a NAK.
-			var damaged error
-			good := false
-			for {
-				f, ferr := dec.Next()
-				if errors.Is(ferr, ErrIncomplete) {
-					break
-				}
-				if ferr != nil {
-					damaged = ferr
-					continue
-				}
-				good = true
-				select {
-				case rx <- rxItem{f: f}:
-				case <-quit:
-					return
-				}
-			}
-			if damaged != nil && !good {
-				select {
-				case rx <- rxItem{err: damaged}:
-				case <-quit:
-					return
-				}
-			}
-			st := dec.Stats()
-			d.n.garbage.Add(st.GarbageBytes - seen.GarbageBytes)
-			d.n.badFrames.Add(st.BadCRC + st.BadLength - seen.BadCRC - seen.BadLength)
-			seen = st
-		}
-		if err != nil {
-			select {
-			case rx <- rxItem{fatal: err}:
-			case <-quit:
-			}
-			return
-		}
-	}
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
+	"github.com/kioskd/kioskd/devices/acceptor/acceptortest"
+	"github.com/kioskd/kioskd/devices/internal/playback"
 )
 
 func TestStartupFromPowerUp(t *testing.T) {
@@ -22,9 +24,9 @@ func TestStartupFromPowerUp(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				ctx, cancel := context.WithCancel(t.Context())
 				defer cancel()
-				rec := &recorder{}
-				rec.onEvent = cancelOn(cancel, acceptor.Disabled, 1)
-				pb, port := newPlayback(t, script(
+				rec := &acceptortest.Recorder{}
+				rec.OnEvent = acceptortest.CancelOn(cancel, acceptor.Disabled, 1)
+				pb, port := playback.New(t, playback.Script(
 					poll(tc.status), command(CmdReset), poll(StInitialize),
 					configSteps(true),
 					poll(StDisabled),
@@ -32,13 +34,13 @@ func TestStartupFromPowerUp(t *testing.T) {
 				)...)
 				d := New(port, Config{Denominations: testDenoms})
 				runErr := d.Run(ctx, rec)
-				pb.check()
-				mustNil(t, runErr)
-				wantKinds(t, rec.kinds(), tc.kind, acceptor.Initializing, acceptor.Identified, acceptor.Disabled)
-				if pu := rec.eventsOf(tc.kind)[0]; pu.Note != (acceptor.Note{}) {
+				pb.Check()
+				acceptortest.NoRunError(t, runErr)
+				acceptortest.WantKinds(t, rec.Kinds(), tc.kind, acceptor.Initializing, acceptor.Identified, acceptor.Disabled)
+				if pu := rec.EventsOf(tc.kind)[0]; pu.Note != (acceptor.Note{}) {
 					t.Errorf("power-up event names note %v though this process saw no escrow", pu.Note)
 				}
-				if len(rec.creditCalls()) != 0 || len(rec.escrowCalls()) != 0 {
+				if len(rec.CreditCalls()) != 0 || len(rec.EscrowCalls()) != 0 {
 					t.Fatalf("handler called for money during a plain power-up")
 				}
 				info := d.Info()
@@ -51,8 +53,8 @@ func TestStartupFromPowerUp(t *testing.T) {
 				if n := info.Denominations[2]; n != fifty {
 					t.Errorf("unit table entry 2 = %v", n)
 				}
-				if len(rec.eventsOf(acceptor.ProtocolError)) != 0 {
-					t.Errorf("unexpected protocol errors: %v", rec.eventsOf(acceptor.ProtocolError))
+				if len(rec.EventsOf(acceptor.ProtocolError)) != 0 {
+					t.Errorf("unexpected protocol errors: %v", rec.EventsOf(acceptor.ProtocolError))
 				}
 			})
 		})
@@ -65,9 +67,9 @@ func TestStartupCreditRecovery(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		rec := &recorder{}
-		rec.onEvent = cancelOn(cancel, acceptor.Disabled, 1)
-		pb, port := newPlayback(t, script(
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = acceptortest.CancelOn(cancel, acceptor.Disabled, 1)
+		pb, port := playback.New(t, playback.Script(
 			poll(StPowerUpBillInStacker), command(CmdReset), poll(StInitialize),
 			configSteps(true),
 			pollStacked(2), hostAck(), // ACK only after Credited returned nil
@@ -75,11 +77,11 @@ func TestStartupCreditRecovery(t *testing.T) {
 			shutdownSteps(),
 		)...)
 		runErr := New(port, Config{Denominations: testDenoms}).Run(ctx, rec)
-		pb.check()
-		mustNil(t, runErr)
-		wantKinds(t, rec.kinds(), acceptor.PowerUpNoteInStacker, acceptor.Initializing, acceptor.Identified,
+		pb.Check()
+		acceptortest.NoRunError(t, runErr)
+		acceptortest.WantKinds(t, rec.Kinds(), acceptor.PowerUpNoteInStacker, acceptor.Initializing, acceptor.Identified,
 			acceptor.Stacked, acceptor.Disabled)
-		if c := rec.creditCalls(); len(c) != 1 || c[0] != fifty {
+		if c := rec.CreditCalls(); len(c) != 1 || c[0] != fifty {
 			t.Fatalf("Credited calls %v, want the recovered 50", c)
 		}
 	})
@@ -89,9 +91,9 @@ func TestStartupFromStackedAfterHostRestart(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		rec := &recorder{}
-		rec.onEvent = cancelOn(cancel, acceptor.Identified, 1)
-		pb, port := newPlayback(t, script(
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = acceptortest.CancelOn(cancel, acceptor.Identified, 1)
+		pb, port := playback.New(t, playback.Script(
 			// No RESET: the unit repeats a credit the previous process never acknowledged.
 			pollStacked(0), hostAck(),
 			poll(StIdling),
@@ -101,12 +103,12 @@ func TestStartupFromStackedAfterHostRestart(t *testing.T) {
 			shutdownSteps(),
 		)...)
 		runErr := New(port, Config{Denominations: testDenoms}).Run(ctx, rec)
-		pb.check()
-		mustNil(t, runErr)
-		if c := rec.creditCalls(); len(c) != 1 || c[0] != ten {
+		pb.Check()
+		acceptortest.NoRunError(t, runErr)
+		if c := rec.CreditCalls(); len(c) != 1 || c[0] != ten {
 			t.Fatalf("Credited calls %v, want one for bill type 0 (known after a restart)", c)
 		}
-		wantKinds(t, rec.kinds(), acceptor.Stacked, acceptor.Idle, acceptor.Disabled, acceptor.Identified)
+		acceptortest.WantKinds(t, rec.Kinds(), acceptor.Stacked, acceptor.Idle, acceptor.Disabled, acceptor.Identified)
 	})
 }
 
@@ -114,8 +116,8 @@ func TestStartupFromEscrow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		rec := &recorder{}
-		pb, port := newPlayback(t, script(
+		rec := &acceptortest.Recorder{}
+		pb, port := playback.New(t, playback.Script(
 			poll(StEscrow, 1),
 			command(CmdStack),
 			poll(StStacking),
@@ -125,16 +127,16 @@ func TestStartupFromEscrow(t *testing.T) {
 			shutdownSteps(),
 		)...)
 		runErr := New(port, Config{Denominations: testDenoms}).Run(ctx, rec)
-		pb.check()
-		mustNil(t, runErr)
-		if e := rec.escrowCalls(); len(e) != 1 || e[0] != twenty {
+		pb.Check()
+		acceptortest.NoRunError(t, runErr)
+		if e := rec.EscrowCalls(); len(e) != 1 || e[0] != twenty {
 			t.Fatalf("Escrow calls %v", e)
 		}
-		if c := rec.creditCalls(); len(c) != 1 || c[0] != twenty {
+		if c := rec.CreditCalls(); len(c) != 1 || c[0] != twenty {
 			t.Fatalf("Credited calls %v", c)
 		}
-		wantKinds(t, rec.kinds(), acceptor.Stacking, acceptor.Stacked, acceptor.Disabled, acceptor.Identified)
-		if s := rec.eventsOf(acceptor.Stacked)[0]; s.Note != twenty {
+		acceptortest.WantKinds(t, rec.Kinds(), acceptor.Stacking, acceptor.Stacked, acceptor.Disabled, acceptor.Identified)
+		if s := rec.EventsOf(acceptor.Stacked)[0]; s.Note != twenty {
 			t.Errorf("Stacked note %v", s.Note)
 		}
 	})
@@ -144,13 +146,13 @@ func TestStartupFromHoldingNamesNoNote(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		rec := &recorder{decide: func(n acceptor.Note, _ int) acceptor.Decision {
+		rec := &acceptortest.Recorder{Decide: func(n acceptor.Note, _ int) acceptor.Decision {
 			if !n.Known() {
 				return acceptor.Return
 			}
 			return acceptor.Stack
 		}}
-		pb, port := newPlayback(t, script(
+		pb, port := playback.New(t, playback.Script(
 			poll(StHolding), // HOLDING carries no bill type: the note is unknown, never type 0
 			command(CmdReturn),
 			poll(StReturning),
@@ -160,12 +162,12 @@ func TestStartupFromHoldingNamesNoNote(t *testing.T) {
 			shutdownSteps(),
 		)...)
 		runErr := New(port, Config{Denominations: testDenoms}).Run(ctx, rec)
-		pb.check()
-		mustNil(t, runErr)
-		if e := rec.escrowCalls(); len(e) != 1 || e[0] != (acceptor.Note{}) {
+		pb.Check()
+		acceptortest.NoRunError(t, runErr)
+		if e := rec.EscrowCalls(); len(e) != 1 || e[0] != (acceptor.Note{}) {
 			t.Fatalf("Escrow calls %v, want Note{}", e)
 		}
-		if r := rec.eventsOf(acceptor.Returned); len(r) != 1 || r[0].Note != ten {
+		if r := rec.EventsOf(acceptor.Returned); len(r) != 1 || r[0].Note != ten {
 			t.Fatalf("Returned %v: RETURNED names the type", r)
 		}
 	})
@@ -175,9 +177,9 @@ func TestStartupWaitsForNoteInPath(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		rec := &recorder{}
-		rec.onEvent = cancelOn(cancel, acceptor.Identified, 1)
-		pb, port := newPlayback(t, script(
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = acceptortest.CancelOn(cancel, acceptor.Identified, 1)
+		pb, port := playback.New(t, playback.Script(
 			// Accepting and returning are polled until they resolve; nothing else is sent.
 			poll(StAccepting), poll(StReturning), poll(StReturning), poll(StIdling),
 			configSteps(false),
@@ -186,9 +188,9 @@ func TestStartupWaitsForNoteInPath(t *testing.T) {
 			shutdownSteps(),
 		)...)
 		runErr := New(port, Config{Denominations: testDenoms}).Run(ctx, rec)
-		pb.check()
-		mustNil(t, runErr)
-		wantKinds(t, rec.kinds(), acceptor.Accepting, acceptor.Returning, acceptor.Returned, acceptor.Idle,
+		pb.Check()
+		acceptortest.NoRunError(t, runErr)
+		acceptortest.WantKinds(t, rec.Kinds(), acceptor.Accepting, acceptor.Returning, acceptor.Returned, acceptor.Idle,
 			acceptor.Disabled, acceptor.Identified)
 	})
 }
@@ -197,18 +199,18 @@ func TestStartupResetsAFailure(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		rec := &recorder{}
-		rec.onEvent = cancelOn(cancel, acceptor.Disabled, 1)
-		pb, port := newPlayback(t, script(
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = acceptortest.CancelOn(cancel, acceptor.Disabled, 1)
+		pb, port := playback.New(t, playback.Script(
 			poll(StFailure, 0x50), command(CmdReset), poll(StInitialize),
 			configSteps(true),
 			poll(StDisabled),
 			shutdownSteps(),
 		)...)
 		runErr := New(port, Config{Denominations: testDenoms}).Run(ctx, rec)
-		pb.check()
-		mustNil(t, runErr)
-		f := rec.eventsOf(acceptor.Failure)
+		pb.Check()
+		acceptortest.NoRunError(t, runErr)
+		f := rec.EventsOf(acceptor.Failure)
 		if len(f) != 1 || f[0].Code != 0x50 || !strings.Contains(f[0].Detail, "stack") {
 			t.Fatalf("failure events %v", f)
 		}
@@ -219,9 +221,9 @@ func TestStartupSetSecurityRefused(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		rec := &recorder{}
-		rec.onEvent = cancelOn(cancel, acceptor.Disabled, 1)
-		pb, port := newPlayback(t, script(
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = acceptortest.CancelOn(cancel, acceptor.Disabled, 1)
+		pb, port := playback.New(t, playback.Script(
 			poll(StInitialize),
 			identifySteps(),
 			ask(fr(CmdSetSecurity, 0x00, 0x00, 0x05), illegal), hostAck(), // several models refuse it
@@ -231,9 +233,9 @@ func TestStartupSetSecurityRefused(t *testing.T) {
 		)...)
 		d := New(port, Config{Denominations: testDenoms, HighSecurity: []int{0, 2}})
 		runErr := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, runErr)
-		if pe := rec.eventsOf(acceptor.ProtocolError); len(pe) != 1 || pe[0].Code != int(RepIllegalCommand) {
+		pb.Check()
+		acceptortest.NoRunError(t, runErr)
+		if pe := rec.EventsOf(acceptor.ProtocolError); len(pe) != 1 || pe[0].Code != int(RepIllegalCommand) {
 			t.Fatalf("protocol errors %v", pe)
 		}
 		if d.Stats().Refused != 1 {
@@ -245,7 +247,7 @@ func TestStartupSetSecurityRefused(t *testing.T) {
 // running is the start of a script for a unit found inhibited: identify, configure, then
 // Enable(0, 2) from the test.
 func running() []step {
-	return script(
+	return playback.Script(
 		poll(StDisabled),
 		configSteps(true),
 		command(CmdEnableBillTypes, 0, 0, 0x05, 0xFF, 0xFF, 0xFF),
@@ -273,7 +275,7 @@ func TestEscrowStackCredit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		pb, port := newPlayback(t, script(
+		pb, port := playback.New(t, playback.Script(
 			running(),
 			poll(StIdling),
 			poll(StAccepting),
@@ -285,15 +287,15 @@ func TestEscrowStackCredit(t *testing.T) {
 			shutdownSteps(),
 		)...)
 		d := New(port, Config{Denominations: testDenoms})
-		rec := &recorder{}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Idle, 2))
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Idle, 2))
 		runErr := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, runErr)
-		if c := rec.creditCalls(); len(c) != 1 || c[0] != fifty {
+		pb.Check()
+		acceptortest.NoRunError(t, runErr)
+		if c := rec.CreditCalls(); len(c) != 1 || c[0] != fifty {
 			t.Fatalf("Credited calls %v", c)
 		}
-		wantKinds(t, rec.kinds(), acceptor.Disabled, acceptor.Identified, acceptor.Idle, acceptor.Accepting,
+		acceptortest.WantKinds(t, rec.Kinds(), acceptor.Disabled, acceptor.Identified, acceptor.Idle, acceptor.Accepting,
 			acceptor.Stacking, acceptor.Stacked, acceptor.Idle)
 		if st := d.Stats(); st.Polls != 7 || st.Retries != 0 || st.Timeouts != 0 {
 			t.Errorf("stats %+v", st)
@@ -305,7 +307,7 @@ func TestEscrowReturn(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		pb, port := newPlayback(t, script(
+		pb, port := playback.New(t, playback.Script(
 			running(),
 			poll(StAccepting),
 			poll(StEscrow, 0),
@@ -316,20 +318,20 @@ func TestEscrowReturn(t *testing.T) {
 			shutdownSteps(),
 		)...)
 		d := New(port, Config{Denominations: testDenoms})
-		rec := &recorder{decide: func(acceptor.Note, int) acceptor.Decision { return acceptor.Return }}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Idle, 1))
+		rec := &acceptortest.Recorder{Decide: func(acceptor.Note, int) acceptor.Decision { return acceptor.Return }}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Idle, 1))
 		runErr := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, runErr)
-		if c := rec.creditCalls(); len(c) != 0 {
+		pb.Check()
+		acceptortest.NoRunError(t, runErr)
+		if c := rec.CreditCalls(); len(c) != 0 {
 			t.Fatalf("Credited calls %v for a returned note", c)
 		}
-		if e := rec.escrowCalls(); len(e) != 1 || e[0] != ten {
+		if e := rec.EscrowCalls(); len(e) != 1 || e[0] != ten {
 			t.Fatalf("Escrow calls %v: bill type 0 is a real note", e)
 		}
-		wantKinds(t, rec.kinds(), acceptor.Disabled, acceptor.Identified, acceptor.Accepting,
+		acceptortest.WantKinds(t, rec.Kinds(), acceptor.Disabled, acceptor.Identified, acceptor.Accepting,
 			acceptor.Returning, acceptor.Returned, acceptor.Idle)
-		if r := rec.eventsOf(acceptor.Returned)[0]; r.Note != ten || r.Detail != "" {
+		if r := rec.EventsOf(acceptor.Returned)[0]; r.Note != ten || r.Detail != "" {
 			t.Errorf("Returned %v", r)
 		}
 	})
@@ -339,7 +341,7 @@ func TestEscrowUnknownType(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		pb, port := newPlayback(t, script(
+		pb, port := playback.New(t, playback.Script(
 			running(),
 			poll(StEscrow, 7),
 			command(CmdReturn),
@@ -348,17 +350,17 @@ func TestEscrowUnknownType(t *testing.T) {
 			shutdownSteps(),
 		)...)
 		d := New(port, Config{Denominations: testDenoms})
-		rec := &recorder{decide: func(n acceptor.Note, _ int) acceptor.Decision {
+		rec := &acceptortest.Recorder{Decide: func(n acceptor.Note, _ int) acceptor.Decision {
 			if !n.Known() {
 				return acceptor.Return
 			}
 			return acceptor.Stack
 		}}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Returned, 1))
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Returned, 1))
 		runErr := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, runErr)
-		if e := rec.escrowCalls(); len(e) != 1 || e[0] != (acceptor.Note{Code: 7}) {
+		pb.Check()
+		acceptortest.NoRunError(t, runErr)
+		if e := rec.EscrowCalls(); len(e) != 1 || e[0] != (acceptor.Note{Code: 7}) {
 			t.Fatalf("Escrow calls %v, want the bare type", e)
 		}
 	})
@@ -369,9 +371,9 @@ func TestHoldIsRefreshedWithinTheUnitsTenSeconds(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
 		var holds []time.Time
-		hold := script(command(CmdHold))
-		hold[0].then = func() { holds = append(holds, time.Now()) }
-		pb, port := newPlayback(t, script(
+		hold := playback.Script(command(CmdHold))
+		hold[0].Then = func() { holds = append(holds, time.Now()) }
+		pb, port := playback.New(t, playback.Script(
 			running(),
 			poll(StEscrow, 2), hold,
 			// HoldRefresh 1 s, polls every 200 ms: four polls without HOLD, the fifth re-sends it.
@@ -383,26 +385,26 @@ func TestHoldIsRefreshedWithinTheUnitsTenSeconds(t *testing.T) {
 			shutdownSteps(),
 		)...)
 		d := New(port, Config{Denominations: testDenoms, HoldRefresh: time.Second, CommandGap: -1})
-		rec := &recorder{decide: func(_ acceptor.Note, call int) acceptor.Decision {
+		rec := &acceptortest.Recorder{Decide: func(_ acceptor.Note, call int) acceptor.Decision {
 			if call < 7 {
 				return acceptor.Hold
 			}
 			return acceptor.Stack
 		}}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Idle, 1))
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Idle, 1))
 		runErr := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, runErr)
-		if e := rec.escrowCalls(); len(e) != 7 || e[6] != fifty {
+		pb.Check()
+		acceptortest.NoRunError(t, runErr)
+		if e := rec.EscrowCalls(); len(e) != 7 || e[6] != fifty {
 			t.Fatalf("Escrow calls %v, want 7 for the same note", e)
 		}
 		if len(holds) != 2 || holds[1].Sub(holds[0]) >= HoldTime {
 			t.Fatalf("HOLDs at %v: the second must come within the unit's %v", holds, HoldTime)
 		}
-		if c := rec.creditCalls(); len(c) != 1 || c[0] != fifty {
+		if c := rec.CreditCalls(); len(c) != 1 || c[0] != fifty {
 			t.Fatalf("Credited calls %v", c)
 		}
-		if h := rec.eventsOf(acceptor.Holding); len(h) != 1 || h[0].Note != fifty {
+		if h := rec.EventsOf(acceptor.Holding); len(h) != 1 || h[0].Note != fifty {
 			t.Fatalf("Holding events %v", h)
 		}
 	})
@@ -413,7 +415,7 @@ func TestEscrowNotAskedTwice(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
 		stack := fr(CmdStack)
-		pb, port := newPlayback(t, script(
+		pb, port := playback.New(t, playback.Script(
 			running(),
 			poll(StEscrow, 2),
 			silent(stack), silent(stack), silent(stack), silent(stack), // 1 + MaxRetries
@@ -426,15 +428,15 @@ func TestEscrowNotAskedTwice(t *testing.T) {
 			shutdownSteps(),
 		)...)
 		d := New(port, Config{Denominations: testDenoms})
-		rec := &recorder{}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Idle, 1))
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Idle, 1))
 		runErr := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, runErr)
-		if e := rec.escrowCalls(); len(e) != 1 {
+		pb.Check()
+		acceptortest.NoRunError(t, runErr)
+		if e := rec.EscrowCalls(); len(e) != 1 {
 			t.Fatalf("Escrow called %d times for one episode", len(e))
 		}
-		if len(rec.eventsOf(acceptor.CommLost)) != 0 {
+		if len(rec.EventsOf(acceptor.CommLost)) != 0 {
 			t.Fatalf("a failed STACK must not be reported as CommLost")
 		}
 	})
@@ -444,7 +446,7 @@ func TestCreditedErrorLeavesStackedUnacknowledged(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		pb, port := newPlayback(t, script(
+		pb, port := playback.New(t, playback.Script(
 			running(),
 			poll(StEscrow, 0),
 			command(CmdStack),
@@ -455,20 +457,20 @@ func TestCreditedErrorLeavesStackedUnacknowledged(t *testing.T) {
 			shutdownSteps(),
 		)...)
 		d := New(port, Config{Denominations: testDenoms})
-		rec := &recorder{credit: func(_ acceptor.Note, call int) error {
+		rec := &acceptortest.Recorder{Credit: func(_ acceptor.Note, call int) error {
 			if call == 1 {
 				return errors.New("journal busy")
 			}
 			return nil
 		}}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Idle, 1))
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Idle, 1))
 		runErr := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, runErr)
-		if c := rec.creditCalls(); len(c) != 2 || c[0] != ten || c[1] != ten {
+		pb.Check()
+		acceptortest.NoRunError(t, runErr)
+		if c := rec.CreditCalls(); len(c) != 2 || c[0] != ten || c[1] != ten {
 			t.Fatalf("Credited calls %v, want 2 for bill type 0", c)
 		}
-		if s := rec.eventsOf(acceptor.Stacked); len(s) != 1 {
+		if s := rec.EventsOf(acceptor.Stacked); len(s) != 1 {
 			t.Fatalf("Stacked events %v, want one", s)
 		}
 	})
@@ -480,7 +482,7 @@ func TestOneShotStackedIsRetriedLocally(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		pb, port := newPlayback(t, script(
+		pb, port := playback.New(t, playback.Script(
 			running(),
 			poll(StEscrow, 1),
 			command(CmdStack),
@@ -492,17 +494,17 @@ func TestOneShotStackedIsRetriedLocally(t *testing.T) {
 			shutdownSteps(),
 		)...)
 		d := New(port, Config{Denominations: testDenoms})
-		rec := &recorder{credit: func(_ acceptor.Note, call int) error {
+		rec := &acceptortest.Recorder{Credit: func(_ acceptor.Note, call int) error {
 			if call < 3 {
 				return errors.New("disk full")
 			}
 			return nil
 		}}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Idle, 2))
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Idle, 2))
 		runErr := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, runErr)
-		c := rec.creditCalls()
+		pb.Check()
+		acceptortest.NoRunError(t, runErr)
+		c := rec.CreditCalls()
 		if len(c) != 3 || c[0] != twenty || c[1] != twenty || c[2] != twenty {
 			t.Fatalf("Credited calls %v, want 3 for the one 20", c)
 		}
@@ -516,16 +518,16 @@ func TestEveryRejectReason(t *testing.T) {
 		codes := []byte{0x60, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6A, 0x6C, 0x6D, 0x92, 0x93, 0x94, 0x95, 0x6B}
 		var steps []step
 		for _, c := range codes {
-			steps = append(steps, script(poll(StAccepting), poll(StRejecting, c), poll(StIdling))...)
+			steps = append(steps, playback.Script(poll(StAccepting), poll(StRejecting, c), poll(StIdling))...)
 		}
-		pb, port := newPlayback(t, script(running(), steps, shutdownSteps())...)
+		pb, port := playback.New(t, playback.Script(running(), steps, shutdownSteps())...)
 		d := New(port, Config{Denominations: testDenoms})
-		rec := &recorder{}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Idle, len(codes)))
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Idle, len(codes)))
 		runErr := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, runErr)
-		got := rec.eventsOf(acceptor.Rejected)
+		pb.Check()
+		acceptortest.NoRunError(t, runErr)
+		got := rec.EventsOf(acceptor.Rejected)
 		if len(got) != len(codes) {
 			t.Fatalf("%d Rejected events, want %d", len(got), len(codes))
 		}
@@ -537,7 +539,7 @@ func TestEveryRejectReason(t *testing.T) {
 		if got[len(got)-1].Reason != acceptor.RejectUnknown {
 			t.Errorf("undocumented 0x6B: %v", got[len(got)-1])
 		}
-		if len(rec.creditCalls())+len(rec.escrowCalls()) != 0 {
+		if len(rec.CreditCalls())+len(rec.EscrowCalls()) != 0 {
 			t.Fatal("handler asked about money for rejected notes")
 		}
 	})
@@ -549,10 +551,10 @@ func TestEveryErrorState(t *testing.T) {
 		defer cancel()
 		var busyAt, afterBusy time.Time
 		busy := poll(StBusy, 5)
-		busy[0].then = func() { busyAt = time.Now() }
+		busy[0].Then = func() { busyAt = time.Now() }
 		next := poll(StIdling)
-		next[0].then = func() { afterBusy = time.Now() }
-		pb, port := newPlayback(t, script(
+		next[0].Then = func() { afterBusy = time.Now() }
+		pb, port := playback.New(t, playback.Script(
 			running(),
 			poll(StCassetteFull), poll(StCassetteFull), // repeated state: one event
 			poll(StCassetteOut),
@@ -570,21 +572,21 @@ func TestEveryErrorState(t *testing.T) {
 			shutdownSteps(),
 		)...)
 		d := New(port, Config{Denominations: testDenoms})
-		rec := &recorder{}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Idle, 1))
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Idle, 1))
 		runErr := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, runErr)
-		wantKinds(t, rec.kinds(), acceptor.Disabled, acceptor.Identified,
+		pb.Check()
+		acceptortest.NoRunError(t, runErr)
+		acceptortest.WantKinds(t, rec.Kinds(), acceptor.Disabled, acceptor.Identified,
 			acceptor.CassetteFull, acceptor.CassetteRemoved, acceptor.CassetteReplaced, acceptor.Initializing,
 			acceptor.AcceptorJam, acceptor.StackerJam, acceptor.Paused, acceptor.Fraud,
 			acceptor.Failure, acceptor.Failure,
 			acceptor.ProtocolError, acceptor.ProtocolError, acceptor.Idle)
-		f := rec.eventsOf(acceptor.Failure)
+		f := rec.EventsOf(acceptor.Failure)
 		if f[0].Code != 0x52 || f[1].Code != 0x5F || !strings.Contains(f[1].Detail, "capacitance") {
 			t.Errorf("failure events %v", f)
 		}
-		pe := rec.eventsOf(acceptor.ProtocolError)
+		pe := rec.EventsOf(acceptor.ProtocolError)
 		if pe[0].Code != int(RepIllegalCommand) || pe[1].Code != 0x16 {
 			t.Errorf("protocol errors %v", pe)
 		}
@@ -602,8 +604,8 @@ func TestCommLostAndRestored(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
 		var lostAt, restoredAt time.Time
-		disabled := cancelOn(cancel, acceptor.Disabled, 2)
-		pb, port := newPlayback(t, script(
+		disabled := acceptortest.CancelOn(cancel, acceptor.Disabled, 2)
+		pb, port := playback.New(t, playback.Script(
 			running(),
 			poll(StIdling),
 			silent(pollReq), silent(pollReq), silent(pollReq), silent(pollReq), // CommLost
@@ -614,8 +616,8 @@ func TestCommLostAndRestored(t *testing.T) {
 			shutdownSteps(),
 		)...)
 		d := New(port, Config{Denominations: testDenoms})
-		rec := &recorder{}
-		rec.onEvent = enableOnIdentified(t, ctx, d, func(e acceptor.Event) {
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, func(e acceptor.Event) {
 			switch e.Kind {
 			case acceptor.CommLost:
 				lostAt = time.Now()
@@ -625,10 +627,10 @@ func TestCommLostAndRestored(t *testing.T) {
 			disabled(e)
 		})
 		runErr := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, runErr)
-		if len(rec.eventsOf(acceptor.CommLost)) != 1 || len(rec.eventsOf(acceptor.CommRestored)) != 1 {
-			t.Fatalf("events %v", rec.kinds())
+		pb.Check()
+		acceptortest.NoRunError(t, runErr)
+		if len(rec.EventsOf(acceptor.CommLost)) != 1 || len(rec.EventsOf(acceptor.CommRestored)) != 1 {
+			t.Fatalf("events %v", rec.Kinds())
 		}
 		if gap := restoredAt.Sub(lostAt); gap < 3*DefaultLostPollInterval {
 			t.Errorf("restored %v after lost; the slow poll rate was not used", gap)
@@ -646,35 +648,35 @@ func TestDamagedRepliesAreNAKedAndResynchronised(t *testing.T) {
 		idle := fr(StIdling)
 		escrow := fr(StEscrow, 0)
 		long := []byte{0x02, 0x03, 0x40, 0x81} // a frame start announcing 64 bytes, then silence
-		pb, port := newPlayback(t, script(
+		pb, port := playback.New(t, playback.Script(
 			running(),
 			ask(pollReq, badCRC(idle)), ask(nakF, idle), hostAck(), // NAK: the unit repeats its reply
 			ask(pollReq, garbageBefore(idle)), hostAck(), // noise skipped
 			ask(pollReq, wrongLNG(idle)),  // waits for a byte that never comes: timeout
 			ask(pollReq, idle), hostAck(), // the stale partial frame was dropped
-			[]step{{host: pollReq, unit: [][]byte{long, idle}, pause: 80 * time.Millisecond}}, // dropped after the silence
+			[]step{{Host: pollReq, Unit: [][]byte{long, idle}, Pause: 80 * time.Millisecond}}, // dropped after the silence
 			hostAck(),
 			ask(pollReq, nakF), ask(pollReq, idle), hostAck(), // the unit's NAK: POLL again
-			[]step{{host: pollReq, unit: [][]byte{escrow[:1], escrow[1:3], escrow[3:]}}}, hostAck(), // split
+			[]step{{Host: pollReq, Unit: [][]byte{escrow[:1], escrow[1:3], escrow[3:]}}}, hostAck(), // split
 			command(CmdReturn),
-			[]step{{host: pollReq, unit: [][]byte{{0x02}, {0x03}, {0x06}, fr(StReturning)[3:]}}}, hostAck(),
+			[]step{{Host: pollReq, Unit: [][]byte{{0x02}, {0x03}, {0x06}, fr(StReturning)[3:]}}}, hostAck(),
 			poll(StIdling),
 			shutdownSteps(),
 		)...)
 		d := New(port, Config{Denominations: testDenoms})
-		rec := &recorder{decide: func(acceptor.Note, int) acceptor.Decision { return acceptor.Return }}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Returned, 1))
+		rec := &acceptortest.Recorder{Decide: func(acceptor.Note, int) acceptor.Decision { return acceptor.Return }}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Returned, 1))
 		runErr := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, runErr)
-		if e := rec.escrowCalls(); len(e) != 1 || e[0] != ten {
+		pb.Check()
+		acceptortest.NoRunError(t, runErr)
+		if e := rec.EscrowCalls(); len(e) != 1 || e[0] != ten {
 			t.Fatalf("escrow calls %v", e)
 		}
 		st := d.Stats()
 		if st.BadFrames < 1 || st.GarbageBytes < uint64(len(long)) || st.Timeouts != 1 || st.NaksSent != 1 || st.NaksReceived != 1 || st.Retries != 3 {
 			t.Errorf("stats %+v", st)
 		}
-		if len(rec.eventsOf(acceptor.CommLost)) != 0 {
+		if len(rec.EventsOf(acceptor.CommLost)) != 0 {
 			t.Errorf("damaged replies within the retry budget were taken for CommLost")
 		}
 	})
@@ -684,7 +686,7 @@ func TestUnitPowerCycledMidNote(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		pb, port := newPlayback(t, script(
+		pb, port := playback.New(t, playback.Script(
 			running(),
 			poll(StEscrow, 2),
 			command(CmdStack),
@@ -698,16 +700,16 @@ func TestUnitPowerCycledMidNote(t *testing.T) {
 			shutdownSteps(),
 		)...)
 		d := New(port, Config{Denominations: testDenoms})
-		rec := &recorder{}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Disabled, 2))
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Disabled, 2))
 		runErr := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, runErr)
-		ps := rec.eventsOf(acceptor.PowerUpNoteInStacker)
+		pb.Check()
+		acceptortest.NoRunError(t, runErr)
+		ps := rec.EventsOf(acceptor.PowerUpNoteInStacker)
 		if len(ps) != 1 || ps[0].Note != fifty {
 			t.Fatalf("power-up events %v: the note being stacked must be named", ps)
 		}
-		if c := rec.creditCalls(); len(c) != 1 || c[0] != fifty {
+		if c := rec.CreditCalls(); len(c) != 1 || c[0] != fifty {
 			t.Fatalf("Credited calls %v, want the recovered note once", c)
 		}
 	})
@@ -719,7 +721,7 @@ func TestResetRefusedWithNoteInPath(t *testing.T) {
 		defer cancel()
 		resetErr := make(chan error, 1)
 		var d *Driver
-		pb, port := newPlayback(t, script(
+		pb, port := playback.New(t, playback.Script(
 			running(),
 			poll(StEscrow, 2),
 			command(CmdHold),
@@ -735,14 +737,14 @@ func TestResetRefusedWithNoteInPath(t *testing.T) {
 			shutdownSteps(),
 		)...)
 		d = New(port, Config{Denominations: testDenoms})
-		rec := &recorder{decide: func(_ acceptor.Note, call int) acceptor.Decision {
+		rec := &acceptortest.Recorder{Decide: func(_ acceptor.Note, call int) acceptor.Decision {
 			if call == 1 {
 				go func() { resetErr <- d.Reset(ctx) }()
 				return acceptor.Hold
 			}
 			return acceptor.Return
 		}}
-		rec.onEvent = enableOnIdentified(t, ctx, d, func(e acceptor.Event) {
+		rec.OnEvent = enableOnIdentified(t, ctx, d, func(e acceptor.Event) {
 			if e.Kind == acceptor.Idle {
 				go func() {
 					if err := d.Reset(ctx); err != nil {
@@ -750,13 +752,13 @@ func TestResetRefusedWithNoteInPath(t *testing.T) {
 					}
 				}()
 			}
-			if e.Kind == acceptor.Disabled && len(rec.eventsOf(acceptor.Returned)) == 1 {
+			if e.Kind == acceptor.Disabled && len(rec.EventsOf(acceptor.Returned)) == 1 {
 				cancel()
 			}
 		})
 		runErr := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, runErr)
+		pb.Check()
+		acceptortest.NoRunError(t, runErr)
 		if err := <-resetErr; !errors.Is(err, ErrWrongState) {
 			t.Fatalf("Reset with a note in escrow: %v, want ErrWrongState", err)
 		}
@@ -773,7 +775,7 @@ func TestBillTableMismatch(t *testing.T) {
 			{}, // configured as 50, unit has none
 			{Value: 5, Country: [3]byte{'X', 'Y', 'Z'}, Exponent: 0}, // unknown country, not configured
 		})
-		pb, port := newPlayback(t, script(
+		pb, port := playback.New(t, playback.Script(
 			poll(StDisabled),
 			dataReq(CmdGetStatus, testStatus),
 			dataReq(CmdIdentification, testIdent),
@@ -781,16 +783,16 @@ func TestBillTableMismatch(t *testing.T) {
 			shutdownSteps(),
 		)...)
 		d := New(port, Config{Denominations: testDenoms})
-		rec := &recorder{}
-		rec.onEvent = func(e acceptor.Event) {
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = func(e acceptor.Event) {
 			if e.Kind == acceptor.ProtocolError {
 				cancel()
 			}
 		}
 		runErr := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, runErr)
-		pe := rec.eventsOf(acceptor.ProtocolError)
+		pb.Check()
+		acceptortest.NoRunError(t, runErr)
+		pe := rec.EventsOf(acceptor.ProtocolError)
 		if len(pe) != 1 {
 			t.Fatalf("protocol errors %v", pe)
 		}
@@ -836,7 +838,7 @@ func TestCommandsNeedRun(t *testing.T) {
 		{HighSecurity: []int{30}},
 		{HoldRefresh: HoldTime},
 	} {
-		if err := New(nil, cfg).Run(ctx, &recorder{}); !errors.Is(err, ErrBadConfig) {
+		if err := New(nil, cfg).Run(ctx, &acceptortest.Recorder{}); !errors.Is(err, ErrBadConfig) {
 			t.Errorf("Run with %+v: %v, want ErrBadConfig", cfg, err)
 		}
 	}
@@ -851,7 +853,7 @@ func TestRunTwiceAndPortFailure(t *testing.T) {
 		defer cancel()
 		host, unit := net.Pipe()
 		d := New(host, Config{Denominations: testDenoms})
-		rec := &recorder{}
+		rec := &acceptortest.Recorder{}
 		errc := make(chan error, 1)
 		go func() { errc <- d.Run(ctx, rec) }()
 		// The unit side reads the first poll and then hangs up.
@@ -876,7 +878,7 @@ func TestReturnedWhenTheNextNoteFollowsAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		pb, port := newPlayback(t, script(
+		pb, port := playback.New(t, playback.Script(
 			running(),
 			poll(StEscrow, 0),
 			command(CmdReturn),
@@ -889,16 +891,16 @@ func TestReturnedWhenTheNextNoteFollowsAtOnce(t *testing.T) {
 			shutdownSteps(),
 		)...)
 		d := New(port, Config{Denominations: testDenoms})
-		rec := &recorder{decide: func(acceptor.Note, int) acceptor.Decision { return acceptor.Return }}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Returned, 2))
+		rec := &acceptortest.Recorder{Decide: func(acceptor.Note, int) acceptor.Decision { return acceptor.Return }}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Returned, 2))
 		runErr := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, runErr)
-		r := rec.eventsOf(acceptor.Returned)
+		pb.Check()
+		acceptortest.NoRunError(t, runErr)
+		r := rec.EventsOf(acceptor.Returned)
 		if len(r) != 2 || r[0].Note != ten || !strings.Contains(r[0].Detail, "inferred") || r[1].Note != fifty {
 			t.Fatalf("Returned events %v", r)
 		}
-		wantKinds(t, rec.kinds(), acceptor.Disabled, acceptor.Identified, acceptor.Returning, acceptor.Returned,
+		acceptortest.WantKinds(t, rec.Kinds(), acceptor.Disabled, acceptor.Identified, acceptor.Returning, acceptor.Returned,
 			acceptor.Accepting, acceptor.Returning, acceptor.Returned)
 	})
 }
@@ -911,7 +913,7 @@ func TestOtherAddress(t *testing.T) {
 			b, _ := Encode(AddrBillToBill, cmd, data...)
 			return b
 		}
-		pb, port := newPlayback(t, script(
+		pb, port := playback.New(t, playback.Script(
 			ask(b2b(CmdPoll), b2b(StDisabled)), silent(b2b(CmdAck)),
 			ask(b2b(CmdGetStatus), b2b(0, 0, 0, 0, 0, 0)), silent(b2b(CmdAck)),
 			ask(b2b(CmdIdentification), b2b(testIdent[0], testIdent[1:]...)), silent(b2b(CmdAck)),
@@ -923,8 +925,8 @@ func TestOtherAddress(t *testing.T) {
 			ask(b2b(CmdEnableBillTypes, 0, 0, 0, 0xFF, 0xFF, 0xFF), b2b(CmdAck)), // shutdown
 		)...)
 		d := New(port, Config{Address: AddrBillToBill, Denominations: testDenoms})
-		rec := &recorder{}
-		rec.onEvent = func(e acceptor.Event) {
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = func(e acceptor.Event) {
 			if e.Kind == acceptor.Identified {
 				go func() { // once configured
 					if err := d.Inhibit(ctx); err == nil {
@@ -934,8 +936,8 @@ func TestOtherAddress(t *testing.T) {
 			}
 		}
 		runErr := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, runErr)
+		pb.Check()
+		acceptortest.NoRunError(t, runErr)
 		if d.Stats().Unexpected != 1 {
 			t.Fatalf("stats %+v: the frame for address 3 must be skipped", d.Stats())
 		}

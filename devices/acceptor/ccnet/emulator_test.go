@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"net"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
+	"github.com/kioskd/kioskd/devices/acceptor/acceptortest"
 	"github.com/kioskd/kioskd/devices/acceptor/ccnet"
 	"github.com/kioskd/kioskd/hw-sim/ccnetsim"
 )
@@ -26,95 +26,19 @@ var rub = acceptor.Denominations{
 
 var allTypes = []int{2, 3, 4, 5}
 
-// handler records calls; its behaviour is set per test.
-type handler struct {
-	mu      sync.Mutex
-	events  []acceptor.Event
-	escrows []acceptor.Note
-	credits []acceptor.Note
-	decide  func(acceptor.Note) acceptor.Decision
-	credit  func(acceptor.Note) error
-}
-
-func (h *handler) Escrow(_ context.Context, n acceptor.Note) acceptor.Decision {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.escrows = append(h.escrows, n)
-	if h.decide != nil {
-		return h.decide(n)
-	}
-	return acceptor.Stack
-}
-
-func (h *handler) Credited(_ context.Context, n acceptor.Note) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.credits = append(h.credits, n)
-	if h.credit != nil {
-		return h.credit(n)
-	}
-	return nil
-}
-
-func (h *handler) Event(_ context.Context, e acceptor.Event) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.events = append(h.events, e)
-}
-
-func (h *handler) count(k acceptor.Kind) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	n := 0
-	for _, e := range h.events {
-		if e.Kind == k {
-			n++
-		}
-	}
-	return n
-}
-
-func (h *handler) last(k acceptor.Kind) acceptor.Event {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for i := len(h.events) - 1; i >= 0; i-- {
-		if h.events[i].Kind == k {
-			return h.events[i]
-		}
-	}
-	return acceptor.Event{}
-}
-
-func (h *handler) calls() (escrows, credits []acceptor.Note) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]acceptor.Note(nil), h.escrows...), append([]acceptor.Note(nil), h.credits...)
-}
-
-// eventually waits for cond, failing after 10 s: on the fake clock inside a synctest bubble,
-// on the real one in the pty test.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 // rig is a driver and an emulator joined by a net.Pipe.
 type rig struct {
 	t       testing.TB
 	sim     *ccnetsim.Sim
 	drv     *ccnet.Driver
-	h       *handler
+	h       *acceptortest.Recorder
 	stopDrv context.CancelFunc
 	stopSim context.CancelFunc
 	runErr  chan error
 	simErr  chan error
 }
 
-func newRig(t testing.TB, sim *ccnetsim.Sim, h *handler) *rig {
+func newRig(t testing.TB, sim *ccnetsim.Sim, h *acceptortest.Recorder) *rig {
 	host, unit := net.Pipe()
 	drvCtx, stopDrv := context.WithCancel(context.Background())
 	simCtx, stopSim := context.WithCancel(context.Background())
@@ -143,18 +67,18 @@ func (r *rig) stop() {
 // ready waits for the configured unit and enables every denomination.
 func (r *rig) ready() {
 	r.t.Helper()
-	eventually(r.t, "identified", func() bool { return r.h.count(acceptor.Identified) > 0 })
+	acceptortest.Eventually(r.t, "identified", func() bool { return r.h.Count(acceptor.Identified) > 0 })
 	if err := r.drv.Enable(context.Background(), allTypes); err != nil {
 		r.t.Fatal(err)
 	}
-	idle := r.h.count(acceptor.Idle)
-	eventually(r.t, "idle", func() bool { return r.h.count(acceptor.Idle) > idle })
+	idle := r.h.Count(acceptor.Idle)
+	acceptortest.Eventually(r.t, "idle", func() bool { return r.h.Count(acceptor.Idle) > idle })
 }
 
 func TestEmulatorInsertEscrowStackCredit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sim := ccnetsim.New(ccnetsim.Config{Denominations: rub, AssetNumber: [7]byte{0, 0, 0, 0, 0, 0x12, 0x34}})
-		h := &handler{}
+		h := &acceptortest.Recorder{}
 		r := newRig(t, sim, h)
 		r.ready()
 		if got := sim.State(); len(got.EscrowTypes) != ccnet.NumBillTypes || len(got.EnabledTypes) != 4 {
@@ -163,11 +87,11 @@ func TestEmulatorInsertEscrowStackCredit(t *testing.T) {
 		if err := sim.InsertNote(5); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "stacked", func() bool { return h.count(acceptor.Stacked) == 1 })
-		eventually(t, "idle", func() bool { return h.count(acceptor.Idle) == 2 })
+		acceptortest.Eventually(t, "stacked", func() bool { return h.Count(acceptor.Stacked) == 1 })
+		acceptortest.Eventually(t, "idle", func() bool { return h.Count(acceptor.Idle) == 2 })
 		r.stop()
 		fiveHundred := acceptor.Note{Code: 5, ValueMinor: 50000, Currency: "RUB"}
-		escrows, credits := h.calls()
+		escrows, credits := h.EscrowCalls(), h.CreditCalls()
 		if len(escrows) != 1 || escrows[0] != fiveHundred || len(credits) != 1 || credits[0] != fiveHundred {
 			t.Fatalf("escrows %v credits %v", escrows, credits)
 		}
@@ -185,8 +109,8 @@ func TestEmulatorInsertEscrowStackCredit(t *testing.T) {
 		if id, _ := r.drv.Identification(); id.AssetNumber[6] != 0x34 {
 			t.Fatalf("identification %+v", id)
 		}
-		if h.count(acceptor.ProtocolError) != 0 {
-			t.Fatalf("protocol errors: %v", h.last(acceptor.ProtocolError))
+		if h.Count(acceptor.ProtocolError) != 0 {
+			t.Fatalf("protocol errors: %v", h.Last(acceptor.ProtocolError))
 		}
 	})
 }
@@ -194,30 +118,30 @@ func TestEmulatorInsertEscrowStackCredit(t *testing.T) {
 func TestEmulatorReturnAndRejects(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sim := ccnetsim.New(ccnetsim.Config{Denominations: rub})
-		h := &handler{decide: func(acceptor.Note) acceptor.Decision { return acceptor.Return }}
+		h := &acceptortest.Recorder{Decide: func(acceptor.Note, int) acceptor.Decision { return acceptor.Return }}
 		r := newRig(t, sim, h)
 		r.ready()
 		sim.InsertNote(2)
-		eventually(t, "returned", func() bool { return h.count(acceptor.Returned) == 1 })
-		if e := h.last(acceptor.Returned); e.Note.Code != 2 || e.Note.ValueMinor != 1000 || e.Detail != "" {
+		acceptortest.Eventually(t, "returned", func() bool { return h.Count(acceptor.Returned) == 1 })
+		if e := h.Last(acceptor.Returned); e.Note.Code != 2 || e.Note.ValueMinor != 1000 || e.Detail != "" {
 			t.Fatalf("Returned %v: RETURNED names the type", e)
 		}
 		codes := []byte{0x60, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6A, 0x6C, 0x6D, 0x92, 0x93, 0x94, 0x95}
 		for i, reason := range codes {
 			sim.ForceReject(reason)
-			eventually(t, "idle for the next note", func() bool { return sim.InsertNote(3) == nil })
-			eventually(t, "rejected", func() bool { return h.count(acceptor.Rejected) == i+1 })
-			if e := h.last(acceptor.Rejected); e.Code != int(reason) || e.Reason != ccnet.RejectReason(reason) {
+			acceptortest.Eventually(t, "idle for the next note", func() bool { return sim.InsertNote(3) == nil })
+			acceptortest.Eventually(t, "rejected", func() bool { return h.Count(acceptor.Rejected) == i+1 })
+			if e := h.Last(acceptor.Rejected); e.Code != int(reason) || e.Reason != ccnet.RejectReason(reason) {
 				t.Fatalf("reject %#x reported as %v", reason, e)
 			}
 		}
 		sim.InsertNote(9) // unknown to the unit
-		eventually(t, "rejected unknown", func() bool { return h.count(acceptor.Rejected) == len(codes)+1 })
-		if e := h.last(acceptor.Rejected); e.Reason != acceptor.RejectDenomination {
+		acceptortest.Eventually(t, "rejected unknown", func() bool { return h.Count(acceptor.Rejected) == len(codes)+1 })
+		if e := h.Last(acceptor.Rejected); e.Reason != acceptor.RejectDenomination {
 			t.Fatalf("unknown note: %v", e)
 		}
 		r.stop()
-		if _, credits := h.calls(); len(credits) != 0 || len(sim.Cassette()) != 0 {
+		if credits := h.CreditCalls(); len(credits) != 0 || len(sim.Cassette()) != 0 {
 			t.Fatalf("money moved: credits %v cassette %v", credits, sim.Cassette())
 		}
 	})
@@ -227,8 +151,8 @@ func TestEmulatorHoldLongerThanTheUnitsTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sim := ccnetsim.New(ccnetsim.Config{Denominations: rub})
 		var holdUntil time.Time
-		h := &handler{}
-		h.decide = func(acceptor.Note) acceptor.Decision {
+		h := &acceptortest.Recorder{}
+		h.Decide = func(acceptor.Note, int) acceptor.Decision {
 			if holdUntil.IsZero() {
 				holdUntil = time.Now().Add(25 * time.Second) // 2.5 × the unit's 10 s
 			}
@@ -240,19 +164,19 @@ func TestEmulatorHoldLongerThanTheUnitsTimeout(t *testing.T) {
 		r := newRig(t, sim, h)
 		r.ready()
 		sim.InsertNote(4)
-		eventually(t, "holding", func() bool { return h.count(acceptor.Holding) == 1 })
+		acceptortest.Eventually(t, "holding", func() bool { return h.Count(acceptor.Holding) == 1 })
 		time.Sleep(20 * time.Second) // on the bubble's clock
-		eventually(t, "credited", func() bool { _, c := h.calls(); return len(c) == 1 })
-		eventually(t, "stacked", func() bool { return h.count(acceptor.Stacked) == 1 })
+		acceptortest.Eventually(t, "credited", func() bool { c := h.CreditCalls(); return len(c) == 1 })
+		acceptortest.Eventually(t, "stacked", func() bool { return h.Count(acceptor.Stacked) == 1 })
 		r.stop()
-		if h.count(acceptor.Returned) != 0 {
+		if h.Count(acceptor.Returned) != 0 {
 			t.Fatal("the unit returned a note the handler was holding: HOLD was not refreshed")
 		}
-		if escrows, _ := h.calls(); len(escrows) < 100 {
+		if escrows := h.EscrowCalls(); len(escrows) < 100 {
 			t.Fatalf("Escrow asked %d times while holding", len(escrows))
 		}
-		if h.count(acceptor.Holding) != 1 {
-			t.Fatalf("%d Holding events, want one", h.count(acceptor.Holding))
+		if h.Count(acceptor.Holding) != 1 {
+			t.Fatalf("%d Holding events, want one", h.Count(acceptor.Holding))
 		}
 	})
 }
@@ -260,17 +184,17 @@ func TestEmulatorHoldLongerThanTheUnitsTimeout(t *testing.T) {
 func TestEmulatorFaultsAndCassette(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sim := ccnetsim.New(ccnetsim.Config{Denominations: rub, CassetteCapacity: 1})
-		h := &handler{}
+		h := &acceptortest.Recorder{}
 		r := newRig(t, sim, h)
 		r.ready()
 		sim.InsertNote(3)
-		eventually(t, "cassette full", func() bool { return h.count(acceptor.CassetteFull) == 1 })
+		acceptortest.Eventually(t, "cassette full", func() bool { return h.Count(acceptor.CassetteFull) == 1 })
 		if err := sim.PullCassette(); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "removed", func() bool { return h.count(acceptor.CassetteRemoved) == 1 })
+		acceptortest.Eventually(t, "removed", func() bool { return h.Count(acceptor.CassetteRemoved) == 1 })
 		sim.ReplaceCassette()
-		eventually(t, "replaced", func() bool { return h.count(acceptor.CassetteReplaced) == 1 })
+		acceptortest.Eventually(t, "replaced", func() bool { return h.Count(acceptor.CassetteReplaced) == 1 })
 		for _, f := range []struct {
 			inject func()
 			clear  func()
@@ -283,17 +207,17 @@ func TestEmulatorFaultsAndCassette(t *testing.T) {
 			{func() { sim.Fail(0x55) }, func() { r.drv.Reset(context.Background()) }, acceptor.Failure},
 		} {
 			f.inject()
-			eventually(t, f.kind.String(), func() bool { return h.count(f.kind) == 1 })
+			acceptortest.Eventually(t, f.kind.String(), func() bool { return h.Count(f.kind) == 1 })
 			f.clear()
-			eventually(t, "recovered from "+f.kind.String(), func() bool {
+			acceptortest.Eventually(t, "recovered from "+f.kind.String(), func() bool {
 				s := sim.State().Status
 				return s == "idling" || s == "disabled"
 			})
 		}
 		sim.Busy(10)
-		eventually(t, "busy", func() bool { return r.drv.Stats().Busy == 1 })
+		acceptortest.Eventually(t, "busy", func() bool { return r.drv.Stats().Busy == 1 })
 		r.stop()
-		if e := h.last(acceptor.Failure); e.Code != 0x55 || e.Detail != ccnet.FailureName(0x55) {
+		if e := h.Last(acceptor.Failure); e.Code != 0x55 || e.Detail != ccnet.FailureName(0x55) {
 			t.Fatalf("failure event %v", e)
 		}
 	})
@@ -305,11 +229,11 @@ func TestEmulatorPowerCycleWhileStacking(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				sim := ccnetsim.New(ccnetsim.Config{Denominations: rub, NoCreditRecovery: !recovery})
-				h := &handler{}
-				h.decide = func(acceptor.Note) acceptor.Decision {
+				h := &acceptortest.Recorder{}
+				h.Decide = func(acceptor.Note, int) acceptor.Decision {
 					// The power goes right after the host decided to stack.
 					go func() {
-						eventually(t, "stacking", func() bool { return sim.State().Status == "stacking" })
+						acceptortest.Eventually(t, "stacking", func() bool { return sim.State().Status == "stacking" })
 						sim.PowerCycle(ccnetsim.Auto)
 					}()
 					return acceptor.Stack
@@ -317,14 +241,14 @@ func TestEmulatorPowerCycleWhileStacking(t *testing.T) {
 				r := newRig(t, sim, h)
 				r.ready()
 				sim.InsertNote(4)
-				eventually(t, "power-up report", func() bool { return h.count(acceptor.PowerUpNoteInStacker) == 1 })
-				eventually(t, "reconfigured", func() bool { return sim.State().Status == "disabled" })
+				acceptortest.Eventually(t, "power-up report", func() bool { return h.Count(acceptor.PowerUpNoteInStacker) == 1 })
+				acceptortest.Eventually(t, "reconfigured", func() bool { return sim.State().Status == "disabled" })
 				r.stop()
 				hundred := acceptor.Note{Code: 4, ValueMinor: 10000, Currency: "RUB"}
-				if e := h.last(acceptor.PowerUpNoteInStacker); e.Note != hundred {
+				if e := h.Last(acceptor.PowerUpNoteInStacker); e.Note != hundred {
 					t.Fatalf("power-up event %v does not name the note being stacked", e)
 				}
-				_, credits := h.calls()
+				credits := h.CreditCalls()
 				c := sim.Cassette()
 				if len(c) != 1 || c[0].Via != "power_up_recovery" {
 					t.Fatalf("emulator cassette %+v", c)
@@ -345,11 +269,11 @@ func TestEmulatorHostRestartDuringStacked(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sim := ccnetsim.New(ccnetsim.Config{Denominations: rub})
 		// The first host process cannot journal: STACKED stays unacknowledged.
-		h1 := &handler{credit: func(acceptor.Note) error { return errors.New("disk full") }}
+		h1 := &acceptortest.Recorder{Credit: func(acceptor.Note, int) error { return errors.New("disk full") }}
 		r1 := newRig(t, sim, h1)
 		r1.ready()
 		sim.InsertNote(3)
-		eventually(t, "credit attempts", func() bool { _, c := h1.calls(); return len(c) >= 3 })
+		acceptortest.Eventually(t, "credit attempts", func() bool { c := h1.CreditCalls(); return len(c) >= 3 })
 		r1.stop()
 		if st := sim.State(); st.Status != "stacked" {
 			t.Fatalf("emulator %s after the host went away", st.Status)
@@ -358,16 +282,16 @@ func TestEmulatorHostRestartDuringStacked(t *testing.T) {
 			t.Fatalf("an unrecorded credit was acknowledged: %+v", c)
 		}
 		// The new process finds the unit in STACKED and credits it, denomination known.
-		h2 := &handler{}
+		h2 := &acceptortest.Recorder{}
 		r2 := newRig(t, sim, h2)
-		eventually(t, "credited", func() bool { _, c := h2.calls(); return len(c) == 1 })
-		eventually(t, "configured", func() bool { return h2.count(acceptor.Identified) == 1 })
+		acceptortest.Eventually(t, "credited", func() bool { c := h2.CreditCalls(); return len(c) == 1 })
+		acceptortest.Eventually(t, "configured", func() bool { return h2.Count(acceptor.Identified) == 1 })
 		r2.stop()
 		fifty := acceptor.Note{Code: 3, ValueMinor: 5000, Currency: "RUB"}
-		if _, c := h2.calls(); c[0] != fifty {
+		if c := h2.CreditCalls(); c[0] != fifty {
 			t.Fatalf("credit after restart %v, want %v", c[0], fifty)
 		}
-		if escrows, _ := h2.calls(); len(escrows) != 0 {
+		if escrows := h2.EscrowCalls(); len(escrows) != 0 {
 			t.Fatalf("escrow asked after restart: %v", escrows)
 		}
 		c := sim.Cassette()
@@ -381,7 +305,7 @@ func TestEmulatorOneShotUnitCreditRetriedLocally(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sim := ccnetsim.New(ccnetsim.Config{Denominations: rub, OneShotEvents: true})
 		fails := 3
-		h := &handler{credit: func(acceptor.Note) error {
+		h := &acceptortest.Recorder{Credit: func(acceptor.Note, int) error {
 			if fails > 0 {
 				fails--
 				return errors.New("journal busy")
@@ -391,11 +315,11 @@ func TestEmulatorOneShotUnitCreditRetriedLocally(t *testing.T) {
 		r := newRig(t, sim, h)
 		r.ready()
 		sim.InsertNote(2)
-		eventually(t, "recorded late", func() bool { _, c := h.calls(); return len(c) == 4 })
-		eventually(t, "idle", func() bool { return sim.InsertNote(5) == nil })
-		eventually(t, "second note", func() bool { return h.count(acceptor.Stacked) == 2 })
+		acceptortest.Eventually(t, "recorded late", func() bool { c := h.CreditCalls(); return len(c) == 4 })
+		acceptortest.Eventually(t, "idle", func() bool { return sim.InsertNote(5) == nil })
+		acceptortest.Eventually(t, "second note", func() bool { return h.Count(acceptor.Stacked) == 2 })
 		r.stop()
-		_, credits := h.calls()
+		credits := h.CreditCalls()
 		if len(credits) != 5 || credits[3].Code != 2 || credits[4].Code != 5 {
 			t.Fatalf("credits %v", credits)
 		}
@@ -409,7 +333,7 @@ func TestEmulatorOneShotUnitCreditRetriedLocally(t *testing.T) {
 func TestEmulatorLinkFaults(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sim := ccnetsim.New(ccnetsim.Config{Denominations: rub})
-		h := &handler{}
+		h := &acceptortest.Recorder{}
 		r := newRig(t, sim, h)
 		r.ready()
 		for _, f := range []ccnetsim.Fault{
@@ -420,17 +344,17 @@ func TestEmulatorLinkFaults(t *testing.T) {
 			sim.InjectFault(f)
 		}
 		sim.InsertNote(2)
-		eventually(t, "stacked", func() bool { return h.count(acceptor.Stacked) == 1 })
+		acceptortest.Eventually(t, "stacked", func() bool { return h.Count(acceptor.Stacked) == 1 })
 		// Four silent replies in a row: the driver gives up on that poll and says so.
 		for range 4 {
 			sim.InjectFault(ccnetsim.Fault{Kind: ccnetsim.FaultNoReply})
 		}
-		eventually(t, "comm lost", func() bool { return h.count(acceptor.CommLost) == 1 })
-		eventually(t, "comm restored", func() bool { return h.count(acceptor.CommRestored) == 1 })
+		acceptortest.Eventually(t, "comm lost", func() bool { return h.Count(acceptor.CommLost) == 1 })
+		acceptortest.Eventually(t, "comm restored", func() bool { return h.Count(acceptor.CommRestored) == 1 })
 		sim.InsertNote(3)
-		eventually(t, "second note", func() bool { return h.count(acceptor.Stacked) == 2 })
+		acceptortest.Eventually(t, "second note", func() bool { return h.Count(acceptor.Stacked) == 2 })
 		r.stop()
-		_, credits := h.calls()
+		credits := h.CreditCalls()
 		if len(credits) != 2 || len(sim.Cassette()) != 2 {
 			t.Fatalf("credits %v cassette %+v", credits, sim.Cassette())
 		}
@@ -455,7 +379,7 @@ func BenchmarkPollCycle(b *testing.B) {
 	go func() { simDone <- sim.Serve(ctx, unit) }()
 	d := ccnet.New(host, ccnet.Config{Denominations: rub, PollInterval: time.Nanosecond, CommandGap: -1})
 	runDone := make(chan error, 1)
-	go func() { runDone <- d.Run(ctx, &handler{}) }()
+	go func() { runDone <- d.Run(ctx, &acceptortest.Recorder{}) }()
 	for d.Stats().Polls < 10 { // past the start-up sequence
 		time.Sleep(time.Millisecond)
 	}
@@ -475,7 +399,7 @@ func BenchmarkPollCycle(b *testing.B) {
 func TestRunCancellationInhibitsAndLeavesNothing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sim := ccnetsim.New(ccnetsim.Config{Denominations: rub})
-		h := &handler{}
+		h := &acceptortest.Recorder{}
 		r := newRig(t, sim, h)
 		r.ready()
 		if sim.State().Inhibited {

@@ -192,6 +192,13 @@ func (d *Decoder) Buffered() int { return len(d.buf) }
 // Stats returns the running counts.
 func (d *Decoder) Stats() DecoderStats { return d.stats }
 
+// Dropped returns the running totals of bytes skipped and of broken frames dropped, the two
+// counts a driver's link statistics carry.
+func (d *Decoder) Dropped() (garbageBytes, badFrames uint64) {
+	st := d.stats
+	return st.GarbageBytes, st.BadCRC + st.BadLength
+}
+
 // Next returns the next good frame. ErrIncomplete means more bytes are needed. ErrBadCRC and
 // ErrBadLength report a broken frame that was dropped (the decoder has already moved on), so
 // a caller can count it or react at once; call Next again for the bytes that follow. Bytes

@@ -10,6 +10,8 @@ import (
 	"testing/synctest"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
+	"github.com/kioskd/kioskd/devices/acceptor/acceptortest"
+	"github.com/kioskd/kioskd/devices/internal/playback"
 )
 
 // creditWatch tracks, on the unit's side, what the driver may acknowledge. A STACKED episode
@@ -95,9 +97,9 @@ func FuzzDriver(f *testing.F) {
 			defer cancel()
 			host, unit := net.Pipe()
 			var watch creditWatch
-			rec := &recorder{
-				decide: func(n acceptor.Note, call int) acceptor.Decision { return acceptor.Decision(call % 4) },
-				credit: func(n acceptor.Note, call int) error {
+			rec := &acceptortest.Recorder{
+				Decide: func(n acceptor.Note, call int) acceptor.Decision { return acceptor.Decision(call % 4) },
+				Credit: func(n acceptor.Note, call int) error {
 					if call%2 == 0 {
 						return io.ErrUnexpectedEOF
 					}
@@ -113,7 +115,7 @@ func FuzzDriver(f *testing.F) {
 				var last []byte // the last reply, intact
 				var lastCmd byte
 				for len(in) >= 3 {
-					got, err := readFrame(unit)
+					got, err := playback.ReadFrame(unit, frameDone)
 					if err != nil {
 						return
 					}

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
+	"github.com/kioskd/kioskd/devices/internal/seriallink"
 )
 
 // phase is where the loop is in bringing the unit up.
@@ -32,13 +32,11 @@ func (p phase) String() string {
 
 // loop is the poll loop's state. Only the Run goroutine touches it.
 type loop struct {
-	d   *Driver
-	h   acceptor.Handler
-	rx  <-chan rxItem
-	cfg Config
-	log *slog.Logger
-
-	fatal error // the port failed; Run ends
+	d    *Driver
+	h    acceptor.Handler
+	link *seriallink.Link[Frame, request]
+	cfg  Config
+	log  *slog.Logger
 
 	phase         phase
 	state         unitState
@@ -48,7 +46,6 @@ type loop struct {
 	lost          bool
 	identified    bool
 	identifyTries int
-	lastIO        time.Time // end of the last frame on the bus, for CommandGap
 	busyUntil     time.Time // BUSY asked for silence until then
 
 	note     acceptor.Note // the note in the path, from its escrow report
@@ -69,34 +66,18 @@ type loop struct {
 	pending []acceptor.Note
 }
 
-func (l *loop) run(ctx context.Context) error {
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		var reqs chan request
-		if l.phase == phaseRunning {
-			reqs = l.d.reqs
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case r := <-reqs:
-			r.done <- l.serve(ctx, r)
-		case <-timer.C:
-			l.cycle(ctx)
-			interval := l.cfg.PollInterval
-			if l.lost {
-				interval = l.cfg.LostPollInterval
-			}
-			if wait := time.Until(l.busyUntil); wait > interval {
-				interval = wait
-			}
-			timer.Reset(interval)
-		}
-		if l.fatal != nil {
-			return l.fatal
-		}
+// step is one poll cycle; it returns the time until the next, longer while BUSY asked for
+// silence.
+func (l *loop) step(ctx context.Context) time.Duration {
+	l.cycle(ctx)
+	interval := l.cfg.PollInterval
+	if l.lost {
+		interval = l.cfg.LostPollInterval
 	}
+	if wait := time.Until(l.busyUntil); wait > interval {
+		interval = wait
+	}
+	return interval
 }
 
 // cycle is one poll: pending credits first, then POLL, the money logic for the answer, then
@@ -105,7 +86,7 @@ func (l *loop) cycle(ctx context.Context) {
 	l.retryPending(ctx)
 	f, err := l.exchange(ctx, CmdPoll, nil)
 	if err != nil && !errors.Is(err, acceptor.ErrRefused) {
-		if l.fatal == nil && ctx.Err() == nil {
+		if l.link.Fatal() == nil && ctx.Err() == nil {
 			l.commFailed(ctx, err)
 		}
 		return
@@ -121,7 +102,7 @@ func (l *loop) cycle(ctx context.Context) {
 	}
 	l.d.n.polls.Add(1)
 	l.onStatus(ctx, f)
-	if l.fatal == nil && ctx.Err() == nil {
+	if l.link.Fatal() == nil && ctx.Err() == nil {
 		l.advance(ctx)
 	}
 }
@@ -316,11 +297,7 @@ func (l *loop) shutdown(ctx context.Context) {
 	}
 }
 
-var (
-	errNoReply = errors.New("no reply")
-	errDamaged = errors.New("damaged reply")
-	errUnitNAK = errors.New("unit answered NAK")
-)
+var errUnitNAK = errors.New("unit answered NAK")
 
 // exchange is the one send path. It checks the command table, keeps the bus silent for
 // CommandGap, sends the frame and waits for the matching reply. A damaged reply is answered
@@ -367,44 +344,43 @@ func (l *loop) exchange(ctx context.Context, cmd byte, data []byte) (Frame, erro
 		case spec.reply != replyNone:
 			if a > 0 {
 				// Whatever is buffered now is the stale start of a reply that never finished.
-				l.d.resetRx.Store(true)
+				l.link.ResetRx()
 			}
-			l.drainStale()
-			if err := l.gap(ctx); err != nil {
+			l.link.DrainStale()
+			if err := l.link.Quiet(ctx, l.cfg.CommandGap); err != nil {
 				return Frame{}, fmt.Errorf("ccnet: %s: %w", spec.name, err)
 			}
 		}
 		sendNak = false
-		if l.fatal != nil {
-			return Frame{}, l.fatal
+		if err := l.link.Fatal(); err != nil {
+			return Frame{}, err
 		}
-		if err := l.write(next); err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				last = err
-				continue
+		if err := l.link.Write(next); err != nil {
+			if fatal := l.link.Fatal(); fatal != nil {
+				return Frame{}, fatal
 			}
-			l.fatal = fmt.Errorf("ccnet: write %s: %w", spec.name, err)
-			return Frame{}, l.fatal
+			last = err
+			continue
 		}
 		l.log.Debug("tx", "cmd", spec.name, "frame", fmt.Sprintf("% X", next))
 		if spec.reply == replyNone {
 			return Frame{}, nil
 		}
-		f, err := l.await(ctx, cmd, spec, timeout)
+		f, err := l.link.Await(ctx, timeout, func(f Frame) (bool, error) { return l.answers(ctx, spec, f) })
 		switch {
 		case err == nil:
 			if spec.reply != replyACK && !(spec.reply == replyStatus && f.Cmd == StStacked) {
 				l.sendAck()
 			}
 			return f, nil
-		case l.fatal != nil:
-			return Frame{}, l.fatal
+		case l.link.Fatal() != nil:
+			return Frame{}, l.link.Fatal()
 		case errors.Is(err, acceptor.ErrRefused):
 			l.sendAck() // ILLEGAL COMMAND is a message like any other
 			return Frame{}, fmt.Errorf("ccnet: %s: %w", spec.name, err)
 		case ctx.Err() != nil:
 			return Frame{}, fmt.Errorf("ccnet: %s: %w", spec.name, err)
-		case errors.Is(err, errDamaged):
+		case errors.Is(err, seriallink.ErrDamaged):
 			l.d.n.naksSent.Add(1)
 			sendNak = true
 		}
@@ -421,100 +397,26 @@ func (l *loop) sendAck() {
 	}
 }
 
-// gap keeps the bus silent for CommandGap after the last frame.
-func (l *loop) gap(ctx context.Context) error {
-	wait := time.Until(l.lastIO.Add(l.cfg.CommandGap))
-	if wait <= 0 {
-		return nil
+// answers tells whether f is the reply to the command: frames from another address are
+// skipped, NAK and ILLEGAL COMMAND end the wait with an error, replies that do not fit the
+// command are late answers to an earlier one.
+func (l *loop) answers(ctx context.Context, spec commandSpec, f Frame) (bool, error) {
+	if f.Addr != l.cfg.Address {
+		return false, nil
 	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-type writeDeadliner interface{ SetWriteDeadline(time.Time) error }
-
-func (l *loop) write(wire []byte) error {
-	if wd, ok := l.d.port.(writeDeadliner); ok {
-		_ = wd.SetWriteDeadline(time.Now().Add(l.cfg.ReplyTimeout))
-	}
-	_, err := l.d.port.Write(wire)
-	l.lastIO = time.Now()
-	return err
-}
-
-// drainStale drops frames that arrived while no command was outstanding: they can only be
-// late answers to an earlier command.
-func (l *loop) drainStale() {
-	for {
-		select {
-		case it := <-l.rx:
-			if it.fatal != nil {
-				l.fatal = fmt.Errorf("ccnet: read: %w", it.fatal)
-				return
-			}
-			if it.err == nil {
-				l.d.n.unexpected.Add(1)
-				l.log.Debug("stale frame dropped", "frame", it.f.String())
-			}
-		default:
-			return
+	if len(f.Data) == 0 {
+		switch f.Cmd {
+		case CmdNak:
+			l.d.n.naksReceived.Add(1)
+			return false, errUnitNAK
+		case RepIllegalCommand:
+			l.d.n.refused.Add(1)
+			l.emit(ctx, acceptor.Event{Kind: acceptor.ProtocolError, Code: int(RepIllegalCommand),
+				Detail: "unit answered ILLEGAL COMMAND to " + spec.name})
+			return false, acceptor.ErrRefused
 		}
 	}
-}
-
-// await waits for the reply to cmd. Replies that do not fit the command are late answers to
-// an earlier one, or from another address, and are skipped; the deadline still holds.
-func (l *loop) await(ctx context.Context, cmd byte, spec commandSpec, timeout time.Duration) (Frame, error) {
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return Frame{}, ctx.Err()
-		case <-t.C:
-			l.d.n.timeouts.Add(1)
-			return Frame{}, errNoReply
-		case it := <-l.rx:
-			if it.fatal != nil {
-				l.fatal = fmt.Errorf("ccnet: read: %w", it.fatal)
-				return Frame{}, l.fatal
-			}
-			l.lastIO = time.Now()
-			if it.err != nil {
-				l.log.Debug("damaged frame", "err", it.err)
-				return Frame{}, errDamaged
-			}
-			f := it.f
-			l.log.Debug("rx", "frame", f.String())
-			if f.Addr != l.cfg.Address {
-				l.d.n.unexpected.Add(1)
-				continue
-			}
-			if len(f.Data) == 0 {
-				switch f.Cmd {
-				case CmdNak:
-					l.d.n.naksReceived.Add(1)
-					return Frame{}, errUnitNAK
-				case RepIllegalCommand:
-					l.d.n.refused.Add(1)
-					l.emit(ctx, acceptor.Event{Kind: acceptor.ProtocolError, Code: int(RepIllegalCommand),
-						Detail: "unit answered ILLEGAL COMMAND to " + spec.name})
-					return Frame{}, acceptor.ErrRefused
-				}
-			}
-			if fits(spec, f) {
-				return f, nil
-			}
-			l.d.n.unexpected.Add(1)
-			l.log.Debug("unexpected reply skipped", "cmd", spec.name, "frame", f.String())
-		}
-	}
+	return fits(spec, f), nil
 }
 
 func fits(spec commandSpec, f Frame) bool {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
+	"github.com/kioskd/kioskd/devices/acceptor/acceptortest"
 	"github.com/kioskd/kioskd/devices/acceptor/ccnet"
 	"github.com/kioskd/kioskd/devices/serialport"
 	"github.com/kioskd/kioskd/hw-sim/ccnetsim"
@@ -37,34 +38,34 @@ func TestEndToEndOverPty(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := ccnet.New(port, ccnet.Config{Denominations: rub, PollInterval: 20 * time.Millisecond, ReplyTimeout: 200 * time.Millisecond})
-	h := &handler{}
+	h := &acceptortest.Recorder{}
 	ctx, cancel := context.WithCancel(context.Background())
 	runErr := make(chan error, 1)
 	go func() { runErr <- d.Run(ctx, h) }()
 
-	eventually(t, "identified", func() bool { return h.count(acceptor.Identified) == 1 })
+	acceptortest.Eventually(t, "identified", func() bool { return h.Count(acceptor.Identified) == 1 })
 	if err := d.Enable(ctx, []int{2, 3, 4}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "idle", func() bool { return h.count(acceptor.Idle) == 1 })
+	acceptortest.Eventually(t, "idle", func() bool { return h.Count(acceptor.Idle) == 1 })
 	if err := sim.InsertNote(4); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "stacked", func() bool { return h.count(acceptor.Stacked) == 1 })
-	eventually(t, "idle again", func() bool { return h.count(acceptor.Idle) == 2 })
+	acceptortest.Eventually(t, "stacked", func() bool { return h.Count(acceptor.Stacked) == 1 })
+	acceptortest.Eventually(t, "idle again", func() bool { return h.Count(acceptor.Idle) == 2 })
 	cancel()
 	if err := <-runErr; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 
 	hundred := acceptor.Note{Code: 4, ValueMinor: 10000, Currency: "RUB"}
-	escrows, credits := h.calls()
+	escrows, credits := h.EscrowCalls(), h.CreditCalls()
 	if len(escrows) != 1 || escrows[0] != hundred || len(credits) != 1 || credits[0] != hundred {
 		t.Fatalf("escrows %v credits %v", escrows, credits)
 	}
 	for _, k := range []acceptor.Kind{acceptor.PowerUp, acceptor.Accepting, acceptor.Stacking} {
-		if h.count(k) != 1 {
-			t.Errorf("%d %v events", h.count(k), k)
+		if h.Count(k) != 1 {
+			t.Errorf("%d %v events", h.Count(k), k)
 		}
 	}
 	c := sim.Cassette()

@@ -85,7 +85,9 @@
 //
 // Run owns the port while it runs. It starts one reader goroutine that decodes frames
 // (resynchronising on 0xFC after garbage, reassembling frames split across reads, dropping
-// frames with a bad CRC or an impossible LNG) and hands them to the poll loop; everything
+// frames with a bad CRC or an impossible LNG, and a partial frame after more silence than
+// InterByteTimeout, 50 ms by default: a unit sends a frame without pauses, so what follows
+// a longer one can only be the start of another) and hands them to the poll loop; everything
 // written to the port is written by the poll loop, so Enable, Inhibit and Reset are requests
 // to that loop. A Read that returns (0, nil), which is how a serial port reports its read
 // timeout, means nothing yet; any Read error ends Run with that error. When ctx ends, Run

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
+	"github.com/kioskd/kioskd/devices/internal/seriallink"
 )
 
 // Defaults for Config fields left zero.
@@ -27,6 +29,12 @@ const (
 	DefaultLostPollInterval = time.Second
 	// DefaultShutdownTimeout bounds the best-effort inhibit when Run ends.
 	DefaultShutdownTimeout = time.Second
+	// DefaultInterByteTimeout is the silence after which a partial frame is dropped. A byte
+	// takes 1.15 ms at 9600 8E1 and a unit sends a frame without pauses; the figure leaves
+	// room for USB serial adapters, which deliver bytes in batches (FTDI: every 16 ms by
+	// default), and stays well below ReplyTimeout so a reply re-sent after a torn one is
+	// decoded cleanly.
+	DefaultInterByteTimeout = 50 * time.Millisecond
 )
 
 // dataReplyExtra is the transmission time of a maximum-length frame at 9600 8E1.
@@ -53,6 +61,8 @@ type Config struct {
 	PollInterval time.Duration
 	// ReplyTimeout is how long to wait for a reply before re-sending (default 300 ms).
 	ReplyTimeout time.Duration
+	// InterByteTimeout is the silence after which a partial frame is dropped (default 50 ms).
+	InterByteTimeout time.Duration
 	// MaxRetries is how many times a command is re-sent before it fails; after a STATUS
 	// REQUEST failed that many times the driver reports CommLost (default 3).
 	MaxRetries int
@@ -70,6 +80,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ReplyTimeout <= 0 {
 		c.ReplyTimeout = DefaultReplyTimeout
+	}
+	if c.InterByteTimeout <= 0 {
+		c.InterByteTimeout = DefaultInterByteTimeout
 	}
 	if c.MaxRetries <= 0 {
 		c.MaxRetries = DefaultMaxRetries
@@ -99,21 +112,17 @@ type Stats struct {
 }
 
 type counters struct {
-	polls, timeouts, retries, badFrames, garbage, unexpected, commErrors, refused atomic.Uint64
+	polls, retries, commErrors, refused atomic.Uint64
 }
 
 // Driver drives one ID-003 unit. It implements acceptor.Acceptor.
 type Driver struct {
-	port io.ReadWriter
+	link *seriallink.Link[Frame, request]
 	cfg  Config
 	log  *slog.Logger
-
-	reqs    chan request
-	resetRx atomic.Bool // ask the reader to drop a partial frame
-	n       counters
+	n    counters
 
 	mu   sync.Mutex
-	stop chan struct{} // non-nil while Run is active; closed when it ends
 	info acceptor.Info
 }
 
@@ -122,11 +131,21 @@ var _ acceptor.Acceptor = (*Driver)(nil)
 // New returns a driver for the unit on port. Nothing is sent until Run.
 func New(port io.ReadWriter, cfg Config) *Driver {
 	cfg = cfg.withDefaults()
+	log := cfg.Logger.With("device", "id003")
 	return &Driver{
-		port: port,
+		link: seriallink.New[Frame, request](port, seriallink.Config[Frame]{
+			Name:             "id003",
+			NewDecoder:       func() seriallink.Decoder[Frame] { return &Decoder{} },
+			Incomplete:       ErrIncomplete,
+			InterByteTimeout: cfg.InterByteTimeout,
+			WriteTimeout:     cfg.ReplyTimeout,
+			ShutdownTimeout:  cfg.ShutdownTimeout,
+			AlreadyRunning:   ErrAlreadyRunning,
+			NotRunning:       acceptor.ErrNotRunning,
+			Logger:           log,
+		}),
 		cfg:  cfg,
-		log:  cfg.Logger.With("device", "id003"),
-		reqs: make(chan request),
+		log:  log,
 		info: acceptor.Info{Protocol: "ID-003"},
 	}
 }
@@ -142,7 +161,6 @@ const (
 type request struct {
 	kind  requestKind
 	codes []int
-	done  chan error
 }
 
 // Enable accepts the given escrow codes and lifts the inhibit. An empty list inhibits.
@@ -171,31 +189,10 @@ func (d *Driver) Reset(ctx context.Context) error {
 // do hands a request to the poll loop, the only goroutine that talks to the unit. Requests
 // wait while the loop is still bringing the unit up; ctx bounds that wait.
 func (d *Driver) do(ctx context.Context, r request, what string) error {
-	d.mu.Lock()
-	stop := d.stop
-	d.mu.Unlock()
-	if stop == nil {
-		return fmt.Errorf("id003: %s: %w", what, acceptor.ErrNotRunning)
+	if err := d.link.Do(ctx, r); err != nil {
+		return fmt.Errorf("id003: %s: %w", what, err)
 	}
-	r.done = make(chan error, 1)
-	select {
-	case d.reqs <- r:
-	case <-stop:
-		return fmt.Errorf("id003: %s: %w", what, acceptor.ErrNotRunning)
-	case <-ctx.Done():
-		return fmt.Errorf("id003: %s: %w", what, ctx.Err())
-	}
-	select {
-	case err := <-r.done:
-		if err != nil {
-			return fmt.Errorf("id003: %s: %w", what, err)
-		}
-		return nil
-	case <-stop:
-		return fmt.Errorf("id003: %s: %w", what, acceptor.ErrNotRunning)
-	case <-ctx.Done():
-		return fmt.Errorf("id003: %s: %w", what, ctx.Err())
-	}
+	return nil
 }
 
 // Info returns what the driver learned about the unit (version text, currency table).
@@ -203,21 +200,17 @@ func (d *Driver) Info() acceptor.Info {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	info := d.info
-	if d.info.Denominations != nil {
-		info.Denominations = make(acceptor.Denominations, len(d.info.Denominations))
-		for k, v := range d.info.Denominations {
-			info.Denominations[k] = v
-		}
-	}
+	info.Denominations = maps.Clone(d.info.Denominations)
 	return info
 }
 
 // Stats returns the link counters.
 func (d *Driver) Stats() Stats {
+	ls := d.link.Stats()
 	return Stats{
-		Polls: d.n.polls.Load(), Timeouts: d.n.timeouts.Load(), Retries: d.n.retries.Load(),
-		BadFrames: d.n.badFrames.Load(), GarbageBytes: d.n.garbage.Load(),
-		Unexpected: d.n.unexpected.Load(), CommErrors: d.n.commErrors.Load(), Refused: d.n.refused.Load(),
+		Polls: d.n.polls.Load(), Timeouts: ls.Timeouts, Retries: d.n.retries.Load(),
+		BadFrames: ls.BadFrames, GarbageBytes: ls.GarbageBytes,
+		Unexpected: ls.Unexpected, CommErrors: d.n.commErrors.Load(), Refused: d.n.refused.Load(),
 	}
 }
 
@@ -228,113 +221,11 @@ func (d *Driver) Run(ctx context.Context, h acceptor.Handler) error {
 	if h == nil {
 		return errors.New("id003: run: nil handler")
 	}
-	d.mu.Lock()
-	if d.stop != nil {
-		d.mu.Unlock()
-		return ErrAlreadyRunning
-	}
-	stop := make(chan struct{})
-	d.stop = stop
-	d.mu.Unlock()
-	defer func() {
-		d.mu.Lock()
-		d.stop = nil
-		d.mu.Unlock()
-		close(stop)
-	}()
-
-	rx := make(chan rxItem, 8)
-	quit := make(chan struct{})
-	readerDone := make(chan struct{})
-	d.resetRx.Store(false)
-	go d.readLoop(rx, quit, readerDone)
-
-	l := &loop{d: d, h: h, rx: rx, cfg: d.cfg, log: d.log}
-	err := l.run(ctx)
-	if l.fatal == nil {
-		l.shutdown(ctx)
-	}
-	close(quit)
-	if c, ok := d.port.(io.Closer); ok {
-		if cerr := c.Close(); cerr != nil {
-			d.log.Debug("close port", "err", cerr)
-		}
-		// Closing the port is what releases a reader blocked in Read; bound the wait anyway,
-		// a port whose Close does not do that would otherwise hang Run.
-		t := time.NewTimer(d.cfg.ShutdownTimeout)
-		select {
-		case <-readerDone:
-		case <-t.C:
-			d.log.Error("reader goroutine still blocked in Read after the port was closed")
-		}
-		t.Stop()
-	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
-}
-
-// rxItem is what the reader goroutine hands to the poll loop: a good frame, a dropped broken
-// frame (err), or a port failure (fatal).
-type rxItem struct {
-	f     Frame
-	err   error
-	fatal error
-}
-
-// readLoop owns the decoder. A Read that returns (0, nil) is a serial read timeout, not end
-// of input.
-func (d *Driver) readLoop(rx chan<- rxItem, quit <-chan struct{}, done chan<- struct{}) {
-	defer close(done)
-	var dec Decoder
-	var seen DecoderStats
-	buf := make([]byte, 256)
-	for {
-		n, err := d.port.Read(buf)
-		if n > 0 {
-			if d.resetRx.Swap(false) {
-				dec.Reset()
-			}
-			dec.Feed(buf[:n])
-			// A damaged frame is reported only when nothing good came with it: a stray 0xFC in
-			// line noise ahead of a good reply must not trigger a re-send.
-			var damaged error
-			good := false
-			for {
-				f, ferr := dec.Next()
-				if errors.Is(ferr, ErrIncomplete) {
-					break
-				}
-				if ferr != nil {
-					damaged = ferr
-					continue
-				}
-				good = true
-				select {
-				case rx <- rxItem{f: f}:
-				case <-quit:
-					return
-				}
-			}
-			if damaged != nil && !good {
-				select {
-				case rx <- rxItem{err: damaged}:
-				case <-quit:
-					return
-				}
-			}
-			st := dec.Stats()
-			d.n.garbage.Add(st.GarbageBytes - seen.GarbageBytes)
-			d.n.badFrames.Add(st.BadCRC + st.BadLength - seen.BadCRC - seen.BadLength)
-			seen = st
-		}
-		if err != nil {
-			select {
-			case rx <- rxItem{fatal: err}:
-			case <-quit:
-			}
-			return
-		}
-	}
+	l := &loop{d: d, h: h, link: d.link, cfg: d.cfg, log: d.log}
+	return d.link.Run(ctx, seriallink.Loop[request]{
+		Cycle:    l.step,
+		Ready:    func() bool { return l.phase == phaseRunning },
+		Serve:    l.serve,
+		Shutdown: l.shutdown,
+	})
 }

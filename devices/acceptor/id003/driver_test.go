@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
+	"github.com/kioskd/kioskd/devices/acceptor/acceptortest"
+	"github.com/kioskd/kioskd/devices/internal/playback"
 )
 
-var ackStep = step{host: fr(CmdAck)} // the host's ACK to VEND VALID gets no answer
+var ackStep = step{Host: fr(CmdAck)} // the host's ACK to VEND VALID gets no answer
 
 func TestStartupFromPowerUp(t *testing.T) {
 	for _, tc := range []struct {
@@ -24,22 +26,22 @@ func TestStartupFromPowerUp(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				ctx, cancel := context.WithCancel(t.Context())
 				defer cancel()
-				rec := &recorder{}
-				rec.onEvent = cancelOn(cancel, acceptor.Disabled, 1)
-				pb, port := newPlayback(t, script(
-					[]step{poll(tc.status), ask(fr(CmdReset), fr(CmdAck)), poll(StInitialize)},
+				rec := &acceptortest.Recorder{}
+				rec.OnEvent = acceptortest.CancelOn(cancel, acceptor.Disabled, 1)
+				pb, port := playback.New(t, playback.Script(
+					[]step{poll(tc.status), playback.Ask(fr(CmdReset), fr(CmdAck)), poll(StInitialize)},
 					configSteps(true),
 					[]step{poll(StDisabled)},
 					shutdownSteps(),
 				)...)
 				d := New(port, Config{Denominations: testDenoms})
-				mustNil(t, d.Run(ctx, rec))
-				pb.check()
-				wantKinds(t, rec.kinds(), tc.kind, acceptor.Initializing, acceptor.Identified, acceptor.Disabled)
-				if pu := rec.eventsOf(tc.kind)[0]; pu.Note != (acceptor.Note{}) {
+				acceptortest.NoRunError(t, d.Run(ctx, rec))
+				pb.Check()
+				acceptortest.WantKinds(t, rec.Kinds(), tc.kind, acceptor.Initializing, acceptor.Identified, acceptor.Disabled)
+				if pu := rec.EventsOf(tc.kind)[0]; pu.Note != (acceptor.Note{}) {
 					t.Errorf("power-up event names note %v though this process saw no escrow", pu.Note)
 				}
-				if len(rec.creditCalls()) != 0 || len(rec.escrowCalls()) != 0 {
+				if len(rec.CreditCalls()) != 0 || len(rec.EscrowCalls()) != 0 {
 					t.Fatalf("handler called for money during a plain power-up")
 				}
 				info := d.Info()
@@ -49,8 +51,8 @@ func TestStartupFromPowerUp(t *testing.T) {
 				if n := info.Denominations[0x63]; n.ValueMinor != 1000 || n.Currency != "CNY" {
 					t.Errorf("unit table entry 0x63 = %v", n)
 				}
-				if len(rec.eventsOf(acceptor.ProtocolError)) != 0 {
-					t.Errorf("unexpected protocol errors: %v", rec.eventsOf(acceptor.ProtocolError))
+				if len(rec.EventsOf(acceptor.ProtocolError)) != 0 {
+					t.Errorf("unexpected protocol errors: %v", rec.EventsOf(acceptor.ProtocolError))
 				}
 			})
 		})
@@ -61,21 +63,21 @@ func TestStartupFromVendValidAfterHostRestart(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		rec := &recorder{}
-		rec.onEvent = cancelOn(cancel, acceptor.Disabled, 1)
-		pb, port := newPlayback(t, script(
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = acceptortest.CancelOn(cancel, acceptor.Disabled, 1)
+		pb, port := playback.New(t, playback.Script(
 			// No RESET: the unit is in the middle of a credit the previous process never ACKed.
 			[]step{poll(StVendValid), ackStep, poll(StStacked), poll(StIdling)},
 			configSteps(true),
 			[]step{poll(StDisabled)},
 			shutdownSteps(),
 		)...)
-		mustNil(t, New(port, Config{Denominations: testDenoms}).Run(ctx, rec))
-		pb.check()
-		if c := rec.creditCalls(); len(c) != 1 || c[0] != (acceptor.Note{}) {
+		acceptortest.NoRunError(t, New(port, Config{Denominations: testDenoms}).Run(ctx, rec))
+		pb.Check()
+		if c := rec.CreditCalls(); len(c) != 1 || c[0] != (acceptor.Note{}) {
 			t.Fatalf("Credited calls %v, want one with Note{} (denomination unknown after restart)", c)
 		}
-		wantKinds(t, rec.kinds(), acceptor.Stacked, acceptor.Idle, acceptor.Identified, acceptor.Disabled)
+		acceptortest.WantKinds(t, rec.Kinds(), acceptor.Stacked, acceptor.Idle, acceptor.Identified, acceptor.Disabled)
 	})
 }
 
@@ -83,12 +85,12 @@ func TestStartupFromEscrow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		rec := &recorder{}
-		rec.onEvent = cancelOn(cancel, acceptor.Disabled, 1)
-		pb, port := newPlayback(t, script(
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = acceptortest.CancelOn(cancel, acceptor.Disabled, 1)
+		pb, port := playback.New(t, playback.Script(
 			[]step{
 				poll(StEscrow, 0x62),
-				ask(fr(CmdStack1), fr(CmdAck)),
+				playback.Ask(fr(CmdStack1), fr(CmdAck)),
 				poll(StStacking),
 				poll(StVendValid), ackStep,
 				poll(StStacked),
@@ -98,17 +100,17 @@ func TestStartupFromEscrow(t *testing.T) {
 			[]step{poll(StDisabled)},
 			shutdownSteps(),
 		)...)
-		mustNil(t, New(port, Config{Denominations: testDenoms}).Run(ctx, rec))
-		pb.check()
+		acceptortest.NoRunError(t, New(port, Config{Denominations: testDenoms}).Run(ctx, rec))
+		pb.Check()
 		five := acceptor.Note{Code: 0x62, ValueMinor: 500, Currency: "CNY"}
-		if e := rec.escrowCalls(); len(e) != 1 || e[0] != five {
+		if e := rec.EscrowCalls(); len(e) != 1 || e[0] != five {
 			t.Fatalf("Escrow calls %v", e)
 		}
-		if c := rec.creditCalls(); len(c) != 1 || c[0] != five {
+		if c := rec.CreditCalls(); len(c) != 1 || c[0] != five {
 			t.Fatalf("Credited calls %v", c)
 		}
-		wantKinds(t, rec.kinds(), acceptor.Stacking, acceptor.Stacked, acceptor.Idle, acceptor.Identified, acceptor.Disabled)
-		if s := rec.eventsOf(acceptor.Stacked)[0]; s.Note != five {
+		acceptortest.WantKinds(t, rec.Kinds(), acceptor.Stacking, acceptor.Stacked, acceptor.Idle, acceptor.Identified, acceptor.Disabled)
+		if s := rec.EventsOf(acceptor.Stacked)[0]; s.Note != five {
 			t.Errorf("Stacked note %v", s.Note)
 		}
 	})
@@ -118,18 +120,18 @@ func TestStartupWaitsForNoteInPath(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		rec := &recorder{}
-		rec.onEvent = cancelOn(cancel, acceptor.Disabled, 1)
-		pb, port := newPlayback(t, script(
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = acceptortest.CancelOn(cancel, acceptor.Disabled, 1)
+		pb, port := playback.New(t, playback.Script(
 			// Returning and accepting are polled until they resolve; nothing else is sent.
 			[]step{poll(StReturning), poll(StReturning), poll(StIdling)},
 			configSteps(true),
 			[]step{poll(StDisabled)},
 			shutdownSteps(),
 		)...)
-		mustNil(t, New(port, Config{Denominations: testDenoms}).Run(ctx, rec))
-		pb.check()
-		wantKinds(t, rec.kinds(), acceptor.Returning, acceptor.Returned, acceptor.Idle, acceptor.Identified, acceptor.Disabled)
+		acceptortest.NoRunError(t, New(port, Config{Denominations: testDenoms}).Run(ctx, rec))
+		pb.Check()
+		acceptortest.WantKinds(t, rec.Kinds(), acceptor.Returning, acceptor.Returned, acceptor.Idle, acceptor.Identified, acceptor.Disabled)
 	})
 }
 
@@ -137,17 +139,17 @@ func TestStartupResetsAFailure(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		rec := &recorder{}
-		rec.onEvent = cancelOn(cancel, acceptor.Disabled, 1)
-		pb, port := newPlayback(t, script(
-			[]step{poll(StFailure, 0xA2), ask(fr(CmdReset), fr(CmdAck)), poll(StInitialize)},
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = acceptortest.CancelOn(cancel, acceptor.Disabled, 1)
+		pb, port := playback.New(t, playback.Script(
+			[]step{poll(StFailure, 0xA2), playback.Ask(fr(CmdReset), fr(CmdAck)), poll(StInitialize)},
 			configSteps(true),
 			[]step{poll(StDisabled)},
 			shutdownSteps(),
 		)...)
-		mustNil(t, New(port, Config{Denominations: testDenoms}).Run(ctx, rec))
-		pb.check()
-		f := rec.eventsOf(acceptor.Failure)
+		acceptortest.NoRunError(t, New(port, Config{Denominations: testDenoms}).Run(ctx, rec))
+		pb.Check()
+		f := rec.EventsOf(acceptor.Failure)
 		if len(f) != 1 || f[0].Code != 0xA2 || !strings.Contains(f[0].Detail, "stack motor") {
 			t.Fatalf("failure events %v", f)
 		}
@@ -157,12 +159,12 @@ func TestStartupResetsAFailure(t *testing.T) {
 // running is the start of a script for a unit found idle and inhibited: configure, then
 // Enable(0x61, 0x63) from the test.
 func running() []step {
-	return script(
+	return playback.Script(
 		[]step{poll(StDisabled)},
 		configSteps(true),
 		[]step{
-			ask(fr(CmdSetDenoms, 0xFA, 0xFF), fr(CmdSetDenoms, 0xFA, 0xFF)),
-			ask(fr(CmdSetInhibit, 0x00), fr(CmdSetInhibit, 0x00)),
+			playback.Ask(fr(CmdSetDenoms, 0xFA, 0xFF), fr(CmdSetDenoms, 0xFA, 0xFF)),
+			playback.Ask(fr(CmdSetInhibit, 0x00), fr(CmdSetInhibit, 0x00)),
 		},
 	)
 }
@@ -187,13 +189,13 @@ func TestEscrowStackCredit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		pb, port := newPlayback(t, script(
+		pb, port := playback.New(t, playback.Script(
 			running(),
 			[]step{
 				poll(StIdling),
 				poll(StAccepting),
 				poll(StEscrow, 0x63),
-				ask(fr(CmdStack1), fr(CmdAck)),
+				playback.Ask(fr(CmdStack1), fr(CmdAck)),
 				poll(StStacking),
 				poll(StVendValid), ackStep,
 				poll(StStacked),
@@ -202,15 +204,15 @@ func TestEscrowStackCredit(t *testing.T) {
 			shutdownSteps(),
 		)...)
 		d := New(port, Config{Denominations: testDenoms})
-		rec := &recorder{}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Idle, 2))
-		mustNil(t, d.Run(ctx, rec))
-		pb.check()
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Idle, 2))
+		acceptortest.NoRunError(t, d.Run(ctx, rec))
+		pb.Check()
 		ten := acceptor.Note{Code: 0x63, ValueMinor: 1000, Currency: "CNY"}
-		if c := rec.creditCalls(); len(c) != 1 || c[0] != ten {
+		if c := rec.CreditCalls(); len(c) != 1 || c[0] != ten {
 			t.Fatalf("Credited calls %v", c)
 		}
-		wantKinds(t, rec.kinds(), acceptor.Disabled, acceptor.Identified, acceptor.Idle, acceptor.Accepting,
+		acceptortest.WantKinds(t, rec.Kinds(), acceptor.Disabled, acceptor.Identified, acceptor.Idle, acceptor.Accepting,
 			acceptor.Stacking, acceptor.Stacked, acceptor.Idle)
 	})
 }
@@ -219,29 +221,29 @@ func TestEscrowReturn(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		pb, port := newPlayback(t, script(
+		pb, port := playback.New(t, playback.Script(
 			running(),
 			[]step{
 				poll(StIdling),
 				poll(StAccepting),
 				poll(StEscrow, 0x61),
-				ask(fr(CmdReturn), fr(CmdAck)),
+				playback.Ask(fr(CmdReturn), fr(CmdAck)),
 				poll(StReturning),
 				poll(StIdling),
 			},
 			shutdownSteps(),
 		)...)
 		d := New(port, Config{Denominations: testDenoms})
-		rec := &recorder{decide: func(acceptor.Note, int) acceptor.Decision { return acceptor.Return }}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Idle, 2))
-		mustNil(t, d.Run(ctx, rec))
-		pb.check()
-		if c := rec.creditCalls(); len(c) != 0 {
+		rec := &acceptortest.Recorder{Decide: func(acceptor.Note, int) acceptor.Decision { return acceptor.Return }}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Idle, 2))
+		acceptortest.NoRunError(t, d.Run(ctx, rec))
+		pb.Check()
+		if c := rec.CreditCalls(); len(c) != 0 {
 			t.Fatalf("Credited calls %v for a returned note", c)
 		}
-		wantKinds(t, rec.kinds(), acceptor.Disabled, acceptor.Identified, acceptor.Idle, acceptor.Accepting,
+		acceptortest.WantKinds(t, rec.Kinds(), acceptor.Disabled, acceptor.Identified, acceptor.Idle, acceptor.Accepting,
 			acceptor.Returning, acceptor.Returned, acceptor.Idle)
-		if r := rec.eventsOf(acceptor.Returned)[0]; r.Note.Code != 0x61 || r.Note.ValueMinor != 100 {
+		if r := rec.EventsOf(acceptor.Returned)[0]; r.Note.Code != 0x61 || r.Note.ValueMinor != 100 {
 			t.Errorf("Returned note %v", r.Note)
 		}
 	})
@@ -251,27 +253,27 @@ func TestEscrowUnknownCode(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		pb, port := newPlayback(t, script(
+		pb, port := playback.New(t, playback.Script(
 			running(),
 			[]step{
 				poll(StEscrow, 0x68),
-				ask(fr(CmdReturn), fr(CmdAck)),
+				playback.Ask(fr(CmdReturn), fr(CmdAck)),
 				poll(StReturning),
 				poll(StIdling),
 			},
 			shutdownSteps(),
 		)...)
 		d := New(port, Config{Denominations: testDenoms})
-		rec := &recorder{decide: func(n acceptor.Note, _ int) acceptor.Decision {
+		rec := &acceptortest.Recorder{Decide: func(n acceptor.Note, _ int) acceptor.Decision {
 			if !n.Known() {
 				return acceptor.Return
 			}
 			return acceptor.Stack
 		}}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Returned, 1))
-		mustNil(t, d.Run(ctx, rec))
-		pb.check()
-		if e := rec.escrowCalls(); len(e) != 1 || e[0] != (acceptor.Note{Code: 0x68}) {
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Returned, 1))
+		acceptortest.NoRunError(t, d.Run(ctx, rec))
+		pb.Check()
+		if e := rec.EscrowCalls(); len(e) != 1 || e[0] != (acceptor.Note{Code: 0x68}) {
 			t.Fatalf("Escrow calls %v, want the bare code", e)
 		}
 	})
@@ -281,15 +283,15 @@ func TestHoldAsksAgain(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		pb, port := newPlayback(t, script(
+		pb, port := playback.New(t, playback.Script(
 			running(),
 			[]step{
 				poll(StEscrow, 0x63),
-				ask(fr(CmdHold), fr(CmdAck)),
+				playback.Ask(fr(CmdHold), fr(CmdAck)),
 				poll(StHolding),
-				ask(fr(CmdHold), fr(CmdAck)), // still Hold: HOLD is re-sent
+				playback.Ask(fr(CmdHold), fr(CmdAck)), // still Hold: HOLD is re-sent
 				poll(StHolding),
-				ask(fr(CmdStack1), fr(CmdAck)),
+				playback.Ask(fr(CmdStack1), fr(CmdAck)),
 				poll(StStacking),
 				poll(StVendValid), ackStep,
 				poll(StStacked),
@@ -298,19 +300,19 @@ func TestHoldAsksAgain(t *testing.T) {
 			shutdownSteps(),
 		)...)
 		d := New(port, Config{Denominations: testDenoms})
-		rec := &recorder{decide: func(_ acceptor.Note, call int) acceptor.Decision {
+		rec := &acceptortest.Recorder{Decide: func(_ acceptor.Note, call int) acceptor.Decision {
 			if call < 3 {
 				return acceptor.Hold
 			}
 			return acceptor.Stack
 		}}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Idle, 1))
-		mustNil(t, d.Run(ctx, rec))
-		pb.check()
-		if e := rec.escrowCalls(); len(e) != 3 || e[2].Code != 0x63 {
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Idle, 1))
+		acceptortest.NoRunError(t, d.Run(ctx, rec))
+		pb.Check()
+		if e := rec.EscrowCalls(); len(e) != 3 || e[2].Code != 0x63 {
 			t.Fatalf("Escrow calls %v, want 3 for the same note", e)
 		}
-		if c := rec.creditCalls(); len(c) != 1 || c[0].Code != 0x63 {
+		if c := rec.CreditCalls(); len(c) != 1 || c[0].Code != 0x63 {
 			t.Fatalf("Credited calls %v", c)
 		}
 	})
@@ -321,14 +323,14 @@ func TestEscrowNotAskedTwice(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
 		stack := fr(CmdStack1)
-		pb, port := newPlayback(t, script(
+		pb, port := playback.New(t, playback.Script(
 			running(),
 			[]step{
 				poll(StEscrow, 0x63),
-				silent(stack), silent(stack), silent(stack), silent(stack), // 1 + MaxRetries
+				playback.Silent(stack), playback.Silent(stack), playback.Silent(stack), playback.Silent(stack), // 1 + MaxRetries
 				poll(StEscrow, 0x63),
-				ask(stack, fr(CmdAck)), // re-sent without asking the handler again
-				poll(StEscrow, 0x63),   // the unit is slow: the acknowledged STACK is not re-sent
+				playback.Ask(stack, fr(CmdAck)), // re-sent without asking the handler again
+				poll(StEscrow, 0x63),            // the unit is slow: the acknowledged STACK is not re-sent
 				poll(StStacking),
 				poll(StVendValid), ackStep,
 				poll(StStacked),
@@ -337,14 +339,14 @@ func TestEscrowNotAskedTwice(t *testing.T) {
 			shutdownSteps(),
 		)...)
 		d := New(port, Config{Denominations: testDenoms})
-		rec := &recorder{}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Idle, 1))
-		mustNil(t, d.Run(ctx, rec))
-		pb.check()
-		if e := rec.escrowCalls(); len(e) != 1 {
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Idle, 1))
+		acceptortest.NoRunError(t, d.Run(ctx, rec))
+		pb.Check()
+		if e := rec.EscrowCalls(); len(e) != 1 {
 			t.Fatalf("Escrow called %d times for one episode", len(e))
 		}
-		if len(rec.eventsOf(acceptor.CommLost)) != 0 {
+		if len(rec.EventsOf(acceptor.CommLost)) != 0 {
 			t.Fatalf("a failed STACK must not be reported as CommLost")
 		}
 	})
@@ -354,11 +356,11 @@ func TestCreditedErrorIsRetriedWithoutAck(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		pb, port := newPlayback(t, script(
+		pb, port := playback.New(t, playback.Script(
 			running(),
 			[]step{
 				poll(StEscrow, 0x61),
-				ask(fr(CmdStack1), fr(CmdAck)),
+				playback.Ask(fr(CmdStack1), fr(CmdAck)),
 				poll(StVendValid), // Credited fails: no ACK
 				poll(StVendValid), // Credited again, succeeds: ACK
 				ackStep,
@@ -370,16 +372,16 @@ func TestCreditedErrorIsRetriedWithoutAck(t *testing.T) {
 			shutdownSteps(),
 		)...)
 		d := New(port, Config{Denominations: testDenoms})
-		rec := &recorder{credit: func(_ acceptor.Note, call int) error {
+		rec := &acceptortest.Recorder{Credit: func(_ acceptor.Note, call int) error {
 			if call == 1 {
 				return errors.New("journal busy")
 			}
 			return nil
 		}}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Idle, 1))
-		mustNil(t, d.Run(ctx, rec))
-		pb.check()
-		c := rec.creditCalls()
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Idle, 1))
+		acceptortest.NoRunError(t, d.Run(ctx, rec))
+		pb.Check()
+		c := rec.CreditCalls()
 		if len(c) != 2 || c[0].Code != 0x61 || c[1].Code != 0x61 {
 			t.Fatalf("Credited calls %v, want 2 for note 0x61", c)
 		}
@@ -398,13 +400,13 @@ func TestEveryRejectReason(t *testing.T) {
 			steps = append(steps, poll(StAccepting), poll(StRejecting, c), poll(StIdling))
 			want = append(want, RejectReason(c))
 		}
-		pb, port := newPlayback(t, script(running(), steps, shutdownSteps())...)
+		pb, port := playback.New(t, playback.Script(running(), steps, shutdownSteps())...)
 		d := New(port, Config{Denominations: testDenoms})
-		rec := &recorder{}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Idle, len(codes)))
-		mustNil(t, d.Run(ctx, rec))
-		pb.check()
-		got := rec.eventsOf(acceptor.Rejected)
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Idle, len(codes)))
+		acceptortest.NoRunError(t, d.Run(ctx, rec))
+		pb.Check()
+		got := rec.EventsOf(acceptor.Rejected)
 		if len(got) != len(codes) {
 			t.Fatalf("%d Rejected events, want %d", len(got), len(codes))
 		}
@@ -422,7 +424,7 @@ func TestEveryRejectReason(t *testing.T) {
 				t.Errorf("RejectReason(%#x) = %v, want %v", code, RejectReason(code), r)
 			}
 		}
-		if len(rec.creditCalls())+len(rec.escrowCalls()) != 0 {
+		if len(rec.CreditCalls())+len(rec.EscrowCalls()) != 0 {
 			t.Fatal("handler asked about money for rejected notes")
 		}
 	})
@@ -432,7 +434,7 @@ func TestEveryErrorState(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		pb, port := newPlayback(t, script(
+		pb, port := playback.New(t, playback.Script(
 			running(),
 			[]step{
 				poll(StStackerFull), poll(StStackerFull), // repeated status: one event
@@ -443,33 +445,33 @@ func TestEveryErrorState(t *testing.T) {
 				poll(StPause),
 				poll(StCheated),
 				poll(StFailure, 0xA6),
-				poll(StFailure, 0xB2),                                         // a different failure code is a new fact
-				ask(statusReq, fr(StCommError)), ask(statusReq, fr(StIdling)), // COMM ERROR: re-sent at once
-				ask(statusReq, fr(StInvalidCommand)),
+				poll(StFailure, 0xB2),                                                           // a different failure code is a new fact
+				playback.Ask(statusReq, fr(StCommError)), playback.Ask(statusReq, fr(StIdling)), // COMM ERROR: re-sent at once
+				playback.Ask(statusReq, fr(StInvalidCommand)),
 				poll(0x3F), // a status this driver does not know
 				poll(StIdling),
 			},
 			shutdownSteps(),
 		)...)
 		d := New(port, Config{Denominations: testDenoms})
-		rec := &recorder{}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Idle, 2))
-		mustNil(t, d.Run(ctx, rec))
-		pb.check()
-		wantKinds(t, rec.kinds(), acceptor.Disabled, acceptor.Identified,
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Idle, 2))
+		acceptortest.NoRunError(t, d.Run(ctx, rec))
+		pb.Check()
+		acceptortest.WantKinds(t, rec.Kinds(), acceptor.Disabled, acceptor.Identified,
 			acceptor.CassetteFull, acceptor.CassetteRemoved, acceptor.CassetteReplaced, acceptor.Initializing,
 			acceptor.AcceptorJam, acceptor.StackerJam, acceptor.Paused, acceptor.Fraud,
 			acceptor.Failure, acceptor.Failure,
 			acceptor.ProtocolError, acceptor.Idle, acceptor.ProtocolError, acceptor.ProtocolError, acceptor.Idle)
-		f := rec.eventsOf(acceptor.Failure)
+		f := rec.EventsOf(acceptor.Failure)
 		if f[0].Code != 0xA6 || f[1].Code != 0xB2 || !strings.Contains(f[1].Detail, "RAM") {
 			t.Errorf("failure events %v", f)
 		}
-		pe := rec.eventsOf(acceptor.ProtocolError)
+		pe := rec.EventsOf(acceptor.ProtocolError)
 		if pe[0].Code != int(StCommError) || pe[1].Code != int(StInvalidCommand) || pe[2].Code != 0x3F {
 			t.Errorf("protocol errors %v", pe)
 		}
-		if len(rec.eventsOf(acceptor.CommLost)) != 0 {
+		if len(rec.EventsOf(acceptor.CommLost)) != 0 {
 			t.Errorf("answers were taken for silence")
 		}
 		if st := d.Stats(); st.CommErrors != 1 || st.Refused != 1 {
@@ -483,22 +485,22 @@ func TestCommLostAndRestored(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
 		var lostAt, restoredAt time.Time
-		disabled := cancelOn(cancel, acceptor.Disabled, 2)
-		pb, port := newPlayback(t, script(
+		disabled := acceptortest.CancelOn(cancel, acceptor.Disabled, 2)
+		pb, port := playback.New(t, playback.Script(
 			running(),
 			[]step{
 				poll(StIdling),
-				silent(statusReq), silent(statusReq), silent(statusReq), silent(statusReq), // CommLost
-				silent(statusReq), // one attempt per slow poll while lost
-				silent(statusReq),
+				playback.Silent(statusReq), playback.Silent(statusReq), playback.Silent(statusReq), playback.Silent(statusReq), // CommLost
+				playback.Silent(statusReq), // one attempt per slow poll while lost
+				playback.Silent(statusReq),
 				poll(StIdling), // CommRestored
 				poll(StDisabled),
 			},
 			shutdownSteps(),
 		)...)
 		d := New(port, Config{Denominations: testDenoms})
-		rec := &recorder{}
-		rec.onEvent = enableOnIdentified(t, ctx, d, func(e acceptor.Event) {
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, func(e acceptor.Event) {
 			switch e.Kind {
 			case acceptor.CommLost:
 				lostAt = time.Now()
@@ -507,10 +509,10 @@ func TestCommLostAndRestored(t *testing.T) {
 			}
 			disabled(e)
 		})
-		mustNil(t, d.Run(ctx, rec))
-		pb.check()
-		if len(rec.eventsOf(acceptor.CommLost)) != 1 || len(rec.eventsOf(acceptor.CommRestored)) != 1 {
-			t.Fatalf("events %v", rec.kinds())
+		acceptortest.NoRunError(t, d.Run(ctx, rec))
+		pb.Check()
+		if len(rec.EventsOf(acceptor.CommLost)) != 1 || len(rec.EventsOf(acceptor.CommRestored)) != 1 {
+			t.Fatalf("events %v", rec.Kinds())
 		}
 		// Two failed slow polls and the answered one: three LostPollIntervals at least.
 		if gap := restoredAt.Sub(lostAt); gap < 3*DefaultLostPollInterval {
@@ -528,33 +530,33 @@ func TestDamagedRepliesAreResynchronised(t *testing.T) {
 		defer cancel()
 		idle := fr(StIdling)
 		escrow := fr(StEscrow, 0x61)
-		pb, port := newPlayback(t, script(
+		pb, port := playback.New(t, playback.Script(
 			running(),
 			[]step{
-				ask(statusReq, badCRC(idle)),        // dropped; the request is re-sent at once
-				ask(statusReq, garbageBefore(idle)), // noise skipped
-				ask(statusReq, wrongLNG(idle)),      // waits for a byte that never comes: timeout
-				ask(statusReq, idle),                // the stale partial frame was dropped
-				{host: statusReq, unit: [][]byte{escrow[:1], escrow[1:3], escrow[3:]}}, // split
-				ask(fr(CmdReturn), fr(CmdAck)),
-				{host: statusReq, unit: [][]byte{{0xFC}, {0x05}, {0x18}, fr(StReturning)[3:]}},
+				playback.Ask(statusReq, badCRC(idle)),                                  // dropped; the request is re-sent at once
+				playback.Ask(statusReq, garbageBefore(idle)),                           // noise skipped
+				playback.Ask(statusReq, wrongLNG(idle)),                                // waits for a byte that never comes: timeout
+				playback.Ask(statusReq, idle),                                          // the stale partial frame was dropped
+				{Host: statusReq, Unit: [][]byte{escrow[:1], escrow[1:3], escrow[3:]}}, // split
+				playback.Ask(fr(CmdReturn), fr(CmdAck)),
+				{Host: statusReq, Unit: [][]byte{{0xFC}, {0x05}, {0x18}, fr(StReturning)[3:]}},
 				poll(StIdling),
 			},
 			shutdownSteps(),
 		)...)
 		d := New(port, Config{Denominations: testDenoms})
-		rec := &recorder{decide: func(acceptor.Note, int) acceptor.Decision { return acceptor.Return }}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Returned, 1))
-		mustNil(t, d.Run(ctx, rec))
-		pb.check()
-		if e := rec.escrowCalls(); len(e) != 1 || e[0].Code != 0x61 {
+		rec := &acceptortest.Recorder{Decide: func(acceptor.Note, int) acceptor.Decision { return acceptor.Return }}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Returned, 1))
+		acceptortest.NoRunError(t, d.Run(ctx, rec))
+		pb.Check()
+		if e := rec.EscrowCalls(); len(e) != 1 || e[0].Code != 0x61 {
 			t.Fatalf("escrow calls %v", e)
 		}
 		st := d.Stats()
 		if st.BadFrames < 1 || st.GarbageBytes == 0 || st.Timeouts != 1 || st.Retries != 2 {
 			t.Errorf("stats %+v", st)
 		}
-		if len(rec.eventsOf(acceptor.CommLost)) != 0 {
+		if len(rec.EventsOf(acceptor.CommLost)) != 0 {
 			t.Errorf("damaged replies within the retry budget were taken for CommLost")
 		}
 	})
@@ -564,14 +566,14 @@ func TestUnitPowerCycledMidNote(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		pb, port := newPlayback(t, script(
+		pb, port := playback.New(t, playback.Script(
 			running(),
 			[]step{
 				poll(StEscrow, 0x63),
-				ask(fr(CmdStack1), fr(CmdAck)),
+				playback.Ask(fr(CmdStack1), fr(CmdAck)),
 				poll(StStacking),
 				poll(StPowerUpStk), // power cut while stacking
-				ask(fr(CmdReset), fr(CmdAck)),
+				playback.Ask(fr(CmdReset), fr(CmdAck)),
 				poll(StInitialize),
 			},
 			configSteps(false), // version and table are read once per Run
@@ -579,15 +581,15 @@ func TestUnitPowerCycledMidNote(t *testing.T) {
 			shutdownSteps(),
 		)...)
 		d := New(port, Config{Denominations: testDenoms})
-		rec := &recorder{}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Disabled, 2))
-		mustNil(t, d.Run(ctx, rec))
-		pb.check()
-		ps := rec.eventsOf(acceptor.PowerUpNoteInStacker)
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Disabled, 2))
+		acceptortest.NoRunError(t, d.Run(ctx, rec))
+		pb.Check()
+		ps := rec.EventsOf(acceptor.PowerUpNoteInStacker)
 		if len(ps) != 1 || ps[0].Note.Code != 0x63 || ps[0].Note.ValueMinor != 1000 {
 			t.Fatalf("power-up events %v: the note being stacked must be named", ps)
 		}
-		if len(rec.creditCalls()) != 0 {
+		if len(rec.CreditCalls()) != 0 {
 			t.Fatal("a note without VEND VALID was credited")
 		}
 	})
@@ -599,16 +601,16 @@ func TestResetRefusedWithNoteInPath(t *testing.T) {
 		defer cancel()
 		resetErr := make(chan error, 1)
 		var d *Driver
-		pb, port := newPlayback(t, script(
+		pb, port := playback.New(t, playback.Script(
 			running(),
 			[]step{
 				poll(StEscrow, 0x63),
-				ask(fr(CmdHold), fr(CmdAck)),
+				playback.Ask(fr(CmdHold), fr(CmdAck)),
 				poll(StHolding),
-				ask(fr(CmdReturn), fr(CmdAck)),
+				playback.Ask(fr(CmdReturn), fr(CmdAck)),
 				poll(StReturning),
 				poll(StIdling),
-				ask(fr(CmdReset), fr(CmdAck)), // allowed again once the path is clear
+				playback.Ask(fr(CmdReset), fr(CmdAck)), // allowed again once the path is clear
 				poll(StInitialize),
 			},
 			configSteps(false),
@@ -616,14 +618,14 @@ func TestResetRefusedWithNoteInPath(t *testing.T) {
 			shutdownSteps(),
 		)...)
 		d = New(port, Config{Denominations: testDenoms})
-		rec := &recorder{decide: func(_ acceptor.Note, call int) acceptor.Decision {
+		rec := &acceptortest.Recorder{Decide: func(_ acceptor.Note, call int) acceptor.Decision {
 			if call == 1 {
 				go func() { resetErr <- d.Reset(ctx) }()
 				return acceptor.Hold
 			}
 			return acceptor.Return
 		}}
-		rec.onEvent = enableOnIdentified(t, ctx, d, func(e acceptor.Event) {
+		rec.OnEvent = enableOnIdentified(t, ctx, d, func(e acceptor.Event) {
 			if e.Kind == acceptor.Returned {
 				go func() {
 					if err := d.Reset(ctx); err != nil {
@@ -631,12 +633,12 @@ func TestResetRefusedWithNoteInPath(t *testing.T) {
 					}
 				}()
 			}
-			if e.Kind == acceptor.Disabled && len(rec.eventsOf(acceptor.Returned)) == 1 {
+			if e.Kind == acceptor.Disabled && len(rec.EventsOf(acceptor.Returned)) == 1 {
 				cancel()
 			}
 		})
-		mustNil(t, d.Run(ctx, rec))
-		pb.check()
+		acceptortest.NoRunError(t, d.Run(ctx, rec))
+		pb.Check()
 		if err := <-resetErr; !errors.Is(err, ErrWrongState) {
 			t.Fatalf("Reset with a note in escrow: %v, want ErrWrongState", err)
 		}
@@ -652,25 +654,25 @@ func TestCurrencyTableMismatch(t *testing.T) {
 			0x62, 0x2D, 0x02, 0x00, // 2 CNY: configured as 5
 			0x64, 0x2D, 0x02, 0x01, // 20 CNY: not configured
 		}
-		pb, port := newPlayback(t, script(
+		pb, port := playback.New(t, playback.Script(
 			[]step{poll(StDisabled)},
 			configSteps(false),
 			[]step{
-				ask(fr(CmdVersion), fr(CmdVersion, []byte(testVersion)...)),
-				ask(fr(CmdCurrency), fr(CmdCurrency, table...)),
+				playback.Ask(fr(CmdVersion), fr(CmdVersion, []byte(testVersion)...)),
+				playback.Ask(fr(CmdCurrency), fr(CmdCurrency, table...)),
 			},
 			shutdownSteps(),
 		)...)
 		d := New(port, Config{Denominations: testDenoms})
-		rec := &recorder{}
-		rec.onEvent = func(e acceptor.Event) {
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = func(e acceptor.Event) {
 			if e.Kind == acceptor.ProtocolError {
 				cancel()
 			}
 		}
-		mustNil(t, d.Run(ctx, rec))
-		pb.check()
-		pe := rec.eventsOf(acceptor.ProtocolError)
+		acceptortest.NoRunError(t, d.Run(ctx, rec))
+		pb.Check()
+		pe := rec.EventsOf(acceptor.ProtocolError)
 		if len(pe) != 1 {
 			t.Fatalf("protocol errors %v", pe)
 		}
@@ -711,7 +713,7 @@ func TestRunTwiceAndPortFailure(t *testing.T) {
 		defer cancel()
 		host, unit := net.Pipe()
 		d := New(host, Config{Denominations: testDenoms})
-		rec := &recorder{}
+		rec := &acceptortest.Recorder{}
 		errc := runDriver(ctx, d, rec)
 		// The unit side reads the first poll and then hangs up.
 		buf := make([]byte, 5)
@@ -735,30 +737,54 @@ func TestReturnedWhenTheNextNoteFollowsAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		pb, port := newPlayback(t, script(
+		pb, port := playback.New(t, playback.Script(
 			running(),
 			[]step{
 				poll(StEscrow, 0x61),
-				ask(fr(CmdReturn), fr(CmdAck)),
+				playback.Ask(fr(CmdReturn), fr(CmdAck)),
 				poll(StReturning),
 				poll(StAccepting), // the customer pushed the next note in between two polls
 				poll(StEscrow, 0x63),
-				ask(fr(CmdReturn), fr(CmdAck)),
+				playback.Ask(fr(CmdReturn), fr(CmdAck)),
 				poll(StReturning),
 				poll(StIdling),
 			},
 			shutdownSteps(),
 		)...)
 		d := New(port, Config{Denominations: testDenoms})
-		rec := &recorder{decide: func(acceptor.Note, int) acceptor.Decision { return acceptor.Return }}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Returned, 2))
-		mustNil(t, d.Run(ctx, rec))
-		pb.check()
-		r := rec.eventsOf(acceptor.Returned)
+		rec := &acceptortest.Recorder{Decide: func(acceptor.Note, int) acceptor.Decision { return acceptor.Return }}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Returned, 2))
+		acceptortest.NoRunError(t, d.Run(ctx, rec))
+		pb.Check()
+		r := rec.EventsOf(acceptor.Returned)
 		if len(r) != 2 || r[0].Note.Code != 0x61 || r[1].Note.Code != 0x63 {
 			t.Fatalf("Returned events %v", r)
 		}
-		wantKinds(t, rec.kinds(), acceptor.Disabled, acceptor.Identified, acceptor.Returning, acceptor.Returned,
+		acceptortest.WantKinds(t, rec.Kinds(), acceptor.Disabled, acceptor.Identified, acceptor.Returning, acceptor.Returned,
 			acceptor.Accepting, acceptor.Returning, acceptor.Returned, acceptor.Idle)
+	})
+}
+
+// A unit that goes silent in the middle of a reply must not leave the driver waiting for
+// the rest: after InterByteTimeout the partial frame is dropped, and the reply that follows
+// is decoded at once, without a timeout or a re-send.
+func TestTornFrameDroppedAfterSilence(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		torn := []byte{Sync, 0x20, StIdling} // announces 32 bytes, then nothing
+		pb, port := playback.New(t, playback.Script(
+			running(),
+			[]step{{Host: statusReq, Unit: [][]byte{torn, fr(StIdling)}, Pause: 2 * DefaultInterByteTimeout, Then: cancel}},
+			shutdownSteps(),
+		)...)
+		d := New(port, Config{Denominations: testDenoms})
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, nil)
+		acceptortest.NoRunError(t, d.Run(ctx, rec))
+		pb.Check()
+		if st := d.Stats(); st.Timeouts != 0 || st.Retries != 0 || st.BadFrames != 0 || st.GarbageBytes != uint64(len(torn)) {
+			t.Errorf("stats %+v: want the torn frame dropped as %d bytes of garbage, nothing re-sent", st, len(torn))
+		}
 	})
 }

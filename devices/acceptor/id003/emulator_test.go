@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"net"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
+	"github.com/kioskd/kioskd/devices/acceptor/acceptortest"
 	"github.com/kioskd/kioskd/devices/acceptor/id003"
 	"github.com/kioskd/kioskd/hw-sim/id003sim"
 )
@@ -24,95 +24,19 @@ var cny = acceptor.Denominations{
 	0x64: {ValueMinor: 2000, Currency: "CNY"},
 }
 
-// handler records calls; its behaviour is set per test.
-type handler struct {
-	mu      sync.Mutex
-	events  []acceptor.Event
-	escrows []acceptor.Note
-	credits []acceptor.Note
-	decide  func(acceptor.Note) acceptor.Decision
-	credit  func(acceptor.Note) error
-}
-
-func (h *handler) Escrow(_ context.Context, n acceptor.Note) acceptor.Decision {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.escrows = append(h.escrows, n)
-	if h.decide != nil {
-		return h.decide(n)
-	}
-	return acceptor.Stack
-}
-
-func (h *handler) Credited(_ context.Context, n acceptor.Note) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.credits = append(h.credits, n)
-	if h.credit != nil {
-		return h.credit(n)
-	}
-	return nil
-}
-
-func (h *handler) Event(_ context.Context, e acceptor.Event) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.events = append(h.events, e)
-}
-
-func (h *handler) count(k acceptor.Kind) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	n := 0
-	for _, e := range h.events {
-		if e.Kind == k {
-			n++
-		}
-	}
-	return n
-}
-
-func (h *handler) last(k acceptor.Kind) acceptor.Event {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for i := len(h.events) - 1; i >= 0; i-- {
-		if h.events[i].Kind == k {
-			return h.events[i]
-		}
-	}
-	return acceptor.Event{}
-}
-
-func (h *handler) calls() (escrows, credits []acceptor.Note) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]acceptor.Note(nil), h.escrows...), append([]acceptor.Note(nil), h.credits...)
-}
-
-// eventually waits for cond, failing after 10 s: on the fake clock inside a synctest bubble,
-// on the real one in the pty test.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 // rig is a driver and an emulator joined by a net.Pipe.
 type rig struct {
 	t       testing.TB
 	sim     *id003sim.Sim
 	drv     *id003.Driver
-	h       *handler
+	h       *acceptortest.Recorder
 	stopDrv context.CancelFunc
 	stopSim context.CancelFunc
 	runErr  chan error
 	simErr  chan error
 }
 
-func newRig(t testing.TB, sim *id003sim.Sim, h *handler) *rig {
+func newRig(t testing.TB, sim *id003sim.Sim, h *acceptortest.Recorder) *rig {
 	host, unit := net.Pipe()
 	drvCtx, stopDrv := context.WithCancel(context.Background())
 	simCtx, stopSim := context.WithCancel(context.Background())
@@ -141,28 +65,28 @@ func (r *rig) stop() {
 // ready waits for the configured unit and enables every denomination.
 func (r *rig) ready() {
 	r.t.Helper()
-	eventually(r.t, "identified", func() bool { return r.h.count(acceptor.Identified) > 0 })
+	acceptortest.Eventually(r.t, "identified", func() bool { return r.h.Count(acceptor.Identified) > 0 })
 	if err := r.drv.Enable(context.Background(), []int{0x61, 0x62, 0x63, 0x64}); err != nil {
 		r.t.Fatal(err)
 	}
-	idle := r.h.count(acceptor.Idle)
-	eventually(r.t, "idle", func() bool { return r.h.count(acceptor.Idle) > idle })
+	idle := r.h.Count(acceptor.Idle)
+	acceptortest.Eventually(r.t, "idle", func() bool { return r.h.Count(acceptor.Idle) > idle })
 }
 
 func TestEmulatorInsertEscrowStackCredit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sim := id003sim.New(id003sim.Config{Denominations: cny})
-		h := &handler{}
+		h := &acceptortest.Recorder{}
 		r := newRig(t, sim, h)
 		r.ready()
 		if err := sim.InsertNote(0x64); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "stacked", func() bool { return h.count(acceptor.Stacked) == 1 })
-		eventually(t, "idle", func() bool { return h.count(acceptor.Idle) == 2 })
+		acceptortest.Eventually(t, "stacked", func() bool { return h.Count(acceptor.Stacked) == 1 })
+		acceptortest.Eventually(t, "idle", func() bool { return h.Count(acceptor.Idle) == 2 })
 		r.stop()
 		twenty := acceptor.Note{Code: 0x64, ValueMinor: 2000, Currency: "CNY"}
-		escrows, credits := h.calls()
+		escrows, credits := h.EscrowCalls(), h.CreditCalls()
 		if len(escrows) != 1 || escrows[0] != twenty || len(credits) != 1 || credits[0] != twenty {
 			t.Fatalf("escrows %v credits %v", escrows, credits)
 		}
@@ -176,8 +100,8 @@ func TestEmulatorInsertEscrowStackCredit(t *testing.T) {
 		if info := r.drv.Info(); info.Model == "" || len(info.Denominations) != 4 {
 			t.Fatalf("Info %+v", info)
 		}
-		if h.count(acceptor.ProtocolError) != 0 {
-			t.Fatalf("protocol errors: %v", h.last(acceptor.ProtocolError))
+		if h.Count(acceptor.ProtocolError) != 0 {
+			t.Fatalf("protocol errors: %v", h.Last(acceptor.ProtocolError))
 		}
 	})
 }
@@ -185,22 +109,22 @@ func TestEmulatorInsertEscrowStackCredit(t *testing.T) {
 func TestEmulatorReturnAndRejects(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sim := id003sim.New(id003sim.Config{Denominations: cny})
-		h := &handler{decide: func(acceptor.Note) acceptor.Decision { return acceptor.Return }}
+		h := &acceptortest.Recorder{Decide: func(acceptor.Note, int) acceptor.Decision { return acceptor.Return }}
 		r := newRig(t, sim, h)
 		r.ready()
 		sim.InsertNote(0x61)
-		eventually(t, "returned", func() bool { return h.count(acceptor.Returned) == 1 })
+		acceptortest.Eventually(t, "returned", func() bool { return h.Count(acceptor.Returned) == 1 })
 		for reason := byte(0x71); reason <= 0x7F; reason++ {
 			sim.ForceReject(reason)
-			eventually(t, "idle for the next note", func() bool { return sim.InsertNote(0x62) == nil })
+			acceptortest.Eventually(t, "idle for the next note", func() bool { return sim.InsertNote(0x62) == nil })
 			n := int(reason-0x71) + 1
-			eventually(t, "rejected", func() bool { return h.count(acceptor.Rejected) == n })
-			if e := h.last(acceptor.Rejected); e.Code != int(reason) || e.Reason != id003.RejectReason(reason) {
+			acceptortest.Eventually(t, "rejected", func() bool { return h.Count(acceptor.Rejected) == n })
+			if e := h.Last(acceptor.Rejected); e.Code != int(reason) || e.Reason != id003.RejectReason(reason) {
 				t.Fatalf("reject %#x reported as %v", reason, e)
 			}
 		}
 		r.stop()
-		if _, credits := h.calls(); len(credits) != 0 || len(sim.Cassette()) != 0 {
+		if credits := h.CreditCalls(); len(credits) != 0 || len(sim.Cassette()) != 0 {
 			t.Fatalf("money moved: credits %v cassette %v", credits, sim.Cassette())
 		}
 	})
@@ -210,8 +134,8 @@ func TestEmulatorEscrowTimeoutWhileHolding(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sim := id003sim.New(id003sim.Config{Denominations: cny, EscrowTimeout: 3 * time.Second})
 		var holdUntil time.Time
-		h := &handler{}
-		h.decide = func(acceptor.Note) acceptor.Decision {
+		h := &acceptortest.Recorder{}
+		h.Decide = func(acceptor.Note, int) acceptor.Decision {
 			if holdUntil.IsZero() {
 				holdUntil = time.Now().Add(2 * time.Second)
 			}
@@ -223,14 +147,14 @@ func TestEmulatorEscrowTimeoutWhileHolding(t *testing.T) {
 		r := newRig(t, sim, h)
 		r.ready()
 		sim.InsertNote(0x63)
-		eventually(t, "credited", func() bool { _, c := h.calls(); return len(c) == 1 })
-		eventually(t, "stacked", func() bool { return h.count(acceptor.Stacked) == 1 })
+		acceptortest.Eventually(t, "credited", func() bool { c := h.CreditCalls(); return len(c) == 1 })
+		acceptortest.Eventually(t, "stacked", func() bool { return h.Count(acceptor.Stacked) == 1 })
 		r.stop()
-		if escrows, _ := h.calls(); len(escrows) < 5 {
+		if escrows := h.EscrowCalls(); len(escrows) < 5 {
 			t.Fatalf("Escrow asked %d times while holding", len(escrows))
 		}
-		if h.count(acceptor.Holding) != 1 {
-			t.Fatalf("%d Holding events, want one", h.count(acceptor.Holding))
+		if h.Count(acceptor.Holding) != 1 {
+			t.Fatalf("%d Holding events, want one", h.Count(acceptor.Holding))
 		}
 	})
 }
@@ -238,17 +162,17 @@ func TestEmulatorEscrowTimeoutWhileHolding(t *testing.T) {
 func TestEmulatorFaultsAndCassette(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sim := id003sim.New(id003sim.Config{Denominations: cny, CassetteCapacity: 1})
-		h := &handler{}
+		h := &acceptortest.Recorder{}
 		r := newRig(t, sim, h)
 		r.ready()
 		sim.InsertNote(0x62)
-		eventually(t, "cassette full", func() bool { return h.count(acceptor.CassetteFull) == 1 })
+		acceptortest.Eventually(t, "cassette full", func() bool { return h.Count(acceptor.CassetteFull) == 1 })
 		if err := sim.PullCassette(); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "removed", func() bool { return h.count(acceptor.CassetteRemoved) == 1 })
+		acceptortest.Eventually(t, "removed", func() bool { return h.Count(acceptor.CassetteRemoved) == 1 })
 		sim.ReplaceCassette()
-		eventually(t, "replaced", func() bool { return h.count(acceptor.CassetteReplaced) == 1 })
+		acceptortest.Eventually(t, "replaced", func() bool { return h.Count(acceptor.CassetteReplaced) == 1 })
 		for _, f := range []struct {
 			inject func()
 			clear  func()
@@ -261,15 +185,15 @@ func TestEmulatorFaultsAndCassette(t *testing.T) {
 			{func() { sim.Fail(0xA5) }, func() { r.drv.Reset(context.Background()) }, acceptor.Failure},
 		} {
 			f.inject()
-			eventually(t, f.kind.String(), func() bool { return h.count(f.kind) == 1 })
+			acceptortest.Eventually(t, f.kind.String(), func() bool { return h.Count(f.kind) == 1 })
 			f.clear()
-			eventually(t, "recovered from "+f.kind.String(), func() bool {
+			acceptortest.Eventually(t, "recovered from "+f.kind.String(), func() bool {
 				s := sim.State().Status
 				return s == "idling" || s == "disabled"
 			})
 		}
 		r.stop()
-		if e := h.last(acceptor.Failure); e.Code != 0xA5 {
+		if e := h.Last(acceptor.Failure); e.Code != 0xA5 {
 			t.Fatalf("failure event %v", e)
 		}
 	})
@@ -278,11 +202,11 @@ func TestEmulatorFaultsAndCassette(t *testing.T) {
 func TestEmulatorPowerCycleWhileStacking(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sim := id003sim.New(id003sim.Config{Denominations: cny})
-		h := &handler{}
-		h.decide = func(acceptor.Note) acceptor.Decision {
+		h := &acceptortest.Recorder{}
+		h.Decide = func(acceptor.Note, int) acceptor.Decision {
 			// The power goes right after the host decided to stack.
 			go func() {
-				eventually(t, "stacking", func() bool { return sim.State().Status == "stacking" })
+				acceptortest.Eventually(t, "stacking", func() bool { return sim.State().Status == "stacking" })
 				sim.PowerCycle(id003sim.Auto)
 			}()
 			return acceptor.Stack
@@ -290,14 +214,14 @@ func TestEmulatorPowerCycleWhileStacking(t *testing.T) {
 		r := newRig(t, sim, h)
 		r.ready()
 		sim.InsertNote(0x63)
-		eventually(t, "power-up report", func() bool { return h.count(acceptor.PowerUpNoteInStacker) == 1 })
-		eventually(t, "reconfigured", func() bool { return sim.State().Status == "disabled" })
+		acceptortest.Eventually(t, "power-up report", func() bool { return h.Count(acceptor.PowerUpNoteInStacker) == 1 })
+		acceptortest.Eventually(t, "reconfigured", func() bool { return sim.State().Status == "disabled" })
 		r.stop()
-		e := h.last(acceptor.PowerUpNoteInStacker)
+		e := h.Last(acceptor.PowerUpNoteInStacker)
 		if e.Note.Code != 0x63 || e.Note.ValueMinor != 1000 {
 			t.Fatalf("power-up event %v does not name the note being stacked", e)
 		}
-		if _, credits := h.calls(); len(credits) != 0 {
+		if credits := h.CreditCalls(); len(credits) != 0 {
 			t.Fatalf("credited without VEND VALID: %v", credits)
 		}
 		c := sim.Cassette()
@@ -311,25 +235,25 @@ func TestEmulatorHostRestartDuringVendValid(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sim := id003sim.New(id003sim.Config{Denominations: cny})
 		// The first host process cannot journal: VEND VALID stays unacknowledged.
-		h1 := &handler{credit: func(acceptor.Note) error { return errors.New("disk full") }}
+		h1 := &acceptortest.Recorder{Credit: func(acceptor.Note, int) error { return errors.New("disk full") }}
 		r1 := newRig(t, sim, h1)
 		r1.ready()
 		sim.InsertNote(0x62)
-		eventually(t, "credit attempts", func() bool { _, c := h1.calls(); return len(c) >= 3 })
+		acceptortest.Eventually(t, "credit attempts", func() bool { c := h1.CreditCalls(); return len(c) >= 3 })
 		r1.stop()
 		if st := sim.State(); st.Status != "vend_valid" {
 			t.Fatalf("emulator %s after the host went away", st.Status)
 		}
 		// The new process finds the unit in VEND VALID and credits it, denomination unknown.
-		h2 := &handler{}
+		h2 := &acceptortest.Recorder{}
 		r2 := newRig(t, sim, h2)
-		eventually(t, "credited", func() bool { _, c := h2.calls(); return len(c) == 1 })
-		eventually(t, "configured", func() bool { return h2.count(acceptor.Identified) == 1 })
+		acceptortest.Eventually(t, "credited", func() bool { c := h2.CreditCalls(); return len(c) == 1 })
+		acceptortest.Eventually(t, "configured", func() bool { return h2.Count(acceptor.Identified) == 1 })
 		r2.stop()
-		if _, c := h2.calls(); c[0] != (acceptor.Note{}) {
+		if c := h2.CreditCalls(); c[0] != (acceptor.Note{}) {
 			t.Fatalf("credit after restart %v, want Note{}", c[0])
 		}
-		if escrows, _ := h2.calls(); len(escrows) != 0 {
+		if escrows := h2.EscrowCalls(); len(escrows) != 0 {
 			t.Fatalf("escrow asked after restart: %v", escrows)
 		}
 		c := sim.Cassette()
@@ -342,7 +266,7 @@ func TestEmulatorHostRestartDuringVendValid(t *testing.T) {
 func TestEmulatorLinkFaults(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sim := id003sim.New(id003sim.Config{Denominations: cny})
-		h := &handler{}
+		h := &acceptortest.Recorder{}
 		r := newRig(t, sim, h)
 		r.ready()
 		for _, f := range []id003sim.Fault{
@@ -353,17 +277,17 @@ func TestEmulatorLinkFaults(t *testing.T) {
 			sim.InjectFault(f)
 		}
 		sim.InsertNote(0x61)
-		eventually(t, "stacked", func() bool { return h.count(acceptor.Stacked) == 1 })
+		acceptortest.Eventually(t, "stacked", func() bool { return h.Count(acceptor.Stacked) == 1 })
 		// Four silent replies in a row: the driver gives up on that poll and says so.
 		for range 4 {
 			sim.InjectFault(id003sim.Fault{Kind: id003sim.FaultNoReply})
 		}
-		eventually(t, "comm lost", func() bool { return h.count(acceptor.CommLost) == 1 })
-		eventually(t, "comm restored", func() bool { return h.count(acceptor.CommRestored) == 1 })
+		acceptortest.Eventually(t, "comm lost", func() bool { return h.Count(acceptor.CommLost) == 1 })
+		acceptortest.Eventually(t, "comm restored", func() bool { return h.Count(acceptor.CommRestored) == 1 })
 		sim.InsertNote(0x62)
-		eventually(t, "second note", func() bool { return h.count(acceptor.Stacked) == 2 })
+		acceptortest.Eventually(t, "second note", func() bool { return h.Count(acceptor.Stacked) == 2 })
 		r.stop()
-		_, credits := h.calls()
+		credits := h.CreditCalls()
 		if len(credits) != 2 || len(sim.Cassette()) != 2 {
 			t.Fatalf("credits %v cassette %+v", credits, sim.Cassette())
 		}
@@ -388,7 +312,7 @@ func BenchmarkPollCycle(b *testing.B) {
 	go func() { simDone <- sim.Serve(ctx, unit) }()
 	d := id003.New(host, id003.Config{Denominations: cny, PollInterval: time.Nanosecond})
 	runDone := make(chan error, 1)
-	go func() { runDone <- d.Run(ctx, &handler{}) }()
+	go func() { runDone <- d.Run(ctx, &acceptortest.Recorder{}) }()
 	for d.Stats().Polls < 10 { // past the start-up sequence
 		time.Sleep(time.Millisecond)
 	}
@@ -408,7 +332,7 @@ func BenchmarkPollCycle(b *testing.B) {
 func TestRunCancellationInhibitsAndLeavesNothing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sim := id003sim.New(id003sim.Config{Denominations: cny})
-		h := &handler{}
+		h := &acceptortest.Recorder{}
 		r := newRig(t, sim, h)
 		r.ready()
 		if sim.State().Inhibited {

@@ -9,6 +9,8 @@ import (
 	"testing/synctest"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
+	"github.com/kioskd/kioskd/devices/acceptor/acceptortest"
+	"github.com/kioskd/kioskd/devices/internal/playback"
 )
 
 // FuzzDriver plays arbitrary unit behaviour against the whole driver: the input is a list of
@@ -37,9 +39,9 @@ func FuzzDriver(f *testing.F) {
 			defer cancel()
 			host, unit := net.Pipe()
 			var creditedOK atomic.Int32
-			rec := &recorder{
-				decide: func(n acceptor.Note, call int) acceptor.Decision { return acceptor.Decision(call%4 + 0) },
-				credit: func(n acceptor.Note, call int) error {
+			rec := &acceptortest.Recorder{
+				Decide: func(n acceptor.Note, call int) acceptor.Decision { return acceptor.Decision(call%4 + 0) },
+				Credit: func(n acceptor.Note, call int) error {
 					if call%2 == 0 {
 						return io.ErrUnexpectedEOF
 					}
@@ -52,14 +54,13 @@ func FuzzDriver(f *testing.F) {
 			go func() { done <- d.Run(ctx, rec) }()
 			go func() {
 				defer cancel()
-				p := &playback{t: t, conn: unit}
 				for len(in) >= 3 {
 					flags, status, n := in[0], in[1], int(in[2]%4)
 					in = in[3:]
 					n = min(n, len(in))
 					data := in[:n]
 					in = in[n:]
-					got, err := p.readFrame()
+					got, err := playback.ReadFrame(unit, frameDone)
 					if err != nil {
 						return
 					}

@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
+	"github.com/kioskd/kioskd/devices/internal/seriallink"
 )
 
 // phase is where the loop is in bringing the unit up.
@@ -33,13 +33,11 @@ func (p phase) String() string {
 
 // loop is the poll loop's state. Only the Run goroutine touches it.
 type loop struct {
-	d   *Driver
-	h   acceptor.Handler
-	rx  <-chan rxItem
-	cfg Config
-	log *slog.Logger
-
-	fatal error // the port failed; Run ends
+	d    *Driver
+	h    acceptor.Handler
+	link *seriallink.Link[Frame, request]
+	cfg  Config
+	log  *slog.Logger
 
 	phase      phase
 	state      unitState
@@ -59,31 +57,13 @@ type loop struct {
 	returning bool              // a RETURNING was seen; Returned follows at idle
 }
 
-func (l *loop) run(ctx context.Context) error {
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		var reqs chan request
-		if l.phase == phaseRunning {
-			reqs = l.d.reqs
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case r := <-reqs:
-			r.done <- l.serve(ctx, r)
-		case <-timer.C:
-			l.cycle(ctx)
-			interval := l.cfg.PollInterval
-			if l.lost {
-				interval = l.cfg.LostPollInterval
-			}
-			timer.Reset(interval)
-		}
-		if l.fatal != nil {
-			return l.fatal
-		}
+// step is one poll cycle; it returns the time until the next.
+func (l *loop) step(ctx context.Context) time.Duration {
+	l.cycle(ctx)
+	if l.lost {
+		return l.cfg.LostPollInterval
 	}
+	return l.cfg.PollInterval
 }
 
 // cycle is one poll: STATUS REQUEST, the money logic for the answer, then whatever the
@@ -91,7 +71,7 @@ func (l *loop) run(ctx context.Context) error {
 func (l *loop) cycle(ctx context.Context) {
 	f, err := l.exchange(ctx, CmdStatusRequest, nil)
 	if err != nil && !errors.Is(err, acceptor.ErrRefused) {
-		if l.fatal == nil && ctx.Err() == nil {
+		if l.link.Fatal() == nil && ctx.Err() == nil {
 			l.commFailed(ctx, err)
 		}
 		return
@@ -107,7 +87,7 @@ func (l *loop) cycle(ctx context.Context) {
 	}
 	l.d.n.polls.Add(1)
 	l.onStatus(ctx, f)
-	if l.fatal == nil && ctx.Err() == nil {
+	if l.link.Fatal() == nil && ctx.Err() == nil {
 		l.advance(ctx)
 	}
 }
@@ -294,11 +274,7 @@ func (l *loop) shutdown(ctx context.Context) {
 	}
 }
 
-var (
-	errNoReply   = errors.New("no reply")
-	errBadFrame  = errors.New("damaged reply")
-	errCommError = errors.New("unit reported COMM ERROR")
-)
+var errCommError = errors.New("unit reported COMM ERROR")
 
 // exchange is the one send path: it checks the command table, sends the frame, waits for the
 // matching reply and re-sends on a timeout or a damaged reply, up to MaxRetries times (once
@@ -332,30 +308,29 @@ func (l *loop) exchange(ctx context.Context, cmd byte, data []byte) (Frame, erro
 		if a > 0 {
 			l.d.n.retries.Add(1)
 			// Whatever is buffered now is the stale start of a reply that never finished.
-			l.d.resetRx.Store(true)
+			l.link.ResetRx()
 		}
-		l.drainStale()
-		if l.fatal != nil {
-			return Frame{}, l.fatal
+		l.link.DrainStale()
+		if err := l.link.Fatal(); err != nil {
+			return Frame{}, err
 		}
-		if err := l.write(wire); err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				last = err
-				continue
+		if err := l.link.Write(wire); err != nil {
+			if fatal := l.link.Fatal(); fatal != nil {
+				return Frame{}, fatal
 			}
-			l.fatal = fmt.Errorf("id003: write %s: %w", spec.name, err)
-			return Frame{}, l.fatal
+			last = err
+			continue
 		}
 		l.log.Debug("tx", "cmd", spec.name, "frame", fmt.Sprintf("% X", wire))
 		if spec.reply == replyNone {
 			return Frame{}, nil
 		}
-		f, err := l.await(ctx, cmd, data, spec, timeout)
+		f, err := l.link.Await(ctx, timeout, func(f Frame) (bool, error) { return l.answers(ctx, cmd, data, spec, f) })
 		if err == nil {
 			return f, nil
 		}
-		if l.fatal != nil {
-			return Frame{}, l.fatal
+		if fatal := l.link.Fatal(); fatal != nil {
+			return Frame{}, fatal
 		}
 		if errors.Is(err, acceptor.ErrRefused) || ctx.Err() != nil {
 			return Frame{}, fmt.Errorf("id003: %s: %w", spec.name, err)
@@ -365,78 +340,22 @@ func (l *loop) exchange(ctx context.Context, cmd byte, data []byte) (Frame, erro
 	return Frame{}, fmt.Errorf("id003: %s: %w after %d attempts: %w", spec.name, acceptor.ErrTimeout, attempts, last)
 }
 
-type writeDeadliner interface{ SetWriteDeadline(time.Time) error }
-
-func (l *loop) write(wire []byte) error {
-	if wd, ok := l.d.port.(writeDeadliner); ok {
-		_ = wd.SetWriteDeadline(time.Now().Add(l.cfg.ReplyTimeout))
+// answers tells whether f is the reply to cmd. COMM ERROR and INVALID COMMAND end the wait
+// with an error; replies that do not fit the command are late answers to an earlier one.
+func (l *loop) answers(ctx context.Context, cmd byte, data []byte, spec commandSpec, f Frame) (bool, error) {
+	switch f.Cmd {
+	case StCommError:
+		l.d.n.commErrors.Add(1)
+		l.emit(ctx, acceptor.Event{Kind: acceptor.ProtocolError, Code: int(StCommError),
+			Detail: "unit reported COMM ERROR for " + spec.name})
+		return false, errCommError
+	case StInvalidCommand:
+		l.d.n.refused.Add(1)
+		l.emit(ctx, acceptor.Event{Kind: acceptor.ProtocolError, Code: int(StInvalidCommand),
+			Detail: "unit reported INVALID COMMAND for " + spec.name})
+		return false, acceptor.ErrRefused
 	}
-	_, err := l.d.port.Write(wire)
-	return err
-}
-
-// drainStale drops frames that arrived while no command was outstanding: they can only be
-// late answers to an earlier command.
-func (l *loop) drainStale() {
-	for {
-		select {
-		case it := <-l.rx:
-			if it.fatal != nil {
-				l.fatal = fmt.Errorf("id003: read: %w", it.fatal)
-				return
-			}
-			if it.err == nil {
-				l.d.n.unexpected.Add(1)
-				l.log.Debug("stale frame dropped", "frame", it.f.String())
-			}
-		default:
-			return
-		}
-	}
-}
-
-// await waits for the reply to cmd. Replies that do not fit the command are late answers to
-// an earlier one and are skipped; the deadline still holds.
-func (l *loop) await(ctx context.Context, cmd byte, data []byte, spec commandSpec, timeout time.Duration) (Frame, error) {
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return Frame{}, ctx.Err()
-		case <-t.C:
-			l.d.n.timeouts.Add(1)
-			return Frame{}, errNoReply
-		case it := <-l.rx:
-			if it.fatal != nil {
-				l.fatal = fmt.Errorf("id003: read: %w", it.fatal)
-				return Frame{}, l.fatal
-			}
-			if it.err != nil {
-				l.log.Debug("damaged frame", "err", it.err)
-				return Frame{}, errBadFrame
-			}
-			f := it.f
-			l.log.Debug("rx", "frame", f.String())
-			switch f.Cmd {
-			case StCommError:
-				l.d.n.commErrors.Add(1)
-				l.emit(ctx, acceptor.Event{Kind: acceptor.ProtocolError, Code: int(StCommError),
-					Detail: "unit reported COMM ERROR for " + spec.name})
-				return Frame{}, errCommError
-			case StInvalidCommand:
-				l.d.n.refused.Add(1)
-				l.emit(ctx, acceptor.Event{Kind: acceptor.ProtocolError, Code: int(StInvalidCommand),
-					Detail: "unit reported INVALID COMMAND for " + spec.name})
-				return Frame{}, acceptor.ErrRefused
-			}
-			if fits(cmd, data, spec.reply, f) {
-				return f, nil
-			}
-			l.d.n.unexpected.Add(1)
-			l.log.Debug("unexpected reply skipped", "cmd", spec.name, "frame", f.String())
-		}
-	}
+	return fits(cmd, data, spec.reply, f), nil
 }
 
 func fits(cmd byte, data []byte, kind replyKind, f Frame) bool {

@@ -184,7 +184,8 @@
 //
 // # Port lifetime and goroutines
 //
-// As in devices/acceptor/id003: Run owns the port, starts one reader goroutine, and every
+// As in devices/acceptor/id003: Run owns the port, starts one reader goroutine (which drops
+// a partial frame after more silence than InterByteTimeout, 100 ms by default), and every
 // write comes from the poll loop, so Enable, Inhibit, Reset, Counters and ConfirmSwap are
 // requests to that loop (served once the unit is configured). A Read that returns (0, nil)
 // is a serial read timeout; any Read error ends Run. When ctx ends Run finishes a packet

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
+	"github.com/kioskd/kioskd/devices/internal/seriallink"
 )
 
 // Defaults for Config fields left zero.
@@ -36,6 +38,11 @@ const (
 	// unit returns a held note after UnitEscrowTimeout without a command; 3 s plus three
 	// 1 s retries still reaches the unit within 6 s.
 	DefaultHoldInterval = 3 * time.Second
+	// DefaultInterByteTimeout is the silence after which a partial frame is dropped. A byte
+	// takes 1.15 ms at 9600 8N2 and a unit sends a packet without pauses; the figure leaves
+	// room for USB-CDC units and serial adapters, which deliver bytes in batches, and stays
+	// far below ReplyTimeout so the repeat of a torn reply is decoded cleanly.
+	DefaultInterByteTimeout = 100 * time.Millisecond
 	// DefaultPowerUpSettle is how long after SLAVE RESET the driver waits for NOTE CLEARED
 	// FROM FRONT / INTO CASHBOX before it reports a plain PowerUp.
 	DefaultPowerUpSettle = 2 * time.Second
@@ -137,6 +144,9 @@ type Config struct {
 	PollInterval time.Duration
 	// ReplyTimeout is how long to wait for a reply before re-sending (default 1 s).
 	ReplyTimeout time.Duration
+	// InterByteTimeout is the silence after which a partial frame is dropped (default
+	// 100 ms).
+	InterByteTimeout time.Duration
 	// MaxRetries is how many times a command is re-sent, with the same sequence flag, before
 	// it fails (default 3).
 	MaxRetries int
@@ -168,6 +178,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ReplyTimeout <= 0 {
 		c.ReplyTimeout = DefaultReplyTimeout
+	}
+	if c.InterByteTimeout <= 0 {
+		c.InterByteTimeout = DefaultInterByteTimeout
 	}
 	if c.MaxRetries <= 0 {
 		c.MaxRetries = DefaultMaxRetries
@@ -232,21 +245,17 @@ type Stats struct {
 }
 
 type counters struct {
-	polls, timeouts, retries, badFrames, garbage, unexpected, refused, keyExchanges, cryptoErrors atomic.Uint64
+	polls, retries, refused, keyExchanges, cryptoErrors atomic.Uint64
 }
 
 // Driver drives one SSP or eSSP banknote validator. It implements acceptor.Acceptor.
 type Driver struct {
-	port io.ReadWriter
+	link *seriallink.Link[Frame, request]
 	cfg  Config
 	log  *slog.Logger
-
-	reqs    chan request
-	resetRx atomic.Bool // ask the reader to drop a partial frame
-	n       counters
+	n    counters
 
 	mu   sync.Mutex
-	stop chan struct{} // non-nil while Run is active; closed when it ends
 	info acceptor.Info
 }
 
@@ -260,11 +269,22 @@ func New(port io.ReadWriter, cfg Config) *Driver {
 	if cfg.Encrypt {
 		proto = "eSSP"
 	}
+	log := cfg.Logger.With("device", "ssp", "address", cfg.Address)
 	return &Driver{
-		port: port,
+		link: seriallink.New[Frame, request](port, seriallink.Config[Frame]{
+			Name:             "ssp",
+			NewDecoder:       func() seriallink.Decoder[Frame] { return &Decoder{} },
+			Incomplete:       ErrIncomplete,
+			InterByteTimeout: cfg.InterByteTimeout,
+			WriteTimeout:     cfg.ReplyTimeout,
+			ShutdownTimeout:  cfg.ShutdownTimeout,
+			ReadBuffer:       512,
+			AlreadyRunning:   ErrAlreadyRunning,
+			NotRunning:       acceptor.ErrNotRunning,
+			Logger:           log,
+		}),
 		cfg:  cfg,
-		log:  cfg.Logger.With("device", "ssp", "address", cfg.Address),
-		reqs: make(chan request),
+		log:  log,
 		info: acceptor.Info{Protocol: proto},
 	}
 }
@@ -282,7 +302,6 @@ const (
 type request struct {
 	kind     requestKind
 	codes    []int
-	done     chan error
 	counters *Counters
 }
 
@@ -330,31 +349,10 @@ func (d *Driver) ConfirmSwap(ctx context.Context) error {
 // do hands a request to the poll loop, the only goroutine that talks to the unit. Requests
 // wait while the loop is still bringing the unit up; ctx bounds that wait.
 func (d *Driver) do(ctx context.Context, r request, what string) error {
-	d.mu.Lock()
-	stop := d.stop
-	d.mu.Unlock()
-	if stop == nil {
-		return fmt.Errorf("ssp: %s: %w", what, acceptor.ErrNotRunning)
+	if err := d.link.Do(ctx, r); err != nil {
+		return fmt.Errorf("ssp: %s: %w", what, err)
 	}
-	r.done = make(chan error, 1)
-	select {
-	case d.reqs <- r:
-	case <-stop:
-		return fmt.Errorf("ssp: %s: %w", what, acceptor.ErrNotRunning)
-	case <-ctx.Done():
-		return fmt.Errorf("ssp: %s: %w", what, ctx.Err())
-	}
-	select {
-	case err := <-r.done:
-		if err != nil {
-			return fmt.Errorf("ssp: %s: %w", what, err)
-		}
-		return nil
-	case <-stop:
-		return fmt.Errorf("ssp: %s: %w", what, acceptor.ErrNotRunning)
-	case <-ctx.Done():
-		return fmt.Errorf("ssp: %s: %w", what, ctx.Err())
-	}
+	return nil
 }
 
 // Info returns what the driver learned about the unit (setup, serial number).
@@ -362,12 +360,7 @@ func (d *Driver) Info() acceptor.Info {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	info := d.info
-	if d.info.Denominations != nil {
-		info.Denominations = make(acceptor.Denominations, len(d.info.Denominations))
-		for k, v := range d.info.Denominations {
-			info.Denominations[k] = v
-		}
-	}
+	info.Denominations = maps.Clone(d.info.Denominations)
 	return info
 }
 
@@ -379,10 +372,11 @@ func (d *Driver) setInfo(f func(*acceptor.Info)) {
 
 // Stats returns the link counters.
 func (d *Driver) Stats() Stats {
+	ls := d.link.Stats()
 	return Stats{
-		Polls: d.n.polls.Load(), Timeouts: d.n.timeouts.Load(), Retries: d.n.retries.Load(),
-		BadFrames: d.n.badFrames.Load(), GarbageBytes: d.n.garbage.Load(),
-		Unexpected: d.n.unexpected.Load(), Refused: d.n.refused.Load(),
+		Polls: d.n.polls.Load(), Timeouts: ls.Timeouts, Retries: d.n.retries.Load(),
+		BadFrames: ls.BadFrames, GarbageBytes: ls.GarbageBytes,
+		Unexpected: ls.Unexpected, Refused: d.n.refused.Load(),
 		KeyExchanges: d.n.keyExchanges.Load(), CryptoErrors: d.n.cryptoErrors.Load(),
 	}
 }
@@ -397,115 +391,13 @@ func (d *Driver) Run(ctx context.Context, h acceptor.Handler) error {
 	if err := d.cfg.Validate(); err != nil {
 		return fmt.Errorf("ssp: run: %w", err)
 	}
-	d.mu.Lock()
-	if d.stop != nil {
-		d.mu.Unlock()
-		return ErrAlreadyRunning
-	}
-	stop := make(chan struct{})
-	d.stop = stop
-	d.mu.Unlock()
-	defer func() {
-		d.mu.Lock()
-		d.stop = nil
-		d.mu.Unlock()
-		close(stop)
-	}()
-
-	rx := make(chan rxItem, 8)
-	quit := make(chan struct{})
-	readerDone := make(chan struct{})
-	d.resetRx.Store(false)
-	go d.readLoop(rx, quit, readerDone)
-
-	l := newLoop(d, h, rx)
-	err := l.run(ctx)
-	if l.fatal == nil {
-		l.shutdown(ctx)
-	}
-	close(quit)
-	if c, ok := d.port.(io.Closer); ok {
-		if cerr := c.Close(); cerr != nil {
-			d.log.Debug("close port", "err", cerr)
-		}
-		// Closing the port is what releases a reader blocked in Read; bound the wait anyway,
-		// a port whose Close does not do that would otherwise hang Run.
-		t := time.NewTimer(d.cfg.ShutdownTimeout)
-		select {
-		case <-readerDone:
-		case <-t.C:
-			d.log.Error("reader goroutine still blocked in Read after the port was closed")
-		}
-		t.Stop()
-	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
-}
-
-// rxItem is what the reader goroutine hands to the poll loop: a good frame, a dropped broken
-// frame (err), or a port failure (fatal).
-type rxItem struct {
-	f     Frame
-	err   error
-	fatal error
-}
-
-// readLoop owns the decoder. A Read that returns (0, nil) is a serial read timeout, not end
-// of input.
-func (d *Driver) readLoop(rx chan<- rxItem, quit <-chan struct{}, done chan<- struct{}) {
-	defer close(done)
-	var dec Decoder
-	var seen DecoderStats
-	buf := make([]byte, 512)
-	for {
-		n, err := d.port.Read(buf)
-		if n > 0 {
-			if d.resetRx.Swap(false) {
-				dec.Reset()
-			}
-			dec.Feed(buf[:n])
-			// A damaged frame is reported only when nothing good came with it: a stray 0x7F
-			// in line noise ahead of a good reply must not trigger a re-send.
-			var damaged error
-			good := false
-			for {
-				f, ferr := dec.Next()
-				if errors.Is(ferr, ErrIncomplete) {
-					break
-				}
-				if ferr != nil {
-					damaged = ferr
-					continue
-				}
-				good = true
-				select {
-				case rx <- rxItem{f: f}:
-				case <-quit:
-					return
-				}
-			}
-			if damaged != nil && !good {
-				select {
-				case rx <- rxItem{err: damaged}:
-				case <-quit:
-					return
-				}
-			}
-			st := dec.Stats()
-			d.n.garbage.Add(st.GarbageBytes - seen.GarbageBytes)
-			d.n.badFrames.Add(st.BadCRC + st.BadHeader + st.Resyncs - seen.BadCRC - seen.BadHeader - seen.Resyncs)
-			seen = st
-		}
-		if err != nil {
-			select {
-			case rx <- rxItem{fatal: err}:
-			case <-quit:
-			}
-			return
-		}
-	}
+	l := newLoop(d, h)
+	return d.link.Run(ctx, seriallink.Loop[request]{
+		Cycle:    l.step,
+		Ready:    func() bool { return l.phase == phaseRunning },
+		Serve:    l.serve,
+		Shutdown: l.shutdown,
+	})
 }
 
 func formatSerial(s uint32) string { return strconv.FormatUint(uint64(s), 10) }

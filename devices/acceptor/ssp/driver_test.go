@@ -13,24 +13,26 @@ import (
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
+	"github.com/kioskd/kioskd/devices/acceptor/acceptortest"
+	"github.com/kioskd/kioskd/devices/internal/playback"
 )
 
 func TestStartupFromPowerUp(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		rec := &recorder{}
-		rec.onEvent = cancelOn(cancel, acceptor.Identified, 1)
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = acceptortest.CancelOn(cancel, acceptor.Identified, 1)
 		b := &sb{}
 		b.link().probe().poll(EvSlaveReset, EvDisabled)
 		b.link().poll(EvDisabled).configure(true, testSerial).shutdown()
-		pb, port := newPlayback(t, b.steps)
+		pb, port := playback.New(t, b.steps...)
 		d := New(port, testConfig())
 		err := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, err)
-		wantKinds(t, rec.kinds(), acceptor.PowerUp, acceptor.Disabled, acceptor.Identified)
-		if len(rec.creditCalls()) != 0 || len(rec.escrowCalls()) != 0 {
+		pb.Check()
+		acceptortest.NoRunError(t, err)
+		acceptortest.WantKinds(t, rec.Kinds(), acceptor.PowerUp, acceptor.Disabled, acceptor.Identified)
+		if len(rec.CreditCalls()) != 0 || len(rec.EscrowCalls()) != 0 {
 			t.Fatalf("handler called for money during a plain power-up")
 		}
 		info := d.Info()
@@ -40,7 +42,7 @@ func TestStartupFromPowerUp(t *testing.T) {
 		if n := info.Denominations[3]; n.ValueMinor != 1000 || n.Currency != "CNY" {
 			t.Errorf("unit table entry 3 = %v", n)
 		}
-		if pe := rec.eventsOf(acceptor.ProtocolError); len(pe) != 0 {
+		if pe := rec.EventsOf(acceptor.ProtocolError); len(pe) != 0 {
 			t.Errorf("unexpected protocol errors: %v", pe)
 		}
 	})
@@ -50,22 +52,22 @@ func TestStartupPowerUpWithNoteClearedIntoCashbox(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		rec := &recorder{}
-		rec.onEvent = cancelOn(cancel, acceptor.Identified, 1)
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = acceptortest.CancelOn(cancel, acceptor.Identified, 1)
 		b := &sb{}
 		b.link().probe().poll(EvSlaveReset)
 		// The unit clears the note it had in its stack path: no plain PowerUp is reported.
 		b.link().poll(EvClearedCashbox, 0x03, EvDisabled).configure(true, testSerial).shutdown()
-		pb, port := newPlayback(t, b.steps)
+		pb, port := playback.New(t, b.steps...)
 		err := New(port, testConfig()).Run(ctx, rec)
-		pb.check()
-		mustNil(t, err)
-		wantKinds(t, rec.kinds(), acceptor.PowerUpNoteInStacker, acceptor.Disabled, acceptor.Identified)
-		e := rec.eventsOf(acceptor.PowerUpNoteInStacker)[0]
+		pb.Check()
+		acceptortest.NoRunError(t, err)
+		acceptortest.WantKinds(t, rec.Kinds(), acceptor.PowerUpNoteInStacker, acceptor.Disabled, acceptor.Identified)
+		e := rec.EventsOf(acceptor.PowerUpNoteInStacker)[0]
 		if e.Note != (acceptor.Note{Code: 3, ValueMinor: 1000, Currency: "CNY"}) || e.Code != int(EvClearedCashbox) {
 			t.Fatalf("power-up event %v", e)
 		}
-		if len(rec.creditCalls()) != 0 {
+		if len(rec.CreditCalls()) != 0 {
 			t.Fatal("a note cleared at power-up was credited")
 		}
 	})
@@ -75,8 +77,8 @@ func TestStartupAfterHostRestartWithNoteInEscrow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		rec := &recorder{decide: func(acceptor.Note, int) acceptor.Decision { return acceptor.Return }}
-		rec.onEvent = cancelOn(cancel, acceptor.Identified, 1)
+		rec := &acceptortest.Recorder{Decide: func(acceptor.Note, int) acceptor.Decision { return acceptor.Return }}
+		rec.OnEvent = acceptortest.CancelOn(cancel, acceptor.Identified, 1)
 		b := &sb{}
 		b.link()
 		// HOLD answers OK: a note the previous process never settled waits in escrow. No
@@ -86,15 +88,15 @@ func TestStartupAfterHostRestartWithNoteInEscrow(t *testing.T) {
 		b.poll(EvRejecting)
 		b.poll(EvRejected).ask(c(CmdLastRejectCode), ok(RejectByHost)...)
 		b.configure(true, testSerial).shutdown()
-		pb, port := newPlayback(t, b.steps)
+		pb, port := playback.New(t, b.steps...)
 		err := New(port, testConfig()).Run(ctx, rec)
-		pb.check()
-		mustNil(t, err)
-		if e := rec.escrowCalls(); len(e) != 1 || e[0] != (acceptor.Note{}) {
+		pb.Check()
+		acceptortest.NoRunError(t, err)
+		if e := rec.EscrowCalls(); len(e) != 1 || e[0] != (acceptor.Note{}) {
 			t.Fatalf("Escrow calls %v, want one with Note{} (channel unknown after a restart)", e)
 		}
 		// The unit was left enabled by the previous process: idle once the note is back.
-		wantKinds(t, rec.kinds(), acceptor.Returning, acceptor.Returned, acceptor.Idle, acceptor.Identified)
+		acceptortest.WantKinds(t, rec.Kinds(), acceptor.Returning, acceptor.Returned, acceptor.Idle, acceptor.Identified)
 	})
 }
 
@@ -102,8 +104,8 @@ func TestStartupAfterHostRestartWithCreditPending(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		rec := &recorder{}
-		rec.onEvent = cancelOn(cancel, acceptor.Identified, 1)
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = acceptortest.CancelOn(cancel, acceptor.Identified, 1)
 		b := &sb{}
 		b.link().probe()
 		// POLL WITH ACK: the unit repeats the credit the previous process never
@@ -112,16 +114,16 @@ func TestStartupAfterHostRestartWithCreditPending(t *testing.T) {
 		b.ask(c(CmdEventAck), RespOK)
 		b.ask(c(CmdPollWithAck), ok(EvStacked, EvDisabled)...)
 		b.configure(true, testSerial).shutdown()
-		pb, port := newPlayback(t, b.steps)
+		pb, port := playback.New(t, b.steps...)
 		cfg := testConfig()
 		cfg.PollMode = PollAuto
-		mustNil(t, New(port, cfg).Run(ctx, rec))
-		pb.check()
+		acceptortest.NoRunError(t, New(port, cfg).Run(ctx, rec))
+		pb.Check()
 		five := acceptor.Note{Code: 2, ValueMinor: 500, Currency: "CNY"}
-		if c := rec.creditCalls(); len(c) != 1 || c[0] != five {
+		if c := rec.CreditCalls(); len(c) != 1 || c[0] != five {
 			t.Fatalf("Credited calls %v", c)
 		}
-		wantKinds(t, rec.kinds(), acceptor.Stacking, acceptor.Stacked, acceptor.Disabled, acceptor.Identified)
+		acceptortest.WantKinds(t, rec.Kinds(), acceptor.Stacking, acceptor.Stacked, acceptor.Disabled, acceptor.Identified)
 	})
 }
 
@@ -136,23 +138,23 @@ func TestEscrowStackCredit(t *testing.T) {
 		b.poll(EvStacking)
 		b.poll(EvNoteCredit, 0x03, EvStacked)
 		b.shutdown()
-		pb, port := newPlayback(t, b.steps)
+		pb, port := playback.New(t, b.steps...)
 		d := New(port, testConfig())
-		rec := &recorder{}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Idle, 2))
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Idle, 2))
 		err := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, err)
+		pb.Check()
+		acceptortest.NoRunError(t, err)
 		ten := acceptor.Note{Code: 3, ValueMinor: 1000, Currency: "CNY"}
-		if e := rec.escrowCalls(); len(e) != 1 || e[0] != ten {
+		if e := rec.EscrowCalls(); len(e) != 1 || e[0] != ten {
 			t.Fatalf("Escrow calls %v", e)
 		}
-		if c := rec.creditCalls(); len(c) != 1 || c[0] != ten {
+		if c := rec.CreditCalls(); len(c) != 1 || c[0] != ten {
 			t.Fatalf("Credited calls %v", c)
 		}
-		wantKinds(t, rec.kinds(), acceptor.Disabled, acceptor.Identified, acceptor.Idle, acceptor.Accepting,
+		acceptortest.WantKinds(t, rec.Kinds(), acceptor.Disabled, acceptor.Identified, acceptor.Idle, acceptor.Accepting,
 			acceptor.Stacking, acceptor.Stacked, acceptor.Idle)
-		if s := rec.eventsOf(acceptor.Stacked)[0]; s.Note != ten {
+		if s := rec.EventsOf(acceptor.Stacked)[0]; s.Note != ten {
 			t.Errorf("Stacked note %v", s.Note)
 		}
 	})
@@ -169,19 +171,19 @@ func TestEscrowReturn(t *testing.T) {
 		b.poll(EvRejecting)
 		b.poll(EvRejected).ask(c(CmdLastRejectCode), ok(RejectByHost)...)
 		b.shutdown()
-		pb, port := newPlayback(t, b.steps)
+		pb, port := playback.New(t, b.steps...)
 		d := New(port, testConfig())
-		rec := &recorder{decide: func(acceptor.Note, int) acceptor.Decision { return acceptor.Return }}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Idle, 1))
+		rec := &acceptortest.Recorder{Decide: func(acceptor.Note, int) acceptor.Decision { return acceptor.Return }}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Idle, 1))
 		err := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, err)
+		pb.Check()
+		acceptortest.NoRunError(t, err)
 		one := acceptor.Note{Code: 1, ValueMinor: 100, Currency: "CNY"}
-		wantKinds(t, rec.kinds(), acceptor.Disabled, acceptor.Identified, acceptor.Returning, acceptor.Returned, acceptor.Idle)
-		if r := rec.eventsOf(acceptor.Returned)[0]; r.Note != one {
+		acceptortest.WantKinds(t, rec.Kinds(), acceptor.Disabled, acceptor.Identified, acceptor.Returning, acceptor.Returned, acceptor.Idle)
+		if r := rec.EventsOf(acceptor.Returned)[0]; r.Note != one {
 			t.Errorf("Returned %v", r)
 		}
-		if len(rec.creditCalls()) != 0 {
+		if len(rec.CreditCalls()) != 0 {
 			t.Fatal("a returned note was credited")
 		}
 	})
@@ -201,10 +203,10 @@ func TestHoldKeepsTheUnitWithinItsEscrowTimeout(t *testing.T) {
 		b.askThen(mark, c(CmdPoll), ok(EvStacking)...) // Stack at last: the poll takes the note
 		b.poll(EvNoteCredit, 0x02, EvStacked)
 		b.shutdown()
-		pb, port := newPlayback(t, b.steps)
+		pb, port := playback.New(t, b.steps...)
 		d := New(port, testConfig())
 		var first time.Time
-		rec := &recorder{decide: func(acceptor.Note, int) acceptor.Decision {
+		rec := &acceptortest.Recorder{Decide: func(acceptor.Note, int) acceptor.Decision {
 			if first.IsZero() {
 				first = time.Now()
 			}
@@ -213,19 +215,19 @@ func TestHoldKeepsTheUnitWithinItsEscrowTimeout(t *testing.T) {
 			}
 			return acceptor.Stack
 		}}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Stacked, 1))
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Stacked, 1))
 		err := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, err)
+		pb.Check()
+		acceptortest.NoRunError(t, err)
 		for i := 1; i < len(holds); i++ {
 			if gap := holds[i].Sub(holds[i-1]); gap > DefaultHoldInterval+DefaultPollInterval || gap >= UnitEscrowTimeout-holdMargin {
 				t.Errorf("command %d came %v after the one before", i, gap)
 			}
 		}
-		if n := len(rec.escrowCalls()); n < 30 {
+		if n := len(rec.EscrowCalls()); n < 30 {
 			t.Errorf("Escrow asked %d times while holding; want once per poll interval", n)
 		}
-		if c := rec.creditCalls(); len(c) != 1 || c[0].Code != 2 {
+		if c := rec.CreditCalls(); len(c) != 1 || c[0].Code != 2 {
 			t.Fatalf("Credited calls %v", c)
 		}
 	})
@@ -247,23 +249,23 @@ func TestCreditedErrorWithPlainPoll(t *testing.T) {
 		}, c(CmdPoll), ok(EvDisabled)...)
 		b.poll(EvDisabled) // the third attempt succeeds: the state is reported again
 		b.shutdown()
-		pb, port := newPlayback(t, b.steps)
+		pb, port := playback.New(t, b.steps...)
 		d = New(port, testConfig())
-		rec := &recorder{credit: func(_ acceptor.Note, call int) error {
+		rec := &acceptortest.Recorder{Credit: func(_ acceptor.Note, call int) error {
 			if call < 3 {
 				return errors.New("journal busy")
 			}
 			return nil
 		}}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Disabled, 2))
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Disabled, 2))
 		err := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, err)
-		c := rec.creditCalls()
+		pb.Check()
+		acceptortest.NoRunError(t, err)
+		c := rec.CreditCalls()
 		if len(c) < 3 || c[0].Code != 1 || c[2].Code != 1 {
 			t.Fatalf("Credited calls %v, want three for channel 1", c)
 		}
-		f := rec.eventsOf(acceptor.Failure)
+		f := rec.EventsOf(acceptor.Failure)
 		if len(f) != 1 || f[0].Code != CodeCreditNotRecorded || f[0].Note.Code != 1 {
 			t.Fatalf("failure events %v", f)
 		}
@@ -271,7 +273,7 @@ func TestCreditedErrorWithPlainPoll(t *testing.T) {
 			t.Fatalf("Enable while a credit is pending: %v", err)
 		}
 		// No Disabled while the credit is pending: it would tell the caller all is well.
-		wantKinds(t, rec.kinds(), acceptor.Disabled, acceptor.Identified, acceptor.Stacking,
+		acceptortest.WantKinds(t, rec.Kinds(), acceptor.Disabled, acceptor.Identified, acceptor.Stacking,
 			acceptor.Failure, acceptor.Stacked, acceptor.Disabled)
 	})
 }
@@ -304,24 +306,24 @@ func TestPollWithAckCreditWaitsForTheJournal(t *testing.T) {
 		b.ask(c(CmdGetSerial), serialReply(testSerial)...) // a re-send is a gap: same unit?
 		b.pollAck(EvStacked)
 		b.shutdown()
-		pb, port := newPlayback(t, b.steps)
+		pb, port := playback.New(t, b.steps...)
 		d := New(port, ackConfig())
-		rec := &recorder{credit: func(_ acceptor.Note, call int) error {
+		rec := &acceptortest.Recorder{Credit: func(_ acceptor.Note, call int) error {
 			if call == 1 {
 				return errors.New("journal busy")
 			}
 			return nil
 		}}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Idle, 1))
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Idle, 1))
 		err := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, err)
-		c := rec.creditCalls()
+		pb.Check()
+		acceptortest.NoRunError(t, err)
+		c := rec.CreditCalls()
 		if len(c) != 2 || c[0].Code != 3 || c[1].Code != 3 {
 			t.Fatalf("Credited calls %v, want 2 for channel 3", c)
 		}
 		// The repeated reply is one fact: one Stacking, one Stacked, no alarm.
-		wantKinds(t, rec.kinds(), acceptor.Disabled, acceptor.Identified, acceptor.Stacking, acceptor.Stacked, acceptor.Idle)
+		acceptortest.WantKinds(t, rec.Kinds(), acceptor.Disabled, acceptor.Identified, acceptor.Stacking, acceptor.Stacked, acceptor.Idle)
 		if st := d.Stats(); st.Retries != 1 || st.Timeouts != 1 {
 			t.Errorf("stats %+v", st)
 		}
@@ -332,16 +334,16 @@ func TestPollWithAckRefusedFallsBackToPoll(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		rec := &recorder{}
-		rec.onEvent = cancelOn(cancel, acceptor.Identified, 1)
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = acceptortest.CancelOn(cancel, acceptor.Identified, 1)
 		b := &sb{}
 		b.link().probe()
 		b.ask(c(CmdPollWithAck), RespKeyNotSet) // an NV9USB wants POLL WITH ACK encrypted
 		b.poll(EvDisabled).configure(true, testSerial).shutdown()
-		pb, port := newPlayback(t, b.steps)
-		mustNil(t, New(port, ackConfig()).Run(ctx, rec))
-		pb.check()
-		if pe := rec.eventsOf(acceptor.ProtocolError); len(pe) != 0 {
+		pb, port := playback.New(t, b.steps...)
+		acceptortest.NoRunError(t, New(port, ackConfig()).Run(ctx, rec))
+		pb.Check()
+		if pe := rec.EventsOf(acceptor.ProtocolError); len(pe) != 0 {
 			t.Fatalf("a refused POLL WITH ACK is not an error: %v", pe)
 		}
 	})
@@ -358,16 +360,16 @@ func TestEveryRejectCode(t *testing.T) {
 			b.poll(EvRead, 0x00).poll(EvRejecting).poll(EvRejected).ask(c(CmdLastRejectCode), ok(code)...)
 		}
 		b.shutdown()
-		pb, port := newPlayback(t, b.steps)
+		pb, port := playback.New(t, b.steps...)
 		d := New(port, testConfig())
-		rec := &recorder{}
+		rec := &acceptortest.Recorder{}
 		// Code 0x08 (reject by host) is reported as Returned, every other as Rejected.
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Idle, len(codes)))
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Idle, len(codes)))
 		err := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, err)
-		got := rec.eventsOf(acceptor.Rejected)
-		if len(got) != len(codes)-1 || len(rec.eventsOf(acceptor.Returned)) != 1 {
+		pb.Check()
+		acceptortest.NoRunError(t, err)
+		got := rec.EventsOf(acceptor.Rejected)
+		if len(got) != len(codes)-1 || len(rec.EventsOf(acceptor.Returned)) != 1 {
 			t.Fatalf("%d Rejected events for %d codes", len(got), len(codes))
 		}
 		i := 0
@@ -380,7 +382,7 @@ func TestEveryRejectCode(t *testing.T) {
 			}
 			i++
 		}
-		if len(rec.creditCalls())+len(rec.escrowCalls()) != 0 {
+		if len(rec.CreditCalls())+len(rec.EscrowCalls()) != 0 {
 			t.Fatal("handler asked about money for rejected notes")
 		}
 	})
@@ -404,34 +406,34 @@ func TestEveryEvent(t *testing.T) {
 		b.poll(EvInitialising)
 		b.poll(EvStacked, 0xDA, 0x01, EvNoteCredit, 0x01) // an unknown event: the rest is lost
 		b.shutdown()
-		pb, port := newPlayback(t, b.steps)
+		pb, port := playback.New(t, b.steps...)
 		d := New(port, testConfig())
-		rec := &recorder{}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Idle, 4))
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Idle, 4))
 		err := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, err)
-		wantKinds(t, rec.kinds(), acceptor.Disabled, acceptor.Identified,
+		pb.Check()
+		acceptortest.NoRunError(t, err)
+		acceptortest.WantKinds(t, rec.Kinds(), acceptor.Disabled, acceptor.Identified,
 			acceptor.CassetteFull, acceptor.CassetteRemoved, acceptor.CassetteReplaced, acceptor.Idle,
 			acceptor.CassetteRemoved, acceptor.CassetteReplaced, acceptor.Idle,
 			acceptor.AcceptorJam, acceptor.Idle, acceptor.Failure, acceptor.Disabled,
 			acceptor.Fraud, acceptor.Initializing, acceptor.Stacked, acceptor.ProtocolError, acceptor.Idle)
-		if j := rec.eventsOf(acceptor.AcceptorJam)[0]; j.Code != int(EvUnsafeJam) {
+		if j := rec.EventsOf(acceptor.AcceptorJam)[0]; j.Code != int(EvUnsafeJam) {
 			t.Errorf("jam %v", j)
 		}
-		if f := rec.eventsOf(acceptor.Failure)[0]; f.Code != int(EvNotePathOpen) {
+		if f := rec.EventsOf(acceptor.Failure)[0]; f.Code != int(EvNotePathOpen) {
 			t.Errorf("note path open reported as %v", f)
 		}
-		if f := rec.eventsOf(acceptor.Fraud)[0]; f.Note.Code != 2 || f.Note.ValueMinor != 500 {
+		if f := rec.EventsOf(acceptor.Fraud)[0]; f.Note.Code != 2 || f.Note.ValueMinor != 500 {
 			t.Errorf("fraud %v", f)
 		}
-		if pe := rec.eventsOf(acceptor.ProtocolError)[0]; pe.Code != 0xDA {
+		if pe := rec.EventsOf(acceptor.ProtocolError)[0]; pe.Code != 0xDA {
 			t.Errorf("protocol error %v", pe)
 		}
-		if len(rec.creditCalls()) != 0 {
+		if len(rec.CreditCalls()) != 0 {
 			t.Fatal("a credit behind an unknown event was acted on")
 		}
-		if dis := rec.eventsOf(acceptor.Disabled); dis[1].Code != int(EvChannelDisable) {
+		if dis := rec.EventsOf(acceptor.Disabled); dis[1].Code != int(EvChannelDisable) {
 			t.Errorf("channel disable reported as %v", dis[1])
 		}
 	})
@@ -453,13 +455,13 @@ func TestLostPollReplyIsRepeatedNotLost(t *testing.T) {
 		b.ask(c(CmdGetSerial), serialReply(testSerial)...)                // a gap: same unit?
 		b.poll(EvRead, 0x00)
 		b.shutdown()
-		pb, port := newPlayback(t, b.steps)
+		pb, port := playback.New(t, b.steps...)
 		cfg := testConfig()
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		d := New(port, cfg)
-		rec := &recorder{}
+		rec := &acceptortest.Recorder{}
 		var lostAt, restoredAt time.Time
-		rec.onEvent = enableOnIdentified(t, ctx, d, func(e acceptor.Event) {
+		rec.OnEvent = enableOnIdentified(t, ctx, d, func(e acceptor.Event) {
 			switch e.Kind {
 			case acceptor.CommLost:
 				lostAt = time.Now()
@@ -470,12 +472,12 @@ func TestLostPollReplyIsRepeatedNotLost(t *testing.T) {
 			}
 		})
 		err := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, err)
-		if c := rec.creditCalls(); len(c) != 1 || c[0].Code != 3 {
+		pb.Check()
+		acceptortest.NoRunError(t, err)
+		if c := rec.CreditCalls(); len(c) != 1 || c[0].Code != 3 {
 			t.Fatalf("Credited calls %v", c)
 		}
-		wantKinds(t, rec.kinds(), acceptor.Disabled, acceptor.Identified, acceptor.Stacking,
+		acceptortest.WantKinds(t, rec.Kinds(), acceptor.Disabled, acceptor.Identified, acceptor.Stacking,
 			acceptor.CommLost, acceptor.CommRestored, acceptor.Stacked, acceptor.Idle, acceptor.Accepting)
 		if gap := restoredAt.Sub(lostAt); gap < 2*DefaultLostPollInterval {
 			t.Errorf("restored %v after lost; the slow rate was not used", gap)
@@ -507,14 +509,14 @@ func TestSwapDetectedAfterAGap(t *testing.T) {
 		// ConfirmSwap: the new unit is read like a new one.
 		b.poll(EvDisabled).configure(true, other)
 		b.shutdown()
-		pb, port := newPlayback(t, b.steps)
+		pb, port := playback.New(t, b.steps...)
 		d = New(port, testConfig())
-		rec := &recorder{}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Identified, 2))
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Identified, 2))
 		err := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, err)
-		f := rec.eventsOf(acceptor.Failure)
+		pb.Check()
+		acceptortest.NoRunError(t, err)
+		f := rec.EventsOf(acceptor.Failure)
 		if len(f) != 1 || f[0].Code != CodeUnitSwapped || f[0].Detail != "unit swapped: serial 1873452 -> 11259375" {
 			t.Fatalf("failure events %v", f)
 		}
@@ -534,8 +536,8 @@ func TestExpectedSerialAtStartup(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		rec := &recorder{}
-		rec.onEvent = cancelOn(cancel, acceptor.Identified, 1)
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = acceptortest.CancelOn(cancel, acceptor.Identified, 1)
 		b := &sb{}
 		b.link().probe().poll(EvDisabled)
 		b.ask(c(CmdSetupRequest), ok(AppendSetup(nil, testSetup)...)...)
@@ -543,12 +545,12 @@ func TestExpectedSerialAtStartup(t *testing.T) {
 		b.ask(c(CmdDisable), RespOK) // the swap keeps it disabled
 		b.ask(c(CmdSetInhibits, 0x07, 0x00), RespOK).ask(c(CmdDisable), RespOK)
 		b.shutdown()
-		pb, port := newPlayback(t, b.steps)
+		pb, port := playback.New(t, b.steps...)
 		cfg := testConfig()
 		cfg.ExpectedSerial = 42
-		mustNil(t, New(port, cfg).Run(ctx, rec))
-		pb.check()
-		if f := rec.eventsOf(acceptor.Failure); len(f) != 1 || f[0].Code != CodeUnitSwapped {
+		acceptortest.NoRunError(t, New(port, cfg).Run(ctx, rec))
+		pb.Check()
+		if f := rec.EventsOf(acceptor.Failure); len(f) != 1 || f[0].Code != CodeUnitSwapped {
 			t.Fatalf("failures %v", f)
 		}
 	})
@@ -571,21 +573,21 @@ func TestDamagedRepliesAreResynchronised(t *testing.T) {
 		b.ask(c(CmdReject), RespOK)
 		b.poll(EvRejecting, EvRejected).ask(c(CmdLastRejectCode), ok(RejectByHost)...)
 		b.shutdown()
-		pb, port := newPlayback(t, b.steps)
+		pb, port := playback.New(t, b.steps...)
 		d := New(port, testConfig())
-		rec := &recorder{decide: func(acceptor.Note, int) acceptor.Decision { return acceptor.Return }}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Returned, 1))
+		rec := &acceptortest.Recorder{Decide: func(acceptor.Note, int) acceptor.Decision { return acceptor.Return }}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Returned, 1))
 		err := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, err)
-		if e := rec.escrowCalls(); len(e) != 1 || e[0].Code != 1 {
+		pb.Check()
+		acceptortest.NoRunError(t, err)
+		if e := rec.EscrowCalls(); len(e) != 1 || e[0].Code != 1 {
 			t.Fatalf("escrow calls %v", e)
 		}
 		st := d.Stats()
 		if st.BadFrames < 2 || st.GarbageBytes == 0 || st.Unexpected != 1 || st.Retries != 3 {
 			t.Errorf("stats %+v", st)
 		}
-		if len(rec.eventsOf(acceptor.CommLost)) != 0 {
+		if len(rec.EventsOf(acceptor.CommLost)) != 0 {
 			t.Errorf("damaged replies within the retry budget were taken for CommLost")
 		}
 	})
@@ -604,21 +606,21 @@ func TestUnitResetWhileStacking(t *testing.T) {
 		b.configure(false, testSerial)             // setup is read once per Run
 		b.poll(EvRead, 0x00)
 		b.shutdown()
-		pb, port := newPlayback(t, b.steps)
+		pb, port := playback.New(t, b.steps...)
 		d := New(port, testConfig())
-		rec := &recorder{}
-		rec.onEvent = enableOnIdentified(t, ctx, d, cancelOn(cancel, acceptor.Accepting, 1))
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Accepting, 1))
 		err := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, err)
-		ps := rec.eventsOf(acceptor.PowerUpNoteInStacker)
+		pb.Check()
+		acceptortest.NoRunError(t, err)
+		ps := rec.EventsOf(acceptor.PowerUpNoteInStacker)
 		if len(ps) != 1 || ps[0].Note.Code != 3 || ps[0].Note.ValueMinor != 1000 {
 			t.Fatalf("power-up events %v: the note being stacked must be named", ps)
 		}
-		if len(rec.creditCalls()) != 0 {
+		if len(rec.CreditCalls()) != 0 {
 			t.Fatal("a note without NOTE CREDIT was credited")
 		}
-		if len(rec.eventsOf(acceptor.PowerUp)) != 0 {
+		if len(rec.EventsOf(acceptor.PowerUp)) != 0 {
 			t.Fatal("a plain PowerUp was reported besides the note cleared into the cashbox")
 		}
 	})
@@ -640,11 +642,11 @@ func TestResetRefusedWithNoteInPath(t *testing.T) {
 		b.poll(EvDisabled).configure(false, testSerial)
 		b.poll(EvRead, 0x00)
 		b.shutdown()
-		pb, port := newPlayback(t, b.steps)
+		pb, port := playback.New(t, b.steps...)
 		d = New(port, testConfig())
-		rec := &recorder{}
-		accepting := cancelOn(cancel, acceptor.Accepting, 2)
-		rec.onEvent = enableOnIdentified(t, ctx, d, func(e acceptor.Event) {
+		rec := &acceptortest.Recorder{}
+		accepting := acceptortest.CancelOn(cancel, acceptor.Accepting, 2)
+		rec.OnEvent = enableOnIdentified(t, ctx, d, func(e acceptor.Event) {
 			if e.Kind == acceptor.Rejected {
 				go func() {
 					if err := d.Reset(ctx); err != nil {
@@ -655,8 +657,8 @@ func TestResetRefusedWithNoteInPath(t *testing.T) {
 			accepting(e)
 		})
 		err := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, err)
+		pb.Check()
+		acceptortest.NoRunError(t, err)
 		if err := <-resetErr; !errors.Is(err, ErrWrongState) {
 			t.Fatalf("Reset with a note being read: %v, want ErrWrongState", err)
 		}
@@ -669,8 +671,8 @@ func TestSetupMismatch(t *testing.T) {
 		defer cancel()
 		unit := testSetup
 		unit.Channels = []Channel{{1, 1, "CNY"}, {2, 2, "CNY"}, {3, 0, "CNY"}, {4, 20, "CNY"}} // 2 yuan on 2, none on 3, 20 on 4
-		rec := &recorder{}
-		rec.onEvent = func(e acceptor.Event) {
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = func(e acceptor.Event) {
 			if e.Kind == acceptor.ProtocolError {
 				cancel()
 			}
@@ -680,12 +682,12 @@ func TestSetupMismatch(t *testing.T) {
 		b.ask(c(CmdSetupRequest), ok(AppendSetup(nil, unit)...)...)
 		b.ask(c(CmdGetSerial), serialReply(testSerial)...).ask(c(CmdSetInhibits, 0x07, 0x00), RespOK).ask(c(CmdDisable), RespOK)
 		b.shutdown()
-		pb, port := newPlayback(t, b.steps)
+		pb, port := playback.New(t, b.steps...)
 		d := New(port, testConfig())
 		err := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, err)
-		pe := rec.eventsOf(acceptor.ProtocolError)
+		pb.Check()
+		acceptortest.NoRunError(t, err)
+		pe := rec.EventsOf(acceptor.ProtocolError)
 		if len(pe) != 1 {
 			t.Fatalf("protocol errors %v", pe)
 		}
@@ -704,18 +706,18 @@ func TestKeyNotSetWithoutEncryption(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		rec := &recorder{}
-		rec.onEvent = cancelOn(cancel, acceptor.ProtocolError, 2)
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = acceptortest.CancelOn(cancel, acceptor.ProtocolError, 2)
 		b := &sb{}
 		b.ask(c(CmdSync), RespOK).ask(c(CmdHostProtocol, 7), RespKeyNotSet) // encryption mandatory
 		b.probe()
 		b.ask(c(CmdPoll), RespKeyNotSet)
 		b.ask(c(CmdDisable), RespKeyNotSet) // Run's last word
-		pb, port := newPlayback(t, b.steps)
+		pb, port := playback.New(t, b.steps...)
 		err := New(port, testConfig()).Run(ctx, rec)
-		pb.check()
-		mustNil(t, err)
-		pe := rec.eventsOf(acceptor.ProtocolError)
+		pb.Check()
+		acceptortest.NoRunError(t, err)
+		pe := rec.EventsOf(acceptor.ProtocolError)
 		if len(pe) != 2 || pe[0].Code != int(CmdHostProtocol) || pe[1].Code != int(RespKeyNotSet) ||
 			!strings.Contains(pe[1].Detail, "eSSP") {
 			t.Fatalf("protocol errors %v: want the refused version, then one KEY NOT SET report", pe)
@@ -776,7 +778,7 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("default key allowed for simulation: %v", err)
 	}
 	c.AllowDefaultKey = false
-	if err := New(nil, c).Run(t.Context(), &recorder{}); !errors.Is(err, ErrDefaultKey) {
+	if err := New(nil, c).Run(t.Context(), &acceptortest.Recorder{}); !errors.Is(err, ErrDefaultKey) {
 		t.Errorf("Run with the default key: %v", err)
 	}
 }
@@ -787,7 +789,7 @@ func TestRunTwiceAndPortFailure(t *testing.T) {
 		defer cancel()
 		host, unit := net.Pipe()
 		d := New(host, testConfig())
-		rec := &recorder{}
+		rec := &acceptortest.Recorder{}
 		errc := make(chan error, 1)
 		go func() { errc <- d.Run(ctx, rec) }()
 		// The unit side reads the first SYNC and then hangs up.
@@ -819,22 +821,48 @@ func TestAddressIsConfigurable(t *testing.T) {
 		sync := at(true, CmdSync)
 		steps := []step{
 			// A reply from the validator at address 0 is not an answer for address 0x10.
-			{host: sync, unit: [][]byte{frame(true, RespOK)}},
-			{host: sync, unit: [][]byte{at(true, RespOK)}},
-			{host: at(false, CmdHostProtocol, 7), unit: [][]byte{at(false, RespFail)}},
-			{host: at(true, CmdHostProtocol, 6), unit: [][]byte{at(true, RespFail)}},
-			{host: at(false, CmdDisable), unit: [][]byte{at(false, RespOK)}},
+			{Host: sync, Unit: [][]byte{frame(true, RespOK)}},
+			{Host: sync, Unit: [][]byte{at(true, RespOK)}},
+			{Host: at(false, CmdHostProtocol, 7), Unit: [][]byte{at(false, RespFail)}},
+			{Host: at(true, CmdHostProtocol, 6), Unit: [][]byte{at(true, RespFail)}},
+			{Host: at(false, CmdDisable), Unit: [][]byte{at(false, RespOK)}},
 		}
-		pb, port := newPlayback(t, steps)
+		pb, port := playback.New(t, steps...)
 		cfg := testConfig()
 		cfg.Address = 0x10
 		d := New(port, cfg)
-		rec := &recorder{onEvent: cancelOn(cancel, acceptor.ProtocolError, 1)}
+		rec := &acceptortest.Recorder{OnEvent: acceptortest.CancelOn(cancel, acceptor.ProtocolError, 1)}
 		err := d.Run(ctx, rec)
-		pb.check()
-		mustNil(t, err)
+		pb.Check()
+		acceptortest.NoRunError(t, err)
 		if st := d.Stats(); st.Unexpected != 1 || st.Retries != 1 {
 			t.Fatalf("stats %+v", st)
+		}
+	})
+}
+
+// A unit that goes silent in the middle of a reply: after InterByteTimeout the partial
+// frame is dropped quietly (not taken for a broken frame when the next STX arrives), and
+// the reply that follows is decoded at once, without a timeout or a re-send.
+func TestTornFrameDroppedAfterSilence(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		b := (&sb{}).running()
+		idle := b.reply(CmdPoll, RespOK)
+		b.raw(true, c(CmdPoll), idle[:3], idle)
+		last := &b.steps[len(b.steps)-1]
+		last.Pause, last.Then = 2*DefaultInterByteTimeout, cancel
+		b.shutdown()
+		pb, port := playback.New(t, b.steps...)
+		d := New(port, testConfig())
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, nil)
+		err := d.Run(ctx, rec)
+		pb.Check()
+		acceptortest.NoRunError(t, err)
+		if st := d.Stats(); st.Timeouts != 0 || st.Retries != 0 || st.BadFrames != 0 || st.GarbageBytes != 3 {
+			t.Errorf("stats %+v: want the torn frame dropped as 3 bytes of garbage, nothing re-sent", st)
 		}
 	})
 }

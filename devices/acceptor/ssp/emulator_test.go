@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"net"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
+	"github.com/kioskd/kioskd/devices/acceptor/acceptortest"
 	"github.com/kioskd/kioskd/devices/acceptor/ssp"
 	"github.com/kioskd/kioskd/hw-sim/sspsim"
 )
@@ -26,90 +26,12 @@ var cny = acceptor.Denominations{
 
 const simKey = 0x0A1B2C3D4E5F6071 // a kiosk's own fixed key
 
-// handler records calls; its behaviour is set per test.
-type handler struct {
-	mu      sync.Mutex
-	events  []acceptor.Event
-	escrows []acceptor.Note
-	credits []acceptor.Note
-	decide  func(acceptor.Note) acceptor.Decision
-	credit  func(acceptor.Note) error
-}
-
-func (h *handler) Escrow(_ context.Context, n acceptor.Note) acceptor.Decision {
-	h.mu.Lock()
-	h.escrows = append(h.escrows, n)
-	decide := h.decide
-	h.mu.Unlock()
-	if decide != nil {
-		return decide(n)
-	}
-	return acceptor.Stack
-}
-
-func (h *handler) Credited(_ context.Context, n acceptor.Note) error {
-	h.mu.Lock()
-	h.credits = append(h.credits, n)
-	credit := h.credit
-	h.mu.Unlock()
-	if credit != nil {
-		return credit(n)
-	}
-	return nil
-}
-
-func (h *handler) Event(_ context.Context, e acceptor.Event) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.events = append(h.events, e)
-}
-
-func (h *handler) count(k acceptor.Kind) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	n := 0
-	for _, e := range h.events {
-		if e.Kind == k {
-			n++
-		}
-	}
-	return n
-}
-
-func (h *handler) last(k acceptor.Kind) acceptor.Event {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for i := len(h.events) - 1; i >= 0; i-- {
-		if h.events[i].Kind == k {
-			return h.events[i]
-		}
-	}
-	return acceptor.Event{}
-}
-
-func (h *handler) calls() (escrows, credits []acceptor.Note) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]acceptor.Note(nil), h.escrows...), append([]acceptor.Note(nil), h.credits...)
-}
-
-// eventually waits for cond, failing after 10 s: on the fake clock inside a synctest bubble,
-// on the real one in the pty test.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 // rig is a driver and an emulator joined by a net.Pipe.
 type rig struct {
 	t       testing.TB
 	sim     *sspsim.Sim
 	drv     *ssp.Driver
-	h       *handler
+	h       *acceptortest.Recorder
 	stopDrv context.CancelFunc
 	stopSim context.CancelFunc
 	runErr  chan error
@@ -124,7 +46,7 @@ func eSSPConfig() ssp.Config {
 	return ssp.Config{Denominations: cny, Encrypt: true, FixedKey: simKey}
 }
 
-func newRig(t testing.TB, sim *sspsim.Sim, h *handler, cfg ssp.Config) *rig {
+func newRig(t testing.TB, sim *sspsim.Sim, h *acceptortest.Recorder, cfg ssp.Config) *rig {
 	host, unit := net.Pipe()
 	drvCtx, stopDrv := context.WithCancel(context.Background())
 	simCtx, stopSim := context.WithCancel(context.Background())
@@ -153,12 +75,12 @@ func (r *rig) stop() {
 // ready waits for the configured unit and enables every channel.
 func (r *rig) ready() {
 	r.t.Helper()
-	eventually(r.t, "identified", func() bool { return r.h.count(acceptor.Identified) > 0 })
-	idle := r.h.count(acceptor.Idle)
+	acceptortest.Eventually(r.t, "identified", func() bool { return r.h.Count(acceptor.Identified) > 0 })
+	idle := r.h.Count(acceptor.Idle)
 	if err := r.drv.Enable(context.Background(), []int{1, 2, 3, 4}); err != nil {
 		r.t.Fatal(err)
 	}
-	eventually(r.t, "idle", func() bool { return r.h.count(acceptor.Idle) > idle })
+	acceptortest.Eventually(r.t, "idle", func() bool { return r.h.Count(acceptor.Idle) > idle })
 }
 
 func newSim(cfg sspsim.Config) *sspsim.Sim {
@@ -176,21 +98,21 @@ func TestEmulatorInsertEscrowStackCredit(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				sim := newSim(sspsim.Config{})
-				h := &handler{}
+				h := &acceptortest.Recorder{}
 				r := newRig(t, sim, h, cfg)
 				r.ready()
 				if err := sim.InsertNote(4); err != nil {
 					t.Fatal(err)
 				}
-				eventually(t, "stacked", func() bool { return h.count(acceptor.Stacked) == 1 })
-				eventually(t, "idle", func() bool { return h.count(acceptor.Idle) == 2 })
+				acceptortest.Eventually(t, "stacked", func() bool { return h.Count(acceptor.Stacked) == 1 })
+				acceptortest.Eventually(t, "idle", func() bool { return h.Count(acceptor.Idle) == 2 })
 				counters, err := r.drv.Counters(context.Background())
 				if err != nil || counters.Stacked != 1 {
 					t.Fatalf("Counters = %+v, %v", counters, err)
 				}
 				r.stop()
 				twenty := acceptor.Note{Code: 4, ValueMinor: 2000, Currency: "CNY"}
-				escrows, credits := h.calls()
+				escrows, credits := h.EscrowCalls(), h.CreditCalls()
 				if len(escrows) != 1 || escrows[0] != twenty || len(credits) != 1 || credits[0] != twenty {
 					t.Fatalf("escrows %v credits %v", escrows, credits)
 				}
@@ -209,8 +131,8 @@ func TestEmulatorInsertEscrowStackCredit(t *testing.T) {
 				if info.Serial != "1873452" || len(info.Denominations) != 4 || (info.Protocol == "eSSP") != cfg.Encrypt {
 					t.Fatalf("Info %+v", info)
 				}
-				if h.count(acceptor.ProtocolError) != 0 {
-					t.Fatalf("protocol errors: %v", h.last(acceptor.ProtocolError))
+				if h.Count(acceptor.ProtocolError) != 0 {
+					t.Fatalf("protocol errors: %v", h.Last(acceptor.ProtocolError))
 				}
 				if st := r.drv.Stats(); (st.KeyExchanges == 1) != cfg.Encrypt || st.CryptoErrors != 0 {
 					t.Fatalf("stats %+v", st)
@@ -223,11 +145,11 @@ func TestEmulatorInsertEscrowStackCredit(t *testing.T) {
 func TestEmulatorReturnAndRejects(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sim := newSim(sspsim.Config{})
-		h := &handler{decide: func(acceptor.Note) acceptor.Decision { return acceptor.Return }}
+		h := &acceptortest.Recorder{Decide: func(acceptor.Note, int) acceptor.Decision { return acceptor.Return }}
 		r := newRig(t, sim, h, plainConfig())
 		r.ready()
 		sim.InsertNote(1)
-		eventually(t, "returned", func() bool { return h.count(acceptor.Returned) == 1 })
+		acceptortest.Eventually(t, "returned", func() bool { return h.Count(acceptor.Returned) == 1 })
 		n := 0
 		for reason := byte(0x01); reason <= 0x1F; reason++ {
 			if reason == ssp.RejectByHost {
@@ -235,14 +157,14 @@ func TestEmulatorReturnAndRejects(t *testing.T) {
 			}
 			n++
 			sim.ForceReject(reason)
-			eventually(t, "idle for the next note", func() bool { return sim.InsertNote(2) == nil })
-			eventually(t, "rejected", func() bool { return h.count(acceptor.Rejected) == n })
-			if e := h.last(acceptor.Rejected); e.Code != int(reason) || e.Reason != ssp.RejectReason(reason) {
+			acceptortest.Eventually(t, "idle for the next note", func() bool { return sim.InsertNote(2) == nil })
+			acceptortest.Eventually(t, "rejected", func() bool { return h.Count(acceptor.Rejected) == n })
+			if e := h.Last(acceptor.Rejected); e.Code != int(reason) || e.Reason != ssp.RejectReason(reason) {
 				t.Fatalf("reject %#x reported as %v", reason, e)
 			}
 		}
 		r.stop()
-		if _, credits := h.calls(); len(credits) != 0 || len(sim.Cassette()) != 0 {
+		if credits := h.CreditCalls(); len(credits) != 0 || len(sim.Cassette()) != 0 {
 			t.Fatalf("money moved: credits %v cassette %v", credits, sim.Cassette())
 		}
 		if c := sim.Counters(); c.Rejected != uint32(n+1) {
@@ -255,8 +177,8 @@ func TestEmulatorHoldThenStack(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sim := newSim(sspsim.Config{})
 		var holdUntil time.Time
-		h := &handler{}
-		h.decide = func(acceptor.Note) acceptor.Decision {
+		h := &acceptortest.Recorder{}
+		h.Decide = func(acceptor.Note, int) acceptor.Decision {
 			if holdUntil.IsZero() {
 				holdUntil = time.Now().Add(25 * time.Second) // far past the unit's 10 s
 			}
@@ -269,13 +191,13 @@ func TestEmulatorHoldThenStack(t *testing.T) {
 		r.ready()
 		sim.InsertNote(3)
 		time.Sleep(25 * time.Second)
-		eventually(t, "credited", func() bool { _, c := h.calls(); return len(c) == 1 })
+		acceptortest.Eventually(t, "credited", func() bool { c := h.CreditCalls(); return len(c) == 1 })
 		r.stop()
-		if escrows, _ := h.calls(); len(escrows) < 100 {
+		if escrows := h.EscrowCalls(); len(escrows) < 100 {
 			t.Fatalf("Escrow asked %d times while holding", len(escrows))
 		}
-		if h.count(acceptor.Rejected) != 0 {
-			t.Fatalf("the unit timed the held note out: %v", h.last(acceptor.Rejected))
+		if h.Count(acceptor.Rejected) != 0 {
+			t.Fatalf("the unit timed the held note out: %v", h.Last(acceptor.Rejected))
 		}
 	})
 }
@@ -283,24 +205,24 @@ func TestEmulatorHoldThenStack(t *testing.T) {
 func TestEmulatorEscrowTimeoutWhenTheHostIsSilent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sim := newSim(sspsim.Config{})
-		h := &handler{}
+		h := &acceptortest.Recorder{}
 		block := make(chan struct{})
-		h.decide = func(acceptor.Note) acceptor.Decision {
+		h.Decide = func(acceptor.Note, int) acceptor.Decision {
 			<-block // a host stuck in its escrow decision for 12 s
 			return acceptor.Stack
 		}
 		r := newRig(t, sim, h, plainConfig())
 		r.ready()
 		sim.InsertNote(2)
-		eventually(t, "escrow", func() bool { e, _ := h.calls(); return len(e) == 1 })
+		acceptortest.Eventually(t, "escrow", func() bool { e := h.EscrowCalls(); return len(e) == 1 })
 		time.Sleep(12 * time.Second)
 		close(block)
-		eventually(t, "rejected", func() bool { return h.count(acceptor.Rejected) == 1 })
+		acceptortest.Eventually(t, "rejected", func() bool { return h.Count(acceptor.Rejected) == 1 })
 		r.stop()
-		if e := h.last(acceptor.Rejected); e.Reason != acceptor.RejectTimeout {
+		if e := h.Last(acceptor.Rejected); e.Reason != acceptor.RejectTimeout {
 			t.Fatalf("rejection %v", e)
 		}
-		if _, c := h.calls(); len(c) != 0 || len(sim.Cassette()) != 0 {
+		if c := h.CreditCalls(); len(c) != 0 || len(sim.Cassette()) != 0 {
 			t.Fatal("a timed-out note was credited")
 		}
 	})
@@ -309,18 +231,18 @@ func TestEmulatorEscrowTimeoutWhenTheHostIsSilent(t *testing.T) {
 func TestEmulatorFaultsAndCassette(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sim := newSim(sspsim.Config{CassetteCapacity: 1})
-		h := &handler{}
+		h := &acceptortest.Recorder{}
 		r := newRig(t, sim, h, plainConfig())
 		r.ready()
 		sim.InsertNote(2)
-		eventually(t, "cassette full", func() bool { return h.count(acceptor.CassetteFull) == 1 })
+		acceptortest.Eventually(t, "cassette full", func() bool { return h.Count(acceptor.CassetteFull) == 1 })
 		if err := sim.PullCassette(); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "removed", func() bool { return h.count(acceptor.CassetteRemoved) == 1 })
+		acceptortest.Eventually(t, "removed", func() bool { return h.Count(acceptor.CassetteRemoved) == 1 })
 		sim.ReplaceCassette()
-		eventually(t, "replaced", func() bool { return h.count(acceptor.CassetteReplaced) == 1 })
-		eventually(t, "idle", func() bool { return h.last(acceptor.Idle).Kind == acceptor.Idle && h.count(acceptor.Idle) >= 2 })
+		acceptortest.Eventually(t, "replaced", func() bool { return h.Count(acceptor.CassetteReplaced) == 1 })
+		acceptortest.Eventually(t, "idle", func() bool { return h.Last(acceptor.Idle).Kind == acceptor.Idle && h.Count(acceptor.Idle) >= 2 })
 		for _, f := range []struct {
 			inject func()
 			clear  func()
@@ -330,17 +252,17 @@ func TestEmulatorFaultsAndCassette(t *testing.T) {
 			{func() { sim.OpenNotePath(true) }, func() { sim.OpenNotePath(false) }, acceptor.Failure},
 			{func() { sim.InsertNote(1); sim.Cheat() }, func() {}, acceptor.Fraud},
 		} {
-			before := h.count(acceptor.Idle)
+			before := h.Count(acceptor.Idle)
 			f.inject()
-			eventually(t, f.kind.String(), func() bool { return h.count(f.kind) == 1 })
+			acceptortest.Eventually(t, f.kind.String(), func() bool { return h.Count(f.kind) == 1 })
 			f.clear()
-			eventually(t, "recovered from "+f.kind.String(), func() bool { return h.count(acceptor.Idle) > before })
+			acceptortest.Eventually(t, "recovered from "+f.kind.String(), func() bool { return h.Count(acceptor.Idle) > before })
 		}
 		r.stop()
-		if e := h.last(acceptor.Failure); e.Code != int(ssp.EvNotePathOpen) {
+		if e := h.Last(acceptor.Failure); e.Code != int(ssp.EvNotePathOpen) {
 			t.Fatalf("failure event %v", e)
 		}
-		if e := h.last(acceptor.Rejected); e.Reason != acceptor.RejectCounterfeit {
+		if e := h.Last(acceptor.Rejected); e.Reason != acceptor.RejectCounterfeit {
 			t.Fatalf("cheat rejection %v", e)
 		}
 	})
@@ -351,11 +273,11 @@ func TestEmulatorPowerCycleWhileStacking(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				sim := newSim(sspsim.Config{})
-				h := &handler{}
-				h.decide = func(acceptor.Note) acceptor.Decision {
+				h := &acceptortest.Recorder{}
+				h.Decide = func(acceptor.Note, int) acceptor.Decision {
 					// The power goes right after the note was taken from escrow.
 					go func() {
-						eventually(t, "stacking", func() bool { return sim.State().Mode == "stacking" })
+						acceptortest.Eventually(t, "stacking", func() bool { return sim.State().Mode == "stacking" })
 						sim.PowerCycle(sspsim.Auto)
 					}()
 					return acceptor.Stack
@@ -363,17 +285,17 @@ func TestEmulatorPowerCycleWhileStacking(t *testing.T) {
 				r := newRig(t, sim, h, cfg)
 				r.ready()
 				sim.InsertNote(3)
-				eventually(t, "power-up report", func() bool { return h.count(acceptor.PowerUpNoteInStacker) == 1 })
-				eventually(t, "reconfigured", func() bool { return sim.State().Protocol == 7 && len(sim.State().EnabledChannels) == 4 })
+				acceptortest.Eventually(t, "power-up report", func() bool { return h.Count(acceptor.PowerUpNoteInStacker) == 1 })
+				acceptortest.Eventually(t, "reconfigured", func() bool { return sim.State().Protocol == 7 && len(sim.State().EnabledChannels) == 4 })
 				r.stop()
-				e := h.last(acceptor.PowerUpNoteInStacker)
+				e := h.Last(acceptor.PowerUpNoteInStacker)
 				if e.Note.Code != 3 || e.Note.ValueMinor != 1000 {
 					t.Fatalf("power-up event %v does not name the note", e)
 				}
-				if _, credits := h.calls(); len(credits) != 0 {
+				if credits := h.CreditCalls(); len(credits) != 0 {
 					t.Fatalf("credited without NOTE CREDIT: %v", credits)
 				}
-				if h.count(acceptor.PowerUp) != 1 { // the emulator's first start only
+				if h.Count(acceptor.PowerUp) != 1 { // the emulator's first start only
 					t.Fatal("a plain PowerUp was reported for the power cycle too")
 				}
 				c := sim.Cassette()
@@ -389,26 +311,26 @@ func TestEmulatorHostRestartWithUnacknowledgedCredit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sim := newSim(sspsim.Config{})
 		// The first host process cannot journal: the credit stays unacknowledged.
-		h1 := &handler{credit: func(acceptor.Note) error { return errors.New("disk full") }}
+		h1 := &acceptortest.Recorder{Credit: func(acceptor.Note, int) error { return errors.New("disk full") }}
 		r1 := newRig(t, sim, h1, eSSPConfig())
 		r1.ready()
 		sim.InsertNote(2)
-		eventually(t, "credit attempts", func() bool { _, c := h1.calls(); return len(c) >= 3 })
+		acceptortest.Eventually(t, "credit attempts", func() bool { c := h1.CreditCalls(); return len(c) >= 3 })
 		r1.stop()
 		if st := sim.State(); !st.AckPending {
 			t.Fatalf("emulator %+v after the host went away", st)
 		}
 		// The new process negotiates new keys; the unit still repeats the credit.
-		h2 := &handler{}
+		h2 := &acceptortest.Recorder{}
 		r2 := newRig(t, sim, h2, eSSPConfig())
-		eventually(t, "credited", func() bool { _, c := h2.calls(); return len(c) == 1 })
-		eventually(t, "configured", func() bool { return h2.count(acceptor.Identified) == 1 })
+		acceptortest.Eventually(t, "credited", func() bool { c := h2.CreditCalls(); return len(c) == 1 })
+		acceptortest.Eventually(t, "configured", func() bool { return h2.Count(acceptor.Identified) == 1 })
 		r2.stop()
 		five := acceptor.Note{Code: 2, ValueMinor: 500, Currency: "CNY"}
-		if _, c := h2.calls(); c[0] != five {
+		if c := h2.CreditCalls(); c[0] != five {
 			t.Fatalf("credit after restart %v, want %v (SSP names the channel)", c[0], five)
 		}
-		if escrows, _ := h2.calls(); len(escrows) != 0 {
+		if escrows := h2.EscrowCalls(); len(escrows) != 0 {
 			t.Fatalf("escrow asked after restart: %v", escrows)
 		}
 		c := sim.Cassette()
@@ -422,11 +344,11 @@ func TestEmulatorHostRestartWithNoteInEscrow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sim := newSim(sspsim.Config{})
 		block := make(chan struct{})
-		h1 := &handler{decide: func(acceptor.Note) acceptor.Decision { <-block; return acceptor.Stack }}
+		h1 := &acceptortest.Recorder{Decide: func(acceptor.Note, int) acceptor.Decision { <-block; return acceptor.Stack }}
 		r1 := newRig(t, sim, h1, plainConfig())
 		r1.ready()
 		sim.InsertNote(3)
-		eventually(t, "escrow", func() bool { e, _ := h1.calls(); return len(e) == 1 })
+		acceptortest.Eventually(t, "escrow", func() bool { e := h1.EscrowCalls(); return len(e) == 1 })
 		// The process dies while deciding: the port goes away under it and its decision
 		// never reaches the unit.
 		r1.host.Close()
@@ -442,11 +364,11 @@ func TestEmulatorHostRestartWithNoteInEscrow(t *testing.T) {
 		if st := sim.State(); st.Mode != "escrow" {
 			t.Fatalf("emulator %+v", st)
 		}
-		h2 := &handler{decide: func(acceptor.Note) acceptor.Decision { return acceptor.Return }}
+		h2 := &acceptortest.Recorder{Decide: func(acceptor.Note, int) acceptor.Decision { return acceptor.Return }}
 		r2 := newRig(t, sim, h2, plainConfig())
-		eventually(t, "returned", func() bool { return h2.count(acceptor.Returned) == 1 })
+		acceptortest.Eventually(t, "returned", func() bool { return h2.Count(acceptor.Returned) == 1 })
 		r2.stop()
-		if e, _ := h2.calls(); len(e) != 1 || e[0] != (acceptor.Note{}) {
+		if e := h2.EscrowCalls(); len(e) != 1 || e[0] != (acceptor.Note{}) {
 			t.Fatalf("escrow after restart %v", e)
 		}
 		if len(sim.Cassette()) != 0 {
@@ -460,7 +382,7 @@ func TestEmulatorLinkFaults(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				sim := newSim(sspsim.Config{})
-				h := &handler{}
+				h := &acceptortest.Recorder{}
 				r := newRig(t, sim, h, cfg)
 				r.ready()
 				for _, f := range []sspsim.Fault{
@@ -471,32 +393,32 @@ func TestEmulatorLinkFaults(t *testing.T) {
 					sim.InjectFault(f)
 				}
 				sim.InsertNote(1)
-				eventually(t, "stacked", func() bool { return h.count(acceptor.Stacked) == 1 })
+				acceptortest.Eventually(t, "stacked", func() bool { return h.Count(acceptor.Stacked) == 1 })
 				// Four silent replies in a row: the driver gives up on that packet and says so.
 				for range 4 {
 					sim.InjectFault(sspsim.Fault{Kind: sspsim.FaultNoReply})
 				}
-				eventually(t, "comm lost", func() bool { return h.count(acceptor.CommLost) == 1 })
-				eventually(t, "comm restored", func() bool { return h.count(acceptor.CommRestored) == 1 })
+				acceptortest.Eventually(t, "comm lost", func() bool { return h.Count(acceptor.CommLost) == 1 })
+				acceptortest.Eventually(t, "comm restored", func() bool { return h.Count(acceptor.CommRestored) == 1 })
 				if cfg.Encrypt {
 					sim.InjectFault(sspsim.Fault{Kind: sspsim.FaultBadCount})
-					eventually(t, "re-keyed", func() bool { return r.drv.Stats().KeyExchanges == 2 })
+					acceptortest.Eventually(t, "re-keyed", func() bool { return r.drv.Stats().KeyExchanges == 2 })
 				}
-				idle := h.count(acceptor.Idle)
+				idle := h.Count(acceptor.Idle)
 				r.drv.Enable(context.Background(), []int{1, 2, 3, 4})
-				eventually(t, "idle", func() bool { return h.count(acceptor.Idle) > idle || sim.State().Enabled })
-				eventually(t, "accepts", func() bool { return sim.InsertNote(2) == nil })
-				eventually(t, "second note", func() bool { return h.count(acceptor.Stacked) == 2 })
+				acceptortest.Eventually(t, "idle", func() bool { return h.Count(acceptor.Idle) > idle || sim.State().Enabled })
+				acceptortest.Eventually(t, "accepts", func() bool { return sim.InsertNote(2) == nil })
+				acceptortest.Eventually(t, "second note", func() bool { return h.Count(acceptor.Stacked) == 2 })
 				r.stop()
-				_, credits := h.calls()
+				credits := h.CreditCalls()
 				if len(credits) != 2 || len(sim.Cassette()) != 2 {
 					t.Fatalf("credits %v cassette %+v", credits, sim.Cassette())
 				}
 				if st := r.drv.Stats(); st.BadFrames == 0 || st.GarbageBytes == 0 || st.Timeouts < 6 {
 					t.Fatalf("stats %+v", st)
 				}
-				if h.count(acceptor.Failure) != 0 {
-					t.Fatalf("a fault was taken for a swap: %v", h.last(acceptor.Failure))
+				if h.Count(acceptor.Failure) != 0 {
+					t.Fatalf("a fault was taken for a swap: %v", h.Last(acceptor.Failure))
 				}
 			})
 		})
@@ -506,14 +428,14 @@ func TestEmulatorLinkFaults(t *testing.T) {
 func TestEmulatorSwapUnit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sim := newSim(sspsim.Config{})
-		h := &handler{}
+		h := &acceptortest.Recorder{}
 		r := newRig(t, sim, h, eSSPConfig())
 		r.ready()
 		if err := sim.SwapUnit(0xABCDEF); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "swap reported", func() bool { return h.count(acceptor.Failure) == 1 })
-		if e := h.last(acceptor.Failure); e.Code != ssp.CodeUnitSwapped || e.Detail != "unit swapped: serial 1873452 -> 11259375" {
+		acceptortest.Eventually(t, "swap reported", func() bool { return h.Count(acceptor.Failure) == 1 })
+		if e := h.Last(acceptor.Failure); e.Code != ssp.CodeUnitSwapped || e.Detail != "unit swapped: serial 1873452 -> 11259375" {
 			t.Fatalf("failure %v", e)
 		}
 		if err := r.drv.Enable(context.Background(), []int{1}); !errors.Is(err, ssp.ErrUnitSwapped) {
@@ -523,17 +445,16 @@ func TestEmulatorSwapUnit(t *testing.T) {
 			t.Fatal("the swapped unit was enabled")
 		}
 		time.Sleep(time.Second)
-		h.mu.Lock()
-		for i := len(h.events) - 1; h.events[i].Kind != acceptor.Failure; i-- {
-			if k := h.events[i].Kind; k == acceptor.Idle || k == acceptor.Disabled {
+		events := h.Events()
+		for i := len(events) - 1; events[i].Kind != acceptor.Failure; i-- {
+			if k := events[i].Kind; k == acceptor.Idle || k == acceptor.Disabled {
 				t.Errorf("%v reported while the swap stands: the caller would clear its alarm", k)
 			}
 		}
-		h.mu.Unlock()
 		if err := r.drv.ConfirmSwap(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "identified again", func() bool { return h.count(acceptor.Identified) == 2 })
+		acceptortest.Eventually(t, "identified again", func() bool { return h.Count(acceptor.Identified) == 2 })
 		if err := r.drv.Enable(context.Background(), []int{1}); err != nil {
 			t.Fatalf("Enable after ConfirmSwap: %v", err)
 		}
@@ -553,7 +474,7 @@ func TestEmulatorSwapUnit(t *testing.T) {
 func TestRunCancellationDisablesAndLeavesNothing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sim := newSim(sspsim.Config{})
-		h := &handler{}
+		h := &acceptortest.Recorder{}
 		r := newRig(t, sim, h, eSSPConfig())
 		r.ready()
 		if !sim.State().Enabled {
@@ -582,7 +503,7 @@ func BenchmarkPollCycle(b *testing.B) {
 			cfg.PollInterval = time.Nanosecond
 			d := ssp.New(host, cfg)
 			runDone := make(chan error, 1)
-			go func() { runDone <- d.Run(ctx, &handler{}) }()
+			go func() { runDone <- d.Run(ctx, &acceptortest.Recorder{}) }()
 			for d.Stats().Polls < 10 { // past the start-up sequence
 				time.Sleep(time.Millisecond)
 			}
@@ -602,15 +523,15 @@ func BenchmarkPollCycle(b *testing.B) {
 func TestEmulatorWithoutESSP(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sim := newSim(sspsim.Config{Encryption: sspsim.EncryptionUnsupported})
-		h := &handler{}
+		h := &acceptortest.Recorder{}
 		r := newRig(t, sim, h, eSSPConfig())
-		eventually(t, "reported", func() bool { return h.count(acceptor.ProtocolError) == 1 })
+		acceptortest.Eventually(t, "reported", func() bool { return h.Count(acceptor.ProtocolError) == 1 })
 		time.Sleep(5 * time.Second)
 		r.stop()
-		if e := h.last(acceptor.ProtocolError); e.Code != int(ssp.RespUnknownCommand) || h.count(acceptor.ProtocolError) != 1 {
-			t.Fatalf("protocol errors: %d, last %v", h.count(acceptor.ProtocolError), e)
+		if e := h.Last(acceptor.ProtocolError); e.Code != int(ssp.RespUnknownCommand) || h.Count(acceptor.ProtocolError) != 1 {
+			t.Fatalf("protocol errors: %d, last %v", h.Count(acceptor.ProtocolError), e)
 		}
-		if h.count(acceptor.Identified) != 0 || sim.State().Enabled {
+		if h.Count(acceptor.Identified) != 0 || sim.State().Enabled {
 			t.Fatal("a unit that cannot do eSSP was brought up in clear")
 		}
 	})

@@ -44,7 +44,7 @@ func (l *loop) onPoll(ctx context.Context, r reply) {
 	for _, ev := range events {
 		needAck = needAck || ev.NeedsAck()
 		l.onEvent(ctx, ev, &f, ack)
-		if l.fatal != nil || ctx.Err() != nil {
+		if l.link.Fatal() != nil || ctx.Err() != nil {
 			return
 		}
 	}

@@ -179,6 +179,13 @@ func (d *Decoder) Buffered() int { return len(d.buf) }
 // Stats returns the running counts.
 func (d *Decoder) Stats() DecoderStats { return d.stats }
 
+// Dropped returns the running totals of bytes skipped and of broken frames dropped, the two
+// counts a driver's link statistics carry.
+func (d *Decoder) Dropped() (garbageBytes, badFrames uint64) {
+	st := d.stats
+	return st.GarbageBytes, st.BadCRC + st.BadHeader + st.Resyncs
+}
+
 // Next returns the next good frame. ErrIncomplete means more bytes are needed. ErrBadCRC,
 // ErrBadHeader and ErrResync report a broken frame that was dropped (the decoder has moved
 // on), so a caller can count it; call Next again for the bytes that follow.

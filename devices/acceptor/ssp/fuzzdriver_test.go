@@ -13,6 +13,7 @@ import (
 	"testing/synctest"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
+	"github.com/kioskd/kioskd/devices/acceptor/acceptortest"
 )
 
 // FuzzDriver plays arbitrary unit behaviour against the whole driver (plain SSP, POLL WITH
@@ -50,13 +51,13 @@ func fuzzDriverOnce(t *testing.T, in []byte) {
 		host, unit := net.Pipe()
 		var lastCreditOK atomic.Bool // the last Credited call returned nil
 		var decision atomic.Int32    // the handler's last escrow decision
-		rec := &recorder{
-			decide: func(n acceptor.Note, call int) acceptor.Decision {
+		rec := &acceptortest.Recorder{
+			Decide: func(n acceptor.Note, call int) acceptor.Decision {
 				d := acceptor.Decision(call%4 + 0)
 				decision.Store(int32(d))
 				return d
 			},
-			credit: func(n acceptor.Note, call int) error {
+			Credit: func(n acceptor.Note, call int) error {
 				if call%2 == 0 {
 					lastCreditOK.Store(false)
 					return io.ErrUnexpectedEOF

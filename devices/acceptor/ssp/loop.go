@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
+	"github.com/kioskd/kioskd/devices/internal/seriallink"
 )
 
 // phase is where the loop is in bringing the unit up.
@@ -93,13 +93,11 @@ type powerUp struct {
 
 // loop is the poll loop's state. Only the Run goroutine touches it.
 type loop struct {
-	d   *Driver
-	h   acceptor.Handler
-	rx  <-chan rxItem
-	cfg Config
-	log *slog.Logger
-
-	fatal error // the port failed; Run ends
+	d    *Driver
+	h    acceptor.Handler
+	link *seriallink.Link[Frame, request]
+	cfg  Config
+	log  *slog.Logger
 
 	// link
 	seq        bool // sequence flag of the last answered packet
@@ -151,8 +149,8 @@ type loop struct {
 	swapSerial uint32
 }
 
-func newLoop(d *Driver, h acceptor.Handler, rx <-chan rxItem) *loop {
-	l := &loop{d: d, h: h, rx: rx, cfg: d.cfg, log: d.log, needLink: true}
+func newLoop(d *Driver, h acceptor.Handler) *loop {
+	l := &loop{d: d, h: h, link: d.link, cfg: d.cfg, log: d.log, needLink: true}
 	switch d.cfg.PollMode {
 	case PollPlain:
 		l.pollCmd, l.pollFixed = CmdPoll, true
@@ -164,34 +162,17 @@ func newLoop(d *Driver, h acceptor.Handler, rx <-chan rxItem) *loop {
 	return l
 }
 
-func (l *loop) run(ctx context.Context) error {
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		var reqs chan request
-		if l.phase == phaseRunning {
-			reqs = l.d.reqs
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case r := <-reqs:
-			r.done <- l.serve(ctx, r)
-		case <-timer.C:
-			again := l.cycle(ctx)
-			interval := l.cfg.PollInterval
-			switch {
-			case l.lost:
-				interval = l.cfg.LostPollInterval
-			case again:
-				interval = 0
-			}
-			timer.Reset(interval)
-		}
-		if l.fatal != nil {
-			return l.fatal
-		}
+// step is one cycle; it returns the time until the next: none when the next poll stacks a
+// note, longer while communication is lost.
+func (l *loop) step(ctx context.Context) time.Duration {
+	again := l.cycle(ctx)
+	switch {
+	case l.lost:
+		return l.cfg.LostPollInterval
+	case again:
+		return 0
 	}
+	return l.cfg.PollInterval
 }
 
 // cycle is one step: finish an unanswered packet, bring the link up, look after a note in
@@ -241,7 +222,7 @@ func isRefusal(err error) bool {
 
 // failed reports an exchange that did not work out.
 func (l *loop) failed(ctx context.Context, what string, err error) {
-	if l.fatal != nil || ctx.Err() != nil {
+	if l.link.Fatal() != nil || ctx.Err() != nil {
 		return
 	}
 	var re *ReplyError
@@ -329,16 +310,12 @@ func (l *loop) flush(ctx context.Context) bool {
 			l.enabled, l.enabledKnown = false, true
 		}
 	}
-	return l.unanswered == nil && l.fatal == nil
+	return l.unanswered == nil && l.link.Fatal() == nil
 }
 
-var (
-	errNoReply  = errors.New("no reply")
-	errBadFrame = errors.New("damaged reply")
-	// errCrypto: an encrypted exchange could not be trusted (wrong key or counter, or a
-	// plain reply carrying data to an encrypted command); keys are negotiated again.
-	errCrypto = errors.New("ssp: eSSP reply dropped")
-)
+// errCrypto: an encrypted exchange could not be trusted (wrong key or counter, or a plain
+// reply carrying data to an encrypted command); keys are negotiated again.
+var errCrypto = errors.New("ssp: eSSP reply dropped")
 
 // exchange is the one send path for new commands: it checks the command table, builds the
 // packet (encrypted when keys are set), sends it with retries and decodes the reply. A
@@ -421,23 +398,24 @@ func (l *loop) send(ctx context.Context, p *packet, attempts int) (Frame, error)
 			l.d.n.retries.Add(1)
 			l.gap = true
 			// Whatever is buffered now is the stale start of a reply that never finished.
-			l.d.resetRx.Store(true)
+			l.link.ResetRx()
 		}
-		l.drainStale()
-		if l.fatal != nil {
-			return Frame{}, l.fatal
+		l.link.DrainStale()
+		if err := l.link.Fatal(); err != nil {
+			return Frame{}, err
 		}
-		if err := l.write(p.wire); err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				last = err
-				continue
+		if err := l.link.Write(p.wire); err != nil {
+			if fatal := l.link.Fatal(); fatal != nil {
+				return Frame{}, fatal
 			}
-			l.fatal = fmt.Errorf("ssp: write %s: %w", CommandName(p.cmd), err)
-			return Frame{}, l.fatal
+			last = err
+			continue
 		}
 		p.sent = true
 		l.log.Debug("tx", "cmd", CommandName(p.cmd), "seq", p.seq, "sealed", p.sealed, "frame", fmt.Sprintf("% X", p.wire))
-		f, err := l.await(ctx, p)
+		// The unit echoes address and sequence flag, so a late answer to an earlier packet
+		// is told apart by its SEQ/ID and skipped.
+		f, err := l.link.Await(ctx, l.cfg.ReplyTimeout, func(f Frame) (bool, error) { return f.SeqID() == p.seqID, nil })
 		if err == nil {
 			l.seq = p.seq
 			l.lastTx = time.Now()
@@ -449,8 +427,8 @@ func (l *loop) send(ctx context.Context, p *packet, attempts int) (Frame, error)
 			}
 			return f, nil
 		}
-		if l.fatal != nil {
-			return Frame{}, l.fatal
+		if fatal := l.link.Fatal(); fatal != nil {
+			return Frame{}, fatal
 		}
 		if ctx.Err() != nil {
 			l.unanswered = p
@@ -461,68 +439,6 @@ func (l *loop) send(ctx context.Context, p *packet, attempts int) (Frame, error)
 	l.unanswered = p
 	l.gap = true
 	return Frame{}, fmt.Errorf("ssp: %s: %w after %d attempts: %w", CommandName(p.cmd), acceptor.ErrTimeout, attempts, last)
-}
-
-type writeDeadliner interface{ SetWriteDeadline(time.Time) error }
-
-func (l *loop) write(wire []byte) error {
-	if wd, ok := l.d.port.(writeDeadliner); ok {
-		_ = wd.SetWriteDeadline(time.Now().Add(l.cfg.ReplyTimeout))
-	}
-	_, err := l.d.port.Write(wire)
-	return err
-}
-
-// drainStale drops frames that arrived while no packet was in flight: they can only be late
-// answers to an earlier one.
-func (l *loop) drainStale() {
-	for {
-		select {
-		case it := <-l.rx:
-			if it.fatal != nil {
-				l.fatal = fmt.Errorf("ssp: read: %w", it.fatal)
-				return
-			}
-			if it.err == nil {
-				l.d.n.unexpected.Add(1)
-				l.log.Debug("stale frame dropped", "frame", it.f.String())
-			}
-		default:
-			return
-		}
-	}
-}
-
-// await waits for the frame whose SEQ/ID matches p: the unit echoes address and sequence
-// flag, so a late answer to an earlier packet is told apart and skipped.
-func (l *loop) await(ctx context.Context, p *packet) (Frame, error) {
-	t := time.NewTimer(l.cfg.ReplyTimeout)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return Frame{}, ctx.Err()
-		case <-t.C:
-			l.d.n.timeouts.Add(1)
-			return Frame{}, errNoReply
-		case it := <-l.rx:
-			if it.fatal != nil {
-				l.fatal = fmt.Errorf("ssp: read: %w", it.fatal)
-				return Frame{}, l.fatal
-			}
-			if it.err != nil {
-				l.log.Debug("damaged frame", "err", it.err)
-				return Frame{}, errBadFrame
-			}
-			if it.f.SeqID() != p.seqID {
-				l.d.n.unexpected.Add(1)
-				l.log.Debug("frame for another packet skipped", "want", fmt.Sprintf("%02X", p.seqID), "frame", it.f.String())
-				continue
-			}
-			l.log.Debug("rx", "frame", it.f.String())
-			return it.f, nil
-		}
-	}
 }
 
 // open decodes the answer to p: it decrypts an encrypted reply and checks its counter, and
@@ -657,7 +573,7 @@ func (l *loop) poll(ctx context.Context) (reply, error) {
 
 // afterPoll checks the serial number after a gap and moves the start-up sequence on.
 func (l *loop) afterPoll(ctx context.Context) {
-	if l.fatal != nil || ctx.Err() != nil {
+	if l.link.Fatal() != nil || ctx.Err() != nil {
 		return
 	}
 	if l.gap && l.phase == phaseRunning && !l.needLink {

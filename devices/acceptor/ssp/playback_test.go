@@ -2,120 +2,19 @@ package ssp
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"io"
-	"net"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
+	"github.com/kioskd/kioskd/devices/internal/playback"
 )
 
-// A byte-exact scripted fake of the unit, in the manner of periph's conntest: every frame the
-// host sends must be exactly the next one of the script, the fake answers with the scripted
-// bytes, and check() fails the test unless the whole script was played and nothing else was
-// sent. Scripts are written with a builder that tracks the sequence flag the way the SSP
-// manual wants it: SYNC sets it, every new command flips it, a re-sent packet keeps it.
+// Playback scripts for the driver tests: the fake unit is devices/internal/playback,
+// the handler acceptortest.Recorder. Scripts are written with a builder that tracks the sequence flag the way the SSP manual
+// wants it: SYNC sets it, every new command flips it, a re-sent packet keeps it.
 
-type step struct {
-	host []byte   // the frame the host must send next
-	unit [][]byte // what the unit writes back, one Write per element; none = no answer
-	then func()   // runs after the answer was written
-}
-
-type playback struct {
-	t      testing.TB
-	conn   net.Conn
-	script []step
-	done   chan struct{}
-
-	mu     sync.Mutex
-	played int
-	err    error
-}
-
-// newPlayback starts the fake on one end of a net.Pipe and returns the host's end.
-func newPlayback(t testing.TB, script []step) (*playback, net.Conn) {
-	host, unit := net.Pipe()
-	p := &playback{t: t, conn: unit, script: script, done: make(chan struct{})}
-	go p.serve()
-	return p, host
-}
-
-func (p *playback) fail(format string, args ...any) {
-	p.mu.Lock()
-	if p.err == nil {
-		p.err = fmt.Errorf(format, args...)
-	}
-	p.mu.Unlock()
-	p.conn.Close() // the driver sees the port fail and Run returns
-}
-
-// readFrame reads one whole frame as the host sent it, with any bytes before it.
-func (p *playback) readFrame() ([]byte, error) {
-	var dec Decoder
-	var raw []byte
-	b := make([]byte, 1)
-	for {
-		if _, err := io.ReadFull(p.conn, b); err != nil {
-			return raw, err
-		}
-		raw = append(raw, b[0])
-		dec.Feed(b)
-		if _, err := dec.Next(); err == nil {
-			return raw, nil
-		} else if !errors.Is(err, ErrIncomplete) {
-			return raw, err
-		}
-	}
-}
-
-func (p *playback) serve() {
-	defer close(p.done)
-	for i, s := range p.script {
-		got, err := p.readFrame()
-		if err != nil {
-			p.fail("step %d: want % X, got % X and %v", i, s.host, got, err)
-			return
-		}
-		if string(got) != string(s.host) {
-			p.fail("step %d: host sent % X, want % X", i, got, s.host)
-			return
-		}
-		for _, chunk := range s.unit {
-			if _, err := p.conn.Write(chunk); err != nil {
-				p.fail("step %d: write answer: %v", i, err)
-				return
-			}
-		}
-		p.mu.Lock()
-		p.played = i + 1
-		p.mu.Unlock()
-		if s.then != nil {
-			s.then()
-		}
-	}
-	if got, err := p.readFrame(); err == nil || len(got) > 0 {
-		p.fail("after the script: host sent % X (%v)", got, err)
-	}
-}
-
-// check waits for the fake to finish (the driver closes the port when Run ends) and fails the
-// test unless every step was played.
-func (p *playback) check() {
-	p.t.Helper()
-	<-p.done
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.err != nil {
-		p.t.Fatalf("playback: %v (after %d of %d steps)", p.err, p.played, len(p.script))
-	}
-	if p.played != len(p.script) {
-		p.t.Fatalf("playback: only %d of %d steps played", p.played, len(p.script))
-	}
-}
+// step is one exchange of a script.
+type step = playback.Step
 
 // frame encodes a frame for address 0; the encoder itself is pinned by the frame table.
 func frame(seq bool, data ...byte) []byte {
@@ -142,7 +41,7 @@ func (b *sb) flag(cmd byte) bool {
 // ask: the host sends cmd (a new packet), the unit answers with reply.
 func (b *sb) ask(cmd []byte, reply ...byte) *sb {
 	f := b.flag(cmd[0])
-	b.steps = append(b.steps, step{host: frame(f, cmd...), unit: [][]byte{frame(f, reply...)}})
+	b.steps = append(b.steps, step{Host: frame(f, cmd...), Unit: [][]byte{frame(f, reply...)}})
 	b.seq = f
 	return b
 }
@@ -150,14 +49,14 @@ func (b *sb) ask(cmd []byte, reply ...byte) *sb {
 // askThen is ask with a hook run after the answer.
 func (b *sb) askThen(then func(), cmd []byte, reply ...byte) *sb {
 	b.ask(cmd, reply...)
-	b.steps[len(b.steps)-1].then = then
+	b.steps[len(b.steps)-1].Then = then
 	return b
 }
 
 // silent: the host sends cmd and gets no answer; the next ask or silent of the same packet
 // re-sends it with the same flag.
 func (b *sb) silent(cmd ...byte) *sb {
-	b.steps = append(b.steps, step{host: frame(b.flag(cmd[0]), cmd...)})
+	b.steps = append(b.steps, step{Host: frame(b.flag(cmd[0]), cmd...)})
 	return b
 }
 
@@ -165,7 +64,7 @@ func (b *sb) silent(cmd ...byte) *sb {
 // the packet counts as answered (the flag flips).
 func (b *sb) raw(commit bool, cmd []byte, unit ...[]byte) *sb {
 	f := b.flag(cmd[0])
-	b.steps = append(b.steps, step{host: frame(f, cmd...), unit: unit})
+	b.steps = append(b.steps, step{Host: frame(f, cmd...), Unit: unit})
 	if commit {
 		b.seq = f
 	}
@@ -229,99 +128,6 @@ func (b *sb) running() *sb {
 // shutdown is the DISABLE Run sends on its way out.
 func (b *sb) shutdown() *sb { return b.ask(c(CmdDisable), RespOK) }
 
-// recorder is a Handler that records every call.
-type recorder struct {
-	mu      sync.Mutex
-	events  []acceptor.Event
-	escrows []acceptor.Note
-	credits []acceptor.Note
-
-	decide  func(n acceptor.Note, call int) acceptor.Decision // nil: Stack
-	credit  func(n acceptor.Note, call int) error             // nil: accept
-	onEvent func(e acceptor.Event)
-}
-
-func (r *recorder) Escrow(ctx context.Context, n acceptor.Note) acceptor.Decision {
-	r.mu.Lock()
-	r.escrows = append(r.escrows, n)
-	call := len(r.escrows)
-	decide := r.decide
-	r.mu.Unlock()
-	if decide == nil {
-		return acceptor.Stack
-	}
-	return decide(n, call)
-}
-
-func (r *recorder) Credited(ctx context.Context, n acceptor.Note) error {
-	r.mu.Lock()
-	r.credits = append(r.credits, n)
-	call := len(r.credits)
-	credit := r.credit
-	r.mu.Unlock()
-	if credit == nil {
-		return nil
-	}
-	return credit(n, call)
-}
-
-func (r *recorder) Event(ctx context.Context, e acceptor.Event) {
-	r.mu.Lock()
-	r.events = append(r.events, e)
-	on := r.onEvent
-	r.mu.Unlock()
-	if on != nil {
-		on(e)
-	}
-}
-
-func (r *recorder) kinds() []acceptor.Kind {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]acceptor.Kind, len(r.events))
-	for i, e := range r.events {
-		out[i] = e.Kind
-	}
-	return out
-}
-
-func (r *recorder) eventsOf(k acceptor.Kind) []acceptor.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []acceptor.Event
-	for _, e := range r.events {
-		if e.Kind == k {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-func (r *recorder) creditCalls() []acceptor.Note {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]acceptor.Note(nil), r.credits...)
-}
-
-func (r *recorder) escrowCalls() []acceptor.Note {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]acceptor.Note(nil), r.escrows...)
-}
-
-// cancelOn returns an onEvent hook that cancels when the n-th event of kind k arrives.
-func cancelOn(cancel context.CancelFunc, k acceptor.Kind, n int) func(acceptor.Event) {
-	seen := 0
-	return func(e acceptor.Event) {
-		if e.Kind == k {
-			seen++
-			if seen == n {
-				cancel()
-			}
-		}
-	}
-}
-
 // enableOnIdentified makes the handler call Enable(1, 3) once the driver is configured.
 func enableOnIdentified(t *testing.T, ctx context.Context, d *Driver, next func(acceptor.Event)) func(acceptor.Event) {
 	return func(e acceptor.Event) {
@@ -335,25 +141,6 @@ func enableOnIdentified(t *testing.T, ctx context.Context, d *Driver, next func(
 		if next != nil {
 			next(e)
 		}
-	}
-}
-
-func wantKinds(t testing.TB, got []acceptor.Kind, want ...acceptor.Kind) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("events %v, want %v", got, want)
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("events %v, want %v", got, want)
-		}
-	}
-}
-
-func mustNil(t testing.TB, err error) {
-	t.Helper()
-	if err != nil && !errors.Is(err, context.Canceled) {
-		t.Fatal(err)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
+	"github.com/kioskd/kioskd/devices/acceptor/acceptortest"
 	"github.com/kioskd/kioskd/devices/acceptor/ssp"
 	"github.com/kioskd/kioskd/devices/serialport"
 	"github.com/kioskd/kioskd/hw-sim/ptypair"
@@ -40,34 +41,34 @@ func TestEndToEndOverPty(t *testing.T) {
 	cfg := eSSPConfig()
 	cfg.PollInterval, cfg.ReplyTimeout, cfg.PowerUpSettle = 20*time.Millisecond, 300*time.Millisecond, 50*time.Millisecond
 	d := ssp.New(port, cfg)
-	h := &handler{}
+	h := &acceptortest.Recorder{}
 	ctx, cancel := context.WithCancel(context.Background())
 	runErr := make(chan error, 1)
 	go func() { runErr <- d.Run(ctx, h) }()
 
-	eventually(t, "identified", func() bool { return h.count(acceptor.Identified) == 1 })
+	acceptortest.Eventually(t, "identified", func() bool { return h.Count(acceptor.Identified) == 1 })
 	if err := d.Enable(ctx, []int{1, 2, 3}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "idle", func() bool { return h.count(acceptor.Idle) == 1 })
+	acceptortest.Eventually(t, "idle", func() bool { return h.Count(acceptor.Idle) == 1 })
 	if err := sim.InsertNote(3); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "stacked", func() bool { return h.count(acceptor.Stacked) == 1 })
-	eventually(t, "idle again", func() bool { return h.count(acceptor.Idle) == 2 })
+	acceptortest.Eventually(t, "stacked", func() bool { return h.Count(acceptor.Stacked) == 1 })
+	acceptortest.Eventually(t, "idle again", func() bool { return h.Count(acceptor.Idle) == 2 })
 	cancel()
 	if err := <-runErr; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 
 	ten := acceptor.Note{Code: 3, ValueMinor: 1000, Currency: "CNY"}
-	escrows, credits := h.calls()
+	escrows, credits := h.EscrowCalls(), h.CreditCalls()
 	if len(escrows) != 1 || escrows[0] != ten || len(credits) != 1 || credits[0] != ten {
 		t.Fatalf("escrows %v credits %v", escrows, credits)
 	}
 	for _, k := range []acceptor.Kind{acceptor.PowerUp, acceptor.Accepting, acceptor.Stacking} {
-		if h.count(k) != 1 {
-			t.Errorf("%d %v events", h.count(k), k)
+		if h.Count(k) != 1 {
+			t.Errorf("%d %v events", h.Count(k), k)
 		}
 	}
 	c := sim.Cassette()
