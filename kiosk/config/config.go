@@ -18,11 +18,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/kioskd/kioskd/devices/acceptor/registry"
 	"github.com/kioskd/kioskd/sync/wire"
 )
 
@@ -293,8 +293,8 @@ func explain(err error) error {
 
 var currencyRe = regexp.MustCompile(`^[A-Z]{3}$`)
 
-// Drivers lists the acceptor drivers this build knows.
-var Drivers = []string{"id003", "ccnet", "ssp", "pulse"}
+// Drivers lists the acceptor drivers this build knows (devices/acceptor/registry).
+var Drivers = registry.Names()
 
 // Validate checks values that decoding cannot.
 func (c *Config) Validate() error {
@@ -317,10 +317,13 @@ func (c *Config) Validate() error {
 	if c.Journal.Path == "" {
 		bad("journal.path", "required")
 	}
-	if !slices.Contains(Drivers, c.Acceptor.Driver) {
+	drv, derr := registry.Lookup(c.Acceptor.Driver)
+	if derr != nil {
 		bad("acceptor.driver", "unknown driver %q (known: %s)", c.Acceptor.Driver, strings.Join(Drivers, ", "))
 	}
-	if c.Acceptor.Driver == "pulse" {
+	if derr == nil && !drv.Serial {
+		// A unit on GPIO pins; the only such driver is the pulse one, configured under
+		// acceptor.pulse.
 		if c.Acceptor.Pulse.CreditPin == "" {
 			bad("acceptor.pulse.credit_pin", "required for a pulse acceptor")
 		}
