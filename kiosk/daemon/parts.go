@@ -83,19 +83,13 @@ func (s *acceptorSlot) Info() acceptor.Info {
 	return acceptor.Info{}
 }
 
-// newDriver builds the acceptor driver named in the config (devices/acceptor/registry).
+// newDriver builds the acceptor driver named in the config (see acceptorDriver).
 func newDriver(cfg config.Config, port serialport.Port, denoms acceptor.Denominations, log *slog.Logger) (acceptor.Acceptor, error) {
-	o := registry.Options{Denominations: denoms, PollInterval: cfg.Acceptor.PollInterval.D(), Logger: log}
-	// The acceptor.ssp section applies to the ssp driver only.
-	if cfg.Acceptor.Driver == "ssp" && cfg.Acceptor.SSP.Encrypt {
-		o.SSPEncrypt = true
-		k, err := config.ReadFixedKey(cfg.Acceptor.SSP.FixedKeyFile)
-		if err != nil {
-			return nil, err
-		}
-		o.SSPFixedKey = k
+	d, err := configuredDriver(cfg, denoms)
+	if err != nil {
+		return nil, err
 	}
-	return registry.New(cfg.Acceptor.Driver, port, o)
+	return d.build(port, log)
 }
 
 func portMode(driver string) (serialport.Mode, error) {

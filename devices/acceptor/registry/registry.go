@@ -63,6 +63,18 @@ type Driver struct {
 	// New builds the driver on port (nil for a unit that is not Serial). It returns an
 	// error for options the driver refuses, never panics.
 	New func(port io.ReadWriter, o Options) (acceptor.Acceptor, error)
+	// check refuses options before any port is open (nil: nothing to check early); New
+	// checks them as well.
+	check func(o Options) error
+}
+
+// Check refuses options the driver would refuse, without a port: start-up calls it so that
+// a configuration error stops the daemon instead of a retry loop reopening the port.
+func (d Driver) Check(o Options) error {
+	if d.check == nil {
+		return nil
+	}
+	return d.check(o)
 }
 
 // drivers is the table. Keep it sorted as the config documentation lists the drivers.
@@ -82,12 +94,13 @@ var drivers = []Driver{
 	{
 		Name: "ssp", Description: "ITL SSP / eSSP", Serial: true, Mode: serialport.SSP,
 		New: func(port io.ReadWriter, o Options) (acceptor.Acceptor, error) {
-			c := ssp.Config{Denominations: o.Denominations, PollInterval: o.PollInterval, Encrypt: o.SSPEncrypt, FixedKey: o.SSPFixedKey, Logger: o.Logger}
+			c := sspConfig(o)
 			if err := c.Validate(); err != nil {
 				return nil, err
 			}
 			return ssp.New(port, c), nil
 		},
+		check: func(o Options) error { return sspConfig(o).Validate() },
 	},
 	{
 		Name: "pulse", Description: "pulse output on GPIO", Escrowless: true,
@@ -102,6 +115,10 @@ var drivers = []Driver{
 			return pulse.New(c)
 		},
 	},
+}
+
+func sspConfig(o Options) ssp.Config {
+	return ssp.Config{Denominations: o.Denominations, PollInterval: o.PollInterval, Encrypt: o.SSPEncrypt, FixedKey: o.SSPFixedKey, Logger: o.Logger}
 }
 
 // Drivers returns the table, in order.

@@ -98,8 +98,17 @@ func TestRefusedOptions(t *testing.T) {
 	host, unit := net.Pipe()
 	defer host.Close()
 	defer unit.Close()
-	if _, err := New("ssp", host, Options{SSPEncrypt: true, SSPFixedKey: ssp.DefaultFixedKey}); err == nil {
+	bad := Options{SSPEncrypt: true, SSPFixedKey: ssp.DefaultFixedKey}
+	if _, err := New("ssp", host, bad); err == nil {
 		t.Error("eSSP with the default fixed key: no error")
+	}
+	if d, _ := Lookup("ssp"); d.Check(bad) == nil {
+		t.Error("Check: eSSP with the default fixed key: no error")
+	}
+	for _, d := range Drivers() {
+		if err := d.Check(Options{SSPEncrypt: true, SSPFixedKey: 0x1122334455667788}); err != nil {
+			t.Errorf("%s: Check of good options: %v", d.Name, err)
+		}
 	}
 	if _, err := New("pulse", nil, Options{}); err == nil {
 		t.Error("pulse without pins: no error")
