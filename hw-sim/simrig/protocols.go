@@ -78,8 +78,9 @@ const FastPoll = 100 * time.Microsecond
 
 // UnitOptions tunes a conformance unit and its drivers.
 type UnitOptions struct {
-	// Currency of the demo note table.
-	Currency string
+	// Denominations is the unit's and its drivers' note table: the protocol's
+	// Denominations in the caller's currency.
+	Denominations acceptor.Denominations
 	// Fast polls as fast as the link allows (FastPoll, no bus gap) and shortens pulses, for
 	// benchmarks that measure the host's own cost per note rather than the protocol's waits.
 	Fast bool
@@ -117,8 +118,6 @@ type Unit struct {
 	UnitControl
 	// Raw is the emulator itself, for controls only one protocol has (sspsim.SwapUnit).
 	Raw any
-	// Denominations is the unit's note table.
-	Denominations acceptor.Denominations
 	// Connect joins a new driver to the unit.
 	Connect func() (Link, error)
 }
@@ -142,8 +141,8 @@ type serialSim interface {
 }
 
 // pipeUnit joins drivers to a serial emulator with a net.Pipe each.
-func pipeUnit(s serialSim, raw any, denoms acceptor.Denominations, newDriver func(port io.ReadWriter) (acceptor.Acceptor, func() uint64)) *Unit {
-	return &Unit{UnitControl: s, Raw: raw, Denominations: denoms, Connect: func() (Link, error) {
+func pipeUnit(s serialSim, raw any, newDriver func(port io.ReadWriter) (acceptor.Acceptor, func() uint64)) *Unit {
+	return &Unit{UnitControl: s, Raw: raw, Connect: func() (Link, error) {
 		hostEnd, unitEnd := net.Pipe()
 		d, polls := newDriver(hostEnd)
 		return Link{Driver: d, Polls: polls,
@@ -176,9 +175,9 @@ var protocols = []Protocol{
 		Conformance: []Conformance{{
 			Name: "id003", RejectReason: id003.RejectReason, StackerJam: true, Faults: serialFaults, ReplyTimeout: id003.DefaultReplyTimeout,
 			NewUnit: func(o UnitOptions) *Unit {
-				denoms := byteCodes(0x61)(o.Currency)
+				denoms := o.Denominations
 				a := newID003(Config{Denominations: denoms, Logger: o.logger("id003sim")})
-				return pipeUnit(a, a.raw, denoms, func(port io.ReadWriter) (acceptor.Acceptor, func() uint64) {
+				return pipeUnit(a, a.raw, func(port io.ReadWriter) (acceptor.Acceptor, func() uint64) {
 					c := id003.Config{Denominations: denoms, Logger: o.logger("id003")}
 					if o.Fast {
 						c.PollInterval = FastPoll
@@ -201,9 +200,9 @@ var protocols = []Protocol{
 			Name: "ccnet", RejectReason: ccnet.RejectReason, StackerJam: true, CreditRecovery: true, Faults: serialFaults,
 			ReplyTimeout: ccnet.DefaultReplyTimeout,
 			NewUnit: func(o UnitOptions) *Unit {
-				denoms := byteCodes(1)(o.Currency)
+				denoms := o.Denominations
 				a := newCCNET(Config{Denominations: denoms, Logger: o.logger("ccnetsim")})
-				return pipeUnit(a, a.raw, denoms, func(port io.ReadWriter) (acceptor.Acceptor, func() uint64) {
+				return pipeUnit(a, a.raw, func(port io.ReadWriter) (acceptor.Acceptor, func() uint64) {
 					c := ccnet.Config{Denominations: denoms, Logger: o.logger("ccnet")}
 					if o.Fast {
 						c.PollInterval, c.CommandGap = FastPoll, -1
@@ -297,10 +296,10 @@ func sspConformance(encrypt bool) Conformance {
 		c.Faults = append(append([]string(nil), serialFaults...), "bad_count")
 	}
 	c.NewUnit = func(o UnitOptions) *Unit {
-		denoms := byteCodes(1)(o.Currency)
+		denoms := o.Denominations
 		key := randomFixedKey()
 		a := newSSP(Config{Denominations: denoms, SSPFixedKey: key, Logger: o.logger("sspsim")})
-		return pipeUnit(a, a.sim, denoms, func(port io.ReadWriter) (acceptor.Acceptor, func() uint64) {
+		return pipeUnit(a, a.sim, func(port io.ReadWriter) (acceptor.Acceptor, func() uint64) {
 			cfg := ssp.Config{Denominations: denoms, Logger: o.logger("ssp")}
 			if o.Fast {
 				cfg.PollInterval = FastPoll
@@ -334,7 +333,7 @@ func sspConformance(encrypt bool) Conformance {
 // newPulseLineUnit is the pulse emulator as the suite drives it; the driver reads the
 // emulator's pins directly.
 func newPulseLineUnit(o UnitOptions) *Unit {
-	denoms := pulseCodes(o.Currency)
+	denoms := o.Denominations
 	scfg := pulsesim.Config{Notes: denoms, ActiveLevel: gpio.Low, InhibitLevel: gpio.High, Logger: o.logger("pulsesim")}
 	dcfg := pulse.Config{ActiveLevel: gpio.Low, InhibitLevel: gpio.High, Notes: denoms, Logger: o.logger("pulse")}
 	if o.Fast {
@@ -345,7 +344,7 @@ func newPulseLineUnit(o UnitOptions) *Unit {
 		dcfg.EdgePoll, dcfg.InhibitGrace = 10*time.Millisecond, 100*time.Millisecond
 	}
 	s := pulsesim.New(scfg)
-	return &Unit{UnitControl: &pulseLine{s: s}, Raw: s, Denominations: denoms, Connect: func() (Link, error) {
+	return &Unit{UnitControl: &pulseLine{s: s}, Raw: s, Connect: func() (Link, error) {
 		c := dcfg
 		c.Credit, c.Inhibit = s.CreditPin(), s.InhibitPin()
 		d, err := pulse.New(c)

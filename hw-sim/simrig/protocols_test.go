@@ -45,7 +45,7 @@ func TestConformanceUnitsConnect(t *testing.T) {
 	for _, p := range Protocols() {
 		d, _ := registry.Lookup(p.Name)
 		for _, c := range p.Conformance {
-			u := c.NewUnit(UnitOptions{Currency: "CNY"})
+			u := c.NewUnit(UnitOptions{Denominations: p.Denominations("CNY")})
 			l, err := u.Connect()
 			if err != nil {
 				t.Fatalf("%s: %v", c.Name, err)

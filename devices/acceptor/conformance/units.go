@@ -83,12 +83,13 @@ func protocols() []*protocol {
 			// driver has nothing to test.
 			continue
 		}
+		denoms := sp.Denominations(currency)
 		for _, c := range sp.Conformance {
-			out = append(out, &protocol{name: c.Name, denoms: sp.Denominations(currency), escrowless: drv.Escrowless,
+			out = append(out, &protocol{name: c.Name, denoms: denoms, escrowless: drv.Escrowless,
 				rejectReason: c.RejectReason, stackerJam: c.StackerJam, reReports: c.ReReports, creditRecovery: c.CreditRecovery,
 				powerCutForgetsCredit: c.PowerCutForgetsCredit, stackCounter: c.StackCounter, faults: c.Faults, replyTimeout: c.ReplyTimeout,
 				newUnit: func(o unitOpts) *unit {
-					su := c.NewUnit(simrig.UnitOptions{Currency: currency, Fast: o.fast, Logger: logger})
+					su := c.NewUnit(simrig.UnitOptions{Denominations: denoms, Fast: o.fast, Logger: logger})
 					return &unit{unitControl: su.UnitControl, raw: su.Raw, connect: func() (link, error) {
 						l, err := su.Connect()
 						return link{drv: l.Driver, serve: l.Serve, cut: l.Cut, polls: l.Polls}, err
