@@ -11,13 +11,13 @@ import (
 	"strings"
 	"time"
 
+	"periph.io/x/conn/v3/gpio"
+
 	"github.com/kioskd/kioskd/devices/acceptor"
 	"github.com/kioskd/kioskd/devices/acceptor/ccnet"
 	"github.com/kioskd/kioskd/devices/acceptor/id003"
 	"github.com/kioskd/kioskd/devices/acceptor/pulse"
 	"github.com/kioskd/kioskd/devices/acceptor/ssp"
-	"periph.io/x/conn/v3/gpio"
-
 	"github.com/kioskd/kioskd/hw-sim/pulsesim"
 )
 

@@ -77,7 +77,7 @@ func (d Driver) Check(o Options) error {
 	return d.check(o)
 }
 
-// drivers is the table. Keep it sorted as the config documentation lists the drivers.
+// drivers is the table, in the order error messages and help texts list the names.
 var drivers = []Driver{
 	{
 		Name: "id003", Description: "JCM ID-003", Serial: true, Mode: serialport.ID003,
