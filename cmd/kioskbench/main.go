@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"testing"
 	"text/tabwriter"
 	"time"
@@ -67,6 +68,7 @@ func benchCmd(args []string, out io.Writer) error {
 		})
 	}
 	fmt.Fprintf(out, "kioskd benchmarks (dir %s, about %s per measurement)\n\n", *dir, *benchtime)
+	var failed failures
 
 	// Journal and sync.
 	fsync := run(func(b *testing.B) { rawFsync(b, *dir) })
@@ -86,10 +88,10 @@ func benchCmd(args []string, out io.Writer) error {
 	}
 	row := func(name string, r testing.BenchmarkResult, p50, p99 time.Duration, base string, baseNs int64) {
 		ratio := "-"
-		if baseNs > 0 {
+		if baseNs > 0 && r.N > 0 {
 			ratio = fmt.Sprintf("%.2fx", float64(r.NsPerOp())/float64(baseNs))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t\n", name, time.Duration(r.NsPerOp()).Round(time.Microsecond), ps(p50), ps(p99), r.AllocsPerOp(), base, ratio)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t\n", name, failed.per(name, r, time.Microsecond), ps(p50), ps(p99), r.AllocsPerOp(), base, ratio)
 	}
 	row("raw 200 B write+fsync (baseline)", fsync, 0, 0, "-", 0)
 	row("journal: credit commit (1 note)", credit, 0, 0, "raw fsync", fsync.NsPerOp())
@@ -110,16 +112,16 @@ func benchCmd(args []string, out io.Writer) error {
 			enc, dec := "-", "-"
 			if c.Codec != nil {
 				encode, decode := c.Codec()
-				enc = fmt.Sprint(run(func(b *testing.B) {
+				enc = failed.ns(p+" encode", run(func(b *testing.B) {
 					for b.Loop() {
 						encode()
 					}
-				}).NsPerOp())
-				dec = fmt.Sprint(run(func(b *testing.B) {
+				}))
+				dec = failed.ns(p+" decode", run(func(b *testing.B) {
 					for b.Loop() {
 						decode()
 					}
-				}).NsPerOp())
+				}))
 			}
 			n := run(func(b *testing.B) { conformance.Note(b, p, *dir) })
 			// Units that are not polled (pulse) have no polling cost: PollCost refuses them.
@@ -130,7 +132,7 @@ func benchCmd(args []string, out io.Writer) error {
 				cpuPoll, interval = per.Round(100*time.Nanosecond).String(), iv.String()
 				share = fmt.Sprintf("%.4f%%", 100*float64(per)/float64(iv))
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", p, enc, dec, time.Duration(n.NsPerOp()).Round(10*time.Microsecond), cpuPoll, interval, share)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", p, enc, dec, failed.per(p+" full note", n, 10*time.Microsecond), cpuPoll, interval, share)
 		}
 	}
 	tw.Flush()
@@ -146,7 +148,33 @@ func benchCmd(args []string, out io.Writer) error {
 		st, _ := os.Stat(path)
 		rec := testing.Benchmark(func(b *testing.B) { recovery(b, path) })
 		fmt.Fprintf(out, "recovery (open + full chain and views check): %s for %d events, journal file %.1f MiB (built in %s)\n",
-			time.Duration(rec.NsPerOp()).Round(time.Millisecond), *events, float64(st.Size())/(1<<20), time.Since(t0).Round(time.Second))
+			failed.per("recovery", rec, time.Millisecond), *events, float64(st.Size())/(1<<20), time.Since(t0).Round(time.Second))
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d measurements failed: %s (go test -run '^$' -bench . on the package that measures it prints why)", len(failed), strings.Join(failed, ", "))
 	}
 	return nil
+}
+
+// failures names the measurements that failed. testing.Benchmark reports a failed
+// benchmark as a result without iterations and drops its message, so the table says FAILED
+// rather than a time of zero, and the command fails.
+type failures []string
+
+// per formats a result's time per operation, rounded.
+func (f *failures) per(name string, r testing.BenchmarkResult, round time.Duration) string {
+	if r.N == 0 {
+		*f = append(*f, name)
+		return "FAILED"
+	}
+	return time.Duration(r.NsPerOp()).Round(round).String()
+}
+
+// ns formats a result's nanoseconds per operation.
+func (f *failures) ns(name string, r testing.BenchmarkResult) string {
+	if r.N == 0 {
+		*f = append(*f, name)
+		return "FAILED"
+	}
+	return fmt.Sprint(r.NsPerOp())
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kioskd/kioskd/hw-sim/simrig"
 )
@@ -46,5 +47,25 @@ func containsRow(s, name string) bool {
 func TestBadFlag(t *testing.T) {
 	if err := benchCmd([]string{"-benchtime", "often"}, &bytes.Buffer{}); err == nil {
 		t.Fatal("no error for a bad -benchtime")
+	}
+}
+
+// A measurement that failed is printed as FAILED and makes the command fail, never a time
+// of zero.
+func TestFailedMeasurement(t *testing.T) {
+	var f failures
+	r := testing.Benchmark(func(b *testing.B) { b.Fatal("the unit never answered") })
+	if got := f.per("full note", r, time.Microsecond); got != "FAILED" {
+		t.Fatalf("per = %q", got)
+	}
+	if got := f.ns("encode", testing.BenchmarkResult{}); got != "FAILED" {
+		t.Fatalf("ns = %q", got)
+	}
+	if len(f) != 2 || f[0] != "full note" {
+		t.Fatalf("failures = %v", f)
+	}
+	ok := testing.BenchmarkResult{N: 4, T: 8 * time.Microsecond}
+	if got := f.per("fsync", ok, time.Microsecond); got != "2µs" {
+		t.Fatalf("per = %q", got)
 	}
 }

@@ -338,9 +338,12 @@ func newPulseLineUnit(o UnitOptions) *Unit {
 	dcfg := pulse.Config{ActiveLevel: gpio.Low, InhibitLevel: gpio.High, Notes: denoms, Logger: o.logger("pulse")}
 	if o.Fast {
 		// Pulses a few milliseconds wide, decoded with limits scaled to match: real time, so
-		// wide enough for the scheduler's jitter.
+		// wide enough for the scheduler's jitter. A late release only widens a pulse, and on
+		// a loaded machine by tens of milliseconds (a 5 ms pulse was seen held 28 ms, which a
+		// 20 ms MaxWidth took for a stuck line), so MaxWidth leaves room; MaxGap, the silence
+		// that ends each note's train, stays short because it is most of the figure.
 		scfg.Shape, scfg.Transit = pulsesim.Shape{Width: 5 * time.Millisecond, Gap: 5 * time.Millisecond}, -1
-		dcfg.Timing = pulse.Timing{Debounce: time.Millisecond, MinWidth: 2 * time.Millisecond, MaxWidth: 20 * time.Millisecond, MaxGap: 15 * time.Millisecond}
+		dcfg.Timing = pulse.Timing{Debounce: time.Millisecond, MinWidth: 2 * time.Millisecond, MaxWidth: 100 * time.Millisecond, MaxGap: 15 * time.Millisecond}
 		dcfg.EdgePoll, dcfg.InhibitGrace = 10*time.Millisecond, 100*time.Millisecond
 	}
 	s := pulsesim.New(scfg)
