@@ -5,7 +5,7 @@ PKGS      := ./...
 BIN       := bin
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
-CMDS      := kioskd kioskctl ledgerd hw-sim demo
+CMDS      := kioskd kioskctl kioskbench ledgerd hw-sim demo
 # Fuzz targets run by `make fuzz` (package:target), FUZZTIME each.
 FUZZTIME  ?= 20s
 # Crash campaign: SIGKILLs per acceptor protocol, and which protocols.
@@ -29,7 +29,7 @@ test-short:
 
 ## bench: benchmarks, printed as a table with ratios against same-run baselines
 bench:
-	$(GO) run ./cmd/kioskctl bench
+	$(GO) run ./cmd/kioskbench
 
 build:
 	@mkdir -p $(BIN)

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -44,7 +45,7 @@ func run() error {
 	simHTTP := flag.String("sim", "127.0.0.1:8070", "simulator control panel address")
 	ledgerHTTP := flag.String("ledger", "127.0.0.1:8090", "ledger fleet view address")
 	mqttAddr := flag.String("mqtt", "127.0.0.1:0", "embedded MQTT broker address")
-	proto := flag.String("acceptor", "id003", "bill acceptor protocol to simulate: id003 or ccnet")
+	proto := flag.String("acceptor", "id003", "bill acceptor protocol to simulate: "+strings.Join(simrig.ProtocolNames(), ", "))
 	verbose := flag.Bool("v", false, "log at debug level")
 	flag.Parse()
 
@@ -98,6 +99,13 @@ func run() error {
 	cfg.Journal.Path, _ = filepath.Abs(filepath.Join(*state, "journal.db"))
 	cfg.Acceptor.Driver = *proto
 	cfg.Acceptor.Port = ports.AcceptorPort
+	var openPin daemon.PinOpener
+	if ports.AcceptorPort == "" {
+		// A unit on pins (pulse): the daemon runs in this process and opens the rig's
+		// simulated pins.
+		cfg.Acceptor.Pulse = config.Pulse{CreditPin: simrig.PinPulseCredit, InhibitPin: simrig.PinPulseInhibit, ActiveLevel: "low", InhibitLevel: "high"}
+		openPin = rig.Pin
+	}
 	for code, n := range simrig.DemoDenominations(*proto, "CNY") {
 		cfg.Acceptor.Denominations = append(cfg.Acceptor.Denominations, config.Denomination{Code: code, ValueMinor: n.ValueMinor})
 	}
@@ -126,7 +134,7 @@ func run() error {
 	kioskReady := make(chan string, 1)
 	go func() {
 		defer wg.Done()
-		err := daemon.Run(ctx, cfg, daemon.Options{Version: "demo", Logger: log.With("component", "kioskd"), Ready: func(a string) { kioskReady <- a }})
+		err := daemon.Run(ctx, cfg, daemon.Options{Version: "demo", Logger: log.With("component", "kioskd"), OpenPin: openPin, Ready: func(a string) { kioskReady <- a }})
 		if err != nil && !errors.Is(err, context.Canceled) {
 			errc <- fmt.Errorf("kioskd: %w", err)
 		}

@@ -59,7 +59,7 @@ func main() {
 }
 
 func run() error {
-	proto := flag.String("acceptor", "id003", "acceptor protocol to emulate")
+	proto := flag.String("acceptor", "id003", "acceptor protocol to emulate: "+strings.Join(simrig.ProtocolNames(), ", "))
 	listen := flag.String("listen", "127.0.0.1:8070", "control API address")
 	currency := flag.String("currency", "CNY", "currency of the demo denominations")
 	keyFile := flag.String("wallet-key", "", "file with a base64 Ed25519 seed for demo wallet codes")

@@ -2,7 +2,9 @@
 //
 //	kioskctl journal verify [-journal PATH]   check the hash chain and the money views
 //	kioskctl journal export [-journal PATH]   print every event as JSON lines
-//	kioskctl bench [-dir DIR]                 measure this machine (journal commit vs raw fsync, ...)
+//
+// Measuring a machine (journal commit against raw fsync, ...) is cmd/kioskbench, a command of
+// its own because it links the emulators, the broker and the reference ledger.
 //
 // The journal is opened read-only; a running kioskd holds its lock, so stop it first or work
 // on a copy of the file.
@@ -29,8 +31,7 @@ func main() {
 
 const usage = `usage:
   kioskctl journal verify [-journal PATH]
-  kioskctl journal export [-journal PATH]
-  kioskctl bench [-dir DIR] [-quick]`
+  kioskctl journal export [-journal PATH]`
 
 func run(args []string, out io.Writer) error {
 	if len(args) == 0 {
@@ -43,7 +44,7 @@ func run(args []string, out io.Writer) error {
 		}
 		return journalCmd(args[1], args[2:], out)
 	case "bench":
-		return benchCmd(args[1:], out)
+		return errors.New("bench moved to its own command: kioskbench (make bench)")
 	case "help", "-h", "--help":
 		fmt.Fprintln(out, usage)
 		return nil

@@ -37,6 +37,9 @@ type adapter[W any, F any] struct {
 	fault   func(kind string, d time.Duration) (F, bool)
 	stacked func() []Stacked
 	state   func() any
+	pending func() int
+	// raw is the emulator itself, for controls only one protocol has.
+	raw any
 }
 
 func (a *adapter[W, F]) Serve(ctx context.Context, port io.ReadWriter) error {
@@ -70,6 +73,9 @@ func (a *adapter[W, F]) Fail(code int)             { a.sim.Fail(byte(code)) }
 func (a *adapter[W, F]) State() any                { return a.state() }
 func (a *adapter[W, F]) Stacked() []Stacked        { return a.stacked() }
 
+// PendingFaults counts injected faults no reply has used yet.
+func (a *adapter[W, F]) PendingFaults() int { return a.pending() }
+
 func (a *adapter[W, F]) PowerCycle(where string) error {
 	if where == "" {
 		where = "auto"
@@ -90,11 +96,15 @@ func (a *adapter[W, F]) Fault(kind string, d time.Duration) error {
 	return nil
 }
 
-func newID003(cfg Config) AcceptorSim {
+// newID003 builds the ID-003 emulator behind the neutral surface. Of its fault kinds, "late"
+// is "slow" with a delay beyond the driver's reply timeout (the caller picks the delay);
+// both names exist so that a test can say which one it means. The same holds for CCNET and
+// SSP.
+func newID003(cfg Config) *adapter[id003sim.Where, id003sim.Fault] {
 	s := id003sim.New(id003sim.Config{Denominations: cfg.Denominations, EscrowTimeout: cfg.EscrowTimeout,
 		Now: cfg.Now, Logger: cfg.Logger.With("device", "acceptor", "protocol", "id003")})
 	kinds := map[string]id003sim.FaultKind{"bad_crc": id003sim.FaultBadCRC, "no_reply": id003sim.FaultNoReply,
-		"garbage": id003sim.FaultGarbage, "split": id003sim.FaultSplit, "slow": id003sim.FaultSlow}
+		"garbage": id003sim.FaultGarbage, "split": id003sim.FaultSplit, "slow": id003sim.FaultSlow, "late": id003sim.FaultSlow}
 	return &adapter[id003sim.Where, id003sim.Fault]{sim: s, denoms: cfg.Denominations,
 		wheres: map[string]id003sim.Where{"auto": id003sim.Auto, "none": id003sim.NoNote, "acceptor": id003sim.InAcceptor, "stacker": id003sim.InStacker},
 		fault: func(kind string, d time.Duration) (id003sim.Fault, bool) {
@@ -108,14 +118,14 @@ func newID003(cfg Config) AcceptorSim {
 			}
 			return out
 		},
-		state: func() any { return s.State() }}
+		state: func() any { return s.State() }, pending: func() int { return s.State().PendingFaults }, raw: s}
 }
 
-func newCCNET(cfg Config) AcceptorSim {
+func newCCNET(cfg Config) *adapter[ccnetsim.Where, ccnetsim.Fault] {
 	s := ccnetsim.New(ccnetsim.Config{Denominations: cfg.Denominations, EscrowTimeout: cfg.EscrowTimeout, SerialNumber: "SIM0000001",
 		PartNumber: "KIOSKD-SIM-CCNET", Now: cfg.Now, Logger: cfg.Logger.With("device", "acceptor", "protocol", "ccnet")})
 	kinds := map[string]ccnetsim.FaultKind{"bad_crc": ccnetsim.FaultBadCRC, "no_reply": ccnetsim.FaultNoReply,
-		"garbage": ccnetsim.FaultGarbage, "split": ccnetsim.FaultSplit, "slow": ccnetsim.FaultSlow}
+		"garbage": ccnetsim.FaultGarbage, "split": ccnetsim.FaultSplit, "slow": ccnetsim.FaultSlow, "late": ccnetsim.FaultSlow}
 	return &adapter[ccnetsim.Where, ccnetsim.Fault]{sim: s, denoms: cfg.Denominations,
 		wheres: map[string]ccnetsim.Where{"auto": ccnetsim.Auto, "none": ccnetsim.NoNote, "acceptor": ccnetsim.InAcceptor, "stacker": ccnetsim.InStacker},
 		fault: func(kind string, d time.Duration) (ccnetsim.Fault, bool) {
@@ -129,7 +139,7 @@ func newCCNET(cfg Config) AcceptorSim {
 			}
 			return out
 		},
-		state: func() any { return s.State() }}
+		state: func() any { return s.State() }, pending: func() int { return s.State().PendingFaults }, raw: s}
 }
 
 // sspAdapter adds the unit swap only the SSP emulator has.
@@ -140,12 +150,12 @@ type sspAdapter struct {
 
 func (a sspAdapter) SwapUnit(serial uint32) error { return a.sim.SwapUnit(serial) }
 
-func newSSP(cfg Config) AcceptorSim {
+func newSSP(cfg Config) sspAdapter {
 	enc := sspsim.EncryptionOptional
 	s := sspsim.New(sspsim.Config{Denominations: cfg.Denominations, EscrowTimeout: cfg.EscrowTimeout, FixedKey: cfg.SSPFixedKey,
 		Encryption: enc, Serial: 1_000_001, Now: cfg.Now, Logger: cfg.Logger.With("device", "acceptor", "protocol", "ssp")})
 	kinds := map[string]sspsim.FaultKind{"bad_crc": sspsim.FaultBadCRC, "no_reply": sspsim.FaultNoReply,
-		"garbage": sspsim.FaultGarbage, "split": sspsim.FaultSplit, "slow": sspsim.FaultSlow, "bad_count": sspsim.FaultBadCount}
+		"garbage": sspsim.FaultGarbage, "split": sspsim.FaultSplit, "slow": sspsim.FaultSlow, "late": sspsim.FaultSlow, "bad_count": sspsim.FaultBadCount}
 	return sspAdapter{sim: s, adapter: &adapter[sspsim.Where, sspsim.Fault]{sim: s, denoms: cfg.Denominations,
 		wheres: map[string]sspsim.Where{"auto": sspsim.Auto, "none": sspsim.NoNote, "acceptor": sspsim.InAcceptor, "stacker": sspsim.InStacker},
 		fault: func(kind string, d time.Duration) (sspsim.Fault, bool) {
@@ -159,5 +169,5 @@ func newSSP(cfg Config) AcceptorSim {
 			}
 			return out
 		},
-		state: func() any { return s.State() }}}
+		state: func() any { return s.State() }, pending: func() int { return s.State().PendingFaults }, raw: s}}
 }

@@ -144,3 +144,64 @@ func (a *pulseAdapter) Stacked() []Stacked {
 	}
 	return out
 }
+
+// pulseLine is the pulse emulator as the conformance suite drives it. Unlike the rig's
+// adapter (a jam button that sticks the line for two seconds), a jam holds the credit line
+// active until ClearJam, so a scenario decides when it ends; line noise is its only link
+// fault, and it has no cheat or failure to inject.
+type pulseLine struct {
+	s       *pulsesim.Sim
+	mu      sync.Mutex
+	jamStop context.CancelFunc
+	jamDone chan struct{}
+}
+
+func (u *pulseLine) Insert(code int) error   { return u.s.InsertNote(code) }
+func (u *pulseLine) RejectNext(int)          {}
+func (u *pulseLine) SetCassetteFull(bool)    {}
+func (u *pulseLine) Cheat()                  {}
+func (u *pulseLine) Fail(int)                {}
+func (u *pulseLine) PullCassette() error     { return errPulseUnsupported }
+func (u *pulseLine) ReplaceCassette() error  { return errPulseUnsupported }
+func (u *pulseLine) PowerCycle(string) error { return errPulseUnsupported }
+func (u *pulseLine) PendingFaults() int      { return 0 } // noise goes out at once
+
+func (u *pulseLine) Jam(bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.jamStop != nil {
+		return // already held
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	u.jamStop, u.jamDone = cancel, make(chan struct{})
+	go func(done chan struct{}) {
+		defer close(done)
+		u.s.Waveform(ctx, pulsesim.Step{Active: true, For: time.Hour})
+	}(u.jamDone)
+}
+
+// ClearJam releases the line and waits until the waveform has stopped driving it.
+func (u *pulseLine) ClearJam() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.jamStop != nil {
+		u.jamStop()
+		<-u.jamDone
+		u.jamStop = nil
+	}
+}
+
+func (u *pulseLine) Fault(kind string, d time.Duration) error {
+	if kind != "garbage" {
+		return fmt.Errorf("%w: fault %q", errPulseUnsupported, kind)
+	}
+	return u.s.Noise(2*time.Millisecond, 3*time.Millisecond, time.Millisecond)
+}
+
+func (u *pulseLine) Stacked() []Stacked {
+	var out []Stacked
+	for _, n := range u.s.Cassette() {
+		out = append(out, Stacked{Code: n.Pulses, ValueMinor: n.ValueMinor, At: n.At, Acked: n.Complete, Via: "pulses", Cassette: 1})
+	}
+	return out
+}

@@ -1,11 +1,15 @@
 // Package simrig puts a whole simulated kiosk's hardware on pseudo-terminals: a bill
-// acceptor emulator (ID-003, and the other protocols as they are added), an ESC/POS receipt
-// printer and a QR scanner, each behind its own pty, plus a control API on loopback HTTP
-// and a small web panel for people. The daemon opens the pty paths with its real serial code.
+// acceptor emulator, an ESC/POS receipt printer and a QR scanner, each behind its own pty,
+// plus a control API on loopback HTTP and a small web panel for people. The daemon opens the
+// pty paths with its real serial code.
 //
 // It is a library (used in-process by the demo and the end-to-end tests, which need the Go
 // API) and the body of cmd/hw-sim, which prints one JSON line naming the ptys and the control
 // URL once everything is ready.
+//
+// It also holds the simulator's side of the acceptor driver table (Protocols): per protocol
+// of devices/acceptor/registry, its emulator, its demo notes, and the hooks the conformance
+// suite and the benchmark table use. A test keeps the two tables' names identical.
 package simrig
 
 import (
@@ -29,7 +33,7 @@ import (
 
 // Config describes the simulated hardware.
 type Config struct {
-	// Acceptor names the acceptor protocol: "id003", "ccnet" or "ssp".
+	// Acceptor names the acceptor protocol, a name of Protocols() (default "id003").
 	Acceptor string
 	// Denominations the acceptor knows, by protocol code.
 	Denominations acceptor.Denominations
@@ -48,6 +52,9 @@ type Config struct {
 	Logger *slog.Logger
 	Now    func() time.Time
 }
+
+// defaultAcceptor is the protocol of a rig whose Config names none.
+const defaultAcceptor = "id003"
 
 // Ready is what cmd/hw-sim prints once everything listens.
 type Ready struct {
@@ -92,7 +99,7 @@ func Start(ctx context.Context, cfg Config) (*Rig, error) {
 		cfg.Listen = "127.0.0.1:0"
 	}
 	if cfg.Acceptor == "" {
-		cfg.Acceptor = "id003"
+		cfg.Acceptor = defaultAcceptor
 	}
 	acc, err := newAcceptorSim(cfg)
 	if err != nil {
@@ -155,9 +162,9 @@ func Start(ctx context.Context, cfg Config) (*Rig, error) {
 func (r *Rig) Ready() Ready {
 	rd := Ready{Acceptor: r.cfg.Acceptor, AcceptorPort: r.accPty.Path(), PrinterPort: r.prnPty.Path(), ScannerPort: r.scnPty.Path(),
 		ControlURL: "http://" + r.ln.Addr().String() + "/", Pins: []string{PinCabinetDoor, PinVaultDoor, PinTamper}}
-	if r.cfg.Acceptor == "pulse" {
+	if p, err := LookupProtocol(r.cfg.Acceptor); err == nil && p.Pins != nil {
 		rd.AcceptorPort = ""
-		rd.Pins = append(rd.Pins, PinPulseCredit, PinPulseInhibit)
+		rd.Pins = append(rd.Pins, p.Pins...)
 	}
 	return rd
 }
@@ -239,37 +246,25 @@ type Stacked struct {
 }
 
 func newAcceptorSim(cfg Config) (AcceptorSim, error) {
-	switch cfg.Acceptor {
-	case "id003":
-		return newID003(cfg), nil
-	case "ccnet":
-		return newCCNET(cfg), nil
-	case "ssp":
-		return newSSP(cfg), nil
-	case "pulse":
-		return newPulse(cfg), nil
+	p, err := LookupProtocol(cfg.Acceptor)
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("simrig: unknown acceptor protocol %q", cfg.Acceptor)
+	return p.newSim(cfg), nil
 }
 
-// DemoDenominations is the demo's table for a protocol: 1, 5, 10, 20, 50 and 100 in the
-// currency (minor units with two decimals), on ID-003 escrow codes 0x61..0x66, CCNET bill
-// types 1..6 or SSP channels 1..6. A pulse unit's codes are pulse counts: 1 pulse per 10.
+// DemoDenominations is the demo's table for a protocol (Protocol.Denominations): 1, 5, 10,
+// 20, 50 and 100 in the currency (minor units with two decimals), on ID-003 escrow codes
+// 0x61..0x66, CCNET bill types 1..6 or SSP channels 1..6; a pulse unit's codes are pulse
+// counts, 1 pulse per 10. "" is ID-003, the rig's default; an unknown protocol has an empty
+// table.
 func DemoDenominations(protocol, currency string) acceptor.Denominations {
-	d := acceptor.Denominations{}
-	if protocol == "pulse" {
-		for _, v := range []int64{1000, 2000, 5000, 10000} {
-			n := int(v / 1000)
-			d[n] = acceptor.Note{Code: n, ValueMinor: v, Currency: currency}
-		}
-		return d
+	if protocol == "" {
+		protocol = defaultAcceptor
 	}
-	first := 1
-	if protocol == "id003" || protocol == "" {
-		first = 0x61
+	p, err := LookupProtocol(protocol)
+	if err != nil {
+		return acceptor.Denominations{}
 	}
-	for i, v := range []int64{100, 500, 1000, 2000, 5000, 10000} {
-		d[first+i] = acceptor.Note{Code: first + i, ValueMinor: v, Currency: currency}
-	}
-	return d
+	return p.Denominations(currency)
 }

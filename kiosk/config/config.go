@@ -35,6 +35,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kioskd/kioskd/devices/acceptor/registry"
 	"github.com/kioskd/kioskd/sync/wire"
 )
 
@@ -327,8 +328,8 @@ func explain(err error) error {
 
 var currencyRe = regexp.MustCompile(`^[A-Z]{3}$`)
 
-// Drivers lists the acceptor drivers this build knows.
-var Drivers = []string{"id003", "ccnet", "ssp", "pulse"}
+// Drivers lists the acceptor drivers this build knows (devices/acceptor/registry).
+var Drivers = registry.Names()
 
 // Bounds on money in the file. They are far above any real setting and far below int64
 // overflow, so that sums of limits, notes and counts can never wrap, and a value that is out
@@ -426,10 +427,13 @@ func (c *Config) Validate() error {
 	if c.Journal.Path == "" {
 		bad("journal.path", "required")
 	}
-	if !slices.Contains(Drivers, c.Acceptor.Driver) {
+	drv, derr := registry.Lookup(c.Acceptor.Driver)
+	if derr != nil {
 		bad("acceptor.driver", "unknown driver %q (known: %s)", c.Acceptor.Driver, strings.Join(Drivers, ", "))
 	}
-	if c.Acceptor.Driver == "pulse" {
+	if derr == nil && !drv.Serial {
+		// A unit on GPIO pins; the only such driver is the pulse one, configured under
+		// acceptor.pulse.
 		if c.Acceptor.Pulse.CreditPin == "" {
 			bad("acceptor.pulse.credit_pin", "required for a pulse acceptor")
 		}

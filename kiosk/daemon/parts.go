@@ -13,9 +13,7 @@ import (
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
-	"github.com/kioskd/kioskd/devices/acceptor/ccnet"
-	"github.com/kioskd/kioskd/devices/acceptor/id003"
-	"github.com/kioskd/kioskd/devices/acceptor/ssp"
+	"github.com/kioskd/kioskd/devices/acceptor/registry"
 	"github.com/kioskd/kioskd/devices/serialport"
 	"github.com/kioskd/kioskd/kiosk/config"
 	"github.com/kioskd/kioskd/kiosk/health"
@@ -85,40 +83,24 @@ func (s *acceptorSlot) Info() acceptor.Info {
 	return acceptor.Info{}
 }
 
-// newDriver picks the acceptor driver named in the config.
+// newDriver builds the acceptor driver named in the config (see acceptorDriver).
 func newDriver(cfg config.Config, port serialport.Port, denoms acceptor.Denominations, log *slog.Logger) (acceptor.Acceptor, error) {
-	switch cfg.Acceptor.Driver {
-	case "id003":
-		return id003.New(port, id003.Config{Denominations: denoms, PollInterval: cfg.Acceptor.PollInterval.D(), Logger: log}), nil
-	case "ccnet":
-		return ccnet.New(port, ccnet.Config{Denominations: denoms, PollInterval: cfg.Acceptor.PollInterval.D(), Logger: log}), nil
-	case "ssp":
-		sc := ssp.Config{Denominations: denoms, PollInterval: cfg.Acceptor.PollInterval.D(), Encrypt: cfg.Acceptor.SSP.Encrypt, Logger: log}
-		if sc.Encrypt {
-			k, err := config.ReadFixedKey(cfg.Acceptor.SSP.FixedKeyFile)
-			if err != nil {
-				return nil, err
-			}
-			sc.FixedKey = k
-		}
-		if err := sc.Validate(); err != nil {
-			return nil, err
-		}
-		return ssp.New(port, sc), nil
+	d, err := configuredDriver(cfg, denoms)
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("unknown acceptor driver %q", cfg.Acceptor.Driver)
+	return d.build(port, log)
 }
 
 func portMode(driver string) (serialport.Mode, error) {
-	switch driver {
-	case "id003":
-		return serialport.ID003, nil
-	case "ccnet":
-		return serialport.CCNET, nil
-	case "ssp":
-		return serialport.SSP, nil
+	d, err := registry.Lookup(driver)
+	if err != nil {
+		return serialport.Mode{}, err
 	}
-	return serialport.Mode{}, fmt.Errorf("unknown acceptor driver %q", driver)
+	if !d.Serial {
+		return serialport.Mode{}, fmt.Errorf("acceptor driver %q has no serial port", driver)
+	}
+	return d.Mode, nil
 }
 
 // runAcceptor keeps a driver running on the acceptor port, reopening the port after a

@@ -12,7 +12,7 @@ import (
 
 	"github.com/kioskd/kioskd/devices/acceptor"
 	"github.com/kioskd/kioskd/devices/acceptor/acceptortest"
-	"github.com/kioskd/kioskd/devices/internal/playback"
+	"github.com/kioskd/kioskd/devices/internal/playbacktest"
 )
 
 func TestStartupFromPowerUp(t *testing.T) {
@@ -26,7 +26,7 @@ func TestStartupFromPowerUp(t *testing.T) {
 				defer cancel()
 				rec := &acceptortest.Recorder{}
 				rec.OnEvent = acceptortest.CancelOn(cancel, acceptor.Disabled, 1)
-				pb, port := playback.New(t, playback.Script(
+				pb, port := playbacktest.New(t, playbacktest.Script(
 					poll(tc.status), command(CmdReset), poll(StInitialize),
 					configSteps(true),
 					poll(StDisabled),
@@ -69,7 +69,7 @@ func TestStartupCreditRecovery(t *testing.T) {
 		defer cancel()
 		rec := &acceptortest.Recorder{}
 		rec.OnEvent = acceptortest.CancelOn(cancel, acceptor.Disabled, 1)
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			poll(StPowerUpBillInStacker), command(CmdReset), poll(StInitialize),
 			configSteps(true),
 			pollStacked(2), hostAck(), // ACK only after Credited returned nil
@@ -93,7 +93,7 @@ func TestStartupFromStackedAfterHostRestart(t *testing.T) {
 		defer cancel()
 		rec := &acceptortest.Recorder{}
 		rec.OnEvent = acceptortest.CancelOn(cancel, acceptor.Identified, 1)
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			// No RESET: the unit repeats a credit the previous process never acknowledged.
 			pollStacked(0), hostAck(),
 			poll(StIdling),
@@ -117,7 +117,7 @@ func TestStartupFromEscrow(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
 		rec := &acceptortest.Recorder{}
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			poll(StEscrow, 1),
 			command(CmdStack),
 			poll(StStacking),
@@ -152,7 +152,7 @@ func TestStartupFromHoldingNamesNoNote(t *testing.T) {
 			}
 			return acceptor.Stack
 		}}
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			poll(StHolding), // HOLDING carries no bill type: the note is unknown, never type 0
 			command(CmdReturn),
 			poll(StReturning),
@@ -179,7 +179,7 @@ func TestStartupWaitsForNoteInPath(t *testing.T) {
 		defer cancel()
 		rec := &acceptortest.Recorder{}
 		rec.OnEvent = acceptortest.CancelOn(cancel, acceptor.Identified, 1)
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			// Accepting and returning are polled until they resolve; nothing else is sent.
 			poll(StAccepting), poll(StReturning), poll(StReturning), poll(StIdling),
 			configSteps(false),
@@ -201,7 +201,7 @@ func TestStartupResetsAFailure(t *testing.T) {
 		defer cancel()
 		rec := &acceptortest.Recorder{}
 		rec.OnEvent = acceptortest.CancelOn(cancel, acceptor.Disabled, 1)
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			poll(StFailure, 0x50), command(CmdReset), poll(StInitialize),
 			configSteps(true),
 			poll(StDisabled),
@@ -223,7 +223,7 @@ func TestStartupSetSecurityRefused(t *testing.T) {
 		defer cancel()
 		rec := &acceptortest.Recorder{}
 		rec.OnEvent = acceptortest.CancelOn(cancel, acceptor.Disabled, 1)
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			poll(StInitialize),
 			identifySteps(),
 			ask(fr(CmdSetSecurity, 0x00, 0x00, 0x05), illegal), hostAck(), // several models refuse it
@@ -247,7 +247,7 @@ func TestStartupSetSecurityRefused(t *testing.T) {
 // running is the start of a script for a unit found inhibited: identify, configure, then
 // Enable(0, 2) from the test.
 func running() []step {
-	return playback.Script(
+	return playbacktest.Script(
 		poll(StDisabled),
 		configSteps(true),
 		command(CmdEnableBillTypes, 0, 0, 0x05, 0xFF, 0xFF, 0xFF),
@@ -275,7 +275,7 @@ func TestEscrowStackCredit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			running(),
 			poll(StIdling),
 			poll(StAccepting),
@@ -307,7 +307,7 @@ func TestEscrowReturn(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			running(),
 			poll(StAccepting),
 			poll(StEscrow, 0),
@@ -341,7 +341,7 @@ func TestEscrowUnknownType(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			running(),
 			poll(StEscrow, 7),
 			command(CmdReturn),
@@ -371,9 +371,9 @@ func TestHoldIsRefreshedWithinTheUnitsTenSeconds(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
 		var holds []time.Time
-		hold := playback.Script(command(CmdHold))
+		hold := playbacktest.Script(command(CmdHold))
 		hold[0].Then = func() { holds = append(holds, time.Now()) }
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			running(),
 			poll(StEscrow, 2), hold,
 			// HoldRefresh 1 s, polls every 200 ms: four polls without HOLD, the fifth re-sends it.
@@ -415,7 +415,7 @@ func TestEscrowNotAskedTwice(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
 		stack := fr(CmdStack)
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			running(),
 			poll(StEscrow, 2),
 			silent(stack), silent(stack), silent(stack), silent(stack), // 1 + MaxRetries
@@ -446,7 +446,7 @@ func TestCreditedErrorLeavesStackedUnacknowledged(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			running(),
 			poll(StEscrow, 0),
 			command(CmdStack),
@@ -482,7 +482,7 @@ func TestOneShotStackedIsRetriedLocally(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			running(),
 			poll(StEscrow, 1),
 			command(CmdStack),
@@ -518,9 +518,9 @@ func TestEveryRejectReason(t *testing.T) {
 		codes := []byte{0x60, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6A, 0x6C, 0x6D, 0x92, 0x93, 0x94, 0x95, 0x6B}
 		var steps []step
 		for _, c := range codes {
-			steps = append(steps, playback.Script(poll(StAccepting), poll(StRejecting, c), poll(StIdling))...)
+			steps = append(steps, playbacktest.Script(poll(StAccepting), poll(StRejecting, c), poll(StIdling))...)
 		}
-		pb, port := playback.New(t, playback.Script(running(), steps, shutdownSteps())...)
+		pb, port := playbacktest.New(t, playbacktest.Script(running(), steps, shutdownSteps())...)
 		d := New(port, Config{Denominations: testDenoms})
 		rec := &acceptortest.Recorder{}
 		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Idle, len(codes)))
@@ -554,7 +554,7 @@ func TestEveryErrorState(t *testing.T) {
 		busy[0].Then = func() { busyAt = time.Now() }
 		next := poll(StIdling)
 		next[0].Then = func() { afterBusy = time.Now() }
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			running(),
 			poll(StCassetteFull), poll(StCassetteFull), // repeated state: one event
 			poll(StCassetteOut),
@@ -605,7 +605,7 @@ func TestCommLostAndRestored(t *testing.T) {
 		defer cancel()
 		var lostAt, restoredAt time.Time
 		disabled := acceptortest.CancelOn(cancel, acceptor.Disabled, 2)
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			running(),
 			poll(StIdling),
 			silent(pollReq), silent(pollReq), silent(pollReq), silent(pollReq), // CommLost
@@ -648,7 +648,7 @@ func TestDamagedRepliesAreNAKedAndResynchronised(t *testing.T) {
 		idle := fr(StIdling)
 		escrow := fr(StEscrow, 0)
 		long := []byte{0x02, 0x03, 0x40, 0x81} // a frame start announcing 64 bytes, then silence
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			running(),
 			ask(pollReq, badCRC(idle)), ask(nakF, idle), hostAck(), // NAK: the unit repeats its reply
 			ask(pollReq, garbageBefore(idle)), hostAck(), // noise skipped
@@ -686,7 +686,7 @@ func TestUnitPowerCycledMidNote(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			running(),
 			poll(StEscrow, 2),
 			command(CmdStack),
@@ -721,7 +721,7 @@ func TestResetRefusedWithNoteInPath(t *testing.T) {
 		defer cancel()
 		resetErr := make(chan error, 1)
 		var d *Driver
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			running(),
 			poll(StEscrow, 2),
 			command(CmdHold),
@@ -775,7 +775,7 @@ func TestBillTableMismatch(t *testing.T) {
 			{}, // configured as 50, unit has none
 			{Value: 5, Country: [3]byte{'X', 'Y', 'Z'}, Exponent: 0}, // unknown country, not configured
 		})
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			poll(StDisabled),
 			dataReq(CmdGetStatus, testStatus),
 			dataReq(CmdIdentification, testIdent),
@@ -878,7 +878,7 @@ func TestReturnedWhenTheNextNoteFollowsAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			running(),
 			poll(StEscrow, 0),
 			command(CmdReturn),
@@ -913,7 +913,7 @@ func TestOtherAddress(t *testing.T) {
 			b, _ := Encode(AddrBillToBill, cmd, data...)
 			return b
 		}
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			ask(b2b(CmdPoll), b2b(StDisabled)), silent(b2b(CmdAck)),
 			ask(b2b(CmdGetStatus), b2b(0, 0, 0, 0, 0, 0)), silent(b2b(CmdAck)),
 			ask(b2b(CmdIdentification), b2b(testIdent[0], testIdent[1:]...)), silent(b2b(CmdAck)),

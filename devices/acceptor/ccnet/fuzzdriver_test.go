@@ -11,7 +11,7 @@ import (
 
 	"github.com/kioskd/kioskd/devices/acceptor"
 	"github.com/kioskd/kioskd/devices/acceptor/acceptortest"
-	"github.com/kioskd/kioskd/devices/internal/playback"
+	"github.com/kioskd/kioskd/devices/internal/playbacktest"
 )
 
 // creditWatch tracks, on the unit's side, what the driver may acknowledge. A STACKED episode
@@ -115,7 +115,7 @@ func FuzzDriver(f *testing.F) {
 				var last []byte // the last reply, intact
 				var lastCmd byte
 				for len(in) >= 3 {
-					got, err := playback.ReadFrame(unit, frameDone)
+					got, err := playbacktest.ReadFrame(unit, frameDone)
 					if err != nil {
 						return
 					}

@@ -4,20 +4,20 @@ import (
 	"errors"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
-	"github.com/kioskd/kioskd/devices/internal/playback"
+	"github.com/kioskd/kioskd/devices/internal/playbacktest"
 )
 
 // Playback scripts for the driver tests: the fake unit is devices/internal/playback,
 // the handler acceptortest.Recorder.
 
 // step is one exchange of a script.
-type step = playback.Step
+type step = playbacktest.Step
 
 // ask is a step where the host sends host and the unit answers with one frame.
-func ask(host, unit []byte) []step { return []step{playback.Ask(host, unit)} }
+func ask(host, unit []byte) []step { return []step{playbacktest.Ask(host, unit)} }
 
 // silent is a step where the unit does not answer.
-func silent(host []byte) []step { return []step{playback.Silent(host)} }
+func silent(host []byte) []step { return []step{playbacktest.Silent(host)} }
 
 // fr encodes a frame for the bill validator address; the encoder itself is pinned by the
 // literal frame table.
@@ -41,7 +41,7 @@ func hostAck() []step { return silent(ackF) }
 
 // poll is POLL answered by a state (and data), then the host's ACK.
 func poll(status byte, data ...byte) []step {
-	return playback.Script(ask(pollReq, fr(status, data...)), hostAck())
+	return playbacktest.Script(ask(pollReq, fr(status, data...)), hostAck())
 }
 
 // pollStacked is POLL answered by STACKED: whether the host ACKs is up to the test.
@@ -52,7 +52,7 @@ func command(cmd byte, data ...byte) []step { return ask(fr(cmd, data...), ackF)
 
 // dataReq is a command answered with data, then the host's ACK.
 func dataReq(cmd byte, reply []byte) []step {
-	return playback.Script(ask(fr(cmd), fr(reply[0], reply[1:]...)), hostAck())
+	return playbacktest.Script(ask(fr(cmd), fr(reply[0], reply[1:]...)), hostAck())
 }
 
 // then makes f run once the last of steps was answered.
@@ -86,7 +86,7 @@ var testStatus = []byte{0x00, 0x00, 0x00, 0x00, 0x00, 0x00}
 
 // identifySteps reads GET STATUS, IDENTIFICATION and the bill table.
 func identifySteps() []step {
-	return playback.Script(
+	return playbacktest.Script(
 		dataReq(CmdGetStatus, testStatus),
 		dataReq(CmdIdentification, testIdent),
 		dataReq(CmdGetBillTable, testBillTable),
@@ -95,7 +95,7 @@ func identifySteps() []step {
 
 // settingsSteps is SET SECURITY and the inhibiting ENABLE BILL TYPES.
 func settingsSteps() []step {
-	return playback.Script(
+	return playbacktest.Script(
 		command(CmdSetSecurity, 0, 0, 0),
 		command(CmdEnableBillTypes, 0, 0, 0, 0xFF, 0xFF, 0xFF),
 	)
@@ -105,7 +105,7 @@ func settingsSteps() []step {
 // also reads the unit's identity (first configuration of a Run in a state that allows it).
 func configSteps(identify bool) []step {
 	if identify {
-		return playback.Script(identifySteps(), settingsSteps())
+		return playbacktest.Script(identifySteps(), settingsSteps())
 	}
 	return settingsSteps()
 }
@@ -113,7 +113,7 @@ func configSteps(identify bool) []step {
 // shutdownSteps is the inhibit Run sends on its way out.
 func shutdownSteps() []step { return command(CmdEnableBillTypes, 0, 0, 0, 0xFF, 0xFF, 0xFF) }
 
-// frameDone tells playback.ReadFrame whether b is one whole frame.
+// frameDone tells playbacktest.ReadFrame whether b is one whole frame.
 func frameDone(b []byte) (bool, error) {
 	_, _, err := Decode(b)
 	if errors.Is(err, ErrIncomplete) {

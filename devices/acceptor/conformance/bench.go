@@ -251,13 +251,16 @@ func PollCost(name string, d time.Duration) (polls uint64, cpu time.Duration, er
 	if err != nil {
 		return 0, 0, err
 	}
+	if l.polls == nil || l.serve == nil {
+		return 0, 0, fmt.Errorf("%w: %q is not a polled serial unit", ErrUnknownProtocol, name)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	serveDone := make(chan struct{})
 	go func() { defer close(serveDone); l.serve(ctx) }()
 	runDone := make(chan error, 1)
 	go func() { runDone <- l.drv.Run(ctx, idleHandler{}) }()
-	count := func() uint64 { return statsPolls(l.drv) }
+	count := l.polls
 	// Let the start-up sequence finish, then measure steady polling.
 	time.Sleep(200 * time.Millisecond) // warm-up of a measurement, not test timing
 	// The process CPU clock also counts collecting what earlier work (a benchmark run just

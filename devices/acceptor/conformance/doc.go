@@ -1,9 +1,12 @@
 // Package conformance holds the one conformance suite every bill acceptor driver passes
 // against its own emulator (GitHub issue 4, item 6). The suite is conformance_test.go and
-// its harness harness_test.go. The only non-test code is what a benchmark table outside the
-// package needs: the driver configurations and their emulators behind one control surface
-// (units.go), and Note (bench.go), which measures a full note through each driver, emulator,
-// session engine and journal; BenchmarkNote runs it per protocol.
+// its harness harness_test.go. The driver configurations and their emulators come from the
+// simulator's protocol table (hw-sim/simrig.Protocols, one row per driver of
+// devices/acceptor/registry); units.go adapts them. The only other non-test code is what the
+// benchmark command (cmd/kioskbench) needs: Note (bench.go), which measures a full note
+// through each driver, emulator, session engine and journal (BenchmarkNote runs it per
+// protocol), and PollCost. The package is imported by tests and that command only, never by
+// the product's binaries (cmd/deps_test.go checks it).
 //
 // Each driver configuration (ID-003, CCNET, SSP plain, eSSP with a random fixed key, and the
 // escrowless pulse acceptor) runs the same table of scenarios with the real pieces wired as

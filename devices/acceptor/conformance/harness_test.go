@@ -262,8 +262,9 @@ func newRig(t testing.TB, p *protocol, o unitOpts) *rig {
 	r := &rig{t: t, p: p, u: p.newUnit(o), path: filepath.Join(t.TempDir(), "journal.db"),
 		authz: &authz{}, rec: &recorder{}, prn: &printer{}, alarms: &alarmLog{}, sessionMax: 1_000_000}
 	r.authz.remaining.Store(1_000_000)
-	if pu, ok := r.u.unitControl.(*pulseUnit); ok {
-		t.Cleanup(pu.ClearJam)
+	if p.escrowless {
+		// A pulse unit's jam holds its line until cleared, from a goroutine of its own.
+		t.Cleanup(r.u.ClearJam)
 	}
 	return r
 }

@@ -12,7 +12,7 @@ import (
 
 	"github.com/kioskd/kioskd/devices/acceptor"
 	"github.com/kioskd/kioskd/devices/acceptor/acceptortest"
-	"github.com/kioskd/kioskd/devices/internal/playback"
+	"github.com/kioskd/kioskd/devices/internal/playbacktest"
 )
 
 var ackStep = step{Host: fr(CmdAck)} // the host's ACK to VEND VALID gets no answer
@@ -28,8 +28,8 @@ func TestStartupFromPowerUp(t *testing.T) {
 				defer cancel()
 				rec := &acceptortest.Recorder{}
 				rec.OnEvent = acceptortest.CancelOn(cancel, acceptor.Disabled, 1)
-				pb, port := playback.New(t, playback.Script(
-					[]step{poll(tc.status), playback.Ask(fr(CmdReset), fr(CmdAck)), poll(StInitialize)},
+				pb, port := playbacktest.New(t, playbacktest.Script(
+					[]step{poll(tc.status), playbacktest.Ask(fr(CmdReset), fr(CmdAck)), poll(StInitialize)},
 					configSteps(true),
 					[]step{poll(StDisabled)},
 					shutdownSteps(),
@@ -65,7 +65,7 @@ func TestStartupFromVendValidAfterHostRestart(t *testing.T) {
 		defer cancel()
 		rec := &acceptortest.Recorder{}
 		rec.OnEvent = acceptortest.CancelOn(cancel, acceptor.Disabled, 1)
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			// No RESET: the unit is in the middle of a credit the previous process never ACKed.
 			[]step{poll(StVendValid), ackStep, poll(StStacked), poll(StIdling)},
 			configSteps(true),
@@ -87,10 +87,10 @@ func TestStartupFromEscrow(t *testing.T) {
 		defer cancel()
 		rec := &acceptortest.Recorder{}
 		rec.OnEvent = acceptortest.CancelOn(cancel, acceptor.Disabled, 1)
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			[]step{
 				poll(StEscrow, 0x62),
-				playback.Ask(fr(CmdStack1), fr(CmdAck)),
+				playbacktest.Ask(fr(CmdStack1), fr(CmdAck)),
 				poll(StStacking),
 				poll(StVendValid), ackStep,
 				poll(StStacked),
@@ -122,7 +122,7 @@ func TestStartupWaitsForNoteInPath(t *testing.T) {
 		defer cancel()
 		rec := &acceptortest.Recorder{}
 		rec.OnEvent = acceptortest.CancelOn(cancel, acceptor.Disabled, 1)
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			// Returning and accepting are polled until they resolve; nothing else is sent.
 			[]step{poll(StReturning), poll(StReturning), poll(StIdling)},
 			configSteps(true),
@@ -141,8 +141,8 @@ func TestStartupResetsAFailure(t *testing.T) {
 		defer cancel()
 		rec := &acceptortest.Recorder{}
 		rec.OnEvent = acceptortest.CancelOn(cancel, acceptor.Disabled, 1)
-		pb, port := playback.New(t, playback.Script(
-			[]step{poll(StFailure, 0xA2), playback.Ask(fr(CmdReset), fr(CmdAck)), poll(StInitialize)},
+		pb, port := playbacktest.New(t, playbacktest.Script(
+			[]step{poll(StFailure, 0xA2), playbacktest.Ask(fr(CmdReset), fr(CmdAck)), poll(StInitialize)},
 			configSteps(true),
 			[]step{poll(StDisabled)},
 			shutdownSteps(),
@@ -159,12 +159,12 @@ func TestStartupResetsAFailure(t *testing.T) {
 // running is the start of a script for a unit found idle and inhibited: configure, then
 // Enable(0x61, 0x63) from the test.
 func running() []step {
-	return playback.Script(
+	return playbacktest.Script(
 		[]step{poll(StDisabled)},
 		configSteps(true),
 		[]step{
-			playback.Ask(fr(CmdSetDenoms, 0xFA, 0xFF), fr(CmdSetDenoms, 0xFA, 0xFF)),
-			playback.Ask(fr(CmdSetInhibit, 0x00), fr(CmdSetInhibit, 0x00)),
+			playbacktest.Ask(fr(CmdSetDenoms, 0xFA, 0xFF), fr(CmdSetDenoms, 0xFA, 0xFF)),
+			playbacktest.Ask(fr(CmdSetInhibit, 0x00), fr(CmdSetInhibit, 0x00)),
 		},
 	)
 }
@@ -189,13 +189,13 @@ func TestEscrowStackCredit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			running(),
 			[]step{
 				poll(StIdling),
 				poll(StAccepting),
 				poll(StEscrow, 0x63),
-				playback.Ask(fr(CmdStack1), fr(CmdAck)),
+				playbacktest.Ask(fr(CmdStack1), fr(CmdAck)),
 				poll(StStacking),
 				poll(StVendValid), ackStep,
 				poll(StStacked),
@@ -221,13 +221,13 @@ func TestEscrowReturn(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			running(),
 			[]step{
 				poll(StIdling),
 				poll(StAccepting),
 				poll(StEscrow, 0x61),
-				playback.Ask(fr(CmdReturn), fr(CmdAck)),
+				playbacktest.Ask(fr(CmdReturn), fr(CmdAck)),
 				poll(StReturning),
 				poll(StIdling),
 			},
@@ -253,11 +253,11 @@ func TestEscrowUnknownCode(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			running(),
 			[]step{
 				poll(StEscrow, 0x68),
-				playback.Ask(fr(CmdReturn), fr(CmdAck)),
+				playbacktest.Ask(fr(CmdReturn), fr(CmdAck)),
 				poll(StReturning),
 				poll(StIdling),
 			},
@@ -283,15 +283,15 @@ func TestHoldAsksAgain(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			running(),
 			[]step{
 				poll(StEscrow, 0x63),
-				playback.Ask(fr(CmdHold), fr(CmdAck)),
+				playbacktest.Ask(fr(CmdHold), fr(CmdAck)),
 				poll(StHolding),
-				playback.Ask(fr(CmdHold), fr(CmdAck)), // still Hold: HOLD is re-sent
+				playbacktest.Ask(fr(CmdHold), fr(CmdAck)), // still Hold: HOLD is re-sent
 				poll(StHolding),
-				playback.Ask(fr(CmdStack1), fr(CmdAck)),
+				playbacktest.Ask(fr(CmdStack1), fr(CmdAck)),
 				poll(StStacking),
 				poll(StVendValid), ackStep,
 				poll(StStacked),
@@ -323,13 +323,13 @@ func TestEscrowNotAskedTwice(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
 		stack := fr(CmdStack1)
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			running(),
 			[]step{
 				poll(StEscrow, 0x63),
-				playback.Silent(stack), playback.Silent(stack), playback.Silent(stack), playback.Silent(stack), // 1 + MaxRetries
+				playbacktest.Silent(stack), playbacktest.Silent(stack), playbacktest.Silent(stack), playbacktest.Silent(stack), // 1 + MaxRetries
 				poll(StEscrow, 0x63),
-				playback.Ask(stack, fr(CmdAck)), // re-sent without asking the handler again
+				playbacktest.Ask(stack, fr(CmdAck)), // re-sent without asking the handler again
 				poll(StEscrow, 0x63),            // the unit is slow: the acknowledged STACK is not re-sent
 				poll(StStacking),
 				poll(StVendValid), ackStep,
@@ -356,11 +356,11 @@ func TestCreditedErrorIsRetriedWithoutAck(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			running(),
 			[]step{
 				poll(StEscrow, 0x61),
-				playback.Ask(fr(CmdStack1), fr(CmdAck)),
+				playbacktest.Ask(fr(CmdStack1), fr(CmdAck)),
 				poll(StVendValid), // Credited fails: no ACK
 				poll(StVendValid), // Credited again, succeeds: ACK
 				ackStep,
@@ -400,7 +400,7 @@ func TestEveryRejectReason(t *testing.T) {
 			steps = append(steps, poll(StAccepting), poll(StRejecting, c), poll(StIdling))
 			want = append(want, RejectReason(c))
 		}
-		pb, port := playback.New(t, playback.Script(running(), steps, shutdownSteps())...)
+		pb, port := playbacktest.New(t, playbacktest.Script(running(), steps, shutdownSteps())...)
 		d := New(port, Config{Denominations: testDenoms})
 		rec := &acceptortest.Recorder{}
 		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Idle, len(codes)))
@@ -434,7 +434,7 @@ func TestEveryErrorState(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			running(),
 			[]step{
 				poll(StStackerFull), poll(StStackerFull), // repeated status: one event
@@ -446,8 +446,8 @@ func TestEveryErrorState(t *testing.T) {
 				poll(StCheated),
 				poll(StFailure, 0xA6),
 				poll(StFailure, 0xB2),                                                           // a different failure code is a new fact
-				playback.Ask(statusReq, fr(StCommError)), playback.Ask(statusReq, fr(StIdling)), // COMM ERROR: re-sent at once
-				playback.Ask(statusReq, fr(StInvalidCommand)),
+				playbacktest.Ask(statusReq, fr(StCommError)), playbacktest.Ask(statusReq, fr(StIdling)), // COMM ERROR: re-sent at once
+				playbacktest.Ask(statusReq, fr(StInvalidCommand)),
 				poll(0x3F), // a status this driver does not know
 				poll(StIdling),
 			},
@@ -486,13 +486,13 @@ func TestCommLostAndRestored(t *testing.T) {
 		defer cancel()
 		var lostAt, restoredAt time.Time
 		disabled := acceptortest.CancelOn(cancel, acceptor.Disabled, 2)
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			running(),
 			[]step{
 				poll(StIdling),
-				playback.Silent(statusReq), playback.Silent(statusReq), playback.Silent(statusReq), playback.Silent(statusReq), // CommLost
-				playback.Silent(statusReq), // one attempt per slow poll while lost
-				playback.Silent(statusReq),
+				playbacktest.Silent(statusReq), playbacktest.Silent(statusReq), playbacktest.Silent(statusReq), playbacktest.Silent(statusReq), // CommLost
+				playbacktest.Silent(statusReq), // one attempt per slow poll while lost
+				playbacktest.Silent(statusReq),
 				poll(StIdling), // CommRestored
 				poll(StDisabled),
 			},
@@ -530,15 +530,15 @@ func TestDamagedRepliesAreResynchronised(t *testing.T) {
 		defer cancel()
 		idle := fr(StIdling)
 		escrow := fr(StEscrow, 0x61)
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			running(),
 			[]step{
-				playback.Ask(statusReq, badCRC(idle)),                                  // dropped; the request is re-sent at once
-				playback.Ask(statusReq, garbageBefore(idle)),                           // noise skipped
-				playback.Ask(statusReq, wrongLNG(idle)),                                // waits for a byte that never comes: timeout
-				playback.Ask(statusReq, idle),                                          // the stale partial frame was dropped
+				playbacktest.Ask(statusReq, badCRC(idle)),                                  // dropped; the request is re-sent at once
+				playbacktest.Ask(statusReq, garbageBefore(idle)),                           // noise skipped
+				playbacktest.Ask(statusReq, wrongLNG(idle)),                                // waits for a byte that never comes: timeout
+				playbacktest.Ask(statusReq, idle),                                          // the stale partial frame was dropped
 				{Host: statusReq, Unit: [][]byte{escrow[:1], escrow[1:3], escrow[3:]}}, // split
-				playback.Ask(fr(CmdReturn), fr(CmdAck)),
+				playbacktest.Ask(fr(CmdReturn), fr(CmdAck)),
 				{Host: statusReq, Unit: [][]byte{{0xFC}, {0x05}, {0x18}, fr(StReturning)[3:]}},
 				poll(StIdling),
 			},
@@ -566,14 +566,14 @@ func TestUnitPowerCycledMidNote(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			running(),
 			[]step{
 				poll(StEscrow, 0x63),
-				playback.Ask(fr(CmdStack1), fr(CmdAck)),
+				playbacktest.Ask(fr(CmdStack1), fr(CmdAck)),
 				poll(StStacking),
 				poll(StPowerUpStk), // power cut while stacking
-				playback.Ask(fr(CmdReset), fr(CmdAck)),
+				playbacktest.Ask(fr(CmdReset), fr(CmdAck)),
 				poll(StInitialize),
 			},
 			configSteps(false), // version and table are read once per Run
@@ -601,16 +601,16 @@ func TestResetRefusedWithNoteInPath(t *testing.T) {
 		defer cancel()
 		resetErr := make(chan error, 1)
 		var d *Driver
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			running(),
 			[]step{
 				poll(StEscrow, 0x63),
-				playback.Ask(fr(CmdHold), fr(CmdAck)),
+				playbacktest.Ask(fr(CmdHold), fr(CmdAck)),
 				poll(StHolding),
-				playback.Ask(fr(CmdReturn), fr(CmdAck)),
+				playbacktest.Ask(fr(CmdReturn), fr(CmdAck)),
 				poll(StReturning),
 				poll(StIdling),
-				playback.Ask(fr(CmdReset), fr(CmdAck)), // allowed again once the path is clear
+				playbacktest.Ask(fr(CmdReset), fr(CmdAck)), // allowed again once the path is clear
 				poll(StInitialize),
 			},
 			configSteps(false),
@@ -654,12 +654,12 @@ func TestCurrencyTableMismatch(t *testing.T) {
 			0x62, 0x2D, 0x02, 0x00, // 2 CNY: configured as 5
 			0x64, 0x2D, 0x02, 0x01, // 20 CNY: not configured
 		}
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			[]step{poll(StDisabled)},
 			configSteps(false),
 			[]step{
-				playback.Ask(fr(CmdVersion), fr(CmdVersion, []byte(testVersion)...)),
-				playback.Ask(fr(CmdCurrency), fr(CmdCurrency, table...)),
+				playbacktest.Ask(fr(CmdVersion), fr(CmdVersion, []byte(testVersion)...)),
+				playbacktest.Ask(fr(CmdCurrency), fr(CmdCurrency, table...)),
 			},
 			shutdownSteps(),
 		)...)
@@ -737,15 +737,15 @@ func TestReturnedWhenTheNextNoteFollowsAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			running(),
 			[]step{
 				poll(StEscrow, 0x61),
-				playback.Ask(fr(CmdReturn), fr(CmdAck)),
+				playbacktest.Ask(fr(CmdReturn), fr(CmdAck)),
 				poll(StReturning),
 				poll(StAccepting), // the customer pushed the next note in between two polls
 				poll(StEscrow, 0x63),
-				playback.Ask(fr(CmdReturn), fr(CmdAck)),
+				playbacktest.Ask(fr(CmdReturn), fr(CmdAck)),
 				poll(StReturning),
 				poll(StIdling),
 			},
@@ -773,7 +773,7 @@ func TestTornFrameDroppedAfterSilence(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
 		torn := []byte{Sync, 0x20, StIdling} // announces 32 bytes, then nothing
-		pb, port := playback.New(t, playback.Script(
+		pb, port := playbacktest.New(t, playbacktest.Script(
 			running(),
 			[]step{{Host: statusReq, Unit: [][]byte{torn, fr(StIdling)}, Pause: 2 * DefaultInterByteTimeout, Then: cancel}},
 			shutdownSteps(),

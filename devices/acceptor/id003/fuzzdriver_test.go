@@ -10,7 +10,7 @@ import (
 
 	"github.com/kioskd/kioskd/devices/acceptor"
 	"github.com/kioskd/kioskd/devices/acceptor/acceptortest"
-	"github.com/kioskd/kioskd/devices/internal/playback"
+	"github.com/kioskd/kioskd/devices/internal/playbacktest"
 )
 
 // FuzzDriver plays arbitrary unit behaviour against the whole driver: the input is a list of
@@ -60,7 +60,7 @@ func FuzzDriver(f *testing.F) {
 					n = min(n, len(in))
 					data := in[:n]
 					in = in[n:]
-					got, err := playback.ReadFrame(unit, frameDone)
+					got, err := playbacktest.ReadFrame(unit, frameDone)
 					if err != nil {
 						return
 					}

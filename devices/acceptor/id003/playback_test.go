@@ -5,14 +5,14 @@ import (
 	"errors"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
-	"github.com/kioskd/kioskd/devices/internal/playback"
+	"github.com/kioskd/kioskd/devices/internal/playbacktest"
 )
 
 // Playback scripts for the driver tests: the fake unit is devices/internal/playback,
 // the handler acceptortest.Recorder.
 
 // step is one exchange of a script.
-type step = playback.Step
+type step = playbacktest.Step
 
 // fr encodes a frame; the encoder itself is pinned by the literal frame table.
 func fr(cmd byte, data ...byte) []byte {
@@ -44,15 +44,15 @@ var testCurrencyTable = []byte{
 // identify it also reads the version and the currency table (first configuration of a Run).
 func configSteps(identify bool) []step {
 	s := []step{
-		playback.Ask(fr(CmdSetDenoms, 0xF8, 0xFF), fr(CmdSetDenoms, 0xF8, 0xFF)), // 0x61..0x63 enabled
-		playback.Ask(fr(CmdSetSecurity, 0x00, 0x00), fr(CmdSetSecurity, 0x00, 0x00)),
-		playback.Ask(fr(CmdSetCommMode, 0x00), fr(CmdSetCommMode, 0x00)),
-		playback.Ask(fr(CmdSetInhibit, 0x01), fr(CmdSetInhibit, 0x01)),
+		playbacktest.Ask(fr(CmdSetDenoms, 0xF8, 0xFF), fr(CmdSetDenoms, 0xF8, 0xFF)), // 0x61..0x63 enabled
+		playbacktest.Ask(fr(CmdSetSecurity, 0x00, 0x00), fr(CmdSetSecurity, 0x00, 0x00)),
+		playbacktest.Ask(fr(CmdSetCommMode, 0x00), fr(CmdSetCommMode, 0x00)),
+		playbacktest.Ask(fr(CmdSetInhibit, 0x01), fr(CmdSetInhibit, 0x01)),
 	}
 	if identify {
 		s = append(s,
-			playback.Ask(fr(CmdVersion), fr(CmdVersion, []byte(testVersion)...)),
-			playback.Ask(fr(CmdCurrency), fr(CmdCurrency, testCurrencyTable...)),
+			playbacktest.Ask(fr(CmdVersion), fr(CmdVersion, []byte(testVersion)...)),
+			playbacktest.Ask(fr(CmdCurrency), fr(CmdCurrency, testCurrencyTable...)),
 		)
 	}
 	return s
@@ -60,10 +60,10 @@ func configSteps(identify bool) []step {
 
 // shutdownSteps is the inhibit Run sends on its way out.
 func shutdownSteps() []step {
-	return []step{playback.Ask(fr(CmdSetInhibit, 0x01), fr(CmdSetInhibit, 0x01))}
+	return []step{playbacktest.Ask(fr(CmdSetInhibit, 0x01), fr(CmdSetInhibit, 0x01))}
 }
 
-func poll(status byte, data ...byte) step { return playback.Ask(statusReq, fr(status, data...)) }
+func poll(status byte, data ...byte) step { return playbacktest.Ask(statusReq, fr(status, data...)) }
 
 // runDriver runs a driver on port until Run returns and reports Run's error.
 func runDriver(ctx context.Context, d *Driver, h acceptor.Handler) <-chan error {
@@ -72,7 +72,7 @@ func runDriver(ctx context.Context, d *Driver, h acceptor.Handler) <-chan error 
 	return errc
 }
 
-// frameDone tells playback.ReadFrame whether b is one whole frame.
+// frameDone tells playbacktest.ReadFrame whether b is one whole frame.
 func frameDone(b []byte) (bool, error) {
 	_, _, err := Decode(b)
 	if errors.Is(err, ErrIncomplete) {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/kioskd/kioskd/devices/acceptor"
 	"github.com/kioskd/kioskd/devices/acceptor/acceptortest"
-	"github.com/kioskd/kioskd/devices/internal/playback"
+	"github.com/kioskd/kioskd/devices/internal/playbacktest"
 )
 
 func TestStartupFromPowerUp(t *testing.T) {
@@ -26,7 +26,7 @@ func TestStartupFromPowerUp(t *testing.T) {
 		b := &sb{}
 		b.link().probe().poll(EvSlaveReset, EvDisabled)
 		b.link().poll(EvDisabled).configure(true, testSerial).shutdown()
-		pb, port := playback.New(t, b.steps...)
+		pb, port := playbacktest.New(t, b.steps...)
 		d := New(port, testConfig())
 		err := d.Run(ctx, rec)
 		pb.Check()
@@ -58,7 +58,7 @@ func TestStartupPowerUpWithNoteClearedIntoCashbox(t *testing.T) {
 		b.link().probe().poll(EvSlaveReset)
 		// The unit clears the note it had in its stack path: no plain PowerUp is reported.
 		b.link().poll(EvClearedCashbox, 0x03, EvDisabled).configure(true, testSerial).shutdown()
-		pb, port := playback.New(t, b.steps...)
+		pb, port := playbacktest.New(t, b.steps...)
 		err := New(port, testConfig()).Run(ctx, rec)
 		pb.Check()
 		acceptortest.NoRunError(t, err)
@@ -88,7 +88,7 @@ func TestStartupAfterHostRestartWithNoteInEscrow(t *testing.T) {
 		b.poll(EvRejecting)
 		b.poll(EvRejected).ask(c(CmdLastRejectCode), ok(RejectByHost)...)
 		b.configure(true, testSerial).shutdown()
-		pb, port := playback.New(t, b.steps...)
+		pb, port := playbacktest.New(t, b.steps...)
 		err := New(port, testConfig()).Run(ctx, rec)
 		pb.Check()
 		acceptortest.NoRunError(t, err)
@@ -114,7 +114,7 @@ func TestStartupAfterHostRestartWithCreditPending(t *testing.T) {
 		b.ask(c(CmdEventAck), RespOK)
 		b.ask(c(CmdPollWithAck), ok(EvStacked, EvDisabled)...)
 		b.configure(true, testSerial).shutdown()
-		pb, port := playback.New(t, b.steps...)
+		pb, port := playbacktest.New(t, b.steps...)
 		cfg := testConfig()
 		cfg.PollMode = PollAuto
 		acceptortest.NoRunError(t, New(port, cfg).Run(ctx, rec))
@@ -138,7 +138,7 @@ func TestEscrowStackCredit(t *testing.T) {
 		b.poll(EvStacking)
 		b.poll(EvNoteCredit, 0x03, EvStacked)
 		b.shutdown()
-		pb, port := playback.New(t, b.steps...)
+		pb, port := playbacktest.New(t, b.steps...)
 		d := New(port, testConfig())
 		rec := &acceptortest.Recorder{}
 		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Idle, 2))
@@ -171,7 +171,7 @@ func TestEscrowReturn(t *testing.T) {
 		b.poll(EvRejecting)
 		b.poll(EvRejected).ask(c(CmdLastRejectCode), ok(RejectByHost)...)
 		b.shutdown()
-		pb, port := playback.New(t, b.steps...)
+		pb, port := playbacktest.New(t, b.steps...)
 		d := New(port, testConfig())
 		rec := &acceptortest.Recorder{Decide: func(acceptor.Note, int) acceptor.Decision { return acceptor.Return }}
 		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Idle, 1))
@@ -203,7 +203,7 @@ func TestHoldKeepsTheUnitWithinItsEscrowTimeout(t *testing.T) {
 		b.askThen(mark, c(CmdPoll), ok(EvStacking)...) // Stack at last: the poll takes the note
 		b.poll(EvNoteCredit, 0x02, EvStacked)
 		b.shutdown()
-		pb, port := playback.New(t, b.steps...)
+		pb, port := playbacktest.New(t, b.steps...)
 		d := New(port, testConfig())
 		var first time.Time
 		rec := &acceptortest.Recorder{Decide: func(acceptor.Note, int) acceptor.Decision {
@@ -249,7 +249,7 @@ func TestCreditedErrorWithPlainPoll(t *testing.T) {
 		}, c(CmdPoll), ok(EvDisabled)...)
 		b.poll(EvDisabled) // the third attempt succeeds: the state is reported again
 		b.shutdown()
-		pb, port := playback.New(t, b.steps...)
+		pb, port := playbacktest.New(t, b.steps...)
 		d = New(port, testConfig())
 		rec := &acceptortest.Recorder{Credit: func(_ acceptor.Note, call int) error {
 			if call < 3 {
@@ -306,7 +306,7 @@ func TestPollWithAckCreditWaitsForTheJournal(t *testing.T) {
 		b.ask(c(CmdGetSerial), serialReply(testSerial)...) // a re-send is a gap: same unit?
 		b.pollAck(EvStacked)
 		b.shutdown()
-		pb, port := playback.New(t, b.steps...)
+		pb, port := playbacktest.New(t, b.steps...)
 		d := New(port, ackConfig())
 		rec := &acceptortest.Recorder{Credit: func(_ acceptor.Note, call int) error {
 			if call == 1 {
@@ -340,7 +340,7 @@ func TestPollWithAckRefusedFallsBackToPoll(t *testing.T) {
 		b.link().probe()
 		b.ask(c(CmdPollWithAck), RespKeyNotSet) // an NV9USB wants POLL WITH ACK encrypted
 		b.poll(EvDisabled).configure(true, testSerial).shutdown()
-		pb, port := playback.New(t, b.steps...)
+		pb, port := playbacktest.New(t, b.steps...)
 		acceptortest.NoRunError(t, New(port, ackConfig()).Run(ctx, rec))
 		pb.Check()
 		if pe := rec.EventsOf(acceptor.ProtocolError); len(pe) != 0 {
@@ -360,7 +360,7 @@ func TestEveryRejectCode(t *testing.T) {
 			b.poll(EvRead, 0x00).poll(EvRejecting).poll(EvRejected).ask(c(CmdLastRejectCode), ok(code)...)
 		}
 		b.shutdown()
-		pb, port := playback.New(t, b.steps...)
+		pb, port := playbacktest.New(t, b.steps...)
 		d := New(port, testConfig())
 		rec := &acceptortest.Recorder{}
 		// Code 0x08 (reject by host) is reported as Returned, every other as Rejected.
@@ -406,7 +406,7 @@ func TestEveryEvent(t *testing.T) {
 		b.poll(EvInitialising)
 		b.poll(EvStacked, 0xDA, 0x01, EvNoteCredit, 0x01) // an unknown event: the rest is lost
 		b.shutdown()
-		pb, port := playback.New(t, b.steps...)
+		pb, port := playbacktest.New(t, b.steps...)
 		d := New(port, testConfig())
 		rec := &acceptortest.Recorder{}
 		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Idle, 4))
@@ -455,7 +455,7 @@ func TestLostPollReplyIsRepeatedNotLost(t *testing.T) {
 		b.ask(c(CmdGetSerial), serialReply(testSerial)...)                // a gap: same unit?
 		b.poll(EvRead, 0x00)
 		b.shutdown()
-		pb, port := playback.New(t, b.steps...)
+		pb, port := playbacktest.New(t, b.steps...)
 		cfg := testConfig()
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		d := New(port, cfg)
@@ -509,7 +509,7 @@ func TestSwapDetectedAfterAGap(t *testing.T) {
 		// ConfirmSwap: the new unit is read like a new one.
 		b.poll(EvDisabled).configure(true, other)
 		b.shutdown()
-		pb, port := playback.New(t, b.steps...)
+		pb, port := playbacktest.New(t, b.steps...)
 		d = New(port, testConfig())
 		rec := &acceptortest.Recorder{}
 		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Identified, 2))
@@ -545,7 +545,7 @@ func TestExpectedSerialAtStartup(t *testing.T) {
 		b.ask(c(CmdDisable), RespOK) // the swap keeps it disabled
 		b.ask(c(CmdSetInhibits, 0x07, 0x00), RespOK).ask(c(CmdDisable), RespOK)
 		b.shutdown()
-		pb, port := playback.New(t, b.steps...)
+		pb, port := playbacktest.New(t, b.steps...)
 		cfg := testConfig()
 		cfg.ExpectedSerial = 42
 		acceptortest.NoRunError(t, New(port, cfg).Run(ctx, rec))
@@ -573,7 +573,7 @@ func TestDamagedRepliesAreResynchronised(t *testing.T) {
 		b.ask(c(CmdReject), RespOK)
 		b.poll(EvRejecting, EvRejected).ask(c(CmdLastRejectCode), ok(RejectByHost)...)
 		b.shutdown()
-		pb, port := playback.New(t, b.steps...)
+		pb, port := playbacktest.New(t, b.steps...)
 		d := New(port, testConfig())
 		rec := &acceptortest.Recorder{Decide: func(acceptor.Note, int) acceptor.Decision { return acceptor.Return }}
 		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Returned, 1))
@@ -606,7 +606,7 @@ func TestUnitResetWhileStacking(t *testing.T) {
 		b.configure(false, testSerial)             // setup is read once per Run
 		b.poll(EvRead, 0x00)
 		b.shutdown()
-		pb, port := playback.New(t, b.steps...)
+		pb, port := playbacktest.New(t, b.steps...)
 		d := New(port, testConfig())
 		rec := &acceptortest.Recorder{}
 		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Accepting, 1))
@@ -642,7 +642,7 @@ func TestResetRefusedWithNoteInPath(t *testing.T) {
 		b.poll(EvDisabled).configure(false, testSerial)
 		b.poll(EvRead, 0x00)
 		b.shutdown()
-		pb, port := playback.New(t, b.steps...)
+		pb, port := playbacktest.New(t, b.steps...)
 		d = New(port, testConfig())
 		rec := &acceptortest.Recorder{}
 		accepting := acceptortest.CancelOn(cancel, acceptor.Accepting, 2)
@@ -682,7 +682,7 @@ func TestSetupMismatch(t *testing.T) {
 		b.ask(c(CmdSetupRequest), ok(AppendSetup(nil, unit)...)...)
 		b.ask(c(CmdGetSerial), serialReply(testSerial)...).ask(c(CmdSetInhibits, 0x07, 0x00), RespOK).ask(c(CmdDisable), RespOK)
 		b.shutdown()
-		pb, port := playback.New(t, b.steps...)
+		pb, port := playbacktest.New(t, b.steps...)
 		d := New(port, testConfig())
 		err := d.Run(ctx, rec)
 		pb.Check()
@@ -713,7 +713,7 @@ func TestKeyNotSetWithoutEncryption(t *testing.T) {
 		b.probe()
 		b.ask(c(CmdPoll), RespKeyNotSet)
 		b.ask(c(CmdDisable), RespKeyNotSet) // Run's last word
-		pb, port := playback.New(t, b.steps...)
+		pb, port := playbacktest.New(t, b.steps...)
 		err := New(port, testConfig()).Run(ctx, rec)
 		pb.Check()
 		acceptortest.NoRunError(t, err)
@@ -827,7 +827,7 @@ func TestAddressIsConfigurable(t *testing.T) {
 			{Host: at(true, CmdHostProtocol, 6), Unit: [][]byte{at(true, RespFail)}},
 			{Host: at(false, CmdDisable), Unit: [][]byte{at(false, RespOK)}},
 		}
-		pb, port := playback.New(t, steps...)
+		pb, port := playbacktest.New(t, steps...)
 		cfg := testConfig()
 		cfg.Address = 0x10
 		d := New(port, cfg)
@@ -854,7 +854,7 @@ func TestTornFrameDroppedAfterSilence(t *testing.T) {
 		last := &b.steps[len(b.steps)-1]
 		last.Pause, last.Then = 2*DefaultInterByteTimeout, cancel
 		b.shutdown()
-		pb, port := playback.New(t, b.steps...)
+		pb, port := playbacktest.New(t, b.steps...)
 		d := New(port, testConfig())
 		rec := &acceptortest.Recorder{}
 		rec.OnEvent = enableOnIdentified(t, ctx, d, nil)

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
-	"github.com/kioskd/kioskd/devices/internal/playback"
+	"github.com/kioskd/kioskd/devices/internal/playbacktest"
 )
 
 // Playback scripts for the driver tests: the fake unit is devices/internal/playback,
@@ -14,7 +14,7 @@ import (
 // wants it: SYNC sets it, every new command flips it, a re-sent packet keeps it.
 
 // step is one exchange of a script.
-type step = playback.Step
+type step = playbacktest.Step
 
 // frame encodes a frame for address 0; the encoder itself is pinned by the frame table.
 func frame(seq bool, data ...byte) []byte {

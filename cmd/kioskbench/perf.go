@@ -1,9 +1,7 @@
-// Package perf holds kioskd's performance measurements as plain functions over *testing.B,
-// so the same code runs under `go test -bench` and from `kioskctl bench` on a kiosk in the
-// field (where it tells a technician whether an SD card is fast enough). Every figure is
-// reported next to a baseline measured in the same run on the same disk or broker, because
-// absolute numbers mean little across boards.
-package perf
+package main
+
+// The journal and sync measurements, as plain functions over *testing.B so that the same
+// code runs under `go test -bench` (perf_test.go) and in the table main prints.
 
 import (
 	"context"
@@ -25,8 +23,8 @@ import (
 	"github.com/kioskd/kioskd/sync/wire"
 )
 
-// RawFsync is the baseline for journal commits: append 200 bytes to a file and fsync it.
-func RawFsync(b *testing.B, dir string) {
+// rawFsync is the baseline for journal commits: append 200 bytes to a file and fsync it.
+func rawFsync(b *testing.B, dir string) {
 	f, err := os.OpenFile(filepath.Join(dir, "raw-fsync.bin"), os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_TRUNC, 0o600)
 	if err != nil {
 		b.Fatal(err)
@@ -54,10 +52,10 @@ func openJournal(b *testing.B, dir string) *journal.Journal {
 	return j
 }
 
-// JournalCredit measures the commit at the credit point of one note (NoteCredited with the
+// journalCredit measures the commit at the credit point of one note (NoteCredited with the
 // session total and cassette counters in one transaction). The stack intent each credit needs
 // is committed outside the timer.
-func JournalCredit(b *testing.B, dir string) {
+func journalCredit(b *testing.B, dir string) {
 	j := openJournal(b, dir)
 	s, err := j.OpenSession(journal.OpenSessionParams{Account: "bench", LimitMinor: 1 << 50})
 	if err != nil {
@@ -77,9 +75,9 @@ func JournalCredit(b *testing.B, dir string) {
 	}
 }
 
-// JournalNote measures the whole per-note protocol: StackIntent and NoteCredited, two
+// journalNote measures the whole per-note protocol: StackIntent and NoteCredited, two
 // durable commits.
-func JournalNote(b *testing.B, dir string) {
+func journalNote(b *testing.B, dir string) {
 	j := openJournal(b, dir)
 	s, err := j.OpenSession(journal.OpenSessionParams{Account: "bench", LimitMinor: 1 << 50})
 	if err != nil {
@@ -97,17 +95,17 @@ func JournalNote(b *testing.B, dir string) {
 	}
 }
 
-// Latencies collects per-operation durations for percentiles.
-type Latencies struct {
+// latencies collects per-operation durations for percentiles.
+type latencies struct {
 	mu sync.Mutex
 	d  []time.Duration
 }
 
-func (l *Latencies) add(d time.Duration) { l.mu.Lock(); l.d = append(l.d, d); l.mu.Unlock() }
+func (l *latencies) add(d time.Duration) { l.mu.Lock(); l.d = append(l.d, d); l.mu.Unlock() }
 
 // reset drops earlier samples: testing.Benchmark calls a benchmark several times with a
 // growing b.N, and only the last, longest run should count.
-func (l *Latencies) reset() {
+func (l *latencies) reset() {
 	if l != nil {
 		l.mu.Lock()
 		l.d = l.d[:0]
@@ -116,7 +114,7 @@ func (l *Latencies) reset() {
 }
 
 // Percentile returns the p-th percentile (0..100).
-func (l *Latencies) Percentile(p float64) time.Duration {
+func (l *latencies) Percentile(p float64) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.d) == 0 {
@@ -129,7 +127,7 @@ func (l *Latencies) Percentile(p float64) time.Duration {
 }
 
 // N is the number of samples.
-func (l *Latencies) N() int { l.mu.Lock(); defer l.mu.Unlock(); return len(l.d) }
+func (l *latencies) N() int { l.mu.Lock(); defer l.mu.Unlock(); return len(l.d) }
 
 // stack is an in-process broker, the reference ledger and a kiosk uplink, all real.
 type stack struct {
@@ -212,10 +210,10 @@ func (l *lazy) Subscribe(ctx context.Context, f string, qos byte, h func(string,
 }
 func (l *lazy) Connected() bool { return l.c != nil && l.c.Connected() }
 
-// FinishToAck measures, per top-up, the time from the customer's Finish (the session close
+// finishToAck measures, per top-up, the time from the customer's Finish (the session close
 // transaction) to the signed ledger ack applied in the journal, through a real MQTT broker
 // (in-process) and the reference ledger with its bbolt store. lat collects each sample.
-func FinishToAck(b *testing.B, dir string, lat *Latencies) {
+func finishToAck(b *testing.B, dir string, lat *latencies) {
 	lat.reset()
 	st := startStack(b, dir)
 	defer st.close()
@@ -251,9 +249,9 @@ func FinishToAck(b *testing.B, dir string, lat *Latencies) {
 	}
 }
 
-// RawPublish is the baseline for FinishToAck: a QoS 1 publish of a top-up sized payload and
+// rawPublish is the baseline for finishToAck: a QoS 1 publish of a top-up sized payload and
 // its PUBACK on the same broker, no ledger.
-func RawPublish(b *testing.B, lat *Latencies) {
+func rawPublish(b *testing.B, lat *latencies) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	br, err := broker.Start(ctx, broker.Config{Addr: "127.0.0.1:0"})

@@ -10,7 +10,7 @@
 // The fake runs on one end of a net.Pipe, which has no buffering: a driver's Write returns
 // only once the fake has read the bytes, which keeps the exchanges in step. Inside a
 // testing/synctest bubble Pause and every timeout of the driver run on the bubble's clock.
-package playback
+package playbacktest
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package perf
+package main
 
 import (
 	"fmt"
@@ -10,10 +10,10 @@ import (
 	"github.com/kioskd/kioskd/sync/wire"
 )
 
-// BuildJournal writes a realistic journal of at least events events: sessions of one to five
+// buildJournal writes a realistic journal of at least events events: sessions of one to five
 // notes (intent, credit, stacked each), closed, printed and acked. It is built without fsync
 // (the content is what a kiosk would have after a few years, not how fast it got there).
-func BuildJournal(path string, events uint64) error {
+func buildJournal(path string, events uint64) error {
 	j, err := journal.Open(path, journal.Options{KioskID: "BENCH", Currency: "CNY", NoSync: true, SkipVerify: true})
 	if err != nil {
 		return err
@@ -56,10 +56,10 @@ func BuildJournal(path string, events uint64) error {
 	}
 }
 
-// Recovery measures what start-up costs on a journal: open it and run the full check (hash
+// recovery measures what start-up costs on a journal: open it and run the full check (hash
 // chain from the first event, money views rebuilt and compared). It reports the file size and
 // the event count as metrics.
-func Recovery(b *testing.B, path string) {
+func recovery(b *testing.B, path string) {
 	st, err := os.Stat(path)
 	if err != nil {
 		b.Fatal(err)
@@ -79,15 +79,15 @@ func Recovery(b *testing.B, path string) {
 	b.ReportMetric(float64(events), "events")
 }
 
-// BigJournal returns a journal of at least events events under dir, building it once.
-func BigJournal(dir string, events uint64) (string, error) {
+// bigJournal returns a journal of at least events events under dir, building it once.
+func bigJournal(dir string, events uint64) (string, error) {
 	path := filepath.Join(dir, fmt.Sprintf("journal-%d.db", events))
 	if _, err := os.Stat(path); err == nil {
 		return path, nil
 	}
 	tmp := path + ".building"
 	os.Remove(tmp)
-	if err := BuildJournal(tmp, events); err != nil {
+	if err := buildJournal(tmp, events); err != nil {
 		return "", err
 	}
 	return path, os.Rename(tmp, path)

@@ -1,4 +1,4 @@
-package perf
+package main
 
 import (
 	"fmt"
@@ -6,16 +6,16 @@ import (
 	"testing"
 )
 
-func BenchmarkRawFsync200B(b *testing.B)        { RawFsync(b, b.TempDir()) }
-func BenchmarkJournalCreditCommit(b *testing.B) { JournalCredit(b, b.TempDir()) }
-func BenchmarkJournalNote(b *testing.B)         { JournalNote(b, b.TempDir()) }
+func BenchmarkRawFsync200B(b *testing.B)        { rawFsync(b, b.TempDir()) }
+func BenchmarkJournalCreditCommit(b *testing.B) { journalCredit(b, b.TempDir()) }
+func BenchmarkJournalNote(b *testing.B)         { journalNote(b, b.TempDir()) }
 func BenchmarkFinishToAck(b *testing.B) {
-	var l Latencies
-	FinishToAck(b, b.TempDir(), &l)
+	var l latencies
+	finishToAck(b, b.TempDir(), &l)
 	b.ReportMetric(float64(l.Percentile(50).Microseconds()), "p50-µs")
 	b.ReportMetric(float64(l.Percentile(99).Microseconds()), "p99-µs")
 }
-func BenchmarkRawPublishQoS1(b *testing.B) { RawPublish(b, nil) }
+func BenchmarkRawPublishQoS1(b *testing.B) { rawPublish(b, nil) }
 
 // BenchmarkRecovery1M measures start-up recovery on a journal of 1,000,000 events. Building
 // the journal takes a while; set KIOSKD_BENCH_EVENTS to change the size.
@@ -24,9 +24,9 @@ func BenchmarkRecovery1M(b *testing.B) {
 	if s := os.Getenv("KIOSKD_BENCH_EVENTS"); s != "" {
 		fmt.Sscan(s, &events)
 	}
-	path, err := BigJournal(b.TempDir(), events)
+	path, err := bigJournal(b.TempDir(), events)
 	if err != nil {
 		b.Fatal(err)
 	}
-	Recovery(b, path)
+	recovery(b, path)
 }
