@@ -330,7 +330,7 @@ func TestEscrowNotAskedTwice(t *testing.T) {
 				playbacktest.Silent(stack), playbacktest.Silent(stack), playbacktest.Silent(stack), playbacktest.Silent(stack), // 1 + MaxRetries
 				poll(StEscrow, 0x63),
 				playbacktest.Ask(stack, fr(CmdAck)), // re-sent without asking the handler again
-				poll(StEscrow, 0x63),            // the unit is slow: the acknowledged STACK is not re-sent
+				poll(StEscrow, 0x63),                // the unit is slow: the acknowledged STACK is not re-sent
 				poll(StStacking),
 				poll(StVendValid), ackStep,
 				poll(StStacked),
@@ -445,7 +445,7 @@ func TestEveryErrorState(t *testing.T) {
 				poll(StPause),
 				poll(StCheated),
 				poll(StFailure, 0xA6),
-				poll(StFailure, 0xB2),                                                           // a different failure code is a new fact
+				poll(StFailure, 0xB2),                                                                   // a different failure code is a new fact
 				playbacktest.Ask(statusReq, fr(StCommError)), playbacktest.Ask(statusReq, fr(StIdling)), // COMM ERROR: re-sent at once
 				playbacktest.Ask(statusReq, fr(StInvalidCommand)),
 				poll(0x3F), // a status this driver does not know
@@ -533,10 +533,10 @@ func TestDamagedRepliesAreResynchronised(t *testing.T) {
 		pb, port := playbacktest.New(t, playbacktest.Script(
 			running(),
 			[]step{
-				playbacktest.Ask(statusReq, badCRC(idle)),                                  // dropped; the request is re-sent at once
-				playbacktest.Ask(statusReq, garbageBefore(idle)),                           // noise skipped
-				playbacktest.Ask(statusReq, wrongLNG(idle)),                                // waits for a byte that never comes: timeout
-				playbacktest.Ask(statusReq, idle),                                          // the stale partial frame was dropped
+				playbacktest.Ask(statusReq, badCRC(idle)),                              // dropped; the request is re-sent at once
+				playbacktest.Ask(statusReq, garbageBefore(idle)),                       // noise skipped
+				playbacktest.Ask(statusReq, wrongLNG(idle)),                            // waits for a byte that never comes: timeout
+				playbacktest.Ask(statusReq, idle),                                      // the stale partial frame was dropped
 				{Host: statusReq, Unit: [][]byte{escrow[:1], escrow[1:3], escrow[3:]}}, // split
 				playbacktest.Ask(fr(CmdReturn), fr(CmdAck)),
 				{Host: statusReq, Unit: [][]byte{{0xFC}, {0x05}, {0x18}, fr(StReturning)[3:]}},

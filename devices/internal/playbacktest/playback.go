@@ -1,4 +1,4 @@
-// Package playback is a byte-exact scripted fake of a serial device, for driver tests.
+// Package playbacktest is a byte-exact scripted fake of a serial device, for driver tests.
 //
 // A script is a list of exchanges: the bytes the host must write next, and what the device
 // writes back. The fake compares every byte the host writes with the script as it arrives
