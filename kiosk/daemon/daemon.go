@@ -167,7 +167,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 			HeartbeatEvery: cfg.MQTT.Heartbeat.D(),
 			Heartbeat:      func() wire.Heartbeat { return heartbeat(j, reg, engine) },
 			Status:         func() wire.Status { return status(engine, reg, opts.Version, bootID, cfg) },
-			Logger:         log, Hook: hook})
+			Logger:         log})
 		if err != nil {
 			return err
 		}
