@@ -18,6 +18,7 @@ import (
 	"github.com/kioskd/kioskd/devices/serialport"
 	"github.com/kioskd/kioskd/kiosk/config"
 	"github.com/kioskd/kioskd/kiosk/journal"
+	"github.com/kioskd/kioskd/kiosk/session"
 	"github.com/kioskd/kioskd/sync/broker"
 	"github.com/kioskd/kioskd/sync/mqttc"
 	"github.com/kioskd/kioskd/sync/wire"
@@ -169,6 +170,28 @@ func TestPrinterAbsentAtStart(t *testing.T) {
 	if n := len(k.prn.Documents()); n != 1 {
 		t.Fatalf("%d receipts printed, want 1", n)
 	}
+}
+
+// TestScannerLostAndBack: codes are read again from a scanner that came back.
+func TestScannerLostAndBack(t *testing.T) {
+	k := newKit(t)
+	k.cfg.Scanner.Port = k.scnDev.path
+	k.accDev.plug()
+	k.prnDev.plug()
+	r := k.start()
+	r.conds.waitActive(t, condScanner) // absent at start
+	k.scnDev.plug()
+	r.conds.waitCleared(t, condScanner)
+	k.scnDev.unplug()
+	r.conds.waitActive(t, condScanner)
+	k.scnDev.plug()
+	r.conds.waitCleared(t, condScanner)
+	e := r.s.Engine()
+	waitView(t, e, "idle", func(v session.View) bool { return v.State == session.Idle.String() })
+	if err := k.scn.Scan(k.payload("erin")); err != nil {
+		t.Fatal(err)
+	}
+	waitView(t, e, "accepting after a scan", func(v session.View) bool { return v.State == session.Accepting.String() })
 }
 
 // TestJournalLocked: a second kioskd on a journal another process holds fails with a clear

@@ -98,8 +98,10 @@ type kit struct {
 	wallet  ed25519.PrivateKey
 	acc     *id003sim.Sim
 	prn     *escpossim.Sim
+	scn     *scannersim.Sim
 	accDev  *device
 	prnDev  *device
+	scnDev  *device
 	logs    *logBuf
 	opens   atomic.Int64
 	options Options
@@ -135,6 +137,8 @@ func newKit(t *testing.T) *kit {
 	k.prn = escpossim.New(escpossim.Config{})
 	k.accDev = newDevice(t, k.dir, "acceptor", func(ctx context.Context, p *ptypair.Pair) error { return k.acc.Serve(ctx, p) })
 	k.prnDev = newDevice(t, k.dir, "printer", func(ctx context.Context, p *ptypair.Pair) error { return k.prn.Serve(ctx, p) })
+	k.scn = scannersim.New(scannersim.Config{})
+	k.scnDev = newDevice(t, k.dir, "scanner", func(ctx context.Context, p *ptypair.Pair) error { return k.scn.Serve(ctx, p) })
 
 	c := config.Default()
 	c.Kiosk = config.Kiosk{ID: "T-01", Timezone: "UTC", Currency: "CNY", Language: "en"}
