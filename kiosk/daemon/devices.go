@@ -226,7 +226,11 @@ func (s *System) scannerAttempt(ctx context.Context) (bool, error) {
 		log.Warn("scanner input refused", "err", err)
 	}})
 	// Closing the port releases a read blocked in it.
-	stop := context.AfterFunc(ctx, func() { port.Close() })
+	closed := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		port.Close()
+		close(closed)
+	})
 	err = sc.Run(ctx, func(code string) {
 		if s.engine == nil {
 			return
@@ -237,6 +241,8 @@ func (s *System) scannerAttempt(ctx context.Context) (bool, error) {
 	})
 	if stop() {
 		port.Close()
+	} else {
+		<-closed
 	}
 	if ctx.Err() == nil {
 		if err == nil {
