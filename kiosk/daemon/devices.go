@@ -56,17 +56,20 @@ func (s *System) startAcceptor(ctx context.Context, g *group) {
 
 // superviseDevice keeps a device in use: attempt opens it and uses it until it fails or ctx
 // ends. After a failure the next attempt waits a backoff that doubles from RetryMin up to
-// RetryMax, and starts again from RetryMin once the device was opened: a device unplugged
-// for an hour is looked for every RetryMax, one that drops out once is back at once.
+// RetryMax, and starts again from RetryMin once the device was opened and worked for longer
+// than the current backoff: a device unplugged for an hour is looked for every RetryMax, one
+// that drops out once is back at once, and one that fails as soon as it is opened does not
+// make the kiosk reopen it in a tight loop.
 func (s *System) superviseDevice(ctx context.Context, name string, attempt func(ctx context.Context) (opened bool, err error)) {
 	log := s.log.With("component", name)
 	wait := s.opts.RetryMin
 	for {
+		began := time.Now()
 		opened, err := attempt(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		if opened {
+		if opened && time.Since(began) >= wait {
 			wait = s.opts.RetryMin
 		}
 		log.Warn("device unavailable; retrying", "err", err, "retry_in", wait)
