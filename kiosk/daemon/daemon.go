@@ -5,10 +5,12 @@
 // # Built, then started
 //
 // New builds the whole System in dependency order, on one goroutine, and starts nothing:
-// health registry → journal → engine → uplink → the uplink's MQTT link → device slots →
-// customer screen. Every part is complete when the next one is built from it, so no callback
-// can ever see a part that does not exist yet. Run then starts the goroutines, each owned by
-// a named group that Run waits for before it returns, and stops them in the reverse order.
+// health registry → journal → device slots (empty holders the engine commands) → engine →
+// uplink → the uplink's MQTT link → customer screen. Every part is complete when the next one
+// is built from it, so no callback can ever see a part that does not exist yet. Run then
+// starts the goroutines in the same order (engine, uplink, MQTT connection, device
+// supervisors, which open the ports, then the screen), each owned by a named group that Run
+// waits for before it returns, and stops them in the reverse order.
 //
 // The one cycle, the engine asking the ledger through the uplink while the uplink hands acks to
 // the engine, is closed in New before Run: the engine gets an uplinkPort that New binds to the
