@@ -35,9 +35,10 @@ func run() error {
 	check := flag.Bool("check-config", false, "validate the configuration file and exit")
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	checkJournal := flag.String("check-journal", "", "check a journal file (bbolt consistency, hash chain, money views) and exit; kioskd runs this in a child process at start")
+	lockWait := flag.Duration("lock-wait", 10*time.Second, "with -check-journal: how long to wait for a journal another process holds")
 	flag.Parse()
 	if *checkJournal != "" {
-		rep, err := journal.CheckFile(*checkJournal)
+		rep, err := daemon.CheckJournalFile(context.Background(), *checkJournal, *lockWait)
 		if err != nil {
 			return err
 		}
@@ -67,11 +68,17 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	err = daemon.Run(ctx, cfg, daemon.Options{Version: version, Logger: log, CrashAt: os.Getenv("KIOSKD_TEST_CRASH_AT"),
+	// A second kioskd on the same journal ends here with an error (and exit status 1)
+	// within journal.lock_wait, having opened no device.
+	sys, err := daemon.New(ctx, cfg, daemon.Options{Version: version, Logger: log,
 		Ready: func(addr string) { notifyReady(log) },
-		CheckJournal: func(ctx context.Context, path string) error {
-			return journal.CheckInChild(ctx, exe, []string{"-check-journal"}, path, 5*time.Minute)
+		CheckJournal: func(ctx context.Context, path string, lockWait time.Duration) error {
+			return journal.CheckInChild(ctx, exe, []string{"-lock-wait", lockWait.String(), "-check-journal"}, path, 5*time.Minute)
 		}})
+	if err != nil {
+		return err
+	}
+	err = sys.Run(ctx)
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}

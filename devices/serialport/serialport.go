@@ -15,6 +15,18 @@
 // The read timeout is still worth setting: it bounds how long a reader goes without looking
 // at its stop signal, for code that does not own the port's Close.
 //
+// # Exclusive use
+//
+// Two programs driving one bill acceptor would each acknowledge notes the other never
+// journaled, so a port is opened for exclusive use, in two ways. The tty is put in exclusive
+// mode (TIOCEXCL): the kernel then refuses any further open with EBUSY, except to a process
+// with CAP_SYS_ADMIN, which is why that alone is not enough on a kiosk where kioskd may run as
+// root. Every Open also takes an exclusive flock(2) on the device, held until Close, and gives
+// up at once when another holder has it: a second kioskd (root or not), or any tool opening
+// the port through this package, gets ErrBusy before it touches the line settings. The lock is
+// taken before the port is configured, so a refused opener never changes the holder's baud
+// rate or parity.
+//
 // Parity errors are not reported as such: with parity enabled the library sets INPCK
 // without PARMRK, so the kernel delivers a byte with a parity error as 0x00, which the
 // protocols' CRCs then reject.
@@ -24,10 +36,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.bug.st/serial"
+	"golang.org/x/sys/unix"
 )
 
 // Parity is the parity bit setting.
@@ -87,6 +101,8 @@ var (
 	ErrBadMode = errors.New("serialport: invalid mode")
 	// ErrClosed: the port was closed, or the device went away.
 	ErrClosed = errors.New("serialport: port closed")
+	// ErrBusy: another process (or another Port of this one) has the port open.
+	ErrBusy = errors.New("serialport: port in use by another process")
 )
 
 // Port is an open serial port.
@@ -129,9 +145,22 @@ func Open(path string, m Mode) (Port, error) {
 	if m.StopBits == 2 {
 		sm.StopBits = serial.TwoStopBits
 	}
+	claim, err := claim(path)
+	if err != nil {
+		return nil, err
+	}
 	p, err := serial.Open(path, sm)
 	if err != nil {
+		unix.Close(claim)
 		return nil, fmt.Errorf("serialport: open %s (%v): %w", path, m, err)
+	}
+	// go.bug.st/serial sets TIOCEXCL itself but ignores a failure; a port that cannot be made
+	// exclusive is refused rather than shared. (It must come after the library's own open,
+	// which it would otherwise refuse to an unprivileged process.)
+	if err := unix.IoctlSetInt(claim, unix.TIOCEXCL, 0); err != nil {
+		p.Close()
+		unix.Close(claim)
+		return nil, fmt.Errorf("serialport: open %s: exclusive mode: %w", path, err)
 	}
 	timeout := serial.NoTimeout
 	if m.ReadTimeout > 0 {
@@ -139,9 +168,31 @@ func Open(path string, m Mode) (Port, error) {
 	}
 	if err := p.SetReadTimeout(timeout); err != nil {
 		p.Close()
+		unix.Close(claim)
 		return nil, fmt.Errorf("serialport: open %s: read timeout: %w", path, err)
 	}
-	return &port{p: p, path: path, mode: m}, nil
+	return &port{p: p, path: path, mode: m, claim: claim}, nil
+}
+
+// claim opens the device without configuring it and takes the exclusive lock on it (see
+// "Exclusive use"). The descriptor carries the lock until the port is closed.
+func claim(path string) (int, error) {
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.EBUSY) {
+		// TIOCEXCL set by the holder: the kernel refused the open itself.
+		return -1, fmt.Errorf("serialport: open %s: %w", path, ErrBusy)
+	}
+	if err != nil {
+		return -1, fmt.Errorf("serialport: open %s: %w", path, err)
+	}
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		unix.Close(fd)
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return -1, fmt.Errorf("serialport: open %s: %w", path, ErrBusy)
+		}
+		return -1, fmt.Errorf("serialport: open %s: lock: %w", path, err)
+	}
+	return fd, nil
 }
 
 // ByteTime is how long one character takes on a line in mode m: start bit, data bits,
@@ -162,6 +213,9 @@ type port struct {
 	path   string
 	mode   Mode
 	closed atomic.Bool
+	// claim holds the exclusive lock (and the tty's exclusive mode) until Close.
+	claim     int
+	closeOnce sync.Once
 }
 
 // Drain waits until everything written has been sent (tcdrain). Drivers that must not read
@@ -196,7 +250,10 @@ func (p *port) Write(b []byte) (int, error) {
 
 func (p *port) Close() error {
 	p.closed.Store(true)
-	if err := p.p.Close(); err != nil {
+	err := p.p.Close()
+	// The lock goes last: the next holder must find the line free of our descriptor.
+	p.closeOnce.Do(func() { unix.Close(p.claim) })
+	if err != nil {
 		return p.wrap("close", err)
 	}
 	return nil

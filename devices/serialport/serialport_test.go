@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/kioskd/kioskd/hw-sim/ptypair"
 )
 
@@ -127,4 +129,44 @@ func TestModes(t *testing.T) {
 			t.Errorf("%v: ResetInputBuffer: %v", m, err)
 		}
 	}
+}
+
+// TestExclusive: a port in use is refused to a second opener, even to root (which the tty's
+// exclusive mode alone would let in), before the opener touches its settings; once closed it
+// opens again.
+func TestExclusive(t *testing.T) {
+	pair, port := openPair(t, ID003)
+	before, err := unix.IoctlGetTermios(int(pair.Master.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(pair.Path(), ID003); !errors.Is(err, ErrBusy) {
+		t.Fatalf("second Open while in use: %v, want ErrBusy", err)
+	}
+	// A refused opener of another mode must not have reconfigured the line.
+	if _, err := Open(pair.Path(), Mode{Baud: 115200, DataBits: 7, StopBits: 2}); !errors.Is(err, ErrBusy) {
+		t.Fatalf("second Open (other mode): %v, want ErrBusy", err)
+	}
+	if after, err := unix.IoctlGetTermios(int(pair.Master.Fd()), unix.TCGETS); err != nil || *after != *before {
+		t.Fatalf("a refused opener changed the line settings: %+v → %+v (%v)", before, after, err)
+	}
+	fd, err := unix.Open(pair.Path(), unix.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
+	if err == nil {
+		// Root gets past TIOCEXCL; check that the flag is set on the tty.
+		excl, gerr := unix.IoctlGetInt(fd, unix.TIOCGEXCL)
+		unix.Close(fd)
+		if gerr == nil && excl == 0 {
+			t.Fatal("tty not in exclusive mode while the port is open")
+		}
+	} else if !errors.Is(err, unix.EBUSY) {
+		t.Fatalf("plain open of a port in use: %v, want EBUSY or success as root", err)
+	}
+	if err := port.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Open(pair.Path(), ID003)
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	again.Close()
 }

@@ -96,6 +96,9 @@ type Kiosk struct {
 // Journal locates the journal file.
 type Journal struct {
 	Path string `json:"path"`
+	// LockWait bounds the wait for the journal's lock at start (a previous kioskd still
+	// exiting); after it, kioskd gives up with an error instead of running a second instance.
+	LockWait Duration `json:"lock_wait"`
 }
 
 // Denomination maps a device code to a value.
@@ -234,7 +237,7 @@ func Default() Config {
 	return Config{
 		Version: Version,
 		Kiosk:   Kiosk{Timezone: "UTC", Language: "en"},
-		Journal: Journal{Path: "/var/lib/kioskd/journal.db"},
+		Journal: Journal{Path: "/var/lib/kioskd/journal.db", LockWait: Duration(10 * time.Second)},
 		Acceptor: Acceptor{Driver: "id003", PollInterval: Duration(200 * time.Millisecond),
 			RecoveryTimeout: Duration(20 * time.Second)},
 		Printer: Printer{Enabled: true, Baud: 9600, Profile: "generic80"},
@@ -426,6 +429,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Journal.Path == "" {
 		bad("journal.path", "required")
+	}
+	if c.Journal.LockWait.D() < 0 || c.Journal.LockWait.D() > 5*time.Minute {
+		bad("journal.lock_wait", "must be between 0 and 5m")
 	}
 	drv, derr := registry.Lookup(c.Acceptor.Driver)
 	if derr != nil {

@@ -36,8 +36,8 @@ func TestConfiguredDriver(t *testing.T) {
 	if d, err := configuredDriver(cfg, denoms); err != nil || d.Serial || !d.Escrowless {
 		t.Fatalf("pulse: %+v, %v", d.Driver, err)
 	}
-	if _, err := portMode("pulse"); err == nil {
-		t.Fatal("portMode(pulse): a unit on pins has no serial mode")
+	if !registry.Escrowless("pulse") || registry.Escrowless("id003") || registry.Escrowless("cctalk") {
+		t.Fatal("registry.Escrowless: only the pulse unit credits without escrow")
 	}
 
 	cfg.Acceptor.Driver = "cctalk"

@@ -2,34 +2,59 @@
 // serial port, the receipt printer, the QR scanner, the session engine, the MQTT uplink and
 // the customer screen. cmd/kioskd runs it as a process; the demo and tests run it in-process.
 //
-// Start-up order matters for money: the journal is opened and verified first; if it fails
-// its check the kiosk runs in a safe mode that keeps the acceptor inhibited and says so on
-// the screen and to central operations, instead of running on a damaged record. Shutdown
-// inhibits the acceptor before its port closes.
+// # Built, then started
+//
+// New builds the whole System in dependency order, on one goroutine, and starts nothing:
+// health registry → journal → device slots (empty holders the engine commands) → engine →
+// uplink → the uplink's MQTT link → customer screen. Every part is complete when the next one
+// is built from it, so no callback can ever see a part that does not exist yet. Run then
+// starts the goroutines in the same order (engine, uplink, MQTT connection, device
+// supervisors, which open the ports, then the screen), each owned by a named group that Run
+// waits for before it returns, and stops them in the reverse order.
+//
+// The one cycle, the engine asking the ledger through the uplink while the uplink hands acks to
+// the engine, is closed in New before Run: the engine gets an uplinkPort that New binds to the
+// uplink right after building it, and nothing calls it before Run starts the engine.
+//
+// # Start-up and money
+//
+// The journal is opened and verified first. A journal locked by another process (a second
+// kioskd) is waited for at most journal.lock_wait and is then a fatal error: New fails
+// before any device port is opened. A journal that fails its check puts the kiosk in a safe
+// mode that keeps the acceptor inhibited and says so on the screen, instead of running on a
+// damaged record.
+//
+// # Stop
+//
+// A stop parks the kiosk (the note in transit ends at the credit point or back at the
+// front; an open session is closed), flushes the outbox, closes the customer screen, stops
+// the engine (which leaves the unit inhibited), then the devices (each driver inhibits its
+// unit before its port closes), the uplink and the MQTT connection, and closes the journal.
+// Each phase has its own bound; StopBudget is their sum, and deploy/kioskd.service gives
+// systemd's TimeoutStopSec the same value.
+//
+// # Devices come back
+//
+// Every device port is owned by a supervisor that reopens it after it is lost (unplugged,
+// port error, absent at start), with a capped exponential backoff, and hands the new driver
+// to the engine through a slot. Each device's condition clears when it works again.
 package daemon
 
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
-	"strings"
-	"sync"
-	"syscall"
+	"sync/atomic"
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
-	"github.com/kioskd/kioskd/devices/printer/escpos"
-	"github.com/kioskd/kioskd/devices/scanner/qrserial"
+	"github.com/kioskd/kioskd/devices/acceptor/registry"
 	"github.com/kioskd/kioskd/devices/sensors"
 	"github.com/kioskd/kioskd/devices/serialport"
 	"github.com/kioskd/kioskd/kiosk/config"
@@ -38,8 +63,6 @@ import (
 	"github.com/kioskd/kioskd/kiosk/qrpay"
 	"github.com/kioskd/kioskd/kiosk/session"
 	"github.com/kioskd/kioskd/kiosk/ui"
-	"github.com/kioskd/kioskd/receipts"
-	"github.com/kioskd/kioskd/sync/mqttc"
 	"github.com/kioskd/kioskd/sync/uplink"
 	"github.com/kioskd/kioskd/sync/wire"
 )
@@ -48,321 +71,506 @@ import (
 type Options struct {
 	Version string
 	Logger  *slog.Logger
-	// Ready, when set, is called once the HTTP server listens, with its address.
+	// Ready, when set, is called once everything is started and the HTTP server listens,
+	// with its address.
 	Ready func(httpAddr string)
-	// CrashAt names a protocol point where the process kills itself with SIGKILL (crash
-	// tests); "point" or "point:N" for the N-th time it is reached. Empty disables. Any
-	// value also makes SIGUSR2 a crash: the process lets the commit in flight finish, then
-	// kills itself (the harness's random power cut; "none" arms nothing else).
-	CrashAt string
 	// OpenPin opens GPIO pins (pulse acceptor, sensors); nil uses the board's.
 	OpenPin PinOpener
+	// OpenPort opens a serial device; nil uses serialport.Open (exclusive use).
+	OpenPort func(path string, m serialport.Mode) (serialport.Port, error)
 	// CheckJournal, when set, checks the journal file before it is opened for writing
 	// (kioskd runs the check in a child process: a damaged bbolt file can crash its reader).
-	CheckJournal func(ctx context.Context, path string) error
+	// lockWait is what is left of journal.lock_wait: the check must give up waiting for the
+	// file's lock after it, with an error wrapping journal.ErrLocked.
+	CheckJournal func(ctx context.Context, path string, lockWait time.Duration) error
+	// RetryMin and RetryMax bound the backoff between attempts to reopen a lost device.
+	// Defaults 1 s and 30 s.
+	RetryMin, RetryMax time.Duration
+	// PrinterCheck is how often the printer's status is read while it is idle: it finds a
+	// printer that was unplugged, or that works again. Default 5 s.
+	PrinterCheck time.Duration
 }
 
-// Run runs kioskd until ctx ends. Cancellation is success.
-func Run(ctx context.Context, cfg config.Config, opts Options) error {
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+func (o *Options) defaults() {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	bootID := randomHex(4)
-	log = log.With("kiosk", cfg.Kiosk.ID)
-	if opts.OpenPin == nil {
-		opts.OpenPin = sensors.OpenPin
+	if o.OpenPin == nil {
+		o.OpenPin = sensors.OpenPin
 	}
-	log.Info("kioskd starting", "version", opts.Version, "boot_id", bootID)
-	reg := health.New(bootID, nil)
+	if o.OpenPort == nil {
+		o.OpenPort = serialport.Open
+	}
+	if o.RetryMin <= 0 {
+		o.RetryMin = time.Second
+	}
+	if o.RetryMax < o.RetryMin {
+		o.RetryMax = max(30*time.Second, o.RetryMin)
+	}
+	if o.PrinterCheck <= 0 {
+		o.PrinterCheck = 5 * time.Second
+	}
+}
 
+// The bounds of the stop phases after the park (session.shutdown_grace). StopBudget adds
+// them up; each is the most its phase may take, not what it usually takes.
+const (
+	// flushBudget: publish what the outbox holds and wait for the acks.
+	flushBudget = 2 * time.Second
+	// httpBudget: close the customer screen (long polls are cancelled first).
+	httpBudget = 2 * time.Second
+	// engineBudget: the engine leaves the unit inhibited on its way out (it waits up to 3 s
+	// for the driver to confirm).
+	engineBudget = 4 * time.Second
+	// deviceBudget: each driver inhibits its unit (1 s) and waits for its reader (1 s)
+	// before its port closes; the supervisors stop in parallel.
+	deviceBudget = 3 * time.Second
+	// uplinkBudget: the uplink's publishes in flight end with their context.
+	uplinkBudget = time.Second
+	// mqttBudget: the retained offline status (1 s) and the DISCONNECT (250 ms).
+	mqttBudget = 1500 * time.Millisecond
+	// journalBudget: the last commit and the file's close.
+	journalBudget = 500 * time.Millisecond
+)
+
+// StopBudget is the longest a stop of a kiosk configured with cfg takes, from the stop
+// signal to Run's return: the sum of its phases' bounds. The service manager must allow at
+// least this much before it kills the process (deploy/kioskd.service, TimeoutStopSec).
+func StopBudget(cfg config.Config) time.Duration {
+	return cfg.Session.ShutdownGrace.D() + flushBudget + httpBudget + engineBudget + deviceBudget +
+		uplinkBudget + mqttBudget + journalBudget
+}
+
+// System is a built kiosk: New builds it, Run runs it once.
+type System struct {
+	cfg    config.Config
+	opts   Options
+	log    *slog.Logger
+	bootID string
+	start  time.Time
+	reg    *health.Registry
+	denoms acceptor.Denominations
+
+	// j is nil in safe mode; safe is then why.
+	j    *journal.Journal
+	safe error
+
+	engine *session.Engine // nil in safe mode
+	up     *uplink.Uplink  // nil without a broker
+	link   *mqttLink       // the uplink's connection; nil without a broker
+
+	acc      *acceptorSlot
+	newAcc   func(port serialport.Port, log *slog.Logger) (acceptor.Acceptor, error)
+	accMode  serialport.Mode
+	printer  *printerSlot // nil when no printer is configured
+	handler  acceptor.Handler
+	ln       net.Listener
+	srv      *http.Server
+	httpStop context.CancelFunc
+	httpCtx  context.Context
+
+	// statusKick wakes the status watcher on a health change.
+	statusKick chan struct{}
+	ran        atomic.Bool
+}
+
+// New builds a kiosk from cfg: it opens the journal (waiting at most journal.lock_wait for
+// its lock) and the HTTP listener, and builds every part. It starts nothing and opens no
+// device port. A journal locked by another process is an error wrapping journal.ErrLocked.
+// A System that Run never runs must be released with Close.
+func New(ctx context.Context, cfg config.Config, opts Options) (*System, error) {
+	opts.defaults()
+	s := &System{cfg: cfg, opts: opts, bootID: randomHex(4), start: time.Now(), statusKick: make(chan struct{}, 1)}
+	s.log = opts.Logger.With("kiosk", cfg.Kiosk.ID)
+	s.reg = health.New(s.bootID, nil)
+	s.denoms = acceptor.Denominations{}
+	for _, d := range cfg.Acceptor.Denominations {
+		s.denoms[d.Code] = acceptor.Note{Code: d.Code, ValueMinor: d.ValueMinor, Currency: cfg.Kiosk.Currency}
+	}
+	// Everything the config can get wrong is refused here, before the journal is touched.
 	walletKeys := qrpay.Keys{}
 	for kid, k := range cfg.Wallet.Keys {
 		pub, err := config.DecodePublicKey(k)
 		if err != nil {
-			return fmt.Errorf("wallet key %s: %w", kid, err)
+			return nil, fmt.Errorf("wallet key %s: %w", kid, err)
 		}
 		walletKeys[kid] = pub
 	}
-	denoms := acceptor.Denominations{}
-	for _, d := range cfg.Acceptor.Denominations {
-		denoms[d.Code] = acceptor.Note{Code: d.Code, ValueMinor: d.ValueMinor, Currency: cfg.Kiosk.Currency}
+	if err := s.buildAcceptorFactory(); err != nil {
+		return nil, err
 	}
+	var pcfg *printerConfig
+	if cfg.Printer.Enabled {
+		var err error
+		if pcfg, err = newPrinterConfig(cfg); err != nil {
+			return nil, err
+		}
+	}
+	var mqttCfg *mqttSettings
+	if cfg.MQTT.Broker != "" {
+		var err error
+		if mqttCfg, err = newMQTTSettings(cfg, opts.Version, s.bootID); err != nil {
+			return nil, err
+		}
+	}
+	s.log.Info("kioskd starting", "version", opts.Version, "boot_id", s.bootID)
 
-	if err := os.MkdirAll(dirOf(cfg.Journal.Path), 0o700); err != nil {
-		return fmt.Errorf("journal directory: %w", err)
-	}
-	var jerr error
-	var j *journal.Journal
-	// A lock held by another process (a previous kioskd still exiting) is waited out for a
-	// while; it is not damage.
-	for wait := time.Duration(0); ; wait += time.Second {
-		jerr = nil
-		if opts.CheckJournal != nil {
-			jerr = opts.CheckJournal(ctx, cfg.Journal.Path)
-		}
-		if jerr == nil {
-			j, jerr = journal.Open(cfg.Journal.Path, journal.Options{KioskID: cfg.Kiosk.ID, Currency: cfg.Kiosk.Currency, Logger: log.With("component", "journal")})
-		}
-		if !errors.Is(jerr, journal.ErrLocked) || wait >= 60*time.Second || !sleepCtx(ctx, time.Second) {
-			break
-		}
-		log.Warn("journal locked by another process; waiting", "path", cfg.Journal.Path)
-	}
-	if jerr != nil {
+	// 1. The journal.
+	j, err := s.openJournal(ctx)
+	switch {
+	case errors.Is(err, journal.ErrLocked):
+		s.log.Error("journal locked by another process; not starting", "path", cfg.Journal.Path, "err", err)
+		return nil, err
+	case err != nil && ctx.Err() != nil:
+		return nil, ctx.Err()
+	case err != nil:
 		// Never run on a journal that fails its check: stay out of service with the
 		// acceptor inhibited, and keep the file untouched for forensics.
-		kind := "journal_corrupt"
-		if errors.Is(jerr, journal.ErrLocked) {
-			kind = "journal_locked"
+		s.log.Error("journal unusable; kiosk out of service", "path", cfg.Journal.Path, "err", err)
+		s.reg.Set("journal_corrupt", health.Critical, health.Engineer, health.StopsService, err.Error())
+		s.safe = err
+		s.acc = newAcceptorSlot()
+		s.handler = refuseAll{log: s.log}
+		if err := s.listen(); err != nil {
+			return nil, err
 		}
-		log.Error("journal unusable; kiosk out of service", "path", cfg.Journal.Path, "kind", kind, "err", jerr)
-		reg.Set(kind, health.Critical, health.Engineer, health.StopsService, jerr.Error())
-		return safeMode(ctx, cfg, opts, log, reg, denoms, jerr)
+		return s, nil
 	}
-	defer j.Close()
-	if err := j.Record(journal.EvBoot, map[string]any{"boot_id": bootID, "version": opts.Version}); err != nil {
-		return fmt.Errorf("journal: %w", err)
-	}
-
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	// The devices, the uplink and the engine run on their own context: a stop signal first
-	// parks the kiosk (Shutdown below) while they keep working, and only then are they
-	// cancelled.
-	stopSignal := ctx
-	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-
-	// The acceptor: a driver on its serial port, restarted with the port on failure.
-	acc := newAcceptorSlot()
-	hook := crashHook(opts.CrashAt, log, j.Freeze)
-	if opts.CrashAt != "" {
-		crashOnSignal(ctx, log, j.Freeze)
+	s.j = j
+	if err := j.Record(journal.EvBoot, map[string]any{"boot_id": s.bootID, "version": opts.Version}); err != nil {
+		j.Close()
+		return nil, fmt.Errorf("journal: %w", err)
 	}
 
-	// MQTT uplink.
-	var up *uplink.Uplink
-	var mc *mqttc.Client
-	var engine *session.Engine
-	var authz session.Authorizer
-	if cfg.MQTT.Broker != "" {
-		ledgerKeys := wire.Keyring{}
-		for kid, k := range cfg.MQTT.LedgerKeys {
-			pub, err := config.DecodePublicKey(k)
-			if err != nil {
-				return fmt.Errorf("ledger key %s: %w", kid, err)
-			}
-			ledgerKeys[kid] = pub
-		}
-		client := &lazyClient{}
-		var err error
-		up, err = uplink.New(uplink.Config{KioskID: cfg.Kiosk.ID, Client: client, Journal: j, LedgerKeys: ledgerKeys, Health: reg,
-			MaxInFlight: cfg.MQTT.MaxInFlight, RetryMin: cfg.MQTT.RetryMin.D(), RetryMax: cfg.MQTT.RetryMax.D(),
-			OnAck: func(t journal.Topup) {
-				if engine != nil {
-					engine.TopupAcked(t)
-				}
-			},
-			HeartbeatEvery: cfg.MQTT.Heartbeat.D(),
-			Heartbeat:      func() wire.Heartbeat { return heartbeat(j, reg, engine) },
-			Status:         func() wire.Status { return status(engine, reg, opts.Version, bootID, cfg) },
-			Logger:         log, Hook: hook})
-		if err != nil {
-			return err
-		}
-		tlsCfg, err := tlsConfig(cfg.MQTT)
-		if err != nil {
-			return err
-		}
-		password := ""
-		if cfg.MQTT.PasswordFile != "" {
-			b, err := os.ReadFile(cfg.MQTT.PasswordFile)
-			if err != nil {
-				return fmt.Errorf("mqtt password file: %w", err)
-			}
-			password = strings.TrimSpace(string(b))
-		}
-		offline, _ := jsonBytes(wire.Status{V: wire.Version, State: wire.StateOffline, Version: opts.Version, BootID: bootID})
-		mc, err = mqttc.Dial(mqttc.Config{
-			Brokers:  []string{cfg.MQTT.Broker},
-			ClientID: cfg.Kiosk.ID, Username: usernameOr(cfg.MQTT.Username, cfg.Kiosk.ID), Password: password,
-			TLS:  tlsCfg,
-			Will: &mqttc.Will{Topic: wire.Topic(cfg.Kiosk.ID, wire.UpStatus), Payload: offline, QoS: 1, Retain: true},
-			OnConnect: func(c *mqttc.Client) {
-				// The first connect can complete before Dial returns: without setting the
-				// client here, the uplink's subscriptions would see no client, give up
-				// until the next reconnect, and the kiosk would never hear an ack.
-				client.set(c)
-				go up.OnConnect(ctx)
-			},
-			Logger: log.With("component", "mqtt"),
-		})
-		if err != nil {
-			return fmt.Errorf("mqtt: %w", err)
-		}
-		client.set(mc)
-		authz = up
-	}
-
+	// 2. Device slots: what the engine commands; their supervisors fill them in Run.
+	s.acc = newAcceptorSlot()
 	var printer session.Printer
-	var printerPort io.Closer
-	if cfg.Printer.Enabled {
-		p, closer, err := openPrinter(cfg, log)
-		if err != nil {
-			log.Error("receipt printer unavailable", "port", cfg.Printer.Port, "err", err)
-			reg.Set("printer", health.Warning, health.Engineer, health.Degrades, err.Error())
-		} else {
-			printer, printerPort = p, closer
-		}
+	if pcfg != nil {
+		s.printer = newPrinterSlot(*pcfg, cfg, s.log)
+		printer = s.printer
 	}
 
-	var err error
-	engine, err = session.New(session.Config{Journal: j, Acceptor: acc, Denominations: denoms, Authorizer: authz, Printer: printer,
-		Uplink: kicker(up), Health: reg, WalletKeys: walletKeys,
+	// 3. The engine.
+	var port *uplinkPort
+	ecfg := session.Config{Journal: j, Acceptor: s.acc, Denominations: s.denoms, Printer: printer,
+		Health: s.reg, WalletKeys: walletKeys,
 		Limits: session.Limits{SessionMax: cfg.Limits.SessionMaxMinor, OfflineSessionMax: cfg.Limits.OfflineSessionMaxMinor, OfflineTotalMax: cfg.Limits.OfflineTotalMaxMinor},
 		Timing: session.Timing{AuthzTimeout: cfg.Session.AuthzTimeout.D(), IdleTimeout: cfg.Session.IdleTimeout.D(), AcceptTimeout: cfg.Session.AcceptTimeout.D(),
 			SettleTimeout: cfg.Session.SettleTimeout.D(), AckWait: cfg.Session.AckWait.D(), ResultDisplay: cfg.Session.ResultDisplay.D(),
 			RecoveryTimeout: cfg.Acceptor.RecoveryTimeout.D()},
-		Logger: log, Hook: hook, Escrowless: cfg.Acceptor.Driver == "pulse"})
-	if err != nil {
-		return err
+		Logger: s.log, Escrowless: registry.Escrowless(cfg.Acceptor.Driver)}
+	if mqttCfg != nil {
+		port = &uplinkPort{}
+		ecfg.Authorizer, ecfg.Uplink = port, port
 	}
-	if pa, ok := printer.(*printerAdapter); ok {
-		pa.hook = hook
+	if s.engine, err = session.New(ecfg); err != nil {
+		j.Close()
+		return nil, err
 	}
-	reg.Listen(func(c health.Condition) {
-		engine.HealthChanged()
-		if up != nil {
-			up.Alarm(c)
-		}
-		lvl := slog.LevelWarn
-		if c.Cleared {
-			lvl = slog.LevelInfo
-		}
-		log.Log(context.Background(), lvl, "condition", "kind", c.Kind, "severity", c.Severity, "cleared", c.Cleared, "detail", c.Detail)
-		if err := j.Record(journal.EvAlarm, c); err != nil {
-			log.Error("journal alarm", "err", err)
-		}
-	})
+	s.handler = s.engine.Handler()
 
-	// Start the acceptor driver (it reports into the engine from its own goroutine).
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if cfg.Acceptor.Driver == "pulse" {
-			runPulseAcceptor(ctx, cfg, opts.OpenPin, denoms, acc, engine.Handler(), reg, log)
-			return
+	// 4. The uplink, built from the engine, and its MQTT link (which connects in Run).
+	if mqttCfg != nil {
+		s.link = newMQTTLink(*mqttCfg)
+		s.up, err = uplink.New(uplink.Config{KioskID: cfg.Kiosk.ID, Client: s.link, Journal: j, LedgerKeys: mqttCfg.ledgerKeys, Health: s.reg,
+			MaxInFlight: cfg.MQTT.MaxInFlight, RetryMin: cfg.MQTT.RetryMin.D(), RetryMax: cfg.MQTT.RetryMax.D(),
+			OnAck:          s.engine.TopupAcked,
+			HeartbeatEvery: cfg.MQTT.Heartbeat.D(), Heartbeat: s.heartbeat, Status: s.status,
+			Logger: s.log})
+		if err != nil {
+			j.Close()
+			return nil, err
 		}
-		runAcceptor(ctx, cfg, denoms, acc, engine.Handler(), reg, log)
-	}()
-	if len(cfg.Sensors) > 0 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			runSensors(ctx, cfg, opts.OpenPin, reg, log)
-		}()
+		port.up = s.up
 	}
-	if cfg.Scanner.Port != "" {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			runScanner(ctx, cfg, engine, reg, log)
-		}()
+
+	// 5. Conditions go to the engine, the uplink, the log and the journal.
+	s.reg.Listen(s.onCondition)
+
+	// 6. The customer screen.
+	if err := s.listen(); err != nil {
+		j.Close()
+		return nil, err
 	}
-	if up != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := up.Run(ctx); err != nil {
+	return s, nil
+}
+
+// listen opens the HTTP listener and builds the server (it serves in Run).
+func (s *System) listen() error {
+	ln, err := net.Listen("tcp", s.cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http listen %s: %w", s.cfg.HTTP.Listen, err)
+	}
+	s.ln = ln
+	// Long polls (WaitView) end when the screen closes, not when their client gives up.
+	s.httpCtx, s.httpStop = context.WithCancel(context.Background())
+	var h http.Handler
+	if s.safe != nil {
+		_, reasons := s.reg.Worst()
+		oos := &staticView{v: session.View{Seq: 1, State: session.OutOfService.String(), Currency: s.cfg.Kiosk.Currency, Reasons: reasons, Notes: []journal.NoteLine{},
+			Message: "This kiosk is out of service.", MessageKind: "error"}}
+		cause := s.safe.Error()
+		h = ui.Handler(ui.Config{Engine: oos, Logger: s.log, Diag: func() any {
+			return map[string]any{"conditions": s.reg.Active(), "journal_error": cause}
+		}})
+	} else {
+		h = ui.Handler(ui.Config{Engine: s.engine, Logger: s.log, Diag: s.diag})
+	}
+	s.srv = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return s.httpCtx }}
+	return nil
+}
+
+// Addr is the customer screen's address.
+func (s *System) Addr() string { return s.ln.Addr().String() }
+
+// Health is the kiosk's condition registry.
+func (s *System) Health() *health.Registry { return s.reg }
+
+// Engine is the session engine; nil in safe mode.
+func (s *System) Engine() *session.Engine { return s.engine }
+
+// SafeMode reports why the kiosk runs in safe mode (its journal failed its check), or nil.
+func (s *System) SafeMode() error { return s.safe }
+
+// StopBudget is StopBudget of the System's config.
+func (s *System) StopBudget() time.Duration { return StopBudget(s.cfg) }
+
+// Close releases what New acquired, for a System that is not run.
+func (s *System) Close() error {
+	if !s.ran.CompareAndSwap(false, true) {
+		return errors.New("daemon: Close after Run")
+	}
+	s.httpStop()
+	s.ln.Close()
+	if s.j != nil {
+		return s.j.Close()
+	}
+	return nil
+}
+
+// Run starts the kiosk and runs it until ctx ends (success: it returns nil) or the engine
+// fails; then it stops everything it started, within StopBudget, and returns. A System runs
+// once.
+func (s *System) Run(ctx context.Context) error {
+	if !s.ran.CompareAndSwap(false, true) {
+		return errors.New("daemon: System already run or closed")
+	}
+	if s.safe != nil {
+		return s.runSafe(ctx)
+	}
+	log := s.log
+	// Each group has its own context so the stop can end them one after the other: the
+	// engine must still reach the acceptor when it inhibits it on its way out, and the
+	// uplink must still be connected while the outbox is flushed.
+	engines := newGroup("engine", log)
+	devices := newGroup("devices", log)
+	links := newGroup("uplink", log)
+	engineCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
+	deviceCtx, stopDevices := context.WithCancel(context.WithoutCancel(ctx))
+	linkCtx, stopLinks := context.WithCancel(context.WithoutCancel(ctx))
+	defer func() { stopEngine(); stopDevices(); stopLinks() }()
+	s.armCrashPoints(linkCtx, links)
+
+	// The engine first: the acceptor may report a note as soon as its driver runs.
+	engineDone := make(chan error, 1)
+	engines.Go("engine", func() { engineDone <- s.engine.Run(engineCtx) })
+	if s.up != nil {
+		links.Go("uplink", func() {
+			if err := s.up.Run(linkCtx); err != nil {
 				log.Error("uplink stopped", "err", err)
 			}
-		}()
+		})
+		links.Go("status", func() { s.watchStatus(linkCtx) })
+		if err := s.link.dial(linkCtx, s.up, log); err != nil {
+			// Only a broker address the client cannot parse gets here. Not fatal: the
+			// outbox keeps everything and the kiosk serves within its offline limits.
+			log.Error("mqtt", "err", err)
+			s.reg.Set("mqtt_config", health.Critical, health.Engineer, health.Degrades, err.Error())
+		}
 	}
-
-	// Customer screen.
-	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
-	if err != nil {
-		return fmt.Errorf("http listen %s: %w", cfg.HTTP.Listen, err)
-	}
-	srv := &http.Server{Handler: ui.Handler(ui.Config{Engine: engine, Logger: log, Diag: func() any {
-		return diag(j, reg, engine, up, acc, func() bool { return mc != nil && mc.Connected() })
-	}}), ReadHeaderTimeout: 5 * time.Second}
-	wg.Add(1)
+	s.startDevices(deviceCtx, devices)
+	httpDone := make(chan struct{})
 	go func() {
-		defer wg.Done()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		defer close(httpDone)
+		if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server", "err", err)
 		}
 	}()
-	log.Info("customer screen listening", "url", "http://"+ln.Addr().String()+"/")
-	if opts.Ready != nil {
-		opts.Ready(ln.Addr().String())
+	log.Info("customer screen listening", "url", "http://"+s.Addr()+"/")
+	if s.opts.Ready != nil {
+		s.opts.Ready(s.Addr())
 	}
 
-	engineDone := make(chan error, 1)
-	go func() { engineDone <- engine.Run(ctx) }()
 	var runErr error
+	engineRunning := true
 	select {
-	case <-stopSignal.Done():
-		// Graceful stop: inhibit the acceptor, let the note in transit end at the credit
-		// point or back at the front, close an open session, and flush the outbox, all
-		// within the grace; whatever is left is resumed by the next start's recovery.
-		grace := cfg.Session.ShutdownGrace.D()
+	case <-ctx.Done():
+	case runErr = <-engineDone:
+		engineRunning = false
+		log.Error("session engine stopped; stopping the kiosk", "err", runErr)
+	}
+
+	// The stop, phase by phase (StopBudget).
+	stopped := time.Now()
+	var stuck []string
+	if engineRunning {
+		grace := s.cfg.Session.ShutdownGrace.D()
 		log.Info("stopping: parking the kiosk", "grace", grace)
-		gctx, gcancel := context.WithTimeout(context.Background(), grace)
-		if err := engine.Shutdown(gctx); err != nil {
+		gctx, cancel := context.WithTimeout(context.Background(), grace)
+		if err := s.engine.Shutdown(gctx); err != nil {
 			log.Warn("kiosk not parked within the grace; recovery will finish the job at the next start", "err", err)
 		}
-		if up != nil {
-			if err := up.Flush(gctx); err != nil {
-				log.Info("outbox not empty at stop; it is kept and sent after the next start", "err", err)
-			}
-		}
-		gcancel()
 		cancel()
-		runErr = <-engineDone
-	case runErr = <-engineDone:
 	}
-	cancel()
-	sctx, scancel := context.WithTimeout(context.Background(), 3*time.Second)
-	srv.Shutdown(sctx)
-	scancel()
-	if mc != nil {
-		if b, err := jsonBytes(wire.Status{V: wire.Version, State: wire.StateOffline, Version: opts.Version, BootID: bootID}); err == nil {
-			pctx, pcancel := context.WithTimeout(context.Background(), time.Second)
-			_ = mc.Publish(pctx, wire.Topic(cfg.Kiosk.ID, wire.UpStatus), 1, true, b)
-			pcancel()
+	if s.up != nil {
+		fctx, cancel := context.WithTimeout(context.Background(), flushBudget)
+		if err := s.up.Flush(fctx); err != nil {
+			log.Info("outbox not empty at stop; it is kept and sent after the next start", "err", err)
 		}
-		defer mc.Close(250 * time.Millisecond)
+		cancel()
 	}
-	if printerPort != nil {
-		defer printerPort.Close()
+	s.stopHTTP(httpDone)
+	stopEngine()
+	stuck = append(stuck, engines.Wait(engineBudget)...)
+	stopDevices()
+	stuck = append(stuck, devices.Wait(deviceBudget)...)
+	stopLinks()
+	stuck = append(stuck, links.Wait(uplinkBudget)...)
+	if s.link != nil {
+		s.link.close(mqttBudget)
 	}
-	log.Info("kioskd stopped")
+	s.disarmCrashPoints()
+	if len(stuck) > 0 {
+		// A goroutine that may still write is left with the journal open: the process is
+		// about to exit, and the next start's recovery reads whatever it committed.
+		log.Error("kioskd stopped with parts still running", "parts", stuck, "took", time.Since(stopped))
+		return errors.Join(runErr, fmt.Errorf("daemon: stop: still running after their budget: %v", stuck))
+	}
+	if err := s.j.Close(); err != nil {
+		log.Error("journal close", "err", err)
+	}
+	log.Info("kioskd stopped", "took", time.Since(stopped))
 	return runErr
 }
 
-func usernameOr(u, id string) string {
-	if u != "" {
-		return u
+// stopHTTP ends the long polls and closes the customer screen within httpBudget.
+func (s *System) stopHTTP(done <-chan struct{}) {
+	s.httpStop()
+	sctx, cancel := context.WithTimeout(context.Background(), httpBudget)
+	defer cancel()
+	if err := s.srv.Shutdown(sctx); err != nil {
+		s.log.Warn("customer screen: connections still open at stop; closed", "err", err)
+		s.srv.Close()
 	}
-	return id
+	select {
+	case <-done:
+	case <-sctx.Done():
+	}
 }
 
-func kicker(up *uplink.Uplink) session.Kicker {
-	if up == nil {
-		return nil
+// runSafe runs the safe mode: the acceptor is driven only to keep it inhibited (every note
+// is returned, no credit is acknowledged), and the screen and API say the kiosk is out of
+// service.
+func (s *System) runSafe(ctx context.Context) error {
+	devices := newGroup("devices", s.log)
+	deviceCtx, stopDevices := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopDevices()
+	s.startAcceptor(deviceCtx, devices)
+	httpDone := make(chan struct{})
+	go func() {
+		defer close(httpDone)
+		s.srv.Serve(s.ln)
+	}()
+	if s.opts.Ready != nil {
+		s.opts.Ready(s.Addr())
 	}
-	return up
+	<-ctx.Done()
+	s.stopHTTP(httpDone)
+	stopDevices()
+	if stuck := devices.Wait(deviceBudget); len(stuck) > 0 {
+		return fmt.Errorf("daemon: stop: still running after their budget: %v", stuck)
+	}
+	return nil
 }
 
-func dirOf(p string) string {
-	if i := strings.LastIndexByte(p, '/'); i > 0 {
-		return p[:i]
+// Run builds a System and runs it until ctx ends. Cancellation is success.
+func Run(ctx context.Context, cfg config.Config, opts Options) error {
+	s, err := New(ctx, cfg, opts)
+	if err != nil {
+		return err
 	}
-	return "."
+	return s.Run(ctx)
 }
+
+// onCondition is the health registry's listener.
+func (s *System) onCondition(c health.Condition) {
+	s.engine.HealthChanged()
+	if s.up != nil {
+		s.up.Alarm(c)
+	}
+	select {
+	case s.statusKick <- struct{}{}:
+	default:
+	}
+	lvl := slog.LevelWarn
+	if c.Cleared {
+		lvl = slog.LevelInfo
+	}
+	s.log.Log(context.Background(), lvl, "condition", "kind", c.Kind, "severity", c.Severity, "cleared", c.Cleared, "detail", c.Detail)
+	if err := s.j.Record(journal.EvAlarm, c); err != nil {
+		s.log.Error("journal alarm", "err", err)
+	}
+}
+
+// watchStatus republishes the retained status whenever what it says changes (the engine's
+// state, or a condition that stops or degrades service): the status published at connect
+// time is only right until the next change.
+func (s *System) watchStatus(ctx context.Context) {
+	published := ""
+	var seq uint64
+	for {
+		if st := kioskState(s.engine, s.reg); st != published && s.link.Connected() {
+			s.up.PublishStatus(ctx)
+			published = st
+		}
+		// Wait for a new view, a health change or a (re)connect, whichever comes first.
+		wctx, cancel := context.WithCancel(ctx)
+		done := make(chan session.View, 1)
+		go func() {
+			v, _ := s.engine.WaitView(wctx, seq)
+			done <- v
+		}()
+		var v session.View
+		got := false
+		select {
+		case v = <-done:
+			got = true
+		case <-s.statusKick:
+		case <-s.link.connects:
+			published = "" // the connect published the status of its moment; look again
+		}
+		cancel()
+		if !got {
+			v = <-done // the waiter ends with wctx; it is owned here
+		}
+		seq = max(seq, v.Seq)
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// uplinkPort is the engine's way to the uplink (authorizations, and a kick when a top-up
+// enters the outbox). New binds it to the uplink right after building the uplink, before Run
+// starts the engine; it is only read after that.
+type uplinkPort struct{ up *uplink.Uplink }
+
+func (p *uplinkPort) Authorize(ctx context.Context, account, nonce string) (wire.AuthzResponse, error) {
+	return p.up.Authorize(ctx, account, nonce)
+}
+
+func (p *uplinkPort) Kick() { p.up.Kick() }
 
 func randomHex(n int) string {
 	b := make([]byte, n)
@@ -370,205 +578,19 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-func tlsConfig(m config.MQTT) (*tls.Config, error) {
-	if !strings.HasPrefix(m.Broker, "ssl://") && !strings.HasPrefix(m.Broker, "tls://") && !strings.HasPrefix(m.Broker, "mqtts://") {
-		return nil, nil
-	}
-	c := &tls.Config{MinVersion: tls.VersionTLS12}
-	if m.CAFile != "" {
-		pem, err := os.ReadFile(m.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("mqtt ca_file: %w", err)
+func dirOf(p string) string {
+	for i := len(p) - 1; i > 0; i-- {
+		if p[i] == '/' {
+			return p[:i]
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("mqtt ca_file %s: no certificate found", m.CAFile)
-		}
-		c.RootCAs = pool
 	}
-	if m.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(m.CertFile, m.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("mqtt client certificate: %w", err)
-		}
-		c.Certificates = []tls.Certificate{cert}
-	}
-	return c, nil
+	return "."
 }
 
-// crashHook returns the engine hook for crash tests. Before it kills the process it
-// freezes the journal (journal.Freeze): the hook runs outside any transaction, but another
-// goroutine may be in the middle of a commit, and the harness may then simulate a power cut
-// that drops the last commit, which is only sound between commits.
-func crashHook(spec string, log *slog.Logger, freeze func()) func(string) {
-	if spec == "" {
-		return nil
+// ensureDir creates the journal's directory.
+func ensureDir(path string) error {
+	if err := os.MkdirAll(dirOf(path), 0o700); err != nil {
+		return fmt.Errorf("journal directory: %w", err)
 	}
-	point, nth := spec, 1
-	if i := strings.LastIndexByte(spec, ':'); i > 0 {
-		fmt.Sscanf(spec[i+1:], "%d", &nth)
-		point = spec[:i]
-	}
-	var mu sync.Mutex
-	seen := 0
-	return func(p string) {
-		if p != point {
-			return
-		}
-		mu.Lock()
-		seen++
-		n := seen
-		mu.Unlock()
-		if n == nth {
-			log.Warn("crash point reached: SIGKILL", "point", p, "n", n)
-			freeze()
-			syscall.Kill(os.Getpid(), syscall.SIGKILL)
-			select {} // never continue past the crash point
-		}
-	}
-}
-
-// crashOnSignal makes SIGUSR2 a crash between two journal commits (crash tests only).
-func crashOnSignal(ctx context.Context, log *slog.Logger, freeze func()) {
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, syscall.SIGUSR2)
-	go func() {
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			signal.Stop(ch)
-			return
-		}
-		log.Warn("crash signal: SIGKILL between commits")
-		freeze()
-		syscall.Kill(os.Getpid(), syscall.SIGKILL)
-	}()
-}
-
-// openPrinter opens the printer port and wraps the driver for the engine.
-func openPrinter(cfg config.Config, log *slog.Logger) (*printerAdapter, io.Closer, error) {
-	mode := serialport.Printer
-	if cfg.Printer.Baud > 0 {
-		mode.Baud = cfg.Printer.Baud
-	}
-	port, err := serialport.Open(cfg.Printer.Port, mode)
-	if err != nil {
-		return nil, nil, err
-	}
-	// Replies the printer sent to a previous process (a status it asked for just before it
-	// died) must not be read as answers to ours.
-	port.ResetInputBuffer()
-	prof, err := printerProfile(cfg.Printer.Profile)
-	if err != nil {
-		port.Close()
-		return nil, nil, err
-	}
-	p := escpos.New(port, escpos.Config{Profile: escpos.Generic, Logger: log.With("component", "printer")})
-	return &printerAdapter{p: p, profile: prof, cfg: cfg, log: log}, port, nil
-}
-
-func printerProfile(name string) (receipts.Profile, error) {
-	switch name {
-	case "", "generic80":
-		return receipts.Generic80, nil
-	case "generic58":
-		return receipts.Generic58, nil
-	case "chinese80":
-		return receipts.Chinese80, nil
-	}
-	return receipts.Profile{}, fmt.Errorf("unknown printer profile %q", name)
-}
-
-// printerAdapter renders a session receipt and sends it to the ESC/POS printer.
-type printerAdapter struct {
-	p       *escpos.Printer
-	profile receipts.Profile
-	cfg     config.Config
-	log     *slog.Logger
-	hook    func(string)
-}
-
-func (a *printerAdapter) PrintReceipt(ctx context.Context, r session.Receipt) error {
-	data, err := receipts.RenderESCPOS(toReceipt(a.cfg, r), a.profile)
-	if err != nil {
-		return fmt.Errorf("%w: render: %v", session.ErrNotPrinted, err)
-	}
-	err = a.p.Print(ctx, data)
-	var pe *escpos.PrintError
-	if errors.As(err, &pe) && pe.Written == 0 {
-		return fmt.Errorf("%w: %v", session.ErrNotPrinted, err)
-	}
-	return err
-}
-
-// CutCount reads the printer's autocutter counter (session.CutCounter).
-func (a *printerAdapter) CutCount(ctx context.Context) (uint64, error) { return a.p.CutCount(ctx) }
-
-func toReceipt(cfg config.Config, r session.Receipt) receipts.Receipt {
-	rc := receipts.Receipt{KioskID: cfg.Kiosk.ID, Location: cfg.Kiosk.Location, Time: r.LocalTime, TZ: cfg.Location(),
-		Account: r.Topup.AccountMask, Currency: r.Topup.Currency, Total: r.Topup.AmountMinor, TopupID: r.Topup.TopupID,
-		ReceiptNo: r.Topup.ReceiptNo, Status: receipts.Status(r.Status), Outcome: receipts.Outcome(r.Topup.Outcome),
-		Hotline: cfg.Kiosk.Hotline, Copy: r.Copy, Lang: receipts.Lang(cfg.Kiosk.Language)}
-	for _, n := range r.Notes {
-		rc.Notes = append(rc.Notes, receipts.NoteLine{ValueMinor: n.ValueMinor, Count: n.Count})
-	}
-	for _, u := range r.Uncertain {
-		rc.Uncertain = append(rc.Uncertain, receipts.UncertainItem{ValueMinor: u.ValueMinor, Reason: u.Reason})
-	}
-	return rc
-}
-
-// runScanner reads wallet codes from the scanner port, reopening it after failures.
-func runScanner(ctx context.Context, cfg config.Config, e *session.Engine, reg *health.Registry, log *slog.Logger) {
-	log = log.With("component", "scanner")
-	for ctx.Err() == nil {
-		mode := serialport.Scanner
-		if cfg.Scanner.Baud > 0 {
-			mode.Baud = cfg.Scanner.Baud
-		}
-		port, err := serialport.Open(cfg.Scanner.Port, mode)
-		if err != nil {
-			reg.Set("scanner", health.Critical, health.Engineer, health.StopsService, "QR scanner: "+err.Error())
-			if !sleepCtx(ctx, 2*time.Second) {
-				return
-			}
-			continue
-		}
-		reg.Clear("scanner")
-		sc := qrserial.New(port, qrserial.Config{Logger: log, OnError: func(err error) {
-			log.Warn("scanner input refused", "err", err)
-		}})
-		done := make(chan struct{})
-		go func() {
-			select {
-			case <-ctx.Done():
-			case <-done:
-			}
-			port.Close()
-		}()
-		err = sc.Run(ctx, func(code string) {
-			if err := e.Scan(code); err != nil {
-				log.Info("scan refused", "err", err)
-			}
-		})
-		close(done)
-		if ctx.Err() != nil {
-			return
-		}
-		log.Warn("scanner port failed; reopening", "err", err)
-		if !sleepCtx(ctx, time.Second) {
-			return
-		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return nil
 }

@@ -2,9 +2,9 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"periph.io/x/conn/v3/gpio"
 
@@ -51,31 +51,25 @@ func newPulseDriver(cfg config.Config, open PinOpener, denoms acceptor.Denominat
 	return pulse.New(dc)
 }
 
-// runPulseAcceptor runs the pulse driver, restarting it after a failure.
-func runPulseAcceptor(ctx context.Context, cfg config.Config, open PinOpener, denoms acceptor.Denominations, slot *acceptorSlot, h acceptor.Handler, reg *health.Registry, log *slog.Logger) {
-	log = log.With("component", "acceptor", "driver", "pulse")
-	for ctx.Err() == nil {
-		drv, err := newPulseDriver(cfg, open, denoms, log)
-		if err != nil {
-			log.Error("pulse acceptor unavailable", "err", err)
-			reg.Set("acceptor_port", health.Critical, health.Engineer, health.StopsService, "pulse acceptor: "+err.Error())
-			if !sleepCtx(ctx, 5*time.Second) {
-				return
-			}
-			continue
-		}
-		reg.Clear("acceptor_port")
-		slot.set(drv)
-		err = drv.Run(ctx, h)
-		slot.set(nil)
-		if ctx.Err() != nil {
-			return
-		}
-		log.Error("pulse acceptor driver stopped; restarting", "err", err)
-		if !sleepCtx(ctx, time.Second) {
-			return
-		}
+// pulseAttempt builds the pulse driver on its pins and runs it until it fails.
+func (s *System) pulseAttempt(ctx context.Context) (bool, error) {
+	log := s.log.With("component", "acceptor", "driver", "pulse")
+	drv, err := newPulseDriver(s.cfg, s.opts.OpenPin, s.denoms, log)
+	if err != nil {
+		s.reg.Set(condAcceptor, health.Critical, health.Engineer, health.StopsService, "pulse acceptor: "+err.Error())
+		return false, err
 	}
+	s.reg.Clear(condAcceptor)
+	s.acc.set(drv)
+	err = drv.Run(ctx, s.handler)
+	s.acc.set(nil)
+	if ctx.Err() == nil {
+		if err == nil {
+			err = errors.New("driver stopped")
+		}
+		s.reg.Set(condAcceptor, health.Critical, health.Engineer, health.StopsService, "pulse acceptor: "+err.Error())
+	}
+	return true, err
 }
 
 // runSensors watches the door, vault and tamper switches and turns their state into

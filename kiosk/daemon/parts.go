@@ -2,182 +2,229 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
+	"os"
+	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
-	"github.com/kioskd/kioskd/devices/acceptor/registry"
-	"github.com/kioskd/kioskd/devices/serialport"
 	"github.com/kioskd/kioskd/kiosk/config"
 	"github.com/kioskd/kioskd/kiosk/health"
-	"github.com/kioskd/kioskd/kiosk/journal"
 	"github.com/kioskd/kioskd/kiosk/session"
-	"github.com/kioskd/kioskd/kiosk/ui"
 	"github.com/kioskd/kioskd/sync/mqttc"
 	"github.com/kioskd/kioskd/sync/uplink"
 	"github.com/kioskd/kioskd/sync/wire"
 )
 
-// acceptorSlot holds the running driver; the engine commands it through the slot, so a
-// driver restarted on a new port is picked up without rewiring.
-type acceptorSlot struct {
-	mu  sync.Mutex
-	drv acceptor.Acceptor
+// group owns goroutines: Run starts each part's goroutines in a group and waits for the
+// group when it stops that part.
+type group struct {
+	name    string
+	log     *slog.Logger
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	running map[string]int
 }
 
-func newAcceptorSlot() *acceptorSlot { return &acceptorSlot{} }
-
-func (s *acceptorSlot) get() acceptor.Acceptor {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.drv
+func newGroup(name string, log *slog.Logger) *group {
+	return &group{name: name, log: log, running: map[string]int{}}
 }
 
-func (s *acceptorSlot) set(d acceptor.Acceptor) {
-	s.mu.Lock()
-	s.drv = d
-	s.mu.Unlock()
+// Go runs f on a goroutine of the group.
+func (g *group) Go(name string, f func()) {
+	g.mu.Lock()
+	g.running[name]++
+	g.mu.Unlock()
+	g.wg.Add(1)
+	go func() {
+		defer func() {
+			g.mu.Lock()
+			if g.running[name]--; g.running[name] == 0 {
+				delete(g.running, name)
+			}
+			g.mu.Unlock()
+			g.wg.Done()
+		}()
+		f()
+	}()
 }
 
-func (s *acceptorSlot) Enable(ctx context.Context, codes []int) error {
-	d := s.get()
-	if d == nil {
-		return acceptor.ErrNotRunning
-	}
-	return d.Enable(ctx, codes)
-}
-
-func (s *acceptorSlot) Inhibit(ctx context.Context) error {
-	d := s.get()
-	if d == nil {
-		// No driver, no port: nothing can be accepted.
+// Wait waits up to budget for every goroutine of the group and returns the names of those
+// still running after it (none when all ended).
+func (g *group) Wait(budget time.Duration) []string {
+	done := make(chan struct{})
+	go func() {
+		g.wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(budget)
+	defer t.Stop()
+	select {
+	case <-done:
 		return nil
+	case <-t.C:
 	}
-	// A driver that stopped inhibited the unit on its way out (acceptor.Acceptor.Run).
-	if err := d.Inhibit(ctx); err != nil && !errors.Is(err, acceptor.ErrNotRunning) {
-		return err
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var names []string
+	for n := range g.running {
+		names = append(names, g.name+"/"+n)
 	}
-	return nil
+	slices.Sort(names)
+	g.log.Error("parts did not stop within their budget", "group", g.name, "budget", budget, "running", names)
+	return names
 }
 
-// StackedCount passes the unit's stacked counter through, when its driver has one.
-func (s *acceptorSlot) StackedCount(ctx context.Context) (uint64, error) {
-	sc, ok := s.get().(acceptor.StackCounter)
-	if !ok {
-		return 0, errors.New("acceptor: no stacked counter")
-	}
-	return sc.StackedCount(ctx)
+// mqttSettings is what New checks of the MQTT config, for the link that connects in Run.
+type mqttSettings struct {
+	client     mqttc.Config
+	ledgerKeys wire.Keyring
+	statusTop  string
+	offline    []byte
 }
 
-func (s *acceptorSlot) Info() acceptor.Info {
-	if d := s.get(); d != nil {
-		return d.Info()
+func newMQTTSettings(cfg config.Config, version, bootID string) (*mqttSettings, error) {
+	keys := wire.Keyring{}
+	for kid, k := range cfg.MQTT.LedgerKeys {
+		pub, err := config.DecodePublicKey(k)
+		if err != nil {
+			return nil, fmt.Errorf("ledger key %s: %w", kid, err)
+		}
+		keys[kid] = pub
 	}
-	return acceptor.Info{}
-}
-
-// newDriver builds the acceptor driver named in the config (see acceptorDriver).
-func newDriver(cfg config.Config, port serialport.Port, denoms acceptor.Denominations, log *slog.Logger) (acceptor.Acceptor, error) {
-	d, err := configuredDriver(cfg, denoms)
+	tlsCfg, err := tlsConfig(cfg.MQTT)
 	if err != nil {
 		return nil, err
 	}
-	return d.build(port, log)
+	password := ""
+	if cfg.MQTT.PasswordFile != "" {
+		b, err := os.ReadFile(cfg.MQTT.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt password file: %w", err)
+		}
+		password = strings.TrimSpace(string(b))
+	}
+	offline, err := json.Marshal(wire.Status{V: wire.Version, State: wire.StateOffline, Version: version, BootID: bootID})
+	if err != nil {
+		return nil, err
+	}
+	topic := wire.Topic(cfg.Kiosk.ID, wire.UpStatus)
+	username := cfg.MQTT.Username
+	if username == "" {
+		username = cfg.Kiosk.ID
+	}
+	return &mqttSettings{ledgerKeys: keys, statusTop: topic, offline: offline,
+		client: mqttc.Config{Brokers: []string{cfg.MQTT.Broker}, ClientID: cfg.Kiosk.ID, Username: username, Password: password, TLS: tlsCfg,
+			Will: &mqttc.Will{Topic: topic, Payload: offline, QoS: 1, Retain: true}}}, nil
 }
 
-func portMode(driver string) (serialport.Mode, error) {
-	d, err := registry.Lookup(driver)
-	if err != nil {
-		return serialport.Mode{}, err
-	}
-	if !d.Serial {
-		return serialport.Mode{}, fmt.Errorf("acceptor driver %q has no serial port", driver)
-	}
-	return d.Mode, nil
+// mqttLink is the uplink's connection to the broker. The uplink is built before the
+// connection exists, and the first connect can complete (and call OnConnect) before Dial
+// returns, so the client is published to the uplink through an atomic pointer, from both.
+type mqttLink struct {
+	set mqttSettings
+	c   atomic.Pointer[mqttc.Client]
+	// connects is signalled after every (re)connect once the uplink has handled it.
+	connects chan struct{}
 }
 
-// runAcceptor keeps a driver running on the acceptor port, reopening the port after a
-// failure. The driver inhibits the unit when its Run ends.
-func runAcceptor(ctx context.Context, cfg config.Config, denoms acceptor.Denominations, slot *acceptorSlot, h acceptor.Handler, reg *health.Registry, log *slog.Logger) {
-	log = log.With("component", "acceptor", "driver", cfg.Acceptor.Driver)
-	mode, err := portMode(cfg.Acceptor.Driver)
+func newMQTTLink(set mqttSettings) *mqttLink {
+	return &mqttLink{set: set, connects: make(chan struct{}, 1)}
+}
+
+// dial starts connecting. OnConnect runs on a goroutine the client owns (Close waits for
+// it); ctx, the uplink's, ends its subscriptions when the kiosk stops.
+func (l *mqttLink) dial(ctx context.Context, up *uplink.Uplink, log *slog.Logger) error {
+	mc := l.set.client
+	mc.Logger = log.With("component", "mqtt")
+	mc.OnConnect = func(c *mqttc.Client) {
+		l.c.Store(c)
+		up.OnConnect(ctx)
+		select {
+		case l.connects <- struct{}{}:
+		default:
+		}
+	}
+	c, err := mqttc.Dial(mc)
 	if err != nil {
-		reg.Set("acceptor_port", health.Critical, health.Engineer, health.StopsService, err.Error())
+		return fmt.Errorf("mqtt: %w", err)
+	}
+	l.c.Store(c)
+	return nil
+}
+
+// close publishes the retained offline status (the Last Will covers a crash, not a clean
+// stop) and disconnects, within budget.
+func (l *mqttLink) close(budget time.Duration) {
+	c := l.c.Load()
+	if c == nil {
 		return
 	}
-	backoff := time.Second
-	for ctx.Err() == nil {
-		port, err := serialport.Open(cfg.Acceptor.Port, mode)
-		if err != nil {
-			log.Error("cannot open the acceptor port", "port", cfg.Acceptor.Port, "err", err)
-			reg.Set("acceptor_port", health.Critical, health.Engineer, health.StopsService, "bill acceptor port: "+err.Error())
-			if !sleepCtx(ctx, backoff) {
-				return
-			}
-			backoff = min(backoff*2, 30*time.Second)
-			continue
-		}
-		reg.Clear("acceptor_port")
-		backoff = time.Second
-		drv, err := newDriver(cfg, port, denoms, log)
-		if err != nil {
-			port.Close()
-			reg.Set("acceptor_port", health.Critical, health.Engineer, health.StopsService, err.Error())
-			return
-		}
-		slot.set(drv)
-		err = drv.Run(ctx, h)
-		slot.set(nil)
-		port.Close()
-		if ctx.Err() != nil {
-			return
-		}
-		log.Error("acceptor driver stopped; reopening the port", "err", err)
-		if !sleepCtx(ctx, time.Second) {
-			return
-		}
-	}
+	quiesce := 250 * time.Millisecond
+	pctx, cancel := context.WithTimeout(context.Background(), max(budget-quiesce, 0))
+	_ = c.Publish(pctx, l.set.statusTop, 1, true, l.set.offline)
+	cancel()
+	c.Close(quiesce)
 }
 
-// lazyClient lets the uplink be built before the MQTT client exists.
-type lazyClient struct {
-	mu sync.Mutex
-	c  *mqttc.Client
-}
-
-func (l *lazyClient) set(c *mqttc.Client) { l.mu.Lock(); l.c = c; l.mu.Unlock() }
-
-func (l *lazyClient) get() *mqttc.Client { l.mu.Lock(); defer l.mu.Unlock(); return l.c }
-
-func (l *lazyClient) Publish(ctx context.Context, topic string, qos byte, retain bool, payload []byte) error {
-	c := l.get()
+func (l *mqttLink) Publish(ctx context.Context, topic string, qos byte, retain bool, payload []byte) error {
+	c := l.c.Load()
 	if c == nil {
 		return uplink.ErrOffline
 	}
 	return c.Publish(ctx, topic, qos, retain, payload)
 }
 
-func (l *lazyClient) Subscribe(ctx context.Context, filter string, qos byte, h func(string, []byte)) error {
-	c := l.get()
+func (l *mqttLink) Subscribe(ctx context.Context, filter string, qos byte, h func(string, []byte)) error {
+	c := l.c.Load()
 	if c == nil {
 		return uplink.ErrOffline
 	}
 	return c.Subscribe(ctx, filter, qos, h)
 }
 
-func (l *lazyClient) Connected() bool {
-	c := l.get()
+func (l *mqttLink) Connected() bool {
+	if l == nil {
+		return false
+	}
+	c := l.c.Load()
 	return c != nil && c.Connected()
 }
 
-func jsonBytes(v any) ([]byte, error) { return json.Marshal(v) }
+func tlsConfig(m config.MQTT) (*tls.Config, error) {
+	if !strings.HasPrefix(m.Broker, "ssl://") && !strings.HasPrefix(m.Broker, "tls://") && !strings.HasPrefix(m.Broker, "mqtts://") {
+		return nil, nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if m.CAFile != "" {
+		pem, err := os.ReadFile(m.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("mqtt ca_file %s: no certificate found", m.CAFile)
+		}
+		c.RootCAs = pool
+	}
+	if m.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(m.CertFile, m.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt client certificate: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}
 
 func kioskState(e *session.Engine, reg *health.Registry) string {
 	eff, _ := reg.Worst()
@@ -190,14 +237,14 @@ func kioskState(e *session.Engine, reg *health.Registry) string {
 	return wire.StateOnline
 }
 
-func status(e *session.Engine, reg *health.Registry, version, bootID string, cfg config.Config) wire.Status {
-	return wire.Status{V: wire.Version, State: kioskState(e, reg), Version: version, ConfigVersion: cfg.Version, BootID: bootID, At: time.Now().UTC()}
+// status is the retained status the uplink publishes.
+func (s *System) status() wire.Status {
+	return wire.Status{V: wire.Version, State: kioskState(s.engine, s.reg), Version: s.opts.Version, ConfigVersion: s.cfg.Version, BootID: s.bootID, At: time.Now().UTC()}
 }
 
-var started = time.Now()
-
-func heartbeat(j *journal.Journal, reg *health.Registry, e *session.Engine) wire.Heartbeat {
-	hb := wire.Heartbeat{V: wire.Version, UptimeS: int64(time.Since(started).Seconds()), Devices: map[string]string{}, At: time.Now().UTC()}
+func (s *System) heartbeat() wire.Heartbeat {
+	j := s.j
+	hb := wire.Heartbeat{V: wire.Version, UptimeS: int64(time.Since(s.start).Seconds()), Devices: map[string]string{}, At: time.Now().UTC()}
 	if st, err := j.Stats(); err == nil {
 		hb.OutboxDepth = st.OutboxDepth
 		if !st.OldestUnsent.IsZero() {
@@ -214,17 +261,19 @@ func heartbeat(j *journal.Journal, reg *health.Registry, e *session.Engine) wire
 	if syscall.Statfs(dirOf(j.Path()), &fs) == nil {
 		hb.DiskFreeBytes = int64(fs.Bavail) * int64(fs.Bsize)
 	}
-	for _, c := range reg.Active() {
+	for _, c := range s.reg.Active() {
 		hb.Devices[c.Kind] = string(c.Severity)
 	}
-	if e != nil {
-		hb.SessionState = e.State().String()
-	}
+	hb.SessionState = s.engine.State().String()
 	return hb
 }
 
-func diag(j *journal.Journal, reg *health.Registry, e *session.Engine, up *uplink.Uplink, acc *acceptorSlot, mqttUp func() bool) any {
-	d := map[string]any{"mqtt_connected": mqttUp(), "conditions": reg.Active(), "acceptor": acc.Info(), "state": e.State().String()}
+func (s *System) diag() any {
+	j := s.j
+	d := map[string]any{"mqtt_connected": s.link.Connected(), "conditions": s.reg.Active(), "acceptor": s.acc.Info(), "state": s.engine.State().String()}
+	if s.printer != nil {
+		d["printer_connected"] = s.printer.connected()
+	}
 	if st, err := j.Stats(); err == nil {
 		d["journal"] = st
 	}
@@ -234,52 +283,14 @@ func diag(j *journal.Journal, reg *health.Registry, e *session.Engine, up *uplin
 	if u, err := j.UncertainItems(); err == nil {
 		d["uncertain"] = u
 	}
-	if up != nil {
-		d["uplink"] = up.Stats()
+	if s.up != nil {
+		d["uplink"] = s.up.Stats()
 	}
 	d["journal_epoch"] = fmt.Sprintf("%016x", j.Epoch())
 	return d
 }
 
-// safeMode runs when the journal failed its check: the acceptor is driven only to keep it
-// inhibited (every note is returned, no credit is acknowledged), and the screen and API say
-// the kiosk is out of service.
-func safeMode(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger, reg *health.Registry, denoms acceptor.Denominations, cause error) error {
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	slot := newAcceptorSlot()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		runAcceptor(ctx, cfg, denoms, slot, refuseAll{log: log}, reg, log)
-	}()
-	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
-	if err != nil {
-		return fmt.Errorf("http listen %s: %w", cfg.HTTP.Listen, err)
-	}
-	_, reasons := reg.Worst()
-	oos := &staticView{v: session.View{Seq: 1, State: session.OutOfService.String(), Currency: cfg.Kiosk.Currency, Reasons: reasons, Notes: []journal.NoteLine{},
-		Message: "This kiosk is out of service.", MessageKind: "error"}}
-	srv := &http.Server{Handler: ui.Handler(ui.Config{Engine: oos, Diag: func() any {
-		return map[string]any{"conditions": reg.Active(), "journal_error": cause.Error()}
-	}}), ReadHeaderTimeout: 5 * time.Second}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		srv.Serve(ln)
-	}()
-	if opts.Ready != nil {
-		opts.Ready(ln.Addr().String())
-	}
-	<-ctx.Done()
-	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
-	srv.Shutdown(sctx)
-	scancel()
-	return nil
-}
-
+// refuseAll is the acceptor handler of the safe mode.
 type refuseAll struct{ log *slog.Logger }
 
 func (r refuseAll) Escrow(ctx context.Context, n acceptor.Note) acceptor.Decision {

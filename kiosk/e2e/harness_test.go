@@ -50,9 +50,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	kioskdBin = filepath.Join(dir, "kioskd")
-	// The daemon under test is built once, as shipped (no race detector: the test process
-	// itself runs with it and exercises the same packages in-process elsewhere).
-	cmd := exec.Command("go", "build", "-o", kioskdBin, "github.com/kioskd/kioskd/cmd/kioskd")
+	// The daemon under test is built once, as shipped plus its failpoints (the crash
+	// campaign's KIOSKD_TEST_CRASH_AT and SIGUSR2 exist only with the kioskd_failpoints tag);
+	// no race detector: the test process itself runs with it and exercises the same packages
+	// in-process elsewhere.
+	cmd := exec.Command("go", "build", "-tags", "kioskd_failpoints", "-o", kioskdBin, "github.com/kioskd/kioskd/cmd/kioskd")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building kioskd:", err)
@@ -336,7 +338,8 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// startKiosk runs kioskd; crashAt arms the SIGKILL crash point ("" for none).
+// startKiosk runs kioskd; crashAt arms the SIGKILL crash point ("" for none; see
+// kiosk/daemon/crash_failpoints.go).
 func (e *env) startKiosk(crashAt string) {
 	e.t.Helper()
 	if !e.startKioskMayCrash(crashAt) {

@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kioskd/kioskd/kiosk/failpoint"
 	"github.com/kioskd/kioskd/kiosk/health"
 	"github.com/kioskd/kioskd/kiosk/journal"
 	"github.com/kioskd/kioskd/sync/wire"
@@ -58,9 +59,6 @@ type Config struct {
 	// Jitter returns a value in [0,1); default math/rand/v2.
 	Jitter func() float64
 	Logger *slog.Logger
-	// Hook lets the crash harness stop the process at named points (before/after a top-up
-	// publish, before/after applying an ack).
-	Hook func(point string)
 }
 
 // Errors.
@@ -128,9 +126,6 @@ func New(cfg Config) (*Uplink, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Hook == nil {
-		cfg.Hook = func(string) {}
 	}
 	return &Uplink{cfg: cfg, log: cfg.Logger.With("component", "uplink"), entries: map[uint64]*entry{},
 		authz: map[string]chan wire.AuthzResponse{}, wake: make(chan struct{}, 1)}, nil
@@ -345,10 +340,10 @@ func (u *Uplink) drain(ctx context.Context) time.Duration {
 func (u *Uplink) publish(ctx context.Context, t journal.Topup) {
 	defer u.tasks.Done()
 	pctx, cancel := context.WithTimeout(ctx, u.cfg.PublishTimeout)
-	u.cfg.Hook("before-publish")
+	failpoint.Hit("before-publish")
 	err := u.cfg.Client.Publish(pctx, wire.Topic(u.cfg.KioskID, wire.UpTopup), 1, false, t.Payload)
 	cancel()
-	u.cfg.Hook("after-publish")
+	failpoint.Hit("after-publish")
 	u.mu.Lock()
 	if e := u.entries[t.Seq]; e != nil {
 		e.inFlight = false
@@ -380,9 +375,9 @@ func (u *Uplink) handleAck(topic string, payload []byte) {
 		u.rejectAck(fmt.Sprintf("ack refused (kid %q): %v", kid, err))
 		return
 	}
-	u.cfg.Hook("before-apply-ack")
+	failpoint.Hit("before-apply-ack")
 	res, err := u.cfg.Journal.ApplyAck(a)
-	u.cfg.Hook("after-apply-ack")
+	failpoint.Hit("after-apply-ack")
 	switch {
 	case errors.Is(err, journal.ErrUnknownTopup):
 		u.rejectAck(fmt.Sprintf("ack for a top-up this kiosk does not hold: %s", a.TopupID))

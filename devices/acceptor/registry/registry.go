@@ -154,3 +154,10 @@ func New(name string, port io.ReadWriter, o Options) (acceptor.Acceptor, error) 
 	}
 	return d.New(port, o)
 }
+
+// Escrowless reports whether the named driver's unit credits without escrow (false for an
+// unknown name: the configuration check refuses those before anything is built).
+func Escrowless(name string) bool {
+	d, err := Lookup(name)
+	return err == nil && d.Escrowless
+}
