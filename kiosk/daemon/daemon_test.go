@@ -262,6 +262,7 @@ func TestStatusFollowsEngine(t *testing.T) {
 	defer b.Close()
 	lpub, _, _ := ed25519.GenerateKey(nil)
 	k.cfg.MQTT.Broker = "tcp://" + b.Addr()
+	k.cfg.MQTT.AllowInsecure = true // the in-process test broker has no TLS
 	k.cfg.MQTT.LedgerKeys = map[string]string{"l1": base64.StdEncoding.EncodeToString(lpub)}
 	if err := k.cfg.Validate(); err != nil {
 		t.Fatal(err)
