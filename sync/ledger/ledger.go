@@ -586,13 +586,14 @@ type Stats struct {
 	Published     uint64 `json:"published"`
 	PublishErrors uint64 `json:"publish_errors"`
 	StoreErrors   uint64 `json:"store_errors"`
+	Unauthorized  uint64 `json:"unauthorized_requests"`
 	Dropped       uint64 `json:"dropped_messages"`
 	MQTTConnected bool   `json:"mqtt_connected"`
 }
 
 type stats struct {
 	Credited, Duplicates, Conflicts, Held, RetryLater, Rejected, Oversized, BadTopics atomic.Uint64
-	AuthzOK, AuthzDenied, Published, PublishErrors, StoreErrors                       atomic.Uint64
+	AuthzOK, AuthzDenied, Published, PublishErrors, StoreErrors, Unauthorized         atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -603,6 +604,7 @@ func (l *Ledger) Stats() Stats {
 		RetryLater: s.RetryLater.Load(), Rejected: s.Rejected.Load(), Oversized: s.Oversized.Load(),
 		BadTopics: s.BadTopics.Load(), AuthzOK: s.AuthzOK.Load(), AuthzDenied: s.AuthzDenied.Load(),
 		Published: s.Published.Load(), PublishErrors: s.PublishErrors.Load(), StoreErrors: s.StoreErrors.Load(),
+		Unauthorized: s.Unauthorized.Load(),
 	}
 	l.mu.Lock()
 	c := l.client
