@@ -88,6 +88,9 @@ func TestForgedTopupsHeldNeverCredited(t *testing.T) {
 		heldAck(t, k, tp, f.reason)
 	}
 	noCredit(t, store, "mallory")
+	// The first forgery again with a proof: other content for a held id is a conflict.
+	k.topup(topup("K1", 1, 1, "mallory", 10000), wire.AckConflict)
+	noCredit(t, store, "mallory")
 
 	// A code opens one top-up, forever: the second top-up with it is held.
 	ok := topup("K1", 2, 1, "alice", 10000)
