@@ -139,7 +139,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.Int64Var(&o.maxTopup, "max-topup", 500_000, "per-top-up maximum, minor units")
 	fs.StringVar(&o.currency, "currency", "CNY", "ISO 4217 currency of the limits")
 	fs.StringVar(&o.shareGroup, "share-group", "ledger", "shared subscription group for top-ups")
-	fs.BoolVar(&o.plainTopupSub, "plain-topup-subscription", false, "subscribe to kiosk/+/up/topup without $share (brokers without shared subscriptions; one instance only)")
+	fs.BoolVar(&o.plainTopupSub, "plain-topup-subscription", false, "subscribe to kiosk/+/up/topup without $share: for brokers without shared subscriptions, and for mosquitto, whose ACL does not stop a kiosk joining a known share group (one instance only)")
 	fs.StringVar(&o.walletKeys, "wallet-keys", "", "JSON file mapping wallet key ids to Ed25519 public keys (base64), to verify the QR proof in every top-up (required)")
 	fs.StringVar(&o.policy, "policy", "", "JSON file with the top-up policy (ledger.Fleet: maximum, denominations, daily cash-in, strict epochs, per-kiosk overrides)")
 	fs.StringVar(&o.operators, "operators", "", "JSON file mapping operator names to bearer tokens for held/suspense decisions (mode 0600)")

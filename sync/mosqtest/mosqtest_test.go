@@ -29,7 +29,8 @@ func TestLedgerOverMosquittoTLSACL(t *testing.T) {
 	}
 	defer store.Close()
 	led, err := ledger.New(ledger.Config{MQTT: mqttc.Config{Brokers: []string{b.URL()}, ClientID: LedgerCN, TLS: b.ClientTLS(LedgerCN)},
-		Store: store, Signer: wire.Signer{KID: "l1", Key: priv}, WalletKeys: map[string]ed25519.PublicKey{"w1": wpub}})
+		PlainTopupSubscription: true, // as deployed with mosquitto: see TestKioskCannotStarveTheLedger
+		Store:                  store, Signer: wire.Signer{KID: "l1", Key: priv}, WalletKeys: map[string]ed25519.PublicKey{"w1": wpub}})
 	if err != nil {
 		t.Fatal(err)
 	}
