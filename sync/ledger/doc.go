@@ -94,8 +94,9 @@
 // shared subscriptions, and for mosquitto: its ACL is checked on delivery, not on subscribe,
 // so a kiosk that joins a known share group is handed a share of the top-ups, which the ACL
 // then drops (sync/mosqtest's TestKioskCannotStarveTheLedger). Shared subscriptions are an
-// MQTT 5 feature, but mochi (the embedded broker, see sync/broker's TestSharedSubscription311) and mosquitto 2.0 (checked by hand with
-// mosquitto_sub -V mqttv311) deliver them to MQTT 3.1.1 clients such as paho. MQTT gives
+// MQTT 5 feature, but mochi (the embedded broker, see sync/broker's
+// TestSharedSubscription311) and mosquitto 2.0 (checked by hand with mosquitto_sub -V
+// mqttv311) deliver them to MQTT 3.1.1 clients such as paho. MQTT gives
 // at-least-once delivery, and a kiosk retries until it gets an ack, so every top-up may
 // arrive any number of times, reordered, across ledger and broker restarts: the store's
 // idempotency is what makes that safe.
