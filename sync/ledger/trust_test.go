@@ -329,3 +329,51 @@ func TestParseFleet(t *testing.T) {
 		}
 	}
 }
+
+func TestStoreHeldAndSharedNonce(t *testing.T) {
+	s := openStore(t, "", nil)
+	first := topup("K1", 1, 1, "alice", 10000)
+	if r, err := s.Apply(first, Checks{QRNonce: "w1.n1"}); err != nil || r.Status != wire.AckCredited {
+		t.Fatalf("%+v %v", r, err)
+	}
+	// A follow-up of the same session may name the top-up that used the code...
+	follow := topup("K1", 1, 2, "alice", 5000)
+	if r, err := s.Apply(follow, Checks{QRNonce: "w1.n1", QRSharedWith: first.TopupID}); err != nil || r.Status != wire.AckCredited {
+		t.Fatalf("follow-up: %+v %v", r, err)
+	}
+	// ...any other top-up with it is held.
+	other := topup("K1", 1, 3, "alice", 5000)
+	r, err := s.Apply(other, Checks{QRNonce: "w1.n1", QRSharedWith: wire.TopupID("K1", 1, 9)})
+	if err != nil || r.Status != wire.AckHeld || r.Reason != HoldQRReused || r.Watermark != 3 {
+		t.Fatalf("reuse: %+v %v", r, err)
+	}
+	if owner, err := s.QRNonceOwner("w1.n1"); err != nil || owner != first.TopupID {
+		t.Errorf("owner %q %v", owner, err)
+	}
+	if _, err := s.DecideHeld(other.TopupID, Decision{Action: "approve", Operator: "o"}); !errors.Is(err, ErrDecision) {
+		t.Errorf("bad action: %v", err)
+	}
+	if _, err := s.DecideHeld(other.TopupID, Decision{Action: ActionRelease}); !errors.Is(err, ErrDecision) {
+		t.Errorf("no operator: %v", err)
+	}
+	if _, err := s.DecideHeld(wire.TopupID("K1", 1, 9), Decision{Action: ActionRelease, Operator: "o"}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown id: %v", err)
+	}
+	if _, err := s.HeldTopup(first.TopupID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a credited top-up listed as held: %v", err)
+	}
+	if _, err := s.DecideSuspense("SU000000000001", Decision{Action: ActionRelease, Operator: "o"}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("no suspense: %v", err)
+	}
+	// A rejected top-up stays uncredited, and re-sent it is answered held.
+	h, err := s.DecideHeld(other.TopupID, Decision{Action: ActionReject, Operator: "o", Note: "reused code"})
+	if err != nil || h.Status != HeldRejected {
+		t.Fatalf("%+v %v", h, err)
+	}
+	if r, err := s.Apply(other, Checks{QRNonce: "w1.n1"}); err != nil || r.Status != wire.AckHeld {
+		t.Errorf("rejected, re-sent: %+v %v", r, err)
+	}
+	if info, _ := s.Account("alice"); info.Balances["CNY"] != 15000 {
+		t.Errorf("alice %+v", info)
+	}
+}
