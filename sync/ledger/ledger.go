@@ -138,6 +138,11 @@ func New(cfg Config) (*Ledger, error) {
 	if err := cfg.Policy.check(); err != nil {
 		return nil, err
 	}
+	for kid, k := range cfg.WalletKeys {
+		if kid == "" || len(k) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("%w: wallet key %q: want an Ed25519 public key", ErrConfig, kid)
+		}
+	}
 	for name, tok := range cfg.Operators {
 		if name == "" || len(tok) < 16 {
 			return nil, fmt.Errorf("%w: operator %q needs a token of at least 16 characters", ErrConfig, name)

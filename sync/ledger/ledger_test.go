@@ -504,11 +504,14 @@ func TestAuthzRequireKnownAccount(t *testing.T) {
 func TestNewConfigErrors(t *testing.T) {
 	s := openStore(t, "", nil)
 	for name, cfg := range map[string]Config{
-		"no store":   {Signer: testSigner},
-		"no key":     {Store: s, Signer: wire.Signer{KID: "x"}},
-		"no kid":     {Store: s, Signer: wire.Signer{Key: testPriv}},
-		"bad group":  {Store: s, Signer: testSigner, ShareGroup: "a/b"},
-		"neg limits": {Store: s, Signer: testSigner, Limits: Limits{DailyMinor: -1}},
+		"no store":         {Signer: testSigner},
+		"no key":           {Store: s, Signer: wire.Signer{KID: "x"}},
+		"no kid":           {Store: s, Signer: wire.Signer{Key: testPriv}},
+		"bad group":        {Store: s, Signer: testSigner, ShareGroup: "a/b"},
+		"neg limits":       {Store: s, Signer: testSigner, Limits: Limits{DailyMinor: -1}},
+		"short wallet key": {Store: s, Signer: testSigner, WalletKeys: map[string]ed25519.PublicKey{"w1": testWalletPub[:8]}},
+		"bad policy":       {Store: s, Signer: testSigner, Policy: Fleet{Policy: Policy{Denominations: map[string][]int64{"CNY": {-5}}}}},
+		"short token":      {Store: s, Signer: testSigner, Operators: map[string]string{"olga": "1234"}},
 	} {
 		if _, err := New(cfg); !errors.Is(err, ErrConfig) {
 			t.Errorf("%s: %v", name, err)
