@@ -179,7 +179,7 @@ func newEnv(t *testing.T, o options) *env {
 	}
 	mc := mqttc.Config{Brokers: []string{e.brokerURL()}, ClientID: "ledger"}
 	if e.mosq != nil {
-		mc.TLS = e.mosq.ClientTLS("ledger")
+		mc.TLS = e.mosq.ClientTLS(mosqtest.LedgerCN)
 	}
 	e.led, err = ledger.New(ledger.Config{MQTT: mc, Store: e.store, Signer: wire.Signer{KID: "l1", Key: e.lkey}, Limits: lim})
 	if err != nil {
