@@ -81,7 +81,8 @@ func run() error {
 	defer store.Close()
 	led, err := ledger.New(ledger.Config{MQTT: mqttc.Config{Brokers: []string{br.URL()}, ClientID: "ledger-1", Logger: log},
 		Store: store, Signer: wire.Signer{KID: "demo-ledger", Key: ledgerKey}, HTTPAddr: *ledgerHTTP,
-		Names: map[string]string{"demo_alice": "Alice Zhang", "demo_bob": "Bob Li"}, Logger: log.With("component", "ledger")})
+		WalletKeys: map[string]ed25519.PublicKey{"demo-wallet": wallet.Public().(ed25519.PublicKey)},
+		Names:      map[string]string{"demo_alice": "Alice Zhang", "demo_bob": "Bob Li"}, Logger: log.With("component", "ledger")})
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,24 @@
 // The accounts file (-accounts) is a JSON object mapping account ids to display names; names
 // are masked before they leave the ledger.
 //
+// # Trust (what a stolen kiosk key cannot do)
+//
+// -wallet-keys (required) names a JSON object mapping wallet key ids to Ed25519 public keys
+// (standard base64 of the 32 raw bytes), the same keys the kiosks list under wallet.keys: the
+// ledger credits a top-up only when it carries the wallet-signed QR code for that account,
+// used once. -policy names a JSON ledger.Fleet: the per-top-up maximum, the banknotes per
+// currency, a kiosk's daily notes and cash-in, strict journal epochs, with per-kiosk overrides:
+//
+//	{"max_topup_minor": 500000, "denominations": {"CNY": [100, 500, 1000, 2000, 5000, 10000]},
+//	 "daily_notes": 2500, "strict_epochs": true, "qr_tolerance": "10m",
+//	 "kiosks": {"K-0042": {"daily_notes": 5000}}}
+//
+// A top-up that fails a check is held (stored, acked "held", not credited). -operators names
+// a JSON object mapping operator names to bearer tokens (at least 16 characters; the file must
+// not be readable by group or others): only they can release or reject held top-ups and
+// suspense records through the HTTP API (POST /api/held/{topup_id}/release with
+// "Authorization: Bearer <token>" and {"operator": name, "note": text}).
+//
 // SIGINT and SIGTERM stop ledgerd cleanly (exit status 0).
 package main
 
@@ -91,6 +109,9 @@ type options struct {
 	currency       string
 	shareGroup     string
 	plainTopupSub  bool
+	walletKeys     string
+	policy         string
+	operators      string
 	logLevel       string
 }
 
@@ -118,7 +139,10 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.Int64Var(&o.maxTopup, "max-topup", 500_000, "per-top-up maximum, minor units")
 	fs.StringVar(&o.currency, "currency", "CNY", "ISO 4217 currency of the limits")
 	fs.StringVar(&o.shareGroup, "share-group", "ledger", "shared subscription group for top-ups")
-	fs.BoolVar(&o.plainTopupSub, "plain-topup-subscription", false, "subscribe to kiosk/+/up/topup without $share (brokers without shared subscriptions; one instance only)")
+	fs.BoolVar(&o.plainTopupSub, "plain-topup-subscription", false, "subscribe to kiosk/+/up/topup without $share: for brokers without shared subscriptions, and for mosquitto, whose ACL does not stop a kiosk joining a known share group (one instance only)")
+	fs.StringVar(&o.walletKeys, "wallet-keys", "", "JSON file mapping wallet key ids to Ed25519 public keys (base64), to verify the QR proof in every top-up (required)")
+	fs.StringVar(&o.policy, "policy", "", "JSON file with the top-up policy (ledger.Fleet: maximum, denominations, daily cash-in, strict epochs, per-kiosk overrides)")
+	fs.StringVar(&o.operators, "operators", "", "JSON file mapping operator names to bearer tokens for held/suspense decisions (mode 0600)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	return fs
 }
@@ -152,6 +176,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	key, err := loadKey(o.signKey)
 	if err != nil {
 		return err
+	}
+	if o.walletKeys == "" {
+		return errors.New("-wallet-keys is required: without the wallets' public keys no top-up can be proven, and every one would be held")
+	}
+	wallets, err := loadWalletKeys(o.walletKeys)
+	if err != nil {
+		return err
+	}
+	var fleet ledger.Fleet
+	if o.policy != "" {
+		raw, err := os.ReadFile(o.policy)
+		if err != nil {
+			return fmt.Errorf("policy: %w", err)
+		}
+		if fleet, err = ledger.ParseFleet(raw); err != nil {
+			return fmt.Errorf("policy %s: %w", o.policy, err)
+		}
+	}
+	var operators map[string]string
+	if o.operators != "" {
+		if operators, err = loadOperators(o.operators); err != nil {
+			return err
+		}
 	}
 	names := map[string]string{}
 	if o.accounts != "" {
@@ -221,6 +268,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Names:                  names,
 		RequireKnownAccount:    o.requireKnown,
 		Deny:                   deny,
+		WalletKeys:             wallets,
+		Policy:                 fleet,
+		Operators:              operators,
 		Logger:                 logger,
 	})
 	if err != nil {
@@ -371,6 +421,49 @@ func loadAccounts(path string) (map[string]string, error) {
 		if !wire.ValidAccount(a) {
 			return nil, fmt.Errorf("accounts %s: %q is not an account id", path, a)
 		}
+	}
+	return m, nil
+}
+
+func loadWalletKeys(path string) (map[string]ed25519.PublicKey, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("wallet keys: %w", err)
+	}
+	var m map[string]string
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("wallet keys %s: %w", path, err)
+	}
+	if len(m) == 0 {
+		return nil, fmt.Errorf("wallet keys %s: no key", path)
+	}
+	out := make(map[string]ed25519.PublicKey, len(m))
+	for kid, b64 := range m {
+		k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(b64))
+		if err != nil || len(k) != ed25519.PublicKeySize || kid == "" {
+			return nil, fmt.Errorf("wallet keys %s: %q: want a key id and the base64 of a 32-byte Ed25519 public key", path, kid)
+		}
+		out[kid] = ed25519.PublicKey(k)
+	}
+	return out, nil
+}
+
+// loadOperators reads the operator tokens; like the signing key, the file must be private.
+func loadOperators(path string) (map[string]string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("operators: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("operators %s: %w", path, errKeyPerm)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("operators: %w", err)
+	}
+	var m map[string]string
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("operators %s: %w", path, err)
 	}
 	return m, nil
 }

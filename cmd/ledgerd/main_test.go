@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kioskd/kioskd/kiosk/qrpay"
 	"github.com/kioskd/kioskd/sync/mqttc"
 	"github.com/kioskd/kioskd/sync/wire"
 )
@@ -121,20 +124,28 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 	accounts := filepath.Join(dir, "accounts.json")
 	os.WriteFile(accounts, []byte(`{"alice_01":"Alice Liddell"}`), 0o600)
+	wpub, wpriv, _ := ed25519.GenerateKey(nil)
+	wallets := filepath.Join(dir, "wallets.json")
+	os.WriteFile(wallets, []byte(`{"w1":"`+base64.StdEncoding.EncodeToString(wpub)+`"}`), 0o644)
+	policy := filepath.Join(dir, "policy.json")
+	os.WriteFile(policy, []byte(`{"max_topup_minor": 20000, "kiosks": {"K1": {"daily_notes": 10}}}`), 0o644)
+	operators := filepath.Join(dir, "operators.json")
+	os.WriteFile(operators, []byte(`{"olga": "olga-token-0123456789"}`), 0o600)
 
 	ctx, cancel := context.WithCancel(t.Context())
 	logs := &syncBuffer{}
 	errc := make(chan error, 1)
 	go func() {
 		errc <- run(ctx, []string{"-embedded-broker", "127.0.0.1:0", "-http", "127.0.0.1:0", "-key", key, "-kid", "k1",
-			"-store", filepath.Join(dir, "l.db"), "-accounts", accounts, "-client-id", "ledgerd-test"}, logs, logs)
+			"-store", filepath.Join(dir, "l.db"), "-accounts", accounts, "-client-id", "ledgerd-test",
+			"-wallet-keys", wallets, "-policy", policy, "-operators", operators}, logs, logs)
 	}()
 	urlRe := regexp.MustCompile(`embedded broker" url=(tcp://[0-9.:]+)`)
 	var url string
 	deadline := time.Now().Add(wait)
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
-	for url == "" || !strings.Contains(logs.String(), "ledger: subscribed") {
+	for url == "" || !strings.Contains(logs.String(), "ledger: subscribed") || !strings.Contains(logs.String(), "ledgerd: fleet view") {
 		if m := urlRe.FindStringSubmatch(logs.String()); m != nil {
 			url = m[1]
 		}
@@ -173,20 +184,42 @@ func TestRunEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
-	tp := wire.Topup{V: 1, TopupID: wire.TopupID("K1", 1, 1), KioskID: "K1", Seq: 1, Account: "alice_01", Currency: "CNY",
-		AmountMinor: 10000, Notes: []wire.NoteLine{{ValueMinor: 10000, Count: 1}}, OpenedAt: now, ClosedAt: now,
-		ReceiptNo: 1, Outcome: wire.OutcomeComplete}
-	raw, _ := json.Marshal(tp)
-	if err := c.Publish(wctx, "kiosk/K1/up/topup", 1, false, raw); err != nil {
+	send := func(seq uint64, amount int64, want string) {
+		t.Helper()
+		tp := wire.Topup{V: 1, TopupID: wire.TopupID("K1", 1, seq), KioskID: "K1", Seq: seq, Account: "alice_01", Currency: "CNY",
+			AmountMinor: amount, Notes: []wire.NoteLine{{ValueMinor: 10000, Count: amount / 10000}}, OpenedAt: now, ClosedAt: now,
+			ReceiptNo: seq, Outcome: wire.OutcomeComplete,
+			QR: qrpay.Sign(wpriv, "w1", "alice_01", now.Add(time.Minute), fmt.Sprintf("nonce%04d", seq))}
+		raw, _ := json.Marshal(tp)
+		if err := c.Publish(wctx, "kiosk/K1/up/topup", 1, false, raw); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case a := <-acks:
+			if a.Status != want || a.AmountMinor != amount {
+				t.Errorf("ack %+v, want %s", a, want)
+			}
+		case <-time.After(wait):
+			t.Fatalf("no ack\n%s", logs)
+		}
+	}
+	send(1, 10000, wire.AckCredited)
+	send(2, 30000, wire.AckHeld) // over the policy's maximum
+	// An operator releases it over HTTP with the token from the operators file.
+	httpAddr := regexp.MustCompile(`fleet view" url=http://([0-9.:]+)/`).FindStringSubmatch(logs.String())
+	if httpAddr == nil {
+		t.Fatalf("no HTTP address in the logs\n%s", logs)
+	}
+	body := strings.NewReader(`{"operator": "olga", "note": "checked the cassette"}`)
+	req, _ := http.NewRequest(http.MethodPost, "http://"+httpAddr[1]+"/api/held/"+wire.TopupID("K1", 1, 2)+"/release", body)
+	req.Header.Set("Authorization", "Bearer olga-token-0123456789")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case a := <-acks:
-		if a.Status != wire.AckCredited || a.AmountMinor != 10000 {
-			t.Errorf("ack %+v", a)
-		}
-	case <-time.After(wait):
-		t.Fatalf("no ack\n%s", logs)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("release: %s", resp.Status)
 	}
 
 	cancel()
@@ -211,6 +244,32 @@ func TestRunRefusesBadSetup(t *testing.T) {
 		"extra args":   {"what"},
 		"unknown flag": {"-nope"},
 	} {
+		if err := run(t.Context(), args, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	key := filepath.Join(dir, "ledger.key")
+	if err := run(t.Context(), []string{"-genkey", "-key", key}, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	wallets := filepath.Join(dir, "w.json")
+	open := filepath.Join(dir, "ops.json")
+	os.WriteFile(open, []byte(`{"olga": "olga-token-0123456789"}`), 0o644)
+	for name, setup := range map[string]struct {
+		wallets string
+		args    []string
+	}{
+		"no wallet keys":         {"", nil},
+		"empty wallet keys":      {`{}`, nil},
+		"short wallet key":       {`{"w1": "AAAA"}`, nil},
+		"bad policy":             {`{"w1": "` + base64.StdEncoding.EncodeToString(make([]byte, 32)) + `"}`, []string{"-policy", wallets}},
+		"readable operator file": {`{"w1": "` + base64.StdEncoding.EncodeToString(make([]byte, 32)) + `"}`, []string{"-operators", open}},
+	} {
+		args := append([]string{"-key", key, "-store", filepath.Join(dir, "l.db"), "-http", ""}, setup.args...)
+		if setup.wallets != "" {
+			os.WriteFile(wallets, []byte(setup.wallets), 0o600)
+			args = append(args, "-wallet-keys", wallets)
+		}
 		if err := run(t.Context(), args, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
 			t.Errorf("%s: accepted", name)
 		}

@@ -181,9 +181,12 @@ func newEnv(t *testing.T, o options) *env {
 	}
 	mc := mqttc.Config{Brokers: []string{e.brokerURL()}, ClientID: "ledger"}
 	if e.mosq != nil {
-		mc.TLS = e.mosq.ClientTLS("ledger")
+		mc.TLS = e.mosq.ClientTLS(mosqtest.LedgerCN)
 	}
-	e.led, err = ledger.New(ledger.Config{MQTT: mc, Store: e.store, Signer: wire.Signer{KID: "l1", Key: e.lkey}, Limits: lim})
+	e.led, err = ledger.New(ledger.Config{MQTT: mc, Store: e.store, Signer: wire.Signer{KID: "l1", Key: e.lkey}, Limits: lim,
+		WalletKeys: map[string]ed25519.PublicKey{"w1": e.wallet.Public().(ed25519.PublicKey)},
+		// Crash campaigns push thousands of notes through one kiosk in minutes.
+		Policy: ledger.Fleet{Policy: ledger.Policy{DailyNotes: -1}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -88,6 +88,7 @@ type SessionOpenedEvent struct {
 	LimitMinor    int64      `json:"limit_minor"`
 	Offline       bool       `json:"offline"`
 	QRNonce       string     `json:"qr_nonce,omitempty"`
+	QR            string     `json:"qr,omitempty"`
 	OpenedAt      time.Time  `json:"opened_at"`
 	Notes         []NoteLine `json:"notes"`
 	TotalMinor    int64      `json:"total_minor"`
@@ -230,13 +231,16 @@ type CutsReadEvent struct {
 	Next        uint64 `json:"next,omitempty"`
 }
 
-// TopupAckedEvent records the ledger's credited/duplicate ack of a top-up.
+// TopupAckedEvent records the ledger's credited, duplicate or held ack of a top-up: each
+// ends the outbox entry.
 type TopupAckedEvent struct {
 	AckedThroughSeq uint64 `json:"acked_through_seq"`
 	LedgerRef       string `json:"ledger_ref"`
 	Status          string `json:"status"`
 	TopupID         string `json:"topup_id"`
 	TopupSeq        uint64 `json:"topup_seq"`
+	// Reason is the ledger's reason for a held ack (status "held").
+	Reason string `json:"reason,omitempty"`
 }
 
 // TopupConflictEvent records the ledger's conflict ack: retries stop.

@@ -15,6 +15,10 @@ const (
 	TopupPending  = "pending"
 	TopupCredited = "credited"
 	TopupConflict = "conflict"
+	// TopupHeld: the ledger stored the top-up for ops review without crediting it (a failed
+	// check). It is final for the kiosk: the entry leaves the outbox and the receipt says
+	// "under review"; ops release or reject it at the ledger.
+	TopupHeld = "held"
 )
 
 // Topup is the view of a closed session's top-up.
@@ -34,6 +38,8 @@ type Topup struct {
 	AckedAt     time.Time       `json:"acked_at,omitzero"`
 	ClosedAt    time.Time       `json:"closed_at"`
 	PrintState  string          `json:"print_state,omitempty"`
+	// HeldReason is the ledger's reason when it held the top-up (State TopupHeld).
+	HeldReason string `json:"held_reason,omitempty"`
 	// Prints counts the print attempts that may have put this receipt out: an attempt the
 	// journal knows put nothing out (unsent, or no cut since it started) is taken off again.
 	// While the receipt is not printed, Prints > 0 means the next print must be a COPY.
@@ -122,7 +128,7 @@ func (j *Journal) ApplyAck(a wire.Ack) (AckResult, error) {
 		}); err != nil {
 			return res, err
 		}
-		if found && t.TopupID == a.TopupID && t.State == TopupCredited {
+		if found && t.TopupID == a.TopupID && (t.State == TopupCredited || t.State == TopupHeld) {
 			if a.AmountMinor != t.AmountMinor || a.Currency != t.Currency {
 				return res, fmt.Errorf("%w: ack says %d %s, top-up %s is %d %s", ErrAckMismatch, a.AmountMinor, a.Currency, t.TopupID, t.AmountMinor, t.Currency)
 			}
@@ -147,12 +153,26 @@ func (j *Journal) ApplyAck(a wire.Ack) (AckResult, error) {
 		res.Topup = t
 		switch a.Status {
 		case wire.AckCredited, wire.AckDuplicate:
+			// A held top-up that ops released is answered "duplicate" on a later resend:
+			// it is credited now.
 			if t.State == TopupCredited {
 				return nil
 			}
 			t.State, t.LedgerRef, t.AckedAt = TopupCredited, a.LedgerRef, j.now().UTC()
 			if _, err := w.append(TopupAckedEvent{TopupSeq: seq, TopupID: a.TopupID, Status: a.Status,
 				LedgerRef: a.LedgerRef, AckedThroughSeq: a.AckedThroughSeq}); err != nil {
+				return err
+			}
+			if err := w.tx.Bucket(bOutbox).Delete(u64(seq)); err != nil {
+				return err
+			}
+		case wire.AckHeld:
+			if t.State == TopupCredited || t.State == TopupHeld {
+				return nil
+			}
+			t.State, t.LedgerRef, t.AckedAt, t.HeldReason = TopupHeld, a.LedgerRef, j.now().UTC(), a.Reason
+			if _, err := w.append(TopupAckedEvent{TopupSeq: seq, TopupID: a.TopupID, Status: a.Status,
+				LedgerRef: a.LedgerRef, AckedThroughSeq: a.AckedThroughSeq, Reason: a.Reason}); err != nil {
 				return err
 			}
 			if err := w.tx.Bucket(bOutbox).Delete(u64(seq)); err != nil {

@@ -18,24 +18,27 @@ type NoteLine struct {
 
 // Session is the view of one cash session.
 type Session struct {
-	ID            uint64      `json:"id"`
-	Account       string      `json:"account"`
-	AccountMasked string      `json:"account_masked"`
-	Currency      string      `json:"currency"`
-	LimitMinor    int64       `json:"limit_minor"`
-	Offline       bool        `json:"offline"`
-	QRNonce       string      `json:"qr_nonce,omitempty"`
-	OpenedAt      time.Time   `json:"opened_at"`
-	Notes         []NoteLine  `json:"notes"`
-	TotalMinor    int64       `json:"total_minor"`
-	NoteCount     int64       `json:"note_count"`
-	PendingMinor  int64       `json:"pending_minor"`
-	Uncertain     []Uncertain `json:"uncertain,omitempty"`
-	Closed        bool        `json:"closed"`
-	Outcome       string      `json:"outcome,omitempty"`
-	ClosedAt      time.Time   `json:"closed_at,omitzero"`
-	TopupSeq      uint64      `json:"topup_seq,omitempty"`
-	ReceiptNo     uint64      `json:"receipt_no,omitempty"`
+	ID            uint64 `json:"id"`
+	Account       string `json:"account"`
+	AccountMasked string `json:"account_masked"`
+	Currency      string `json:"currency"`
+	LimitMinor    int64  `json:"limit_minor"`
+	Offline       bool   `json:"offline"`
+	QRNonce       string `json:"qr_nonce,omitempty"`
+	// QR is the wallet-signed code the session was opened with: every top-up carries it as
+	// the ledger's proof of the account (sync/CONTRACT.md).
+	QR           string      `json:"qr,omitempty"`
+	OpenedAt     time.Time   `json:"opened_at"`
+	Notes        []NoteLine  `json:"notes"`
+	TotalMinor   int64       `json:"total_minor"`
+	NoteCount    int64       `json:"note_count"`
+	PendingMinor int64       `json:"pending_minor"`
+	Uncertain    []Uncertain `json:"uncertain,omitempty"`
+	Closed       bool        `json:"closed"`
+	Outcome      string      `json:"outcome,omitempty"`
+	ClosedAt     time.Time   `json:"closed_at,omitzero"`
+	TopupSeq     uint64      `json:"topup_seq,omitempty"`
+	ReceiptNo    uint64      `json:"receipt_no,omitempty"`
 }
 
 // RemainingMinor is what the session may still take, counting notes on their way to the
@@ -77,6 +80,8 @@ type OpenSessionParams struct {
 	LimitMinor    int64
 	Offline       bool
 	QRNonce       string
+	// QR is the whole scanned code (IMW1....), sent unchanged in the top-up.
+	QR string
 }
 
 // OpenSession starts a session. Only one session may be open.
@@ -90,9 +95,9 @@ func (j *Journal) OpenSession(p OpenSessionParams) (Session, error) {
 			return fmt.Errorf("journal: open session: invalid account or limit")
 		}
 		s = Session{Account: p.Account, AccountMasked: p.AccountMasked, Currency: j.currency, LimitMinor: p.LimitMinor,
-			Offline: p.Offline, QRNonce: p.QRNonce, OpenedAt: j.now().UTC(), Notes: []NoteLine{}}
+			Offline: p.Offline, QRNonce: p.QRNonce, QR: p.QR, OpenedAt: j.now().UTC(), Notes: []NoteLine{}}
 		id, err := w.append(SessionOpenedEvent{Account: s.Account, AccountMasked: s.AccountMasked, Currency: s.Currency,
-			LimitMinor: s.LimitMinor, Offline: s.Offline, QRNonce: s.QRNonce, OpenedAt: s.OpenedAt, Notes: []NoteLine{}})
+			LimitMinor: s.LimitMinor, Offline: s.Offline, QRNonce: s.QRNonce, QR: s.QR, OpenedAt: s.OpenedAt, Notes: []NoteLine{}})
 		if err != nil {
 			return err
 		}
@@ -241,7 +246,7 @@ func (j *Journal) CloseSession(p CloseParams) (CloseResult, error) {
 		s.TopupSeq, s.ReceiptNo = tseq, rno
 		wt := wire.Topup{V: wire.Version, TopupID: wire.TopupID(j.kioskID, j.epoch, tseq), KioskID: j.kioskID, Seq: tseq,
 			Account: s.Account, Currency: s.Currency, AmountMinor: s.TotalMinor, Notes: []wire.NoteLine{},
-			OpenedAt: s.OpenedAt, ClosedAt: now, ReceiptNo: rno, Outcome: p.Outcome, Uncertain: []wire.Uncertain{}}
+			OpenedAt: s.OpenedAt, ClosedAt: now, ReceiptNo: rno, Outcome: p.Outcome, Uncertain: []wire.Uncertain{}, QR: s.QR}
 		for _, n := range s.Notes {
 			wt.Notes = append(wt.Notes, wire.NoteLine{ValueMinor: n.ValueMinor, Count: n.Count})
 		}

@@ -37,6 +37,9 @@ type Payload struct {
 	Expires time.Time
 	Nonce   string
 	KID     string
+	// Raw is the whole code as scanned: the ledger verifies the wallet's signature on it
+	// again, so it travels unchanged in authz requests and top-ups.
+	Raw string
 }
 
 // Keys maps wallet key ids to public keys.
@@ -87,7 +90,7 @@ func Parse(code string) (Payload, []byte, []byte, error) {
 		return p, nil, nil, fmt.Errorf("%w: signature encoding", ErrFormat)
 	}
 	signed := code[:strings.LastIndexByte(code, '.')]
-	return Payload{Account: acct, Expires: time.Unix(secs, 0).UTC(), Nonce: nonce, KID: kid}, []byte(signed), rawSig, nil
+	return Payload{Account: acct, Expires: time.Unix(secs, 0).UTC(), Nonce: nonce, KID: kid, Raw: code}, []byte(signed), rawSig, nil
 }
 
 // Verify parses code and checks its key, signature and expiry at now.

@@ -61,7 +61,7 @@ type AcceptorControl interface {
 type Authorizer interface {
 	// Authorize returns the ledger's answer, or an error when the ledger cannot be asked
 	// (offline, timeout): the engine then falls back to the offline limits.
-	Authorize(ctx context.Context, account, nonce string) (wire.AuthzResponse, error)
+	Authorize(ctx context.Context, account, nonce, qr string) (wire.AuthzResponse, error)
 }
 
 // Printer prints receipts.
@@ -503,8 +503,13 @@ func (e *Engine) TopupAcked(t journal.Topup) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.acked[t.TopupID] = t
-	if r := e.view.Result; r != nil && r.TopupID == t.TopupID && t.State == journal.TopupCredited {
-		r.Status = ReceiptCredited
+	if r := e.view.Result; r != nil && r.TopupID == t.TopupID {
+		switch t.State {
+		case journal.TopupCredited:
+			r.Status = ReceiptCredited
+		case journal.TopupHeld:
+			r.Status = ReceiptUnderReview
+		}
 	}
 	e.changedLocked()
 }

@@ -83,7 +83,7 @@ type fakeAuthz struct {
 	err  error
 }
 
-func (a *fakeAuthz) Authorize(ctx context.Context, account, nonce string) (wire.AuthzResponse, error) {
+func (a *fakeAuthz) Authorize(ctx context.Context, account, nonce, qr string) (wire.AuthzResponse, error) {
 	if a.err != nil {
 		return wire.AuthzResponse{}, a.err
 	}

@@ -83,7 +83,7 @@ func (e *Engine) authorize(ctx context.Context, p qrpay.Payload) {
 	var err error = errors.New("no authorizer configured")
 	if e.cfg.Authorizer != nil {
 		actx, cancel := context.WithTimeout(ctx, e.cfg.Timing.AuthzTimeout)
-		resp, err = e.cfg.Authorizer.Authorize(actx, p.Account, p.Nonce)
+		resp, err = e.cfg.Authorizer.Authorize(actx, p.Account, p.Nonce, p.Raw)
 		cancel()
 	}
 	switch {
@@ -128,7 +128,7 @@ func (e *Engine) authorize(ctx context.Context, p qrpay.Payload) {
 		e.changedLocked()
 		return
 	}
-	s, err := e.j.OpenSession(journal.OpenSessionParams{Account: p.Account, AccountMasked: masked, LimitMinor: limit, Offline: offline, QRNonce: p.Nonce})
+	s, err := e.j.OpenSession(journal.OpenSessionParams{Account: p.Account, AccountMasked: masked, LimitMinor: limit, Offline: offline, QRNonce: p.Nonce, QR: p.Raw})
 	if err != nil {
 		e.journalFailedLocked("open session", err)
 		e.setStateLocked(OutOfService)
@@ -332,8 +332,11 @@ func (e *Engine) close(ctx context.Context, sid uint64) {
 	e.mu.Lock()
 	if e.view.Result != nil && e.view.Result.TopupID == t.TopupID {
 		e.view.Result.Printed = printed
-		if _, ok := e.acked[t.TopupID]; ok {
+		if a, ok := e.acked[t.TopupID]; ok {
 			e.view.Result.Status = ReceiptCredited
+			if a.State == journal.TopupHeld {
+				e.view.Result.Status = ReceiptUnderReview
+			}
 		}
 	}
 	if printed {
@@ -366,7 +369,9 @@ func (e *Engine) printTopup(ctx context.Context, t journal.Topup, copy bool) boo
 	if t.State == journal.TopupCredited || (ok && acked.State == journal.TopupCredited) {
 		status = ReceiptCredited
 	}
-	if len(w.Uncertain) > 0 && w.AmountMinor == 0 {
+	// A top-up the ledger held for review is not credited: the customer's receipt must not
+	// say it is.
+	if (len(w.Uncertain) > 0 && w.AmountMinor == 0) || t.State == journal.TopupHeld || (ok && acked.State == journal.TopupHeld) {
 		status = ReceiptUnderReview
 	}
 	e.cfg.Hook("before-print")

@@ -28,6 +28,10 @@ import (
 //	daily:          account \x00 YYYY-MM-DD → {currency: minor}
 //	suspense:       uint64be(seq) → SuspenseRecord
 //	conflicts:      uint64be(seq) → conflict record (the refused payload and both hashes)
+//	held:           topup_id → HeldRecord (stored, not credited: DESIGN.md §11)
+//	qr_nonces:      kid.nonce → topup_id that used the wallet code
+//	kiosk_daily:    kiosk_id \x00 YYYY-MM-DD → {notes, amounts per currency} credited
+//	ops_alarms:     uint64be(seq) → OpsAlarm
 type BoltStore struct {
 	db  *bolt.DB
 	now func() time.Time
@@ -53,6 +57,10 @@ var (
 	bDaily         = []byte("daily")
 	bSuspense      = []byte("suspense")
 	bConflicts     = []byte("conflicts")
+	bHeld          = []byte("held")
+	bNonces        = []byte("qr_nonces")
+	bKioskDaily    = []byte("kiosk_daily")
+	bOpsAlarms     = []byte("ops_alarms")
 )
 
 const schemaVersion = "1"
@@ -70,7 +78,7 @@ func OpenBolt(path string, opts Options) (*BoltStore, error) {
 		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bMeta, bTopups, bAccounts, bAccountTopups, bKiosks, bDaily, bSuspense, bConflicts} {
+		for _, b := range [][]byte{bMeta, bTopups, bAccounts, bAccountTopups, bKiosks, bDaily, bSuspense, bConflicts, bHeld, bNonces, bKioskDaily, bOpsAlarms} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -106,6 +114,9 @@ type accountRec struct {
 }
 
 type epochRec struct {
+	// Unapproved: the epoch was first seen in strict mode and no top-up of it was credited
+	// yet (zero for every epoch recorded before strict mode existed: they are known).
+	Unapproved   bool      `json:"unapproved,omitempty"`
 	Watermark    uint64    `json:"watermark"`
 	Above        []uint64  `json:"above,omitempty"`
 	Topups       uint64    `json:"topups"`
@@ -120,10 +131,14 @@ type conflictRec struct {
 	At           time.Time  `json:"at"`
 }
 
-// ApplyTopup implements Store. A duplicate is answered from a read-only transaction, so a
-// kiosk re-sending costs no write; anything else runs in one read-write transaction that
-// checks again, since another writer may have credited the id in between.
-func (s *BoltStore) ApplyTopup(t wire.Topup) (Result, error) {
+// ApplyTopup implements Store: Apply without policy checks (tests, tools, and a store used
+// without a Ledger). The Ledger always calls Apply.
+func (s *BoltStore) ApplyTopup(t wire.Topup) (Result, error) { return s.Apply(t, Checks{}) }
+
+// Apply implements Store. A duplicate is answered from a read-only transaction, so a kiosk
+// re-sending costs no write; anything else runs in one read-write transaction that checks
+// again, since another writer may have credited the id in between.
+func (s *BoltStore) Apply(t wire.Topup, c Checks) (Result, error) {
 	if err := t.Validate(); err != nil {
 		return Result{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
@@ -135,12 +150,11 @@ func (s *BoltStore) ApplyTopup(t wire.Topup) (Result, error) {
 	var res Result
 	var done bool
 	err = s.db.View(func(tx *bolt.Tx) error {
-		rec, ok, err := getTopup(tx, t.TopupID)
-		if err != nil || !ok || rec.ContentHash != hash {
-			return err
+		var err error
+		res, done, err = seen(tx, t.TopupID, hash)
+		if done && res.Status == wire.AckConflict {
+			done = false // the conflict is recorded in a write transaction
 		}
-		res, err = resultFor(tx, rec, wire.AckDuplicate)
-		done = err == nil
 		return err
 	})
 	if err != nil {
@@ -151,7 +165,7 @@ func (s *BoltStore) ApplyTopup(t wire.Topup) (Result, error) {
 	}
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		var err error
-		res, err = s.apply(tx, t, epoch, hash)
+		res, err = s.apply(tx, t, c, epoch, hash)
 		return err
 	})
 	if err != nil {
@@ -160,31 +174,188 @@ func (s *BoltStore) ApplyTopup(t wire.Topup) (Result, error) {
 	return res, nil
 }
 
-func (s *BoltStore) apply(tx *bolt.Tx, t wire.Topup, epoch uint64, hash string) (Result, error) {
+// seen answers a topup_id the store already has, credited or held: duplicate (or held
+// again) for the same content, conflict for other content.
+func seen(tx *bolt.Tx, id, hash string) (Result, bool, error) {
+	rec, ok, err := getTopup(tx, id)
+	if err != nil {
+		return Result{}, false, err
+	}
+	if ok {
+		st := wire.AckDuplicate
+		if rec.ContentHash != hash {
+			st = wire.AckConflict
+		}
+		res, err := resultFor(tx, rec, st)
+		return res, err == nil, err
+	}
+	var h HeldRecord
+	if ok, err := getJSON(tx.Bucket(bHeld), []byte(id), &h); err != nil || !ok {
+		return Result{}, false, err
+	}
+	var ep epochRec
+	if _, err := getJSON(tx.Bucket(bKiosks), join([]byte(h.KioskID), u64(uint64(h.Epoch))), &ep); err != nil {
+		return Result{}, false, err
+	}
+	res := Result{Status: wire.AckHeld, TopupID: id, Account: h.Account, Currency: h.Currency, AmountMinor: h.AmountMinor,
+		Reason: h.Reason, Watermark: ep.Watermark}
+	if h.ContentHash != hash {
+		res.Status, res.Reason = wire.AckConflict, ""
+	}
+	return res, true, nil
+}
+
+func (s *BoltStore) apply(tx *bolt.Tx, t wire.Topup, c Checks, epoch uint64, hash string) (Result, error) {
 	now := s.now().UTC()
-	topups := tx.Bucket(bTopups)
-	if rec, ok, err := getTopup(tx, t.TopupID); err != nil {
+	if res, ok, err := seen(tx, t.TopupID, hash); err != nil {
 		return Result{}, err
 	} else if ok {
-		if rec.ContentHash == hash {
-			return resultFor(tx, rec, wire.AckDuplicate)
+		if res.Status == wire.AckConflict {
+			if err := s.recordConflict(tx, t, hash, now); err != nil {
+				return Result{}, err
+			}
 		}
-		rec.Conflicts++
-		if err := putJSON(topups, []byte(rec.TopupID), rec); err != nil {
-			return Result{}, err
-		}
-		cb := tx.Bucket(bConflicts)
-		n, err := cb.NextSequence()
-		if err != nil {
-			return Result{}, err
-		}
-		if err := putJSON(cb, u64(n), conflictRec{TopupID: t.TopupID, StoredHash: rec.ContentHash, ReceivedHash: hash, Received: t, At: now}); err != nil {
-			return Result{}, err
-		}
-		return resultFor(tx, rec, wire.AckConflict)
+		return res, nil
 	}
 
-	// First delivery: credit.
+	// The checks that need stored state, in the order an operator would want to read them.
+	kiosks := tx.Bucket(bKiosks)
+	kk := join([]byte(t.KioskID), u64(epoch))
+	var ep epochRec
+	known, err := getJSON(kiosks, kk, &ep)
+	if err != nil {
+		return Result{}, err
+	}
+	hold := c.Hold
+	var owner []byte
+	if c.QRNonce != "" {
+		owner = tx.Bucket(bNonces).Get([]byte(c.QRNonce))
+		if hold == "" && owner != nil && string(owner) != t.TopupID && string(owner) != c.QRSharedWith {
+			hold = HoldQRReused
+		}
+	}
+	if hold == "" && c.StrictEpochs && (!known || ep.Unapproved) {
+		hold = HoldUnknownEpoch
+	}
+	kd := kioskDay{Amounts: map[string]int64{}}
+	kdk := join([]byte(t.KioskID), []byte(c.Day))
+	if c.Day != "" {
+		if _, err := getJSON(tx.Bucket(bKioskDaily), kdk, &kd); err != nil {
+			return Result{}, err
+		}
+	}
+	var notes int64
+	for _, n := range t.Notes {
+		notes += n.Count
+	}
+	if hold == "" && c.KioskDailyNotes > 0 && kd.Notes+notes > c.KioskDailyNotes {
+		hold = HoldKioskDailyNotes
+	}
+	if hold == "" && c.KioskDailyMinor > 0 && kd.Amounts[t.Currency]+t.AmountMinor > c.KioskDailyMinor {
+		hold = HoldKioskDailyAmount
+	}
+
+	var res Result
+	if !known {
+		res.NewEpoch = true
+		if err := addAlarm(tx, OpsAlarm{Kind: AlarmNewEpoch, KioskID: t.KioskID, TopupID: t.TopupID, At: now,
+			Details: fmt.Sprintf("journal epoch %s first seen (strict: %v)", Epoch(epoch), c.StrictEpochs)}); err != nil {
+			return Result{}, err
+		}
+		ep.Unapproved = c.StrictEpochs
+	}
+	// A code is used once, whatever becomes of the top-up it opened.
+	if c.QRNonce != "" && owner == nil {
+		if err := tx.Bucket(bNonces).Put([]byte(c.QRNonce), []byte(t.TopupID)); err != nil {
+			return Result{}, err
+		}
+	}
+	// A held top-up is held durably: the kiosk may forget it, so it counts for the
+	// watermark like a credited one.
+	ep.advance(t.Seq)
+	ep.Topups++
+
+	if hold != "" {
+		h := HeldRecord{TopupID: t.TopupID, KioskID: t.KioskID, Epoch: Epoch(epoch), Seq: t.Seq, Account: t.Account,
+			Currency: t.Currency, AmountMinor: t.AmountMinor, Reason: hold, Status: HeldOpen, ContentHash: hash,
+			QRNonce: c.QRNonce, HeldAt: now, Topup: t}
+		if err := putJSON(tx.Bucket(bHeld), []byte(t.TopupID), h); err != nil {
+			return Result{}, err
+		}
+		if err := putJSON(kiosks, kk, ep); err != nil {
+			return Result{}, err
+		}
+		res.Status, res.TopupID, res.Account, res.Currency, res.AmountMinor = wire.AckHeld, t.TopupID, t.Account, t.Currency, t.AmountMinor
+		res.Reason, res.Watermark = hold, ep.Watermark
+		return res, nil
+	}
+
+	ep.Unapproved = false
+	ep.LastCreditAt = now
+	if err := putJSON(kiosks, kk, ep); err != nil {
+		return Result{}, err
+	}
+	cr, err := credit(tx, t, epoch, hash, now)
+	if err != nil {
+		return Result{}, err
+	}
+	if c.Day != "" {
+		kd.Notes += notes
+		kd.Amounts[t.Currency] += t.AmountMinor
+		if err := putJSON(tx.Bucket(bKioskDaily), kdk, kd); err != nil {
+			return Result{}, err
+		}
+	}
+	cr.NewEpoch, cr.Watermark = res.NewEpoch, ep.Watermark
+	return cr, nil
+}
+
+// kioskDay is what one kiosk took in on one day.
+type kioskDay struct {
+	Notes   int64            `json:"notes"`
+	Amounts map[string]int64 `json:"amounts"`
+}
+
+func (s *BoltStore) recordConflict(tx *bolt.Tx, t wire.Topup, hash string, now time.Time) error {
+	var stored string
+	if rec, ok, err := getTopup(tx, t.TopupID); err != nil {
+		return err
+	} else if ok {
+		stored = rec.ContentHash
+		rec.Conflicts++
+		if err := putJSON(tx.Bucket(bTopups), []byte(rec.TopupID), rec); err != nil {
+			return err
+		}
+	} else {
+		var h HeldRecord
+		if _, err := getJSON(tx.Bucket(bHeld), []byte(t.TopupID), &h); err != nil {
+			return err
+		}
+		stored = h.ContentHash
+	}
+	cb := tx.Bucket(bConflicts)
+	n, err := cb.NextSequence()
+	if err != nil {
+		return err
+	}
+	return putJSON(cb, u64(n), conflictRec{TopupID: t.TopupID, StoredHash: stored, ReceivedHash: hash, Received: t, At: now})
+}
+
+func addAlarm(tx *bolt.Tx, a OpsAlarm) error {
+	b := tx.Bucket(bOpsAlarms)
+	n, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	a.Ref = fmt.Sprintf("OA%012d", n)
+	return putJSON(b, u64(n), a)
+}
+
+// credit moves the money of a top-up that passed (or was released): the top-up record,
+// balance, account index, day total and suspense records. The caller updates the kiosk's
+// epoch record.
+func credit(tx *bolt.Tx, t wire.Topup, epoch uint64, hash string, now time.Time) (Result, error) {
+	topups := tx.Bucket(bTopups)
 	n, err := topups.NextSequence()
 	if err != nil {
 		return Result{}, err
@@ -198,41 +369,13 @@ func (s *BoltStore) apply(tx *bolt.Tx, t wire.Topup, epoch uint64, hash string) 
 	if err := putJSON(topups, []byte(rec.TopupID), rec); err != nil {
 		return Result{}, err
 	}
-
-	accounts := tx.Bucket(bAccounts)
-	var acct accountRec
-	if ok, err := getJSON(accounts, []byte(t.Account), &acct); err != nil {
-		return Result{}, err
-	} else if !ok {
-		acct = accountRec{OpenedAt: now} // reference ledger: accounts open on first credit
-	}
-	if acct.Balances == nil {
-		acct.Balances = map[string]int64{}
-	}
-	bal := acct.Balances[t.Currency]
-	if bal > math.MaxInt64-t.AmountMinor {
-		return Result{}, fmt.Errorf("%w: %s %s", ErrOverflow, t.Account, t.Currency)
-	}
-	acct.Balances[t.Currency] = bal + t.AmountMinor
-	acct.Count++
-	if err := putJSON(accounts, []byte(t.Account), acct); err != nil {
+	bal, err := addBalance(tx, t.Account, t.Currency, t.AmountMinor, now, true)
+	if err != nil {
 		return Result{}, err
 	}
 	if err := tx.Bucket(bAccountTopups).Put(join([]byte(t.Account), u64(n)), []byte(t.TopupID)); err != nil {
 		return Result{}, err
 	}
-
-	daily := tx.Bucket(bDaily)
-	dk := join([]byte(t.Account), []byte(now.Format(time.DateOnly)))
-	day := map[string]int64{}
-	if _, err := getJSON(daily, dk, &day); err != nil {
-		return Result{}, err
-	}
-	day[t.Currency] += t.AmountMinor // bounded by the balance check above
-	if err := putJSON(daily, dk, day); err != nil {
-		return Result{}, err
-	}
-
 	sb := tx.Bucket(bSuspense)
 	for _, u := range t.Uncertain {
 		sn, err := sb.NextSequence()
@@ -245,23 +388,45 @@ func (s *BoltStore) apply(tx *bolt.Tx, t wire.Topup, epoch uint64, hash string) 
 			return Result{}, err
 		}
 	}
-
-	kiosks := tx.Bucket(bKiosks)
-	kk := join([]byte(t.KioskID), u64(epoch))
-	var ep epochRec
-	if _, err := getJSON(kiosks, kk, &ep); err != nil {
-		return Result{}, err
-	}
-	ep.advance(t.Seq)
-	ep.Topups++
-	ep.LastCreditAt = now
-	if err := putJSON(kiosks, kk, ep); err != nil {
-		return Result{}, err
-	}
-
 	return Result{Status: wire.AckCredited, TopupID: rec.TopupID, LedgerRef: rec.LedgerRef, Account: rec.Account,
-		Currency: rec.Currency, AmountMinor: rec.AmountMinor, Balance: acct.Balances[t.Currency],
-		Watermark: ep.Watermark, Suspense: len(t.Uncertain)}, nil
+		Currency: rec.Currency, AmountMinor: rec.AmountMinor, Balance: bal, Suspense: len(t.Uncertain)}, nil
+}
+
+// addBalance adds amount to the account's balance and day total, refusing an overflow;
+// topup counts it as one more top-up of the account.
+func addBalance(tx *bolt.Tx, account, currency string, amount int64, now time.Time, topup bool) (int64, error) {
+	accounts := tx.Bucket(bAccounts)
+	var acct accountRec
+	if ok, err := getJSON(accounts, []byte(account), &acct); err != nil {
+		return 0, err
+	} else if !ok {
+		acct = accountRec{OpenedAt: now} // reference ledger: accounts open on first credit
+	}
+	if acct.Balances == nil {
+		acct.Balances = map[string]int64{}
+	}
+	bal := acct.Balances[currency]
+	if bal > math.MaxInt64-amount {
+		return 0, fmt.Errorf("%w: %s %s", ErrOverflow, account, currency)
+	}
+	acct.Balances[currency] = bal + amount
+	if topup {
+		acct.Count++
+	}
+	if err := putJSON(accounts, []byte(account), acct); err != nil {
+		return 0, err
+	}
+	daily := tx.Bucket(bDaily)
+	dk := join([]byte(account), []byte(now.Format(time.DateOnly)))
+	day := map[string]int64{}
+	if _, err := getJSON(daily, dk, &day); err != nil {
+		return 0, err
+	}
+	day[currency] += amount // bounded by the balance check above
+	if err := putJSON(daily, dk, day); err != nil {
+		return 0, err
+	}
+	return acct.Balances[currency], nil
 }
 
 // advance records seq as held and moves the watermark over every contiguous seq.
@@ -432,6 +597,172 @@ func (s *BoltStore) Suspense() ([]SuspenseRecord, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ledger: suspense: %w", err)
+	}
+	return out, nil
+}
+
+// Held implements Store.
+func (s *BoltStore) Held(status string) ([]HeldRecord, error) {
+	out := []HeldRecord{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bHeld).ForEach(func(_, v []byte) error {
+			var h HeldRecord
+			if err := json.Unmarshal(v, &h); err != nil {
+				return err
+			}
+			if status == "" || h.Status == status {
+				out = append(out, h)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ledger: held: %w", err)
+	}
+	return out, nil
+}
+
+// HeldTopup implements Store.
+func (s *BoltStore) HeldTopup(id string) (HeldRecord, error) {
+	var h HeldRecord
+	var ok bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		ok, err = getJSON(tx.Bucket(bHeld), []byte(id), &h)
+		return err
+	})
+	if err != nil {
+		return HeldRecord{}, fmt.Errorf("ledger: held %s: %w", id, err)
+	}
+	if !ok {
+		return HeldRecord{}, fmt.Errorf("ledger: held %s: %w", id, ErrNotFound)
+	}
+	return h, nil
+}
+
+// DecideHeld implements Store. A release credits the top-up as it was received, makes its
+// journal epoch known, and counts it in the kiosk's day; the checks that held it are
+// overridden by the operator's decision, which is recorded with the record.
+func (s *BoltStore) DecideHeld(id string, d Decision) (HeldRecord, error) {
+	if err := d.check(); err != nil {
+		return HeldRecord{}, err
+	}
+	var h HeldRecord
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		ok, err := getJSON(tx.Bucket(bHeld), []byte(id), &h)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return ErrNotFound
+		}
+		if h.Status != HeldOpen {
+			return fmt.Errorf("%w: %s by %s", ErrDecided, h.Status, h.Decision.Operator)
+		}
+		now := s.now().UTC()
+		if d.At.IsZero() {
+			d.At = now
+		}
+		h.Decision = &d
+		h.Status = HeldRejected
+		if d.Action == ActionRelease {
+			if _, ok, err := getTopup(tx, id); err != nil {
+				return err
+			} else if ok {
+				return fmt.Errorf("%w: %s is credited already", ErrDecided, id)
+			}
+			cr, err := credit(tx, h.Topup, uint64(h.Epoch), h.ContentHash, now)
+			if err != nil {
+				return err
+			}
+			kk := join([]byte(h.KioskID), u64(uint64(h.Epoch)))
+			var ep epochRec
+			if _, err := getJSON(tx.Bucket(bKiosks), kk, &ep); err != nil {
+				return err
+			}
+			ep.Unapproved = false
+			ep.advance(h.Seq) // already held; harmless, and right for a record from before holds advanced it
+			ep.LastCreditAt = now
+			if err := putJSON(tx.Bucket(bKiosks), kk, ep); err != nil {
+				return err
+			}
+			h.Status, h.LedgerRef = HeldReleased, cr.LedgerRef
+		}
+		return putJSON(tx.Bucket(bHeld), []byte(id), h)
+	})
+	if err != nil {
+		return HeldRecord{}, fmt.Errorf("ledger: decide held %s: %w", id, err)
+	}
+	return h, nil
+}
+
+// DecideSuspense implements Store. A release credits the item's value to the account of the
+// top-up it belongs to, as its own credit (CreditRef "SC" + the suspense number).
+func (s *BoltStore) DecideSuspense(ref string, d Decision) (SuspenseRecord, error) {
+	if err := d.check(); err != nil {
+		return SuspenseRecord{}, err
+	}
+	var n uint64
+	if _, err := fmt.Sscanf(ref, "SU%d", &n); err != nil || fmt.Sprintf("SU%012d", n) != ref {
+		return SuspenseRecord{}, fmt.Errorf("ledger: suspense %q: %w", ref, ErrNotFound)
+	}
+	var r SuspenseRecord
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		ok, err := getJSON(tx.Bucket(bSuspense), u64(n), &r)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return ErrNotFound
+		}
+		if r.Status != "" {
+			return fmt.Errorf("%w: %s", ErrDecided, r.Status)
+		}
+		now := s.now().UTC()
+		if d.At.IsZero() {
+			d.At = now
+		}
+		r.Decision = &d
+		r.Status = HeldRejected
+		if d.Action == ActionRelease {
+			if _, err := addBalance(tx, r.Account, r.Currency, r.ValueMinor, now, false); err != nil {
+				return err
+			}
+			r.Status, r.CreditRef = HeldReleased, fmt.Sprintf("SC%012d", n)
+		}
+		return putJSON(tx.Bucket(bSuspense), u64(n), r)
+	})
+	if err != nil {
+		return SuspenseRecord{}, fmt.Errorf("ledger: decide suspense %s: %w", ref, err)
+	}
+	return r, nil
+}
+
+// QRNonceOwner implements Store.
+func (s *BoltStore) QRNonceOwner(nonce string) (string, error) {
+	var owner string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		owner = string(tx.Bucket(bNonces).Get([]byte(nonce)))
+		return nil
+	})
+	return owner, err
+}
+
+// Alarms implements Store.
+func (s *BoltStore) Alarms() ([]OpsAlarm, error) {
+	out := []OpsAlarm{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bOpsAlarms).ForEach(func(_, v []byte) error {
+			var a OpsAlarm
+			if err := json.Unmarshal(v, &a); err != nil {
+				return err
+			}
+			out = append(out, a)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ledger: alarms: %w", err)
 	}
 	return out, nil
 }

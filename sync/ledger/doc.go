@@ -14,6 +14,8 @@
 //   - conflict: the topup_id was credited before with different content. Nothing moves; the
 //     ledger records the refused payload and both hashes for an operator; the kiosk alarms
 //     and stops retrying.
+//   - held: a check failed (see "Trust" below); the top-up is stored durably, not credited,
+//     and waits for an operator; reason says which check. The kiosk may forget it.
 //   - retry_later: the store failed; nothing was credited; the kiosk retries.
 //
 // A topup_id is credited at most once, forever: there is no expiry window, because a kiosk
@@ -40,14 +42,44 @@
 // count. Balances are per (account, currency), int64 minor units, and a credit that would
 // overflow is refused (retry_later), never wrapped.
 //
+// # Trust (DESIGN.md §11)
+//
+// A kiosk's certificate proves only which kiosk is talking, and its key sits in a shop. So
+// every top-up carries qr, the wallet-signed code the session was opened with, and the
+// ledger checks (first failure wins, in this order):
+//
+//   - the proof: present (qr_missing), a well-formed code signed by a key of
+//     Config.WalletKeys (qr_invalid), for the top-up's account (qr_account_mismatch), and
+//     the session opened before the code expired, give or take Policy.QRTolerance
+//     (qr_expired_at_open; an offline top-up arriving days later is fine);
+//   - the policy (Config.Policy, per-kiosk overrides): amount within the per-top-up maximum
+//     (over_max_topup), a currency with a denomination table (currency_not_accepted), every
+//     note and uncertain item a banknote of it (denomination_unknown);
+//   - in the store's transaction: the code's nonce not used by another top-up, ever
+//     (qr_reused), the journal epoch known for the kiosk when Policy.StrictEpochs
+//     (unknown_epoch), the kiosk's notes and amount on the code's day within
+//     Policy.DailyNotes and DailyCashInMinor (kiosk_daily_notes, kiosk_daily_cash_in).
+//
+// A failure stores the top-up as held (Store.Held) and acks "held" with the reason. The
+// code's nonce is spent either way. A held top-up counts for the watermark: the ledger holds
+// it. A journal epoch seen for the first time is recorded as an ops alarm (Store.Alarms,
+// GET /api/alarms) in any mode. Operations release (credit, overriding the checks, and making
+// the epoch known) or reject held top-ups and suspense records over the HTTP API, each
+// decision recorded with the operator's name, authenticated by the operator's bearer token
+// (Config.Operators).
+//
 // # Authz
 //
-// kiosk/<id>/up/authz is answered on kiosk/<id>/down/authz, signed: ok with remaining_minor =
-// min(Limits.PerTopupMaxMinor, Limits.DailyMinor − what the account received today (UTC)),
+// kiosk/<id>/up/authz is answered on kiosk/<id>/down/authz, signed. Without a valid proof
+// (qr: verifies, names the account, unexpired now give or take the tolerance, not used by a
+// top-up) the answer is denied with proof_missing, proof_invalid, proof_expired or proof_used,
+// and says nothing about the account. Otherwise: ok with remaining_minor =
+// min(the kiosk's per-top-up maximum, Limits.DailyMinor − what the account received today (UTC)),
 // or denied with a reason (account_blocked or Config.Deny's, unknown_account,
 // daily_limit_reached, invalid_request). name_masked is the display name from Config.Names
-// masked ("张*丰"), else the masked account id ("ab***yz"). Limits are checked at authz
-// only: once the cash is in the cassette, the ledger credits it.
+// masked ("张*丰"), else the masked account id ("ab***yz"). The account's daily limit is
+// checked at authz only: once the cash is in the cassette, the ledger credits it (the
+// per-top-up maximum and the kiosk's daily cash-in are top-up checks, above).
 //
 // Reference-ledger choice: there is no account registry. Any well-formed account id is an
 // open account; it is created in the store on its first credit, and authz treats an unknown
@@ -59,9 +91,12 @@
 // Top-ups arrive through the shared subscription $share/<group>/kiosk/+/up/topup, so
 // several ledger instances (sharing one Store) split the load; each message goes to one
 // instance. Config.PlainTopupSubscription uses kiosk/+/up/topup for a broker without
-// shared subscriptions. Shared subscriptions are an MQTT 5 feature, but mochi (the embedded
-// broker, see sync/broker's TestSharedSubscription311) and mosquitto 2.0 (checked by hand with
-// mosquitto_sub -V mqttv311) deliver them to MQTT 3.1.1 clients such as paho. MQTT gives
+// shared subscriptions, and for mosquitto: its ACL is checked on delivery, not on subscribe,
+// so a kiosk that joins a known share group is handed a share of the top-ups, which the ACL
+// then drops (sync/mosqtest's TestKioskCannotStarveTheLedger). Shared subscriptions are an
+// MQTT 5 feature, but mochi (the embedded broker, see sync/broker's
+// TestSharedSubscription311) and mosquitto 2.0 (checked by hand with mosquitto_sub -V
+// mqttv311) deliver them to MQTT 3.1.1 clients such as paho. MQTT gives
 // at-least-once delivery, and a kiosk retries until it gets an ack, so every top-up may
 // arrive any number of times, reordered, across ledger and broker restarts: the store's
 // idempotency is what makes that safe.

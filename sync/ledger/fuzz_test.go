@@ -22,13 +22,16 @@ func FuzzHandlers(f *testing.F) {
 	f.Add(append([]byte{4}, `{"v":1,"alarm_id":"a","kind":"jam","cleared":true}`...))
 	f.Add(append([]byte{5}, `{"v":1,"cmd_id":"c","status":"failed","reason":"x"}`...))
 	f.Add([]byte{0, '{'})
+	noProof := topup("K1", 1, 2, "mallory", 100)
+	noProof.QR = ""
+	f.Add(append([]byte{0}, mustJSONf(f, noProof)...))
 
 	store, err := OpenBolt(filepath.Join(f.TempDir(), "fuzz.db"), Options{Timeout: time.Second, NoSync: true})
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { store.Close() })
-	l, err := New(Config{Store: store, Signer: testSigner})
+	l, err := New(Config{Store: store, Signer: testSigner, WalletKeys: testWallet})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -52,6 +55,9 @@ func FuzzHandlers(f *testing.F) {
 		var tp wire.Topup
 		if err := wire.Decode(data[1:], &tp); err != nil || tp.Validate() != nil || tp.KioskID != "K1" {
 			t.Fatalf("credited an invalid or foreign top-up: %q", data)
+		}
+		if _, reason := verifyQR(testWallet, tp.QR, tp.Account); reason != "" {
+			t.Fatalf("credited without a valid proof (%s): %q", reason, data)
 		}
 		rec, err := store.Topup(tp.TopupID)
 		if err != nil || rec.ContentHash != tp.ContentHash() {

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"bytes"
+	"crypto/subtle"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -9,7 +10,9 @@ import (
 	"html/template"
 	"io"
 	"net/http"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kioskd/kioskd/sync/wire"
 )
@@ -20,11 +23,19 @@ import (
 //	GET /api/accounts/{account}    balances and recent top-ups (AccountInfo)
 //	GET /api/topups/{topup_id}     one top-up (TopupRecord)
 //	GET /api/kiosks                fleet view ([]KioskView)
-//	GET /api/suspense              uncertain items to settle ([]SuspenseRecord)
+//	GET /api/suspense              uncertain items, open and decided ([]SuspenseRecord)
+//	GET /api/held                  held top-ups ([]HeldRecord); ?status=held|released|rejected
+//	GET /api/held/{topup_id}       one held top-up (HeldRecord)
+//	GET /api/alarms                alarms the ledger raised for operations ([]OpsAlarm)
+//	POST /api/held/{topup_id}/release     credit a held top-up     } body {"operator": name,
+//	POST /api/held/{topup_id}/reject      close it without credit  }   "note": text}, header
+//	POST /api/suspense/{ref}/release      credit an uncertain item }   Authorization: Bearer
+//	POST /api/suspense/{ref}/reject       close it without credit  }   <that operator's token>
 //	GET /api/stats                 counters (Stats)
 //	GET /healthz                   200 when the store answers; says whether MQTT is up
 //
-// JSON uses snake_case; errors are {"error": "..."} with 400, 404, or 500.
+// JSON uses snake_case; errors are {"error": "..."} with 400, 401 (no or wrong token for the
+// operator), 404, 409 (decided before), 413 or 500. A decision answers the updated record.
 func (l *Ledger) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", l.serveFleetPage)
@@ -57,6 +68,58 @@ func (l *Ledger) Handler() http.Handler {
 		}
 		l.writeResult(w, s, err)
 	})
+	mux.HandleFunc("GET /api/held", func(w http.ResponseWriter, r *http.Request) {
+		st := r.URL.Query().Get("status")
+		if st != "" && st != HeldOpen && st != HeldReleased && st != HeldRejected {
+			writeError(w, http.StatusBadRequest, "status must be held, released or rejected")
+			return
+		}
+		hs, err := l.store.Held(st)
+		l.writeResult(w, hs, err)
+	})
+	mux.HandleFunc("GET /api/held/{topup_id}", func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("topup_id")
+		if _, _, _, err := wire.ParseTopupID(id); err != nil {
+			writeError(w, http.StatusBadRequest, "malformed topup_id")
+			return
+		}
+		h, err := l.store.HeldTopup(id)
+		l.writeResult(w, h, err)
+	})
+	mux.HandleFunc("GET /api/alarms", func(w http.ResponseWriter, _ *http.Request) {
+		as, err := l.store.Alarms()
+		l.writeResult(w, as, err)
+	})
+	mux.HandleFunc("POST /api/held/{topup_id}/{action}", func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("topup_id")
+		if _, _, _, err := wire.ParseTopupID(id); err != nil {
+			writeError(w, http.StatusBadRequest, "malformed topup_id")
+			return
+		}
+		d, ok := l.decision(w, r)
+		if !ok {
+			return
+		}
+		h, err := l.store.DecideHeld(id, d)
+		if err == nil {
+			l.log.Warn("ledger: ops decision on held top-up", "topup_id", id, "action", d.Action, "operator", d.Operator,
+				"note", d.Note, "ledger_ref", h.LedgerRef)
+		}
+		l.writeResult(w, h, err)
+	})
+	mux.HandleFunc("POST /api/suspense/{ref}/{action}", func(w http.ResponseWriter, r *http.Request) {
+		ref := r.PathValue("ref")
+		d, ok := l.decision(w, r)
+		if !ok {
+			return
+		}
+		rec, err := l.store.DecideSuspense(ref, d)
+		if err == nil {
+			l.log.Warn("ledger: ops decision on suspense record", "ref", ref, "action", d.Action, "operator", d.Operator,
+				"note", d.Note, "credit_ref", rec.CreditRef)
+		}
+		l.writeResult(w, rec, err)
+	})
 	mux.HandleFunc("GET /api/stats", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, l.Stats())
 	})
@@ -73,10 +136,60 @@ func (l *Ledger) Handler() http.Handler {
 	return mux
 }
 
+// decision reads and authenticates an operator's decision: the action from the path, the
+// operator and note from a small JSON body, and the operator's bearer token. It has answered
+// the request when ok is false.
+func (l *Ledger) decision(w http.ResponseWriter, r *http.Request) (d Decision, ok bool) {
+	d.Action = r.PathValue("action")
+	if d.Action != ActionRelease && d.Action != ActionReject {
+		writeError(w, http.StatusNotFound, "not found")
+		return d, false
+	}
+	var body struct {
+		Operator string `json:"operator"`
+		Note     string `json:"note"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "body too large")
+			return d, false
+		}
+		writeError(w, http.StatusBadRequest, "body must be {\"operator\": name, \"note\": text}")
+		return d, false
+	}
+	if body.Operator == "" || len(body.Operator) > 64 || len(body.Note) > 1000 || !utf8.ValidString(body.Note) {
+		writeError(w, http.StatusBadRequest, "operator (1-64 characters) required; note at most 1000 bytes")
+		return d, false
+	}
+	tok, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	want, known := l.cfg.Operators[body.Operator]
+	// Compare even for an unknown operator, so that timing does not tell names apart.
+	if !known {
+		want = "\x00unknown operator, never a token"
+	}
+	if subtle.ConstantTimeCompare([]byte(tok), []byte(want)) != 1 || !found || !known {
+		l.stats.Unauthorized.Add(1)
+		l.log.Warn("ledger: security: ops decision refused: bad or missing token", "operator", body.Operator, "path", r.URL.Path,
+			"remote", r.RemoteAddr)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="ledger"`)
+		writeError(w, http.StatusUnauthorized, "operator not authenticated")
+		return d, false
+	}
+	d.Operator, d.Note, d.At = body.Operator, body.Note, l.now().UTC()
+	return d, true
+}
+
 func (l *Ledger) writeResult(w http.ResponseWriter, v any, err error) {
 	switch {
 	case errors.Is(err, ErrNotFound):
 		writeError(w, http.StatusNotFound, "not found")
+	case errors.Is(err, ErrDecided):
+		writeError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, ErrDecision):
+		writeError(w, http.StatusBadRequest, err.Error())
 	case err != nil:
 		l.log.Error("ledger: http", "err", err)
 		writeError(w, http.StatusInternalServerError, "internal error")

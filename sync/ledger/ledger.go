@@ -41,6 +41,16 @@ type Config struct {
 	HTTPAddr string
 	// Limits are what authz answers.
 	Limits Limits
+	// WalletKeys verify the wallet-signed QR code every top-up and authz request carries
+	// (kid → Ed25519 public key, the same keys the kiosks list). Without them every top-up is
+	// held and every authz denied: the ledger credits only what a wallet proved.
+	WalletKeys map[string]ed25519.PublicKey
+	// Policy is what each top-up is checked against, with per-kiosk overrides (DESIGN.md §11).
+	Policy Fleet
+	// Operators maps operator names to the bearer tokens that authenticate their decisions
+	// on held top-ups and suspense records through the HTTP API. Empty: no decision can be
+	// made over HTTP.
+	Operators map[string]string
 	// Names maps accounts to display names (masked before they leave the ledger).
 	Names map[string]string
 	// RequireKnownAccount denies authz for accounts not in Names. Off by default: the
@@ -124,6 +134,19 @@ func New(cfg Config) (*Ledger, error) {
 	}
 	if cfg.Limits.DailyMinor < 0 || cfg.Limits.PerTopupMaxMinor < 0 {
 		return nil, fmt.Errorf("%w: negative limit", ErrConfig)
+	}
+	if err := cfg.Policy.check(); err != nil {
+		return nil, err
+	}
+	for kid, k := range cfg.WalletKeys {
+		if kid == "" || len(k) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("%w: wallet key %q: want an Ed25519 public key", ErrConfig, kid)
+		}
+	}
+	for name, tok := range cfg.Operators {
+		if name == "" || len(tok) < 16 {
+			return nil, fmt.Errorf("%w: operator %q needs a token of at least 16 characters", ErrConfig, name)
+		}
 	}
 	if cfg.PublishTimeout <= 0 {
 		cfg.PublishTimeout = 5 * time.Second
@@ -302,7 +325,7 @@ func (l *Ledger) handleTopup(topic string, payload []byte) {
 		return
 	}
 	ack := wire.Ack{V: wire.Version, TopupID: t.TopupID, AmountMinor: t.AmountMinor, Currency: t.Currency}
-	res, err := l.store.ApplyTopup(t)
+	res, err := l.store.Apply(t, l.checks(&t))
 	if err != nil {
 		// Nothing was credited; the kiosk retries with the same topup_id.
 		l.stats.StoreErrors.Add(1)
@@ -311,11 +334,19 @@ func (l *Ledger) handleTopup(topic string, payload []byte) {
 		ack.Status = wire.AckRetryLater
 	} else {
 		ack.Status, ack.LedgerRef, ack.AckedThroughSeq = res.Status, res.LedgerRef, res.Watermark
+		if res.NewEpoch {
+			l.log.Warn("ledger: alarm: new journal epoch for kiosk", "kiosk", kiosk, "topup_id", t.TopupID)
+		}
 		switch res.Status {
 		case wire.AckCredited:
 			l.stats.Credited.Add(1)
 			l.log.Info("ledger: credited", "topup_id", t.TopupID, "account", t.Account, "amount_minor", t.AmountMinor,
 				"currency", t.Currency, "ledger_ref", res.LedgerRef, "watermark", res.Watermark, "suspense", res.Suspense)
+		case wire.AckHeld:
+			l.stats.Held.Add(1)
+			ack.Reason = res.Reason
+			l.log.Warn("ledger: security: top-up held for review", "topup_id", t.TopupID, "reason", res.Reason,
+				"account", t.Account, "amount_minor", t.AmountMinor, "currency", t.Currency)
 		case wire.AckDuplicate:
 			l.stats.Duplicates.Add(1)
 			l.log.Debug("ledger: duplicate", "topup_id", t.TopupID, "ledger_ref", res.LedgerRef)
@@ -334,7 +365,7 @@ func (l *Ledger) handleAuthz(topic string, payload []byte) {
 	if !ok {
 		return
 	}
-	resp, answer := l.authorize(r)
+	resp, answer := l.authorize(kiosk, r)
 	if !answer {
 		return
 	}
@@ -350,7 +381,7 @@ func (l *Ledger) handleAuthz(topic string, payload []byte) {
 // authorize decides an authz request. answer is false when no answer should be sent: for a
 // request without a usable req_id, or when the store cannot say what was credited today
 // (the kiosk then falls back to its offline limits, as when the ledger is unreachable).
-func (l *Ledger) authorize(r wire.AuthzRequest) (resp wire.AuthzResponse, answer bool) {
+func (l *Ledger) authorize(kiosk string, r wire.AuthzRequest) (resp wire.AuthzResponse, answer bool) {
 	resp = wire.AuthzResponse{V: wire.Version, ReqID: r.ReqID, Status: wire.AuthzDenied}
 	if err := r.Validate(); err != nil {
 		l.stats.Rejected.Add(1)
@@ -358,6 +389,16 @@ func (l *Ledger) authorize(r wire.AuthzRequest) (resp wire.AuthzResponse, answer
 			return resp, false
 		}
 		resp.Reason = ReasonBadRequest
+		return resp, true
+	}
+	// No proof, no answer about the account: without it any kiosk key could look up names
+	// and limits of every account.
+	if reason, err := l.checkAuthzProof(kiosk, r); err != nil {
+		l.stats.StoreErrors.Add(1)
+		l.log.Error("ledger: authz: store", "req_id", r.ReqID, "err", err)
+		return resp, false
+	} else if reason != "" {
+		resp.Reason = reason
 		return resp, true
 	}
 	name, known := l.cfg.Names[r.Account]
@@ -384,13 +425,56 @@ func (l *Ledger) authorize(r wire.AuthzRequest) (resp wire.AuthzResponse, answer
 		return resp, false
 	}
 	remaining := l.cfg.Limits.DailyMinor - today[l.cfg.Limits.Currency]
-	remaining = min(remaining, l.cfg.Limits.PerTopupMaxMinor)
+	remaining = min(remaining, l.cfg.Policy.effective(kiosk, l.cfg.Limits).MaxTopupMinor)
 	if remaining <= 0 {
 		resp.Reason = ReasonLimitReached
 		return resp, true
 	}
 	resp.Status, resp.RemainingMinor = wire.AuthzOK, remaining
 	return resp, true
+}
+
+// checks runs the policy checks that need no stored state and says what the store must
+// check in the same transaction as the credit.
+func (l *Ledger) checks(t *wire.Topup) Checks {
+	p := l.cfg.Policy.effective(t.KioskID, l.cfg.Limits)
+	pr, hold := p.checkTopup(l.cfg.WalletKeys, t)
+	c := Checks{Hold: hold, QRNonce: pr.Nonce, KioskDailyNotes: p.DailyNotes, KioskDailyMinor: p.DailyCashInMinor,
+		StrictEpochs: p.StrictEpochs}
+	// The kiosk's day is the day of the code's expiry: signed by the wallet, so a kiosk key
+	// cannot spread forged cash-in over invented dates, and an offline top-up still counts
+	// for the day it happened. Without a proof the top-up is held anyway.
+	if !pr.Expires.IsZero() {
+		c.Day = pr.Expires.UTC().Format(time.DateOnly)
+	} else {
+		c.Day = l.now().UTC().Format(time.DateOnly)
+	}
+	return c
+}
+
+// checkAuthzProof returns why an authz request has no valid proof ("" when it has one): the
+// code must verify, name the account, be unexpired now (an authz is online, give or take the
+// tolerance), and not have opened a top-up already.
+func (l *Ledger) checkAuthzProof(kiosk string, r wire.AuthzRequest) (string, error) {
+	pr, reason := verifyQR(l.cfg.WalletKeys, r.QR, r.Account)
+	switch {
+	case reason == HoldQRMissing:
+		return ReasonNoProof, nil
+	case reason != "":
+		return ReasonBadProof, nil
+	}
+	tol := time.Duration(l.cfg.Policy.effective(kiosk, l.cfg.Limits).QRTolerance)
+	if !l.now().Before(pr.Expires.Add(tol)) {
+		return ReasonProofExpired, nil
+	}
+	owner, err := l.store.QRNonceOwner(pr.Nonce)
+	if err != nil {
+		return "", err
+	}
+	if owner != "" {
+		return ReasonProofUsed, nil
+	}
+	return "", nil
 }
 
 func (l *Ledger) publishSigned(kiosk, suffix string, payload any) {
@@ -497,6 +581,7 @@ type Stats struct {
 	Credited      uint64 `json:"credited"`
 	Duplicates    uint64 `json:"duplicates"`
 	Conflicts     uint64 `json:"conflicts"`
+	Held          uint64 `json:"held"`
 	RetryLater    uint64 `json:"retry_later"`
 	Rejected      uint64 `json:"rejected_payloads"`
 	Oversized     uint64 `json:"oversized_payloads"`
@@ -506,23 +591,25 @@ type Stats struct {
 	Published     uint64 `json:"published"`
 	PublishErrors uint64 `json:"publish_errors"`
 	StoreErrors   uint64 `json:"store_errors"`
+	Unauthorized  uint64 `json:"unauthorized_requests"`
 	Dropped       uint64 `json:"dropped_messages"`
 	MQTTConnected bool   `json:"mqtt_connected"`
 }
 
 type stats struct {
-	Credited, Duplicates, Conflicts, RetryLater, Rejected, Oversized, BadTopics atomic.Uint64
-	AuthzOK, AuthzDenied, Published, PublishErrors, StoreErrors                 atomic.Uint64
+	Credited, Duplicates, Conflicts, Held, RetryLater, Rejected, Oversized, BadTopics atomic.Uint64
+	AuthzOK, AuthzDenied, Published, PublishErrors, StoreErrors, Unauthorized         atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
 func (l *Ledger) Stats() Stats {
 	s := &l.stats
 	out := Stats{
-		Credited: s.Credited.Load(), Duplicates: s.Duplicates.Load(), Conflicts: s.Conflicts.Load(),
+		Credited: s.Credited.Load(), Duplicates: s.Duplicates.Load(), Conflicts: s.Conflicts.Load(), Held: s.Held.Load(),
 		RetryLater: s.RetryLater.Load(), Rejected: s.Rejected.Load(), Oversized: s.Oversized.Load(),
 		BadTopics: s.BadTopics.Load(), AuthzOK: s.AuthzOK.Load(), AuthzDenied: s.AuthzDenied.Load(),
 		Published: s.Published.Load(), PublishErrors: s.PublishErrors.Load(), StoreErrors: s.StoreErrors.Load(),
+		Unauthorized: s.Unauthorized.Load(),
 	}
 	l.mu.Lock()
 	c := l.client

@@ -41,9 +41,10 @@ func startBroker(t testing.TB) *broker.Broker {
 func runLedger(t testing.TB, b *broker.Broker, store Store, id string, mutate func(*Config)) (l *Ledger, stop func()) {
 	t.Helper()
 	cfg := Config{
-		MQTT:   mqttc.Config{Brokers: []string{b.URL()}, ClientID: id, MaxReconnectInterval: 500 * time.Millisecond},
-		Store:  store,
-		Signer: testSigner,
+		MQTT:       mqttc.Config{Brokers: []string{b.URL()}, ClientID: id, MaxReconnectInterval: 500 * time.Millisecond},
+		Store:      store,
+		Signer:     testSigner,
+		WalletKeys: testWallet,
 	}
 	if mutate != nil {
 		mutate(&cfg)
@@ -401,7 +402,7 @@ func TestRestartOnSameStore(t *testing.T) {
 // failingStore fails every credit, as a full disk or a lost database would.
 type failingStore struct{ *BoltStore }
 
-func (failingStore) ApplyTopup(wire.Topup) (Result, error) {
+func (failingStore) Apply(wire.Topup, Checks) (Result, error) {
 	return Result{}, errors.New("disk on fire")
 }
 
@@ -433,9 +434,12 @@ func TestAuthz(t *testing.T) {
 		c.Deny = map[string]string{"blocked_1": "", "fraud_2": "fraud_suspected"}
 	})
 	k := newKiosk(t, b, "K1")
+	asked := 0
 	ask := func(account string) wire.AuthzResponse {
 		t.Helper()
-		req := wire.AuthzRequest{V: 1, ReqID: "r-" + account, Account: account, QRNonce: "nonce1234"}
+		asked++
+		nonce := fmt.Sprintf("authz%04d", asked)
+		req := wire.AuthzRequest{V: 1, ReqID: "r-" + account, Account: account, QRNonce: nonce, QR: qrFor(account, nonce, clk.Now().Add(5*time.Minute))}
 		k.publish(wire.UpAuthz, req)
 		select {
 		case r := <-k.authz:
@@ -462,9 +466,10 @@ func TestAuthz(t *testing.T) {
 
 	// Credits today reduce what is left; yesterday's do not count.
 	clk.Set(t0.Add(-24 * time.Hour))
-	k.topup(topup("K1", 1, 1, "known", 90_000), wire.AckCredited)
+	k.topup(topup("K1", 1, 1, "known", 50_000), wire.AckCredited)
 	clk.Set(t0)
-	k.topup(topup("K1", 1, 2, "known", 70_000), wire.AckCredited)
+	k.topup(topup("K1", 1, 2, "known", 40_000), wire.AckCredited)
+	k.topup(topup("K1", 1, 4, "known", 30_000), wire.AckCredited)
 	check("known", wire.AuthzOK, "", 30_000, "J*")
 	k.topup(topup("K1", 1, 3, "known", 30_000), wire.AckCredited)
 	check("known", wire.AuthzDenied, ReasonLimitReached, 0, "J*")
@@ -480,17 +485,18 @@ func TestAuthz(t *testing.T) {
 
 func TestAuthzRequireKnownAccount(t *testing.T) {
 	l, err := New(Config{Store: openStore(t, "", nil), Signer: testSigner, RequireKnownAccount: true,
-		Names: map[string]string{"known": "Known Person"}})
+		Names: map[string]string{"known": "Known Person"}, WalletKeys: testWallet})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r, ok := l.authorize(wire.AuthzRequest{V: 1, ReqID: "1", Account: "stranger"}); !ok || r.Status != wire.AuthzDenied || r.Reason != ReasonUnknownAccount {
+	exp := time.Now().Add(time.Hour)
+	if r, ok := l.authorize("K1", wire.AuthzRequest{V: 1, ReqID: "1", Account: "stranger", QR: qrFor("stranger", "nonce0001", exp)}); !ok || r.Status != wire.AuthzDenied || r.Reason != ReasonUnknownAccount {
 		t.Errorf("stranger: %+v", r)
 	}
-	if r, ok := l.authorize(wire.AuthzRequest{V: 1, ReqID: "2", Account: "known"}); !ok || r.Status != wire.AuthzOK || r.RemainingMinor != 500_000 || r.NameMasked != "K**********n" {
+	if r, ok := l.authorize("K1", wire.AuthzRequest{V: 1, ReqID: "2", Account: "known", QR: qrFor("known", "nonce0002", exp)}); !ok || r.Status != wire.AuthzOK || r.RemainingMinor != 500_000 || r.NameMasked != "K**********n" {
 		t.Errorf("known: %+v", r)
 	}
-	if _, ok := l.authorize(wire.AuthzRequest{V: 1, Account: "known"}); ok {
+	if _, ok := l.authorize("K1", wire.AuthzRequest{V: 1, Account: "known"}); ok {
 		t.Error("answered a request without req_id")
 	}
 }
@@ -498,11 +504,14 @@ func TestAuthzRequireKnownAccount(t *testing.T) {
 func TestNewConfigErrors(t *testing.T) {
 	s := openStore(t, "", nil)
 	for name, cfg := range map[string]Config{
-		"no store":   {Signer: testSigner},
-		"no key":     {Store: s, Signer: wire.Signer{KID: "x"}},
-		"no kid":     {Store: s, Signer: wire.Signer{Key: testPriv}},
-		"bad group":  {Store: s, Signer: testSigner, ShareGroup: "a/b"},
-		"neg limits": {Store: s, Signer: testSigner, Limits: Limits{DailyMinor: -1}},
+		"no store":         {Signer: testSigner},
+		"no key":           {Store: s, Signer: wire.Signer{KID: "x"}},
+		"no kid":           {Store: s, Signer: wire.Signer{Key: testPriv}},
+		"bad group":        {Store: s, Signer: testSigner, ShareGroup: "a/b"},
+		"neg limits":       {Store: s, Signer: testSigner, Limits: Limits{DailyMinor: -1}},
+		"short wallet key": {Store: s, Signer: testSigner, WalletKeys: map[string]ed25519.PublicKey{"w1": testWalletPub[:8]}},
+		"bad policy":       {Store: s, Signer: testSigner, Policy: Fleet{Policy: Policy{Denominations: map[string][]int64{"CNY": {-5}}}}},
+		"short token":      {Store: s, Signer: testSigner, Operators: map[string]string{"olga": "1234"}},
 	} {
 		if _, err := New(cfg); !errors.Is(err, ErrConfig) {
 			t.Errorf("%s: %v", name, err)

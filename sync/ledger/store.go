@@ -41,8 +41,31 @@ type Store interface {
 	Watermark(kioskID string, epoch uint64) (uint64, error)
 	// Kiosks returns every kiosk that ever sent a top-up, with a watermark per epoch.
 	Kiosks() ([]KioskInfo, error)
-	// Suspense returns the uncertain items waiting to be settled at cash collection.
+	// Suspense returns the uncertain items, open and decided.
 	Suspense() ([]SuspenseRecord, error)
+
+	// Apply is ApplyTopup under the ledger's policy (DESIGN.md §11): c carries the checks the
+	// Ledger already made; Apply adds those that need stored state (QR nonce used once,
+	// journal epoch known, the kiosk's daily cash-in) in the same transaction. A top-up that
+	// fails a check is stored as held (Result.Status wire.AckHeld, Result.Reason), never
+	// credited and never dropped; a held topup_id delivered again is answered held again
+	// (or conflict, with other content).
+	Apply(t wire.Topup, c Checks) (Result, error)
+	// Held returns held top-ups, all of them or those with the given status (HeldOpen,
+	// HeldReleased, HeldRejected).
+	Held(status string) ([]HeldRecord, error)
+	// HeldTopup returns one held top-up; ErrNotFound if the id was never held.
+	HeldTopup(topupID string) (HeldRecord, error)
+	// DecideHeld releases (credits, whatever the reason it was held) or rejects a held
+	// top-up, recording who decided. ErrDecided if it was decided before.
+	DecideHeld(topupID string, d Decision) (HeldRecord, error)
+	// DecideSuspense releases (credits the item's value to the top-up's account) or rejects
+	// a suspense record. ErrDecided if it was decided before; ErrNotFound for no such ref.
+	DecideSuspense(ref string, d Decision) (SuspenseRecord, error)
+	// QRNonceOwner returns the topup_id that used a wallet code's nonce ("" when none).
+	QRNonceOwner(nonce string) (string, error)
+	// Alarms returns the alarms the ledger raised for operations (OpsAlarm), oldest first.
+	Alarms() ([]OpsAlarm, error)
 	// Close releases the store.
 	Close() error
 }
@@ -55,6 +78,95 @@ var (
 	ErrInvalid = errors.New("ledger: invalid top-up")
 	// ErrOverflow: a credit would overflow a balance; nothing was credited.
 	ErrOverflow = errors.New("ledger: balance overflow")
+	// ErrDecided: a held top-up or suspense record was released or rejected before.
+	ErrDecided = errors.New("ledger: already decided")
+	// ErrDecision: a decision without an operator or with an unknown action.
+	ErrDecision = errors.New("ledger: bad decision")
+)
+
+// Checks are what the Ledger decided about a top-up before the store sees it.
+type Checks struct {
+	// Hold is the first stateless check that failed ("" when all passed): the top-up is held
+	// with this reason.
+	Hold string
+	// QRNonce identifies the verified wallet code ("" when the proof did not verify): one
+	// top-up per code, forever.
+	QRNonce string
+	// QRSharedWith is a topup_id that may have used the same code before (a follow-up
+	// top-up of the same session); empty for none.
+	QRSharedWith string
+	// Day is the UTC date ("2006-01-02") the top-up counts for in the kiosk's daily cash-in.
+	Day string
+	// KioskDailyNotes and KioskDailyMinor bound the kiosk's cash-in on Day (<= 0: no bound).
+	KioskDailyNotes int64
+	KioskDailyMinor int64
+	// StrictEpochs holds a top-up of a journal epoch not yet known for the kiosk.
+	StrictEpochs bool
+}
+
+// Held statuses.
+const (
+	HeldOpen     = "held"
+	HeldReleased = "released"
+	HeldRejected = "rejected"
+)
+
+// Decision actions.
+const (
+	ActionRelease = "release"
+	ActionReject  = "reject"
+)
+
+// Decision is an operator's release or rejection of a held top-up or suspense record.
+type Decision struct {
+	Action   string    `json:"action"`
+	Operator string    `json:"operator"`
+	Note     string    `json:"note,omitempty"`
+	At       time.Time `json:"at"`
+}
+
+func (d Decision) check() error {
+	if d.Operator == "" || (d.Action != ActionRelease && d.Action != ActionReject) {
+		return fmt.Errorf("%w: want an operator and action release or reject", ErrDecision)
+	}
+	return nil
+}
+
+// HeldRecord is a top-up the ledger stored without crediting it.
+type HeldRecord struct {
+	TopupID     string    `json:"topup_id"`
+	KioskID     string    `json:"kiosk_id"`
+	Epoch       Epoch     `json:"epoch"`
+	Seq         uint64    `json:"seq"`
+	Account     string    `json:"account"`
+	Currency    string    `json:"currency"`
+	AmountMinor int64     `json:"amount_minor"`
+	Reason      string    `json:"reason"`
+	Status      string    `json:"status"`
+	ContentHash string    `json:"content_hash"`
+	QRNonce     string    `json:"qr_nonce,omitempty"`
+	HeldAt      time.Time `json:"held_at"`
+	// Decision is set once operations released or rejected it; LedgerRef once released.
+	Decision  *Decision  `json:"decision,omitempty"`
+	LedgerRef string     `json:"ledger_ref,omitempty"`
+	Topup     wire.Topup `json:"topup"`
+}
+
+// OpsAlarm is something the ledger noticed that operations must look at.
+type OpsAlarm struct {
+	Ref     string    `json:"ref"`
+	Kind    string    `json:"kind"`
+	KioskID string    `json:"kiosk_id"`
+	TopupID string    `json:"topup_id,omitempty"`
+	Details string    `json:"details,omitempty"`
+	At      time.Time `json:"at"`
+}
+
+// Ops alarm kinds.
+const (
+	// AlarmNewEpoch: a top-up names a journal epoch the ledger had not seen for the kiosk (a
+	// new kiosk, a replaced SD card, a restored backup, or a forged journal).
+	AlarmNewEpoch = "new_journal_epoch"
 )
 
 // Result is what ApplyTopup did.
@@ -75,6 +187,11 @@ type Result struct {
 	Watermark uint64 `json:"watermark"`
 	// Suspense is the number of uncertain items recorded (at first credit).
 	Suspense int `json:"suspense"`
+	// Reason is why a top-up is held (Status wire.AckHeld).
+	Reason string `json:"reason,omitempty"`
+	// NewEpoch: this top-up was the first of a journal epoch for its kiosk (an OpsAlarm was
+	// recorded).
+	NewEpoch bool `json:"new_epoch,omitempty"`
 }
 
 // Epoch is a journal epoch; it prints as 16 hex digits, as inside a topup_id.
@@ -127,6 +244,11 @@ type SuspenseRecord struct {
 	ValueMinor int64     `json:"value_minor"`
 	Reason     string    `json:"reason"`
 	At         time.Time `json:"at"`
+	// Status is "" while open, then HeldReleased or HeldRejected; Decision says who decided,
+	// and CreditRef names the credit a release made.
+	Status    string    `json:"status,omitempty"`
+	Decision  *Decision `json:"decision,omitempty"`
+	CreditRef string    `json:"credit_ref,omitempty"`
 }
 
 // AccountInfo is an account's balances and top-ups.

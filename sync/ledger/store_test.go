@@ -1,6 +1,9 @@
 package ledger
 
 import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -11,18 +14,41 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/kioskd/kioskd/kiosk/qrpay"
 	"github.com/kioskd/kioskd/sync/wire"
 )
 
 var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 
-// topup builds a valid top-up of amount (as one note line) for account.
+// Test wallet: the key that signs the customers' QR codes.
+var (
+	testWalletPub, testWalletPriv, _ = ed25519.GenerateKey(nil)
+	testWallet                       = map[string]ed25519.PublicKey{"w1": testWalletPub}
+)
+
+// qrFor signs a wallet code for account, valid until expires.
+func qrFor(account, nonce string, expires time.Time) string {
+	return qrpay.Sign(testWalletPriv, "w1", account, expires, nonce)
+}
+
+// topup builds a valid top-up of amount for account: CNY notes (largest first; a remainder
+// that is no banknote becomes one note line of its own), opened at t0 with a code valid for
+// an hour whose nonce follows from the topup_id, so a redelivery is identical.
 func topup(kiosk string, epoch, seq uint64, account string, amount int64) wire.Topup {
-	t := wire.Topup{V: 1, TopupID: wire.TopupID(kiosk, epoch, seq), KioskID: kiosk, Seq: seq, Account: account,
+	id := wire.TopupID(kiosk, epoch, seq)
+	sum := sha256.Sum256([]byte(id))
+	t := wire.Topup{V: 1, TopupID: id, KioskID: kiosk, Seq: seq, Account: account,
 		Currency: "CNY", AmountMinor: amount, OpenedAt: t0, ClosedAt: t0.Add(time.Minute), ReceiptNo: seq,
-		Outcome: wire.OutcomeComplete}
-	if amount > 0 {
-		t.Notes = []wire.NoteLine{{ValueMinor: amount, Count: 1}}
+		Outcome: wire.OutcomeComplete, QR: qrFor(account, hex.EncodeToString(sum[:12]), t0.Add(time.Hour))}
+	rest := amount
+	for _, v := range []int64{10000, 5000, 2000, 1000, 500, 100} {
+		if n := rest / v; n > 0 {
+			t.Notes = append(t.Notes, wire.NoteLine{ValueMinor: v, Count: n})
+			rest -= n * v
+		}
+	}
+	if rest > 0 {
+		t.Notes = append(t.Notes, wire.NoteLine{ValueMinor: rest, Count: 1})
 	}
 	return t
 }

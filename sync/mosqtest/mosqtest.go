@@ -1,25 +1,22 @@
-// Package mosqtest starts a real mosquitto broker for integration tests, configured as in
-// production (deploy/mosquitto): TLS with a private CA, a client certificate per kiosk whose
-// CN is the kiosk id and becomes the MQTT username, and a topic ACL that confines each kiosk
-// to its own topics. It generates all the key material in the test's temporary directory.
+// Package mosqtest starts a real mosquitto broker for integration tests, configured exactly as
+// shipped: it runs deploy/mosquitto/kioskd.conf and deploy/mosquitto/kioskd.acl, rewriting only
+// file paths and the listener port, with certificates made by deploy/dev-pki.sh (TLS with a
+// private CA, a client certificate per identity whose CN the broker makes the username and the
+// client id, a CRL). What the tests prove about the broker is therefore true of the files an
+// installer copies.
 //
-// When mosquitto is not installed the test is skipped with a message, unless the environment
-// variable KIOSKD_REQUIRE_SERVICES is set (CI sets it after installing the package), in
-// which case the test fails.
+// When mosquitto or openssl is not installed the test is skipped with a message, unless the
+// environment variable KIOSKD_REQUIRE_SERVICES is set (CI sets it after installing the
+// packages), in which case the test fails.
 package mosqtest
 
 import (
+	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -29,6 +26,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+)
+
+// LedgerCN is the certificate CN (so the MQTT username and client id) of the first ledger
+// instance in the shipped ACL; FleetCN that of the first operations console.
+const (
+	LedgerCN = "ledger-1"
+	FleetCN  = "fleetd-1"
 )
 
 // Find returns the mosquitto binary, or "".
@@ -44,24 +48,36 @@ func Find() string {
 	return ""
 }
 
-// Require returns the mosquitto binary or skips (or fails under KIOSKD_REQUIRE_SERVICES).
+// Require returns the mosquitto binary or skips (or fails under KIOSKD_REQUIRE_SERVICES);
+// it also needs openssl, which deploy/dev-pki.sh runs.
 func Require(t testing.TB) string {
 	t.Helper()
 	p := Find()
-	if p == "" {
+	_, errSSL := exec.LookPath("openssl")
+	_, errSh := exec.LookPath("sh")
+	if p == "" || errSSL != nil || errSh != nil {
 		if os.Getenv("KIOSKD_REQUIRE_SERVICES") != "" {
-			t.Fatal("mosquitto is required (KIOSKD_REQUIRE_SERVICES is set) but not installed")
+			t.Fatal("mosquitto, openssl and sh are required (KIOSKD_REQUIRE_SERVICES is set) but not all are installed")
 		}
-		t.Skip("mosquitto not installed: skipping the real-broker test (apt-get install mosquitto; .ci/run does)")
+		t.Skip("mosquitto or openssl not installed: skipping the real-broker test (apt-get install mosquitto openssl; .ci/run does)")
 	}
 	return p
 }
 
-// shippedACL locates deploy/mosquitto/kioskd.acl from this source file.
-func shippedACL() string {
+// deployDir locates deploy/ from this source file.
+func deployDir() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "deploy", "mosquitto", "kioskd.acl")
+	return filepath.Join(filepath.Dir(file), "..", "..", "deploy")
 }
+
+// ShippedConf and ShippedACL are the files the broker runs; PKIScript makes its certificates.
+func ShippedConf() string { return filepath.Join(deployDir(), "mosquitto", "kioskd.conf") }
+
+// ShippedACL is deploy/mosquitto/kioskd.acl.
+func ShippedACL() string { return filepath.Join(deployDir(), "mosquitto", "kioskd.acl") }
+
+// PKIScript is deploy/dev-pki.sh.
+func PKIScript() string { return filepath.Join(deployDir(), "dev-pki.sh") }
 
 // Broker is a running mosquitto.
 type Broker struct {
@@ -72,12 +88,14 @@ type Broker struct {
 	// Port of the TLS listener.
 	Port int
 	// PlainPort is a loopback listener without TLS or ACL, for tests that only need a real
-	// broker (0 when disabled).
+	// broker (0 when disabled). It is the one addition to the shipped configuration.
 	PlainPort int
-	ca        *x509.Certificate
-	caKey     *ecdsa.PrivateKey
 	// CAFile is the CA certificate PEM clients trust.
 	CAFile string
+	// PKIDir holds what deploy/dev-pki.sh made: <cn>.pem and <cn>.key per identity.
+	PKIDir string
+
+	pkiMu sync.Mutex
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -96,8 +114,8 @@ func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(
 
 // Options tunes Start.
 type Options struct {
-	// LedgerUser is the certificate CN allowed to read all kiosks' up topics and write their
-	// down topics. Default "ledger".
+	// LedgerUser is ignored: the ACL is the shipped one, whose ledger identities are
+	// ledger-1 and ledger-2 (LedgerCN). Kept so that older callers compile.
 	LedgerUser string
 	// Plain adds a plain loopback listener.
 	Plain bool
@@ -107,56 +125,96 @@ type Options struct {
 func Start(t testing.TB, opts Options) *Broker {
 	t.Helper()
 	bin := Require(t)
-	if opts.LedgerUser == "" {
-		opts.LedgerUser = "ledger"
-	}
 	dir := t.TempDir()
-	b := &Broker{t: t, bin: bin, dir: dir, Port: freePort(t)}
+	b := &Broker{t: t, bin: bin, dir: dir, Port: freePort(t), PKIDir: filepath.Join(dir, "pki")}
 	if opts.Plain {
 		b.PlainPort = freePort(t)
 	}
-	b.makePKI()
-	// The ACL is the one shipped in deploy/, so the production rule is what gets tested.
-	acl, err := os.ReadFile(shippedACL())
+	b.pki()
+	b.CAFile = filepath.Join(b.PKIDir, "ca.pem")
+	shipped, err := os.ReadFile(ShippedConf())
 	if err != nil {
-		t.Fatalf("shipped ACL: %v", err)
+		t.Fatalf("shipped config: %v", err)
 	}
-	acl = bytes.ReplaceAll(acl, []byte("user ledger\n"), []byte("user "+opts.LedgerUser+"\n"))
-	if err := os.WriteFile(filepath.Join(dir, "acl"), acl, 0o644); err != nil {
+	persist := filepath.Join(dir, "persist") + "/"
+	if err := os.MkdirAll(persist, 0o700); err != nil {
 		t.Fatal(err)
+	}
+	conf, err := RenderConf(shipped, map[string]string{
+		"listener":             fmt.Sprintf("%d 127.0.0.1", b.Port),
+		"cafile":               b.CAFile,
+		"certfile":             filepath.Join(b.PKIDir, "server.pem"),
+		"keyfile":              filepath.Join(b.PKIDir, "server.key"),
+		"crlfile":              filepath.Join(b.PKIDir, "crl.pem"),
+		"acl_file":             ShippedACL(),
+		"persistence_location": persist,
+	})
+	if err != nil {
+		t.Fatalf("shipped config %s: %v", ShippedConf(), err)
 	}
 	// As root, mosquitto drops to the "mosquitto" user, which cannot read the test's 0700
 	// temporary directory; keep it as the invoking user.
-	userLine := ""
+	head := "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
 	if os.Getuid() == 0 {
-		userLine = "user root\n"
+		head = "user root\n" + head
 	}
-	conf := userLine + fmt.Sprintf(`per_listener_settings true
-persistence false
-log_dest stderr
-log_type error
-log_type warning
-log_type notice
-
-listener %d 127.0.0.1
-cafile %s
-certfile %s
-keyfile %s
-require_certificate true
-use_identity_as_username true
-allow_anonymous false
-acl_file %s
-`, b.Port, b.CAFile, filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key"), filepath.Join(dir, "acl"))
+	conf = append([]byte(head), conf...)
 	if b.PlainPort != 0 {
-		conf += fmt.Sprintf("\nlistener %d 127.0.0.1\nallow_anonymous true\n", b.PlainPort)
+		conf = fmt.Appendf(conf, "\nlistener %d 127.0.0.1\nallow_anonymous true\n", b.PlainPort)
 	}
 	b.conf = filepath.Join(dir, "mosquitto.conf")
-	if err := os.WriteFile(b.conf, []byte(conf), 0o644); err != nil {
+	if err := os.WriteFile(b.conf, conf, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	b.start()
 	t.Cleanup(b.Stop)
 	return b
+}
+
+// RenderConf rewrites the values of the named directives in a mosquitto configuration and
+// leaves every other line as it is. Each named directive must occur exactly once, so that a
+// change to the shipped file that the tests would silently stop covering fails instead.
+func RenderConf(conf []byte, values map[string]string) ([]byte, error) {
+	seen := map[string]int{}
+	var out bytes.Buffer
+	sc := bufio.NewScanner(bytes.NewReader(conf))
+	for sc.Scan() {
+		line := sc.Text()
+		fields := strings.Fields(line)
+		if len(fields) > 0 && !strings.HasPrefix(fields[0], "#") {
+			if v, ok := values[fields[0]]; ok {
+				seen[fields[0]]++
+				line = fields[0] + " " + v
+			}
+		}
+		out.WriteString(line)
+		out.WriteByte('\n')
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	for k := range values {
+		if seen[k] != 1 {
+			return nil, fmt.Errorf("directive %q occurs %d times, want once", k, seen[k])
+		}
+	}
+	return out.Bytes(), nil
+}
+
+// pki runs deploy/dev-pki.sh in PKIDir with args.
+func (b *Broker) pki(args ...string) {
+	b.t.Helper()
+	b.pkiMu.Lock()
+	defer b.pkiMu.Unlock()
+	runPKI(b.t, b.PKIDir, args...)
+}
+
+func runPKI(t testing.TB, dir string, args ...string) {
+	t.Helper()
+	cmd := exec.Command("sh", append([]string{PKIScript(), dir}, args...)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("dev-pki.sh %v: %v\n%s", args, err, out)
+	}
 }
 
 func (b *Broker) start() {
@@ -223,72 +281,63 @@ func (b *Broker) URL() string { return fmt.Sprintf("ssl://127.0.0.1:%d", b.Port)
 // PlainURL is the plain listener's URL.
 func (b *Broker) PlainURL() string { return fmt.Sprintf("tcp://127.0.0.1:%d", b.PlainPort) }
 
-// ClientTLS returns a TLS config with a fresh client certificate whose CN is cn.
+// ClientTLS returns a TLS config with the client certificate whose CN is cn, issued by
+// deploy/dev-pki.sh on first use.
 func (b *Broker) ClientTLS(cn string) *tls.Config {
-	certPEM, keyPEM := b.issue(cn, false)
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(b.ca)
-	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	b.t.Helper()
+	certFile, keyFile := b.ClientFiles(cn)
+	return b.tlsConfig(certFile, keyFile)
 }
 
-// ClientFiles writes a client certificate and key for cn and returns their paths (for a
-// kioskd config file).
+func (b *Broker) tlsConfig(certFile, keyFile string) *tls.Config {
+	b.t.Helper()
+	pool := x509.NewCertPool()
+	ca, err := os.ReadFile(b.CAFile)
+	if err != nil || !pool.AppendCertsFromPEM(ca) {
+		b.t.Fatalf("CA %s: %v", b.CAFile, err)
+	}
+	conf := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		conf.Certificates = []tls.Certificate{cert}
+	}
+	return conf
+}
+
+// NoCertTLS trusts the broker but presents no client certificate.
+func (b *Broker) NoCertTLS() *tls.Config { return b.tlsConfig("", "") }
+
+// ForeignTLS returns a client certificate with CN cn from another CA (made by dev-pki.sh in
+// another directory): the broker must refuse it although its CN is a known identity.
+func (b *Broker) ForeignTLS(cn string) *tls.Config {
+	b.t.Helper()
+	dir := filepath.Join(b.dir, "foreign")
+	b.pkiMu.Lock()
+	runPKI(b.t, dir, cn)
+	b.pkiMu.Unlock()
+	conf := b.tlsConfig(filepath.Join(dir, cn+".pem"), filepath.Join(dir, cn+".key"))
+	return conf
+}
+
+// ClientFiles issues (once) the client certificate and key for cn and returns their paths
+// (for a kioskd config file).
 func (b *Broker) ClientFiles(cn string) (certFile, keyFile string) {
-	certPEM, keyPEM := b.issue(cn, false)
-	certFile = filepath.Join(b.dir, cn+".pem")
-	keyFile = filepath.Join(b.dir, cn+".key")
-	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
-		b.t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
-		b.t.Fatal(err)
-	}
+	b.t.Helper()
+	certFile = filepath.Join(b.PKIDir, cn+".pem")
+	keyFile = filepath.Join(b.PKIDir, cn+".key")
+	b.pki(cn)
 	return certFile, keyFile
 }
 
-func (b *Broker) makePKI() {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kioskd test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	b.ca, _ = x509.ParseCertificate(der)
-	b.caKey = key
-	b.CAFile = filepath.Join(b.dir, "ca.pem")
-	os.WriteFile(b.CAFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	certPEM, keyPEM := b.issue("127.0.0.1", true)
-	os.WriteFile(filepath.Join(b.dir, "server.pem"), certPEM, 0o644)
-	os.WriteFile(filepath.Join(b.dir, "server.key"), keyPEM, 0o600)
-}
-
-var serial int64 = 1
-
-func (b *Broker) issue(cn string, server bool) (certPEM, keyPEM []byte) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	serial++
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial + time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-		tmpl.DNSNames = []string{"localhost"}
-	} else {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, b.ca, &key.PublicKey, b.caKey)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
+// Revoke revokes cn's certificate with dev-pki.sh and restarts the broker so that it reads
+// the new CRL.
+func (b *Broker) Revoke(cn string) {
+	b.t.Helper()
+	b.pki("-revoke", cn)
+	b.Restart()
 }
 
 func freePort(t testing.TB) int {

@@ -3,9 +3,12 @@ package mosqtest
 import (
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/kioskd/kioskd/kiosk/qrpay"
 
 	"github.com/kioskd/kioskd/sync/ledger"
 	"github.com/kioskd/kioskd/sync/mqttc"
@@ -19,13 +22,15 @@ func TestLedgerOverMosquittoTLSACL(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	pub, priv, _ := ed25519.GenerateKey(nil)
+	wpub, wpriv, _ := ed25519.GenerateKey(nil)
 	store, err := ledger.OpenBolt(filepath.Join(t.TempDir(), "l.db"), ledger.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	led, err := ledger.New(ledger.Config{MQTT: mqttc.Config{Brokers: []string{b.URL()}, ClientID: "ledger", TLS: b.ClientTLS("ledger")},
-		Store: store, Signer: wire.Signer{KID: "l1", Key: priv}})
+	led, err := ledger.New(ledger.Config{MQTT: mqttc.Config{Brokers: []string{b.URL()}, ClientID: LedgerCN, TLS: b.ClientTLS(LedgerCN)},
+		PlainTopupSubscription: true, // as deployed with mosquitto: see TestKioskCannotStarveTheLedger
+		Store:                  store, Signer: wire.Signer{KID: "l1", Key: priv}, WalletKeys: map[string]ed25519.PublicKey{"w1": wpub}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +64,8 @@ func TestLedgerOverMosquittoTLSACL(t *testing.T) {
 	now := time.Now().UTC()
 	mk := func(kiosk string, seq uint64) []byte {
 		tp := wire.Topup{V: 1, TopupID: wire.TopupID(kiosk, 1, seq), KioskID: kiosk, Seq: seq, Account: "alice", Currency: "CNY",
-			AmountMinor: 5000, Notes: []wire.NoteLine{{ValueMinor: 5000, Count: 1}}, OpenedAt: now, ClosedAt: now, ReceiptNo: seq, Outcome: wire.OutcomeComplete}
+			AmountMinor: 5000, Notes: []wire.NoteLine{{ValueMinor: 5000, Count: 1}}, OpenedAt: now, ClosedAt: now, ReceiptNo: seq, Outcome: wire.OutcomeComplete,
+			QR: qrpay.Sign(wpriv, "w1", "alice", now.Add(time.Minute), fmt.Sprintf("nonce%s%04d", kiosk, seq))}
 		b, _ := marshal(tp)
 		return b
 	}

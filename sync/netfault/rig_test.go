@@ -31,6 +31,7 @@ import (
 
 	"github.com/kioskd/kioskd/kiosk/health"
 	"github.com/kioskd/kioskd/kiosk/journal"
+	"github.com/kioskd/kioskd/kiosk/qrpay"
 	"github.com/kioskd/kioskd/sync/broker"
 	"github.com/kioskd/kioskd/sync/faultproxy"
 	"github.com/kioskd/kioskd/sync/ledger"
@@ -75,7 +76,19 @@ var (
 	ledgerSigner             = wire.Signer{KID: "netfault", Key: ledgerPriv}
 	ledgerRing               = wire.Keyring{"netfault": ledgerPub}
 	accounts                 = []string{"alice", "bob_2", "carol-3"}
+	// The wallet that signs the customers' codes: the ledger credits only what it proves.
+	walletPub, walletPriv, _ = ed25519.GenerateKey(nil)
 )
+
+// netfaultPolicy admits the rig's varying amounts (amountFor) as notes and sets no daily
+// bound: the scenarios test delivery, not the ledger's policy.
+func netfaultPolicy() ledger.Fleet {
+	var denoms []int64
+	for n := range 17 {
+		denoms = append(denoms, amountFor(n))
+	}
+	return ledger.Fleet{Policy: ledger.Policy{Denominations: map[string][]int64{currency: denoms}, DailyNotes: -1}}
+}
 
 // amountFor gives top-up n (from 0) an amount that varies, so that a balance made of the
 // wrong top-ups would not add up by chance.
@@ -333,6 +346,7 @@ func (r *rig) startLedger() {
 		MQTT: mqttc.Config{Brokers: []string{"tcp://" + r.lp.Addr()}, ClientID: "ledger",
 			KeepAlive: keepAlive, ConnectTimeout: connectTimeout, MaxReconnectInterval: reconnectMax, WriteTimeout: connectTimeout},
 		Store: r.store, Signer: ledgerSigner, PublishTimeout: publishTimeout,
+		WalletKeys: map[string]ed25519.PublicKey{"w1": walletPub}, Policy: netfaultPolicy(),
 		Logger: r.log.With("side", "ledger", "gen", r.ledgerGen)})
 	if err != nil {
 		r.tb.Fatal(err)
@@ -459,7 +473,9 @@ func (r *rig) journalTopups(n int) {
 		r.mu.Lock()
 		i := r.closed
 		r.mu.Unlock()
-		s, err := r.j.OpenSession(journal.OpenSessionParams{Account: accounts[i%len(accounts)], LimitMinor: 1 << 40})
+		acct := accounts[i%len(accounts)]
+		qr := qrpay.Sign(walletPriv, "w1", acct, time.Now().Add(24*time.Hour), fmt.Sprintf("nf%06d-%d", i, r.ledgerGen))
+		s, err := r.j.OpenSession(journal.OpenSessionParams{Account: acct, LimitMinor: 1 << 40, QR: qr})
 		if err != nil {
 			r.tb.Errorf("open session: %v", err)
 			return

@@ -396,7 +396,7 @@ func (u *Uplink) handleAck(topic string, payload []byte) {
 	u.acks++
 	u.lastAck = u.cfg.Now()
 	switch a.Status {
-	case wire.AckCredited, wire.AckDuplicate:
+	case wire.AckCredited, wire.AckDuplicate, wire.AckHeld:
 		delete(u.box, res.Topup.Seq)
 	case wire.AckConflict:
 		if t, ok := u.box[res.Topup.Seq]; ok {
@@ -410,7 +410,7 @@ func (u *Uplink) handleAck(topic string, payload []byte) {
 			e.nextTry = u.cfg.Now().Add(u.Backoff(e.attempts + 1))
 		case wire.AckConflict:
 			e.stopped = true
-		case wire.AckCredited, wire.AckDuplicate:
+		case wire.AckCredited, wire.AckDuplicate, wire.AckHeld:
 			e.attempts = 0 // no longer waiting for an ack
 			e.nextTry = u.cfg.Now()
 		}
@@ -419,6 +419,10 @@ func (u *Uplink) handleAck(topic string, payload []byte) {
 	if a.Status == wire.AckConflict && res.Changed {
 		u.cfg.Health.Event("topup_conflict", health.Critical, health.Engineer,
 			fmt.Sprintf("ledger holds %s with different content; retries stopped", a.TopupID))
+	}
+	if a.Status == wire.AckHeld && res.Changed {
+		// Not an alarm for the kiosk's staff: the ledger raised it for ops, who decide.
+		u.log.Warn("ledger held a top-up for review", "topup", a.TopupID, "reason", a.Reason)
 	}
 	if res.Changed {
 		u.log.Info("ack applied", "topup", a.TopupID, "status", a.Status, "ledger_ref", a.LedgerRef)
@@ -437,8 +441,9 @@ func (u *Uplink) rejectAck(why string) {
 	u.cfg.Health.Event("bad_ack", health.Warning, health.Engineer, why)
 }
 
-// Authorize asks the ledger about an account (up/authz → signed down/authz).
-func (u *Uplink) Authorize(ctx context.Context, account, nonce string) (wire.AuthzResponse, error) {
+// Authorize asks the ledger about an account (up/authz → signed down/authz). qr is the whole
+// wallet-signed code the customer showed: the ledger answers only for an account it proves.
+func (u *Uplink) Authorize(ctx context.Context, account, nonce, qr string) (wire.AuthzResponse, error) {
 	if !u.cfg.Client.Connected() {
 		return wire.AuthzResponse{}, ErrOffline
 	}
@@ -453,7 +458,7 @@ func (u *Uplink) Authorize(ctx context.Context, account, nonce string) (wire.Aut
 		delete(u.authz, id)
 		u.mu.Unlock()
 	}()
-	b, err := marshal(wire.AuthzRequest{V: wire.Version, ReqID: id, Account: account, QRNonce: nonce})
+	b, err := marshal(wire.AuthzRequest{V: wire.Version, ReqID: id, Account: account, QRNonce: nonce, QR: qr})
 	if err != nil {
 		return wire.AuthzResponse{}, err
 	}

@@ -384,14 +384,14 @@ func TestAuthorize(t *testing.T) {
 		}()
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
-		resp, err := r.u.Authorize(ctx, "alice", "nonce123")
+		resp, err := r.u.Authorize(ctx, "alice", "nonce123", "IMW1.alice.1.nonce123.w1.sig")
 		if err != nil || resp.RemainingMinor != 12300 {
 			t.Fatalf("authorize = %+v %v", resp, err)
 		}
 		// No answer: the caller's timeout, so the engine can fall back to offline limits.
 		ctx2, cancel2 := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel2()
-		if _, err := r.u.Authorize(ctx2, "bob", "nonce456"); err == nil {
+		if _, err := r.u.Authorize(ctx2, "bob", "nonce456", ""); err == nil {
 			t.Fatal("authorize without an answer succeeded")
 		}
 	})

@@ -134,6 +134,11 @@ type Topup struct {
 	ReceiptNo   uint64      `json:"receipt_no"`
 	Outcome     string      `json:"outcome"`
 	Uncertain   []Uncertain `json:"uncertain"`
+	// QR is the whole wallet-signed code (IMW1....) the session was opened with: the
+	// customer's proof that the wallet named this account (DESIGN.md §6, §11). The ledger
+	// verifies it and holds a top-up without a valid one; it is not checked here, so that a
+	// top-up with a bad proof is still well-formed enough to be held and acked.
+	QR string `json:"qr,omitempty"`
 }
 
 // maxAmount bounds a top-up far above any kiosk session, and far below int64 overflow.
@@ -206,6 +211,11 @@ func (t *Topup) ContentHash() string {
 	for _, u := range t.Uncertain {
 		fmt.Fprintf(h, "u%d:%s|", u.ValueMinor, u.Reason)
 	}
+	// Only when present, so that a top-up stored before the field existed keeps its hash.
+	// The proof decides which account may be credited, so a different qr is a conflict.
+	if t.QR != "" {
+		fmt.Fprintf(h, "q%s|", t.QR)
+	}
 	return hex.EncodeToString(h.Sum(nil))
 }
 
@@ -215,6 +225,10 @@ const (
 	AckDuplicate  = "duplicate"
 	AckConflict   = "conflict"
 	AckRetryLater = "retry_later"
+	// AckHeld: the ledger stored the top-up durably but did not credit it, because a check
+	// failed (Reason says which); operations release (credit) or reject it. The kiosk may
+	// forget the entry: the ledger will not lose it (DESIGN.md §11).
+	AckHeld = "held"
 )
 
 // Ack is the payload of a signed down/ack.
@@ -226,6 +240,8 @@ type Ack struct {
 	Currency        string `json:"currency"`
 	LedgerRef       string `json:"ledger_ref"`
 	AckedThroughSeq uint64 `json:"acked_through_seq"`
+	// Reason is why a top-up is held (empty for the other statuses).
+	Reason string `json:"reason,omitempty"`
 }
 
 // Validate checks the ack's required fields.
@@ -237,7 +253,7 @@ func (a *Ack) Validate() error {
 		return fmt.Errorf("%w: ack needs topup_id and status", ErrMissing)
 	}
 	switch a.Status {
-	case AckCredited, AckDuplicate, AckConflict, AckRetryLater:
+	case AckCredited, AckDuplicate, AckConflict, AckRetryLater, AckHeld:
 	default:
 		return fmt.Errorf("%w: ack status %q", ErrInvalid, a.Status)
 	}
@@ -250,6 +266,9 @@ type AuthzRequest struct {
 	ReqID   string `json:"req_id"`
 	Account string `json:"account"`
 	QRNonce string `json:"qr_nonce"`
+	// QR is the whole wallet-signed code, the proof that the customer showed this account's
+	// code: the ledger denies a request without a valid one (DESIGN.md §11).
+	QR string `json:"qr,omitempty"`
 }
 
 // Validate checks required fields.

@@ -153,3 +153,23 @@ func FuzzDecodeTopup(f *testing.F) {
 		}
 	})
 }
+
+func TestQRInContentHashAndHeldAck(t *testing.T) {
+	a := validTopup()
+	before := a.ContentHash()
+	a.QR = "IMW1.acc_1.1999999999.abcdefgh.w1.sig"
+	if a.ContentHash() == before {
+		t.Error("the proof does not change the content hash: a top-up re-sent with another code would be a duplicate")
+	}
+	b := a
+	if b.ContentHash() != a.ContentHash() {
+		t.Error("hash not deterministic")
+	}
+	if err := a.Validate(); err != nil {
+		t.Errorf("a top-up with a proof is refused: %v", err)
+	}
+	ack := Ack{V: 1, TopupID: a.TopupID, Status: AckHeld, Reason: "qr_missing"}
+	if err := ack.Validate(); err != nil {
+		t.Errorf("held ack refused: %v", err)
+	}
+}

@@ -183,7 +183,7 @@ func waitStop(b *testing.B, what string, ch chan error) {
 // openLimit authorizes every account for as much as the session limit allows.
 type openLimit struct{}
 
-func (openLimit) Authorize(ctx context.Context, account, nonce string) (wire.AuthzResponse, error) {
+func (openLimit) Authorize(ctx context.Context, account, nonce, qr string) (wire.AuthzResponse, error) {
 	return wire.AuthzResponse{V: wire.Version, ReqID: nonce, Status: wire.AuthzOK, RemainingMinor: 1 << 50}, nil
 }
 

@@ -196,7 +196,7 @@ func (w recHandler) Pulse(ctx context.Context, train uint64, count int) error {
 // authz is the ledger's authorization with a configurable remaining limit.
 type authz struct{ remaining atomic.Int64 }
 
-func (a *authz) Authorize(ctx context.Context, account, nonce string) (wire.AuthzResponse, error) {
+func (a *authz) Authorize(ctx context.Context, account, nonce, qr string) (wire.AuthzResponse, error) {
 	return wire.AuthzResponse{V: 1, ReqID: nonce, Status: wire.AuthzOK, RemainingMinor: a.remaining.Load(), NameMasked: qrpay.Mask(account)}, nil
 }
 
