@@ -16,12 +16,16 @@ import (
 
 	"github.com/kioskd/kioskd/kiosk/health"
 	"github.com/kioskd/kioskd/kiosk/journal"
+	"github.com/kioskd/kioskd/kiosk/qrpay"
 	"github.com/kioskd/kioskd/sync/broker"
 	"github.com/kioskd/kioskd/sync/ledger"
 	"github.com/kioskd/kioskd/sync/mqttc"
 	"github.com/kioskd/kioskd/sync/uplink"
 	"github.com/kioskd/kioskd/sync/wire"
 )
+
+// The simulated wallet whose codes the Finish→ack benchmark's top-ups carry.
+var benchWalletPub, benchWalletPriv, _ = ed25519.GenerateKey(nil)
 
 // rawFsync is the baseline for journal commits: append 200 bytes to a file and fsync it.
 func rawFsync(b *testing.B, dir string) {
@@ -154,7 +158,8 @@ func startStack(b *testing.B, dir string) *stack {
 	}
 	st.closeF = append(st.closeF, func() { store.Close() })
 	led, err := ledger.New(ledger.Config{MQTT: mqttc.Config{Brokers: []string{br.URL()}, ClientID: "ledger-bench"}, Store: store,
-		Signer: wire.Signer{KID: "l1", Key: lpriv}})
+		Signer: wire.Signer{KID: "l1", Key: lpriv}, WalletKeys: map[string]ed25519.PublicKey{"w1": benchWalletPub},
+		Policy: ledger.Fleet{Policy: ledger.Policy{DailyNotes: -1}}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -217,10 +222,15 @@ func finishToAck(b *testing.B, dir string, lat *latencies) {
 	lat.reset()
 	st := startStack(b, dir)
 	defer st.close()
+	var nonce int
 	b.ResetTimer()
 	for b.Loop() {
 		b.StopTimer()
-		s, err := st.j.OpenSession(journal.OpenSessionParams{Account: "bench", LimitMinor: 1 << 40})
+		// A fresh wallet-signed code per top-up: the ledger verifies it and credits, as for a
+		// real customer (an unproven top-up would be held, a cheaper path).
+		nonce++
+		qr := qrpay.Sign(benchWalletPriv, "w1", "bench", time.Now().Add(time.Hour), fmt.Sprintf("bench%08d", nonce))
+		s, err := st.j.OpenSession(journal.OpenSessionParams{Account: "bench", LimitMinor: 1 << 40, QR: qr})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -239,6 +249,9 @@ func finishToAck(b *testing.B, dir string, lat *latencies) {
 		case t := <-st.acked:
 			if t.TopupID != res.Topup.TopupID {
 				b.Fatalf("ack for %s, want %s", t.TopupID, res.Topup.TopupID)
+			}
+			if t.State != journal.TopupCredited {
+				b.Fatalf("top-up %s ended %s, not credited: the benchmark must measure the credit path", t.TopupID, t.State)
 			}
 		case <-time.After(30 * time.Second):
 			b.Fatal("no ack within 30 s")

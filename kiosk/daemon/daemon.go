@@ -566,8 +566,8 @@ func (s *System) watchStatus(ctx context.Context) {
 // starts the engine; it is only read after that.
 type uplinkPort struct{ up *uplink.Uplink }
 
-func (p *uplinkPort) Authorize(ctx context.Context, account, nonce string) (wire.AuthzResponse, error) {
-	return p.up.Authorize(ctx, account, nonce)
+func (p *uplinkPort) Authorize(ctx context.Context, account, nonce, qr string) (wire.AuthzResponse, error) {
+	return p.up.Authorize(ctx, account, nonce, qr)
 }
 
 func (p *uplinkPort) Kick() { p.up.Kick() }
