@@ -40,7 +40,7 @@ type Line struct {
 	BitsPerByte int `json:"bits_per_byte"`
 }
 
-// The factory settings of the kiosk's devices (PROTOCOLS.md).
+// The factory settings of the kiosk's devices (each driver's doc.go lists them).
 var (
 	// ID003 is JCM ID-003: 9600 8E1.
 	ID003 = Line{Baud: 9600, BitsPerByte: 11}

@@ -415,7 +415,7 @@ func TestEveryRejectReason(t *testing.T) {
 				t.Errorf("reject %#x: event %v, want reason %v", codes[i], e, want[i])
 			}
 		}
-		// Spot-check the mapping against PROTOCOLS.md.
+		// Spot-check the mapping against the REJECTING codes in the package's device facts (doc.go).
 		for code, r := range map[byte]acceptor.RejectReason{
 			0x71: acceptor.RejectInsertion, 0x74: acceptor.RejectMultiple, 0x79: acceptor.RejectInhibited,
 			0x7C: acceptor.RejectRemainingInStacker, 0x7F: acceptor.RejectCounterfeit, 0x7A: acceptor.RejectUnknown,

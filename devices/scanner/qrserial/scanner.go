@@ -133,7 +133,7 @@ func (s *Scanner) Run(ctx context.Context, onCode func(code string)) error {
 	}
 }
 
-// Honeywell serial trigger commands (PROTOCOLS.md): SYN T CR starts a scan, SYN U CR stops it.
+// Honeywell serial trigger commands (device facts in doc.go): SYN T CR starts a scan, SYN U CR stops it.
 var (
 	cmdTriggerOn  = []byte{0x16, 'T', '\r'}
 	cmdTriggerOff = []byte{0x16, 'U', '\r'}
