@@ -280,8 +280,8 @@ type StackCounter interface {
 
 // PulseRecorder is implemented by a Handler that journals the pulses of an escrowless pulse
 // acceptor one by one, so that a crash in the middle of a pulse train leaves evidence of
-// the pulses already seen (invariant 3 in kiosk/journal's package doc; the pulse driver's device facts: persist the count per
-// pulse). A pulse driver calls Pulse for every accepted pulse, in order, before acting on
+// the pulses already seen (invariant 3 of kiosk/journal; the pulse driver's device facts:
+// persist the count per pulse). A pulse driver calls Pulse for every accepted pulse, in order, before acting on
 // it; train numbers a pulse train (rising per driver run) and count is the pulses seen so far
 // in that train. When Pulse returns an error the driver raises it as a Failure event and
 // inhibits the unit: it cannot refuse a pulse that has already happened.
