@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
+	"github.com/kioskd/kioskd/devices/printer/escpos"
 	"github.com/kioskd/kioskd/kiosk/i18n"
 )
 
@@ -156,7 +157,7 @@ func TestEveryRejectReasonHasText(t *testing.T) {
 func TestConditionTexts(t *testing.T) {
 	kinds := []string{"acceptor_jam", "acceptor_stacker_jam", "acceptor_failure", "acceptor_comm_lost",
 		"acceptor_port", "acceptor_fraud", "acceptor_cassette_full", "acceptor_cassette_removed",
-		"printer", "printer_missing", "printer_paper_out", "printer_paper_near_end",
+		"printer", "printer_missing", "printer_paper_out", "printer_paper_near_end", escpos.KindCoverOpen, escpos.KindCutter, escpos.KindPrinterError, escpos.KindOffline,
 		"journal_failure", "journal_corrupt", "journal_locked", "journal_epoch", "scanner",
 		"cabinet_door_open", "vault_door_open", "tamper", "sensor_flood_active", "maintenance", "uplink"}
 	for _, kind := range kinds {
