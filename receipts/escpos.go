@@ -326,3 +326,17 @@ func isASCII(s string) bool {
 	}
 	return true
 }
+
+// Profiles are the ready-made printer profiles, for configuration by name.
+var Profiles = []Profile{Generic58, Generic80, Chinese58, Chinese80, Raster58, Raster80, KioskPresenter80}
+
+// ProfileByName returns the ready-made profile called name (Profile.Name, e.g.
+// "kiosk-presenter-80mm").
+func ProfileByName(name string) (Profile, bool) {
+	for _, p := range Profiles {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Profile{}, false
+}
