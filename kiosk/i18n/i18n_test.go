@@ -1,6 +1,8 @@
 package i18n_test
 
 import (
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -8,6 +10,7 @@ import (
 	"github.com/kioskd/kioskd/devices/acceptor"
 	"github.com/kioskd/kioskd/devices/printer/escpos"
 	"github.com/kioskd/kioskd/kiosk/i18n"
+	"github.com/kioskd/kioskd/kiosk/qrpay"
 )
 
 // TestCatalogueComplete: every key has both languages, unique keys, and the {parameters} of
@@ -208,5 +211,37 @@ func TestFormatReceiptNo(t *testing.T) {
 		if got := i18n.FormatReceiptNo(n); got != want {
 			t.Errorf("FormatReceiptNo(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+func TestQRKey(t *testing.T) {
+	for err, want := range map[error]i18n.Key{
+		qrpay.ErrFormat: i18n.KeyQRBadFormat, qrpay.ErrUnknownKey: i18n.KeyQRUnknownKey,
+		qrpay.ErrSignature: i18n.KeyQRBadSignature, qrpay.ErrExpired: i18n.KeyQRExpired,
+		qrpay.ErrReplayed: i18n.KeyQRNonceUsed, fmt.Errorf("wrapped: %w", qrpay.ErrExpired): i18n.KeyQRExpired,
+		errors.New("other"): i18n.KeyQRUnusable, nil: i18n.KeyQRUnusable,
+	} {
+		if got := i18n.QRKey(err); got != want {
+			t.Errorf("QRKey(%v) = %s, want %s", err, got, want)
+		}
+	}
+}
+
+func TestResultKey(t *testing.T) {
+	for _, c := range []struct {
+		status    string
+		uncertain int
+		want      i18n.Key
+	}{
+		{"credited", 0, i18n.KeyResultCredited}, {"pending", 0, i18n.KeyResultPending},
+		{"credited", 1, i18n.KeyResultUnderReview}, {"under_review", 0, i18n.KeyResultUnderReview},
+		{"", 0, i18n.KeyResultPending},
+	} {
+		if got := i18n.ResultKey(c.status, c.uncertain); got != c.want {
+			t.Errorf("ResultKey(%q, %d) = %s, want %s", c.status, c.uncertain, got, c.want)
+		}
+	}
+	if i18n.RejectReasonKey(acceptor.RejectCounterfeit) != "note.reject.counterfeit" {
+		t.Error("RejectReasonKey")
 	}
 }
