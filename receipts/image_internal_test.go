@@ -1,6 +1,7 @@
 package receipts
 
 import (
+	"crypto/sha256"
 	"flag"
 	"fmt"
 	"os"
@@ -46,7 +47,13 @@ func TestPlaceGolden(t *testing.T) {
 					}
 				}
 				if row.kind == kindQR {
-					fmt.Fprintf(&b, "y %4d h %3d QR %dx%d modules of %d dots%s: %s\n", row.y, row.h, len(row.qr), len(row.qr), row.mod, attrs, row.text)
+					h := sha256.New()
+					for _, r := range row.qr {
+						for _, on := range r {
+							h.Write([]byte{byte(boolInt(on))})
+						}
+					}
+					fmt.Fprintf(&b, "y %4d h %3d QR %dx%d modules of %d dots%s: %s\n  modules sha256 %x\n", row.y, row.h, len(row.qr), len(row.qr), row.mod, attrs, row.text, h.Sum(nil))
 					continue
 				}
 				fmt.Fprintf(&b, "y %4d h %3d%s |%s|\n", row.y, row.h, attrs, row.text)
@@ -95,5 +102,48 @@ func TestRealign(t *testing.T) {
 		if _, err := realign(bad); err == nil {
 			t.Errorf("realign(%x) gave no error", bad)
 		}
+	}
+}
+
+// TestImageDrawsLayoutQR: in the picture, the QR symbol's dots are exactly the encoder's
+// modules at the place the layout gave them (this part of the picture needs no font).
+func TestImageDrawsLayoutQR(t *testing.T) {
+	f, err := LoadFont("")
+	if err != nil {
+		if os.Getenv("KIOSKD_REQUIRE_SERVICES") != "" {
+			t.Fatalf("a CJK font is required (KIOSKD_REQUIRE_SERVICES is set): %v", err)
+		}
+		t.Skipf("no CJK font installed (apt-get install fonts-wqy-microhei): %v", err)
+	}
+	r := Receipt{KioskID: "K1", Time: time.Unix(0, 0), Currency: "CNY", TopupID: "K1-abc-1",
+		ReceiptNo: 1, Status: StatusCredited, Outcome: OutcomeComplete, Lang: LangZH}
+	p := Raster58
+	img, err := RenderImage(r, p, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, _, _ := layout(&r, p)
+	g, _ := place(lines, p)
+	if img.Bounds().Dx() != g.width || img.Bounds().Dy() != g.height {
+		t.Fatalf("image %v, layout %dx%d", img.Bounds(), g.width, g.height)
+	}
+	found := false
+	for _, row := range g.rows {
+		if row.kind != kindQR {
+			continue
+		}
+		found = true
+		x0 := (g.width - len(row.qr)*row.mod) / 2
+		for y, mr := range row.qr {
+			for x, on := range mr {
+				px := img.GrayAt(x0+x*row.mod+row.mod/2, row.y+y*row.mod+row.mod/2).Y
+				if on != (px == 0) {
+					t.Fatalf("module %d,%d: on %v, pixel %d", x, y, on, px)
+				}
+			}
+		}
+	}
+	if !found {
+		t.Fatal("no QR row")
 	}
 }
