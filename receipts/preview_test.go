@@ -57,6 +57,7 @@ func previewFixtures() map[string]struct {
 	}{credited, receipts.Raster58}
 	review := out["interrupted_uncertain"].r
 	review.Lang = receipts.LangZH
+	review.Uncertain = append([]receipts.UncertainItem(nil), review.Uncertain...) // not the fixture's array
 	review.Uncertain[0].Reason = "断电前已收纳，未见入账"
 	out["zh_under_review_presenter"] = struct {
 		r receipts.Receipt
