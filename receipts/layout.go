@@ -112,7 +112,7 @@ func build(r *Receipt, cols, bigCols int, lb *labels, clean func(string) string)
 		c.kv(lb.location, loc, false, false)
 	}
 	c.kv(lb.time, formatTime(r.Time, r.TZ), false, false)
-	c.kv(lb.receiptNo, formatReceiptNo(r.ReceiptNo), true, false)
+	c.kv(lb.receiptNo, FormatReceiptNo(r.ReceiptNo), true, false)
 	if acct := clean(r.Account); acct != "" {
 		c.kv(lb.account, acct, false, false)
 	}
@@ -179,15 +179,6 @@ func formatTime(t time.Time, tz *time.Location) string {
 		tz = time.UTC
 	}
 	return t.In(tz).Format("2006-01-02 15:04:05 -07:00")
-}
-
-// formatReceiptNo zero-pads to 8 digits so numbers line up and gaps are easy to spot.
-func formatReceiptNo(n uint64) string {
-	s := strconv.FormatUint(n, 10)
-	if len(s) < 8 {
-		s = strings.Repeat("0", 8-len(s)) + s
-	}
-	return s
 }
 
 // runeWidth is the number of columns a rune takes on a terminal or in a printer's font A:

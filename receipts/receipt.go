@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/kioskd/kioskd/kiosk/i18n"
 )
 
 // Status is what the customer is told about the money.
@@ -34,6 +36,15 @@ const (
 	LangEN Lang = "en"
 	LangZH Lang = "zh"
 )
+
+// ParseLang maps a configured language tag to a receipt language: any Chinese tag ("zh",
+// "zh-CN", "zh_Hans") is LangZH, anything else LangEN (the catalogue's kiosk/i18n.ParseLang).
+func ParseLang(tag string) Lang {
+	if i18n.ParseLang(tag) == i18n.ZH {
+		return LangZH
+	}
+	return LangEN
+}
 
 // NoteLine is a count of notes of one value.
 type NoteLine struct {

@@ -320,3 +320,42 @@ func TestChineseLocationWithoutFont(t *testing.T) {
 		t.Errorf("unprintable location printed:\n%s", d.Text)
 	}
 }
+
+func TestProfiles(t *testing.T) {
+	for _, p := range receipts.Profiles {
+		if err := p.Validate(); err != nil {
+			t.Error(err)
+		}
+		if got, ok := receipts.ProfileByName(p.Name); !ok || got.Name != p.Name {
+			t.Errorf("ProfileByName(%q)", p.Name)
+		}
+	}
+	if _, ok := receipts.ProfileByName("nope"); ok {
+		t.Error("unknown name found")
+	}
+	bad := receipts.Generic58
+	bad.Dots = 100
+	if err := bad.Validate(); !errors.Is(err, receipts.ErrProfile) {
+		t.Errorf("100 dots for 32 columns: %v", err)
+	}
+	for tag, want := range map[string]receipts.Lang{"zh-CN": receipts.LangZH, "zh": receipts.LangZH, "en": receipts.LangEN, "": receipts.LangEN} {
+		if got := receipts.ParseLang(tag); got != want {
+			t.Errorf("ParseLang(%q) = %q", tag, got)
+		}
+	}
+}
+
+// TestPresenterESCPOS: on the presenter profile the text receipt too ends with the cut and
+// the presenter's present-and-retract commands, which the emulator records.
+func TestPresenterESCPOS(t *testing.T) {
+	p := receipts.KioskPresenter80
+	p.Raster = false
+	b, err := receipts.Render(fixtures()[0].r, p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := escpossim.Decode(b)
+	if len(docs) != 1 || !docs[0].Cut || !docs[0].Presented || !docs[0].Retract {
+		t.Fatalf("%+v", docs)
+	}
+}

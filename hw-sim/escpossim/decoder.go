@@ -44,6 +44,10 @@ type Document struct {
 	Images []Image  `json:"images,omitempty"`
 	// Cut is true when the document ended with a cut; the last document may still be open.
 	Cut bool `json:"cut"`
+	// Presented is true when a presenter was told to push the receipt out after its cut
+	// (Custom GS e 3 m), Retract when it was told to pull it back if not taken (GS e 4).
+	Presented bool `json:"presented,omitempty"`
+	Retract   bool `json:"retract,omitempty"`
 	// Incomplete is true when output for this document was discarded because the printer was
 	// stopped (paper out, cover open, cutter error) or a limit was reached.
 	Incomplete bool      `json:"incomplete,omitempty"`
@@ -456,6 +460,15 @@ func (d *decoder) gs(a []byte) {
 				d.cut()
 			}
 		})
+	case 'e': // Custom presenter (ejector) commands: GS e n, and m steps for n = 3
+		d.want(1, func(a []byte) {
+			switch a[0] {
+			case 3:
+				d.want(1, func([]byte) { d.presenter(func(doc *Document) { doc.Presented = true }) })
+			case 4:
+				d.presenter(func(doc *Document) { doc.Retract = true })
+			}
+		})
 	case '(': // GS ( fn pL pH data
 		d.want(3, func(a []byte) {
 			fn, n := a[0], le16(a[1], a[2])
@@ -676,6 +689,17 @@ func (d *decoder) openDoc() *Document {
 		d.doc = &Document{Started: d.now()}
 	}
 	return d.doc
+}
+
+// presenter applies a presenter command to the receipt it acts on: the one just cut, or
+// the open one if the host presents before cutting.
+func (d *decoder) presenter(f func(*Document)) {
+	switch {
+	case d.doc != nil:
+		f(d.doc)
+	case len(d.docs) > 0:
+		f(&d.docs[len(d.docs)-1])
+	}
 }
 
 func (d *decoder) cut() {

@@ -147,3 +147,45 @@ func TestDocumentBound(t *testing.T) {
 		t.Errorf("%d documents kept, want %d", n, decodeMaxDocs)
 	}
 }
+
+// TestPresenter: a presenter printer's GS e 3 m (present) and GS e 4 (retract if not taken)
+// after the cut mark the receipt just cut, and take their parameter bytes (the text after
+// them prints whole).
+func TestPresenter(t *testing.T) {
+	in := []byte("one\n\x1dVA\x03\x1de\x03\x03\x1de\x04two\n\x1dV\x01")
+	docs := Decode(in)
+	if len(docs) != 2 {
+		t.Fatalf("%d documents: %+v", len(docs), docs)
+	}
+	if !docs[0].Presented || !docs[0].Retract || docs[0].Text != "one" {
+		t.Errorf("first: %+v", docs[0])
+	}
+	if docs[1].Presented || docs[1].Retract || docs[1].Text != "two" {
+		t.Errorf("second: %+v", docs[1])
+	}
+}
+
+// TestRasterSizes: GS v 0 bands arrive as images of their declared size, and what follows
+// them prints.
+func TestRasterSizes(t *testing.T) {
+	var in []byte
+	for _, rows := range []int{128, 128, 7} {
+		in = append(in, 0x1d, 'v', '0', 0, 48, 0, byte(rows), 0)
+		in = append(in, make([]byte, 48*rows)...)
+	}
+	in = append(in, "end\n\x1dVB\x03"...)
+	docs := Decode(in)
+	if len(docs) != 1 || len(docs[0].Images) != 3 || !docs[0].Cut || docs[0].Text != "end" {
+		t.Fatalf("%+v", docs)
+	}
+	h := 0
+	for _, im := range docs[0].Images {
+		if im.WidthDots != 384 {
+			t.Errorf("width %d", im.WidthDots)
+		}
+		h += im.HeightDots
+	}
+	if h != 263 {
+		t.Errorf("height %d, want 263", h)
+	}
+}

@@ -418,3 +418,36 @@ func TestCutCount(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestNearEndIsItsOwnCondition: the emulator's near-end sensor comes back through DLE EOT 4
+// as a staff condition of its own that does not stop printing; with the paper out, the
+// blocking paper-out condition is reported instead.
+func TestNearEndIsItsOwnCondition(t *testing.T) {
+	r := newRig(t, escpos.Config{})
+	r.sim.SetNearEnd(true)
+	st, err := r.p.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []escpos.StatusCondition{{Kind: escpos.KindPaperNearEnd, Staff: true}}
+	if got := st.Conditions(); !st.NearEnd() || !st.Ready() || len(got) != 1 || got[0] != want[0] {
+		t.Errorf("near end: NearEnd %v Ready %v Conditions %+v", st.NearEnd(), st.Ready(), got)
+	}
+	r.sim.SetPaperOut(true)
+	if st, err = r.p.Status(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want = []escpos.StatusCondition{{Kind: escpos.KindPaperOut, Blocking: true, Staff: true}}
+	if got := st.Conditions(); st.NearEnd() || len(got) != 1 || got[0] != want[0] {
+		t.Errorf("paper out: NearEnd %v Conditions %+v", st.NearEnd(), got)
+	}
+	r.sim.SetPaperOut(false)
+	r.sim.SetNearEnd(false)
+	r.sim.SetCoverOpen(true)
+	if st, err = r.p.Status(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Conditions(); len(got) != 1 || got[0].Kind != escpos.KindCoverOpen || !got[0].Staff {
+		t.Errorf("cover open: %+v", got)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -124,5 +125,55 @@ func TestReceiptOverPTY(t *testing.T) {
 	}
 	if n := len(sim.Documents()); n != 1 {
 		t.Errorf("%d documents after a refused print", n)
+	}
+}
+
+// TestRasterReceiptNearEnd: a kiosk presenter printer without a Chinese font, its roll near
+// the end, prints a Chinese receipt sent as raster images: it arrives whole (images as wide as
+// the head adding up to the preview's height), cut and presented, and the status reports the
+// near end without stopping.
+func TestRasterReceiptNearEnd(t *testing.T) {
+	font, err := receipts.LoadFont("")
+	if err != nil {
+		if os.Getenv("KIOSKD_REQUIRE_SERVICES") != "" {
+			t.Fatalf("a CJK font is required (KIOSKD_REQUIRE_SERVICES is set): %v", err)
+		}
+		t.Skipf("no CJK font installed (apt-get install fonts-wqy-microhei): %v", err)
+	}
+	r := sampleReceipt()
+	p := receipts.KioskPresenter80
+	data, err := receipts.Render(r, p, font)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := receipts.RenderImage(r, p, font)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rg := newRig(t, escpos.Config{})
+	rg.sim.SetNearEnd(true)
+	if err := rg.p.Print(context.Background(), data); err != nil {
+		t.Fatal(err)
+	}
+	docs := rg.sim.Documents()
+	if len(docs) != 1 || !docs[0].Cut || docs[0].Incomplete || !docs[0].Presented {
+		t.Fatalf("documents: %+v", docs)
+	}
+	h := 0
+	for _, im := range docs[0].Images {
+		if im.WidthDots != img.Bounds().Dx() {
+			t.Errorf("image %d dots wide, want %d", im.WidthDots, img.Bounds().Dx())
+		}
+		h += im.HeightDots
+	}
+	if h != img.Bounds().Dy() {
+		t.Errorf("%d dot rows arrived, want %d", h, img.Bounds().Dy())
+	}
+	st, err := rg.p.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Ready() || !st.NearEnd() {
+		t.Errorf("status %v: want ready with paper near end", st)
 	}
 }

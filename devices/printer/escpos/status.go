@@ -148,3 +148,52 @@ func (s Status) String() string {
 	}
 	return "not ready: " + strings.Join(reasons, ", ") + " " + raw
 }
+
+// Condition kinds a printer status maps to, as the kiosk's health registry names them. The
+// catalogue (kiosk/i18n) has a customer sentence for each ("condition." + kind).
+const (
+	KindPaperNearEnd = "printer_paper_near_end" // staff: put in a new roll soon
+	KindPaperOut     = "printer_paper_out"      // staff: put in a new roll
+	KindCoverOpen    = "printer_cover_open"     // staff: close the cover
+	KindCutter       = "printer_cutter"         // engineer
+	KindPrinterError = "printer_error"          // engineer (or clears by itself)
+	KindOffline      = "printer_offline"        // engineer
+)
+
+// StatusCondition is one thing a status says that someone must act on.
+type StatusCondition struct {
+	Kind     string
+	Blocking bool // no receipt can be printed while it stands
+	Staff    bool // staff on site can clear it (paper, cover); else it needs an engineer
+}
+
+// NearEnd reports paper near end on its own: the roll is low but still prints, which is a
+// staff task (a new roll), not a fault. With the paper already out it is false: PaperOut then
+// says more.
+func (s Status) NearEnd() bool { return s.PaperNearEnd && !s.PaperEnd && !s.PaperEndStop }
+
+// Conditions lists what the status asks of people, most actionable first: the blocking cause
+// Err names (one), then paper near end, then the dialect's findings.
+func (s Status) Conditions() []StatusCondition {
+	var out []StatusCondition
+	switch err := s.Err(); {
+	case err == nil:
+	case errors.Is(err, ErrCoverOpen):
+		out = append(out, StatusCondition{Kind: KindCoverOpen, Blocking: true, Staff: true})
+	case errors.Is(err, ErrPaperOut):
+		out = append(out, StatusCondition{Kind: KindPaperOut, Blocking: true, Staff: true})
+	case errors.Is(err, ErrCutter):
+		out = append(out, StatusCondition{Kind: KindCutter, Blocking: true})
+	case errors.Is(err, ErrOffline):
+		out = append(out, StatusCondition{Kind: KindOffline, Blocking: true})
+	case errors.Is(err, ErrUnrecoverable), errors.Is(err, ErrPrinterError):
+		out = append(out, StatusCondition{Kind: KindPrinterError, Blocking: true})
+	}
+	if s.NearEnd() {
+		out = append(out, StatusCondition{Kind: KindPaperNearEnd, Staff: true})
+	}
+	for _, c := range s.Extra {
+		out = append(out, StatusCondition{Kind: "printer_" + c.Name, Blocking: c.Blocking})
+	}
+	return out
+}
