@@ -163,7 +163,15 @@ type Printer struct {
 	Port    string `json:"port"`
 	Baud    int    `json:"baud"`
 	Profile string `json:"profile"`
+	// FontFile is the CJK TrueType/OpenType font raster profiles draw with ("" searches the
+	// Debian locations of fonts-wqy-microhei and fonts-noto-cjk).
+	FontFile string `json:"font_file"`
 }
+
+// PrinterProfiles are the printer.profile names: ESC/POS text with the printer's own font
+// (generic: Latin only, chinese: GB18030), raster images for printers without a Chinese
+// font, and a kiosk presenter printer (Custom VKP80 class).
+var PrinterProfiles = []string{"generic80", "generic58", "chinese80", "chinese58", "raster80", "raster58", "presenter80"}
 
 // Scanner configures the QR scanner.
 type Scanner struct {
@@ -424,8 +432,11 @@ func (c *Config) Validate() error {
 	if _, err := time.LoadLocation(c.Kiosk.Timezone); err != nil {
 		bad("kiosk.timezone", "%v", err)
 	}
-	if c.Kiosk.Language != "en" && c.Kiosk.Language != "zh" {
-		bad("kiosk.language", "must be \"en\" or \"zh\", got %q", c.Kiosk.Language)
+	if c.Printer.Profile != "" && !slices.Contains(PrinterProfiles, c.Printer.Profile) {
+		bad("printer.profile", "unknown profile %q (known: %s)", c.Printer.Profile, strings.Join(PrinterProfiles, ", "))
+	}
+	if c.Kiosk.Language != "en" && c.Kiosk.Language != "zh" && c.Kiosk.Language != "zh-CN" {
+		bad("kiosk.language", "must be \"zh-CN\" (or \"zh\") or \"en\", got %q", c.Kiosk.Language)
 	}
 	if c.Journal.Path == "" {
 		bad("journal.path", "required")

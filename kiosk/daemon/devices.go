@@ -231,6 +231,8 @@ func (s *System) scannerAttempt(ctx context.Context) (bool, error) {
 type printerConfig struct {
 	mode    serialport.Mode
 	profile receipts.Profile
+	// font draws raster receipts (printers without a Chinese font): loaded once at start.
+	font *receipts.Font
 }
 
 func newPrinterConfig(cfg config.Config) (*printerConfig, error) {
@@ -242,17 +244,29 @@ func newPrinterConfig(cfg config.Config) (*printerConfig, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &printerConfig{mode: mode, profile: prof}, nil
+	pc := &printerConfig{mode: mode, profile: prof}
+	if prof.Raster {
+		// A raster profile cannot print a receipt without its font: a missing font is a
+		// configuration error at start, not a failed receipt per customer.
+		if pc.font, err = receipts.LoadFont(cfg.Printer.FontFile); err != nil {
+			return nil, fmt.Errorf("printer.font_file: %w", err)
+		}
+	}
+	return pc, nil
+}
+
+// printerProfiles maps printer.profile names to the receipt layouts (config.PrinterProfiles
+// lists the same names).
+var printerProfiles = map[string]receipts.Profile{
+	"": receipts.Generic80, "generic80": receipts.Generic80, "generic58": receipts.Generic58,
+	"chinese80": receipts.Chinese80, "chinese58": receipts.Chinese58,
+	"raster80": receipts.Raster80, "raster58": receipts.Raster58,
+	"presenter80": receipts.KioskPresenter80,
 }
 
 func printerProfile(name string) (receipts.Profile, error) {
-	switch name {
-	case "", "generic80":
-		return receipts.Generic80, nil
-	case "generic58":
-		return receipts.Generic58, nil
-	case "chinese80":
-		return receipts.Chinese80, nil
+	if p, ok := printerProfiles[name]; ok {
+		return p, nil
 	}
 	return receipts.Profile{}, fmt.Errorf("unknown printer profile %q", name)
 }
@@ -298,7 +312,7 @@ func (s *printerSlot) kick() {
 }
 
 func (s *printerSlot) PrintReceipt(ctx context.Context, r session.Receipt) error {
-	data, err := receipts.RenderESCPOS(toReceipt(s.cfg, r), s.set.profile)
+	data, err := receipts.Render(toReceipt(s.cfg, r), s.set.profile, s.set.font)
 	if err != nil {
 		return fmt.Errorf("%w: render: %v", session.ErrNotPrinted, err)
 	}
@@ -398,7 +412,7 @@ func toReceipt(cfg config.Config, r session.Receipt) receipts.Receipt {
 	rc := receipts.Receipt{KioskID: cfg.Kiosk.ID, Location: cfg.Kiosk.Location, Time: r.LocalTime, TZ: cfg.Location(),
 		Account: r.Topup.AccountMask, Currency: r.Topup.Currency, Total: r.Topup.AmountMinor, TopupID: r.Topup.TopupID,
 		ReceiptNo: r.Topup.ReceiptNo, Status: receipts.Status(r.Status), Outcome: receipts.Outcome(r.Topup.Outcome),
-		Hotline: cfg.Kiosk.Hotline, Copy: r.Copy, Lang: receipts.Lang(cfg.Kiosk.Language)}
+		Hotline: cfg.Kiosk.Hotline, Copy: r.Copy, Lang: receipts.ParseLang(cfg.Kiosk.Language)}
 	for _, n := range r.Notes {
 		rc.Notes = append(rc.Notes, receipts.NoteLine{ValueMinor: n.ValueMinor, Count: n.Count})
 	}
