@@ -72,13 +72,13 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}
-	defer br.Close()
+	defer func() { _ = br.Close() }()
 
 	store, err := ledger.OpenBolt(filepath.Join(*state, "ledger.db"), ledger.Options{})
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer func() { _ = store.Close() }()
 	led, err := ledger.New(ledger.Config{MQTT: mqttc.Config{Brokers: []string{br.URL()}, ClientID: "ledger-1", Logger: log},
 		Store: store, Signer: wire.Signer{KID: "demo-ledger", Key: ledgerKey}, HTTPAddr: *ledgerHTTP,
 		WalletKeys: map[string]ed25519.PublicKey{"demo-wallet": wallet.Public().(ed25519.PublicKey)},
@@ -92,7 +92,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	defer rig.Close()
+	defer func() { _ = rig.Close() }()
 	ports := rig.Ready()
 
 	cfg := config.Default()

@@ -108,7 +108,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	defer rig.Close()
+	defer func() { _ = rig.Close() }()
 	if err := json.NewEncoder(os.Stdout).Encode(rig.Ready()); err != nil {
 		return err
 	}

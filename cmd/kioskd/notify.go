@@ -10,7 +10,7 @@ func (a *syscallUnixAddr) send(msg string) error {
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	_, err = c.Write([]byte(msg))
 	return err
 }

@@ -151,15 +151,15 @@ func Open(path string, m Mode) (Port, error) {
 	}
 	p, err := serial.Open(path, sm)
 	if err != nil {
-		unix.Close(claim)
+		_ = unix.Close(claim)
 		return nil, fmt.Errorf("serialport: open %s (%v): %w", path, m, err)
 	}
 	// go.bug.st/serial sets TIOCEXCL itself but ignores a failure; a port that cannot be made
 	// exclusive is refused rather than shared. (It must come after the library's own open,
 	// which it would otherwise refuse to an unprivileged process.)
 	if err := unix.IoctlSetInt(claim, unix.TIOCEXCL, 0); err != nil {
-		p.Close()
-		unix.Close(claim)
+		_ = p.Close()
+		_ = unix.Close(claim)
 		return nil, fmt.Errorf("serialport: open %s: exclusive mode: %w", path, err)
 	}
 	timeout := serial.NoTimeout
@@ -167,8 +167,8 @@ func Open(path string, m Mode) (Port, error) {
 		timeout = m.ReadTimeout
 	}
 	if err := p.SetReadTimeout(timeout); err != nil {
-		p.Close()
-		unix.Close(claim)
+		_ = p.Close()
+		_ = unix.Close(claim)
 		return nil, fmt.Errorf("serialport: open %s: read timeout: %w", path, err)
 	}
 	return &port{p: p, path: path, mode: m, claim: claim}, nil
@@ -186,7 +186,7 @@ func claim(path string) (int, error) {
 		return -1, fmt.Errorf("serialport: open %s: %w", path, err)
 	}
 	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		unix.Close(fd)
+		_ = unix.Close(fd)
 		if errors.Is(err, unix.EWOULDBLOCK) {
 			return -1, fmt.Errorf("serialport: open %s: %w", path, ErrBusy)
 		}
@@ -252,7 +252,7 @@ func (p *port) Close() error {
 	p.closed.Store(true)
 	err := p.p.Close()
 	// The lock goes last: the next holder must find the line free of our descriptor.
-	p.closeOnce.Do(func() { unix.Close(p.claim) })
+	p.closeOnce.Do(func() { _ = unix.Close(p.claim) })
 	if err != nil {
 		return p.wrap("close", err)
 	}

@@ -170,18 +170,18 @@ func (s *Sim) Serve(ctx context.Context, port io.ReadWriter) error {
 		released := make(chan struct{})
 		stop := context.AfterFunc(ctx, func() {
 			defer close(released)
-			rd.SetReadDeadline(time.Unix(1, 0))
+			_ = rd.SetReadDeadline(time.Unix(1, 0))
 			if hasWD {
-				wd.SetWriteDeadline(time.Unix(1, 0))
+				_ = wd.SetWriteDeadline(time.Unix(1, 0))
 			}
 		})
 		defer func() {
 			if !stop() {
 				<-released
 			}
-			rd.SetReadDeadline(time.Time{})
+			_ = rd.SetReadDeadline(time.Time{})
 			if hasWD {
-				wd.SetWriteDeadline(time.Time{})
+				_ = wd.SetWriteDeadline(time.Time{})
 			}
 		}()
 	}
@@ -220,8 +220,8 @@ func (s *Sim) consume(ctx context.Context, port io.Writer, wd writeDeadliner, ha
 		return nil
 	}
 	if hasWD {
-		wd.SetWriteDeadline(time.Now().Add(s.cfg.ReplyTimeout))
-		defer wd.SetWriteDeadline(time.Time{})
+		_ = wd.SetWriteDeadline(time.Now().Add(s.cfg.ReplyTimeout))
+		defer func() { _ = wd.SetWriteDeadline(time.Time{}) }()
 	}
 	if _, err := port.Write(replies); err != nil {
 		if ctx.Err() != nil {

@@ -53,7 +53,7 @@ func pollable(f *os.File) (*os.File, error) {
 	}
 	unix.CloseOnExec(fd)
 	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
+		_ = unix.Close(fd)
 		return nil, err
 	}
 	return os.NewFile(uintptr(fd), f.Name()), nil

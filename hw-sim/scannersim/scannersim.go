@@ -126,17 +126,17 @@ func (s *Sim) Serve(ctx context.Context, port io.Writer) error {
 	write := func(b []byte) error {
 		var release func()
 		if hasWD {
-			wd.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+			_ = wd.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 			done := make(chan struct{})
 			stop := context.AfterFunc(ctx, func() {
 				defer close(done)
-				wd.SetWriteDeadline(time.Unix(1, 0))
+				_ = wd.SetWriteDeadline(time.Unix(1, 0))
 			})
 			release = func() {
 				if !stop() {
 					<-done
 				}
-				wd.SetWriteDeadline(time.Time{})
+				_ = wd.SetWriteDeadline(time.Time{})
 			}
 		}
 		_, err := port.Write(b)

@@ -222,12 +222,12 @@ func intField(b map[string]json.RawMessage, k string) (int, bool) {
 
 func boolField(b map[string]json.RawMessage, k string) bool {
 	var v bool
-	json.Unmarshal(b[k], &v)
+	_ = json.Unmarshal(b[k], &v)
 	return v
 }
 
 func strField(b map[string]json.RawMessage, k string) string {
 	var v string
-	json.Unmarshal(b[k], &v)
+	_ = json.Unmarshal(b[k], &v)
 	return v
 }

@@ -84,9 +84,8 @@ func (r *Rig) SetSensor(pin string, active bool) error { return r.sensors.set(pi
 // pulseAdapter is the pulse acceptor behind the neutral control surface. It has no serial
 // line: the daemon reads its pins in-process (Rig.Pin).
 type pulseAdapter struct {
-	s      *pulsesim.Sim
-	cfg    Config
-	cancel context.CancelFunc
+	s   *pulsesim.Sim
+	cfg Config
 }
 
 // newPulse uses pulsesim's default transit (a note takes about a second to validate before
@@ -115,7 +114,7 @@ func (a *pulseAdapter) CodeFor(v int64) (int, bool) {
 var errPulseUnsupported = errors.New("simrig: a pulse acceptor has no such state")
 
 func (a *pulseAdapter) RejectNext(int)      {}
-func (a *pulseAdapter) Jam(bool)            { go a.s.StuckLine(2 * time.Second) }
+func (a *pulseAdapter) Jam(bool)            { go func() { _ = a.s.StuckLine(2 * time.Second) }() }
 func (a *pulseAdapter) ClearJam()           {}
 func (a *pulseAdapter) PullCassette() error { return errPulseUnsupported }
 func (a *pulseAdapter) ReplaceCassette() error {
@@ -176,7 +175,7 @@ func (u *pulseLine) Jam(bool) {
 	u.jamStop, u.jamDone = cancel, make(chan struct{})
 	go func(done chan struct{}) {
 		defer close(done)
-		u.s.Waveform(ctx, pulsesim.Step{Active: true, For: time.Hour})
+		_ = u.s.Waveform(ctx, pulsesim.Step{Active: true, For: time.Hour})
 	}(u.jamDone)
 }
 

@@ -188,7 +188,7 @@ var protocols = []Protocol{
 			},
 			Codec: func() (func(), func()) {
 				reply, _ := id003.Encode(0x13, 0x63) // ESCROW + code
-				return func() { id003.Encode(0x11) }, func() { id003.Decode(reply) }
+				return func() { _, _ = id003.Encode(0x11) }, func() { _, _, _ = id003.Decode(reply) }
 			},
 		}},
 	},
@@ -213,7 +213,7 @@ var protocols = []Protocol{
 			},
 			Codec: func() (func(), func()) {
 				reply, _ := ccnet.Encode(0x03, 0x80, 0x04)
-				return func() { ccnet.Encode(0x03, 0x33) }, func() { ccnet.Decode(reply) }
+				return func() { _, _ = ccnet.Encode(0x03, 0x33) }, func() { _, _, _ = ccnet.Decode(reply) }
 			},
 		}},
 	},
@@ -314,17 +314,17 @@ func sspConformance(encrypt bool) Conformance {
 	c.Codec = func() (func(), func()) {
 		if !encrypt {
 			reply, _ := ssp.Encode(ssp.Frame{Seq: true, Data: []byte{0xF0, 0xEF, 0x02}})
-			return func() { ssp.Encode(ssp.Frame{Seq: true, Data: []byte{0x07}}) }, func() { ssp.Decode(reply) }
+			return func() { _, _ = ssp.Encode(ssp.Frame{Seq: true, Data: []byte{0x07}}) }, func() { _, _, _ = ssp.Decode(reply) }
 		}
 		ciph := ssp.NewCipher(ssp.MakeKey(0x0123456789ABCDEF, 0x1122334455667788))
 		sealed, _ := ciph.Seal(nil, 7, []byte{0xF0, 0xEF, 0x02}, nil)
 		reply, _ := ssp.Encode(ssp.Frame{Seq: true, Data: sealed})
 		return func() {
 				p, _ := ciph.Seal(nil, 8, []byte{0x07}, nil)
-				ssp.Encode(ssp.Frame{Seq: true, Data: p})
+				_, _ = ssp.Encode(ssp.Frame{Seq: true, Data: p})
 			}, func() {
 				f, _, _ := ssp.Decode(reply)
-				ciph.Open(f.Data, 7)
+				_, _, _ = ciph.Open(f.Data, 7)
 			}
 	}
 	return c

@@ -184,7 +184,7 @@ func (r *Rig) Close() error {
 func (r *Rig) closePtys() {
 	for _, p := range []*ptypair.Pair{r.accPty, r.prnPty, r.scnPty} {
 		if p != nil {
-			p.Close()
+			_ = p.Close()
 		}
 	}
 }

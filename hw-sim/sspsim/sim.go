@@ -308,11 +308,13 @@ func (s *Sim) Handle(f ssp.Frame) []byte {
 		if s.link.Take(FaultBadCount) {
 			count += 7
 		}
-		var err error
-		if ciph == nil {
-			err = errors.New("no keys")
-		} else if payload, err = ciph.Seal(nil, count, reply, s.cfg.Rand); err != nil {
-			payload = []byte{ssp.RespSoftwareError}
+		// Without keys (an encrypted packet before any key exchange) the KEY NOT SET
+		// answer goes out in clear: there is nothing to seal it with.
+		if ciph != nil {
+			var err error
+			if payload, err = ciph.Seal(nil, count, reply, s.cfg.Rand); err != nil {
+				payload = []byte{ssp.RespSoftwareError}
+			}
 		}
 	}
 	w, err := ssp.Encode(ssp.Frame{Seq: f.Seq, Data: payload})

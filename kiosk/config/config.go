@@ -600,7 +600,7 @@ func WriteFile(path string, c Config) error {
 		return err
 	}
 	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
+		_ = d.Sync()
 		d.Close()
 	}
 	return nil

@@ -238,7 +238,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*System, error) 
 	}
 	s.j = j
 	if err := j.Record(journal.EvBoot, map[string]any{"boot_id": s.bootID, "version": opts.Version}); err != nil {
-		j.Close()
+		_ = j.Close()
 		return nil, fmt.Errorf("journal: %w", err)
 	}
 
@@ -264,7 +264,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*System, error) 
 		ecfg.Authorizer, ecfg.Uplink = port, port
 	}
 	if s.engine, err = session.New(ecfg); err != nil {
-		j.Close()
+		_ = j.Close()
 		return nil, err
 	}
 	s.handler = s.engine.Handler()
@@ -278,7 +278,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*System, error) 
 			HeartbeatEvery: cfg.MQTT.Heartbeat.D(), Heartbeat: s.heartbeat, Status: s.status,
 			Logger: s.log})
 		if err != nil {
-			j.Close()
+			_ = j.Close()
 			return nil, err
 		}
 		port.up = s.up
@@ -289,7 +289,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*System, error) 
 
 	// 6. The customer screen.
 	if err := s.listen(); err != nil {
-		j.Close()
+		_ = j.Close()
 		return nil, err
 	}
 	return s, nil
@@ -480,7 +480,7 @@ func (s *System) runSafe(ctx context.Context) error {
 	httpDone := make(chan struct{})
 	go func() {
 		defer close(httpDone)
-		s.srv.Serve(s.ln)
+		_ = s.srv.Serve(s.ln)
 	}()
 	if s.opts.Ready != nil {
 		s.opts.Ready(s.Addr())

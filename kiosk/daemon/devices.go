@@ -373,7 +373,7 @@ func (s *System) printerAttempt(ctx context.Context) (bool, error) {
 	}
 	// Replies the printer sent to a previous process (a status it asked for just before it
 	// died) must not be read as answers to ours.
-	port.ResetInputBuffer()
+	_ = port.ResetInputBuffer()
 	p := escpos.New(port, escpos.Config{Profile: escpos.Generic, Logger: ps.log})
 	ps.swap(p)
 	ps.log.Info("printer port open", "port", s.cfg.Printer.Port)

@@ -179,31 +179,6 @@ func isParamName(s string) bool {
 	return true
 }
 
-// params lists the {name} parameters of a text, in order of first use.
-func params(text string) []string {
-	var out []string
-	for {
-		i := strings.IndexByte(text, '{')
-		if i < 0 {
-			return out
-		}
-		j := strings.IndexByte(text[i:], '}')
-		if j < 0 {
-			return out
-		}
-		if name := text[i+1 : i+j]; isParamName(name) {
-			seen := false
-			for _, o := range out {
-				seen = seen || o == name
-			}
-			if !seen {
-				out = append(out, name)
-			}
-		}
-		text = text[i+j+1:]
-	}
-}
-
 // ReceiptNoDigits is how many digits a receipt number is shown with, on paper and on the
 // screen alike, so a customer can match the two and staff can spot a gap in a column.
 const ReceiptNoDigits = 8

@@ -98,7 +98,7 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("broker: listen %s: %w", addr, err)
 	}
 	if err := srv.Serve(); err != nil {
-		srv.Close()
+		_ = srv.Close()
 		return nil, fmt.Errorf("broker: serve: %w", err)
 	}
 	b := &Broker{srv: srv, ln: ln, log: logger, tls: cfg.TLS != nil, stop: make(chan struct{})}

@@ -229,7 +229,7 @@ func (b *Broker) start() {
 	}
 	b.cmd = cmd
 	b.done = make(chan struct{})
-	go func(done chan struct{}) { cmd.Wait(); close(done) }(b.done)
+	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(b.done)
 	// Ready when the port accepts connections.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -258,7 +258,7 @@ func (b *Broker) Stop() {
 	if cmd == nil {
 		return
 	}
-	cmd.Process.Kill()
+	_ = cmd.Process.Kill()
 	<-done
 }
 

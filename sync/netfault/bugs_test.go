@@ -2,16 +2,10 @@ package netfault
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
-)
-
-var (
-	racy    = flag.Bool("netfault.racy", false, "run, under -race, the scenarios that paho's reconnect data race can fail")
-	blocked = flag.Bool("netfault.blocked", false, "run the tests blocked on known bugs in other packages (they fail)")
 )
 
 // TestNoFalseLedgerGapAlarm drains 200 top-ups with no fault at all and asserts that the

@@ -62,7 +62,7 @@ func Note(b *testing.B, name, dir string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer j.Close()
+	defer func() { _ = j.Close() }()
 	priv := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
 	reg := health.New("bench", nil)
 	e, err := session.New(session.Config{Journal: j, Acceptor: l.drv, Denominations: p.denoms, Authorizer: openLimit{},
@@ -257,7 +257,7 @@ func PollCost(name string, d time.Duration) (polls uint64, cpu time.Duration, er
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	serveDone := make(chan struct{})
-	go func() { defer close(serveDone); l.serve(ctx) }()
+	go func() { defer close(serveDone); _ = l.serve(ctx) }()
 	runDone := make(chan error, 1)
 	go func() { runDone <- l.drv.Run(ctx, idleHandler{}) }()
 	count := l.polls
@@ -270,11 +270,15 @@ func PollCost(name string, d time.Duration) (polls uint64, cpu time.Duration, er
 	time.Sleep(d)
 	p1, c1 := count(), cpuTime()
 	cancel()
-	<-runDone
+	// The measurement is over; a driver that failed during it makes the figure worthless.
+	rerr := <-runDone
 	if l.cut != nil {
 		l.cut()
 	}
 	<-serveDone
+	if rerr != nil && !errors.Is(rerr, context.Canceled) {
+		return 0, 0, fmt.Errorf("%s: driver stopped during the measurement: %w", name, rerr)
+	}
 	return p1 - p0, c1 - c0, nil
 }
 

@@ -10,11 +10,10 @@ package id003
 // truncated, garbage before.
 
 type tableFrame struct {
-	name  string
-	cmd   byte
-	data  []byte
-	wire  []byte
-	notes string
+	name string
+	cmd  byte
+	data []byte
+	wire []byte
 }
 
 var frameTable = []tableFrame{

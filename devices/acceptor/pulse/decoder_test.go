@@ -78,7 +78,7 @@ func TestDecodeTable(t *testing.T) {
 		{name: "one pulse", d: train(1, 50*ms, 0), want: []int{1},
 			st: DecoderStats{Pulses: 1, Trains: 1}},
 		{name: "five pulses", d: train(5, 50*ms, 100*ms), want: []int{5},
-			st: DecoderStats{Pulses: 5, Trains: 5 / 5}},
+			st: DecoderStats{Pulses: 5, Trains: 1}},
 		{name: "two trains apart", d: join(train(2, 50*ms, 100*ms), []time.Duration{time.Second}, train(5, 50*ms, 100*ms)),
 			want: []int{2, 5}, st: DecoderStats{Pulses: 7, Trains: 2}},
 		{name: "width exactly MinWidth", d: train(3, 20*ms, 100*ms), want: []int{3},

@@ -577,7 +577,7 @@ func (l *loop) afterPoll(ctx context.Context) {
 		return
 	}
 	if l.gap && l.phase == phaseRunning && !l.needLink {
-		l.checkSerial(ctx)
+		_ = l.checkSerial(ctx)
 	}
 	busy := notePath.has(l.state) || l.state == stateUnknown || l.escrow != escrowNone || l.powerUp != nil || l.ack != nil
 	switch l.phase {

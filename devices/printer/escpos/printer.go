@@ -274,11 +274,11 @@ func (p *Printer) writeLocked(ctx context.Context, b []byte) (int, error) {
 		if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 			deadline = d
 		}
-		p.wd.SetWriteDeadline(deadline)
-		release := afterFunc(ctx, func() { p.wd.SetWriteDeadline(time.Unix(1, 0)) })
+		_ = p.wd.SetWriteDeadline(deadline)
+		release := afterFunc(ctx, func() { _ = p.wd.SetWriteDeadline(time.Unix(1, 0)) })
 		defer func() {
 			release()
-			p.wd.SetWriteDeadline(time.Time{})
+			_ = p.wd.SetWriteDeadline(time.Time{})
 		}()
 	}
 	start := time.Now()
@@ -403,11 +403,11 @@ func (p *Printer) readByteLocked(ctx context.Context, timeout time.Duration) (by
 }
 
 func (p *Printer) readDeadline(ctx context.Context, deadline time.Time) (byte, error) {
-	p.rd.SetReadDeadline(deadline)
-	release := afterFunc(ctx, func() { p.rd.SetReadDeadline(time.Unix(1, 0)) })
+	_ = p.rd.SetReadDeadline(deadline)
+	release := afterFunc(ctx, func() { _ = p.rd.SetReadDeadline(time.Unix(1, 0)) })
 	defer func() {
 		release()
-		p.rd.SetReadDeadline(time.Time{})
+		_ = p.rd.SetReadDeadline(time.Time{})
 	}()
 	var buf [1]byte
 	for {

@@ -64,13 +64,13 @@ func (s *Scanner) Run(ctx context.Context, onCode func(code string)) error {
 		released := make(chan struct{})
 		stop := context.AfterFunc(ctx, func() {
 			defer close(released)
-			d.SetReadDeadline(time.Unix(1, 0))
+			_ = d.SetReadDeadline(time.Unix(1, 0))
 		})
 		defer func() {
 			if !stop() {
 				<-released
 			}
-			d.SetReadDeadline(time.Time{})
+			_ = d.SetReadDeadline(time.Time{})
 		}()
 	}
 	deliver := func(r result, ok bool) {
@@ -97,7 +97,7 @@ func (s *Scanner) Run(ctx context.Context, onCode func(code string)) error {
 			if s.sp.pending() {
 				dl = last.Add(timeout)
 			}
-			rd.SetReadDeadline(dl)
+			_ = rd.SetReadDeadline(dl)
 		}
 		// Checked after setting the deadline: a cancellation that raced with it has already
 		// made ctx.Err non-nil, so it cannot be lost.
