@@ -5,6 +5,8 @@ PKGS      := ./...
 BIN       := bin
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+ERRCHECK    := github.com/kisielk/errcheck@v1.30.0
 CMDS      := kioskd kioskctl kioskbench ledgerd hw-sim demo
 # Fuzz targets run by `make fuzz` (package:target), FUZZTIME each.
 FUZZTIME  ?= 20s
@@ -43,9 +45,12 @@ cross:
 	  CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/linux-armv7/$$c ./cmd/$$c || exit 1; \
 	done
 
+## lint: gofmt, go vet, staticcheck and unchecked errors (pinned versions, fetched by go run)
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) run $(STATICCHECK) $(PKGS)
+	$(GO) run $(ERRCHECK) -ignoretests -exclude .ci/errcheck-excludes.txt $(PKGS)
 
 ## fuzz: run every fuzz target for FUZZTIME
 fuzz:
