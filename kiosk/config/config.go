@@ -347,9 +347,9 @@ var Drivers = registry.Names()
 // of them (a pasted 9223372036854775807, a sign error) is a mistake, not a setting.
 const (
 	// MaxDenominationMinor bounds one note: 1,000,000.00 in minor units.
-	MaxDenominationMinor = 100_000_000
+	MaxDenominationMinor int64 = 100_000_000
 	// MaxLimitMinor bounds every limit: 100,000,000.00 in minor units.
-	MaxLimitMinor = 10_000_000_000
+	MaxLimitMinor int64 = 10_000_000_000
 	// MaxDeviceCode bounds a denomination code: ID-003 escrow codes, CCNET bill types, SSP
 	// channels and pulse counts each travel in one byte.
 	MaxDeviceCode = 255
