@@ -70,5 +70,30 @@ crash:
 	  -args -crash.n=$(CRASHES) -crash.protocols=$(CRASH_PROTOCOLS); rc=$$?; \
 	  cat .crash-summary 2>/dev/null || echo "crashes=0 notes=0 violations=unknown (campaign did not finish)"; exit $$rc
 
+## deb: Debian packages of kioskd for arm64, armhf and amd64 in bin/deb/ (deploy/README.md);
+## same tree, same bytes (times from SOURCE_DATE_EPOCH, default the last commit's time)
+.PHONY: deb
+DEB_ARCHES   ?= amd64 arm64 armhf
+NFPM_VERSION ?= v2.48.0
+NFPM         := $(BIN)/tools/nfpm-$(NFPM_VERSION)/nfpm
+DEB_VERSION  ?= $(shell deploy/deb/version.sh)
+DEB_EPOCH    ?= $(or $(SOURCE_DATE_EPOCH),$(shell git log -1 --format=%ct 2>/dev/null),0)
+deb:
+	@mkdir -p $(BIN)/deb/.work
+	test -x $(NFPM) || GOBIN=$(CURDIR)/$(dir $(NFPM)) $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
+	sed -e '/^@SYSUSERS@$$/{r deploy/deb/kioskd.sysusers' -e 'd;}' deploy/deb/preinst.in > $(BIN)/deb/.work/preinst
+	rm -f $(BIN)/deb/kioskd_*.deb
+	for a in $(DEB_ARCHES); do \
+	  case $$a in amd64) nf=amd64 goarch=amd64 goarm= ;; arm64) nf=arm64 goarch=arm64 goarm= ;; \
+	    armhf) nf=arm7 goarch=arm goarm=7 ;; *) echo "deb: unknown architecture $$a"; exit 1 ;; esac; \
+	  st=$(BIN)/deb/.work/$$a; mkdir -p $$st; \
+	  for c in kioskd kioskctl; do \
+	    CGO_ENABLED=0 GOOS=linux GOARCH=$$goarch GOARM=$$goarm $(GO) build -trimpath -ldflags '-s -w -X main.version=$(DEB_VERSION)' -o $$st/$$c ./cmd/$$c || exit 1; \
+	  done; \
+	  DEB_ARCH=$$nf KIOSKD_DEB_VERSION=$(DEB_VERSION) KIOSKD_STAGE=$$st SOURCE_DATE_EPOCH=$(DEB_EPOCH) \
+	    $(NFPM) package --config deploy/deb/nfpm.yaml --packager deb --target $(BIN)/deb/ || exit 1; \
+	done
+	@ls -l $(BIN)/deb/*.deb
+
 clean:
 	rm -rf $(BIN) .demo .crash-summary
