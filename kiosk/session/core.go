@@ -198,7 +198,7 @@ func (c *core) advanceOnce() bool {
 			progressed = true
 		}
 	}
-	if c.result != nil && c.closing == nil && !now.Before(c.resultUntil) {
+	if c.result != nil && (c.closing == nil || c.closing.shown) && !now.Before(c.resultUntil) {
 		c.result = nil
 		c.message, c.messageKind = "", ""
 		progressed = true
@@ -230,13 +230,13 @@ func (c *core) nextDeadline() (time.Time, bool) {
 			at = t
 		}
 	}
-	if r := c.rec; r != nil {
+	if r := c.rec; r != nil && r.phase == recWaitUnit {
 		add(r.deadline)
 	}
 	if c.sess != nil && c.closing == nil && c.authz == nil && c.unitSettled {
 		add(c.lastActivity.Add(c.acceptLimit()))
 	}
-	if c.result != nil && c.closing == nil {
+	if c.result != nil && (c.closing == nil || c.closing.shown) {
 		add(c.resultUntil)
 	}
 	if cl := c.closing; cl != nil {
@@ -252,13 +252,13 @@ func (c *core) nextDeadline() (time.Time, bool) {
 			add(cl.ackBy)
 		}
 	}
-	if w := c.witness; w != nil && !w.reading {
+	if w := c.witness; w != nil && !w.reading && !c.unitSettled {
 		add(w.until)
 	}
 	if c.journalFailed && !c.inSession() {
 		add(c.probeAt)
 	}
-	if !c.ctlRetryAt.IsZero() {
+	if !c.ctlRetryAt.IsZero() && !c.ctlBusy && c.doneGen < c.wantGen {
 		add(c.ctlRetryAt)
 	}
 	return at, !at.IsZero()

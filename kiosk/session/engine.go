@@ -335,7 +335,8 @@ func (e *Engine) loop(ctx context.Context, c *core) {
 		}
 		wait := time.Hour
 		if at, ok := c.nextDeadline(); ok {
-			wait = max(at.Sub(e.now()), 0)
+			// A floor: a deadline that the core failed to act on must not spin the loop.
+			wait = max(at.Sub(e.now()), time.Millisecond)
 		}
 		timer.Reset(wait)
 		select {
