@@ -125,6 +125,10 @@ func (c *core) derive() State {
 		return Accepting
 	case c.result != nil:
 		return Done
+	case c.closing != nil:
+		// The customer has their result; the session's close still waits (for the journal,
+		// or for the unit to report a note in transit): nobody else may start.
+		return OutOfService
 	case c.maintenance:
 		return Maintenance
 	case c.serviceStopped() || c.oosReason != "":
@@ -243,6 +247,9 @@ func (c *core) nextDeadline() (time.Time, bool) {
 		switch cl.phase {
 		case closeSettle:
 			add(cl.settleBy)
+			if cl.inhibited && !c.now().Before(cl.settleBy) {
+				add(cl.inTransitBy)
+			}
 		case closeRetry:
 			add(cl.retryAt)
 			if !cl.shown {

@@ -112,14 +112,19 @@ type Limits struct {
 
 // Timing tunes the flow.
 type Timing struct {
-	AuthzTimeout    time.Duration
-	IdleTimeout     time.Duration // accepting with money inserted and no activity → close
-	AcceptTimeout   time.Duration // accepting with no money and no activity → back to idle
-	SettleTimeout   time.Duration // closing: wait for a note in transit
-	AckWait         time.Duration // closing: wait this long for the ledger ack before printing
-	ResultDisplay   time.Duration
-	RecoveryTimeout time.Duration
-	PrintTimeout    time.Duration
+	AuthzTimeout  time.Duration
+	IdleTimeout   time.Duration // accepting with money inserted and no activity → close
+	AcceptTimeout time.Duration // accepting with no money and no activity → back to idle
+	SettleTimeout time.Duration // closing: wait for a note in transit
+	// InTransitTimeout: closing, past SettleTimeout, with a note in transit and a unit that
+	// has not come to rest (link lost, a credit the journal could not take): keep the
+	// session open this much longer for the unit's report, rather than make the note
+	// uncertain and its late credit a second item. The customer gets a result meanwhile.
+	InTransitTimeout time.Duration
+	AckWait          time.Duration // closing: wait this long for the ledger ack before printing
+	ResultDisplay    time.Duration
+	RecoveryTimeout  time.Duration
+	PrintTimeout     time.Duration
 }
 
 func (t *Timing) defaults() {
@@ -132,6 +137,7 @@ func (t *Timing) defaults() {
 	def(&t.IdleTimeout, 60*time.Second)
 	def(&t.AcceptTimeout, 120*time.Second)
 	def(&t.SettleTimeout, 30*time.Second)
+	def(&t.InTransitTimeout, 10*time.Minute)
 	def(&t.AckWait, 3*time.Second)
 	def(&t.ResultDisplay, 15*time.Second)
 	def(&t.RecoveryTimeout, 20*time.Second)

@@ -31,6 +31,9 @@ func (c *core) scan(code string) error {
 	if c.maintWanted || c.updateReady {
 		return fmt.Errorf("%w: maintenance", ErrBusy)
 	}
+	if c.inSession() || c.rec != nil {
+		return fmt.Errorf("%w: a session is still closing", ErrBusy)
+	}
 	if c.result != nil {
 		c.result = nil
 		c.message, c.messageKind = "", ""
@@ -186,8 +189,9 @@ type closing struct {
 	inhibited bool
 	// appliedBy bounds the wait for the unit to be inhibited; settleBy the wait for a note
 	// in transit once it is.
-	appliedBy time.Time
-	settleBy  time.Time
+	appliedBy   time.Time
+	settleBy    time.Time
+	inTransitBy time.Time
 	// retryAt and backoff pace the close's retries after a journal failure; shown is set
 	// once the customer was given a result anyway.
 	retryAt time.Time
@@ -224,11 +228,24 @@ func (c *core) advanceClose(now time.Time) bool {
 				return false
 			}
 			cl.inhibited, cl.settleBy, changed = true, now.Add(c.e.cfg.Timing.SettleTimeout), true
+			cl.inTransitBy = cl.settleBy.Add(c.e.cfg.Timing.InTransitTimeout)
 		}
 		intents, err := c.e.j.OpenIntents()
 		if err == nil && len(intents) == 0 && c.unitSettled {
 			c.closeSession()
 			return true
+		}
+		if err == nil && len(intents) > 0 && !c.unitSettled && now.Before(cl.inTransitBy) && !now.Before(cl.settleBy) {
+			// The unit has not come to rest: the note may still reach the credit point (the
+			// link is down, or the journal refused its credit and the unit reports it
+			// again). Closing now would make it uncertain, and its late credit a second
+			// item. The session stays open a while longer; the customer is not kept waiting.
+			if !cl.shown {
+				c.e.log.Warn("note in transit and the unit not at rest; the session stays open for its report", "session", cl.sid)
+				c.showPending(fmt.Sprintf("Your money is recorded. The kiosk is still counting your last note; your top-up follows. Your reference: S%d.", cl.sid))
+				return true
+			}
+			return changed
 		}
 		if !now.Before(cl.settleBy) {
 			c.e.log.Warn("note still in transit at close; it becomes an uncertain item", "intents", len(intents))
@@ -276,12 +293,7 @@ func (c *core) closeSession() {
 		if !cl.shown {
 			// The customer does not wait on the storage: every note credited so far is on
 			// disk; the top-up goes out when the close succeeds.
-			cl.shown = true
-			s := c.sess
-			c.result = &Result{Reference: fmt.Sprintf("S%d", cl.sid), AmountMinor: s.TotalMinor, Currency: s.Currency,
-				Status: ReceiptPending, Outcome: cl.outcome, Uncertain: len(s.Uncertain)}
-			c.resultUntil = now.Add(c.e.cfg.Timing.ResultDisplay)
-			c.say("error", fmt.Sprintf("Your money is recorded, but the kiosk cannot finish your top-up now. It will be sent as soon as possible. Your reference: S%d.", cl.sid))
+			c.showPending(fmt.Sprintf("Your money is recorded, but the kiosk cannot finish your top-up now. It will be sent as soon as possible. Your reference: S%d.", cl.sid))
 		}
 		return
 	}
@@ -323,6 +335,18 @@ func (c *core) closeAfterBaseline() {
 		return
 	}
 	cl.phase, cl.ackBy = closeAck, c.now().Add(c.e.cfg.Timing.AckWait)
+}
+
+// showPending gives the customer of a session whose close has to wait a result now: the
+// amount journaled so far, pending, with the session as reference.
+func (c *core) showPending(text string) {
+	cl := c.closing
+	cl.shown = true
+	s := c.sess
+	c.result = &Result{Reference: fmt.Sprintf("S%d", cl.sid), AmountMinor: s.TotalMinor, Currency: s.Currency,
+		Status: ReceiptPending, Outcome: cl.outcome, Uncertain: len(s.Uncertain)}
+	c.resultUntil = c.now().Add(c.e.cfg.Timing.ResultDisplay)
+	c.say("error", text)
 }
 
 // startPrint prints the closed session's receipt as a task.

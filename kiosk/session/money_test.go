@@ -234,3 +234,131 @@ func TestJournalFailureHeals(t *testing.T) {
 		}
 	})
 }
+
+// TestCreditAfterLongLinkOutage: the link to the unit is lost while a note is on its way to
+// the cassette, for longer than the settle timeout. The customer gets a pending result with
+// a reference; the session stays open for the unit's report, and the credit that comes when
+// the link is back is counted in it: one note, credited once, no uncertain item, no alarm
+// of an unexpected credit.
+func TestCreditAfterLongLinkOutage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, "", &fakeAuthz{resp: wire.AuthzResponse{ReqID: "x", Status: wire.AuthzOK, RemainingMinor: 50000}})
+		var mu sync.Mutex
+		var alarms []string
+		r.health.Listen(func(c health.Condition) {
+			mu.Lock()
+			alarms = append(alarms, c.Kind)
+			mu.Unlock()
+		})
+		r.start()
+		defer r.stop()
+		h := r.e.Handler()
+		ctx := context.Background()
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
+		r.waitState(Idle)
+		r.e.Scan(code("fay", time.Now().Add(time.Minute), "nonce5b01"))
+		r.waitState(Accepting)
+		h.Escrow(ctx, note(0x62))
+		h.Credited(ctx, note(0x62))
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Stacked})
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Idle})
+		if d := h.Escrow(ctx, note(0x63)); d != acceptor.Stack {
+			t.Fatal(d)
+		}
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Stacking})
+		h.Event(ctx, acceptor.Event{Kind: acceptor.CommLost})
+		time.Sleep(35 * time.Second)
+		v := r.e.View()
+		if v.State != "done" || v.Result == nil || !strings.HasPrefix(v.Result.Reference, "S") || v.Result.AmountMinor != 5000 {
+			t.Fatalf("view a minute into the outage: %s %+v %q", v.State, v.Result, v.Message)
+		}
+		if u, _ := r.j.UncertainItems(); len(u) != 0 {
+			t.Fatalf("uncertain during the outage: %+v", u)
+		}
+		time.Sleep(90 * time.Second)
+		if st := r.e.State(); st != OutOfService {
+			t.Fatalf("state %v during the outage", st)
+		}
+		h.Event(ctx, acceptor.Event{Kind: acceptor.CommRestored})
+		if err := h.Credited(ctx, note(0x63)); err != nil {
+			t.Fatal(err)
+		}
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Stacked})
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
+		r.waitState(Idle)
+		ob, _ := r.j.Outbox()
+		if len(ob) != 1 || ob[0].AmountMinor != 15000 || ob[0].Outcome != wire.OutcomeInterrupted {
+			t.Fatalf("outbox %+v", ob)
+		}
+		if u, _ := r.j.UncertainItems(); len(u) != 0 {
+			t.Fatalf("uncertain %+v", u)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, a := range alarms {
+			if a == "unexpected_credit" || a == "uncertain_item" {
+				t.Fatalf("alarm %s for a note credited once", a)
+			}
+		}
+		if rs := r.printer.Receipts(); len(rs) != 1 || rs[0].Topup.AmountMinor != 15000 {
+			t.Fatalf("receipts %+v", rs)
+		}
+		if _, err := r.j.Verify(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestCreditRefusedByFullDiskThenReReported: the journal cannot take a credit (disk full);
+// the driver does not acknowledge it and the unit reports it again once space is back. The
+// session waited for it: the note is credited once, in its session, with no uncertain item.
+func TestCreditRefusedByFullDiskThenReReported(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		disk := &brokenDisk{}
+		j, err := journal.Open(filepath.Join(t.TempDir(), "j.db"), journal.Options{KioskID: "K1", Currency: "CNY", OpenFile: disk.open})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &rig{t: t, j: j, unit: &fakeUnit{}, printer: &fakePrinter{}, health: health.New("b1", nil)}
+		r.e, err = New(Config{Journal: j, Acceptor: r.unit, Denominations: denoms, Printer: r.printer, Health: r.health, WalletKeys: walletKeys,
+			Authorizer: okAuthz(), Limits: Limits{SessionMax: 50000, OfflineSessionMax: 20000, OfflineTotalMax: 30000}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.health.Listen(func(health.Condition) { r.e.HealthChanged() })
+		r.start()
+		defer r.stop()
+		r.startSession("nonce5b02", true)
+		h := r.e.Handler()
+		ctx := context.Background()
+		if d := h.Escrow(ctx, note(0x63)); d != acceptor.Stack {
+			t.Fatal(d)
+		}
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Stacking})
+		disk.fill(t)
+		if err := h.Credited(ctx, note(0x63)); err == nil {
+			t.Fatal("a credit the journal could not take was acknowledged")
+		}
+		time.Sleep(2 * time.Minute)
+		if v := r.e.View(); v.State != "out_of_service" {
+			t.Fatalf("state %s during the failure", v.State)
+		}
+		disk.free(t)
+		if err := h.Credited(ctx, note(0x63)); err != nil {
+			t.Fatal(err)
+		}
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Stacked})
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
+		r.waitState(Idle)
+		ob, _ := r.j.Outbox()
+		if len(ob) != 1 || ob[0].AmountMinor != 15000 {
+			t.Fatalf("outbox %+v", ob)
+		}
+		if u, _ := r.j.UncertainItems(); len(u) != 0 {
+			t.Fatalf("uncertain %+v", u)
+		}
+		if r.health.Has("journal_failure") {
+			t.Fatal("journal_failure still active")
+		}
+	})
+}
