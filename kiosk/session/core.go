@@ -45,6 +45,9 @@ type core struct {
 	// been seen to finish (journal.NoteCompleted not yet recorded for it). It starts set: the
 	// previous run may have died between a credit and its completion.
 	creditUnfinished bool
+	// creditRefused is set while the last credit report could not be journaled (and so was
+	// not acknowledged): the unit will report it again.
+	creditRefused bool
 	// explained is set when the host returned a note with a reason on screen, so the unit's
 	// "returned" report does not overwrite it.
 	explained bool

@@ -235,11 +235,12 @@ func (c *core) advanceClose(now time.Time) bool {
 			c.closeSession()
 			return true
 		}
-		if err == nil && len(intents) > 0 && !c.unitSettled && now.Before(cl.inTransitBy) && !now.Before(cl.settleBy) {
-			// The unit has not come to rest: the note may still reach the credit point (the
-			// link is down, or the journal refused its credit and the unit reports it
-			// again). Closing now would make it uncertain, and its late credit a second
-			// item. The session stays open a while longer; the customer is not kept waiting.
+		if err == nil && len(intents) > 0 && c.unitSilent() && now.Before(cl.inTransitBy) && !now.Before(cl.settleBy) {
+			// The unit could not tell us yet what became of the note: the link is down, or
+			// the journal refused its credit and the unit will report it again. Closing now
+			// would make it uncertain, and its late credit a second item. The session stays
+			// open a while longer; the customer is not kept waiting. (A unit that reported a
+			// fault, a jam or a pulled cassette, has told: its note is uncertain now.)
 			if !cl.shown {
 				c.e.log.Warn("note in transit and the unit not at rest; the session stays open for its report", "session", cl.sid)
 				c.showPending(fmt.Sprintf("Your money is recorded. The kiosk is still counting your last note; your top-up follows. Your reference: S%d.", cl.sid))
@@ -335,6 +336,13 @@ func (c *core) closeAfterBaseline() {
 		return
 	}
 	cl.phase, cl.ackBy = closeAck, c.now().Add(c.e.cfg.Timing.AckWait)
+}
+
+// unitSilent reports whether the unit has not been able to report the fate of the note in
+// transit: its link is lost, or its credit report was refused by the journal (the driver did
+// not acknowledge it, so the unit reports it again).
+func (c *core) unitSilent() bool {
+	return !c.unitSettled && (c.faults[acceptor.CommLost.String()] || c.creditRefused)
 }
 
 // showPending gives the customer of a session whose close has to wait a result now: the

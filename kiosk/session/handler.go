@@ -128,6 +128,12 @@ func (c *core) refuse(sid uint64, n acceptor.Note, reason string) {
 }
 
 func (c *core) credited(n acceptor.Note) error {
+	err := c.credit(n)
+	c.creditRefused = err != nil
+	return err
+}
+
+func (c *core) credit(n acceptor.Note) error {
 	c.unit, c.unitSettled = acceptor.Stacking, false
 	c.lastActivity = c.now()
 	if c.e.cfg.Escrowless {
@@ -294,6 +300,13 @@ func (c *core) event(ev acceptor.Event) {
 		c.e.cfg.Health.Event("acceptor_fraud", health.Critical, health.Engineer, ev.String())
 	case acceptor.CommRestored:
 		c.recordDevice(ev)
+		if cl := c.closing; cl != nil && cl.phase == closeSettle && cl.inhibited {
+			// The unit can speak again: give it the settle time to report the note in
+			// transit before the close decides the note is uncertain.
+			if by := c.now().Add(c.e.cfg.Timing.SettleTimeout); by.After(cl.settleBy) {
+				cl.settleBy = by
+			}
+		}
 		delete(c.faults, acceptor.CommLost.String())
 		c.e.cfg.Health.Clear("acceptor_" + acceptor.CommLost.String())
 	case acceptor.ProtocolError:
