@@ -245,6 +245,11 @@ func (s *BoltStore) apply(tx *bolt.Tx, t wire.Topup, epoch uint64, hash string) 
 			return Result{}, err
 		}
 	}
+	if t.FollowsTopupID != "" {
+		if err := resolveSuspense(sb, t, now); err != nil {
+			return Result{}, err
+		}
+	}
 
 	kiosks := tx.Bucket(bKiosks)
 	kk := join([]byte(t.KioskID), u64(epoch))
@@ -417,7 +422,48 @@ func (s *BoltStore) Kiosks() ([]KioskInfo, error) {
 	return out, nil
 }
 
-// Suspense implements Store.
+// resolveSuspense closes, for each note of follow-up t, one open suspense record of the
+// top-up it follows with that value (or of unknown value): the note was credited by t. A
+// note with no record left to close is still credited (the kiosk journaled its credit); the
+// records are then settled at cash collection as before.
+func resolveSuspense(sb *bolt.Bucket, t wire.Topup, now time.Time) error {
+	type open struct {
+		key []byte
+		rec SuspenseRecord
+	}
+	var recs []open
+	if err := sb.ForEach(func(k, v []byte) error {
+		var r SuspenseRecord
+		if err := json.Unmarshal(v, &r); err != nil {
+			return err
+		}
+		if r.TopupID == t.FollowsTopupID && r.ResolvedBy == "" {
+			recs = append(recs, open{key: bytes.Clone(k), rec: r})
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, n := range t.Notes {
+		for range n.Count {
+			// A record naming the value first, then one of unknown value.
+			i := slices.IndexFunc(recs, func(o open) bool { return o.rec.ResolvedBy == "" && o.rec.ValueMinor == n.ValueMinor })
+			if i < 0 {
+				i = slices.IndexFunc(recs, func(o open) bool { return o.rec.ResolvedBy == "" && o.rec.ValueMinor == 0 })
+			}
+			if i < 0 {
+				continue
+			}
+			recs[i].rec.ResolvedBy, recs[i].rec.ResolvedAt = t.TopupID, now
+			if err := putJSON(sb, recs[i].key, recs[i].rec); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Suspense implements Store: the records still waiting to be settled.
 func (s *BoltStore) Suspense() ([]SuspenseRecord, error) {
 	var out []SuspenseRecord
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -426,7 +472,9 @@ func (s *BoltStore) Suspense() ([]SuspenseRecord, error) {
 			if err := json.Unmarshal(v, &r); err != nil {
 				return err
 			}
-			out = append(out, r)
+			if r.ResolvedBy == "" {
+				out = append(out, r)
+			}
 			return nil
 		})
 	})

@@ -127,6 +127,10 @@ type SuspenseRecord struct {
 	ValueMinor int64     `json:"value_minor"`
 	Reason     string    `json:"reason"`
 	At         time.Time `json:"at"`
+	// ResolvedBy is the follow-up top-up that credited this item's note (wire.Topup
+	// FollowsTopupID); a resolved record is no longer waiting to be settled.
+	ResolvedBy string    `json:"resolved_by,omitempty"`
+	ResolvedAt time.Time `json:"resolved_at,omitzero"`
 }
 
 // AccountInfo is an account's balances and top-ups.
