@@ -16,8 +16,7 @@ import (
 
 // core holds every fact of the kiosk's state. Only the run loop touches it: no lock.
 type core struct {
-	e       *Engine
-	taskCtx context.Context // for tasks; ends when Run's loop ended
+	e *Engine
 
 	// rec is set while recovering from the previous run.
 	rec *recovery
@@ -102,7 +101,7 @@ type pendingWitness struct {
 
 func newCore(e *Engine) *core {
 	return &core{e: e, faults: map[string]bool{}, acked: map[string]journal.Topup{}, creditUnfinished: true,
-		rec: &recovery{}, state: Starting, taskCtx: context.Background()}
+		rec: &recovery{}, state: Starting}
 }
 
 func (c *core) now() time.Time { return c.e.now() }
@@ -369,9 +368,8 @@ func (c *core) controlAcceptor() {
 	c.ctlRetryAt = time.Time{}
 	c.ctlBusy = true
 	gen, codes := c.wantGen, slices.Clone(c.wantCodes)
-	ctx := c.taskCtx
 	acc := c.e.cfg.Acceptor
-	c.e.spawn("acceptor", func() msg {
+	c.e.spawn("acceptor", func(ctx context.Context) msg {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		var err error
 		if codes == nil {

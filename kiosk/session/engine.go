@@ -283,14 +283,26 @@ func (e *Engine) call(ctx context.Context, f func(c *core)) bool {
 }
 
 // spawn runs a long operation as a task owned by the engine; its result comes back as a
-// message. Tasks are waited for at the end of Run.
-func (e *Engine) spawn(name string, f func() msg) {
+// message. The task's context ends when the run loop ends (a print ignores it: a receipt of
+// a closed session is finished). Tasks are waited for at the end of Run.
+func (e *Engine) spawn(name string, f func(ctx context.Context) msg) {
 	e.tasks.Add(1)
 	go func() {
 		defer e.tasks.Done()
-		m := f()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-e.loopDone:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		m := f(ctx)
 		if m.apply != nil {
 			e.post(context.Background(), m)
+		} else {
+			e.log.Debug("task ended", "task", name)
 		}
 	}()
 }
@@ -305,15 +317,12 @@ func (e *Engine) Run(ctx context.Context) error {
 		return errors.New("session: Run called twice")
 	}
 	c := e.core
-	taskCtx, stopTasks := context.WithCancel(context.WithoutCancel(ctx))
-	c.taskCtx = taskCtx
 	err := c.boot()
 	close(e.running)
 	if err == nil {
 		e.loop(ctx, c)
 	}
 	close(e.loopDone)
-	stopTasks()
 	e.tasks.Wait()
 	// Leave the unit inhibited: no note may be taken while nobody journals it.
 	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)

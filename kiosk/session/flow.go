@@ -67,8 +67,7 @@ func (c *core) scan(code string) error {
 	c.authz = &authzPending{gen: c.authzGen, p: p}
 	c.say("info", "Checking your wallet…")
 	gen := c.authzGen
-	ctx := c.taskCtx
-	c.e.spawn("authorize", func() msg {
+	c.e.spawn("authorize", func(ctx context.Context) msg {
 		a := c.e.authorize(ctx, p)
 		return msg{apply: func(c *core) { c.authorized(gen, a) }}
 	})
@@ -396,7 +395,7 @@ func (c *core) receiptStatus(t journal.Topup) string {
 func (c *core) spawnPrint(t journal.Topup, copy bool, then func(c *core, printed bool)) {
 	c.printing++
 	status := c.receiptStatus(t)
-	c.e.spawn("print", func() msg {
+	c.e.spawn("print", func(context.Context) msg {
 		printed, jerr := c.e.printTopup(context.Background(), t, copy, status)
 		return msg{apply: func(c *core) {
 			c.printing--
@@ -526,8 +525,7 @@ func (c *core) advanceRecovery(now time.Time) bool {
 				// says whether this note went in.
 				r.phase = recWitness
 				in := open[0]
-				ctx := c.taskCtx
-				c.e.spawn("witness", func() msg {
+				c.e.spawn("witness", func(ctx context.Context) msg {
 					stacked, ok := c.e.stackedWitness(ctx)
 					return msg{apply: func(c *core) {
 						if c.rec == nil {
@@ -623,12 +621,12 @@ func (c *core) recoverClose() {
 		}
 	}
 	r.phase = recReprint
-	c.printing++
 	acked := maps.Clone(c.acked)
-	c.e.spawn("reprint", func() msg {
-		jerr := c.e.reprintUnprinted(c.taskCtx, acked)
+	// Not counted in c.printing: a stop during the reprints ends them between receipts, as
+	// the next start prints what is left.
+	c.e.spawn("reprint", func(ctx context.Context) msg {
+		jerr := c.e.reprintUnprinted(ctx, acked)
 		return msg{apply: func(c *core) {
-			c.printing--
 			if jerr != nil {
 				c.journalFailedOp("mark print", jerr)
 			}
@@ -682,8 +680,7 @@ func (c *core) advanceWitness(now time.Time) bool {
 		return false
 	}
 	w.reading = true
-	ctx := c.taskCtx
-	c.e.spawn("witness", func() msg {
+	c.e.spawn("witness", func(ctx context.Context) msg {
 		stacked, ok := c.e.stackedWitness(ctx)
 		return msg{apply: func(c *core) {
 			c.witness = nil
@@ -707,8 +704,7 @@ func (c *core) startBaseline(sid uint64, then func(c *core)) bool {
 	if _, ok := c.e.cfg.Acceptor.(acceptor.StackCounter); !ok {
 		return false
 	}
-	ctx := c.taskCtx
-	c.e.spawn("baseline", func() msg {
+	c.e.spawn("baseline", func(ctx context.Context) msg {
 		b := c.e.takeBaseline(ctx, sid)
 		return msg{apply: func(c *core) {
 			c.baselineTaken(sid, b)
