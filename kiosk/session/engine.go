@@ -1,16 +1,20 @@
-// Package session is the kiosk's cash session engine: it turns a scanned wallet
+// Package session is the kiosk's cash session engine (DESIGN.md §5): it turns a scanned wallet
 // code, the bill acceptor's reports and the customer's buttons into journaled sessions,
 // top-ups and receipts.
 //
 // States: starting (recovery) → idle (acceptor inhibited) → authorizing → accepting →
-// closing → done (result shown) → idle; out_of_service whenever a condition stops service.
+// closing → done (result shown) → idle; out_of_service whenever a condition or the operator
+// stops service; maintenance while a technician holds the kiosk.
 //
-// The engine is the acceptor.Handler: the driver calls Escrow and Credited synchronously from
-// its poll goroutine, and the engine journals (fsync) before answering, which is what makes
+// One goroutine, the run loop, owns every fact of the kiosk's state; everything else talks to
+// it with messages. The driver's callbacks (Escrow, Credited, Pulse, Event) send a message and
+// wait for its answer, and the loop journals (fsync) before answering, which is what makes
 // invariant 1 hold: no credit is acknowledged to the unit, shown, or counted before it is on
-// disk. The engine never calls into the driver while holding its own lock (the driver may be
-// blocked in a callback waiting for that lock): acceptor commands go through one controller
-// goroutine that applies the latest wanted state.
+// disk. Commands (scan, buttons, technicians' and remote commands) are messages with a reply;
+// timers, ledger acks, health changes and the completion of long operations are messages too.
+// Long operations (printing, authorization, acceptor Enable/Inhibit, counter reads) never run
+// on the loop: they are tasks that post their result back. The state shown is derived from
+// the facts in one function (core.derive), never set piecemeal.
 package session
 
 import (
@@ -18,7 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 
@@ -40,9 +43,11 @@ const (
 	Closing
 	Done
 	OutOfService
+	// Maintenance: a technician holds the kiosk; the acceptor is inhibited.
+	Maintenance
 )
 
-var stateNames = [...]string{"starting", "idle", "authorizing", "accepting", "closing", "done", "out_of_service"}
+var stateNames = [...]string{"starting", "idle", "authorizing", "accepting", "closing", "done", "out_of_service", "maintenance"}
 
 func (s State) String() string {
 	if int(s) < len(stateNames) {
@@ -107,14 +112,19 @@ type Limits struct {
 
 // Timing tunes the flow.
 type Timing struct {
-	AuthzTimeout    time.Duration
-	IdleTimeout     time.Duration // accepting with money inserted and no activity → close
-	AcceptTimeout   time.Duration // accepting with no money and no activity → back to idle
-	SettleTimeout   time.Duration // closing: wait for a note in transit
-	AckWait         time.Duration // closing: wait this long for the ledger ack before printing
-	ResultDisplay   time.Duration
-	RecoveryTimeout time.Duration
-	PrintTimeout    time.Duration
+	AuthzTimeout  time.Duration
+	IdleTimeout   time.Duration // accepting with money inserted and no activity → close
+	AcceptTimeout time.Duration // accepting with no money and no activity → back to idle
+	SettleTimeout time.Duration // closing: wait for a note in transit
+	// InTransitTimeout: closing, past SettleTimeout, with a note in transit and a unit that
+	// has not come to rest (link lost, a credit the journal could not take): keep the
+	// session open this much longer for the unit's report, rather than make the note
+	// uncertain and its late credit a second item. The customer gets a result meanwhile.
+	InTransitTimeout time.Duration
+	AckWait          time.Duration // closing: wait this long for the ledger ack before printing
+	ResultDisplay    time.Duration
+	RecoveryTimeout  time.Duration
+	PrintTimeout     time.Duration
 }
 
 func (t *Timing) defaults() {
@@ -127,6 +137,7 @@ func (t *Timing) defaults() {
 	def(&t.IdleTimeout, 60*time.Second)
 	def(&t.AcceptTimeout, 120*time.Second)
 	def(&t.SettleTimeout, 30*time.Second)
+	def(&t.InTransitTimeout, 10*time.Minute)
 	def(&t.AckWait, 3*time.Second)
 	def(&t.ResultDisplay, 15*time.Second)
 	def(&t.RecoveryTimeout, 20*time.Second)
@@ -149,7 +160,11 @@ type Config struct {
 	Logger        *slog.Logger
 	// NewReqID returns a fresh authz request id.
 	NewReqID func() string
-	// Hooks lets the crash harness stop the process at named points of the protocol.
+	// Hook is called, next to failpoint.Hit, at the named crash points of the protocol.
+	//
+	// Deprecated: the crash machinery uses package failpoint. Hook remains for in-process
+	// test harnesses that crash one engine among several (failpoint's hook is global); it is
+	// called on the run loop, so it must not call the engine.
 	Hook func(point string)
 	// Escrowless is set for a unit without escrow (pulse acceptors, acceptor.Info): notes
 	// are credited directly, and the unit is kept inhibited while the largest note would
@@ -164,43 +179,27 @@ type Engine struct {
 	log *slog.Logger
 	now func() time.Time
 
-	mu      sync.Mutex
-	state   State
-	sess    *journal.Session // open session
-	view    View
-	viewSeq uint64
-	changed chan struct{} // closed and replaced on every change
-	// lastActivity is when the customer last did something (scan, note, button).
-	lastActivity time.Time
-	doneAt       time.Time
-	// unit is what the acceptor last said about its note path.
-	unit        acceptor.Kind
-	unitSettled bool
-	// recovery is set while starting.
-	recovering bool
-	// closing task bookkeeping
-	closeOutcome string
-	// wanted acceptor state: nil = inhibited
-	wantCodes  []int
-	wantGen    uint64
-	doneGen    uint64
-	ctlWake    chan struct{}
+	// inbox carries every input to the run loop.
+	inbox chan msg
+	// healthWake is a mailbox of one: a health change only needs the loop to look again, and
+	// the registry's listener must never block on the engine.
 	healthWake chan struct{}
-	// acked remembers top-ups acknowledged while their receipt is pending.
-	acked map[string]journal.Topup
-	// stopping is set by Shutdown: no new session may start.
-	stopping bool
-	// creditOpen is set between a credit commit and the unit's report that it finished the
-	// note (journal.NoteCompleted).
-	creditOpen bool
-	// explained is set when the host returned a note with a reason on screen, so the unit's
-	// "returned" report does not overwrite it.
-	explained bool
-	// faults are the acceptor conditions active now.
-	faults map[string]bool
+	running    chan struct{} // closed when Run starts serving
+	loopDone   chan struct{} // closed when the run loop ended
+	runOnce    sync.Once
 
-	tasks  sync.WaitGroup
-	runCtx context.Context
+	// core is the state; only the run loop touches it.
+	core *core
+
+	// pub is the last published snapshot, for readers on other goroutines.
+	pubMu     sync.Mutex
+	pub       View
+	pubStat   Status
+	pubSt     State
+	pubParked bool
+	changed   chan struct{} // closed and replaced on every publication
+
+	tasks sync.WaitGroup
 }
 
 // New returns an engine; Run starts it.
@@ -228,290 +227,167 @@ func New(cfg Config) (*Engine, error) {
 			return fmt.Sprintf("%016x-%d", cfg.Journal.Epoch(), n)
 		}
 	}
-	if cfg.Hook == nil {
-		cfg.Hook = func(string) {}
-	}
 	e := &Engine{cfg: cfg, j: cfg.Journal, log: cfg.Logger.With("component", "session"), now: cfg.Now,
-		changed: make(chan struct{}), ctlWake: make(chan struct{}, 1), healthWake: make(chan struct{}, 1), acked: map[string]journal.Topup{},
-		faults: map[string]bool{}, recovering: true}
-	e.view = View{State: Starting.String(), Currency: cfg.Journal.Currency()}
+		inbox: make(chan msg, 16), healthWake: make(chan struct{}, 1), running: make(chan struct{}), loopDone: make(chan struct{}),
+		changed: make(chan struct{})}
+	e.core = newCore(e)
+	e.pub = View{State: Starting.String(), Currency: cfg.Journal.Currency(), Notes: []journal.NoteLine{}}
+	e.pubSt = Starting
 	return e, nil
 }
 
 // State returns the current state.
 func (e *Engine) State() State {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.state
+	e.pubMu.Lock()
+	defer e.pubMu.Unlock()
+	return e.pubSt
 }
 
-// changedLocked publishes a new view and wakes waiters. Callers hold e.mu.
-func (e *Engine) changedLocked() {
-	e.viewSeq++
-	e.view = e.buildViewLocked()
-	close(e.changed)
-	e.changed = make(chan struct{})
+// msg is one input to the run loop. apply runs on the loop; done, when set, runs after the
+// resulting view is published (it answers the sender).
+type msg struct {
+	apply func(c *core)
+	done  func()
 }
 
-// waitLocked releases the lock until the next change, ctx end, or d. It returns with the lock
-// held and false if ctx ended.
-func (e *Engine) waitLocked(ctx context.Context, d time.Duration) bool {
-	ch := e.changed
-	e.mu.Unlock()
-	t := time.NewTimer(d)
-	defer t.Stop()
-	defer e.mu.Lock()
+// post hands m to the loop. It returns false when the loop is gone (or ctx ended first).
+func (e *Engine) post(ctx context.Context, m msg) bool {
 	select {
-	case <-ch:
+	case e.inbox <- m:
 		return true
-	case <-t.C:
-		return true
+	case <-e.loopDone:
+		return false
 	case <-ctx.Done():
 		return false
 	}
 }
 
-func (e *Engine) setStateLocked(s State) {
-	if e.state == s {
-		return
+// call runs f on the loop and waits for it: the caller sees the state after f, published.
+func (e *Engine) call(ctx context.Context, f func(c *core)) bool {
+	reply := make(chan struct{})
+	if !e.post(ctx, msg{apply: f, done: func() { close(reply) }}) {
+		return false
 	}
-	e.log.Info("state", "from", e.state.String(), "to", s.String())
-	e.state = s
+	// Once posted, the loop answers every message it takes, even on its way out.
+	select {
+	case <-reply:
+		return true
+	case <-e.loopDone:
+		select {
+		case <-reply:
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// spawn runs a long operation as a task owned by the engine; its result comes back as a
+// message. The task's context ends when the run loop ends (a print ignores it: a receipt of
+// a closed session is finished). Tasks are waited for at the end of Run.
+func (e *Engine) spawn(name string, f func(ctx context.Context) msg) {
+	e.tasks.Add(1)
+	go func() {
+		defer e.tasks.Done()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-e.loopDone:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		m := f(ctx)
+		if m.apply != nil {
+			e.post(context.Background(), m)
+		} else {
+			e.log.Debug("task ended", "task", name)
+		}
+	}()
 }
 
 // Run recovers from whatever the previous process left, then serves until ctx ends. On the
-// way out it inhibits the acceptor. It returns nil on cancellation.
+// way out it finishes a receipt whose session is already closed, and inhibits the acceptor.
+// It returns nil on cancellation.
 func (e *Engine) Run(ctx context.Context) error {
-	e.mu.Lock()
-	e.runCtx = ctx
-	e.mu.Unlock()
-	var ctl sync.WaitGroup
-	ctlCtx, stopCtl := context.WithCancel(context.WithoutCancel(ctx))
-	ctl.Add(1)
-	go func() {
-		defer ctl.Done()
-		e.controlAcceptor(ctlCtx)
-	}()
-	defer func() {
-		e.tasks.Wait()
-		// Leave the unit inhibited: no note may be taken while nobody journals it.
-		e.mu.Lock()
-		e.wantCodes = nil
-		e.wantGen++
-		e.mu.Unlock()
-		e.poke()
-		e.waitApplied(ctlCtx, 3*time.Second)
-		stopCtl()
-		ctl.Wait()
-	}()
-	if err := e.recover(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
+	first := false
+	e.runOnce.Do(func() { first = true })
+	if !first {
+		return errors.New("session: Run called twice")
+	}
+	c := e.core
+	err := c.boot()
+	close(e.running)
+	if err == nil {
+		e.loop(ctx, c)
+	}
+	close(e.loopDone)
+	e.tasks.Wait()
+	// Leave the unit inhibited: no note may be taken while nobody journals it.
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+	if ierr := e.cfg.Acceptor.Inhibit(ictx); ierr != nil {
+		e.log.Warn("acceptor not inhibited at stop", "err", ierr)
+	}
+	cancel()
+	if err != nil && ctx.Err() == nil {
 		return err
 	}
+	return nil
+}
+
+// loop is the run loop: it steps every message into the core, lets the core advance its
+// time- and fact-driven work, starts the tasks that asked for, and publishes the view.
+func (e *Engine) loop(ctx context.Context, c *core) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	done := ctx.Done()
 	for {
-		e.mu.Lock()
-		next := e.tickLocked()
-		ch := e.changed
-		e.mu.Unlock()
-		t := time.NewTimer(next)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-ch:
-		case <-t.C:
-		case <-e.healthWake:
-			e.mu.Lock()
-			e.serviceChangedLocked()
-			e.mu.Unlock()
-		}
-		t.Stop()
-	}
-}
-
-// tickLocked applies the time-driven transitions and returns how long to sleep.
-func (e *Engine) tickLocked() time.Duration {
-	now := e.now()
-	next := time.Minute
-	switch e.state {
-	case Accepting:
-		limit := e.cfg.Timing.AcceptTimeout
-		if e.sess != nil && (e.sess.TotalMinor > 0 || e.sess.PendingMinor > 0) {
-			limit = e.cfg.Timing.IdleTimeout
-		}
-		if e.unitBusyLocked() {
-			// A note in the path is activity.
-			return 200 * time.Millisecond
-		}
-		left := limit - now.Sub(e.lastActivity)
-		if left <= 0 {
-			e.log.Info("customer idle, closing session")
-			e.startCloseLocked(wire.OutcomeComplete, "idle timeout")
-			return time.Millisecond
-		}
-		next = left
-	case Done:
-		left := e.cfg.Timing.ResultDisplay - now.Sub(e.doneAt)
-		if left <= 0 {
-			e.toIdleLocked()
-			return time.Minute
-		}
-		next = left
-	}
-	return next
-}
-
-func (e *Engine) toIdleLocked() {
-	if e.serviceStoppedLocked() {
-		e.setStateLocked(OutOfService)
-	} else {
-		e.setStateLocked(Idle)
-	}
-	e.view.Result = nil
-	e.view.Message = ""
-	e.changedLocked()
-}
-
-// serviceStoppedLocked reports whether an active condition stops service.
-func (e *Engine) serviceStoppedLocked() bool {
-	eff, _ := e.cfg.Health.Worst()
-	return eff >= health.StopsService
-}
-
-// serviceChanged re-evaluates idle/out-of-service after a health change.
-func (e *Engine) serviceChangedLocked() {
-	stopped := e.serviceStoppedLocked()
-	switch {
-	case stopped && (e.state == Idle || e.state == Done):
-		e.setStateLocked(OutOfService)
-	case stopped && (e.state == Accepting || e.state == Authorizing):
-		e.startCloseLocked(wire.OutcomeInterrupted, "device fault")
-	case !stopped && e.state == OutOfService:
-		e.setStateLocked(Idle)
-	}
-	e.changedLocked()
-}
-
-// poke wakes the acceptor controller.
-func (e *Engine) poke() {
-	select {
-	case e.ctlWake <- struct{}{}:
-	default:
-	}
-}
-
-// wantLocked sets the acceptor state the controller must reach; nil inhibits.
-func (e *Engine) wantLocked(codes []int) {
-	if codes != nil && len(codes) == 0 {
-		codes = nil
-	}
-	if slices.Equal(codes, e.wantCodes) && e.doneGen == e.wantGen {
-		return
-	}
-	e.wantCodes = slices.Clone(codes)
-	e.wantGen++
-	e.poke()
-}
-
-// controlAcceptor applies the wanted acceptor state, latest wins, retrying on failure.
-func (e *Engine) controlAcceptor(ctx context.Context) {
-	for {
-		e.mu.Lock()
-		gen, codes, done := e.wantGen, slices.Clone(e.wantCodes), e.doneGen
-		e.mu.Unlock()
-		if gen != done {
-			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			var err error
-			if codes == nil {
-				err = e.cfg.Acceptor.Inhibit(cctx)
-			} else {
-				err = e.cfg.Acceptor.Enable(cctx, codes)
-			}
-			cancel()
-			e.mu.Lock()
-			if err == nil {
-				if e.doneGen < gen {
-					e.doneGen = gen
-				}
-				e.changedLocked()
-			} else {
-				e.log.Warn("acceptor command failed", "enable", codes, "err", err)
-			}
-			e.mu.Unlock()
-			if err != nil {
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(500 * time.Millisecond):
-				case <-e.ctlWake:
-				}
-			}
-			continue
-		}
-		select {
-		case <-ctx.Done():
+		c.advance()
+		e.publish(c)
+		if c.exiting && !c.mustLinger() {
 			return
-		case <-e.ctlWake:
+		}
+		wait := time.Hour
+		if at, ok := c.nextDeadline(); ok {
+			// A floor: a deadline that the core failed to act on must not spin the loop.
+			wait = max(at.Sub(e.now()), time.Millisecond)
+		}
+		timer.Reset(wait)
+		select {
+		case <-done:
+			done = nil
+			c.exit()
+		case m := <-e.inbox:
+			m.apply(c)
+			if m.done != nil {
+				c.advance()
+				e.publish(c)
+				m.done()
+			}
+		case <-e.healthWake:
+			c.healthChanged()
+		case <-timer.C:
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
 		}
 	}
-}
-
-// waitApplied waits until the controller applied the current wanted state.
-func (e *Engine) waitApplied(ctx context.Context, d time.Duration) bool {
-	deadline := e.now().Add(d)
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for e.doneGen < e.wantGen {
-		left := deadline.Sub(e.now())
-		if left <= 0 {
-			return false
-		}
-		if !e.waitLocked(ctx, left) {
-			return false
-		}
-	}
-	return true
-}
-
-// allowedCodesLocked lists the denominations that fit in the remaining limit. An escrowless
-// unit cannot refuse one note and take another: it is enabled only while the largest note
-// fits (invariant 4: no note takes the session over its limit).
-func (e *Engine) allowedCodesLocked() []int {
-	if e.sess == nil {
-		return nil
-	}
-	rem := e.sess.RemainingMinor()
-	var codes []int
-	var largest int64
-	for code, n := range e.cfg.Denominations {
-		largest = max(largest, n.ValueMinor)
-		if n.ValueMinor > 0 && n.ValueMinor <= rem {
-			codes = append(codes, code)
-		}
-	}
-	if e.cfg.Escrowless && largest > rem {
-		return nil
-	}
-	slices.Sort(codes)
-	return codes
 }
 
 // TopupAcked is called by the uplink after it applied a ledger ack to the journal.
+// Once the engine runs it returns after the screen shows the ack; before, the ack waits in
+// the inbox.
 func (e *Engine) TopupAcked(t journal.Topup) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.acked[t.TopupID] = t
-	if r := e.view.Result; r != nil && r.TopupID == t.TopupID {
-		switch t.State {
-		case journal.TopupCredited:
-			r.Status = ReceiptCredited
-		case journal.TopupHeld:
-			r.Status = ReceiptUnderReview
-		}
+	select {
+	case <-e.running:
+		e.call(context.Background(), func(c *core) { c.topupAcked(t) })
+	default:
+		e.post(context.Background(), msg{apply: func(c *core) { c.topupAcked(t) }})
 	}
-	e.changedLocked()
 }
 
 // HealthChanged tells the engine the health registry changed. It only wakes the run loop,
@@ -521,9 +397,4 @@ func (e *Engine) HealthChanged() {
 	case e.healthWake <- struct{}{}:
 	default:
 	}
-}
-
-func (e *Engine) journalFailedLocked(op string, err error) {
-	e.log.Error("journal write failed", "op", op, "err", err)
-	e.cfg.Health.Set("journal_failure", health.Critical, health.Engineer, health.StopsService, fmt.Sprintf("%s: %v", op, err))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
@@ -22,63 +23,68 @@ var (
 	ErrNotPrinted = errors.New("session: receipt not sent to the printer")
 )
 
-// Scan handles a code read by the QR scanner. It returns the refusal (nil when a session
-// starts authorizing); the refusal is also shown on the customer screen.
-func (e *Engine) Scan(code string) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	ctx := e.runCtx
-	if ctx == nil {
-		return ErrNotRunning
-	}
-	if e.stopping {
+// scan handles a code read by the QR scanner (the state was checked by the command table).
+func (c *core) scan(code string) error {
+	if c.stopping || c.exiting {
 		return fmt.Errorf("%w: stopping", ErrBusy)
 	}
-	if e.state == Done {
-		e.toIdleLocked()
+	if c.maintWanted || c.updateReady {
+		return fmt.Errorf("%w: maintenance", ErrBusy)
 	}
-	if e.state != Idle {
-		e.log.Info("scan ignored", "state", e.state.String())
-		return fmt.Errorf("%w: %s", ErrBusy, e.state)
+	if c.inSession() || c.rec != nil {
+		return fmt.Errorf("%w: a session is still closing", ErrBusy)
 	}
-	p, err := e.cfg.WalletKeys.Verify(code, e.now())
+	if c.result != nil {
+		c.result = nil
+		c.message, c.messageKind = "", ""
+	}
+	if st := c.derive(); st != Idle {
+		c.e.log.Info("scan ignored", "state", st.String())
+		return fmt.Errorf("%w: %s", ErrBusy, st)
+	}
+	p, err := c.e.cfg.WalletKeys.Verify(code, c.now())
 	if err == nil {
-		if uerr := e.j.UseNonce(p.Nonce, p.Expires); errors.Is(uerr, journal.ErrNonceUsed) {
+		if uerr := c.e.j.UseNonce(p.Nonce, p.Expires); errors.Is(uerr, journal.ErrNonceUsed) {
 			err = qrpay.ErrReplayed
 		} else if uerr != nil {
-			e.journalFailedLocked("use nonce", uerr)
-			e.changedLocked()
+			c.journalFailedOp("use nonce", uerr)
+			c.say("error", "Sorry, the kiosk cannot take money now.")
 			return uerr
+		} else {
+			c.journalOK()
 		}
 	}
 	if err != nil {
-		e.log.Warn("wallet code refused", "reason", err)
+		c.e.log.Warn("wallet code refused", "reason", err)
 		if errors.Is(err, qrpay.ErrSignature) || errors.Is(err, qrpay.ErrReplayed) {
-			e.cfg.Health.Event("qr_refused", health.Warning, health.None, err.Error())
+			c.e.cfg.Health.Event("qr_refused", health.Warning, health.None, err.Error())
 		}
-		e.messageLocked("error", qrpay.Message(err))
-		e.changedLocked()
+		c.say("error", qrpay.Message(err))
 		return err
 	}
-	e.lastActivity = e.now()
-	e.setStateLocked(Authorizing)
-	e.messageLocked("info", "Checking your wallet…")
-	e.view.Result = nil
-	e.changedLocked()
-	e.tasks.Add(1)
-	go func() {
-		defer e.tasks.Done()
-		e.authorize(ctx, p)
-	}()
+	c.lastActivity = c.now()
+	c.authzGen++
+	c.authz = &authzPending{gen: c.authzGen, p: p}
+	c.say("info", "Checking your wallet…")
+	gen := c.authzGen
+	c.e.spawn("authorize", func(ctx context.Context) msg {
+		a := c.e.authorize(ctx, p)
+		return msg{apply: func(c *core) { c.authorized(gen, a) }}
+	})
 	return nil
 }
 
-// authorize asks the ledger, falls back to the offline limits, and opens the session.
-func (e *Engine) authorize(ctx context.Context, p qrpay.Payload) {
-	limit := e.cfg.Limits.SessionMax
-	offline := false
-	masked := qrpay.Mask(p.Account)
-	var denied string
+// authzOutcome is what the ledger (or the offline limits) allow.
+type authzOutcome struct {
+	limit   int64
+	offline bool
+	masked  string
+	denied  string
+}
+
+// authorize asks the ledger and falls back to the offline limits. It runs as a task.
+func (e *Engine) authorize(ctx context.Context, p qrpay.Payload) authzOutcome {
+	out := authzOutcome{limit: e.cfg.Limits.SessionMax, masked: qrpay.Mask(p.Account)}
 	var resp wire.AuthzResponse
 	var err error = errors.New("no authorizer configured")
 	if e.cfg.Authorizer != nil {
@@ -88,68 +94,65 @@ func (e *Engine) authorize(ctx context.Context, p qrpay.Payload) {
 	}
 	switch {
 	case ctx.Err() != nil:
-		return
+		out.denied = "the kiosk is stopping"
 	case err == nil && resp.Status == wire.AuthzOK:
-		limit = min(limit, resp.RemainingMinor)
+		out.limit = min(out.limit, resp.RemainingMinor)
 		if resp.NameMasked != "" {
-			masked = resp.NameMasked
+			out.masked = resp.NameMasked
 		}
 	case err == nil:
-		denied = resp.Reason
-		if denied == "" {
-			denied = "the wallet refused this top-up"
+		out.denied = resp.Reason
+		if out.denied == "" {
+			out.denied = "the wallet refused this top-up"
 		}
 	default:
 		e.log.Info("ledger not reachable for authorization, using offline limits", "err", err)
-		offline = true
+		out.offline = true
 		st, serr := e.j.Stats()
 		if serr != nil {
-			denied = "the kiosk cannot check its offline limit"
+			out.denied = "the kiosk cannot check its offline limit"
 			break
 		}
-		limit = min(limit, e.cfg.Limits.OfflineSessionMax, e.cfg.Limits.OfflineTotalMax-st.OutboxMinor)
+		out.limit = min(out.limit, e.cfg.Limits.OfflineSessionMax, e.cfg.Limits.OfflineTotalMax-st.OutboxMinor)
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.state != Authorizing {
-		return
-	}
-	if denied == "" && limit < e.smallestNote() {
-		if offline {
-			denied = "top-ups are not available while the kiosk is offline"
-		} else {
-			denied = "your wallet cannot take more money today"
-		}
-	}
-	if denied != "" {
-		e.log.Info("top-up refused", "reason", denied, "offline", offline)
-		e.messageLocked("error", "Sorry, "+denied+".")
-		e.setStateLocked(Idle)
-		e.changedLocked()
-		return
-	}
-	s, err := e.j.OpenSession(journal.OpenSessionParams{Account: p.Account, AccountMasked: masked, LimitMinor: limit, Offline: offline, QRNonce: p.Nonce, QR: p.Raw})
-	if err != nil {
-		e.journalFailedLocked("open session", err)
-		e.setStateLocked(OutOfService)
-		e.changedLocked()
-		return
-	}
-	e.sess = &s
-	e.lastActivity = e.now()
-	e.setStateLocked(Accepting)
-	e.messageLocked("info", "Please insert your notes.")
-	// The unit takes every denomination that fits the session's limit. The mask is not
-	// narrowed note by note: a note that no longer fits reaches escrow and is returned by
-	// the host with a reason the customer can read ("over your limit"), where a unit
-	// refusing a disabled denomination gives no reason at all.
-	e.wantLocked(e.allowedCodesLocked())
-	e.changedLocked()
+	return out
 }
 
-func (e *Engine) smallestNote() int64 {
+// authorized opens the session the ledger allowed.
+func (c *core) authorized(gen uint64, a authzOutcome) {
+	if c.authz == nil || c.authz.gen != gen {
+		return // cancelled, or a stop or a fault ended it
+	}
+	p := c.authz.p
+	c.authz = nil
+	if a.denied == "" && a.limit < c.smallestNote() {
+		if a.offline {
+			a.denied = "top-ups are not available while the kiosk is offline"
+		} else {
+			a.denied = "your wallet cannot take more money today"
+		}
+	}
+	if a.denied != "" {
+		c.e.log.Info("top-up refused", "reason", a.denied, "offline", a.offline)
+		c.say("error", "Sorry, "+a.denied+".")
+		return
+	}
+	s, err := c.e.j.OpenSession(journal.OpenSessionParams{Account: p.Account, AccountMasked: a.masked, LimitMinor: a.limit, Offline: a.offline, QRNonce: p.Nonce, QR: p.Raw})
+	if err != nil {
+		c.journalFailedOp("open session", err)
+		c.say("error", "Sorry, the kiosk cannot take money now.")
+		return
+	}
+	c.journalOK()
+	c.sess = &s
+	c.sessCodes = c.fittingCodes()
+	c.lastActivity = c.now()
+	c.say("info", "Please insert your notes.")
+}
+
+func (c *core) smallestNote() int64 {
 	var m int64
-	for _, n := range e.cfg.Denominations {
+	for _, n := range c.e.cfg.Denominations {
 		if n.ValueMinor > 0 && (m == 0 || n.ValueMinor < m) {
 			m = n.ValueMinor
 		}
@@ -157,231 +160,282 @@ func (e *Engine) smallestNote() int64 {
 	return m
 }
 
-// Shutdown parks the kiosk for a stop: no new session starts, an authorization in progress
-// is dropped, an open session is closed (as interrupted) and its receipt printed, the
-// acceptor is inhibited, and Shutdown waits until the note in transit has ended at the credit
-// point or back at the front. It returns ctx's error if that did not happen in time; the
-// next start's recovery finishes the job then.
-func (e *Engine) Shutdown(ctx context.Context) error {
-	e.mu.Lock()
-	e.stopping = true
-	switch e.state {
-	case Authorizing, Done:
-		e.setStateLocked(Idle)
-	case Accepting:
-		e.startCloseLocked(wire.OutcomeInterrupted, "kiosk stopping")
-	}
-	e.wantLocked(nil)
-	e.messageLocked("info", "This kiosk is closing. Please wait.")
-	e.changedLocked()
-	defer e.mu.Unlock()
-	for {
-		intents, err := e.j.OpenIntents()
-		if err == nil && len(intents) == 0 && e.state != Closing && e.state != Starting && e.doneGen >= e.wantGen && (e.unitSettled || e.unit == 0) {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if !e.waitLocked(ctx, 100*time.Millisecond) {
-			return ctx.Err()
-		}
-	}
+// closePhase is where a closing session is.
+type closePhase int
+
+const (
+	// closeSettle: the unit is being inhibited; a note in transit may still reach the
+	// credit point.
+	closeSettle closePhase = iota
+	// closeRetry: the journal refused the close; it is retried with backoff.
+	closeRetry
+	// closeBaseline: closed; the unit's stacked counter is read as the new baseline.
+	closeBaseline
+	// closeAck: closed; a moment for the ledger's ack, so that an online kiosk prints
+	// "credited".
+	closeAck
+	// closePrint: the receipt is printing.
+	closePrint
+	// closeDone: finished.
+	closeDone
+)
+
+type closing struct {
+	sid       uint64
+	outcome   string
+	why       string
+	phase     closePhase
+	inhibited bool
+	// appliedBy bounds the wait for the unit to be inhibited; settleBy the wait for a note
+	// in transit once it is.
+	appliedBy   time.Time
+	settleBy    time.Time
+	inTransitBy time.Time
+	// retryAt and backoff pace the close's retries after a journal failure; shown is set
+	// once the customer was given a result anyway.
+	retryAt time.Time
+	backoff time.Duration
+	showBy  time.Time
+	shown   bool
+	topup   *journal.Topup
+	ackBy   time.Time
 }
 
-// Finish is the customer's Finish button.
-func (e *Engine) Finish() error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.state != Accepting {
-		return fmt.Errorf("%w: %s", ErrBusy, e.state)
-	}
-	e.startCloseLocked(wire.OutcomeComplete, "customer finished")
-	return nil
-}
-
-// Cancel is the customer's Cancel button: before any money it ends the session; with money
-// inserted it is the same as Finish (stacked notes cannot be given back).
-func (e *Engine) Cancel() error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	switch e.state {
-	case Authorizing:
-		e.setStateLocked(Idle)
-		e.messageLocked("info", "Cancelled.")
-		e.changedLocked()
-		return nil
-	case Accepting:
-		e.startCloseLocked(wire.OutcomeComplete, "customer cancelled")
-		return nil
-	case Done:
-		e.toIdleLocked()
-		return nil
-	}
-	return fmt.Errorf("%w: %s", ErrBusy, e.state)
-}
-
-// startCloseLocked moves to closing and starts the close task.
-func (e *Engine) startCloseLocked(outcome, why string) {
-	if e.state == Authorizing {
-		e.setStateLocked(Idle)
-		e.changedLocked()
+// startClose moves the open session to closing.
+func (c *core) startClose(outcome, why string) {
+	if c.authz != nil {
+		c.authz = nil
 		return
 	}
-	if e.state != Accepting || e.sess == nil {
+	if c.sess == nil || c.closing != nil {
 		return
 	}
-	e.setStateLocked(Closing)
-	e.closeOutcome = outcome
-	e.messageLocked("info", "Finishing, please wait…")
-	e.wantLocked(nil)
-	e.changedLocked()
-	sid := e.sess.ID
-	ctx := e.runCtx
-	e.log.Info("closing session", "session", sid, "why", why)
-	e.tasks.Add(1)
-	go func() {
-		defer e.tasks.Done()
-		e.close(ctx, sid)
-	}()
+	now := c.now()
+	c.closing = &closing{sid: c.sess.ID, outcome: outcome, why: why, appliedBy: now.Add(c.e.cfg.Timing.SettleTimeout)}
+	c.say("info", "Finishing, please wait…")
+	c.e.log.Info("closing session", "session", c.sess.ID, "why", why)
 }
 
-func (e *Engine) unitBusyLocked() bool { return !e.unitSettled }
-
-// close inhibits the unit, waits for the note in transit, closes the session in one
-// transaction, waits briefly for the ledger's ack, and prints the receipt.
-func (e *Engine) close(ctx context.Context, sid uint64) {
-	// Once the session is closed in the journal, the rest (ack wait, receipt) must finish
-	// even while the daemon stops: the customer's money is on it.
-	parent := ctx
-	ctx = context.WithoutCancel(ctx)
-	e.waitApplied(ctx, e.cfg.Timing.SettleTimeout)
-	deadline := e.now().Add(e.cfg.Timing.SettleTimeout)
-	e.mu.Lock()
-	for {
-		intents, err := e.j.OpenIntents()
-		if err == nil && len(intents) == 0 && e.unitSettled {
-			break
+// advanceClose runs the close's phases; it reports whether anything changed.
+func (c *core) advanceClose(now time.Time) bool {
+	cl := c.closing
+	switch cl.phase {
+	case closeSettle:
+		changed := false
+		if !cl.inhibited {
+			if !c.applied() && now.Before(cl.appliedBy) {
+				return false
+			}
+			cl.inhibited, cl.settleBy, changed = true, now.Add(c.e.cfg.Timing.SettleTimeout), true
+			cl.inTransitBy = cl.settleBy.Add(c.e.cfg.Timing.InTransitTimeout)
 		}
-		if parent.Err() != nil {
-			// The stop's grace ran out with a note in transit: leave the session open. The
-			// next start's recovery hears from the unit what happened to the note and
-			// closes the session then, rather than guessing now.
-			e.log.Warn("stopping with a note in transit; the session stays open for recovery", "session", sid)
-			e.mu.Unlock()
-			return
+		intents, err := c.e.j.OpenIntents()
+		if err == nil && len(intents) == 0 && c.unitSettled {
+			c.closeSession()
+			return true
 		}
-		left := deadline.Sub(e.now())
-		if left <= 0 {
-			e.log.Warn("note still in transit at close; it becomes an uncertain item", "intents", len(intents))
-			break
+		if err == nil && len(intents) > 0 && c.unitSilent() && now.Before(cl.inTransitBy) && !now.Before(cl.settleBy) {
+			// The unit could not tell us yet what became of the note: the link is down, or
+			// the journal refused its credit and the unit will report it again. Closing now
+			// would make it uncertain, and its late credit a second item. The session stays
+			// open a while longer; the customer is not kept waiting. (A unit that reported a
+			// fault, a jam or a pulled cassette, has told: its note is uncertain now.)
+			if !cl.shown {
+				c.e.log.Warn("note in transit and the unit not at rest; the session stays open for its report", "session", cl.sid)
+				c.showPending(fmt.Sprintf("Your money is recorded. The kiosk is still counting your last note; your top-up follows. Your reference: S%d.", cl.sid))
+				return true
+			}
+			return changed
 		}
-		e.waitLocked(ctx, min(left, 200*time.Millisecond))
+		if !now.Before(cl.settleBy) {
+			c.e.log.Warn("note still in transit at close; it becomes an uncertain item", "intents", len(intents))
+			c.closeSession()
+			return true
+		}
+		return changed
+	case closeRetry:
+		if !now.Before(cl.retryAt) {
+			c.closeSession()
+			return true
+		}
+	case closeAck:
+		if _, ok := c.acked[cl.topup.TopupID]; ok || !now.Before(cl.ackBy) || c.exiting {
+			c.startPrint()
+			return true
+		}
+	case closeDone:
+		c.closing = nil
+		c.resultUntil = now.Add(c.e.cfg.Timing.ResultDisplay)
+		return true
 	}
-	e.cfg.Hook("before-close")
-	res, err := e.j.CloseSession(journal.CloseParams{SessionID: sid, Outcome: e.closeOutcome, UnresolvedReason: "still in transit at session close"})
+	return false
+}
+
+// closeSession closes the session in the journal, in one transaction.
+func (c *core) closeSession() {
+	cl := c.closing
+	// A unit at rest has finished the last credited note: record it before the close, so
+	// that the next note the unit reports in its stacker is never taken for it.
+	if c.unitSettled {
+		c.completeNote()
+	}
+	c.hit("before-close")
+	res, err := c.e.j.CloseSession(journal.CloseParams{SessionID: cl.sid, Outcome: cl.outcome, UnresolvedReason: "still in transit at session close"})
 	if err != nil {
-		e.journalFailedLocked("close session", err)
-		e.setStateLocked(OutOfService)
-		e.changedLocked()
-		e.mu.Unlock()
+		c.journalFailedOp("close session", err)
+		now := c.now()
+		if cl.phase != closeRetry {
+			cl.phase, cl.backoff = closeRetry, time.Second
+		} else {
+			cl.backoff = min(cl.backoff*2, 30*time.Second)
+		}
+		cl.retryAt = now.Add(cl.backoff)
+		if !cl.shown {
+			// The customer does not wait on the storage: every note credited so far is on
+			// disk; the top-up goes out when the close succeeds.
+			c.showPending(fmt.Sprintf("Your money is recorded, but the kiosk cannot finish your top-up now. It will be sent as soon as possible. Your reference: S%d.", cl.sid))
+		}
 		return
 	}
-	e.cfg.Hook("after-close")
-	e.sess = nil
-	if res.Topup != nil || len(res.Session.Uncertain) > 0 {
-		// The unit is inhibited and at rest: a good moment for the counter baseline.
-		e.mu.Unlock()
-		e.takeBaseline(ctx, 0)
-		e.mu.Lock()
-	}
+	c.hit("after-close")
+	c.journalOK()
+	c.sess, c.sessCodes = nil, nil
 	if res.Topup == nil {
-		e.messageLocked("info", "Cancelled. No money was taken.")
-		e.toIdleLocked()
-		e.mu.Unlock()
+		c.closing = nil
+		c.result = nil
+		c.say("info", "Cancelled. No money was taken.")
 		return
 	}
 	t := *res.Topup
+	cl.topup = &t
 	if n := len(res.Session.Uncertain); n > 0 {
-		e.cfg.Health.Event("uncertain_item", health.Critical, health.Staff,
+		c.e.cfg.Health.Event("uncertain_item", health.Critical, health.Staff,
 			fmt.Sprintf("top-up %s closed with %d uncertain note(s)", t.TopupID, n))
 	}
-	e.view.Result = &Result{TopupID: t.TopupID, ReceiptNo: t.ReceiptNo, AmountMinor: t.AmountMinor, Currency: t.Currency,
+	c.result = &Result{TopupID: t.TopupID, ReceiptNo: t.ReceiptNo, Reference: t.TopupID, AmountMinor: t.AmountMinor, Currency: t.Currency,
 		Status: ReceiptPending, Outcome: t.Outcome, Uncertain: len(res.Session.Uncertain)}
-	e.messageLocked("info", "Thank you. Printing your receipt…")
-	e.changedLocked()
-	e.mu.Unlock()
-	if e.cfg.Uplink != nil {
-		e.cfg.Uplink.Kick()
+	if !cl.shown {
+		c.say("info", "Thank you. Printing your receipt…")
 	}
-	// Give the ledger a moment so an online kiosk prints "credited".
-	ackDeadline := e.now().Add(e.cfg.Timing.AckWait)
-	e.mu.Lock()
-	for {
-		if _, ok := e.acked[t.TopupID]; ok {
-			break
-		}
-		left := ackDeadline.Sub(e.now())
-		if left <= 0 {
-			break
-		}
-		e.waitLocked(ctx, left)
+	c.resultUntil = c.now().Add(c.e.cfg.Timing.ResultDisplay)
+	if c.e.cfg.Uplink != nil {
+		c.e.cfg.Uplink.Kick()
 	}
-	e.mu.Unlock()
-	printed := e.printTopup(ctx, t, false)
-	e.mu.Lock()
-	if e.view.Result != nil && e.view.Result.TopupID == t.TopupID {
-		e.view.Result.Printed = printed
-		if a, ok := e.acked[t.TopupID]; ok {
-			e.view.Result.Status = ReceiptCredited
-			if a.State == journal.TopupHeld {
-				e.view.Result.Status = ReceiptUnderReview
+	// The unit is inhibited and at rest: a good moment for the counter baseline.
+	if c.startBaseline(0, func(c *core) { c.closeAfterBaseline() }) {
+		cl.phase = closeBaseline
+		return
+	}
+	c.closeAfterBaseline()
+}
+
+func (c *core) closeAfterBaseline() {
+	cl := c.closing
+	if cl == nil || cl.topup == nil {
+		return
+	}
+	cl.phase, cl.ackBy = closeAck, c.now().Add(c.e.cfg.Timing.AckWait)
+}
+
+// unitSilent reports whether the unit has not been able to report the fate of the note in
+// transit: its link is lost, or its credit report was refused by the journal (the driver did
+// not acknowledge it, so the unit reports it again).
+func (c *core) unitSilent() bool {
+	return !c.unitSettled && (c.faults[acceptor.CommLost.String()] || c.creditRefused)
+}
+
+// showPending gives the customer of a session whose close has to wait a result now: the
+// amount journaled so far, pending, with the session as reference.
+func (c *core) showPending(text string) {
+	cl := c.closing
+	cl.shown = true
+	s := c.sess
+	c.result = &Result{Reference: fmt.Sprintf("S%d", cl.sid), AmountMinor: s.TotalMinor, Currency: s.Currency,
+		Status: ReceiptPending, Outcome: cl.outcome, Uncertain: len(s.Uncertain)}
+	c.resultUntil = c.now().Add(c.e.cfg.Timing.ResultDisplay)
+	c.say("error", text)
+}
+
+// startPrint prints the closed session's receipt as a task.
+func (c *core) startPrint() {
+	cl := c.closing
+	cl.phase = closePrint
+	t := *cl.topup
+	c.spawnPrint(t, false, func(c *core, printed bool) {
+		if r := c.result; r != nil && r.TopupID == t.TopupID {
+			r.Printed = printed
+			if a, ok := c.acked[t.TopupID]; ok {
+				r.Status = receiptStatusFor(a, c.acked)
 			}
 		}
+		if !cl.shown {
+			if printed {
+				c.say("info", "Please take your receipt.")
+			} else {
+				c.say("info", "No receipt could be printed. Please note your reference.")
+			}
+		}
+		cl.phase = closeDone
+	})
+}
+
+// receiptStatus is what a receipt of t says about the money.
+func (c *core) receiptStatus(t journal.Topup) string { return receiptStatusFor(t, c.acked) }
+
+// receiptStatusFor: credited once the ledger acked the credit; under review when nothing
+// was credited but uncertain items, or when the ledger held the top-up for review; pending
+// otherwise.
+func receiptStatusFor(t journal.Topup, acked map[string]journal.Topup) string {
+	state := t.State
+	if a, ok := acked[t.TopupID]; ok && (a.State == journal.TopupCredited || a.State == journal.TopupHeld) {
+		state = a.State
 	}
-	if printed {
-		e.messageLocked("info", "Please take your receipt.")
-	} else {
-		e.messageLocked("info", "No receipt could be printed. Please note your reference.")
+	switch {
+	case state == journal.TopupHeld:
+		return ReceiptUnderReview
+	case state == journal.TopupCredited:
+		return ReceiptCredited
 	}
-	e.setStateLocked(Done)
-	e.doneAt = e.now()
-	e.changedLocked()
-	e.mu.Unlock()
+	if w, err := t.Wire(); err == nil && len(w.Uncertain) > 0 && w.AmountMinor == 0 {
+		return ReceiptUnderReview
+	}
+	return ReceiptPending
+}
+
+// spawnPrint prints the receipt of t as a task and calls then on the loop with the outcome.
+func (c *core) spawnPrint(t journal.Topup, copy bool, then func(c *core, printed bool)) {
+	c.printing++
+	status := c.receiptStatus(t)
+	c.e.spawn("print", func(context.Context) msg {
+		printed, jerr := c.e.printTopup(context.Background(), t, copy, status)
+		return msg{apply: func(c *core) {
+			c.printing--
+			if jerr != nil {
+				c.journalFailedOp("mark print", jerr)
+			}
+			then(c, printed)
+		}}
+	})
 }
 
 // printTopup prints the receipt of t; copy forces the COPY mark. It journals the print
 // states around the printer call so that a crash mid-print never yields a second original.
-func (e *Engine) printTopup(ctx context.Context, t journal.Topup, copy bool) bool {
+// It runs as a task; a journal error is returned for the loop to record.
+func (e *Engine) printTopup(ctx context.Context, t journal.Topup, copy bool, status string) (bool, error) {
 	if e.cfg.Printer == nil {
 		e.cfg.Health.Set("printer_missing", health.Warning, health.Engineer, health.Degrades, "no receipt printer configured")
-		return false
+		return false, nil
 	}
 	w, err := t.Wire()
 	if err != nil {
 		e.log.Error("stored top-up unreadable", "topup", t.TopupID, "err", err)
-		return false
+		return false, nil
 	}
-	e.mu.Lock()
-	acked, ok := e.acked[t.TopupID]
-	e.mu.Unlock()
-	status := ReceiptPending
-	if t.State == journal.TopupCredited || (ok && acked.State == journal.TopupCredited) {
-		status = ReceiptCredited
-	}
-	// A top-up the ledger held for review is not credited: the customer's receipt must not
-	// say it is.
-	if (len(w.Uncertain) > 0 && w.AmountMinor == 0) || t.State == journal.TopupHeld || (ok && acked.State == journal.TopupHeld) {
-		status = ReceiptUnderReview
-	}
-	e.cfg.Hook("before-print")
+	hit(e, "before-print")
 	cuts, known := e.cutCount(ctx)
 	started, err := e.j.MarkPrintStart(t.Seq, cuts, known)
 	if err != nil {
-		e.mu.Lock()
-		e.journalFailedLocked("mark print", err)
-		e.mu.Unlock()
-		return false
+		return false, err
 	}
 	// A receipt whose print was started before (a crash mid-print) may exist on paper: any
 	// further print is a COPY.
@@ -393,7 +447,7 @@ func (e *Engine) printTopup(ctx context.Context, t journal.Topup, copy bool) boo
 	pctx, cancel := context.WithTimeout(ctx, e.cfg.Timing.PrintTimeout)
 	err = e.cfg.Printer.PrintReceipt(pctx, Receipt{Topup: t, Notes: notes, Uncertain: w.Uncertain, Status: status, Copy: copy, LocalTime: w.ClosedAt})
 	cancel()
-	e.cfg.Hook("after-print")
+	hit(e, "after-print")
 	state, detail := journal.PrintDone, ""
 	if errors.Is(err, ErrNotPrinted) {
 		// Refused before a byte was sent: no paper exists, the next attempt is an original.
@@ -408,211 +462,358 @@ func (e *Engine) printTopup(ctx context.Context, t journal.Topup, copy bool) boo
 		e.cfg.Health.Clear("printer")
 	}
 	if _, merr := e.j.MarkPrint(t.Seq, state, detail); merr != nil {
-		e.mu.Lock()
-		e.journalFailedLocked("mark print", merr)
-		e.mu.Unlock()
+		return err == nil, merr
 	}
-	return err == nil
+	return err == nil, nil
 }
 
-// recover runs at start-up: it lets the acceptor report what happened to a note in transit,
-// resolves open stack intents from that evidence, closes a session left open as interrupted,
-// and prints receipts that never finished printing.
-func (e *Engine) recover(ctx context.Context) error {
-	e.mu.Lock()
-	e.state = Starting
-	if s, ok, err := e.j.CurrentSession(); err != nil {
-		e.mu.Unlock()
-		return fmt.Errorf("session: recovery: %w", err)
-	} else if ok {
-		e.sess = &s
-		e.log.Warn("session left open by the previous run; it will be closed as interrupted", "session", s.ID, "total", s.TotalMinor)
-	}
-	intents, err := e.j.OpenIntents()
+// hit marks a crash point from a task.
+func hit(e *Engine, point string) { e.core.hit(point) }
+
+// recPhase is where the start-up recovery is.
+type recPhase int
+
+const (
+	// recWaitUnit: the unit is inhibited and says what happened to a note in transit.
+	recWaitUnit recPhase = iota
+	// recWitness: the unit's stacked counter is read to settle the one open intent.
+	recWitness
+	// recBaseline: the counter is reconciled with the journal before the session closes.
+	recBaseline
+	// recReprint: receipts a crash left unprinted are printed.
+	recReprint
+)
+
+type recovery struct {
+	phase    recPhase
+	deadline time.Time
+	result   *Result
+}
+
+// boot reads what the previous run left: an open session, open intents. It runs on Run's
+// goroutine before the loop starts.
+func (c *core) boot() error {
+	s, ok, err := c.e.j.CurrentSession()
 	if err != nil {
-		e.mu.Unlock()
 		return fmt.Errorf("session: recovery: %w", err)
 	}
-	e.changedLocked()
-	// The unit must be inhibited before anything else: no new note while we recover.
-	e.wantLocked(nil)
-	e.mu.Unlock()
-	if len(intents) > 0 || e.sess != nil {
-		e.log.Warn("recovering", "open_intents", len(intents))
+	if ok {
+		c.sess = &s
+		c.e.log.Warn("session left open by the previous run; it will be closed as interrupted", "session", s.ID, "total", s.TotalMinor)
 	}
-	// Wait for the unit to come to rest before serving anyone: its start-up reports (a
-	// repeated credit, a note still in escrow, a power-up with the note in the acceptor or
-	// stacker) resolve open intents through the handler, and a note it holds in escrow with
-	// no intent (inserted just before the crash) must go back to its owner, not into the
-	// next customer's session. A unit at rest and inhibited has said all it will say. The
-	// wait is bounded by the recovery timeout.
-	deadline := e.now().Add(e.cfg.Timing.RecoveryTimeout)
-	e.mu.Lock()
-	for {
-		if e.unitSettled && e.doneGen >= e.wantGen {
-			break
-		}
-		left := deadline.Sub(e.now())
-		if left <= 0 {
-			break
-		}
-		if !e.waitLocked(ctx, min(left, 250*time.Millisecond)) {
-			e.mu.Unlock()
-			return ctx.Err()
-		}
+	intents, err := c.e.j.OpenIntents()
+	if err != nil {
+		return fmt.Errorf("session: recovery: %w", err)
 	}
-	open, _ := e.j.OpenIntents()
-	if len(open) == 1 && e.unitSettled {
-		// A unit that counts what it stacked (SSP GET COUNTERS) settles the last doubt:
-		// compared with the count journaled when no note was in transit, its counter says
-		// whether this note went in.
-		e.mu.Unlock()
-		stacked, ok := e.stackedWitness(ctx)
-		e.mu.Lock()
-		if ok {
-			res, evidence := journal.ResolvedReturned, "the unit's stacked counter did not move: the note did not go in"
-			if stacked {
-				res, evidence = journal.ResolvedStacked, "the unit's stacked counter counts this note: it went into the cassette"
+	if len(intents) > 0 || c.sess != nil {
+		c.e.log.Warn("recovering", "open_intents", len(intents))
+	}
+	// The unit must be inhibited before anything else: no new note while we recover. Wait
+	// for it to come to rest before serving anyone: its start-up reports (a repeated credit,
+	// a note still in escrow, a power-up with the note in the acceptor or stacker) resolve
+	// open intents through the handler, and a note it holds in escrow with no intent
+	// (inserted just before the crash) must go back to its owner, not into the next
+	// customer's session. A unit at rest and inhibited has said all it will say. The wait
+	// is bounded by the recovery timeout.
+	c.rec.deadline = c.now().Add(c.e.cfg.Timing.RecoveryTimeout)
+	c.wantGen++
+	return nil
+}
+
+// advanceRecovery runs the recovery's phases.
+func (c *core) advanceRecovery(now time.Time) bool {
+	r := c.rec
+	switch r.phase {
+	case recWaitUnit:
+		if !(c.unitSettled && c.applied()) && now.Before(r.deadline) {
+			return false
+		}
+		open, _ := c.e.j.OpenIntents()
+		if len(open) == 1 && c.unitSettled {
+			if _, counts := c.e.cfg.Acceptor.(acceptor.StackCounter); counts {
+				// A unit that counts what it stacked (SSP GET COUNTERS) settles the last doubt:
+				// compared with the count journaled when no note was in transit, its counter
+				// says whether this note went in.
+				r.phase = recWitness
+				in := open[0]
+				c.e.spawn("witness", func(ctx context.Context) msg {
+					stacked, ok := c.e.stackedWitness(ctx)
+					return msg{apply: func(c *core) {
+						if c.rec == nil {
+							return
+						}
+						if ok {
+							res, evidence := journal.ResolvedReturned, "the unit's stacked counter did not move: the note did not go in"
+							if stacked {
+								res, evidence = journal.ResolvedStacked, "the unit's stacked counter counts this note: it went into the cassette"
+							}
+							c.resolveIntent(in, res, evidence)
+						}
+						c.recoverRest()
+					}}
+				})
+				return true
 			}
-			s, err := e.j.ResolveIntent(open[0].ID, res, evidence)
-			if err != nil {
-				e.journalFailedLocked("resolve intent", err)
-			} else {
-				e.log.Warn("resolved a stack intent from the unit's stacked counter", "intent", open[0].ID, "resolution", res)
-				if e.sess != nil && e.sess.ID == s.ID {
-					e.sess = &s
-				}
-			}
-			open, _ = e.j.OpenIntents()
 		}
+		c.recoverRest()
+		return true
+	case recReprint:
+		return false
 	}
+	return false
+}
+
+// recoverRest makes every intent still open uncertain, ends a pulse train cut short, takes
+// the counter baseline and closes the interrupted session.
+func (c *core) recoverRest() {
+	r := c.rec
+	open, _ := c.e.j.OpenIntents()
 	for _, in := range open {
 		evidence := "the unit reported neither a credit nor a return after the restart"
-		if !e.unitSettled {
+		if !c.unitSettled {
 			evidence = "the unit did not come to rest within the recovery timeout"
 		}
-		s, err := e.j.ResolveIntent(in.ID, journal.ResolvedUncertain, evidence)
-		if err != nil {
-			e.journalFailedLocked("resolve intent", err)
-			continue
-		}
-		e.cfg.Health.Event("uncertain_item", health.Critical, health.Staff,
-			fmt.Sprintf("note of %d minor units in session %d: %s; settle at cash collection", in.Note.ValueMinor, in.SessionID, evidence))
-		if e.sess != nil && e.sess.ID == s.ID {
-			e.sess = &s
-		}
+		c.resolveIntent(in, journal.ResolvedUncertain, evidence)
 	}
 	// Pulses journaled without a credit after them: a train cut short by the restart.
-	if _, ok, err := e.j.OpenPulseTrain(); err == nil && ok {
+	if _, ok, err := c.e.j.OpenPulseTrain(); err == nil && ok {
 		sid := uint64(0)
-		if e.sess != nil {
-			sid = e.sess.ID
+		if c.sess != nil {
+			sid = c.sess.ID
 		}
-		if err := e.j.PulseUncertain(sid, "pulse train interrupted by a restart"); err != nil {
-			e.journalFailedLocked("uncertain pulse train", err)
+		if err := c.e.j.PulseUncertain(sid, "pulse train interrupted by a restart"); err != nil {
+			c.journalFailedOp("uncertain pulse train", err)
 		} else {
-			e.cfg.Health.Event("uncertain_item", health.Critical, health.Staff, "a pulse train was cut short by a restart; settle at cash collection")
-			e.refreshSessionLocked()
+			c.e.cfg.Health.Event("uncertain_item", health.Critical, health.Staff, "a pulse train was cut short by a restart; settle at cash collection")
+			c.refreshSession()
 		}
 	}
 	// With every intent resolved and the unit at rest, its counter tells whether a note went
 	// in whose record the storage lost (its stack intent's commit dropped by a power cut):
 	// such a note belongs to the interrupted session, so reconcile before closing it.
-	if e.unitSettled {
+	if c.unitSettled {
 		sid := uint64(0)
-		if e.sess != nil {
-			sid = e.sess.ID
+		if c.sess != nil {
+			sid = c.sess.ID
 		}
-		e.mu.Unlock()
-		e.takeBaseline(ctx, sid)
-		e.mu.Lock()
+		if c.startBaseline(sid, func(c *core) { c.recoverClose() }) {
+			r.phase = recBaseline
+			return
+		}
 	}
-	e.recovering = false
-	var closed *journal.Topup
-	if e.sess != nil {
-		res, err := e.j.CloseSession(journal.CloseParams{SessionID: e.sess.ID, Outcome: wire.OutcomeInterrupted, UnresolvedReason: "open at restart"})
+	c.recoverClose()
+}
+
+// recoverClose closes the interrupted session and prints what a crash left unprinted.
+func (c *core) recoverClose() {
+	r := c.rec
+	if r == nil {
+		return
+	}
+	// A unit at rest after the restart has finished the note it last credited.
+	if c.unitSettled {
+		c.completeNote()
+	}
+	if c.sess != nil {
+		res, err := c.e.j.CloseSession(journal.CloseParams{SessionID: c.sess.ID, Outcome: wire.OutcomeInterrupted, UnresolvedReason: "open at restart"})
 		if err != nil {
-			e.journalFailedLocked("close interrupted session", err)
+			c.journalFailedOp("close interrupted session", err)
 		} else {
-			e.log.Warn("closed interrupted session", "session", e.sess.ID, "total", res.Session.TotalMinor)
-			closed = res.Topup
-			if closed != nil {
-				e.view.Result = &Result{TopupID: closed.TopupID, ReceiptNo: closed.ReceiptNo, AmountMinor: closed.AmountMinor,
-					Currency: closed.Currency, Status: ReceiptPending, Outcome: closed.Outcome, Uncertain: len(res.Session.Uncertain)}
+			c.journalOK()
+			c.e.log.Warn("closed interrupted session", "session", c.sess.ID, "total", res.Session.TotalMinor)
+			if t := res.Topup; t != nil {
+				r.result = &Result{TopupID: t.TopupID, ReceiptNo: t.ReceiptNo, Reference: t.TopupID, AmountMinor: t.AmountMinor,
+					Currency: t.Currency, Status: ReceiptPending, Outcome: t.Outcome, Uncertain: len(res.Session.Uncertain)}
+				if c.e.cfg.Uplink != nil {
+					c.e.cfg.Uplink.Kick()
+				}
 			}
+			c.sess = nil
 		}
-		e.sess = nil
 	}
-	e.mu.Unlock()
-	if closed != nil && e.cfg.Uplink != nil {
-		e.cfg.Uplink.Kick()
+	r.phase = recReprint
+	acked := maps.Clone(c.acked)
+	// Not counted in c.printing: a stop during the reprints ends them between receipts, as
+	// the next start prints what is left.
+	c.e.spawn("reprint", func(ctx context.Context) msg {
+		jerr := c.e.reprintUnprinted(ctx, acked)
+		return msg{apply: func(c *core) {
+			if jerr != nil {
+				c.journalFailedOp("mark print", jerr)
+			}
+			c.endRecovery()
+		}}
+	})
+}
+
+func (c *core) endRecovery() {
+	r := c.rec
+	if r == nil {
+		return
 	}
-	e.reprintUnprinted(ctx)
-	e.mu.Lock()
-	if e.view.Result != nil {
-		e.setStateLocked(Done)
-		e.doneAt = e.now()
-		e.changedLocked()
-	} else {
-		e.toIdleLocked()
+	c.rec = nil
+	if r.result != nil {
+		c.result = r.result
+		c.resultUntil = c.now().Add(c.e.cfg.Timing.ResultDisplay)
 	}
-	e.mu.Unlock()
+	if c.sess != nil {
+		// The interrupted session could not be closed (journal failure): close it as soon
+		// as the journal works again.
+		c.startClose(wire.OutcomeInterrupted, "open at restart")
+	}
+}
+
+// resolveIntent settles an open intent on the loop.
+func (c *core) resolveIntent(in journal.Intent, resolution, evidence string) {
+	s, err := c.e.j.ResolveIntent(in.ID, resolution, evidence)
+	if err != nil {
+		if !errors.Is(err, journal.ErrNoIntent) {
+			c.journalFailedOp("resolve intent", err)
+		}
+		return
+	}
+	c.journalOK()
+	c.e.log.Warn("resolved a stack intent", "intent", in.ID, "resolution", resolution, "evidence", evidence)
+	if resolution == journal.ResolvedUncertain {
+		c.e.cfg.Health.Event("uncertain_item", health.Critical, health.Staff,
+			fmt.Sprintf("note of %d minor units in session %d: %s; settle at cash collection", in.Note.ValueMinor, in.SessionID, evidence))
+	}
+	if c.sess != nil && c.sess.ID == s.ID {
+		c.sess = &s
+	}
+}
+
+// advanceWitness settles an intent left open by a unit that restarted under a running
+// kiosk, from its stacked counter once it is at rest.
+func (c *core) advanceWitness(now time.Time) bool {
+	w := c.witness
+	if w.reading || (!c.unitSettled && now.Before(w.until)) {
+		return false
+	}
+	w.reading = true
+	c.e.spawn("witness", func(ctx context.Context) msg {
+		stacked, ok := c.e.stackedWitness(ctx)
+		return msg{apply: func(c *core) {
+			c.witness = nil
+			res, evidence := journal.ResolvedUncertain, "unit restarted with the note in transit and its counter could not tell"
+			switch {
+			case ok && stacked:
+				res, evidence = journal.ResolvedStacked, "unit restarted; its stacked counter counts this note: it went into the cassette"
+			case ok:
+				res, evidence = journal.ResolvedReturned, "unit restarted; its stacked counter did not move: the note did not go in"
+			}
+			c.resolveIntent(w.in, res, evidence)
+		}}
+	})
+	return true
+}
+
+// startBaseline reads the unit's stacked counter as a task and reconciles it with the
+// journal (see Engine.takeBaseline), then calls then on the loop. It returns false when the
+// unit has no counter (then is not called).
+func (c *core) startBaseline(sid uint64, then func(c *core)) bool {
+	if _, ok := c.e.cfg.Acceptor.(acceptor.StackCounter); !ok {
+		return false
+	}
+	c.e.spawn("baseline", func(ctx context.Context) msg {
+		b := c.e.takeBaseline(ctx, sid)
+		return msg{apply: func(c *core) {
+			c.baselineTaken(sid, b)
+			then(c)
+		}}
+	})
+	return true
+}
+
+// baseline is what takeBaseline found.
+type baseline struct {
+	ran     bool
+	counter uint64
+	unit    string
+	res     journal.CounterCheck
+	err     error
+}
+
+func (c *core) baselineTaken(sid uint64, b baseline) {
+	if !b.ran {
+		return
+	}
+	if b.err != nil {
+		c.journalFailedOp("device baseline", b.err)
+		return
+	}
+	c.journalOK()
+	switch {
+	case b.res.Uncertain > 0:
+		c.e.log.Error("the unit stacked notes the journal has no record of; recorded as uncertain", "notes", b.res.Uncertain, "counter", b.counter, "session", sid)
+		c.e.cfg.Health.Event("uncertain_item", health.Critical, health.Staff,
+			fmt.Sprintf("the bill acceptor counted %d note(s) more than the journal holds (a record lost at a power cut); settle at cash collection", b.res.Uncertain))
+		if c.sess != nil && c.sess.ID == sid {
+			c.refreshSession()
+		}
+	case b.res.Extra != 0:
+		// Not notes to settle: a counter reset, a replaced unit that kept its serial, or a
+		// credit the unit did not count. An engineer looks at it; the baseline moved on.
+		c.e.log.Error("the unit's stacked counter disagrees with the journal", "extra", b.res.Extra, "counter", b.counter, "unit", b.unit)
+		c.e.cfg.Health.Event("counter_mismatch", health.Warning, health.Engineer,
+			fmt.Sprintf("bill acceptor stacked counter differs from the journal by %d note(s) since the last baseline", b.res.Extra))
+	}
+}
+
+// reprintReceipt prints a COPY of receipt no as a task.
+func (c *core) reprintReceipt(no uint64) error {
+	t, ok, err := c.e.j.Receipt(no)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("session: no receipt %d", no)
+	}
+	c.spawnPrint(t, true, func(c *core, printed bool) {
+		if !printed {
+			c.e.log.Warn("receipt copy not printed", "receipt_no", no)
+		}
+	})
 	return nil
 }
 
-// reprintUnprinted prints receipts a crash left unprinted: an original if printing never
-// started, a COPY if it may have.
-func (e *Engine) reprintUnprinted(ctx context.Context) {
-	ts, err := e.j.Unprinted()
+// reprintUnprinted prints receipts a crash left unprinted: an original if no attempt can
+// have put it out, a COPY if one may have, nothing if the printer's cut counter proves it
+// came out. The journal attributes each physical cut to at most one receipt
+// (journal.ReconcileCuts), whatever order failures, restarts and reprints came in.
+// It runs as a task; the last journal write error is returned for the loop to record.
+func (e *Engine) reprintUnprinted(ctx context.Context, acked map[string]journal.Topup) (jerr error) {
+	// One reading, taken while nothing prints: the journal settles every unfinished
+	// receipt against it in one transaction.
+	counter, known := e.cutCount(ctx)
+	verdicts, err := e.j.ReconcileCuts(counter, known)
 	if err != nil {
-		e.log.Error("listing unprinted receipts", "err", err)
-		return
+		e.log.Error("settling unfinished receipts with the printer's cut counter", "err", err)
+		return err
 	}
-	for _, t := range ts {
+	for _, v := range verdicts {
 		if ctx.Err() != nil {
-			return
+			return jerr
 		}
-		e.log.Info("printing receipt left unprinted", "topup", t.TopupID, "print_state", t.PrintState, "prints", t.Prints)
-		if t.PrintState != journal.PrintNone && t.PrintCutsKnown {
-			// The printer's cut counter says whether the interrupted receipt came out.
-			if now, ok := e.cutCount(ctx); ok {
-				switch {
-				case now == t.PrintCuts:
-					// Nothing was cut since it started: no receipt exists, the next print is
-					// the original.
-					if _, err := e.j.MarkPrint(t.Seq, journal.PrintUnsent, "cut counter unchanged since the interrupted print"); err == nil {
-						t.Prints--
-					}
-				case now > t.PrintCuts:
-					// It was cut: the original is out; printing it again would make two.
-					e.log.Info("interrupted receipt came out (cut counter moved); not printed again", "topup", t.TopupID)
-					if _, err := e.j.MarkPrint(t.Seq, journal.PrintDone, "cut counter moved since the print started"); err != nil {
-						e.mu.Lock()
-						e.journalFailedLocked("mark print", err)
-						e.mu.Unlock()
-					}
-					continue
-				}
+		t := v.Topup
+		switch v.Verdict {
+		case journal.VerdictPrinted:
+			e.log.Info("interrupted receipt came out (a cut is attributed to it); not printed again", "topup", t.TopupID)
+			continue
+		case journal.VerdictNotPrinted:
+			e.log.Info("printing receipt left unprinted", "topup", t.TopupID)
+			if _, err := e.printTopup(ctx, t, false, receiptStatusFor(t, acked)); err != nil {
+				jerr = err
+			}
+		default:
+			// It may be out: only a COPY may be printed now, never a second original.
+			e.log.Info("printing a copy of a receipt that may have come out", "topup", t.TopupID)
+			if _, err := e.printTopup(ctx, t, true, receiptStatusFor(t, acked)); err != nil {
+				jerr = err
 			}
 		}
-		if t.PrintState == journal.PrintNone {
-			// The journal says this receipt was never started; but if the printer cut more
-			// receipts than the journal knows of, the record of its printing was lost with
-			// the storage's last transaction (a power cut on lying storage): it is out.
-			if now, ok := e.cutCount(ctx); ok {
-				if known, have, err := e.j.PrinterCuts(); err == nil && have && now > known {
-					e.log.Warn("printer cut a receipt the journal has no record of; taking it for this one", "topup", t.TopupID, "cuts", now, "journal_cuts", known)
-					if _, err := e.j.MarkPrintStart(t.Seq, now-1, true); err == nil {
-						e.j.MarkPrint(t.Seq, journal.PrintDone, "printer's cut counter is ahead of the journal: the record of this print was lost")
-					}
-					continue
-				}
-			}
-		}
-		// Prints counts the attempts that may have put paper out; any of them makes this
-		// one a COPY.
-		e.printTopup(ctx, t, t.Prints > 0)
 	}
+	return jerr
 }
 
 // cutCount reads the printer's cut counter, when it has one.
@@ -661,7 +862,7 @@ func (e *Engine) unitID() string {
 
 // stackedWitness reads the unit's stacked counter (when the driver has one) and compares it
 // with the journaled baseline: whether the one note in transit went into the cassette, and
-// ok=false when the counter cannot tell (see journal.Witness). Called without e.mu.
+// ok=false when the counter cannot tell (see journal.Witness). It runs as a task.
 func (e *Engine) stackedWitness(ctx context.Context) (stacked, ok bool) {
 	sc, has := e.cfg.Acceptor.(acceptor.StackCounter)
 	if !has {
@@ -683,85 +884,23 @@ func (e *Engine) stackedWitness(ctx context.Context) (stacked, ok bool) {
 // takeBaseline reconciles the unit's stacked counter with the journal while no note is in
 // transit and journals it as the new baseline (journal.ReconcileDeviceCounter): notes the
 // unit counted that the journal has no record of become uncertain items of session sid (0:
-// none open). Called without e.mu.
-func (e *Engine) takeBaseline(ctx context.Context, sid uint64) {
+// none open). It runs as a task; the loop records the outcome (core.baselineTaken).
+func (e *Engine) takeBaseline(ctx context.Context, sid uint64) baseline {
 	sc, ok := e.cfg.Acceptor.(acceptor.StackCounter)
 	if !ok {
-		return
+		return baseline{}
 	}
 	if in, err := e.j.OpenIntents(); err != nil || len(in) > 0 {
-		return
+		return baseline{}
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	n, err := sc.StackedCount(cctx)
 	cancel()
 	if err != nil {
 		e.log.Info("unit's stacked counter not read", "err", err)
-		return
+		return baseline{}
 	}
 	unit := e.unitID()
 	res, err := e.j.ReconcileDeviceCounter(unit, n, sid)
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if err != nil {
-		e.journalFailedLocked("device baseline", err)
-		return
-	}
-	switch {
-	case res.Uncertain > 0:
-		e.log.Error("the unit stacked notes the journal has no record of; recorded as uncertain", "notes", res.Uncertain, "counter", n, "session", sid)
-		e.cfg.Health.Event("uncertain_item", health.Critical, health.Staff,
-			fmt.Sprintf("the bill acceptor counted %d note(s) more than the journal holds (a record lost at a power cut); settle at cash collection", res.Uncertain))
-		if e.sess != nil && e.sess.ID == sid {
-			if s, ok, err := e.j.CurrentSession(); err == nil && ok && s.ID == sid {
-				e.sess = &s
-			}
-		}
-		e.changedLocked()
-	case res.Extra != 0:
-		// Not notes to settle: a counter reset, a replaced unit that kept its serial, or a
-		// credit the unit did not count. An engineer looks at it; the baseline moved on.
-		e.log.Error("the unit's stacked counter disagrees with the journal", "extra", res.Extra, "counter", n, "unit", unit)
-		e.cfg.Health.Event("counter_mismatch", health.Warning, health.Engineer,
-			fmt.Sprintf("bill acceptor stacked counter differs from the journal by %d note(s) since the last baseline", res.Extra))
-	}
-}
-
-// settleByWitness waits for the unit to come to rest after it restarted under a running
-// kiosk, then settles intent in from the unit's stacked counter, or makes it uncertain.
-func (e *Engine) settleByWitness(ctx context.Context, in journal.Intent) {
-	deadline := e.now().Add(e.cfg.Timing.RecoveryTimeout)
-	e.mu.Lock()
-	for !e.unitSettled && e.now().Before(deadline) {
-		if !e.waitLocked(ctx, 250*time.Millisecond) {
-			e.mu.Unlock()
-			return
-		}
-	}
-	e.mu.Unlock()
-	stacked, ok := e.stackedWitness(ctx)
-	res, evidence := journal.ResolvedUncertain, "unit restarted with the note in transit and its counter could not tell"
-	switch {
-	case ok && stacked:
-		res, evidence = journal.ResolvedStacked, "unit restarted; its stacked counter counts this note: it went into the cassette"
-	case ok:
-		res, evidence = journal.ResolvedReturned, "unit restarted; its stacked counter did not move: the note did not go in"
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	s, err := e.j.ResolveIntent(in.ID, res, evidence)
-	if err != nil {
-		if !errors.Is(err, journal.ErrNoIntent) {
-			e.journalFailedLocked("resolve intent", err)
-		}
-		return
-	}
-	if res == journal.ResolvedUncertain {
-		e.cfg.Health.Event("uncertain_item", health.Critical, health.Staff,
-			fmt.Sprintf("note of %d minor units in session %d: %s; settle at cash collection", in.Note.ValueMinor, in.SessionID, evidence))
-	}
-	if e.sess != nil && e.sess.ID == s.ID {
-		e.sess = &s
-	}
-	e.changedLocked()
+	return baseline{ran: true, counter: n, unit: unit, res: res, err: err}
 }

@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
@@ -9,10 +10,15 @@ import (
 	"github.com/kioskd/kioskd/kiosk/journal"
 )
 
-// Handler returns the acceptor.Handler the driver reports to.
+// Handler returns the acceptor.Handler the driver reports to. Each callback is a message to
+// the run loop; it returns once the loop has journaled what the report needs.
 func (e *Engine) Handler() acceptor.Handler { return (*handler)(e) }
 
 type handler Engine
+
+// errNotServing answers a credit when the engine's loop is gone: the driver does not
+// acknowledge it, so the unit reports it again to the next run.
+var errNotServing = errors.New("session: engine not running; credit not journaled")
 
 func jnote(n acceptor.Note) journal.Note { return journal.Note{Code: n.Code, ValueMinor: n.ValueMinor} }
 
@@ -20,312 +26,335 @@ func jnote(n acceptor.Note) journal.Note { return journal.Note{Code: n.Code, Val
 // limit (invariant 4), and only after the stack intent is durable.
 func (h *handler) Escrow(ctx context.Context, n acceptor.Note) acceptor.Decision {
 	e := (*Engine)(h)
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.unit, e.unitSettled = acceptor.Holding, false
-	e.lastActivity = e.now()
-	// Fill the value from our own table when the unit gave only a code.
-	if !n.Known() {
-		if t, ok := e.cfg.Denominations[n.Code]; ok {
-			n.ValueMinor, n.Currency = t.ValueMinor, t.Currency
-		}
-	}
-	if e.recovering {
-		// A note held in escrow across a host restart: if it is the note we had committed to
-		// stack, finish the job; anything else goes back.
-		// A unit that cannot say which note it holds (SSP answers HOLD without the channel)
-		// holds the only note it can: the one we committed to. Its credit report names the
-		// real value, and a mismatch is journaled and alarmed.
-		intents, err := e.j.OpenIntents()
-		if err == nil && len(intents) == 1 && (intents[0].Note.ValueMinor == n.ValueMinor || !n.Known()) {
-			e.log.Info("recovery: re-stacking the note of an open intent", "intent", intents[0].ID, "note", n.String())
-			e.cfg.Hook("recovery-restack")
-			return acceptor.Stack
-		}
-		e.refuseLocked(0, n, "kiosk starting")
-		return acceptor.Return
-	}
-	sid := uint64(0)
-	if e.sess != nil {
-		sid = e.sess.ID
-	}
-	switch {
-	case e.state != Accepting || e.sess == nil:
-		e.refuseLocked(sid, n, "not accepting")
-		return acceptor.Return
-	case !n.Known() || n.Currency != e.j.Currency():
-		e.refuseLocked(sid, n, "unknown denomination")
-		e.messageLocked("error", "This note is not accepted. Please take it back.")
-		e.explained = true
-		e.changedLocked()
-		return acceptor.Return
-	case n.ValueMinor > e.sess.RemainingMinor():
-		e.refuseLocked(sid, n, "over the session limit")
-		e.messageLocked("error", fmt.Sprintf("This note would take you over your limit (%s left). Please take it back.", formatMinor(e.sess.RemainingMinor(), e.j.Currency())))
-		e.explained = true
-		e.changedLocked()
-		return acceptor.Return
-	}
-	e.explained = false
-	e.cfg.Hook("before-stack-intent")
-	in, err := e.j.StackIntent(e.sess.ID, jnote(n))
-	if err != nil {
-		e.journalFailedLocked("stack intent", err)
-		e.changedLocked()
-		return acceptor.Return
-	}
-	e.cfg.Hook("after-stack-intent")
-	e.sess.PendingMinor += n.ValueMinor
-	e.log.Info("stacking", "note", n.String(), "intent", in.ID, "session", e.sess.ID)
-	e.messageLocked("info", "Note accepted, counting…")
-	e.changedLocked()
-	return acceptor.Stack
-}
-
-func (e *Engine) refuseLocked(sid uint64, n acceptor.Note, reason string) {
-	e.log.Info("returning note", "note", n.String(), "reason", reason)
-	if err := e.j.RefuseNote(sid, jnote(n), reason); err != nil {
-		e.journalFailedLocked("refuse note", err)
-	}
+	d := acceptor.Return
+	e.call(ctx, func(c *core) { d = c.escrow(n) })
+	return d
 }
 
 // Credited journals the credit point; the driver ACKs the unit only after nil.
 func (h *handler) Credited(ctx context.Context, n acceptor.Note) error {
 	e := (*Engine)(h)
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.unit, e.unitSettled = acceptor.Stacking, false
-	e.lastActivity = e.now()
-	if e.cfg.Escrowless {
-		return e.creditEscrowlessLocked(n)
-	}
-	if !n.Known() && n.Code != 0 {
-		if t, ok := e.cfg.Denominations[n.Code]; ok {
-			n.ValueMinor, n.Currency = t.ValueMinor, t.Currency
-		}
-	}
-	intents, err := e.j.OpenIntents()
-	if err != nil {
-		e.journalFailedLocked("read intents", err)
-		return err
-	}
-	e.cfg.Hook("credit-before-commit")
-	if len(intents) == 0 {
-		kind, err := e.j.CreditWithoutIntent(jnote(n), "credit report with no open intent")
-		if err != nil {
-			e.journalFailedLocked("credit without intent", err)
-			return err
-		}
-		if kind == journal.Unexpected {
-			e.cfg.Health.Event("unexpected_credit", health.Critical, health.Engineer,
-				fmt.Sprintf("acceptor credited %s without a stack command; recorded as an uncertain item", n))
-			e.refreshSessionLocked()
-		} else {
-			e.log.Info("unit re-reported an already journaled credit; acknowledging without counting", "note", n.String())
-		}
-		e.cfg.Hook("credit-after-commit")
-		e.changedLocked()
-		return nil
-	}
-	// One note travels at a time; the oldest open intent is the one at the credit point.
-	in := intents[0]
-	res, err := e.j.CreditNote(in.ID, jnote(n), "")
-	if err != nil {
-		e.journalFailedLocked("credit", err)
-		return err
-	}
-	e.cfg.Hook("credit-after-commit")
-	e.creditOpen = true
-	if res.Mismatch {
-		e.cfg.Health.Event("credit_mismatch", health.Warning, health.Engineer,
-			fmt.Sprintf("unit credited %d where %d was escrowed (intent %d); the credit report was journaled", res.Credit.ValueMinor, in.Note.ValueMinor, in.ID))
-	}
-	e.log.Info("credited", "value_minor", res.Credit.ValueMinor, "session", res.Session.ID, "total", res.Session.TotalMinor)
-	if e.sess != nil && e.sess.ID == res.Session.ID {
-		s := res.Session
-		e.sess = &s
-		e.messageLocked("info", fmt.Sprintf("%s received.", formatMinor(res.Credit.ValueMinor, e.j.Currency())))
-	}
-	e.changedLocked()
-	return nil
+	err := errNotServing
+	e.call(ctx, func(c *core) { err = c.credited(n) })
+	return err
 }
 
 // Pulse journals one pulse of an escrowless pulse acceptor (acceptor.PulseRecorder).
 func (h *handler) Pulse(ctx context.Context, train uint64, count int) error {
 	e := (*Engine)(h)
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.unit, e.unitSettled = acceptor.Accepting, false
-	e.lastActivity = e.now()
-	if err := e.j.RecordPulse(train, count); err != nil {
-		e.journalFailedLocked("pulse", err)
-		return err
-	}
-	return nil
-}
-
-// creditEscrowlessLocked credits a note an escrowless unit already put in the cassette.
-// The value is the unit's own: a pulse count that matches no note (ValueMinor 0) is an
-// uncertain item, never guessed from the table.
-func (e *Engine) creditEscrowlessLocked(n acceptor.Note) error {
-	sid := uint64(0)
-	if e.sess != nil {
-		sid = e.sess.ID
-	} else if s, ok, err := e.j.CurrentSession(); err == nil && ok {
-		sid = s.ID // recovering: the interrupted session is still open
-	}
-	e.cfg.Hook("credit-before-commit")
-	if !n.Known() {
-		if err := e.j.PulseUncertain(sid, fmt.Sprintf("unit reported a note it could not value (code %d)", n.Code)); err != nil {
-			e.journalFailedLocked("uncertain pulse train", err)
-			return err
-		}
-		e.cfg.Health.Event("uncertain_item", health.Critical, health.Staff,
-			fmt.Sprintf("pulse acceptor credited a train of %d pulse(s) that matches no note; settle at cash collection", n.Code))
-		e.refreshSessionLocked()
-		e.changedLocked()
-		return nil
-	}
-	res, err := e.j.CreditDirect(sid, jnote(n), "")
-	if err != nil {
-		e.journalFailedLocked("credit", err)
-		return err
-	}
-	e.cfg.Hook("credit-after-commit")
-	e.creditOpen = true
-	switch {
-	case res.Unexpected:
-		e.cfg.Health.Event("unexpected_credit", health.Critical, health.Engineer,
-			fmt.Sprintf("pulse acceptor credited %s with no session open; recorded as an uncertain item", n))
-	case res.OverLimit:
-		e.cfg.Health.Event("limit_exceeded", health.Warning, health.Engineer,
-			fmt.Sprintf("pulse acceptor took %s over the session limit; credited (the note is in the cassette)", n))
-	}
-	if e.sess != nil && e.sess.ID == res.Session.ID {
-		s := res.Session
-		e.sess = &s
-		e.messageLocked("info", fmt.Sprintf("%s received.", formatMinor(res.Credit.ValueMinor, e.j.Currency())))
-		if e.state == Accepting {
-			e.wantLocked(e.allowedCodesLocked())
-		}
-	}
-	e.changedLocked()
-	return nil
-}
-
-// completeNoteLocked records, once per credited note, that the unit finished it.
-func (e *Engine) completeNoteLocked() {
-	if !e.creditOpen {
-		return
-	}
-	if err := e.j.NoteCompleted(); err != nil {
-		e.journalFailedLocked("note completed", err)
-		return
-	}
-	e.creditOpen = false
-}
-
-// refreshSessionLocked re-reads the open session after a journal change made elsewhere.
-func (e *Engine) refreshSessionLocked() {
-	if e.sess == nil {
-		return
-	}
-	if s, ok, err := e.j.Session(e.sess.ID); err == nil && ok && !s.Closed {
-		e.sess = &s
-	}
+	err := errNotServing
+	e.call(ctx, func(c *core) { err = c.pulse(train, count) })
+	return err
 }
 
 // Event handles everything else the unit reports.
 func (h *handler) Event(ctx context.Context, ev acceptor.Event) {
 	e := (*Engine)(h)
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.unit = ev.Kind
+	e.call(ctx, func(c *core) { c.event(ev) })
+}
+
+func (c *core) escrow(n acceptor.Note) acceptor.Decision {
+	c.unit, c.unitSettled = acceptor.Holding, false
+	c.lastActivity = c.now()
+	// Fill the value from our own table when the unit gave only a code.
+	if !n.Known() {
+		if t, ok := c.e.cfg.Denominations[n.Code]; ok {
+			n.ValueMinor, n.Currency = t.ValueMinor, t.Currency
+		}
+	}
+	if c.rec != nil {
+		// A note held in escrow across a host restart: if it is the note we had committed to
+		// stack, finish the job; anything else goes back.
+		// A unit that cannot say which note it holds (SSP answers HOLD without the channel)
+		// holds the only note it can: the one we committed to. Its credit report names the
+		// real value, and a mismatch is journaled and alarmed.
+		intents, err := c.e.j.OpenIntents()
+		if err == nil && len(intents) == 1 && (intents[0].Note.ValueMinor == n.ValueMinor || !n.Known()) {
+			c.e.log.Info("recovery: re-stacking the note of an open intent", "intent", intents[0].ID, "note", n.String())
+			c.hit("recovery-restack")
+			return acceptor.Stack
+		}
+		c.refuse(0, n, "kiosk starting")
+		return acceptor.Return
+	}
+	sid := uint64(0)
+	if c.sess != nil {
+		sid = c.sess.ID
+	}
+	switch {
+	case c.derive() != Accepting || c.stopping || c.exiting:
+		c.refuse(sid, n, "not accepting")
+		return acceptor.Return
+	case !n.Known() || n.Currency != c.e.j.Currency():
+		c.refuse(sid, n, "unknown denomination")
+		c.say("error", "This note is not accepted. Please take it back.")
+		c.explained = true
+		return acceptor.Return
+	case n.ValueMinor > c.sess.RemainingMinor():
+		c.refuse(sid, n, "over the session limit")
+		c.say("error", fmt.Sprintf("This note would take you over your limit (%s left). Please take it back.", formatMinor(c.sess.RemainingMinor(), c.e.j.Currency())))
+		c.explained = true
+		return acceptor.Return
+	}
+	c.explained = false
+	// The unit holds a new note: it has finished the one it credited before. Record that
+	// in its own commit before the stack intent, so that a power cut that loses the intent's
+	// commit cannot leave the old note looking unfinished (a note then found in the stacker
+	// would be taken for it and this one lost).
+	c.completeNote()
+	c.hit("before-stack-intent")
+	in, err := c.e.j.StackIntent(c.sess.ID, jnote(n))
+	if err != nil {
+		c.journalFailedOp("stack intent", err)
+		c.say("error", "Sorry, this note cannot be taken now. Please take it back.")
+		c.explained = true
+		return acceptor.Return
+	}
+	c.hit("after-stack-intent")
+	c.journalOK()
+	c.sess.PendingMinor += n.ValueMinor
+	c.e.log.Info("stacking", "note", n.String(), "intent", in.ID, "session", c.sess.ID)
+	c.say("info", "Note accepted, counting…")
+	return acceptor.Stack
+}
+
+func (c *core) refuse(sid uint64, n acceptor.Note, reason string) {
+	c.e.log.Info("returning note", "note", n.String(), "reason", reason)
+	if err := c.e.j.RefuseNote(sid, jnote(n), reason); err != nil {
+		c.journalFailedOp("refuse note", err)
+		return
+	}
+	c.journalOK()
+}
+
+func (c *core) credited(n acceptor.Note) error {
+	err := c.credit(n)
+	c.creditRefused = err != nil
+	return err
+}
+
+func (c *core) credit(n acceptor.Note) error {
+	c.unit, c.unitSettled = acceptor.Stacking, false
+	c.lastActivity = c.now()
+	if c.e.cfg.Escrowless {
+		return c.creditEscrowless(n)
+	}
+	if !n.Known() && n.Code != 0 {
+		if t, ok := c.e.cfg.Denominations[n.Code]; ok {
+			n.ValueMinor, n.Currency = t.ValueMinor, t.Currency
+		}
+	}
+	intents, err := c.e.j.OpenIntents()
+	if err != nil {
+		c.journalFailedOp("read intents", err)
+		return err
+	}
+	c.hit("credit-before-commit")
+	if len(intents) == 0 {
+		kind, err := c.e.j.CreditWithoutIntent(jnote(n), "credit report with no open intent")
+		if err != nil {
+			c.journalFailedOp("credit without intent", err)
+			return err
+		}
+		c.journalOK()
+		if kind == journal.Unexpected {
+			c.e.cfg.Health.Event("unexpected_credit", health.Critical, health.Engineer,
+				fmt.Sprintf("acceptor credited %s without a stack command; recorded as an uncertain item", n))
+			c.refreshSession()
+		} else {
+			// The repeated credit is the last one: the unit has still to finish it.
+			c.creditUnfinished = true
+			c.e.log.Info("unit re-reported an already journaled credit; acknowledging without counting", "note", n.String())
+		}
+		c.hit("credit-after-commit")
+		return nil
+	}
+	// One note travels at a time; the oldest open intent is the one at the credit point.
+	in := intents[0]
+	res, err := c.e.j.CreditNote(in.ID, jnote(n), "")
+	if err != nil {
+		c.journalFailedOp("credit", err)
+		return err
+	}
+	c.hit("credit-after-commit")
+	c.journalOK()
+	c.creditUnfinished = true
+	if res.Mismatch {
+		c.e.cfg.Health.Event("credit_mismatch", health.Warning, health.Engineer,
+			fmt.Sprintf("unit credited %d where %d was escrowed (intent %d); the credit report was journaled", res.Credit.ValueMinor, in.Note.ValueMinor, in.ID))
+	}
+	c.e.log.Info("credited", "value_minor", res.Credit.ValueMinor, "session", res.Session.ID, "total", res.Session.TotalMinor)
+	if c.sess != nil && c.sess.ID == res.Session.ID {
+		s := res.Session
+		c.sess = &s
+		c.say("info", fmt.Sprintf("%s received.", formatMinor(res.Credit.ValueMinor, c.e.j.Currency())))
+	}
+	return nil
+}
+
+func (c *core) pulse(train uint64, count int) error {
+	c.unit, c.unitSettled = acceptor.Accepting, false
+	c.lastActivity = c.now()
+	if err := c.e.j.RecordPulse(train, count); err != nil {
+		c.journalFailedOp("pulse", err)
+		return err
+	}
+	c.journalOK()
+	return nil
+}
+
+// creditEscrowless credits a note an escrowless unit already put in the cassette. The value
+// is the unit's own: a pulse count that matches no note (ValueMinor 0) is an uncertain item,
+// never guessed from the table.
+func (c *core) creditEscrowless(n acceptor.Note) error {
+	sid := uint64(0)
+	if c.sess != nil {
+		sid = c.sess.ID
+	}
+	c.hit("credit-before-commit")
+	if !n.Known() {
+		if err := c.e.j.PulseUncertain(sid, fmt.Sprintf("unit reported a note it could not value (code %d)", n.Code)); err != nil {
+			c.journalFailedOp("uncertain pulse train", err)
+			return err
+		}
+		c.journalOK()
+		c.e.cfg.Health.Event("uncertain_item", health.Critical, health.Staff,
+			fmt.Sprintf("pulse acceptor credited a train of %d pulse(s) that matches no note; settle at cash collection", n.Code))
+		c.refreshSession()
+		return nil
+	}
+	res, err := c.e.j.CreditDirect(sid, jnote(n), "")
+	if err != nil {
+		c.journalFailedOp("credit", err)
+		return err
+	}
+	c.hit("credit-after-commit")
+	c.journalOK()
+	c.creditUnfinished = true
+	switch {
+	case res.Unexpected:
+		c.e.cfg.Health.Event("unexpected_credit", health.Critical, health.Engineer,
+			fmt.Sprintf("pulse acceptor credited %s with no session open; recorded as an uncertain item", n))
+	case res.OverLimit:
+		c.e.cfg.Health.Event("limit_exceeded", health.Warning, health.Engineer,
+			fmt.Sprintf("pulse acceptor took %s over the session limit; credited (the note is in the cassette)", n))
+	}
+	if c.sess != nil && c.sess.ID == res.Session.ID {
+		s := res.Session
+		c.sess = &s
+		c.say("info", fmt.Sprintf("%s received.", formatMinor(res.Credit.ValueMinor, c.e.j.Currency())))
+	}
+	return nil
+}
+
+// completeNote records, once the unit is known to have finished the last credited note,
+// that it did (journal.NoteCompleted).
+func (c *core) completeNote() {
+	if !c.creditUnfinished {
+		return
+	}
+	if err := c.e.j.NoteCompleted(); err != nil {
+		c.journalFailedOp("note completed", err)
+		return
+	}
+	c.journalOK()
+	c.creditUnfinished = false
+}
+
+func (c *core) event(ev acceptor.Event) {
+	c.unit = ev.Kind
 	switch ev.Kind {
 	case acceptor.Idle, acceptor.Disabled:
-		e.unitSettled = true
-		e.clearFaultsLocked()
-		e.completeNoteLocked()
+		c.unitSettled = true
+		c.clearFaults()
+		c.completeNote()
 	case acceptor.Accepting, acceptor.Stacking, acceptor.Returning, acceptor.Holding, acceptor.Initializing:
-		e.unitSettled = false
+		c.unitSettled = false
 		if ev.Kind == acceptor.Accepting {
-			e.lastActivity = e.now()
+			c.lastActivity = c.now()
 		}
 	case acceptor.Stacked:
-		e.unitSettled = false
-		e.completeNoteLocked()
+		c.unitSettled = false
+		c.completeNote()
 	case acceptor.Returned:
-		e.lastActivity = e.now()
+		c.lastActivity = c.now()
 		// Keep the reason the host gave for returning it; the customer needs that more.
-		if e.state == Accepting && !e.explained {
-			e.messageLocked("info", "Note returned. Please take it.")
+		if c.derive() == Accepting && !c.explained {
+			c.say("info", "Note returned. Please take it.")
 		}
-		e.explained = false
+		c.explained = false
 	case acceptor.Rejected:
-		e.lastActivity = e.now()
-		if e.state == Accepting {
-			e.messageLocked("error", "The note was not accepted ("+rejectText(ev.Reason)+"). Please take it and try again.")
+		c.lastActivity = c.now()
+		if c.derive() == Accepting {
+			c.say("error", "The note was not accepted ("+rejectText(ev.Reason)+"). Please take it and try again.")
 		}
 	case acceptor.PowerUp, acceptor.PowerUpNoteInAcceptor, acceptor.PowerUpNoteInStacker:
-		e.unitSettled = false
-		e.recordDeviceLocked(ev)
-		e.resolveFromPowerUpLocked(ev)
-		// A unit comes out of power-up inhibited with its settings forgotten: make the
-		// controller apply the wanted state again.
-		e.wantGen++
-		e.poke()
+		c.unitSettled = false
+		c.recordDevice(ev)
+		c.resolveFromPowerUp(ev)
+		// A unit comes out of power-up inhibited with its settings forgotten: apply the
+		// wanted state again.
+		c.reapplyAcceptor()
 	case acceptor.Fraud:
-		e.recordDeviceLocked(ev)
-		e.cfg.Health.Event("acceptor_fraud", health.Critical, health.Engineer, ev.String())
+		c.recordDevice(ev)
+		c.e.cfg.Health.Event("acceptor_fraud", health.Critical, health.Engineer, ev.String())
 	case acceptor.CommRestored:
-		e.recordDeviceLocked(ev)
-		delete(e.faults, acceptor.CommLost.String())
-		e.cfg.Health.Clear("acceptor_" + acceptor.CommLost.String())
+		c.recordDevice(ev)
+		if cl := c.closing; cl != nil && cl.phase == closeSettle && cl.inhibited {
+			// The unit can speak again: give it the settle time to report the note in
+			// transit before the close decides the note is uncertain.
+			if by := c.now().Add(c.e.cfg.Timing.SettleTimeout); by.After(cl.settleBy) {
+				cl.settleBy = by
+			}
+		}
+		delete(c.faults, acceptor.CommLost.String())
+		c.e.cfg.Health.Clear("acceptor_" + acceptor.CommLost.String())
 	case acceptor.ProtocolError:
-		e.log.Warn("acceptor protocol error", "event", ev.String())
+		c.e.log.Warn("acceptor protocol error", "event", ev.String())
 	case acceptor.CassetteReplaced:
-		e.recordDeviceLocked(ev)
-		delete(e.faults, acceptor.CassetteRemoved.String())
-		e.cfg.Health.Clear("acceptor_" + acceptor.CassetteRemoved.String())
+		c.recordDevice(ev)
+		delete(c.faults, acceptor.CassetteRemoved.String())
+		c.e.cfg.Health.Clear("acceptor_" + acceptor.CassetteRemoved.String())
 	}
 	// Every fault stops service until the unit reports a normal state again; for a unit that
 	// latches a cheat attempt until RESET (ID-003, CCNET) that means until a technician resets
 	// it, for one that reports it once (SSP) it clears at the next poll.
 	if ev.Kind.Fault() {
-		e.recordDeviceLocked(ev)
+		c.recordDevice(ev)
 		key := ev.Kind.String()
-		if !e.faults[key] {
-			e.faults[key] = true
+		if !c.faults[key] {
+			c.faults[key] = true
 			actor := health.Engineer
 			if ev.Kind == acceptor.CassetteFull || ev.Kind == acceptor.CassetteRemoved {
 				actor = health.Staff
 			}
-			e.cfg.Health.Set("acceptor_"+key, health.Critical, actor, health.StopsService, ev.String())
+			c.e.cfg.Health.Set("acceptor_"+key, health.Critical, actor, health.StopsService, ev.String())
 		}
 	}
-	e.changedLocked()
 }
 
-// clearFaultsLocked clears acceptor faults once the unit reports a normal state.
-func (e *Engine) clearFaultsLocked() {
-	for k := range e.faults {
-		delete(e.faults, k)
-		e.cfg.Health.Clear("acceptor_" + k)
+// clearFaults clears acceptor faults once the unit reports a normal state.
+func (c *core) clearFaults() {
+	for k := range c.faults {
+		delete(c.faults, k)
+		c.e.cfg.Health.Clear("acceptor_" + k)
 	}
 }
 
-func (e *Engine) recordDeviceLocked(ev acceptor.Event) {
-	if err := e.j.Record(journal.EvDevice, map[string]any{"device": "acceptor", "event": ev.Kind.String(), "code": ev.Code, "detail": ev.String()}); err != nil {
-		e.journalFailedLocked("device event", err)
+func (c *core) recordDevice(ev acceptor.Event) {
+	if err := c.e.j.Record(journal.EvDevice, map[string]any{"device": "acceptor", "event": ev.Kind.String(), "code": ev.Code, "detail": ev.String()}); err != nil {
+		c.journalFailedOp("device event", err)
+		return
 	}
+	c.journalOK()
 }
 
-// resolveFromPowerUpLocked settles an open stack intent from the unit's own power-up report
+// resolveFromPowerUp settles an open stack intent from the unit's own power-up report
 // (invariant 3).
-func (e *Engine) resolveFromPowerUpLocked(ev acceptor.Event) {
-	intents, err := e.j.OpenIntents()
+func (c *core) resolveFromPowerUp(ev acceptor.Event) {
+	intents, err := c.e.j.OpenIntents()
 	if err != nil {
-		e.journalFailedLocked("read intents", err)
+		c.journalFailedOp("read intents", err)
 		return
 	}
 	if len(intents) == 0 {
@@ -333,31 +362,30 @@ func (e *Engine) resolveFromPowerUpLocked(ev acceptor.Event) {
 		// the last credited note if the unit had not finished it; otherwise nothing in the
 		// journal accounts for it and it becomes an uncertain item.
 		if ev.Kind == acceptor.PowerUpNoteInStacker {
-			last, err := e.j.StackerWithoutIntent(jnote(ev.Note), ev.String())
+			last, err := c.e.j.StackerWithoutIntent(jnote(ev.Note), ev.String())
 			if err != nil {
-				e.journalFailedLocked("stacker note", err)
+				c.journalFailedOp("stacker note", err)
 				return
 			}
-			if !last {
-				e.cfg.Health.Event("uncertain_item", health.Critical, health.Staff,
+			c.journalOK()
+			if last {
+				// The unit finishes it at its reset.
+				c.creditUnfinished = true
+			} else {
+				c.e.cfg.Health.Event("uncertain_item", health.Critical, health.Staff,
 					"unit powered up with a note in the stacker that the journal has no stack intent for; settle at cash collection")
-				e.refreshSessionLocked()
+				c.refreshSession()
 			}
 		}
 		return
 	}
 	in := intents[0]
-	if _, counts := e.cfg.Acceptor.(acceptor.StackCounter); counts && ev.Kind == acceptor.PowerUp {
+	if _, counts := c.e.cfg.Acceptor.(acceptor.StackCounter); counts && ev.Kind == acceptor.PowerUp {
 		// The unit says nothing about the note, but it counts what it stacked: ask its
-		// counter once it is at rest (recovery does it at start-up; while running, a task).
-		e.log.Warn("unit restarted with a note in transit; asking its stacked counter", "intent", in.ID)
-		if !e.recovering && e.runCtx != nil {
-			ctx := e.runCtx
-			e.tasks.Add(1)
-			go func() {
-				defer e.tasks.Done()
-				e.settleByWitness(ctx, in)
-			}()
+		// counter once it is at rest (recovery does it at start-up; while running, here).
+		c.e.log.Warn("unit restarted with a note in transit; asking its stacked counter", "intent", in.ID)
+		if c.rec == nil && c.witness == nil {
+			c.witness = &pendingWitness{in: in, until: c.now().Add(c.e.cfg.Timing.RecoveryTimeout)}
 		}
 		return
 	}
@@ -370,18 +398,9 @@ func (e *Engine) resolveFromPowerUpLocked(ev acceptor.Event) {
 	default:
 		resolution, evidence = journal.ResolvedUncertain, fmt.Sprintf("unit powered up with no note in the path (%s)", ev)
 	}
-	s, err := e.j.ResolveIntent(in.ID, resolution, evidence)
-	if err != nil {
-		e.journalFailedLocked("resolve intent", err)
-		return
-	}
-	e.log.Warn("resolved a stack intent from the unit's power-up report", "intent", in.ID, "resolution", resolution, "evidence", evidence)
-	if resolution == journal.ResolvedUncertain {
-		e.cfg.Health.Event("uncertain_item", health.Critical, health.Staff,
-			fmt.Sprintf("note of %d minor units in session %d: %s; settle at cash collection", in.Note.ValueMinor, in.SessionID, evidence))
-	}
-	if e.sess != nil && e.sess.ID == s.ID {
-		e.sess = &s
+	c.resolveIntent(in, resolution, evidence)
+	if resolution == journal.ResolvedStacked {
+		c.creditUnfinished = true
 	}
 }
 

@@ -2,7 +2,10 @@ package session
 
 import (
 	"context"
+	"reflect"
+	"slices"
 
+	"github.com/kioskd/kioskd/kiosk/health"
 	"github.com/kioskd/kioskd/kiosk/journal"
 )
 
@@ -31,8 +34,11 @@ type View struct {
 
 // Result is the outcome of the last session, shown until the next one starts.
 type Result struct {
-	TopupID     string `json:"topup_id"`
-	ReceiptNo   uint64 `json:"receipt_no"`
+	TopupID   string `json:"topup_id"`
+	ReceiptNo uint64 `json:"receipt_no"`
+	// Reference is what the customer quotes: the top-up id, or "S<session id>" while the
+	// journal could not close the session yet (the top-up follows when it can).
+	Reference   string `json:"reference,omitempty"`
 	AmountMinor int64  `json:"amount_minor"`
 	Currency    string `json:"currency"`
 	// Status is "credited" once the ledger acked, else "pending".
@@ -42,59 +48,88 @@ type Result struct {
 	Printed   bool   `json:"printed"`
 }
 
-func (e *Engine) buildViewLocked() View {
-	v := View{Seq: e.viewSeq, State: e.state.String(), Currency: e.j.Currency(), Notes: []journal.NoteLine{},
-		Message: e.view.Message, MessageKind: e.view.MessageKind, Result: e.view.Result}
-	eff, kinds := e.cfg.Health.Worst()
-	if eff >= 2 {
+func (c *core) buildView() View {
+	v := View{State: c.state.String(), Currency: c.e.j.Currency(), Notes: []journal.NoteLine{},
+		Message: c.message, MessageKind: c.messageKind}
+	eff, kinds := c.e.cfg.Health.Worst()
+	if eff >= health.StopsService {
 		v.Reasons = kinds
-	} else if eff == 1 {
+	} else if eff == health.Degrades {
 		v.Degraded = kinds
 	}
-	if s := e.sess; s != nil {
+	if c.oosReason != "" && c.state == OutOfService {
+		v.Reasons = append(v.Reasons, "operator")
+	}
+	if s := c.sess; s != nil {
 		v.AccountMasked = s.AccountMasked
 		v.LimitMinor = s.LimitMinor
 		v.RemainingMinor = s.RemainingMinor()
 		v.TotalMinor = s.TotalMinor
 		v.Notes = append(v.Notes, s.Notes...)
 		v.Offline = s.Offline
-		if e.state == Accepting {
-			for _, c := range e.allowedCodesLocked() {
-				v.AllowedMinor = append(v.AllowedMinor, e.cfg.Denominations[c].ValueMinor)
+		if c.state == Accepting {
+			for _, code := range c.allowedCodes() {
+				v.AllowedMinor = append(v.AllowedMinor, c.e.cfg.Denominations[code].ValueMinor)
 			}
 		}
 	}
+	if c.result != nil {
+		r := *c.result
+		v.Result = &r
+	}
+	return v
+}
+
+// published is everything readers on other goroutines see.
+type published struct {
+	view   View
+	status Status
+	parked bool
+}
+
+// publish hands the core's current view to readers, waking waiters when it changed.
+func (e *Engine) publish(c *core) {
+	p := published{view: c.buildView(), status: c.status()}
+	p.parked = c.stopping && c.parked()
+	if reflect.DeepEqual(p, c.lastPub) {
+		return
+	}
+	c.lastPub = p
+	c.viewSeq++
+	p.view.Seq = c.viewSeq
+	e.pubMu.Lock()
+	e.pub, e.pubStat, e.pubSt, e.pubParked = p.view, p.status, c.state, p.parked
+	close(e.changed)
+	e.changed = make(chan struct{})
+	e.pubMu.Unlock()
+}
+
+func copyView(v View) View {
 	if v.Result != nil {
 		r := *v.Result
 		v.Result = &r
 	}
+	v.Notes = slices.Clone(v.Notes)
 	return v
 }
 
 // View returns the current view.
 func (e *Engine) View() View {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	v := e.view
-	if v.Result != nil {
-		r := *v.Result
-		v.Result = &r
-	}
-	return v
+	e.pubMu.Lock()
+	defer e.pubMu.Unlock()
+	return copyView(e.pub)
 }
 
 // WaitView returns the first view with Seq > after, or the current one when ctx ends.
 func (e *Engine) WaitView(ctx context.Context, after uint64) (View, bool) {
 	for {
-		e.mu.Lock()
-		if e.view.Seq > after {
-			v := e.view
-			e.mu.Unlock()
+		e.pubMu.Lock()
+		v := copyView(e.pub)
+		ch := e.changed
+		e.pubMu.Unlock()
+		if v.Seq > after {
 			return v, true
 		}
-		ch := e.changed
-		v := e.view
-		e.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return v, false
@@ -103,6 +138,27 @@ func (e *Engine) WaitView(ctx context.Context, after uint64) (View, bool) {
 	}
 }
 
-func (e *Engine) messageLocked(kind, msg string) {
-	e.view.Message, e.view.MessageKind = msg, kind
+// waitPub waits until ok holds for the published status (and parked flag), or ctx ends.
+func (e *Engine) waitPub(ctx context.Context, ok func(s Status, parked bool) bool) (Status, error) {
+	for {
+		e.pubMu.Lock()
+		s, parked, ch := e.pubStat, e.pubParked, e.changed
+		e.pubMu.Unlock()
+		if ok(s, parked) {
+			return s, nil
+		}
+		select {
+		case <-ctx.Done():
+			return s, ctx.Err()
+		case <-ch:
+		case <-e.loopDone:
+			e.pubMu.Lock()
+			s, parked = e.pubStat, e.pubParked
+			e.pubMu.Unlock()
+			if ok(s, parked) {
+				return s, nil
+			}
+			return s, ErrNotRunning
+		}
+	}
 }

@@ -234,6 +234,18 @@ func (s *BoltStore) apply(tx *bolt.Tx, t wire.Topup, c Checks, epoch uint64, has
 			hold = HoldQRReused
 		}
 	}
+	if hold == "" && t.FollowsTopupID != "" {
+		// A follow-up credits notes of uncertain items the ledger holds as suspense for the
+		// earlier top-up: only as many as are still open, of those values, for the same
+		// account. Anything else would let a kiosk key credit what no suspense record backs.
+		ok, err := followUpMatches(tx, t)
+		if err != nil {
+			return Result{}, err
+		}
+		if !ok {
+			hold = HoldFollowUpUnmatched
+		}
+	}
 	if hold == "" && c.StrictEpochs && (!known || ep.Unapproved) {
 		hold = HoldUnknownEpoch
 	}
@@ -385,6 +397,11 @@ func credit(tx *bolt.Tx, t wire.Topup, epoch uint64, hash string, now time.Time)
 		sr := SuspenseRecord{Ref: fmt.Sprintf("SU%012d", sn), TopupID: t.TopupID, KioskID: t.KioskID, Account: t.Account,
 			Currency: t.Currency, ValueMinor: u.ValueMinor, Reason: u.Reason, At: now}
 		if err := putJSON(sb, u64(sn), sr); err != nil {
+			return Result{}, err
+		}
+	}
+	if t.FollowsTopupID != "" {
+		if err := resolveSuspense(sb, t, now); err != nil {
 			return Result{}, err
 		}
 	}
@@ -582,7 +599,48 @@ func (s *BoltStore) Kiosks() ([]KioskInfo, error) {
 	return out, nil
 }
 
-// Suspense implements Store.
+// resolveSuspense closes, for each note of follow-up t, one open suspense record of the
+// top-up it follows with that value (or of unknown value): the note was credited by t. A
+// note with no record left to close is still credited (the kiosk journaled its credit); the
+// records are then settled at cash collection as before.
+func resolveSuspense(sb *bolt.Bucket, t wire.Topup, now time.Time) error {
+	type open struct {
+		key []byte
+		rec SuspenseRecord
+	}
+	var recs []open
+	if err := sb.ForEach(func(k, v []byte) error {
+		var r SuspenseRecord
+		if err := json.Unmarshal(v, &r); err != nil {
+			return err
+		}
+		if r.TopupID == t.FollowsTopupID && r.ResolvedBy == "" && r.Status == "" {
+			recs = append(recs, open{key: bytes.Clone(k), rec: r})
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, n := range t.Notes {
+		for range n.Count {
+			// A record naming the value first, then one of unknown value.
+			i := slices.IndexFunc(recs, func(o open) bool { return o.rec.ResolvedBy == "" && o.rec.ValueMinor == n.ValueMinor })
+			if i < 0 {
+				i = slices.IndexFunc(recs, func(o open) bool { return o.rec.ResolvedBy == "" && o.rec.ValueMinor == 0 })
+			}
+			if i < 0 {
+				continue
+			}
+			recs[i].rec.ResolvedBy, recs[i].rec.ResolvedAt = t.TopupID, now
+			if err := putJSON(sb, recs[i].key, recs[i].rec); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Suspense implements Store: the records still waiting to be settled.
 func (s *BoltStore) Suspense() ([]SuspenseRecord, error) {
 	var out []SuspenseRecord
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -591,7 +649,9 @@ func (s *BoltStore) Suspense() ([]SuspenseRecord, error) {
 			if err := json.Unmarshal(v, &r); err != nil {
 				return err
 			}
-			out = append(out, r)
+			if r.ResolvedBy == "" {
+				out = append(out, r)
+			}
 			return nil
 		})
 	})
@@ -718,6 +778,10 @@ func (s *BoltStore) DecideSuspense(ref string, d Decision) (SuspenseRecord, erro
 		if r.Status != "" {
 			return fmt.Errorf("%w: %s", ErrDecided, r.Status)
 		}
+		if r.ResolvedBy != "" {
+			// The kiosk's follow-up top-up already credited this note.
+			return fmt.Errorf("%w: resolved by follow-up %s", ErrDecided, r.ResolvedBy)
+		}
 		now := s.now().UTC()
 		if d.At.IsZero() {
 			d.At = now
@@ -794,3 +858,42 @@ func putJSON(b *bolt.Bucket, k []byte, v any) error {
 }
 
 var _ Store = (*BoltStore)(nil)
+
+// followUpMatches reports whether every note of follow-up t settles an open suspense record
+// (not resolved, not decided by an operator) of the top-up it follows, by value or one of
+// unknown value, and whether that top-up is the same account's.
+func followUpMatches(tx *bolt.Tx, t wire.Topup) (bool, error) {
+	orig, ok, err := getTopup(tx, t.FollowsTopupID)
+	if err != nil || !ok {
+		return false, err
+	}
+	if orig.Account != t.Account || orig.Currency != t.Currency {
+		return false, nil
+	}
+	var open []int64
+	if err := tx.Bucket(bSuspense).ForEach(func(_, v []byte) error {
+		var r SuspenseRecord
+		if err := json.Unmarshal(v, &r); err != nil {
+			return err
+		}
+		if r.TopupID == t.FollowsTopupID && r.ResolvedBy == "" && r.Status == "" {
+			open = append(open, r.ValueMinor)
+		}
+		return nil
+	}); err != nil {
+		return false, err
+	}
+	for _, n := range t.Notes {
+		for range n.Count {
+			i := slices.Index(open, n.ValueMinor)
+			if i < 0 {
+				i = slices.Index(open, 0)
+			}
+			if i < 0 {
+				return false, nil
+			}
+			open = slices.Delete(open, i, i+1)
+		}
+	}
+	return true, nil
+}

@@ -440,7 +440,10 @@ func (l *Ledger) checks(t *wire.Topup) Checks {
 	p := l.cfg.Policy.effective(t.KioskID, l.cfg.Limits)
 	pr, hold := p.checkTopup(l.cfg.WalletKeys, t)
 	c := Checks{Hold: hold, QRNonce: pr.Nonce, KioskDailyNotes: p.DailyNotes, KioskDailyMinor: p.DailyCashInMinor,
-		StrictEpochs: p.StrictEpochs}
+		StrictEpochs: p.StrictEpochs,
+		// A follow-up carries the code of the session it follows; the store still checks
+		// that its notes settle open suspense records of that top-up.
+		QRSharedWith: t.FollowsTopupID}
 	// The kiosk's day is the day of the code's expiry: signed by the wallet, so a kiosk key
 	// cannot spread forged cash-in over invented dates, and an offline top-up still counts
 	// for the day it happened. Without a proof the top-up is held anyway.

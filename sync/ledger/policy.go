@@ -26,6 +26,9 @@ const (
 	HoldKioskDailyAmount = "kiosk_daily_cash_in"
 	HoldKioskDailyNotes  = "kiosk_daily_notes"
 	HoldUnknownEpoch     = "unknown_epoch"
+	// HoldFollowUpUnmatched: a follow-up top-up (follows_topup_id) whose notes are not all
+	// open suspense records of the top-up it names, for the same account.
+	HoldFollowUpUnmatched = "follow_up_unmatched"
 )
 
 // Authz denial reasons for the proof (the others are in ledger.go).

@@ -249,6 +249,10 @@ type SuspenseRecord struct {
 	Status    string    `json:"status,omitempty"`
 	Decision  *Decision `json:"decision,omitempty"`
 	CreditRef string    `json:"credit_ref,omitempty"`
+	// ResolvedBy is the follow-up top-up that credited this item's note (wire.Topup
+	// FollowsTopupID); a resolved record is no longer waiting to be settled.
+	ResolvedBy string    `json:"resolved_by,omitempty"`
+	ResolvedAt time.Time `json:"resolved_at,omitzero"`
 }
 
 // AccountInfo is an account's balances and top-ups.

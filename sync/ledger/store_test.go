@@ -364,3 +364,37 @@ func TestStoreProperties(t *testing.T) {
 		}
 	}
 }
+
+// TestFollowUpResolvesSuspense: a note whose credit the kiosk heard only after the session
+// closed arrives as a follow-up top-up: it is credited, and the suspense record of the
+// original's uncertain item is closed, so the note is never settled a second time.
+func TestFollowUpResolvesSuspense(t *testing.T) {
+	s := openStore(t, "", nil)
+	orig := topup("K1", 1, 1, "bob", 5000)
+	orig.Outcome = wire.OutcomeInterrupted
+	orig.Uncertain = []wire.Uncertain{{ValueMinor: 10000, Reason: "stack commanded, no credit seen"}}
+	mustApply(t, s, orig, wire.AckCredited)
+	other := topup("K1", 1, 2, "cid", 1000)
+	other.Uncertain = []wire.Uncertain{{ValueMinor: 10000, Reason: "stack commanded, no credit seen"}}
+	mustApply(t, s, other, wire.AckCredited)
+
+	fu := topup("K1", 1, 3, "bob", 10000)
+	fu.FollowsTopupID = orig.TopupID
+	r := mustApply(t, s, fu, wire.AckCredited)
+	if r.Balance != 15000 {
+		t.Errorf("balance %d after the follow-up", r.Balance)
+	}
+	sus, err := s.Suspense()
+	if err != nil || len(sus) != 1 || sus[0].TopupID != other.TopupID {
+		t.Fatalf("suspense after the follow-up = %+v, %v; want only the other top-up's item", sus, err)
+	}
+	// A redelivery changes nothing.
+	mustApply(t, s, fu, wire.AckDuplicate)
+	if sus, _ := s.Suspense(); len(sus) != 1 {
+		t.Errorf("suspense after a duplicate: %+v", sus)
+	}
+	// The link is part of the content: the same top-up without it is a conflict.
+	plain := fu
+	plain.FollowsTopupID = ""
+	mustApply(t, s, plain, wire.AckConflict)
+}

@@ -139,6 +139,10 @@ type Topup struct {
 	// verifies it and holds a top-up without a valid one; it is not checked here, so that a
 	// top-up with a bad proof is still well-formed enough to be held and acked.
 	QR string `json:"qr,omitempty"`
+	// FollowsTopupID marks a follow-up top-up: it carries the note of an uncertain item of
+	// that earlier top-up of the same kiosk, whose credit the unit reported after the session
+	// had closed. The ledger credits it and closes the suspense record of that item.
+	FollowsTopupID string `json:"follows_topup_id,omitempty"`
 }
 
 // maxAmount bounds a top-up far above any kiosk session, and far below int64 overflow.
@@ -196,6 +200,17 @@ func (t *Topup) Validate() error {
 	if t.OpenedAt.IsZero() || t.ClosedAt.IsZero() {
 		return fmt.Errorf("%w: opened_at/closed_at", ErrMissing)
 	}
+	if t.FollowsTopupID != "" {
+		fk, fepoch, fseq, err := ParseTopupID(t.FollowsTopupID)
+		if err != nil {
+			return fmt.Errorf("%w: follows_topup_id: %v", ErrInvalid, err)
+		}
+		_, epoch, _, _ := ParseTopupID(t.TopupID)
+		// A follow-up comes after the top-up it follows, from the same journal.
+		if fk != t.KioskID || fepoch != epoch || fseq >= t.Seq {
+			return fmt.Errorf("%w: follows_topup_id %q is not an earlier top-up of %s", ErrInvalid, t.FollowsTopupID, t.TopupID)
+		}
+	}
 	return nil
 }
 
@@ -215,6 +230,10 @@ func (t *Topup) ContentHash() string {
 	// The proof decides which account may be credited, so a different qr is a conflict.
 	if t.QR != "" {
 		fmt.Fprintf(h, "q%s|", t.QR)
+	}
+	if t.FollowsTopupID != "" {
+		// Only when set: the fingerprints of ordinary top-ups stay what they were.
+		fmt.Fprintf(h, "f%s|", t.FollowsTopupID)
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }

@@ -173,3 +173,32 @@ func TestQRInContentHashAndHeldAck(t *testing.T) {
 		t.Errorf("held ack refused: %v", err)
 	}
 }
+
+func TestFollowUpTopupValidation(t *testing.T) {
+	base := Topup{V: Version, TopupID: TopupID("K1", 7, 5), KioskID: "K1", Seq: 5, Account: "bob", Currency: "CNY",
+		AmountMinor: 10000, Notes: []NoteLine{{ValueMinor: 10000, Count: 1}}, OpenedAt: time.Unix(1, 0), ClosedAt: time.Unix(2, 0),
+		ReceiptNo: 5, Outcome: OutcomeComplete}
+	for name, tc := range map[string]struct {
+		follows string
+		ok      bool
+	}{
+		"none":          {"", true},
+		"earlier":       {TopupID("K1", 7, 3), true},
+		"later":         {TopupID("K1", 7, 6), false},
+		"itself":        {TopupID("K1", 7, 5), false},
+		"other kiosk":   {TopupID("K2", 7, 3), false},
+		"other journal": {TopupID("K1", 8, 3), false},
+		"garbage":       {"nope", false},
+	} {
+		tp := base
+		tp.FollowsTopupID = tc.follows
+		if err := tp.Validate(); (err == nil) != tc.ok {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	a, b := base, base
+	b.FollowsTopupID = TopupID("K1", 7, 3)
+	if a.ContentHash() == b.ContentHash() {
+		t.Error("the follow-up link is not part of the content hash")
+	}
+}
