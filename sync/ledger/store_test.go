@@ -398,3 +398,63 @@ func TestFollowUpResolvesSuspense(t *testing.T) {
 	plain.FollowsTopupID = ""
 	mustApply(t, s, plain, wire.AckConflict)
 }
+
+// TestFollowUpCannotMintMoney: a follow-up is credited only against suspense records that are
+// still open, of its values, for the same account; a note settled by an operator cannot be
+// credited again by a follow-up, and the reverse. Anything else is held, never credited.
+func TestFollowUpCannotMintMoney(t *testing.T) {
+	s := openStore(t, "", nil)
+	orig := topup("K1", 1, 1, "bob", 5000)
+	orig.Uncertain = []wire.Uncertain{{ValueMinor: 10000, Reason: "stack commanded, no credit seen"}}
+	mustApply(t, s, orig, wire.AckCredited)
+	fu := topup("K1", 1, 2, "bob", 10000)
+	fu.FollowsTopupID = orig.TopupID
+	mustApply(t, s, fu, wire.AckCredited)
+
+	// The item is resolved: a second follow-up naming the same top-up has nothing to settle.
+	again := topup("K1", 1, 3, "bob", 10000)
+	again.FollowsTopupID = orig.TopupID
+	if r := mustApply(t, s, again, wire.AckHeld); r.Reason != HoldFollowUpUnmatched {
+		t.Errorf("second follow-up held for %q", r.Reason)
+	}
+	// A follow-up to another account, or of another value, is held.
+	o2 := topup("K1", 1, 4, "bob", 1000)
+	o2.Uncertain = []wire.Uncertain{{ValueMinor: 2000, Reason: "r"}}
+	mustApply(t, s, o2, wire.AckCredited)
+	for _, bad := range []wire.Topup{topup("K1", 1, 5, "mallory", 2000), topup("K1", 1, 6, "bob", 5000)} {
+		bad.FollowsTopupID = o2.TopupID
+		if r := mustApply(t, s, bad, wire.AckHeld); r.Reason != HoldFollowUpUnmatched {
+			t.Errorf("%s held for %q", bad.TopupID, r.Reason)
+		}
+	}
+	// An operator releases o2's item; a follow-up for it afterwards is held.
+	sus, err := s.Suspense()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref string
+	for _, r := range sus {
+		if r.TopupID == o2.TopupID {
+			ref = r.Ref
+		}
+	}
+	if ref == "" {
+		t.Fatalf("no open suspense record for %s in %+v", o2.TopupID, sus)
+	}
+	if _, err := s.DecideSuspense(ref, Decision{Action: ActionRelease, Operator: "ops1", Note: "found in the cassette count"}); err != nil {
+		t.Fatal(err)
+	}
+	late := topup("K1", 1, 7, "bob", 2000)
+	late.FollowsTopupID = o2.TopupID
+	if r := mustApply(t, s, late, wire.AckHeld); r.Reason != HoldFollowUpUnmatched {
+		t.Errorf("follow-up after the release held for %q", r.Reason)
+	}
+	acct, err := s.Account("bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 5000 + 10000 (follow-up) + 1000 + 2000 (operator's release): nothing twice.
+	if got := acct.Balances["CNY"]; got != 18000 {
+		t.Errorf("bob's balance %d, want 18000", got)
+	}
+}
