@@ -13,6 +13,9 @@ FUZZTIME  ?= 20s
 # Crash campaign: SIGKILLs per acceptor protocol, and which protocols.
 CRASHES   ?= 200
 CRASH_PROTOCOLS ?= id003,ccnet,ssp
+# Extra campaign flags, e.g. CRASH_FLAGS="-crash.powercut=0 -e2e.linespeed=all" (SIGKILL only,
+# every emulator at its serial line's speed), -crash.seed=N to replay a campaign.
+CRASH_FLAGS ?=
 
 .PHONY: all demo test test-short bench build cross lint fuzz crash clean
 
@@ -67,7 +70,7 @@ fuzz:
 crash:
 	@rm -f .crash-summary
 	KIOSKD_CRASH_SUMMARY=$(CURDIR)/.crash-summary $(GO) test -count=1 -timeout 85m -run '^TestCrashCampaign$$' ./kiosk/e2e \
-	  -args -crash.n=$(CRASHES) -crash.protocols=$(CRASH_PROTOCOLS); rc=$$?; \
+	  -args -crash.n=$(CRASHES) -crash.protocols=$(CRASH_PROTOCOLS) $(CRASH_FLAGS); rc=$$?; \
 	  cat .crash-summary 2>/dev/null || echo "crashes=0 notes=0 violations=unknown (campaign did not finish)"; exit $$rc
 
 ## deb: Debian packages of kioskd for arm64, armhf and amd64 in bin/deb/ (deploy/README.md);
