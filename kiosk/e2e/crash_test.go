@@ -59,6 +59,9 @@ type campaign struct {
 	crashes                int
 	powerCuts              int
 	notes                  int
+	// receipts counts top-ups with exactly one original receipt; receiptAnomalies those
+	// without (allowed only after power cuts that lose a commit, and each logged).
+	receipts, receiptAnomalies int
 	customers              int
 	accounts               map[string]bool
 	byPoint                map[string]int
@@ -73,7 +76,7 @@ func TestCrashCampaign(t *testing.T) {
 		seed = uint64(time.Now().UnixNano())
 	}
 	t.Logf("crash campaign seed %d (rerun with -crash.seed=%d)", seed, seed)
-	var crashes, notes, violations int
+	var crashes, notes, violations, receipts, anomalies int
 	for _, proto := range strings.Split(*crashProtos, ",") {
 		t.Run(proto, func(t *testing.T) {
 			c := runCampaign(t, proto, *crashN, seed)
@@ -81,11 +84,14 @@ func TestCrashCampaign(t *testing.T) {
 			crashes += c.crashes
 			notes += c.notes
 			violations += v
+			receipts += c.receipts
+			anomalies += c.receiptAnomalies
 			t.Logf("%s: crashes=%d (power cuts %d) customers=%d notes=%d violations=%d by point %v",
 				proto, c.crashes, c.powerCuts, c.customers, c.notes, v, c.byPoint)
 		})
 	}
-	line := fmt.Sprintf("crashes=%d notes=%d violations=%d", crashes, notes, violations)
+	line := fmt.Sprintf("receipts=%d receipt_anomalies=%d seed=%d\ncrashes=%d notes=%d violations=%d",
+		receipts, anomalies, seed, crashes, notes, violations)
 	if f := os.Getenv("KIOSKD_CRASH_SUMMARY"); f != "" {
 		os.WriteFile(f, []byte(line+"\n"), 0o644)
 	}
@@ -413,6 +419,9 @@ func (c *campaign) check() int {
 			bad("top-up %s left %s", tp.TopupID, tp.State)
 		}
 		orig, copies := c.e.originals(tp.TopupID)
+		if orig == 1 {
+			c.receipts++
+		}
 		if orig != 1 || orig+copies == 0 {
 			if c.powerCuts > 0 {
 				// A lost commit can take a print record with it; counted, not a money fault.
@@ -430,6 +439,7 @@ func (c *campaign) check() int {
 	if n < len(ledgerTopups) {
 		bad("ledger holds %d top-ups of this kiosk, journal only %d", len(ledgerTopups), n)
 	}
+	c.receiptAnomalies = receiptAnomalies
 	t.Logf("%s: cassette %d (%d notes), credited %d (%d notes), uncertain %d (%d items, %d of unknown value), top-ups %d, receipt anomalies %d",
 		c.proto, stacked, stackedN, credited, creditedN, uncertain, len(unc), unknown, n, receiptAnomalies)
 	return violations
