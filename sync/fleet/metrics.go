@@ -75,12 +75,14 @@ func (c kioskCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c kioskCollector) Collect(ch chan<- prometheus.Metric) {
 	f := c.f
+	f.mu.Lock()
 	now := f.now().UTC()
 	ks, err := f.store.Kiosks()
 	var alarms []AlarmRecord
 	if err == nil {
 		alarms, err = f.store.Alarms("", true)
 	}
+	f.mu.Unlock()
 	if err != nil {
 		f.log.Error("fleet: metrics: store", "err", err)
 		ch <- prometheus.MustNewConstMetric(descScrapeErr, prometheus.GaugeValue, 1)

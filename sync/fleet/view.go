@@ -119,6 +119,9 @@ func (f *Fleet) summarize(k KioskRecord, alarms []AlarmRecord, now time.Time) Ki
 
 // Overview computes the fleet page.
 func (f *Fleet) Overview() (Overview, error) {
+	// Under the mutex, so that a status and the alarms it raises are seen together.
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	now := f.now().UTC()
 	o := Overview{At: now, ByState: map[string]int{}, StaleAfter: f.cfg.StaleAfter, StuckAfter: f.cfg.StuckAfter, IdleAfter: f.cfg.IdleAfter}
 	ks, err := f.store.Kiosks()
@@ -179,6 +182,8 @@ type KioskDetail struct {
 
 // Kiosk computes the page of one kiosk.
 func (f *Fleet) Kiosk(id string) (KioskDetail, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	now := f.now().UTC()
 	var d KioskDetail
 	k, err := f.store.Kiosk(id)
