@@ -3,10 +3,14 @@ package ledger
 import (
 	"io"
 	"net/http/httptest"
+	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/kioskd/kioskd/sync/wire"
 )
@@ -53,5 +57,28 @@ func TestMetricsScrape(t *testing.T) {
 	}
 	if probs, err := testutil.GatherAndLint(l.Registry()); err != nil || len(probs) > 0 {
 		t.Errorf("metric lint: %v %+v", err, probs)
+	}
+}
+
+// TestAlertRulesUseLedgerMetrics: every ledgerd metric the alerting rules name exists.
+func TestAlertRulesUseLedgerMetrics(t *testing.T) {
+	raw, err := os.ReadFile("../../deploy/prometheus/kioskd.rules.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := startBroker(t)
+	l, _ := runLedger(t, b, openStore(t, "", nil), "ledger-1", nil)
+	mfs, err := l.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := regexp.MustCompile(`\bledgerd_[a-z_]+`).FindAllString(string(raw), -1)
+	if len(names) == 0 {
+		t.Fatal("no ledgerd metric in the rules")
+	}
+	for _, n := range names {
+		if !slices.ContainsFunc(mfs, func(mf *dto.MetricFamily) bool { return mf.GetName() == n }) {
+			t.Errorf("the alerting rules use %s, which ledgerd does not export", n)
+		}
 	}
 }
