@@ -21,7 +21,7 @@ func ruleMetricNames(t *testing.T, prefix string) []string {
 		t.Fatal(err)
 	}
 	var names []string
-	for _, m := range regexp.MustCompile(`\b` + prefix + `[a-z_]+`).FindAllString(string(raw), -1) {
+	for _, m := range regexp.MustCompile(`\b`+prefix+`[a-z_]+`).FindAllString(string(raw), -1) {
 		if !slices.Contains(names, m) {
 			names = append(names, m)
 		}

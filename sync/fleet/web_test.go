@@ -48,7 +48,7 @@ func fakeLedger(t *testing.T) *httptest.Server {
 func newWebRig(t *testing.T) *webRig {
 	r := newRig(t)
 	w := &webRig{rig: r, ledger: fakeLedger(t)}
-	h, err := r.f.Handler(WebConfig{Operators: Operators{"alice": secret}, Ledger: &LedgerClient{Base: w.ledger.URL}})
+	h, err := r.f.Handler(WebConfig{Operators: Operators{"alice": secret}, Ledger: &LedgerClient{Base: w.ledger.URL}, Refresh: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
