@@ -86,6 +86,13 @@ func New(cfg Config) (*Fleet, error) {
 	}
 	f := &Fleet{cfg: cfg, store: cfg.Store, now: cfg.Now, log: cfg.Logger.With("component", "fleet")}
 	f.m = newMetrics(f)
+	if cfg.Notifier != nil {
+		open, err := cfg.Store.Alarms("", true)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Notifier.Resume(open)
+	}
 	return f, nil
 }
 

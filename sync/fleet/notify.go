@@ -10,8 +10,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/kioskd/kioskd/sync/wire"
 )
 
 // Rule is one notification hook: alarms that match go to URL as a JSON POST.
@@ -84,8 +82,8 @@ type Notification struct {
 // repeated raise of a standing alarm is not news), again every Repeat while it stands
 // unacknowledged, and an "all clear" when it clears. Deliveries run on one goroutine in
 // order, with a timeout; a failed delivery is logged and counted, not retried (the repeat is
-// the retry). The deduplication state is in memory: after a restart, alarms still open are
-// announced once more.
+// the retry). The deduplication state is in memory and rebuilt from the store's open alarms
+// at start (Resume), so a restart neither repeats an announcement nor loses an all clear.
 type Notifier struct {
 	rules  []Rule
 	client *http.Client
@@ -169,6 +167,22 @@ func (n *Notifier) Raised(a AlarmRecord) {
 		}
 		n.sent[k] = &sentState{alarm: a, last: n.now()}
 		n.enqueue(r, NotifyRaised, a)
+	}
+}
+
+// Resume takes over the open alarms a previous run announced (they were open in the store,
+// so they were announced when raised): they get their repeats and their all clear, without
+// being announced again. New calls it with the store's open alarms.
+func (n *Notifier) Resume(open []AlarmRecord) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	now := n.now()
+	for _, a := range open {
+		for _, r := range n.rules {
+			if r.matches(a) {
+				n.sent[joinKey(r.Name, a.KioskID, a.AlarmID)] = &sentState{alarm: a, last: now}
+			}
+		}
 	}
 }
 
@@ -264,5 +278,3 @@ func (n *Notifier) post(msg Notification) {
 	}
 	n.count(msg.Rule, msg.Event, "ok")
 }
-
-var _ = wire.SeverityInfo

@@ -125,3 +125,46 @@ func TestWebhookRuleFilters(t *testing.T) {
 		}
 	}
 }
+
+// TestWebhookAcrossRestart: an alarm announced before a restart is not announced again, and
+// still gets its repeat and its all clear after it.
+func TestWebhookAcrossRestart(t *testing.T) {
+	srv, ch := hookServer(t)
+	clk := newClock()
+	rules := []Rule{{Name: "oncall", URL: srv.URL, Repeat: Duration(10 * time.Minute)}}
+	n1, err := NewNotifier(rules, nil, clk.Now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRig(t)
+	r.clk = clk
+	r.n = n1
+	r.restart()
+	r.send("K1", wire.UpStatus, wire.Status{V: 1, State: wire.StateDegraded,
+		Conditions: []wire.Condition{{Kind: "printer_paper_out", Severity: wire.SeverityWarning, Actor: wire.ActorStaff}}})
+	if got := next(t, ch); got.Event != NotifyRaised {
+		t.Fatalf("%+v", got)
+	}
+	n1.Close()
+
+	// fleetd restarts: a new Notifier; the broker sends the retained status again.
+	n2, err := NewNotifier(rules, nil, clk.Now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n2.Close()
+	r.n = n2
+	r.restart()
+	r.send("K1", wire.UpStatus, wire.Status{V: 1, State: wire.StateDegraded,
+		Conditions: []wire.Condition{{Kind: "printer_paper_out", Severity: wire.SeverityWarning, Actor: wire.ActorStaff}}})
+	none(t, n2, ch)
+	clk.Add(10 * time.Minute)
+	n2.Tick()
+	if got := next(t, ch); got.Event != NotifyRepeat {
+		t.Fatalf("repeat after restart: %+v", got)
+	}
+	r.send("K1", wire.UpStatus, wire.Status{V: 1, State: wire.StateOnline})
+	if got := next(t, ch); got.Event != NotifyCleared || got.AlarmID != "cond:printer_paper_out" {
+		t.Fatalf("all clear after restart: %+v", got)
+	}
+}

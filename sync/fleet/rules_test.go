@@ -71,7 +71,7 @@ func TestAlertRulesPromtool(t *testing.T) {
 		}
 		t.Skip("promtool not installed (apt-get install prometheus; .ci/run does)")
 	}
-	for _, args := range [][]string{{"check", "rules", "kioskd.rules.yml"}, {"test", "rules", "kioskd.rules.test.yml"}} {
+	for _, args := range [][]string{{"check", "rules", "kioskd.rules.yml"}, {"test", "rules", "kioskd.rules.test.yml"}, {"check", "config", "prometheus.yml"}} {
 		cmd := exec.Command(bin, args...)
 		cmd.Dir = rulesDir
 		if out, err := cmd.CombinedOutput(); err != nil {

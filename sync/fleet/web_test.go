@@ -230,3 +230,20 @@ func TestMetricsScrape(t *testing.T) {
 		t.Errorf("metric lint: %v %+v", err, probs)
 	}
 }
+
+// TestBearerAPIAcknowledge: a script with a bearer token acknowledges without a form token.
+func TestBearerAPIAcknowledge(t *testing.T) {
+	w := newWebRig(t)
+	w.seed()
+	req, _ := http.NewRequest("POST", w.srv.URL+"/kiosk/K1/alarm/cond:printer_paper_out/ack", nil)
+	req.Header.Set("Authorization", "Bearer "+secret)
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Do(req)
+	if err != nil || resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("%v %v", resp, err)
+	}
+	resp.Body.Close()
+	if a := w.alarm("K1", "cond:printer_paper_out"); a.AckedBy != "alice" {
+		t.Errorf("acknowledged by %q", a.AckedBy)
+	}
+}
