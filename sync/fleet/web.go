@@ -99,7 +99,7 @@ type web struct {
 //
 //	GET  /                                   fleet overview
 //	GET  /kiosk/{id}                         one kiosk
-//	POST /kiosk/{id}/alarm/{alarm_id}/ack    acknowledge an alarm
+//	POST /kiosk/{id}/ack                     acknowledge an alarm (form field alarm_id)
 //	POST /kiosk/{id}/command                 confirm a command (confirm=yes sends it)
 //	GET  /api/overview, /api/kiosk/{id}      the same as JSON
 //
@@ -128,7 +128,7 @@ func (f *Fleet) Handler(cfg WebConfig) (http.Handler, error) {
 	mux.HandleFunc("GET /api/overview", w.auth(w.apiOverview))
 	mux.HandleFunc("GET /kiosk/{id}", w.auth(w.kiosk))
 	mux.HandleFunc("GET /api/kiosk/{id}", w.auth(w.apiKiosk))
-	mux.HandleFunc("POST /kiosk/{id}/alarm/{alarm_id}/ack", w.auth(w.ack))
+	mux.HandleFunc("POST /kiosk/{id}/ack", w.auth(w.ack))
 	mux.HandleFunc("POST /kiosk/{id}/command", w.auth(w.command))
 	return securityHeaders(mux), nil
 }
@@ -323,7 +323,8 @@ func (w *web) ack(rw http.ResponseWriter, r *http.Request, op string) {
 		http.Error(rw, "stale or forged form: reload the page", http.StatusForbidden)
 		return
 	}
-	aid := r.PathValue("alarm_id")
+	// A form field, not a path segment: an alarm id is the kiosk's and may hold a '/'.
+	aid := r.PostFormValue("alarm_id")
 	if _, err := w.f.Acknowledge(id, aid, op); err != nil {
 		w.fail(rw, err)
 		return

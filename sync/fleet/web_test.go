@@ -160,10 +160,10 @@ func TestAcknowledgeAndCommandThroughPages(t *testing.T) {
 		t.Fatal("no csrf token on the page")
 	}
 	tok := m[1]
-	if code, _ := w.do("POST", "/kiosk/K1/alarm/cond:printer_paper_out/ack", url.Values{"csrf": {"forged"}}, true); code != http.StatusForbidden {
+	if code, _ := w.do("POST", "/kiosk/K1/ack", url.Values{"csrf": {"forged"}, "alarm_id": {"cond:printer_paper_out"}}, true); code != http.StatusForbidden {
 		t.Errorf("forged ack: %d", code)
 	}
-	code, loc := w.do("POST", "/kiosk/K1/alarm/cond:printer_paper_out/ack", url.Values{"csrf": {tok}}, true)
+	code, loc := w.do("POST", "/kiosk/K1/ack", url.Values{"csrf": {tok}, "alarm_id": {"cond:printer_paper_out"}}, true)
 	if code != http.StatusSeeOther || !strings.HasPrefix(loc, "/kiosk/K1?flash=") {
 		t.Fatalf("ack: %d %s", code, loc)
 	}
@@ -235,7 +235,8 @@ func TestMetricsScrape(t *testing.T) {
 func TestBearerAPIAcknowledge(t *testing.T) {
 	w := newWebRig(t)
 	w.seed()
-	req, _ := http.NewRequest("POST", w.srv.URL+"/kiosk/K1/alarm/cond:printer_paper_out/ack", nil)
+	req, _ := http.NewRequest("POST", w.srv.URL+"/kiosk/K1/ack", strings.NewReader("alarm_id=cond%3Aprinter_paper_out"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Authorization", "Bearer "+secret)
 	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := c.Do(req)
@@ -245,5 +246,21 @@ func TestBearerAPIAcknowledge(t *testing.T) {
 	resp.Body.Close()
 	if a := w.alarm("K1", "cond:printer_paper_out"); a.AckedBy != "alice" {
 		t.Errorf("acknowledged by %q", a.AckedBy)
+	}
+	// An alarm id with a slash (the kiosk chooses its ids) is acknowledged from the page too.
+	w.send("K1", wire.UpAlarm, wire.Alarm{V: 1, AlarmID: "door/1", Kind: "door_open", Severity: wire.SeverityWarning, Actor: wire.ActorStaff})
+	_, page := w.do("GET", "/kiosk/K1", nil, true)
+	if !strings.Contains(page, `name="alarm_id" value="door/1"`) {
+		t.Fatal("no acknowledge form for door/1")
+	}
+	tok := csrfRe.FindStringSubmatch(page)[1]
+	if code, _ := w.do("POST", "/kiosk/K1/ack", url.Values{"csrf": {tok}, "alarm_id": {"door/1"}}, true); code != http.StatusSeeOther {
+		t.Errorf("ack door/1: %d", code)
+	}
+	if a := w.alarm("K1", "door/1"); a.AckedBy != "alice" {
+		t.Errorf("door/1 acknowledged by %q", a.AckedBy)
+	}
+	if code, _ := w.do("POST", "/kiosk/K1/ack", url.Values{"csrf": {tok}, "alarm_id": {"nope"}}, true); code != http.StatusNotFound {
+		t.Errorf("ack of an unknown alarm: %d", code)
 	}
 }
