@@ -50,7 +50,7 @@ func (p *published) publish(_ context.Context, topic string, payload []byte) err
 }
 
 type rig struct {
-	t     *testing.T
+	t     testing.TB
 	path  string
 	store *BoltStore
 	f     *Fleet
@@ -61,7 +61,7 @@ type rig struct {
 	n     *Notifier
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	t.Helper()
 	pk, sk, _ := ed25519.GenerateKey(nil)
 	r := &rig{t: t, path: filepath.Join(t.TempDir(), "fleet.db"), clk: newClock(), pub: &published{}, opsPK: pk, opsSK: sk}
