@@ -427,6 +427,9 @@ func (f *Fleet) SendCommand(ctx context.Context, kioskID, kind string, args json
 	if err != nil {
 		return rec, err
 	}
+	// The PUBACK wait is bounded: an operator gets an answer, and the record says failed.
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	switch {
 	case f.cfg.Publish != nil:
 		err = f.cfg.Publish(ctx, wire.Topic(kioskID, wire.DownCmd), env)
