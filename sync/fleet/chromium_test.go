@@ -293,4 +293,10 @@ func TestConsoleInChromium(t *testing.T) {
 		t.Errorf("the overview is wider than a phone: %s > %s", br.eval(`String(document.documentElement.scrollWidth)`), br.eval(`String(window.innerWidth)`))
 	}
 	br.shot(shots, "fleet-overview-phone.png")
+	br.open(w.srv.URL + "/kiosk/K1")
+	br.until("phone kiosk page", `document.getElementById("fill").textContent`, func(s string) bool { return s == "95%" })
+	if fits := br.eval(`String(document.documentElement.scrollWidth <= window.innerWidth)`); fits != "true" {
+		t.Errorf("the kiosk page is wider than a phone: %s", br.eval(`String(document.documentElement.scrollWidth)`))
+	}
+	br.shot(shots, "fleet-kiosk-phone.png")
 }
