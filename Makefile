@@ -7,7 +7,7 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 ERRCHECK    := github.com/kisielk/errcheck@v1.30.0
-CMDS      := kioskd kioskctl kioskbench ledgerd hw-sim demo
+CMDS      := kioskd kioskctl kioskbench ledgerd fleetd hw-sim demo
 # Fuzz targets run by `make fuzz` (package:target), FUZZTIME each.
 FUZZTIME  ?= 20s
 # Crash campaign: SIGKILLs per acceptor protocol, and which protocols.

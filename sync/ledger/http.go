@@ -33,6 +33,7 @@ import (
 //	POST /api/suspense/{ref}/reject       close it without credit  }   <that operator's token>
 //	GET /api/stats                 counters (Stats)
 //	GET /healthz                   200 when the store answers; says whether MQTT is up
+//	GET /metrics                   Prometheus metrics (counters of Stats; no ids in labels)
 //
 // JSON uses snake_case; errors are {"error": "..."} with 400, 401 (no or wrong token for the
 // operator), 404, 409 (decided before), 413 or 500. A decision answers the updated record.
@@ -123,6 +124,7 @@ func (l *Ledger) Handler() http.Handler {
 	mux.HandleFunc("GET /api/stats", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, l.Stats())
 	})
+	mux.Handle("GET /metrics", l.metricsHandler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		st := l.Stats()
 		body := map[string]any{"status": "ok", "mqtt_connected": st.MQTTConnected}

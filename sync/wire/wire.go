@@ -352,6 +352,12 @@ type Status struct {
 	BootID        string    `json:"boot_id,omitempty"`
 	Connection    uint64    `json:"connection,omitempty"`
 	At            time.Time `json:"at,omitzero"`
+	// Since is when the kiosk entered State; Reason says why it is not online; Conditions is
+	// the full set of open conditions, so that a console that restarts rebuilds the fleet's
+	// alarm picture from retained statuses alone (sync/CONTRACT.md §7.1).
+	Since      time.Time   `json:"since,omitzero"`
+	Reason     string      `json:"reason,omitempty"`
+	Conditions []Condition `json:"conditions,omitempty"`
 }
 
 // Heartbeat is the up/heartbeat payload.
@@ -374,6 +380,16 @@ type Heartbeat struct {
 	UncertainItems int       `json:"uncertain_items"`
 	SessionState   string    `json:"session_state"`
 	At             time.Time `json:"at,omitzero"`
+
+	// DeviceList is the detailed device list; on the wire it is the array form of "devices"
+	// (see Heartbeat.MarshalJSON): sent when set, else Devices goes out as {name: state}.
+	DeviceList     []Device          `json:"-"`
+	Cassette       *Cassette         `json:"cassette,omitempty"`
+	UncertainCount int               `json:"uncertain_count,omitempty"`
+	Clock          time.Time         `json:"clock,omitzero"`
+	RTTMs          int64             `json:"rtt_ms,omitempty"`
+	LastTopupAt    time.Time         `json:"last_topup_at,omitzero"`
+	Counters       map[string]uint64 `json:"counters,omitempty"`
 }
 
 // Alarm severities and who must act.
@@ -385,6 +401,8 @@ const (
 	ActorStaff    = "staff"
 	ActorEngineer = "engineer"
 	ActorNone     = "none"
+	// ActorOps: central operations must act (a held top-up, a conflict, a key problem).
+	ActorOps = "ops"
 )
 
 // Alarm is the up/alarm payload.
@@ -397,6 +415,13 @@ type Alarm struct {
 	At       time.Time `json:"at"`
 	Details  string    `json:"details,omitempty"`
 	Cleared  bool      `json:"cleared,omitempty"`
+	// State is AlarmRaised or AlarmCleared; RaisedAt and ClearedAt date the two ends of the
+	// alarm's life; Detail is the human text (Details is its older name). A receiver treats
+	// Cleared == true as State == "cleared" (IsCleared).
+	State     string    `json:"state,omitempty"`
+	RaisedAt  time.Time `json:"raised_at,omitzero"`
+	ClearedAt time.Time `json:"cleared_at,omitzero"`
+	Detail    string    `json:"detail,omitempty"`
 }
 
 // Command is the payload of a signed down/cmd.
