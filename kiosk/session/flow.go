@@ -653,6 +653,10 @@ func (c *core) endRecovery() {
 	}
 	c.rec = nil
 	if r.result != nil {
+		// The ledger may have acknowledged it while the receipts printed.
+		if a, ok := c.acked[r.result.TopupID]; ok && a.State == journal.TopupCredited {
+			r.result.Status = ReceiptCredited
+		}
 		c.result = r.result
 		c.resultUntil = c.now().Add(c.e.cfg.Timing.ResultDisplay)
 	}
