@@ -109,9 +109,7 @@ func (c *core) now() time.Time { return c.e.now() }
 // hit marks a named crash point.
 func (c *core) hit(point string) {
 	failpoint.Hit(point)
-	if c.e.cfg.Hook != nil {
-		c.e.cfg.Hook(point)
-	}
+	c.e.crashHook(point)
 }
 
 // derive computes the kiosk's state from the facts. It is the only place a state is decided.
