@@ -102,7 +102,7 @@ func TestKill9LedgerdOnPostgres(t *testing.T) {
 	os.WriteFile(wallets, []byte(`{"w1":"`+base64.StdEncoding.EncodeToString(wpub)+`"}`), 0o644)
 	args := func(id string) []string {
 		return []string{"-broker", b.URL(), "-pg", dsn, "-key", key, "-kid", "k1", "-http", "", "-client-id", id,
-			"-wallet-keys", wallets, "-log-level", "debug"}
+			"-wallet-keys", wallets}
 	}
 	victim := startChild(t, args("ledgerd-a")...)
 	survivor := startChild(t, args("ledgerd-b")...)
@@ -156,6 +156,7 @@ func TestKill9LedgerdOnPostgres(t *testing.T) {
 		}
 	}
 	acked := func() int { mu.Lock(); defer mu.Unlock(); return len(done) }
+	seen := func() string { mu.Lock(); defer mu.Unlock(); return fmt.Sprint(statuses) }
 	// Half the stream, then SIGKILL as soon as the victim has credited some of it: the rest
 	// of that half is in flight. No clean stop: whatever it was doing is lost.
 	for _, tp := range topups[:n/2] {
@@ -174,7 +175,7 @@ func TestKill9LedgerdOnPostgres(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	for acked() < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d acked; statuses %v", acked(), n, statuses)
+			t.Fatalf("%d of %d acked; statuses %s", acked(), n, seen())
 		}
 		mu.Lock()
 		var pending []wire.Topup
@@ -206,7 +207,7 @@ func TestKill9LedgerdOnPostgres(t *testing.T) {
 	if credits > n { // fewer is possible: SIGKILL between a commit and its log line
 		t.Errorf("%d credit log lines for %d top-ups", credits, n)
 	}
-	t.Logf("acks %v; the victim credited %d before SIGKILL", statuses, strings.Count(victim.logs.String(), "ledger: credited"))
+	t.Logf("acks %s; the victim credited %d before SIGKILL", seen(), strings.Count(victim.logs.String(), "ledger: credited"))
 
 	survivor.cmd.Process.Signal(os.Interrupt)
 	select {
