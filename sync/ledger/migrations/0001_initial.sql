@@ -1,6 +1,8 @@
 -- The ledger's tables. Money is BIGINT minor units; a journal epoch is its 16-hex-digit
 -- form (it is a uint64, and the fixed-width text sorts like the number).
 
+-- Sequences number ledger_refs (LR...), suspense refs (SU...) and alarm refs (OA...):
+-- unique, not contiguous (a transaction retried after a serialization failure uses a value).
 CREATE SEQUENCE ledger_ref_seq;
 CREATE SEQUENCE suspense_seq;
 CREATE SEQUENCE alarm_seq;
