@@ -193,7 +193,9 @@ func startKiosk(t *testing.T, brokerURL, id string) *soKiosk {
 	}
 	k.mc, err = mqttc.Dial(mqttc.Config{Brokers: []string{brokerURL}, ClientID: id, KeepAlive: 2 * time.Second,
 		ConnectTimeout: 2 * time.Second, MaxReconnectInterval: 500 * time.Millisecond,
-		OnConnect: func(*mqttc.Client) { k.up.OnConnect(ctx) }})
+		// The client is stored before the uplink subscribes through it: the first connection
+		// may come up before Dial returns.
+		OnConnect: func(c *mqttc.Client) { lc.c.Store(c); k.up.OnConnect(ctx) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,10 +255,15 @@ func (k *soKiosk) outbox(t *testing.T) int {
 // time (reconnects, retry backoff), so the test waits for outcomes, never for durations.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
+	waitForMsg(t, d, func() string { return what }, cond)
+}
+
+func waitForMsg(t *testing.T, d time.Duration, what func() string, cond func() bool) {
+	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
+			t.Fatalf("timed out after %v waiting for %s", d, what())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -285,9 +292,21 @@ func heldBy(store ledger.Store, ks []*soKiosk) int {
 }
 
 // catchUp waits until every kiosk applied an ack for each top-up it closed.
-func catchUp(t *testing.T, ks []*soKiosk) {
+func catchUp(t *testing.T, ks []*soKiosk, ins []*instance) {
 	t.Helper()
-	waitFor(t, 90*time.Second, "every kiosk's outbox to drain", func() bool {
+	what := func() string {
+		var b strings.Builder
+		b.WriteString("every kiosk's outbox to drain:")
+		for _, k := range ks {
+			fmt.Fprintf(&b, " %s closed=%d acked=%d outbox=%d connected=%v uplink=%+v;", k.id, k.closed, k.acked.Load(),
+				k.outbox(t), k.mc.Connected(), k.up.Stats())
+		}
+		for _, in := range ins {
+			fmt.Fprintf(&b, " %s %+v;", in.name, in.l.Stats())
+		}
+		return b.String()
+	}
+	waitForMsg(t, 90*time.Second, what, func() bool {
 		for _, k := range ks {
 			if int(k.acked.Load()) < k.closed || k.outbox(t) != 0 {
 				return false
@@ -392,7 +411,7 @@ func TestScaleOutKillInstanceMidStream(t *testing.T) {
 	for _, k := range ks {
 		k.add(t, perKiosk/2)
 	}
-	catchUp(t, ks)
+	catchUp(t, ks, ins)
 	checkExactlyOnce(t, ins[1].store, ks, ins)
 	if ins[1].l.Stats().Credited == 0 && ins[2].l.Stats().Credited == 0 {
 		t.Error("no survivor credited anything")
@@ -426,7 +445,7 @@ func TestScaleOutPostgresRestart(t *testing.T) {
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	catchUp(t, ks)
+	catchUp(t, ks, ins)
 	checkExactlyOnce(t, ins[0].store, ks, ins)
 	t.Logf("retry_later answers during the outage: %d", retryLater())
 }
