@@ -123,7 +123,7 @@ func TestRunEndToEnd(t *testing.T) {
 		testRunEndToEnd(t, func(dir string) []string { return []string{"-store", filepath.Join(dir, "l.db")} })
 	})
 	t.Run("postgres", func(t *testing.T) {
-		dsn := pgtest.Start(t).NewDSN(t)
+		dsn := pgtest.Shared(t).NewDSN(t)
 		testRunEndToEnd(t, func(string) []string { return []string{"-pg", dsn} })
 	})
 }
