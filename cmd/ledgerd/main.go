@@ -256,7 +256,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		defer b.Close()
+		defer func() { _ = b.Close() }()
 		logger.Info("ledgerd: embedded broker", "url", b.URL())
 		if !flagSet(fs, "broker") {
 			mc.Brokers = []string{b.URL()} // the embedded broker may have picked its port
@@ -267,7 +267,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer func() { _ = store.Close() }()
 
 	l, err := ledger.New(ledger.Config{
 		MQTT:                   mc,

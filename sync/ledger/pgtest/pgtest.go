@@ -199,7 +199,7 @@ func (s *Server) Start() error {
 		return fmt.Errorf("pgtest: start postgres: %w", err)
 	}
 	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
+	go func() { _ = cmd.Wait(); close(exited) }()
 	s.cmd, s.exited = cmd, exited
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -207,7 +207,7 @@ func (s *Server) Start() error {
 		conn, err := pgx.Connect(ctx, s.DSN)
 		cancel()
 		if err == nil {
-			conn.Close(context.Background())
+			_ = conn.Close(context.Background())
 			return nil
 		}
 		select {
@@ -241,11 +241,11 @@ func (s *Server) Stop() error {
 	if s.cmd == nil {
 		return nil
 	}
-	s.cmd.Process.Signal(syscall.SIGINT)
+	_ = s.cmd.Process.Signal(syscall.SIGINT) // fast shutdown; a process already gone is fine
 	select {
 	case <-s.exited:
 	case <-time.After(30 * time.Second):
-		s.cmd.Process.Kill()
+		_ = s.cmd.Process.Kill()
 		<-s.exited
 	}
 	s.cmd = nil
@@ -260,8 +260,8 @@ func (s *Server) Close() {
 	if s.external {
 		return
 	}
-	s.Stop()
-	os.RemoveAll(s.dir)
+	_ = s.Stop()
+	_ = os.RemoveAll(s.dir)
 }
 
 var schemaN atomic.Int64
@@ -277,7 +277,7 @@ func (s *Server) NewDSN(tb testing.TB) string {
 	if err != nil {
 		tb.Fatalf("pgtest: connect: %v", err)
 	}
-	defer conn.Close(context.Background())
+	defer func() { _ = conn.Close(context.Background()) }()
 	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+name); err != nil {
 		tb.Fatalf("pgtest: create schema: %v", err)
 	}
