@@ -42,10 +42,11 @@ const DefaultSocket = "/run/kioskd/kioskd.sock"
 
 // Status is what `kioskctl status` shows.
 type Status struct {
-	KioskID string `json:"kiosk_id"`
-	Version string `json:"version"`
-	BootID  string `json:"boot_id"`
-	Uptime  string `json:"uptime"`
+	KioskID  string `json:"kiosk_id"`
+	Currency string `json:"currency"`
+	Version  string `json:"version"`
+	BootID   string `json:"boot_id"`
+	Uptime   string `json:"uptime"`
 	// SafeMode is why the kiosk runs in safe mode (its journal failed its check); "" when not.
 	SafeMode string         `json:"safe_mode,omitempty"`
 	Engine   session.Status `json:"engine"`

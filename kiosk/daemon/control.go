@@ -63,7 +63,7 @@ var errSafeMode = errors.New("the journal is not open (safe mode)")
 
 func (b controlBackend) Status(ctx context.Context) (ctl.Status, error) {
 	s := b.s
-	st := ctl.Status{KioskID: s.cfg.Kiosk.ID, Version: s.opts.Version, BootID: s.bootID, Uptime: time.Since(s.start).Round(time.Second).String()}
+	st := ctl.Status{KioskID: s.cfg.Kiosk.ID, Currency: s.cfg.Kiosk.Currency, Version: s.opts.Version, BootID: s.bootID, Uptime: time.Since(s.start).Round(time.Second).String()}
 	if s.safe != nil {
 		st.SafeMode = s.safe.Error()
 		_, kinds := s.reg.Worst()
