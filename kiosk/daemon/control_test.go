@@ -120,6 +120,7 @@ func TestControlSocket(t *testing.T) {
 	}
 	waitView(t, e, "accepting", func(v session.View) bool { return v.State == session.Accepting.String() })
 	var lines []ctl.Progress
+	t0 := time.Now()
 	last, err := c.Maintenance(ctx, true, func(p ctl.Progress) {
 		lines = append(lines, p)
 		if len(lines) == 1 && p.Progress == session.ProgressWaitingIdle {
@@ -131,6 +132,7 @@ func TestControlSocket(t *testing.T) {
 	if err != nil || lines[0].Progress != session.ProgressWaitingIdle || !last.Done || !last.Status.Maintenance {
 		t.Fatalf("maintenance on: %v, %+v", err, lines)
 	}
+	t.Logf("maintenance on took %v", time.Since(t0))
 	if err := c.Get(ctx, "/v1/status", &st); err != nil || st.Engine.State != session.Maintenance.String() {
 		t.Fatalf("status in maintenance %+v %v", st.Engine, err)
 	}
@@ -176,9 +178,11 @@ func TestControlSocket(t *testing.T) {
 	}
 
 	// The socket goes with kioskd: a client then says kioskd is not running.
-	if _, err := r.stop(t); err != nil {
+	took, err := r.stop(t)
+	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("stopped in %v", took)
 	if err := c.Get(ctx, "/v1/status", &st); !errors.Is(err, ctl.ErrNotRunning) {
 		t.Fatalf("after stop: %v", err)
 	}
