@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -20,7 +21,6 @@ import (
 	"github.com/kioskd/kioskd/kiosk/health"
 	"github.com/kioskd/kioskd/kiosk/i18n"
 	"github.com/kioskd/kioskd/kiosk/journal"
-	"github.com/kioskd/kioskd/kiosk/session"
 )
 
 const liveUsage = `
@@ -369,7 +369,8 @@ func (l *live) reprint(args []string) error {
 	}
 	var r ctl.Reply
 	if err := l.c.Post(l.ctx, "/v1/reprint", ctl.ReprintRequest{ReceiptNo: no}, &r); err != nil {
-		if errors.Is(err, session.ErrBusy) || strings.Contains(err.Error(), "busy") {
+		var se *ctl.ServerError
+		if errors.As(err, &se) && se.Code == http.StatusConflict {
 			return fmt.Errorf("%w (a receipt copy is printed when no customer is in session)", err)
 		}
 		return err

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -80,11 +81,15 @@ func TestLiveListings(t *testing.T) {
 			}
 		}
 	}
-	if len(f.Reprinted) != 1 || f.Reprinted[0] != 9 {
-		t.Fatalf("reprinted %v", f.Reprinted)
+	if r := f.Reprints(); len(r) != 1 || r[0] != 9 {
+		t.Fatalf("reprinted %v", r)
 	}
 	if _, err := kioskctl(t, "receipt", "8", "-socket", sock); err == nil || !strings.Contains(err.Error(), "receipt 8") {
 		t.Fatalf("missing receipt: %v", err)
+	}
+	f.SetReprintErr(fmt.Errorf("%w: reprint in accepting", session.ErrBusy))
+	if _, err := kioskctl(t, "reprint", "9", "-socket", sock); err == nil || !strings.Contains(err.Error(), "no customer is in session") {
+		t.Fatalf("reprint during a session: %v", err)
 	}
 	if _, err := kioskctl(t, "reprint", "abc", "-socket", sock); err == nil || !strings.Contains(err.Error(), "positive integer") {
 		t.Fatalf("bad number: %v", err)

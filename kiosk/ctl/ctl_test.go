@@ -100,7 +100,7 @@ func TestExportAndVerify(t *testing.T) {
 	if err := c.Post(context.Background(), "/v1/journal/verify", nil, &v); err != nil || !v.OK || v.Report.Events != 2 {
 		t.Fatalf("verify %+v, %v", v, err)
 	}
-	f.VerifyErr = errors.New("hash chain broken at event 2")
+	f.SetVerifyErr(errors.New("hash chain broken at event 2"))
 	if err := c.Post(context.Background(), "/v1/journal/verify", nil, &v); err != nil || v.OK || !strings.Contains(v.Error, "hash chain") {
 		t.Fatalf("verify of a bad journal %+v, %v", v, err)
 	}

@@ -19,7 +19,8 @@ import (
 	"github.com/kioskd/kioskd/kiosk/session"
 )
 
-// Fake is a ctl.Backend with canned state. Maintenance on waits (when asked to) until
+// Fake is a ctl.Backend with canned state: set its fields before Serve, and use its
+// methods while it serves. Maintenance on waits (when asked to) until
 // Release is called, like a kiosk with a customer in session.
 type Fake struct {
 	mu          sync.Mutex
@@ -30,6 +31,7 @@ type Fake struct {
 	Uncertains  []journal.Uncertain
 	Receipts    map[uint64]ctl.Receipt
 	Reprinted   []uint64
+	ReprintErr  error
 	Events      []journal.Record
 	VerifyErr   error
 	Config      any
@@ -42,6 +44,27 @@ type Fake struct {
 func NewFake() *Fake {
 	return &Fake{St: ctl.Status{KioskID: "K-FAKE", Version: "test", BootID: "b00t", Uptime: "1m0s", Engine: session.Status{State: "idle"}},
 		Receipts: map[uint64]ctl.Receipt{}, release: make(chan struct{})}
+}
+
+// SetVerifyErr makes the next verifications fail with err.
+func (f *Fake) SetVerifyErr(err error) {
+	f.mu.Lock()
+	f.VerifyErr = err
+	f.mu.Unlock()
+}
+
+// SetReprintErr makes the next reprints fail with err.
+func (f *Fake) SetReprintErr(err error) {
+	f.mu.Lock()
+	f.ReprintErr = err
+	f.mu.Unlock()
+}
+
+// Reprints returns the receipt numbers reprinted so far.
+func (f *Fake) Reprints() []uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]uint64(nil), f.Reprinted...)
 }
 
 // Release lets a waiting maintenance request finish (the customer finished).
@@ -76,6 +99,8 @@ func (f *Fake) Receipt(no uint64) (ctl.Receipt, bool, error) {
 }
 
 func (f *Fake) Verify() (journal.VerifyReport, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.VerifyErr != nil {
 		return journal.VerifyReport{}, f.VerifyErr
 	}
@@ -121,6 +146,9 @@ func (f *Fake) Maintenance(ctx context.Context, on, wait bool) (session.Reply, e
 func (f *Fake) Reprint(ctx context.Context, no uint64) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.ReprintErr != nil {
+		return f.ReprintErr
+	}
 	f.Reprinted = append(f.Reprinted, no)
 	return nil
 }
