@@ -31,11 +31,13 @@ func NewClient(path string) *Client {
 	return &Client{Socket: path, hc: &http.Client{Transport: tr}}
 }
 
-// Running reports whether a kioskd answers on the socket (whatever it would let us do).
+// Running reports whether a kioskd listens on the socket, whatever it would let us do: a
+// socket this user may not open counts as running, so that the caller reports the refusal
+// instead of falling back to the journal file kioskd holds.
 func (c *Client) Running() bool {
 	conn, err := net.Dial("unix", c.Socket)
 	if err != nil {
-		return false
+		return errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM)
 	}
 	conn.Close()
 	return true

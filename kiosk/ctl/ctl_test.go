@@ -195,7 +195,7 @@ func TestPermissionRefusedForOutsider(t *testing.T) {
 		return string(out)
 	}
 	// Mode 0660: the kernel refuses the connection.
-	if out := run(); !strings.Contains(out, "HELPER: ") || !strings.Contains(out, "permission refused") {
+	if out := run(); !strings.Contains(out, "HELPER: ") || !strings.Contains(out, "permission refused") || !strings.Contains(out, "RUNNING") {
 		t.Fatalf("file mode: helper said %q", out)
 	}
 	// Mode 0666: the connection gets through, kioskd refuses the peer.
@@ -214,6 +214,9 @@ func helperClient() {
 	defer cancel()
 	err := c.Get(ctx, "/v1/status", &ctl.Status{})
 	os.Stdout.WriteString("HELPER: " + errString(err) + "\n")
+	if c.Running() {
+		os.Stdout.WriteString("RUNNING\n")
+	}
 }
 
 func errString(err error) string {
