@@ -241,3 +241,56 @@ func TestControlSocketSafeMode(t *testing.T) {
 		t.Fatalf("after stop: %v", err)
 	}
 }
+
+// TestControlStopWhileWaiting: a technician waiting for maintenance does not hold up the
+// stop, and the request ends with it.
+func TestControlStopWhileWaiting(t *testing.T) {
+	k := newKit(t)
+	sock := filepath.Join(ctltest.ShortDir(t), "kioskd.sock")
+	k.cfg.Control.Socket = sock
+	k.accDev.plug()
+	k.prnDev.plug()
+	r := k.start()
+	e := r.s.Engine()
+	waitView(t, e, "idle", func(v session.View) bool { return v.State == session.Idle.String() })
+	if err := e.Scan(k.payload("carol")); err != nil {
+		t.Fatal(err)
+	}
+	waitView(t, e, "accepting", func(v session.View) bool { return v.State == session.Accepting.String() })
+	c := ctl.NewClient(sock)
+	waiting := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Maintenance(context.Background(), true, func(p ctl.Progress) {
+			if p.Progress == session.ProgressWaitingIdle && !p.Done {
+				select {
+				case <-waiting:
+				default:
+					close(waiting)
+				}
+			}
+		})
+		done <- err
+	}()
+	select {
+	case <-waiting:
+	case err := <-done:
+		t.Fatalf("maintenance ended before it waited: %v", err)
+	}
+	took, err := r.stop(t)
+	if err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if took > r.s.StopBudget() {
+		t.Fatalf("stop took %v, budget %v", took, r.s.StopBudget())
+	}
+	// The park closes the customer's session, so the request may end in maintenance or
+	// with the stop's error; it must end.
+	select {
+	case err := <-done:
+		t.Logf("waiting request ended: %v", err)
+	case <-time.After(testWait):
+		t.Fatal("the waiting request did not end at the stop")
+	}
+	assertNoGoroutines(t)
+}
