@@ -366,6 +366,7 @@ func (s *System) Run(ctx context.Context) error {
 	engines := newGroup("engine", log)
 	devices := newGroup("devices", log)
 	links := newGroup("uplink", log)
+	controls := newGroup("control", log)
 	engineCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
 	deviceCtx, stopDevices := context.WithCancel(context.WithoutCancel(ctx))
 	linkCtx, stopLinks := context.WithCancel(context.WithoutCancel(ctx))
@@ -390,6 +391,8 @@ func (s *System) Run(ctx context.Context) error {
 		}
 	}
 	s.startDevices(deviceCtx, devices)
+	// The technicians' socket, once the parts it reports on run.
+	ctlSrv := s.startControl(controls)
 	httpDone := make(chan struct{})
 	go func() {
 		defer close(httpDone)
@@ -430,7 +433,13 @@ func (s *System) Run(ctx context.Context) error {
 		}
 		cancel()
 	}
+	// The control socket closes in the customer screen's phase and within its bound (a
+	// technician's waiting request ends with it): it needs the engine, which stops next.
+	ctlStopped := make(chan struct{})
+	go func() { defer close(ctlStopped); stopControl(ctlSrv, httpBudget) }()
 	s.stopHTTP(httpDone)
+	<-ctlStopped
+	stuck = append(stuck, controls.Wait(ctlWaitBudget)...)
 	stopEngine()
 	stuck = append(stuck, engines.Wait(engineBudget)...)
 	stopDevices()
@@ -477,6 +486,9 @@ func (s *System) runSafe(ctx context.Context) error {
 	deviceCtx, stopDevices := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopDevices()
 	s.startAcceptor(deviceCtx, devices)
+	// The control socket serves what a technician needs to find out why.
+	controls := newGroup("control", s.log)
+	ctlSrv := s.startControl(controls)
 	httpDone := make(chan struct{})
 	go func() {
 		defer close(httpDone)
@@ -486,9 +498,13 @@ func (s *System) runSafe(ctx context.Context) error {
 		s.opts.Ready(s.Addr())
 	}
 	<-ctx.Done()
+	ctlStopped := make(chan struct{})
+	go func() { defer close(ctlStopped); stopControl(ctlSrv, httpBudget) }()
 	s.stopHTTP(httpDone)
+	<-ctlStopped
+	stuck := controls.Wait(ctlWaitBudget)
 	stopDevices()
-	if stuck := devices.Wait(deviceBudget); len(stuck) > 0 {
+	if stuck := append(stuck, devices.Wait(deviceBudget)...); len(stuck) > 0 {
 		return fmt.Errorf("daemon: stop: still running after their budget: %v", stuck)
 	}
 	return nil
