@@ -216,7 +216,7 @@ func (b *browser) waitEval(what, js string, cond func(string) bool) string {
 }
 
 func (b *browser) screenshot(dir, name string) {
-	r := b.call("Page.captureScreenshot", map[string]any{"format": "png"})
+	r := b.call("Page.captureScreenshot", map[string]any{"format": "png", "captureBeyondViewport": true})
 	var out struct {
 		Data string `json:"data"`
 	}

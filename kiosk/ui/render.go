@@ -10,10 +10,11 @@ import (
 )
 
 // Payload is what /api/state and each "view" event carry: the engine's view (for state and
-// numbers) and Screen, every text the page shows, rendered in one language.
+// numbers; embedded, so a reader of session.View decodes it as before) and Screen, every
+// text the page shows, rendered in one language.
 type Payload struct {
-	View   session.View `json:"view"`
-	Screen Screen       `json:"screen"`
+	session.View
+	Screen Screen `json:"screen"`
 	// NowUnixMs is the engine clock when this was sent, so the page can count down to the
 	// view's idle deadline on its own clock.
 	NowUnixMs int64 `json:"now_unix_ms"`
@@ -91,12 +92,16 @@ func (s *server) render(v session.View, lang i18n.Lang) Screen {
 		return out
 	}
 	sc.Reasons = sentences(v.Reasons)
-	sc.Warnings = sentences(v.Degraded)
-	for _, k := range append(slices.Clone(v.Degraded), v.Reasons...) {
+	// A printer that cannot print has its own panel (PrinterDown); the list says the rest.
+	var others []string
+	for _, k := range v.Degraded {
 		if printerKind(k) {
 			sc.PrinterDown = true
+		} else {
+			others = append(others, k)
 		}
 	}
+	sc.Warnings = sentences(others)
 	var allowed []string
 	for _, m := range v.AllowedMinor {
 		allowed = append(allowed, amt(m))

@@ -55,7 +55,7 @@
   }
 
   function render(p) {
-    const v = p.view, sc = p.screen;
+    const v = p, sc = p.screen;
     if (sc.lang !== lang) return; // an event of the stream in the previous language
     last = p;
     const app = $("app");
@@ -120,7 +120,7 @@
     const down = lastHeard === 0 ? now - loadedAt > FIRST_VIEW_MS : now - lastHeard > DOWN_AFTER_MS;
     app.dataset.down = down ? "1" : "";
     for (const b of document.querySelectorAll("button:not(#lang)")) b.disabled = down;
-    const st = last ? last.view.state : "starting";
+    const st = last ? last.state : "starting";
     // A message said in an earlier state, or long ago, is not for whoever stands here now.
     const m = $("message");
     const stale = st === "idle" && (msg.state !== "idle" || now - msg.since > IDLE_MESSAGE_MS);
