@@ -26,7 +26,10 @@ type Screen struct {
 	Message      string `json:"message,omitempty"`
 	MessageError bool   `json:"message_error,omitempty"`
 	// Reasons are plain sentences for why the kiosk is out of service (never the kinds).
-	Reasons []string `json:"reasons,omitempty"`
+	// HotlineShown says one of them already gives the hotline and kiosk id, so the page's
+	// own help line would repeat it.
+	Reasons      []string `json:"reasons,omitempty"`
+	HotlineShown bool     `json:"hotline_shown,omitempty"`
 	// Warnings are sentences for degraded conditions; PrinterDown says no receipt can be
 	// printed now.
 	Warnings    []string  `json:"warnings,omitempty"`
@@ -92,6 +95,11 @@ func (s *server) render(v session.View, lang i18n.Lang) Screen {
 		return out
 	}
 	sc.Reasons = sentences(v.Reasons)
+	for _, k := range v.Reasons {
+		if m, ok := i18n.Lookup(i18n.ConditionKey(k)); ok && slices.Contains(m.Params, i18n.PHotline) {
+			sc.HotlineShown = true
+		}
+	}
 	// A printer that cannot print has its own panel (PrinterDown); the list says the rest.
 	var others []string
 	for _, k := range v.Degraded {

@@ -279,7 +279,7 @@ func TestScreenHasNoRawCodes(t *testing.T) {
 		if len(sc.Reasons) == 0 || !sc.PrinterDown || len(sc.Warnings) != 0 || sc.Message == "" || !sc.MessageError {
 			t.Errorf("%s: %+v", lang, sc)
 		}
-		if !strings.Contains(strings.Join(sc.Reasons, " "), "400-800-1234") {
+		if !strings.Contains(strings.Join(sc.Reasons, " "), "400-800-1234") || !sc.HotlineShown {
 			t.Errorf("%s: reasons without hotline: %v", lang, sc.Reasons)
 		}
 	}

@@ -98,6 +98,7 @@
       $("result-ref").textContent = r.reference;
     }
     list($("oos-reasons"), sc.reasons);
+    $("oos-help").hidden = !!sc.hotline_shown;
     list($("warnings"), sc.warnings);
     app.dataset.printer = sc.printer_down ? "down" : "";
     const id = (v.message_key || "") + JSON.stringify(v.message_params || []) + (v.message_kind || "");
