@@ -105,8 +105,9 @@ func Handler(cfg Config) http.Handler {
 	sub, _ := fs.Sub(static, "static")
 	files := http.FileServerFS(sub)
 	mux.HandleFunc("GET /{$}", s.index)
-	mux.Handle("GET /app.js", files)
-	mux.Handle("GET /style.css", files)
+	// no-store: after an update the kiosk's browser must not run the old script.
+	mux.Handle("GET /app.js", noStore(files))
+	mux.Handle("GET /style.css", noStore(files))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /api/state", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.payload(cfg.Engine.View(), s.lang(r)))
@@ -124,6 +125,13 @@ func Handler(cfg Config) http.Handler {
 	})
 	mux.HandleFunc("GET /api/events", s.events)
 	return s.guard(mux)
+}
+
+func noStore(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		h.ServeHTTP(w, r)
+	})
 }
 
 type server struct {
