@@ -309,16 +309,24 @@ func (s *System) listen() error {
 		_, reasons := s.reg.Worst()
 		oos := &staticView{v: session.View{Seq: 1, State: session.OutOfService.String(), Currency: s.cfg.Kiosk.Currency, Reasons: reasons, Notes: []journal.NoteLine{},
 			Message: "This kiosk is out of service.", MessageKind: "error"}}
-		cause := s.safe.Error()
-		h = ui.Handler(ui.Config{Engine: oos, Logger: s.log, Diag: func() any {
-			return map[string]any{"conditions": s.reg.Active(), "journal_error": cause}
-		}})
+		h = ui.Handler(s.uiConfig(oos))
 	} else {
-		h = ui.Handler(ui.Config{Engine: s.engine, Logger: s.log, Diag: s.diag})
+		h = ui.Handler(s.uiConfig(s.engine))
 	}
 	s.srv = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return s.httpCtx }}
 	return nil
+}
+
+// uiConfig is the customer screen's configuration. Diagnostics are not on the customer
+// port (any page the kiosk's browser loads can reach it): technicians use their own socket.
+func (s *System) uiConfig(e ui.Engine) ui.Config {
+	port := 0
+	if a, ok := s.ln.Addr().(*net.TCPAddr); ok {
+		port = a.Port
+	}
+	return ui.Config{Engine: e, Logger: s.log, Language: s.cfg.Kiosk.Language, KioskID: s.cfg.Kiosk.ID,
+		Hotline: s.cfg.Kiosk.Hotline, Port: port}
 }
 
 // Addr is the customer screen's address.
