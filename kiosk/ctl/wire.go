@@ -128,6 +128,11 @@ type Diag struct {
 	Status   Status             `json:"status"`
 	Devices  []Device           `json:"devices"`
 	Conds    []health.Condition `json:"conditions"`
+	// MQTTConnected and Uplink describe the link to the ledger (Uplink: the uplink's
+	// counters; nil without MQTT); Journal the journal's figures.
+	MQTTConnected bool           `json:"mqtt_connected"`
+	Uplink        any            `json:"uplink,omitempty"`
+	Journal       *journal.Stats `json:"journal,omitempty"`
 	// Config is the running configuration with every secret removed (see RedactConfig).
 	Config any `json:"config"`
 }

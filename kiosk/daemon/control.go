@@ -246,6 +246,13 @@ func (b controlBackend) Diag(ctx context.Context) (ctl.Diag, error) {
 	if info := s.acc.Info(); info.Firmware != "" {
 		d.Versions["acceptor_firmware"] = info.Firmware
 	}
+	d.Journal = d.Status.Journal
+	if s.link != nil {
+		d.MQTTConnected = s.link.Connected()
+	}
+	if s.up != nil {
+		d.Uplink = s.up.Stats()
+	}
 	d.Config, err = ctl.RedactConfig(s.cfg)
 	return d, err
 }

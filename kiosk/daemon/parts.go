@@ -268,28 +268,6 @@ func (s *System) heartbeat() wire.Heartbeat {
 	return hb
 }
 
-func (s *System) diag() any {
-	j := s.j
-	d := map[string]any{"mqtt_connected": s.link.Connected(), "conditions": s.reg.Active(), "acceptor": s.acc.Info(), "state": s.engine.State().String()}
-	if s.printer != nil {
-		d["printer_connected"] = s.printer.connected()
-	}
-	if st, err := j.Stats(); err == nil {
-		d["journal"] = st
-	}
-	if c, err := j.Cassette(); err == nil {
-		d["cassette"] = c
-	}
-	if u, err := j.UncertainItems(); err == nil {
-		d["uncertain"] = u
-	}
-	if s.up != nil {
-		d["uplink"] = s.up.Stats()
-	}
-	d["journal_epoch"] = fmt.Sprintf("%016x", j.Epoch())
-	return d
-}
-
 // refuseAll is the acceptor handler of the safe mode.
 type refuseAll struct{ log *slog.Logger }
 

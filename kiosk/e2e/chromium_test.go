@@ -220,8 +220,8 @@ func TestCustomerPageInChromium(t *testing.T) {
 	e.scan("gina")
 	br.waitEval(e, "accepting screen", state, func(s string) bool { return s == "accepting" })
 	e.insert(10000)
-	br.waitEval(e, "running total", `document.getElementById("total").textContent`, func(s string) bool { return s == "100.00 CNY" })
-	if rem := br.eval(`document.getElementById("remaining").textContent`); rem != "50.00 CNY" {
+	br.waitEval(e, "running total", `document.getElementById("total").textContent`, func(s string) bool { return s == "¥100.00" })
+	if rem := br.eval(`document.getElementById("remaining").textContent`); rem != "¥50.00" {
 		t.Fatalf("remaining shows %q", rem)
 	}
 	// Over the limit: the page shows the reason.
@@ -236,10 +236,10 @@ func TestCustomerPageInChromium(t *testing.T) {
 	// The customer presses Finish in the browser.
 	br.eval(`document.getElementById("finish").click()`)
 	br.waitEval(e, "credited screen", `document.getElementById("result-title").textContent`, func(s string) bool { return s == "Credited to your wallet" })
-	if n := br.eval(`document.getElementById("result-receipt").textContent`); n != "000001" {
+	if n := br.eval(`document.getElementById("result-receipt").textContent`); n != "00000001" {
 		t.Fatalf("receipt number on the page %q", n)
 	}
-	if amt := br.eval(`document.getElementById("result-amount").textContent`); amt != "100.00 CNY" {
+	if amt := br.eval(`document.getElementById("result-amount").textContent`); amt != "¥100.00" {
 		t.Fatalf("amount on the page %q", amt)
 	}
 	v := e.view()

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -259,9 +258,7 @@ func (c *campaign) customer() {
 			// A session nobody is serving: a scan left in the scanner line across a crash was
 			// read by the restarted kioskd. Finish it like a customer walking away would time
 			// out.
-			if res, err := http.Post(c.e.kioskURL+"/api/finish", "application/json", nil); err == nil {
-				res.Body.Close()
-			}
+			_, _ = screenPost(c.e.kioskURL, "/api/finish") // a crash in between is the next wait's business
 		}
 		return v.State == "idle" || v.State == "done"
 	}) {
@@ -299,10 +296,8 @@ func (c *campaign) customer() {
 			return
 		}
 	}
-	if res, err := http.Post(c.e.kioskURL+"/api/finish", "application/json", nil); err != nil {
+	if _, err := screenPost(c.e.kioskURL, "/api/finish"); err != nil {
 		return // crashed; the next customer's wait restarts it
-	} else {
-		res.Body.Close()
 	}
 	c.until("result", func(v session.View) bool { return v.State == "done" || v.State == "idle" })
 }

@@ -266,14 +266,12 @@ func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
 
 // diagInt reads a number from the kiosk's diagnostics document.
 func diagInt(e *env, section, key string) int64 {
-	res, err := http.Get(e.kioskURL + "/api/diag")
-	if err != nil {
+	var d map[string]any
+	if err := e.diag(&d); err != nil {
 		return -1
 	}
-	defer res.Body.Close()
-	var d map[string]map[string]any
-	json.NewDecoder(res.Body).Decode(&d)
-	n, _ := d[section][key].(float64)
+	sec, _ := d[section].(map[string]any)
+	n, _ := sec[key].(float64)
 	return int64(n)
 }
 
@@ -342,17 +340,14 @@ func TestVaultDoorStopsService(t *testing.T) {
 }
 
 func diagHasCondition(e *env, kind string) bool {
-	res, err := http.Get(e.kioskURL + "/api/diag")
-	if err != nil {
-		return false
-	}
-	defer res.Body.Close()
 	var d struct {
 		Conditions []struct {
 			Kind string `json:"kind"`
 		} `json:"conditions"`
 	}
-	json.NewDecoder(res.Body).Decode(&d)
+	if err := e.diag(&d); err != nil {
+		return false
+	}
 	for _, c := range d.Conditions {
 		if c.Kind == kind {
 			return true

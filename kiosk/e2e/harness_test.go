@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -32,8 +33,10 @@ import (
 	"github.com/kioskd/kioskd/hw-sim/escpossim"
 	"github.com/kioskd/kioskd/hw-sim/simrig"
 	"github.com/kioskd/kioskd/kiosk/config"
+	"github.com/kioskd/kioskd/kiosk/ctl"
 	"github.com/kioskd/kioskd/kiosk/daemon"
 	"github.com/kioskd/kioskd/kiosk/session"
+	"github.com/kioskd/kioskd/kiosk/ui"
 	"github.com/kioskd/kioskd/sync/broker"
 	"github.com/kioskd/kioskd/sync/ledger"
 	"github.com/kioskd/kioskd/sync/mosqtest"
@@ -253,6 +256,8 @@ func newEnv(t *testing.T, o options) *env {
 		c.MQTT.CertFile, c.MQTT.KeyFile = e.mosq.ClientFiles(kioskID)
 	}
 	c.HTTP.Listen = freeAddr(t)
+	// Diagnostics are on the technicians' socket, not the customer port.
+	c.Control = config.Control{Socket: filepath.Join(e.dir, "kioskd.sock")}
 	c.Log.Level = "info"
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
@@ -395,15 +400,12 @@ func (e *env) startKioskMayCrash(crashAt string) bool {
 func (e *env) waitOnline() {
 	e.t.Helper()
 	e.waitFor("kioskd connected to the broker", func() bool {
-		res, err := http.Get(e.kioskURL + "/api/diag")
-		if err != nil {
-			return false
-		}
-		defer res.Body.Close()
 		var d struct {
 			Connected bool `json:"mqtt_connected"`
 		}
-		json.NewDecoder(res.Body).Decode(&d)
+		if err := e.diag(&d); err != nil {
+			return false
+		}
 		return d.Connected
 	})
 }
@@ -524,14 +526,54 @@ func (e *env) waitView(what string, cond func(session.View) bool) session.View {
 	return v
 }
 
+// post presses a button of the customer screen as its own page does: POST from the page's
+// origin with the token the page carries (the local API refuses anything else).
 func (e *env) post(path string) int {
-	res, err := http.Post(e.kioskURL+path, "application/json", nil)
+	code, err := screenPost(e.kioskURL, path)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	io.Copy(io.Discard, res.Body)
+	return code
+}
+
+var tokenRe = regexp.MustCompile(`<meta name="kiosk-token" content="([0-9a-f]+)">`)
+
+// screenPost fetches the page for its token, then POSTs path as the page would.
+func screenPost(base, path string) (int, error) {
+	res, err := http.Get(base + "/")
+	if err != nil {
+		return 0, err
+	}
+	page, err := io.ReadAll(res.Body)
 	res.Body.Close()
-	return res.StatusCode
+	if err != nil {
+		return 0, err
+	}
+	m := tokenRe.FindSubmatch(page)
+	if m == nil {
+		return 0, fmt.Errorf("no kiosk token in the customer page")
+	}
+	req, err := http.NewRequest(http.MethodPost, base+path, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Origin", base)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	req.Header.Set(ui.TokenHeader, string(m[1]))
+	res, err = http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return res.StatusCode, nil
+}
+
+// diag reads the kiosk's diagnostics from the technicians' control socket into v.
+func (e *env) diag(v any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return ctl.NewClient(e.cfg.Control.Socket).Get(ctx, "/v1/diag", v)
 }
 
 // scan shows a valid wallet code for account to the scanner.
