@@ -315,7 +315,7 @@ func (l *live) receipt(args []string) error {
 			fmt.Fprintf(w, " held: %s", t.HeldReason)
 		}
 		fmt.Fprintf(w, "\nprint: %s, %d attempt(s)\n\n", orDash(t.PrintState), t.Prints)
-		io.WriteString(w, r.Text)
+		_, _ = io.WriteString(w, r.Text)
 	})
 }
 

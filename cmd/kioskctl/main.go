@@ -88,7 +88,7 @@ func journalCmd(sub string, args []string, out io.Writer) error {
 		if err != nil {
 			return explainOpen(err)
 		}
-		defer j.Close()
+		defer func() { _ = j.Close() }() // read-only: nothing to lose at close
 		return j.ExportJSONL(out)
 	}
 	return fmt.Errorf("unknown journal command %q\n%s", sub, usage)

@@ -191,8 +191,12 @@ func Serve(t testing.TB, b ctl.Backend, p ctl.Policy) string {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		srv.Shutdown(ctx)
-		<-done
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("control server shutdown: %v", err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("control server: %v", err)
+		}
 	})
 	return path
 }
