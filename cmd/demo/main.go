@@ -44,6 +44,7 @@ func run() error {
 	kioskHTTP := flag.String("kiosk", "127.0.0.1:8080", "customer screen address")
 	simHTTP := flag.String("sim", "127.0.0.1:8070", "simulator control panel address")
 	ledgerHTTP := flag.String("ledger", "127.0.0.1:8090", "ledger fleet view address")
+	fleetHTTP := flag.String("fleet", "127.0.0.1:8060", "operations console (fleetd) address")
 	mqttAddr := flag.String("mqtt", "127.0.0.1:0", "embedded MQTT broker address")
 	proto := flag.String("acceptor", "id003", "bill acceptor protocol to simulate: "+strings.Join(simrig.ProtocolNames(), ", "))
 	verbose := flag.Bool("v", false, "log at debug level")
@@ -127,9 +128,20 @@ func run() error {
 		return fmt.Errorf("demo config: %w", err)
 	}
 
+	fl, err := startFleet(*state, *fleetHTTP, br.URL(), "http://"+*ledgerHTTP, log.With("component", "fleetd"))
+	if err != nil {
+		return err
+	}
+
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
-	wg.Add(2)
+	errc := make(chan error, 3)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		if err := fl.run(ctx); err != nil {
+			errc <- fmt.Errorf("fleetd: %w", err)
+		}
+	}()
 	go func() {
 		defer wg.Done()
 		if err := led.Run(ctx); err != nil {
@@ -153,6 +165,7 @@ kioskd demo is running (state in %s). Open:
   customer screen      http://%s/
   hardware simulator   %s
   ledger fleet view    http://%s/
+  operations console   %s  (operator %q, secret %s)
 
 In the simulator: "Scan valid wallet code", insert notes, then press Finish on the customer
 screen. The receipt appears in the simulator's printer panel; the balance in the ledger view
@@ -161,7 +174,7 @@ screen. The receipt appears in the simulator's printer panel; the balance in the
 Technician's view of the running kiosk:  go run ./cmd/kioskctl status -socket %s
 (also devices, conditions, counters, outbox, uncertain, receipt N, reprint N, maintenance on|off)
 
-`, *state, addr, ports.ControlURL, led.HTTPAddr(), led.HTTPAddr(), sock)
+`, *state, addr, ports.ControlURL, led.HTTPAddr(), fl.url, fl.operator, fl.secret, led.HTTPAddr(), sock)
 	case err := <-errc:
 		stop()
 		wg.Wait()
