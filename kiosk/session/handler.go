@@ -431,7 +431,7 @@ func (c *core) followUpCredited(late journal.LateCredit) {
 	t := *late.Topup
 	c.e.log.Warn("credit reported after its session closed; credited as a follow-up top-up",
 		"note_minor", late.Credit.ValueMinor, "topup", t.TopupID, "follows", late.Follows.TopupID, "uncertain_item", late.Resolved.ID)
-	c.e.cfg.Health.Event("follow_up_topup", health.Warning, health.None,
+	c.e.cfg.Health.Event("follow_up_topup", health.Info, health.None,
 		fmt.Sprintf("the unit reported the note of uncertain item %d of top-up %s after its session closed; credited by follow-up top-up %s",
 			late.Resolved.ID, late.Follows.TopupID, t.TopupID))
 	c.followUps = append(c.followUps, t)
