@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"path/filepath"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/kioskd/kioskd/devices/acceptor"
 	"github.com/kioskd/kioskd/kiosk/health"
+	"github.com/kioskd/kioskd/kiosk/journal"
 )
 
 // TestCreditAfterCloseIsFollowUp: the acceptor's link drops while a note is stacking and
@@ -98,6 +100,71 @@ func TestCreditAfterCloseIsFollowUp(t *testing.T) {
 		}
 		if tp, _, _ := r.j.Topup(fu.Seq); tp.PrintState != "printed" {
 			t.Fatalf("follow-up print state %q", tp.PrintState)
+		}
+		if _, err := r.j.Verify(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestCreditRefusedPastInTransitTimeoutIsFollowUp: the journal cannot take a credit (disk
+// full) for longer than the session waits for it; the session closes with the note as its
+// uncertain item once the disk works again. The unit, never acknowledged, reports the credit
+// again: a follow-up top-up of that note, no second item.
+func TestCreditRefusedPastInTransitTimeoutIsFollowUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		disk := &brokenDisk{}
+		j, err := journal.Open(filepath.Join(t.TempDir(), "j.db"), journal.Options{KioskID: "K1", Currency: "CNY", OpenFile: disk.open})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &rig{t: t, j: j, unit: &fakeUnit{}, printer: &fakePrinter{}, health: health.New("b1", nil)}
+		r.e, err = New(Config{Journal: j, Acceptor: r.unit, Denominations: denoms, Printer: r.printer, Health: r.health, WalletKeys: walletKeys,
+			Authorizer: okAuthz(), Limits: Limits{SessionMax: 50000, OfflineSessionMax: 20000, OfflineTotalMax: 30000}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.health.Listen(func(health.Condition) { r.e.HealthChanged() })
+		r.start()
+		defer r.stop()
+		r.startSession("nonce7f02", true)
+		h := r.e.Handler()
+		ctx := context.Background()
+		if d := h.Escrow(ctx, note(0x63)); d != acceptor.Stack {
+			t.Fatal(d)
+		}
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Stacking})
+		disk.fill(t)
+		if err := h.Credited(ctx, note(0x63)); err == nil {
+			t.Fatal("a credit the journal could not take was acknowledged")
+		}
+		time.Sleep(30*time.Second + 10*time.Minute + time.Minute)
+		disk.free(t)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		ob, _ := r.j.Outbox()
+		if u, _ := r.j.UncertainItems(); len(ob) != 1 || len(u) != 1 {
+			t.Fatalf("after the close: outbox %+v, uncertain %+v", ob, u)
+		}
+		if err := h.Credited(ctx, note(0x63)); err != nil {
+			t.Fatal(err)
+		}
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Stacked})
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
+		r.waitState(Idle)
+		synctest.Wait()
+		if u, _ := r.j.UncertainItems(); len(u) != 0 {
+			t.Fatalf("uncertain %+v", u)
+		}
+		ob2, _ := r.j.Outbox()
+		if len(ob2) != 2 || ob2[1].AmountMinor != 10000 {
+			t.Fatalf("outbox %+v", ob2)
+		}
+		if w, _ := ob2[1].Wire(); w.FollowsTopupID != ob[0].TopupID {
+			t.Fatalf("follow-up %+v", w)
+		}
+		if rs := r.printer.Receipts(); len(rs) != 2 || rs[1].FollowsReceiptNo != ob[0].ReceiptNo || rs[1].Copy {
+			t.Fatalf("receipts %+v", rs)
 		}
 		if _, err := r.j.Verify(); err != nil {
 			t.Fatal(err)
