@@ -449,6 +449,10 @@ func (c *core) printFollowUp() bool {
 	}
 	t := c.followUps[0]
 	c.followUps = c.followUps[1:]
+	// A start-up's reprint of unprinted receipts may have printed it meanwhile.
+	if cur, ok, err := c.e.j.Topup(t.Seq); err == nil && ok && cur.PrintState != journal.PrintNone {
+		return true
+	}
 	c.spawnPrint(t, false, func(c *core, printed bool) {
 		if !printed {
 			c.e.log.Warn("follow-up receipt not printed", "topup", t.TopupID, "receipt_no", t.ReceiptNo)
