@@ -12,6 +12,7 @@ type labels struct {
 	notes, total, status, reference, hotline                     string
 	credited, pending, pendingNote, underReview, underReviewNote string
 	interrupted, interruptedNote, uncertainHead, noNotes, footer string
+	follows                                                      string
 }
 
 var (
@@ -50,6 +51,7 @@ func makeLabels(zh bool) labels {
 		uncertainHead:   t(i18n.KeyReceiptUncertainHead),
 		noNotes:         t(i18n.KeyReceiptNoNotes),
 		footer:          t(i18n.KeyReceiptFooter),
+		follows:         t(i18n.KeyReceiptFollows),
 	}
 	if zh {
 		// The title is two lines: the Chinese one, then the English one as a subtitle.

@@ -113,6 +113,9 @@ func build(r *Receipt, cols, bigCols int, lb *labels, clean func(string) string)
 	}
 	c.kv(lb.time, formatTime(r.Time, r.TZ), false, false)
 	c.kv(lb.receiptNo, FormatReceiptNo(r.ReceiptNo), true, false)
+	if r.FollowsReceiptNo != 0 {
+		c.kv(lb.follows, FormatReceiptNo(r.FollowsReceiptNo), true, false)
+	}
 	if acct := clean(r.Account); acct != "" {
 		c.kv(lb.account, acct, false, false)
 	}

@@ -82,6 +82,9 @@ type Receipt struct {
 	Hotline       string
 	Copy          bool // a reprint: says COPY prominently; an original never does
 	Lang          Lang
+	// FollowsReceiptNo, when set, is the receipt this one follows: a follow-up top-up of a
+	// note whose credit the acceptor reported after that receipt's session had closed.
+	FollowsReceiptNo uint64
 }
 
 // Errors returned by Validate (wrapped, test with errors.Is).

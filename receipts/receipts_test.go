@@ -359,3 +359,20 @@ func TestPresenterESCPOS(t *testing.T) {
 		t.Fatalf("%+v", docs)
 	}
 }
+
+// A follow-up top-up's receipt names the receipt it follows; any other receipt does not.
+func TestFollowUpNamesItsReceipt(t *testing.T) {
+	r := fixtures()[0].r
+	r.ReceiptNo, r.FollowsReceiptNo = 8, 7
+	for _, lang := range []receipts.Lang{receipts.LangEN, receipts.LangZH} {
+		r.Lang = lang
+		s := string(receipts.RenderText(r, 48))
+		if !strings.Contains(s, "Follows receipt") || !strings.Contains(s, receipts.FormatReceiptNo(7)) {
+			t.Errorf("%s: follow-up receipt does not name receipt 7:\n%s", lang, s)
+		}
+	}
+	r.FollowsReceiptNo = 0
+	if s := string(receipts.RenderText(r, 48)); strings.Contains(s, "Follows receipt") {
+		t.Errorf("an ordinary receipt says it follows one:\n%s", s)
+	}
+}

@@ -412,7 +412,7 @@ func toReceipt(cfg config.Config, r session.Receipt) receipts.Receipt {
 	rc := receipts.Receipt{KioskID: cfg.Kiosk.ID, Location: cfg.Kiosk.Location, Time: r.LocalTime, TZ: cfg.Location(),
 		Account: r.Topup.AccountMask, Currency: r.Topup.Currency, Total: r.Topup.AmountMinor, TopupID: r.Topup.TopupID,
 		ReceiptNo: r.Topup.ReceiptNo, Status: receipts.Status(r.Status), Outcome: receipts.Outcome(r.Topup.Outcome),
-		Hotline: cfg.Kiosk.Hotline, Copy: r.Copy, Lang: receipts.ParseLang(cfg.Kiosk.Language)}
+		Hotline: cfg.Kiosk.Hotline, Copy: r.Copy, Lang: receipts.ParseLang(cfg.Kiosk.Language), FollowsReceiptNo: r.FollowsReceiptNo}
 	for _, n := range r.Notes {
 		rc.Notes = append(rc.Notes, receipts.NoteLine{ValueMinor: n.ValueMinor, Count: n.Count})
 	}

@@ -31,6 +31,7 @@ const (
 	KeyReceiptUncertainHead   Key = "receipt.uncertain_head"
 	KeyReceiptNoNotes         Key = "receipt.no_notes"
 	KeyReceiptFooter          Key = "receipt.footer"
+	KeyReceiptFollows         Key = "receipt.follows"
 
 	// QR payment code refusals (kiosk/qrpay errors).
 	KeyQRBadFormat    Key = "qr.bad_format"
@@ -195,6 +196,7 @@ var messages = []Message{
 	{Key: KeyReceiptUnderReviewNote, ZH: "工作人员将核实处理。", EN: "Our staff will check and settle it."},
 	{Key: KeyReceiptInterrupted, ZH: "交易中断", EN: "SESSION INTERRUPTED"},
 	{Key: KeyReceiptInterruptedNote, ZH: "合计为已清点金额。", EN: "The total shows what was counted."},
+	{Key: KeyReceiptFollows, ZH: "补记原凭条", EN: "Follows receipt"},
 	{Key: KeyReceiptUncertainHead, ZH: "待核实(不计入合计):", EN: "Under review (not in total):"},
 	{Key: KeyReceiptNoNotes, ZH: "(无)", EN: "(none)"},
 	{Key: KeyReceiptFooter, ZH: "请保留此凭条，查询请提供参考号。", EN: "Keep this receipt. Quote the reference in any query."},

@@ -78,6 +78,13 @@ func (j *Journal) StackIntent(sid uint64, n Note) (Intent, error) {
 	return in, err
 }
 
+// repeatedBy reports whether a credit report with no open intent can be the unit repeating
+// this credit: it is neither superseded by a newer intent nor completed, and of its value
+// (or of none named).
+func (lc lastCredit) repeatedBy(reported Note) bool {
+	return !lc.Superseded && !lc.Completed && (reported.ValueMinor == 0 || reported.ValueMinor == lc.Note.ValueMinor)
+}
+
 func (w *writer) markSuperseded() error {
 	var lc lastCredit
 	found, err := getJSON(w.tx, bMeta, kLastCredit, &lc)
@@ -210,30 +217,36 @@ const (
 func (j *Journal) CreditWithoutIntent(reported Note, detail string) (ReReport, error) {
 	var out ReReport
 	err := j.update(func(w *writer) error {
-		var lc lastCredit
-		found, err := getJSON(w.tx, bMeta, kLastCredit, &lc)
-		if err != nil {
-			return err
-		}
-		if found && !lc.Superseded && !lc.Completed && (reported.ValueMinor == 0 || reported.ValueMinor == lc.Note.ValueMinor) {
-			out = Repeat
-			_, err := w.append(CreditReReportedEvent{LastIntentID: lc.IntentID, Note: reported, Detail: detail})
-			return err
-		}
-		out = Unexpected
-		var sid uint64
-		if cur := w.tx.Bucket(bMeta).Get(kCurrent); cur != nil {
-			sid = btoi(cur)
-		}
-		if _, err := w.append(UnexpectedCreditEvent{Note: reported, SessionID: sid, Detail: detail}); err != nil {
-			return err
-		}
-		if err := w.addCassette(reported.ValueMinor); err != nil {
-			return err
-		}
-		return w.addUncertain(sid, reported.ValueMinor, "credit reported without a stack intent")
+		var err error
+		out, err = w.creditWithoutIntent(reported, detail)
+		return err
 	})
 	return out, err
+}
+
+func (w *writer) creditWithoutIntent(reported Note, detail string) (out ReReport, err error) {
+	var lc lastCredit
+	found, err := getJSON(w.tx, bMeta, kLastCredit, &lc)
+	if err != nil {
+		return out, err
+	}
+	if found && lc.repeatedBy(reported) {
+		out = Repeat
+		_, err := w.append(CreditReReportedEvent{LastIntentID: lc.IntentID, Note: reported, Detail: detail})
+		return out, err
+	}
+	out = Unexpected
+	var sid uint64
+	if cur := w.tx.Bucket(bMeta).Get(kCurrent); cur != nil {
+		sid = btoi(cur)
+	}
+	if _, err := w.append(UnexpectedCreditEvent{Note: reported, SessionID: sid, Detail: detail}); err != nil {
+		return out, err
+	}
+	if err := w.addCassette(reported.ValueMinor); err != nil {
+		return out, err
+	}
+	return out, w.addUncertain(sid, reported.ValueMinor, "credit reported without a stack intent")
 }
 
 // NoteCompleted records that the unit finished the last credited note (reported it stacked,

@@ -52,6 +52,12 @@
 //     while that credit is neither superseded by a newer intent nor completed:
 //     CreditWithoutIntent answers Repeat (ACK, count nothing). Otherwise it is Unexpected:
 //     the note is in the cassette, so it is counted there and becomes an uncertain item.
+//   - A credit report with no open intent that is not a repeat, for the note of the most
+//     recent stack intent, which a session closed with as its uncertain item (the unit's
+//     link was down, or the journal refused the credit, longer than the engine waits), is
+//     that note's late credit: CreditAfterClose resolves the item, counts the note in the
+//     cassette and credits it by a follow-up top-up of the same account and wallet code
+//     (follows_topup_id the session's top-up; its own seq, outbox entry and receipt).
 //   - A note in the stacker at power-up with no open intent is the last credit if that is
 //     not yet completed, else a note whose intent was lost: an uncertain item
 //     (StackerWithoutIntent).
@@ -113,7 +119,7 @@
 // # Files
 //
 // journal.go (file, chain, Verify), events.go (event kinds), session.go, credit.go (intents,
-// credits, cassette), uncertain.go, pulse.go, devicecounter.go, outbox.go (top-ups and acks),
+// credits, cassette), followup.go (credits reported after the session closed), uncertain.go, pulse.go, devicecounter.go, outbox.go (top-ups and acks),
 // receipt.go and printcuts.go (printing), nonce.go, stats.go, verify.go (replay), check.go
 // (the integrity check in a child process).
 package journal

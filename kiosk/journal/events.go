@@ -41,6 +41,9 @@ const (
 	// EvCutsRead records a reading of the printer's cut counter and what the journal
 	// concluded from it (see ReconcileCuts).
 	EvCutsRead = "printer_cuts_read"
+	// EvFollowUpCredit is a credit the unit reported after its session closed: it resolves
+	// that session's uncertain item and creates a follow-up top-up (CreditAfterClose).
+	EvFollowUpCredit = "follow_up_credit"
 )
 
 // Event is the payload of one event kind: each kind has exactly one struct below, used both
@@ -266,6 +269,24 @@ type CreditedDirectEvent struct {
 	SessionTotal int64  `json:"session_total"`
 }
 
+// FollowUpCreditEvent is a credit report that came after the session of its stack intent
+// closed with the note as an uncertain item: the item is resolved, the note counted in the
+// cassette and credited by a follow-up top-up of the same account (Payload, the wire.Topup
+// with follows_topup_id), with its own top-up seq, outbox entry and receipt number.
+type FollowUpCreditEvent struct {
+	AmountMinor     int64           `json:"amount_minor"`
+	Detail          string          `json:"detail"`
+	FollowsTopupSeq uint64          `json:"follows_topup_seq"`
+	IntentID        uint64          `json:"intent_id"`
+	Note            Note            `json:"note"`
+	Payload         json.RawMessage `json:"payload"`
+	ReceiptNo       uint64          `json:"receipt_no"`
+	SessionID       uint64          `json:"session_id"`
+	TopupID         string          `json:"topup_id"`
+	TopupSeq        uint64          `json:"topup_seq"`
+	UncertainID     uint64          `json:"uncertain_id"`
+}
+
 func (JournalCreatedEvent) EventType() string   { return EvJournalCreated }
 func (BootEvent) EventType() string             { return EvBoot }
 func (DeviceEvent) EventType() string           { return EvDevice }
@@ -289,6 +310,7 @@ func (TopupAckedEvent) EventType() string       { return EvTopupAcked }
 func (TopupConflictEvent) EventType() string    { return EvTopupConflict }
 func (PulseEvent) EventType() string            { return EvPulse }
 func (CreditedDirectEvent) EventType() string   { return EvCreditedDirect }
+func (FollowUpCreditEvent) EventType() string   { return EvFollowUpCredit }
 
 // newEvent returns a zero payload of an event type, nil for types with no fixed schema
 // (alarms carry their producer's condition) or unknown to this version.
@@ -340,6 +362,8 @@ func newEvent(typ string) Event {
 		return &PulseEvent{}
 	case EvCreditedDirect:
 		return &CreditedDirectEvent{}
+	case EvFollowUpCredit:
+		return &FollowUpCreditEvent{}
 	}
 	return nil
 }

@@ -14,6 +14,10 @@ type Uncertain struct {
 	ValueMinor int64  `json:"value_minor"`
 	Reason     string `json:"reason"`
 	Settled    bool   `json:"settled,omitempty"`
+	// ResolvedBy is the topup_id of the follow-up top-up that credited the note when the
+	// unit reported its credit after the session closed (CreditAfterClose); the item is
+	// then Settled.
+	ResolvedBy string `json:"resolved_by,omitempty"`
 }
 
 // addUncertain records an uncertain item, attached to session sid when it is open.

@@ -105,6 +105,8 @@ func (r *replay) apply(rec Record) error {
 		r.topups[e.TopupSeq] = replayTopup{amount: e.AmountMinor, payload: e.Payload, session: s.ID}
 		r.outbox[e.TopupSeq] = TopupPending
 		s.TopupSeq = e.TopupSeq
+	case *FollowUpCreditEvent:
+		return r.followUp(e)
 	case *TopupAckedEvent:
 		if _, ok := r.topups[e.TopupSeq]; !ok {
 			return fmt.Errorf("ack for unknown top-up %d", e.TopupSeq)

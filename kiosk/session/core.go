@@ -86,6 +86,9 @@ type core struct {
 
 	// printing counts print tasks in flight (the closing receipt, reprints, copies).
 	printing int
+	// followUps are follow-up top-ups (credits reported after their session closed) whose
+	// receipt waits to be printed.
+	followUps []journal.Topup
 
 	state   State
 	viewSeq uint64
@@ -219,6 +222,9 @@ func (c *core) advanceOnce() bool {
 	if c.maintWanted && !c.maintenance && !c.inSession() {
 		c.maintenance = true
 		c.e.log.Info("maintenance mode on")
+		progressed = true
+	}
+	if c.printFollowUp() {
 		progressed = true
 	}
 	if c.journalFailed && !c.inSession() && !now.Before(c.probeAt) {

@@ -91,6 +91,9 @@ type Receipt struct {
 	Copy bool
 	// LocalTime is the closing time.
 	LocalTime time.Time
+	// FollowsReceiptNo is set on a follow-up top-up's receipt (a note credited after its
+	// session closed): the number of the receipt of the session it follows.
+	FollowsReceiptNo uint64
 }
 
 // Receipt statuses.

@@ -446,7 +446,12 @@ func (e *Engine) printTopup(ctx context.Context, t journal.Topup, copy bool, sta
 		notes = append(notes, journal.NoteLine{ValueMinor: n.ValueMinor, Count: n.Count})
 	}
 	pctx, cancel := context.WithTimeout(ctx, e.cfg.Timing.PrintTimeout)
-	err = e.cfg.Printer.PrintReceipt(pctx, Receipt{Topup: t, Notes: notes, Uncertain: w.Uncertain, Status: status, Copy: copy, LocalTime: w.ClosedAt})
+	follows, ferr := e.j.FollowsReceipt(t)
+	if ferr != nil {
+		e.log.Warn("receipt of the top-up a follow-up follows not found", "topup", t.TopupID, "err", ferr)
+	}
+	err = e.cfg.Printer.PrintReceipt(pctx, Receipt{Topup: t, Notes: notes, Uncertain: w.Uncertain, Status: status, Copy: copy, LocalTime: w.ClosedAt,
+		FollowsReceiptNo: follows})
 	cancel()
 	hit(e, "after-print")
 	state, detail := journal.PrintDone, ""

@@ -152,17 +152,23 @@ func (c *core) credit(n acceptor.Note) error {
 	}
 	c.hit("credit-before-commit")
 	if len(intents) == 0 {
-		kind, err := c.e.j.CreditWithoutIntent(jnote(n), "credit report with no open intent")
+		// A repeat of the last credit, the late credit of a note whose session closed with
+		// it in transit (a follow-up top-up), or a credit nothing explains.
+		late, err := c.e.j.CreditAfterClose(jnote(n), "credit report with no open intent")
 		if err != nil {
 			c.journalFailedOp("credit without intent", err)
 			return err
 		}
 		c.journalOK()
-		if kind == journal.Unexpected {
+		switch late.Kind {
+		case journal.Unexpected:
 			c.e.cfg.Health.Event("unexpected_credit", health.Critical, health.Engineer,
 				fmt.Sprintf("acceptor credited %s without a stack command; recorded as an uncertain item", n))
 			c.refreshSession()
-		} else {
+		case journal.FollowUp:
+			c.creditUnfinished = true
+			c.followUpCredited(late)
+		default:
 			// The repeated credit is the last one: the unit has still to finish it.
 			c.creditUnfinished = true
 			c.e.log.Info("unit re-reported an already journaled credit; acknowledging without counting", "note", n.String())
@@ -417,4 +423,41 @@ func rejectText(r acceptor.RejectReason) string {
 		return "it could not be verified"
 	}
 	return "it could not be read"
+}
+
+// followUpCredited takes a note credited after its session closed: the journal resolved
+// the session's uncertain item and made a follow-up top-up of it. It goes to the ledger now;
+// its receipt prints once no customer is at the kiosk (advanceOnce), as the original.
+func (c *core) followUpCredited(late journal.LateCredit) {
+	t := *late.Topup
+	c.e.log.Warn("credit reported after its session closed; credited as a follow-up top-up",
+		"note_minor", late.Credit.ValueMinor, "topup", t.TopupID, "follows", late.Follows.TopupID, "uncertain_item", late.Resolved.ID)
+	c.e.cfg.Health.Event("follow_up_topup", health.Info, health.None,
+		fmt.Sprintf("the unit reported the note of uncertain item %d of top-up %s after its session closed; credited by follow-up top-up %s",
+			late.Resolved.ID, late.Follows.TopupID, t.TopupID))
+	c.followUps = append(c.followUps, t)
+	if c.e.cfg.Uplink != nil {
+		c.e.cfg.Uplink.Kick()
+	}
+}
+
+// printFollowUp prints the oldest follow-up receipt waiting, when nobody is being served and
+// nothing else prints (prints are one at a time: the journal's account of the printer's
+// cuts relies on it). It reports whether it started one.
+func (c *core) printFollowUp() bool {
+	if len(c.followUps) == 0 || c.rec != nil || c.inSession() || c.printing > 0 || c.exiting {
+		return false
+	}
+	t := c.followUps[0]
+	c.followUps = c.followUps[1:]
+	// A start-up's reprint of unprinted receipts may have printed it meanwhile.
+	if cur, ok, err := c.e.j.Topup(t.Seq); err == nil && ok && cur.PrintState != journal.PrintNone {
+		return true
+	}
+	c.spawnPrint(t, false, func(c *core, printed bool) {
+		if !printed {
+			c.e.log.Warn("follow-up receipt not printed", "topup", t.TopupID, "receipt_no", t.ReceiptNo)
+		}
+	})
+	return true
 }
