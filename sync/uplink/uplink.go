@@ -72,6 +72,10 @@ type entry struct {
 	nextTry  time.Time
 	inFlight bool
 	stopped  bool
+	// follows is the seq of the top-up a follow-up top-up follows (0: none): it is sent only
+	// once that one has left the outbox, because the ledger credits a follow-up only against
+	// the suspense record its original creates.
+	follows uint64
 }
 
 // Uplink drains the outbox.
@@ -315,12 +319,15 @@ func (u *Uplink) drain(ctx context.Context) time.Duration {
 		t := u.box[seq]
 		e := u.entries[seq]
 		if e == nil {
-			e = &entry{nextTry: now}
+			e = &entry{nextTry: now, follows: followsSeq(t)}
 			u.entries[seq] = e
 		}
 		e.stopped = t.State == journal.TopupConflict
 		if e.stopped || e.inFlight {
 			continue
+		}
+		if orig, waiting := u.box[e.follows]; e.follows != 0 && waiting && orig.State != journal.TopupConflict {
+			continue // its original is not acked yet; the ack's wake-up brings it back here
 		}
 		if wait := e.nextTry.Sub(now); wait > 0 {
 			next = min(next, wait)
@@ -335,6 +342,20 @@ func (u *Uplink) drain(ctx context.Context) time.Duration {
 		go u.publish(ctx, t)
 	}
 	return next
+}
+
+// followsSeq returns the seq of the top-up t follows, 0 when t is no follow-up (or names
+// another journal's top-up, which cannot be in this outbox).
+func followsSeq(t journal.Topup) uint64 {
+	w, err := t.Wire()
+	if err != nil || w.FollowsTopupID == "" {
+		return 0
+	}
+	_, _, seq, err := wire.ParseTopupID(w.FollowsTopupID)
+	if err != nil {
+		return 0
+	}
+	return seq
 }
 
 func (u *Uplink) publish(ctx context.Context, t journal.Topup) {

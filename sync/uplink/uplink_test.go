@@ -396,3 +396,50 @@ func TestAuthorize(t *testing.T) {
 		}
 	})
 }
+
+// TestFollowUpWaitsForItsOriginal: a follow-up top-up (a note credited after its session
+// closed) is sent only once its original has left the outbox: the ledger credits a follow-up
+// only against the suspense record the original creates, so the other order would hold it.
+func TestFollowUpWaitsForItsOriginal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newURig(t, 0, 4)
+		s, err := r.j.OpenSession(journal.OpenSessionParams{Account: "acct", LimitMinor: 100000, QR: "IMW1.code", QRNonce: "n1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, _ := r.j.StackIntent(s.ID, journal.Note{ValueMinor: 5000})
+		if _, err := r.j.CreditNote(in.ID, journal.Note{}, ""); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.j.StackIntent(s.ID, journal.Note{ValueMinor: 10000}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := r.j.CloseSession(journal.CloseParams{SessionID: s.ID, Outcome: wire.OutcomeInterrupted, UnresolvedReason: "in transit at close"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		late, err := r.j.CreditAfterClose(journal.Note{ValueMinor: 10000}, "late credit")
+		if err != nil || late.Kind != journal.FollowUp {
+			t.Fatalf("late credit %+v, %v", late, err)
+		}
+		r.u.Kick()
+		synctest.Wait()
+		ps := r.c.topups()
+		if len(ps) != 1 {
+			t.Fatalf("published %d top-ups before the original's ack, want only the original", len(ps))
+		}
+		var w wire.Topup
+		if err := wire.Decode(ps[0].payload, &w); err != nil || w.TopupID != res.Topup.TopupID {
+			t.Fatalf("first published %s, want the original %s", w.TopupID, res.Topup.TopupID)
+		}
+		r.ack(t, w.TopupID, wire.AckCredited, w.AmountMinor)
+		synctest.Wait()
+		ps = r.c.topups()
+		if len(ps) != 2 {
+			t.Fatalf("published %d after the original's ack, want the follow-up too", len(ps))
+		}
+		if err := wire.Decode(ps[1].payload, &w); err != nil || w.FollowsTopupID != res.Topup.TopupID {
+			t.Fatalf("second published %+v", w)
+		}
+	})
+}
