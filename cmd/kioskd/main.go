@@ -68,10 +68,29 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	every, feed, err := watchdogPlan()
+	if err != nil {
+		log.Warn("systemd watchdog settings unreadable; not feeding it", "err", err)
+	}
+	// The watchdog runs from READY=1 until Run has returned; the stop begins with ctx.
+	wdCtx, wdStop := context.WithCancel(context.Background())
+	defer wdStop()
+	wdDone := make(chan struct{})
+	started := false // ready runs on Run's goroutine, this one
+	var notifier daemon.Notifier = systemdNotifier{}
+	var sys *daemon.System
+	ready := func(addr string) {
+		if err := notifier.Notify("READY=1"); err != nil {
+			log.Warn("sd_notify", "err", err)
+		}
+		wd := sys.NewWatchdog(notifier, every, feed, ctx.Done())
+		started = true
+		go func() { defer close(wdDone); wd.Run(wdCtx) }()
+	}
 	// A second kioskd on the same journal ends here with an error (and exit status 1)
 	// within journal.lock_wait, having opened no device.
-	sys, err := daemon.New(ctx, cfg, daemon.Options{Version: version, Logger: log,
-		Ready: func(addr string) { notifyReady(log) },
+	sys, err = daemon.New(ctx, cfg, daemon.Options{Version: version, Logger: log,
+		Ready: ready,
 		CheckJournal: func(ctx context.Context, path string, lockWait time.Duration) error {
 			return journal.CheckInChild(ctx, exe, []string{"-lock-wait", lockWait.String(), "-check-journal"}, path, 5*time.Minute)
 		}})
@@ -79,23 +98,12 @@ func run() error {
 		return err
 	}
 	err = sys.Run(ctx)
+	wdStop()
+	if started {
+		<-wdDone
+	}
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
 	return err
-}
-
-// notifyReady tells systemd (Type=notify) that the daemon is up, when run under it.
-func notifyReady(log *slog.Logger) {
-	sock := os.Getenv("NOTIFY_SOCKET")
-	if sock == "" {
-		return
-	}
-	if sock[0] == '@' {
-		sock = "\x00" + sock[1:]
-	}
-	addr := &syscallUnixAddr{name: sock}
-	if err := addr.send("READY=1"); err != nil {
-		log.Warn("sd_notify", "err", err)
-	}
 }
