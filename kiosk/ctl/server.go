@@ -88,6 +88,7 @@ func NewServer(b Backend, p Policy, log *slog.Logger) *Server {
 	mux.HandleFunc("POST /v1/reprint", s.reprint)
 	mux.HandleFunc("GET /v1/diag", s.diag)
 	mux.HandleFunc("POST /v1/selftest/printer", s.selftestPrinter)
+	mux.HandleFunc("POST /v1/update-gate", s.updateGate) // updategate.go
 	base, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	s.srv = &http.Server{Handler: s.guard(mux), ReadHeaderTimeout: 5 * time.Second,

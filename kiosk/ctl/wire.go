@@ -21,6 +21,7 @@
 //	POST /v1/reprint           body ReprintRequest; Reply
 //	GET  /v1/diag              Diag
 //	POST /v1/selftest/printer  PrinterTest
+//	POST /v1/update-gate       body UpdateGateRequest; UpdateGate (updategate.go)
 //
 // # Who may connect
 //
