@@ -30,6 +30,7 @@ const liveUsage = `
   kioskctl reprint N             print a COPY of receipt N
   kioskctl diag bundle [-o FILE] a .tar.gz for the support team (no secrets)
   kioskctl selftest printer      print a test page, with the printer's status
+  kioskctl update-gate [-prepare [-wait D]]  may an update start now? exit 0 go, 21 retry later, 1 error
 common flags: -socket PATH (default $KIOSKD_SOCKET or ` + ctl.DefaultSocket + `), -json`
 
 // liveCommands are the commands of the running kioskd.

@@ -30,6 +30,11 @@ import (
 func main() {
 	if err := run(os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "kioskctl:", err)
+		// update-gate's statuses are an update client's protocol (0 go, 21 retry, 1 error).
+		var ee *exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
 		os.Exit(1)
 	}
 }
@@ -52,6 +57,8 @@ func run(args []string, out io.Writer) error {
 			return err
 		}
 		return journalCmd(args[1], args[2:], out)
+	case "update-gate":
+		return updateGate(args[1:], out)
 	case "bench":
 		return errors.New("bench moved to its own command: kioskbench (make bench)")
 	case "help", "-h", "--help":

@@ -80,15 +80,7 @@ func (s *System) NewWatchdog(n Notifier, every time.Duration, feed bool, stoppin
 
 // Run probes and notifies until ctx ends (cmd/kioskd ends it when System.Run has returned).
 func (w *Watchdog) Run(ctx context.Context) {
-	if w.Logger == nil {
-		w.Logger = slog.New(slog.DiscardHandler)
-	}
-	if w.Every <= 0 {
-		w.Every = 10 * time.Second
-	}
-	if w.Timeout <= 0 {
-		w.Timeout = w.Every / 2
-	}
+	w.defaults()
 	t := time.NewTicker(w.Every)
 	defer t.Stop()
 	for {
@@ -108,6 +100,7 @@ func (w *Watchdog) Run(ctx context.Context) {
 // Tick probes once: it sends the status if it changed and feeds the watchdog if the kiosk
 // made progress.
 func (w *Watchdog) Tick(ctx context.Context) {
+	w.defaults()
 	if w.isStopping() {
 		w.feed()
 		return
@@ -139,6 +132,18 @@ func (w *Watchdog) Tick(ctx context.Context) {
 		w.status = status
 	}
 	w.feed()
+}
+
+func (w *Watchdog) defaults() {
+	if w.Logger == nil {
+		w.Logger = slog.New(slog.DiscardHandler)
+	}
+	if w.Every <= 0 {
+		w.Every = 10 * time.Second
+	}
+	if w.Timeout <= 0 {
+		w.Timeout = w.Every / 2
+	}
 }
 
 func (w *Watchdog) isStopping() bool {
