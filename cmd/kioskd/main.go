@@ -100,7 +100,12 @@ func run() error {
 	err = sys.Run(ctx)
 	wdStop()
 	if started {
-		<-wdDone
+		// A notification blocks while systemd does not read its socket: that must not hold
+		// up the exit.
+		select {
+		case <-wdDone:
+		case <-time.After(time.Second):
+		}
 	}
 	if errors.Is(err, context.Canceled) {
 		return nil

@@ -55,6 +55,8 @@ type Watchdog struct {
 	// status is the last STATUS line sent; failing whether the last probe failed.
 	status  string
 	failing bool
+	// answered: the engine answered once (until then, not running means not started yet).
+	answered bool
 }
 
 // NewWatchdog builds the watchdog of s: it probes s's engine and journal. every is the
@@ -107,6 +109,10 @@ func (w *Watchdog) Tick(ctx context.Context) {
 	}
 	status, err := w.probe(ctx)
 	if errors.Is(err, session.ErrNotRunning) {
+		if !w.answered {
+			// Its run loop has not started yet (Ready comes first): no feed until it answers.
+			return
+		}
 		// The engine ended: System.Run stops the whole kiosk after it (bounded).
 		w.stopping()
 		w.feed()
@@ -123,6 +129,7 @@ func (w *Watchdog) Tick(ctx context.Context) {
 		}
 		return
 	}
+	w.answered = true
 	if w.failing {
 		w.Logger.Info("watchdog: the kiosk answers again")
 		w.failing = false

@@ -176,10 +176,21 @@ func TestWatchdogStop(t *testing.T) {
 		cancel()
 		<-done
 
-		// The engine ended (System.Run then stops the kiosk).
+		// Not started yet: no feed, nothing said. Then it runs, then it ends (System.Run
+		// then stops the kiosk).
 		n2 := &notes{}
 		ended := &fakeEngine{ended: true}
 		w2 := &Watchdog{Notifier: n2, Every: 10 * time.Second, Feed: true, Engine: ended}
+		w2.Tick(context.Background())
+		if got := n2.take(); len(got) != 0 {
+			t.Fatalf("engine not started yet: %q", got)
+		}
+		ended.set(func(f *fakeEngine) { f.ended, f.st = false, session.Status{State: "idle"} })
+		w2.Tick(context.Background())
+		if got := n2.take(); !slices.Equal(got, []string{"STATUS=idle", "WATCHDOG=1"}) {
+			t.Fatalf("engine started: %q", got)
+		}
+		ended.set(func(f *fakeEngine) { f.ended = true })
 		w2.Tick(context.Background())
 		w2.Tick(context.Background())
 		if got := n2.take(); !slices.Equal(got, []string{"STOPPING=1", "STATUS=stopping", "WATCHDOG=1", "WATCHDOG=1"}) {
