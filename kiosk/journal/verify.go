@@ -18,6 +18,15 @@ type replay struct {
 	outbox   map[uint64]string
 	cassette Cassette
 	current  uint64
+	// nTopups counts every top-up closed so far, including those before a checkpoint that
+	// a seeded replay does not hold in topups.
+	nTopups uint64
+	// A replay seeded from a checkpoint (fromState) holds only the sessions that were live at
+	// the checkpoint plus those opened since; baseSessions counts the others, baseTopups the
+	// top-ups closed before it, and from is the checkpoint's seq. A full replay has all zero.
+	baseSessions int
+	baseTopups   uint64
+	from         uint64
 }
 
 type replayTopup struct {
@@ -63,6 +72,9 @@ func (r *replay) apply(rec Record) error {
 		}
 		delete(r.intents, e.IntentID)
 		s := r.sessions[e.SessionID]
+		if s == nil {
+			return fmt.Errorf("credit for unknown session %d", e.SessionID)
+		}
 		s.PendingMinor -= in.Note.ValueMinor
 		s.addNote(e.Note.ValueMinor)
 		r.addCassette(e.Note.ValueMinor)
@@ -81,7 +93,11 @@ func (r *replay) apply(rec Record) error {
 			return fmt.Errorf("resolution of intent %d that is not open", e.IntentID)
 		}
 		delete(r.intents, e.IntentID)
-		r.sessions[in.SessionID].PendingMinor -= in.Note.ValueMinor
+		s := r.sessions[in.SessionID]
+		if s == nil {
+			return fmt.Errorf("intent %d of unknown session %d", e.IntentID, in.SessionID)
+		}
+		s.PendingMinor -= in.Note.ValueMinor
 	case *UncertainEvent:
 		u := Uncertain{ID: rec.Seq, SessionID: e.SessionID, ValueMinor: e.ValueMinor, Reason: e.Reason}
 		if s := r.sessions[u.SessionID]; s != nil && !s.Closed {
@@ -99,14 +115,15 @@ func (r *replay) apply(rec Record) error {
 		if e.AmountMinor != s.TotalMinor {
 			return fmt.Errorf("session %d closed with %d, credits sum to %d", s.ID, e.AmountMinor, s.TotalMinor)
 		}
-		if _, dup := r.topups[e.TopupSeq]; dup || e.TopupSeq != uint64(len(r.topups))+1 {
+		if _, dup := r.topups[e.TopupSeq]; dup || e.TopupSeq != r.nTopups+1 {
 			return fmt.Errorf("top-up seq %d out of order", e.TopupSeq)
 		}
+		r.nTopups++
 		r.topups[e.TopupSeq] = replayTopup{amount: e.AmountMinor, payload: e.Payload, session: s.ID}
 		r.outbox[e.TopupSeq] = TopupPending
 		s.TopupSeq = e.TopupSeq
 	case *TopupAckedEvent:
-		if _, ok := r.topups[e.TopupSeq]; !ok {
+		if e.TopupSeq == 0 || e.TopupSeq > r.nTopups {
 			return fmt.Errorf("ack for unknown top-up %d", e.TopupSeq)
 		}
 		delete(r.outbox, e.TopupSeq)
@@ -165,8 +182,8 @@ func (r *replay) compare(tx *bolt.Tx) error {
 				id, got.TotalMinor, got.NoteCount, got.Closed, got.PendingMinor, want.TotalMinor, want.NoteCount, want.Closed, want.PendingMinor)
 		}
 	}
-	if n := tx.Bucket(bSessions).Stats().KeyN; n != len(r.sessions) {
-		return fmt.Errorf("%d sessions in the view, %d in the events", n, len(r.sessions))
+	if err := r.compareSessionKeys(tx); err != nil {
+		return err
 	}
 	cur := tx.Bucket(bMeta).Get(kCurrent)
 	if btoi(cur) != r.current {
@@ -180,8 +197,8 @@ func (r *replay) compare(tx *bolt.Tx) error {
 			return fmt.Errorf("open intent %d missing from the view", id)
 		}
 	}
-	if n := tx.Bucket(bTopups).Stats().KeyN; n != len(r.topups) {
-		return fmt.Errorf("%d top-ups in the view, %d in the events", n, len(r.topups))
+	if err := r.compareTopupKeys(tx); err != nil {
+		return err
 	}
 	for seq, want := range r.topups {
 		var got Topup
@@ -207,6 +224,66 @@ func (r *replay) compare(tx *bolt.Tx) error {
 	}
 	if c.Count != r.cassette.Count || c.ValueMinor != r.cassette.ValueMinor || !maps.Equal(c.ByValue, r.cassette.ByValue) {
 		return fmt.Errorf("cassette view %d notes / %d, events say %d / %d", c.Count, c.ValueMinor, r.cassette.Count, r.cassette.ValueMinor)
+	}
+	return nil
+}
+
+// compareSessionKeys checks that the sessions view holds exactly the sessions of the events.
+// A full replay counts the whole bucket; a seeded one checks only the keys after its
+// checkpoint, so that start-up stays independent of the length of history (the sessions
+// before it are covered by the background full verification).
+func (r *replay) compareSessionKeys(tx *bolt.Tx) error {
+	b := tx.Bucket(bSessions)
+	if r.from == 0 {
+		if n := b.Stats().KeyN; n != len(r.sessions) {
+			return fmt.Errorf("%d sessions in the view, %d in the events", n, len(r.sessions))
+		}
+		return nil
+	}
+	want := 0
+	for id := range r.sessions {
+		if id > r.from {
+			want++
+		}
+	}
+	got := 0
+	c := b.Cursor()
+	for k, _ := c.Seek(u64(r.from + 1)); k != nil; k, _ = c.Next() {
+		if _, ok := r.sessions[btoi(k)]; !ok {
+			return fmt.Errorf("session %d in the view has no opening event", btoi(k))
+		}
+		got++
+	}
+	if got != want {
+		return fmt.Errorf("%d sessions in the view since the checkpoint, %d in the events", got, want)
+	}
+	return nil
+}
+
+// compareTopupKeys checks that the top-ups view holds top-ups 1..nTopups (the bucket's
+// counter allocates them contiguously); like compareSessionKeys, a seeded replay looks only
+// at those closed since its checkpoint.
+func (r *replay) compareTopupKeys(tx *bolt.Tx) error {
+	b := tx.Bucket(bTopups)
+	if seq := b.Sequence(); seq != r.nTopups {
+		return fmt.Errorf("top-up counter %d, events closed %d", seq, r.nTopups)
+	}
+	if r.from == 0 {
+		if n := b.Stats().KeyN; uint64(n) != r.nTopups {
+			return fmt.Errorf("%d top-ups in the view, %d in the events", n, r.nTopups)
+		}
+		return nil
+	}
+	var got uint64
+	c := b.Cursor()
+	for k, _ := c.Seek(u64(r.baseTopups + 1)); k != nil; k, _ = c.Next() {
+		if s := btoi(k); s <= r.baseTopups || s > r.nTopups {
+			return fmt.Errorf("top-up %d in the view, events closed %d", s, r.nTopups)
+		}
+		got++
+	}
+	if got != r.nTopups-r.baseTopups {
+		return fmt.Errorf("%d top-ups in the view since the checkpoint, %d in the events", got, r.nTopups-r.baseTopups)
 	}
 	return nil
 }
