@@ -43,9 +43,86 @@ import (
 // against a dozen events). Seqs never repeat: the events bucket's counter is not reset.
 
 var (
-	kAnchor   = []byte("archive_anchor")
-	kSegments = []byte("archive_segments")
+	kAnchor        = []byte("archive_anchor")
+	kSegments      = []byte("archive_segments")
+	kArchivedViews = []byte("archived_views")
 )
+
+// archivedViews says which views went with archived history: the sessions with id up to
+// SessionsThrough and the top-ups (and their receipt records) with seq up to TopupsThrough.
+// Both are prefixes: sessions open one at a time, so a session is archived once the next
+// session's opening event is, and top-ups are numbered in the order sessions close. The
+// views are derived data: a full verification rebuilds them from the archived events.
+type archivedViews struct {
+	SessionsThrough uint64 `json:"sessions_through"`
+	TopupsThrough   uint64 `json:"topups_through"`
+}
+
+func loadArchivedViews(tx *bolt.Tx) archivedViews {
+	var av archivedViews
+	if raw := tx.Bucket(bMeta).Get(kArchivedViews); raw != nil {
+		_ = json.Unmarshal(raw, &av) // damaged: zero, and the views compare says what is missing
+	}
+	return av
+}
+
+// archiveViews removes the views of the sessions wholly before event last (see
+// archivedViews) in tx.
+func archiveViews(tx *bolt.Tx, last uint64) error {
+	av := loadArchivedViews(tx)
+	sb := tx.Bucket(bSessions)
+	var ids []uint64
+	c := sb.Cursor()
+	for k, _ := c.First(); k != nil && btoi(k) <= last; k, _ = c.Next() {
+		ids = append(ids, btoi(k))
+	}
+	if len(ids) < 2 {
+		return nil
+	}
+	// The last of them may have closed after last: it stays.
+	ids = ids[:len(ids)-1]
+	for _, id := range ids {
+		var s Session
+		if _, err := getJSON(tx, bSessions, u64(id), &s); err != nil {
+			return err
+		}
+		if !s.Closed {
+			return fmt.Errorf("journal: archive: session %d is not closed", id)
+		}
+		if s.TopupSeq > av.TopupsThrough {
+			av.TopupsThrough = s.TopupSeq
+		}
+		if err := sb.Delete(u64(id)); err != nil {
+			return err
+		}
+		av.SessionsThrough = id
+	}
+	tb, rb := tx.Bucket(bTopups), tx.Bucket(bReceipts)
+	tc := tb.Cursor()
+	for k, _ := tc.First(); k != nil && btoi(k) <= av.TopupsThrough; k, _ = tc.First() {
+		if err := tb.Delete(k); err != nil {
+			return err
+		}
+	}
+	rc := rb.Cursor()
+	for k, v := rc.First(); k != nil; k, v = rc.First() {
+		var r receiptRec
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("%w: receipt %d: %v", ErrCorrupt, btoi(k), err)
+		}
+		if r.TopupSeq > av.TopupsThrough {
+			break
+		}
+		if err := rb.Delete(k); err != nil {
+			return err
+		}
+	}
+	raw, err := json.Marshal(av)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bMeta).Put(kArchivedViews, raw)
+}
 
 // Segment describes one sealed archive file.
 type Segment struct {
@@ -309,7 +386,10 @@ func (j *Journal) archiveOne(opts ArchiveOptions) (Segment, uint64, error) {
 			return err
 		}
 		a, _ := json.Marshal(anchor{Seq: last, Hash: hex.EncodeToString(lastHash)})
-		return m.Put(kAnchor, a)
+		if err := m.Put(kAnchor, a); err != nil {
+			return err
+		}
+		return archiveViews(tx, last)
 	})
 	if err != nil {
 		return Segment{}, 0, err

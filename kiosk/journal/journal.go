@@ -124,8 +124,9 @@ func Open(path string, opts Options) (*Journal, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, OpenFile: opts.OpenFile, ReadOnly: opts.ReadOnly,
-		FreelistType: bolt.FreelistMapType, NoSync: opts.NoSync})
+	bopts := &bolt.Options{Timeout: opts.LockTimeout, OpenFile: opts.OpenFile, ReadOnly: opts.ReadOnly,
+		FreelistType: bolt.FreelistMapType, NoSync: opts.NoSync}
+	db, err := bolt.Open(path, 0o600, bopts)
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s", ErrLocked, path)
 	}
@@ -139,7 +140,12 @@ func Open(path string, opts Options) (*Journal, error) {
 	}
 	if !opts.SkipVerify {
 		if err := j.startupVerify(opts); err != nil {
-			db.Close()
+			j.db.Close()
+			return nil, err
+		}
+		// Only a verified file is rewritten.
+		if err := j.maybeCompact(opts, bopts); err != nil {
+			j.db.Close()
 			return nil, err
 		}
 	}
