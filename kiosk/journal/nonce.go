@@ -76,10 +76,22 @@ func (j *Journal) ClockTrusted(now time.Time) bool {
 	}
 	var newest time.Time
 	_ = j.db.View(func(tx *bolt.Tx) error {
-		newest = newestEvent(tx)
+		newest = highWater(tx)
 		return nil
 	})
 	return now.After(newest)
+}
+
+// highWater is the latest time the journal has seen: its newest event or the trusted time
+// recorded with the last used nonce, whichever is later.
+func highWater(tx *bolt.Tx) time.Time {
+	t := newestEvent(tx)
+	if s := tx.Bucket(bMeta).Get(kTrusted); len(s) == 8 {
+		if v := time.Unix(0, int64(btoi(s))).UTC(); v.After(t) {
+			t = v
+		}
+	}
+	return t
 }
 
 // TrustedNow is the journal's monotonic notion of now (see the comment at the top of
@@ -107,14 +119,9 @@ func newestEvent(tx *bolt.Tx) time.Time {
 
 // trustedNow computes the trusted time in tx with wall as the wall clock.
 func trustedNow(tx *bolt.Tx, wall time.Time) time.Time {
-	t := time.Time{}
-	if s := tx.Bucket(bMeta).Get(kTrusted); len(s) == 8 {
-		t = time.Unix(0, int64(btoi(s))).UTC()
-	}
-	if ev := newestEvent(tx); ev.After(t) {
-		t = ev
-	}
-	if wall.After(BuildTime) && wall.After(t) && (ClockSynced() || wall.After(newestEvent(tx))) {
+	t := highWater(tx)
+	if wall.After(BuildTime) && wall.After(t) {
+		// A wall clock past the build and past everything seen is the trusted-clock rule.
 		t = wall
 	}
 	if !t.After(BuildTime) {
