@@ -34,6 +34,37 @@ func CheckFileFull(path string) (rep VerifyReport, err error) {
 	return checkFile(path, true)
 }
 
+// CheckPages is bbolt's check of every page of the file alone (read-only): a tool that then
+// runs VerifyFull on a writable journal gets CheckFileFull and a stored checkpoint.
+func CheckPages(path string) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: bbolt panicked: %v", ErrCorrupt, r)
+		}
+	}()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 10 * time.Second})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return fmt.Errorf("%w: %v", ErrLocked, err)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	defer db.Close()
+	var errs []error
+	_ = db.View(func(tx *bolt.Tx) error {
+		for e := range tx.Check() {
+			if len(errs) < 10 {
+				errs = append(errs, e)
+			}
+		}
+		return nil
+	})
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: bbolt consistency: %v", ErrCorrupt, errors.Join(errs...))
+	}
+	return nil
+}
+
 func checkFile(path string, full bool) (rep VerifyReport, err error) {
 	// A recoverable panic in bbolt is a failed check; a fault on the memory map is not
 	// recoverable, which is what the child process is for.
