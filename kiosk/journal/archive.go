@@ -210,6 +210,8 @@ func (j *Journal) Archive(ctx context.Context, opts ArchiveOptions) (ArchiveRepo
 	if opts.MaxEvents <= 0 {
 		opts.MaxEvents = 100_000
 	}
+	j.archiveMu.Lock()
+	defer j.archiveMu.Unlock()
 	var rep ArchiveReport
 	for {
 		if err := ctx.Err(); err != nil {
@@ -311,7 +313,6 @@ func (j *Journal) archiveOne(opts ArchiveOptions) (Segment, uint64, error) {
 	// list it and delete the events in one write transaction.
 	var (
 		first, last uint64
-		prev        []byte
 		buf         bytes.Buffer
 		lastHash    []byte
 	)
@@ -326,11 +327,8 @@ func (j *Journal) archiveOne(opts ArchiveOptions) (Segment, uint64, error) {
 			return nil
 		}
 		first = btoi(k)
-		if a, ok := loadAnchor(tx); ok {
-			if a.Seq+1 != first {
-				return fmt.Errorf("%w: first hot event %d does not follow the archive anchor %d", ErrCorrupt, first, a.Seq)
-			}
-			prev = a.hash
+		if a, ok := loadAnchor(tx); ok && a.Seq+1 != first {
+			return fmt.Errorf("%w: first hot event %d does not follow the archive anchor %d", ErrCorrupt, first, a.Seq)
 		}
 		buf.WriteString(segMagic)
 		buf.Write(u64(j.epoch))
@@ -355,7 +353,6 @@ func (j *Journal) archiveOne(opts ArchiveOptions) (Segment, uint64, error) {
 	if err != nil || last == 0 {
 		return Segment{}, 0, err
 	}
-	_ = prev
 	name := fmt.Sprintf("%s.seg-%020d-%020d.gz", filepath.Base(j.path), first, last)
 	seg := Segment{Name: name, First: first, Last: last}
 	if seg.SHA256, seg.Bytes, err = writeSegment(filepath.Join(filepath.Dir(j.path), name), buf.Bytes()); err != nil {
@@ -366,6 +363,9 @@ func (j *Journal) archiveOne(opts ArchiveOptions) (Segment, uint64, error) {
 		segs, err := loadSegments(tx)
 		if err != nil {
 			return err
+		}
+		if k, _ := tx.Bucket(bEvents).Cursor().First(); btoi(k) != first {
+			return fmt.Errorf("journal: archive: the hot file no longer starts at %d", first)
 		}
 		if m.Get(kCurrency) == nil {
 			if err := m.Put(kCurrency, []byte(j.currency)); err != nil {

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -109,6 +110,9 @@ type Journal struct {
 	log      *slog.Logger
 	path     string
 	readOnly bool
+	// archiveMu serialises Archive runs: each reads a batch, writes its segment outside any
+	// transaction and then deletes the batch.
+	archiveMu sync.Mutex
 }
 
 // Open opens or creates the journal at path and, unless opts.SkipVerify, verifies it.
