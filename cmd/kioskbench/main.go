@@ -183,7 +183,7 @@ func benchCmd(args []string, out io.Writer) error {
 			}
 			return float64(b) / float64(n)
 		}
-		fmt.Fprintf(out, "year of traffic: %d events; hot file %.1f MiB (%.1f MiB after compaction at open) holding %d events, %.0f bytes/event; %d archive segments %.1f MiB, %.0f bytes/event archived (built in %s)\n",
+		fmt.Fprintf(out, "simulated traffic: %d events; hot file %.1f MiB (%.1f MiB after compaction at open) holding %d events, %.0f bytes/event; %d archive segments %.1f MiB, %.0f bytes/event archived (built in %s)\n",
 			y.Events, float64(y.HotBytes)/(1<<20), float64(y.HotBytesCompacted)/(1<<20), y.HotEvents, per(y.HotBytesCompacted, y.HotEvents),
 			y.Segments, float64(y.ArchBytes)/(1<<20), per(y.ArchBytes, y.Events-y.HotEvents), y.Built.Round(time.Second))
 	}

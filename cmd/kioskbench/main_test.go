@@ -22,7 +22,7 @@ func TestTable(t *testing.T) {
 	s := out.String()
 	want := []string{"raw 200 B write+fsync (baseline)", "journal: credit commit", "journal: intent+credit", "raw QoS1 publish+PUBACK",
 		"Finish -> signed ack applied", "recovery (open + full chain and views check)",
-		"start-up with checkpoint", "background full verification", "year of traffic"}
+		"start-up with checkpoint", "background full verification", "simulated traffic"}
 	for _, p := range simrig.Protocols() {
 		for _, c := range p.Conformance {
 			want = append(want, c.Name+" ")
