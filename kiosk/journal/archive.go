@@ -200,8 +200,8 @@ type ArchiveReport struct {
 }
 
 // Archive moves acknowledged history older than opts.OlderThan into sealed segments (see the
-// comment at the top of archive.go for what may move). It may be called at any time; the
-// daemon calls it once a day or at start-up. Nothing moves while the trusted time is unknown
+// comment at the top of archive.go for what may move). It first advances the checkpoint to
+// the head (Checkpoint). It may be called at any time; the daemon calls it once a day. Nothing moves while the trusted time is unknown
 // (1970 clock, empty journal).
 func (j *Journal) Archive(ctx context.Context, opts ArchiveOptions) (ArchiveReport, error) {
 	if j.readOnly {
@@ -212,6 +212,11 @@ func (j *Journal) Archive(ctx context.Context, opts ArchiveOptions) (ArchiveRepo
 	}
 	j.archiveMu.Lock()
 	defer j.archiveMu.Unlock()
+	// History can move only up to the checkpoint: bring it to the head first (a check of the
+	// tail since the last one).
+	if _, err := j.Checkpoint(); err != nil {
+		return ArchiveReport{}, err
+	}
 	var rep ArchiveReport
 	for {
 		if err := ctx.Err(); err != nil {
