@@ -6,7 +6,12 @@
 // measured in the same run, because absolute numbers mean little across boards; on a kiosk
 // in the field it tells a technician whether an SD card is fast enough.
 //
-//	kioskbench [-dir DIR] [-benchtime 1s] [-events 1000000] [-poll 2s]
+//	kioskbench [-dir DIR] [-benchtime 1s] [-events 1000000] [-poll 2s] [-days 365] [-per-day 300] [-archive-after 720h]
+//
+// Start-up is reported twice on the large journal: the full check from the first event (what
+// every start-up cost before checkpoints, and what the background verification still does)
+// and kioskd's start-up from the verified checkpoint. The footprint simulation writes a year
+// of sessions with weekly archiving and reports the hot file and the archive per event.
 //
 // It links the emulators, the broker and the reference ledger, so it is a command of its
 // own: kioskd and kioskctl do not (cmd/deps_test.go checks it). `make bench` runs it.
@@ -47,6 +52,9 @@ func benchCmd(args []string, out io.Writer) error {
 	benchtime := fs.Duration("benchtime", time.Second, "target time per measurement")
 	events := fs.Uint64("events", 1_000_000, "journal size for the start-up recovery measurement (0 skips it)")
 	pollFor := fs.Duration("poll", 2*time.Second, "how long to measure polling CPU per protocol")
+	days := fs.Int("days", 365, "days of simulated traffic for the journal footprint (0 skips it)")
+	perDay := fs.Int("per-day", 300, "sessions per simulated day")
+	keep := fs.Duration("archive-after", 30*24*time.Hour, "age past which settled history is archived in the simulation")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -139,16 +147,45 @@ func benchCmd(args []string, out io.Writer) error {
 	fmt.Fprintln(out, "(full note: insert -> escrow -> stack -> credit committed -> ACK, fast polling, journal with fsync)")
 
 	if *events > 0 {
-		fmt.Fprintf(out, "\nstart-up recovery on a journal of %d events (building it first, without fsync)...\n", *events)
+		fmt.Fprintf(out, "\nstart-up on a journal of %d events (building it first, without fsync)...\n", *events)
 		t0 := time.Now()
 		path, err := bigJournal(*dir, *events)
 		if err != nil {
 			return err
 		}
 		st, _ := os.Stat(path)
+		built := time.Since(t0).Round(time.Second)
 		rec := testing.Benchmark(func(b *testing.B) { recovery(b, path) })
-		fmt.Fprintf(out, "recovery (open + full chain and views check): %s for %d events, journal file %.1f MiB (built in %s)\n",
-			failed.per("recovery", rec, time.Millisecond), *events, float64(st.Size())/(1<<20), time.Since(t0).Round(time.Second))
+		fmt.Fprintf(out, "recovery (open + full chain and views check): %s for %d events, journal file %.1f MiB, %.0f bytes/event (built in %s)\n",
+			failed.per("recovery", rec, time.Millisecond), *events, float64(st.Size())/(1<<20), float64(st.Size())/float64(*events), built)
+		first, err := prepareCheckpoint(path)
+		if err != nil {
+			return err
+		}
+		up := testing.Benchmark(func(b *testing.B) { startup(b, path) })
+		fmt.Fprintf(out, "start-up with checkpoint (child check + open, from the checkpoint): %s (the first open, which stored it: %s)\n",
+			failed.per("start-up with checkpoint", up, 100*time.Microsecond), first.Round(time.Millisecond))
+		bg, err := backgroundVerify(path)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "background full verification (VerifyFull, lowest priority, small transactions): %s\n", bg.Round(time.Millisecond))
+	}
+	if *days > 0 && *perDay > 0 {
+		fmt.Fprintf(out, "\njournal footprint after %d days of %d sessions/day, settled history archived after %s (weekly)...\n", *days, *perDay, *keep)
+		y, err := simulateYear(*dir, *days, *perDay, *keep)
+		if err != nil {
+			return err
+		}
+		per := func(b int64, n uint64) float64 {
+			if n == 0 {
+				return 0
+			}
+			return float64(b) / float64(n)
+		}
+		fmt.Fprintf(out, "simulated traffic: %d events; hot file %.1f MiB (%.1f MiB after compaction at open) holding %d events, %.0f bytes/event; %d archive segments %.1f MiB, %.0f bytes/event archived (built in %s)\n",
+			y.Events, float64(y.HotBytes)/(1<<20), float64(y.HotBytesCompacted)/(1<<20), y.HotEvents, per(y.HotBytesCompacted, y.HotEvents),
+			y.Segments, float64(y.ArchBytes)/(1<<20), per(y.ArchBytes, y.Events-y.HotEvents), y.Built.Round(time.Second))
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("%d measurements failed: %s (go test -run '^$' -bench . on the package that measures it prints why)", len(failed), strings.Join(failed, ", "))

@@ -16,12 +16,13 @@ func TestTable(t *testing.T) {
 		t.Skip("runs every measurement (about 20 s)")
 	}
 	var out bytes.Buffer
-	if err := benchCmd([]string{"-dir", t.TempDir(), "-benchtime", "5ms", "-events", "300", "-poll", "50ms"}, &out); err != nil {
+	if err := benchCmd([]string{"-dir", t.TempDir(), "-benchtime", "5ms", "-events", "300", "-poll", "50ms", "-days", "10", "-per-day", "5", "-archive-after", "72h"}, &out); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	s := out.String()
 	want := []string{"raw 200 B write+fsync (baseline)", "journal: credit commit", "journal: intent+credit", "raw QoS1 publish+PUBACK",
-		"Finish -> signed ack applied", "recovery (open + full chain and views check)"}
+		"Finish -> signed ack applied", "recovery (open + full chain and views check)",
+		"start-up with checkpoint", "background full verification", "simulated traffic"}
 	for _, p := range simrig.Protocols() {
 		for _, c := range p.Conformance {
 			want = append(want, c.Name+" ")

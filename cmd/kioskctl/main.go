@@ -1,7 +1,13 @@
 // Command kioskctl is the technician's tool for a kiosk.
 //
-//	kioskctl journal verify [-journal PATH]   check the hash chain and the money views
-//	kioskctl journal export [-journal PATH]   print every event as JSON lines
+//	kioskctl journal verify [-journal PATH] [-quick]   check the hash chain and the money views
+//	kioskctl journal export [-journal PATH] [-hot]     print every event as JSON lines
+//	kioskctl journal archive [-journal PATH] [-older-than D]   move settled history to segments
+//
+// verify is the complete check (every page, the chain from the first event through the
+// archive segments, every view, the checkpoint against the history) and stores a fresh
+// checkpoint when the file is writable; -quick is the start-up check from the checkpoint.
+// export includes the archive segments unless -hot.
 //
 // With kioskd running (its control socket answers) and no -journal, verify and export read
 // the live journal through kioskd, in one read transaction. The other commands (status,
@@ -18,6 +24,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -42,8 +49,9 @@ func main() {
 }
 
 const usage = `usage:
-  kioskctl journal verify [-journal PATH]
-  kioskctl journal export [-journal PATH]` + liveUsage
+  kioskctl journal verify [-journal PATH] [-quick]
+  kioskctl journal export [-journal PATH] [-hot]
+  kioskctl journal archive [-journal PATH] [-older-than DURATION]` + liveUsage
 
 func run(args []string, out io.Writer) error {
 	if len(args) == 0 {
@@ -76,6 +84,9 @@ func run(args []string, out io.Writer) error {
 func journalCmd(sub string, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("journal "+sub, flag.ContinueOnError)
 	path := fs.String("journal", "/var/lib/kioskd/journal.db", "journal file")
+	quick := fs.Bool("quick", false, "verify: only the start-up check from the last checkpoint")
+	hot := fs.Bool("hot", false, "export: only the events still in the journal file, not the archive segments")
+	olderThan := fs.Duration("older-than", 30*24*time.Hour, "archive: move settled history older than this")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -84,23 +95,68 @@ func journalCmd(sub string, args []string, out io.Writer) error {
 	}
 	switch sub {
 	case "verify":
-		// bbolt's page-level check, then the hash chain and the money views.
-		rep, err := journal.CheckFile(*path)
+		t0 := time.Now()
+		var rep journal.VerifyReport
+		var err error
+		what, stored := "start-up", false
+		if *quick {
+			rep, err = journal.CheckFile(*path)
+		} else {
+			what = "full"
+			rep, stored, err = fullCheck(*path)
+		}
 		if err != nil {
 			fmt.Fprintf(out, "FAIL %s: %v\n", *path, explainOpen(err))
 			return errors.New("journal verification failed")
 		}
-		fmt.Fprintf(out, "OK %s: %d events, %d sessions, %d top-ups, head %s\n", *path, rep.Events, rep.Sessions, rep.Topups, rep.Head)
+		fmt.Fprintf(out, "OK %s: %s check in %s: %d events (%d archived, checked from %d), %d sessions, %d top-ups, head %s\n",
+			*path, what, time.Since(t0).Round(time.Millisecond), rep.Events, rep.Archived, rep.From, rep.Sessions, rep.Topups, rep.Head)
+		if stored {
+			fmt.Fprintf(out, "checkpoint stored at event %d\n", rep.Events)
+		}
 		return nil
 	case "export":
 		j, err := journal.Open(*path, journal.Options{ReadOnly: true, SkipVerify: true, LockTimeout: time.Second})
 		if err != nil {
 			return explainOpen(err)
 		}
-		defer func() { _ = j.Close() }() // read-only: nothing to lose at close
-		return j.ExportJSONL(out)
+		defer func() { _ = j.Close() }()
+		if *hot {
+			return j.ExportJSONL(out)
+		}
+		return j.ExportAll(out)
+	case "archive":
+		j, err := journal.Open(*path, journal.Options{LockTimeout: time.Second})
+		if err != nil {
+			return explainOpen(err)
+		}
+		defer func() { _ = j.Close() }()
+		rep, err := j.Archive(context.Background(), journal.ArchiveOptions{OlderThan: *olderThan})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "archived %d events into %d segments (the file is compacted at the next open when mostly free)\n", rep.Events, len(rep.Segments))
+		return nil
 	}
 	return fmt.Errorf("unknown journal command %q\n%s", sub, usage)
+}
+
+// fullCheck is the complete check. When the file can be opened for writing (kioskd stopped)
+// the chain and views check runs as VerifyFull, which also stores a fresh checkpoint so the
+// next start-up begins there; otherwise (kioskd holds the lock, a read-only copy) it is
+// CheckFileFull, which stores nothing.
+func fullCheck(path string) (journal.VerifyReport, bool, error) {
+	if err := journal.CheckPages(path); err != nil {
+		return journal.VerifyReport{}, false, err
+	}
+	j, err := journal.Open(path, journal.Options{SkipVerify: true, LockTimeout: 100 * time.Millisecond})
+	if err != nil {
+		rep, err := journal.CheckFileFull(path)
+		return rep, false, err
+	}
+	defer j.Close()
+	rep, err := j.VerifyFull(context.Background())
+	return rep, err == nil, err
 }
 
 // explainOpen adds the likely cause to a lock timeout: bbolt's lock is held by kioskd.

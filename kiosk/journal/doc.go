@@ -16,8 +16,9 @@
 //     guess: the unit's own evidence (its power-up report, its stacked counter) settles it,
 //     and what stays unknown becomes exactly one uncertain item, settled at cash collection.
 //  4. No stack intent takes a session over its limit: the limit counts the notes in transit.
-//  5. The log is append-only and chained; Verify detects any edit, deletion or reordering,
-//     and any view that disagrees with the events.
+//  5. The log is append-only and chained; Verify (and VerifyFull) detects any edit, deletion
+//     or reordering, and any view that disagrees with the events; Open checks what changed
+//     since the last verified checkpoint.
 //
 // # Transactions
 //
@@ -119,7 +120,19 @@
 // # Files
 //
 // journal.go (file, chain, Verify), events.go (event kinds), session.go, credit.go (intents,
-// credits, cassette), followup.go (credits reported after the session closed), uncertain.go, pulse.go, devicecounter.go, outbox.go (top-ups and acks),
-// receipt.go and printcuts.go (printing), nonce.go, stats.go, verify.go (replay), check.go
-// (the integrity check in a child process).
+// credits, cassette), followup.go (credits reported after the session closed),
+// uncertain.go, pulse.go, devicecounter.go, outbox.go (top-ups and acks),
+// receipt.go and printcuts.go (printing), nonce.go (used QR nonces, trusted time), stats.go,
+// verify.go (replay), checkpoint.go (verified checkpoint, start-up check, VerifyFull),
+// archive.go (sealed history segments), compact.go (shrinking the hot file), check.go (the
+// integrity check in a child process).
+//
+// # Start-up, growth and time
+//
+// Start-up checks the chain and the live views from the last verified checkpoint, not from
+// the first event; the full check runs in the background (VerifyFull) and catches an edit of
+// history before the checkpoint (checkpoint.go). Settled history older than a configured age
+// moves to gzip segments next to the file, chained to the hot file by an anchor, and the hot
+// file is compacted at open when mostly free (archive.go, compact.go). Used QR nonces are
+// kept by their code's expiry against a trusted time that never goes back (nonce.go).
 package journal

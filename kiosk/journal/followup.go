@@ -279,14 +279,18 @@ func (r *replay) followUp(e *FollowUpCreditEvent) error {
 	if i < 0 || s.Uncertain[i].Settled {
 		return fmt.Errorf("follow-up resolves uncertain item %d that session %d does not hold open", e.UncertainID, s.ID)
 	}
-	if _, dup := r.topups[e.TopupSeq]; dup || e.TopupSeq != uint64(len(r.topups))+1 {
+	if _, dup := r.topups[e.TopupSeq]; dup || e.TopupSeq != r.nTopups+1 {
 		return fmt.Errorf("top-up seq %d out of order", e.TopupSeq)
+	}
+	origTopup, ok := r.topups[e.FollowsTopupSeq]
+	if !ok {
+		return fmt.Errorf("follow-up of top-up %d whose payload the replay does not hold", e.FollowsTopupSeq)
 	}
 	var wt, orig wire.Topup
 	if err := json.Unmarshal(e.Payload, &wt); err != nil {
 		return fmt.Errorf("follow-up payload: %v", err)
 	}
-	if err := json.Unmarshal(r.topups[e.FollowsTopupSeq].payload, &orig); err != nil {
+	if err := json.Unmarshal(origTopup.payload, &orig); err != nil {
 		return fmt.Errorf("top-up %d payload: %v", e.FollowsTopupSeq, err)
 	}
 	if e.Note.ValueMinor <= 0 || e.AmountMinor != e.Note.ValueMinor || wt.AmountMinor != e.AmountMinor ||
@@ -296,6 +300,7 @@ func (r *replay) followUp(e *FollowUpCreditEvent) error {
 	// The replay's copy of the item marks it resolved, so that a second resolution fails.
 	s.Uncertain[i].Settled = true
 	r.topups[e.TopupSeq] = replayTopup{amount: e.AmountMinor, payload: e.Payload, session: s.ID}
+	r.nTopups++
 	r.outbox[e.TopupSeq] = TopupPending
 	r.addCassette(e.Note.ValueMinor)
 	return nil

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -65,6 +66,7 @@ var (
 	kLastCredit = []byte("last_credit")
 	kCassette   = []byte("state")
 	kWatermark  = []byte("ledger_watermark")
+	kCurrency   = []byte("currency")
 )
 
 // Options configures Open.
@@ -87,7 +89,14 @@ type Options struct {
 	// NoSync skips fsync: for building large test and benchmark journals only. A kiosk must
 	// never set it: the whole money protocol rests on a commit being on disk.
 	NoSync bool
-	Logger *slog.Logger
+	// CheckpointEvery is the tail length (events since the checkpoint) past which Open stores
+	// a new checkpoint; default DefaultCheckpointEvery.
+	CheckpointEvery int
+	// CompactFreeFraction: when at least this fraction of the file is free pages (history
+	// moved to archive segments), Open rewrites the file compactly; default 0.5, negative
+	// disables. See compact.go.
+	CompactFreeFraction float64
+	Logger              *slog.Logger
 }
 
 // Journal is an open journal file. Its methods are safe for concurrent use; bbolt serialises
@@ -100,6 +109,10 @@ type Journal struct {
 	now      func() time.Time
 	log      *slog.Logger
 	path     string
+	readOnly bool
+	// archiveMu serialises Archive runs: each reads a batch, writes its segment outside any
+	// transaction and then deletes the batch.
+	archiveMu sync.Mutex
 }
 
 // Open opens or creates the journal at path and, unless opts.SkipVerify, verifies it.
@@ -115,22 +128,28 @@ func Open(path string, opts Options) (*Journal, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, OpenFile: opts.OpenFile, ReadOnly: opts.ReadOnly,
-		FreelistType: bolt.FreelistMapType, NoSync: opts.NoSync})
+	bopts := &bolt.Options{Timeout: opts.LockTimeout, OpenFile: opts.OpenFile, ReadOnly: opts.ReadOnly,
+		FreelistType: bolt.FreelistMapType, NoSync: opts.NoSync}
+	db, err := bolt.Open(path, 0o600, bopts)
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s", ErrLocked, path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("journal: open %s: %w", path, err)
 	}
-	j := &Journal{db: db, now: opts.Now, log: opts.Logger, path: path}
+	j := &Journal{db: db, now: opts.Now, log: opts.Logger, path: path, readOnly: opts.ReadOnly}
 	if err := j.init(opts); err != nil {
 		db.Close()
 		return nil, err
 	}
 	if !opts.SkipVerify {
-		if _, err := j.Verify(); err != nil {
-			db.Close()
+		if err := j.startupVerify(opts); err != nil {
+			j.db.Close()
+			return nil, err
+		}
+		// Only a verified file is rewritten.
+		if err := j.maybeCompact(opts, bopts); err != nil {
+			j.db.Close()
 			return nil, err
 		}
 	}
@@ -174,8 +193,15 @@ func (j *Journal) init(opts Options) error {
 			if err := m.Put(kSchema, u64(Schema)); err != nil {
 				return err
 			}
+			if err := m.Put(kCurrency, []byte(opts.Currency)); err != nil {
+				return err
+			}
 			w := &writer{j: j, tx: tx}
-			_, err := w.append(JournalCreatedEvent{KioskID: opts.KioskID, Epoch: fmt.Sprintf("%016x", j.epoch), Currency: opts.Currency, Schema: Schema})
+			if _, err := w.append(JournalCreatedEvent{KioskID: opts.KioskID, Epoch: fmt.Sprintf("%016x", j.epoch), Currency: opts.Currency, Schema: Schema}); err != nil {
+				return err
+			}
+			// The first checkpoint: a new file is verified by construction.
+			_, err := putCheckpoint(tx, 1, m.Get(kHead), newReplay(), 1, j.now())
 			return err
 		})
 		if err != nil {
@@ -202,6 +228,14 @@ func (j *Journal) init(opts Options) error {
 		j.kioskID = string(m.Get(kKiosk))
 		if opts.KioskID != "" && opts.KioskID != j.kioskID {
 			return fmt.Errorf("%w: file is for %q, config says %q", ErrWrongKiosk, j.kioskID, opts.KioskID)
+		}
+		if c := m.Get(kCurrency); c != nil {
+			// Recorded since event 1 can be archived away.
+			j.currency = string(c)
+			if opts.Currency != "" && opts.Currency != j.currency {
+				return fmt.Errorf("journal: file currency %s differs from config %s", j.currency, opts.Currency)
+			}
+			return nil
 		}
 		var created JournalCreatedEvent
 		first := tx.Bucket(bEvents).Get(u64(1))
@@ -405,60 +439,6 @@ func (j *Journal) Events(from uint64, fn func(Record) bool) error {
 		}
 		return nil
 	})
-}
-
-// VerifyReport summarises a successful verification.
-type VerifyReport struct {
-	Events   uint64 `json:"events"`
-	Sessions int    `json:"sessions"`
-	Topups   int    `json:"topups"`
-	Head     string `json:"head"`
-}
-
-// Verify checks the hash chain from the first event to the head, that seqs are contiguous,
-// and that the money views agree with what the events say. Any mismatch is ErrCorrupt.
-func (j *Journal) Verify() (VerifyReport, error) {
-	var rep VerifyReport
-	err := j.db.View(func(tx *bolt.Tx) error {
-		var prev []byte
-		var want uint64 = 1
-		replay := newReplay()
-		c := tx.Bucket(bEvents).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			seq := btoi(k)
-			if seq != want {
-				return fmt.Errorf("%w: event seq %d where %d expected (deleted or inserted event)", ErrCorrupt, seq, want)
-			}
-			r, err := decodeRecord(seq, v)
-			if err != nil {
-				return err
-			}
-			h := chainHash(prev, seq, r.Type, r.Data)
-			if !bytes.Equal(h, r.hash) {
-				return fmt.Errorf("%w: hash chain broken at event %d (%s)", ErrCorrupt, seq, r.Type)
-			}
-			if err := replay.apply(r); err != nil {
-				return fmt.Errorf("%w: event %d (%s): %v", ErrCorrupt, seq, r.Type, err)
-			}
-			prev = h
-			want++
-		}
-		if want == 1 {
-			return fmt.Errorf("%w: no events", ErrCorrupt)
-		}
-		if !bytes.Equal(prev, tx.Bucket(bMeta).Get(kHead)) {
-			return fmt.Errorf("%w: head does not match the last event (events after %d lost or head edited)", ErrCorrupt, want-1)
-		}
-		if ev := tx.Bucket(bEvents).Sequence(); ev != want-1 {
-			return fmt.Errorf("%w: event sequence counter %d, last event %d", ErrCorrupt, ev, want-1)
-		}
-		if err := replay.compare(tx); err != nil {
-			return fmt.Errorf("%w: %v", ErrCorrupt, err)
-		}
-		rep = VerifyReport{Events: want - 1, Sessions: len(replay.sessions), Topups: len(replay.topups), Head: hex.EncodeToString(prev)}
-		return nil
-	})
-	return rep, err
 }
 
 // ExportJSONL writes every event as one JSON line.

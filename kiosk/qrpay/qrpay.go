@@ -29,7 +29,17 @@ var (
 	ErrSignature  = errors.New("qrpay: bad signature")
 	ErrExpired    = errors.New("qrpay: code expired")
 	ErrReplayed   = errors.New("qrpay: code already used")
+	// ErrClockUntrusted: the kiosk's clock cannot be trusted (journal.ClockTrusted false), so
+	// the expiry cannot be checked locally; the signature was good. The engine asks the
+	// ledger's signed time (authz) and checks the expiry with VerifyAt, or refuses.
+	ErrClockUntrusted = errors.New("qrpay: kiosk clock not trusted, expiry unchecked")
+	// ErrLifetime: the code claims to be valid for longer than MaxLifetime, more than a wallet
+	// issues; a used nonce is only kept for journal.NonceRetention.
+	ErrLifetime = errors.New("qrpay: code valid for too long")
 )
+
+// MaxLifetime bounds how far in the future a code's expiry may be (VerifyClock).
+const MaxLifetime = 7 * 24 * time.Hour
 
 // Payload is a verified wallet code.
 type Payload struct {
@@ -95,6 +105,47 @@ func Parse(code string) (Payload, []byte, []byte, error) {
 
 // Verify parses code and checks its key, signature and expiry at now.
 func (k Keys) Verify(code string, now time.Time) (Payload, error) {
+	p, err := k.verifySig(code)
+	if err != nil {
+		return p, err
+	}
+	if !now.Before(p.Expires) {
+		return p, fmt.Errorf("%w at %s", ErrExpired, p.Expires.Format(time.RFC3339))
+	}
+	return p, nil
+}
+
+// VerifyClock is Verify for a kiosk whose clock may be wrong: trusted is the journal's
+// verdict on now (journal.ClockTrusted). Untrusted, it checks key and signature only and
+// returns the payload with ErrClockUntrusted: the expiry must then be checked against the
+// ledger's signed time (VerifyAt) or the code refused. Trusted, it also refuses a code whose
+// expiry lies more than MaxLifetime ahead (ErrLifetime).
+func (k Keys) VerifyClock(code string, now time.Time, trusted bool) (Payload, error) {
+	p, err := k.verifySig(code)
+	if err != nil {
+		return p, err
+	}
+	if !trusted {
+		return p, ErrClockUntrusted
+	}
+	return p, checkTime(p, now)
+}
+
+// VerifyAt checks an already verified payload's expiry against a time from a trusted source
+// (the ledger's signed time).
+func VerifyAt(p Payload, at time.Time) error { return checkTime(p, at) }
+
+func checkTime(p Payload, now time.Time) error {
+	if !now.Before(p.Expires) {
+		return fmt.Errorf("%w at %s", ErrExpired, p.Expires.Format(time.RFC3339))
+	}
+	if p.Expires.Sub(now) > MaxLifetime {
+		return fmt.Errorf("%w: expires %s", ErrLifetime, p.Expires.Format(time.RFC3339))
+	}
+	return nil
+}
+
+func (k Keys) verifySig(code string) (Payload, error) {
 	p, signed, sig, err := Parse(code)
 	if err != nil {
 		return p, err
@@ -105,9 +156,6 @@ func (k Keys) Verify(code string, now time.Time) (Payload, error) {
 	}
 	if !ed25519.Verify(pub, signed, sig) {
 		return p, ErrSignature
-	}
-	if !now.Before(p.Expires) {
-		return p, fmt.Errorf("%w at %s", ErrExpired, p.Expires.Format(time.RFC3339))
 	}
 	return p, nil
 }
@@ -123,6 +171,10 @@ func Message(err error) string {
 		return "This payment code is not genuine. Please refresh it in your wallet app."
 	case errors.Is(err, ErrExpired):
 		return "This payment code has expired. Please refresh it in your wallet app."
+	case errors.Is(err, ErrClockUntrusted):
+		return "This kiosk cannot check the time of your code right now. Please try again in a moment."
+	case errors.Is(err, ErrLifetime):
+		return "This payment code is not valid here. Please refresh it in your wallet app."
 	case errors.Is(err, ErrReplayed):
 		return "This payment code was already used. Please refresh it in your wallet app."
 	}

@@ -87,3 +87,35 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+func TestVerifyClock(t *testing.T) {
+	code := Sign(priv, "w1", "alice_01", expires, "AAAAbbbb1234")
+	// Untrusted clock (a 1970 boot): the signature is checked, the expiry is left to the
+	// ledger's time.
+	p, err := keys.VerifyClock(code, time.Unix(0, 0), false)
+	if !errors.Is(err, ErrClockUntrusted) || p.Nonce != "AAAAbbbb1234" {
+		t.Fatalf("untrusted: %+v %v", p, err)
+	}
+	if err := VerifyAt(p, now); err != nil {
+		t.Fatalf("ledger time: %v", err)
+	}
+	if err := VerifyAt(p, expires); !errors.Is(err, ErrExpired) {
+		t.Fatalf("ledger time past expiry: %v", err)
+	}
+	forged := Sign(priv, "w1", "alice_01", expires, "AAAAbbbb1234") + "x"
+	if _, err := keys.VerifyClock(forged, now, false); errors.Is(err, ErrClockUntrusted) || err == nil {
+		t.Fatalf("a bad code must fail on its signature first: %v", err)
+	}
+	if _, err := keys.VerifyClock(code, now, true); err != nil {
+		t.Fatal(err)
+	}
+	long := Sign(priv, "w1", "alice_01", now.Add(MaxLifetime+time.Hour), "AAAAbbbb9999")
+	if _, err := keys.VerifyClock(long, now, true); !errors.Is(err, ErrLifetime) {
+		t.Fatalf("long-lived code: %v", err)
+	}
+	for _, e := range []error{ErrClockUntrusted, ErrLifetime} {
+		if Message(e) == Message(errors.New("x")) {
+			t.Fatalf("no message for %v", e)
+		}
+	}
+}
