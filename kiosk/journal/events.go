@@ -341,7 +341,7 @@ func newEvent(typ string) Event {
 	case EvCreditedDirect:
 		return &CreditedDirectEvent{}
 	}
-	return nil
+	return newCommandEvent(typ)
 }
 
 // Payload decodes the event's data into its typed payload (a pointer to one of the *Event
