@@ -38,6 +38,7 @@ const (
 	None     Actor = "none"
 	Staff    Actor = "staff"    // staff on site can clear it (paper, cassette, door)
 	Engineer Actor = "engineer" // needs a technician (jam, failure, corrupt journal)
+	Ops      Actor = "ops"      // central operations must act (a top-up conflict at the ledger)
 )
 
 // Effect is what a condition does to the kiosk.
