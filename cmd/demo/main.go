@@ -119,6 +119,10 @@ func run() error {
 	cfg.MQTT.LedgerKeys = map[string]string{"demo-ledger": base64.StdEncoding.EncodeToString(ledgerKey.Public().(ed25519.PublicKey))}
 	cfg.MQTT.Heartbeat = config.Duration(10 * time.Second)
 	cfg.HTTP.Listen = *kioskHTTP
+	// The technicians' socket lives in the demo's state directory (not /run/kioskd), so
+	// kioskctl works against the demo without root.
+	sock, _ := filepath.Abs(filepath.Join(*state, "kioskd.sock"))
+	cfg.Control = config.Control{Socket: sock, Group: ""}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("demo config: %w", err)
 	}
@@ -154,7 +158,10 @@ In the simulator: "Scan valid wallet code", insert notes, then press Finish on t
 screen. The receipt appears in the simulator's printer panel; the balance in the ledger view
 (http://%s/api/accounts/demo_alice). Ctrl-C stops everything.
 
-`, *state, addr, ports.ControlURL, led.HTTPAddr(), led.HTTPAddr())
+Technician's view of the running kiosk:  go run ./cmd/kioskctl status -socket %s
+(also devices, conditions, counters, outbox, uncertain, receipt N, reprint N, maintenance on|off)
+
+`, *state, addr, ports.ControlURL, led.HTTPAddr(), led.HTTPAddr(), sock)
 	case err := <-errc:
 		stop()
 		wg.Wait()

@@ -184,7 +184,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, started c
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer func() { _ = store.Close() }()
 	notifier, err := fleet.NewNotifier(rules, nil, nil, logger)
 	if err != nil {
 		return err

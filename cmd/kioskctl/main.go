@@ -3,11 +3,16 @@
 //	kioskctl journal verify [-journal PATH]   check the hash chain and the money views
 //	kioskctl journal export [-journal PATH]   print every event as JSON lines
 //
+// With kioskd running (its control socket answers) and no -journal, verify and export read
+// the live journal through kioskd, in one read transaction. The other commands (status,
+// devices, conditions, counters, outbox, uncertain, receipt, maintenance, reprint, diag
+// bundle, selftest printer; see liveUsage) talk to the running kioskd.
+//
 // Measuring a machine (journal commit against raw fsync, ...) is cmd/kioskbench, a command of
 // its own because it links the emulators, the broker and the reference ledger.
 //
-// The journal is opened read-only; a running kioskd holds its lock, so stop it first or work
-// on a copy of the file.
+// Offline, the journal is opened read-only; a running kioskd holds its lock, so -journal needs
+// kioskd stopped or a copy of the file.
 package main
 
 import (
@@ -31,7 +36,7 @@ func main() {
 
 const usage = `usage:
   kioskctl journal verify [-journal PATH]
-  kioskctl journal export [-journal PATH]`
+  kioskctl journal export [-journal PATH]` + liveUsage
 
 func run(args []string, out io.Writer) error {
 	if len(args) == 0 {
@@ -42,12 +47,19 @@ func run(args []string, out io.Writer) error {
 		if len(args) < 2 {
 			return errors.New(usage)
 		}
+		// On a kiosk whose kioskd runs, verify and export read the live journal through it.
+		if handled, err := liveJournal(args[1], args[2:], out); handled {
+			return err
+		}
 		return journalCmd(args[1], args[2:], out)
 	case "bench":
 		return errors.New("bench moved to its own command: kioskbench (make bench)")
 	case "help", "-h", "--help":
 		fmt.Fprintln(out, usage)
 		return nil
+	}
+	if _, ok := liveCommands[args[0]]; ok {
+		return runLive(args[0], args[1:], out)
 	}
 	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
 }

@@ -6,6 +6,7 @@
 //
 //	ledgerd -genkey -key ledger.key -kid ledger-1      # once: make the signing key pair
 //	ledgerd -broker tcp://127.0.0.1:1883 -key ledger.key -kid ledger-1 -store ledger.db
+//	ledgerd ... -store postgres://ledger@db.example/ledger  # PostgreSQL, shared by many ledgerd
 //	ledgerd -embedded-broker 127.0.0.1:1883 ...        # demo: run an in-process broker too
 //	ledgerd -config ledgerd.json                        # the same settings as JSON
 //
@@ -45,6 +46,15 @@
 // not be readable by group or others): only they can release or reject held top-ups and
 // suspense records through the HTTP API (POST /api/held/{topup_id}/release with
 // "Authorization: Bearer <token>" and {"operator": name, "note": text}).
+//
+// # Store
+//
+// -store is a bbolt file path (the default, for a single ledger host) or a postgres:// (or
+// postgresql://) URL; -pg takes a PostgreSQL DSN in either form (URL or "host=... dbname=...")
+// and wins over -store. On PostgreSQL any number of ledgerd share the database (and the
+// broker's shared subscription): each top-up is credited in one SERIALIZABLE transaction, a
+// topup_id once, whichever instance receives it. The schema is created and migrated at start.
+// Keep the password out of the DSN: PGPASSWORD or ~/.pgpass are read as libpq reads them.
 //
 // SIGINT and SIGTERM stop ledgerd cleanly (exit status 0).
 package main
@@ -98,6 +108,7 @@ type options struct {
 	certFile       string
 	keyFile        string
 	store          string
+	pg             string
 	httpAddr       string
 	signKey        string
 	kid            string
@@ -128,7 +139,8 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.caFile, "tls-ca", "", "PEM CA bundle to verify the broker (TLS)")
 	fs.StringVar(&o.certFile, "tls-cert", "", "PEM client certificate (TLS)")
 	fs.StringVar(&o.keyFile, "tls-key", "", "PEM client certificate key (TLS)")
-	fs.StringVar(&o.store, "store", "ledger.db", "bbolt store path")
+	fs.StringVar(&o.store, "store", "ledger.db", "bbolt store path, or a postgres:// URL")
+	fs.StringVar(&o.pg, "pg", "", "PostgreSQL DSN (URL or key=value); overrides -store")
 	fs.StringVar(&o.httpAddr, "http", "127.0.0.1:8081", "HTTP API and fleet page address (empty: none)")
 	fs.StringVar(&o.signKey, "key", "ledger.key", "Ed25519 signing key file (PEM PKCS #8)")
 	fs.StringVar(&o.kid, "kid", "ledger-1", "key id sent with every signature")
@@ -244,18 +256,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		defer b.Close()
+		defer func() { _ = b.Close() }()
 		logger.Info("ledgerd: embedded broker", "url", b.URL())
 		if !flagSet(fs, "broker") {
 			mc.Brokers = []string{b.URL()} // the embedded broker may have picked its port
 		}
 	}
 
-	store, err := ledger.OpenBolt(o.store, ledger.Options{Timeout: 5 * time.Second})
+	store, err := openStore(ctx, &o, logger)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer func() { _ = store.Close() }()
 
 	l, err := ledger.New(ledger.Config{
 		MQTT:                   mc,
@@ -288,6 +300,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	})
 	return l.Run(ctx)
+}
+
+// openStore opens the PostgreSQL store when -pg or a postgres URL in -store names one, the
+// bbolt file otherwise.
+func openStore(ctx context.Context, o *options, logger *slog.Logger) (ledger.Store, error) {
+	dsn := o.pg
+	if dsn == "" && (strings.HasPrefix(o.store, "postgres://") || strings.HasPrefix(o.store, "postgresql://")) {
+		dsn = o.store
+	}
+	if dsn == "" {
+		logger.Info("ledgerd: store", "kind", "bbolt", "path", o.store)
+		return ledger.OpenBolt(o.store, ledger.Options{Timeout: 5 * time.Second})
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	s, err := ledger.OpenPostgres(ctx, dsn, ledger.PGOptions{Logger: logger})
+	if err != nil {
+		return nil, err // pgx's errors name the host, never the password
+	}
+	logger.Info("ledgerd: store", "kind", "postgres")
+	return s, nil
 }
 
 // flagSet reports whether the flag was given on the command line or in the config file.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/kioskd/kioskd/kiosk/qrpay"
+	"github.com/kioskd/kioskd/sync/ledger/pgtest"
 	"github.com/kioskd/kioskd/sync/mqttc"
 	"github.com/kioskd/kioskd/sync/wire"
 )
@@ -116,7 +117,18 @@ func TestConfigFile(t *testing.T) {
 
 // TestRunEndToEnd runs ledgerd with its embedded broker, sends a top-up as a kiosk, checks the
 // ack against the generated public key, and stops ledgerd by cancelling (a signal).
+// It runs on the default bbolt store and on PostgreSQL (-pg).
 func TestRunEndToEnd(t *testing.T) {
+	t.Run("bolt", func(t *testing.T) {
+		testRunEndToEnd(t, func(dir string) []string { return []string{"-store", filepath.Join(dir, "l.db")} })
+	})
+	t.Run("postgres", func(t *testing.T) {
+		dsn := pgtest.Shared(t).NewDSN(t)
+		testRunEndToEnd(t, func(string) []string { return []string{"-pg", dsn} })
+	})
+}
+
+func testRunEndToEnd(t *testing.T, storeArgs func(dir string) []string) {
 	dir := t.TempDir()
 	key := filepath.Join(dir, "ledger.key")
 	if err := run(t.Context(), []string{"-genkey", "-key", key, "-kid", "k1"}, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
@@ -136,9 +148,9 @@ func TestRunEndToEnd(t *testing.T) {
 	logs := &syncBuffer{}
 	errc := make(chan error, 1)
 	go func() {
-		errc <- run(ctx, []string{"-embedded-broker", "127.0.0.1:0", "-http", "127.0.0.1:0", "-key", key, "-kid", "k1",
-			"-store", filepath.Join(dir, "l.db"), "-accounts", accounts, "-client-id", "ledgerd-test",
-			"-wallet-keys", wallets, "-policy", policy, "-operators", operators}, logs, logs)
+		errc <- run(ctx, append([]string{"-embedded-broker", "127.0.0.1:0", "-http", "127.0.0.1:0", "-key", key, "-kid", "k1",
+			"-accounts", accounts, "-client-id", "ledgerd-test",
+			"-wallet-keys", wallets, "-policy", policy, "-operators", operators}, storeArgs(dir)...), logs, logs)
 	}()
 	urlRe := regexp.MustCompile(`embedded broker" url=(tcp://[0-9.:]+)`)
 	var url string

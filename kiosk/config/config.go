@@ -80,6 +80,7 @@ type Config struct {
 	Wallet   Wallet   `json:"wallet"`
 	MQTT     MQTT     `json:"mqtt"`
 	HTTP     HTTP     `json:"http"`
+	Control  Control  `json:"control"`
 	Log      Log      `json:"log"`
 }
 
@@ -243,6 +244,15 @@ type HTTP struct {
 	AllowRemote bool `json:"allow_remote"`
 }
 
+// Control configures the technicians' control socket (kioskctl).
+type Control struct {
+	// Socket is the UNIX socket kioskctl talks to; "" turns the control API off.
+	Socket string `json:"socket"`
+	// Group may use the socket besides root and kioskd's own user: the socket file gets
+	// this group and mode 0660, and a peer outside it is refused.
+	Group string `json:"group"`
+}
+
 // Log configures logging.
 type Log struct {
 	Level string `json:"level"`
@@ -261,9 +271,10 @@ func Default() Config {
 		Session: Session{AuthzTimeout: Duration(3 * time.Second), IdleTimeout: Duration(60 * time.Second),
 			AcceptTimeout: Duration(120 * time.Second), SettleTimeout: Duration(30 * time.Second),
 			AckWait: Duration(3 * time.Second), ResultDisplay: Duration(15 * time.Second), ShutdownGrace: Duration(10 * time.Second)},
-		MQTT: MQTT{Heartbeat: Duration(30 * time.Second), MaxInFlight: 4, RetryMin: Duration(time.Second), RetryMax: Duration(5 * time.Minute)},
-		HTTP: HTTP{Listen: "127.0.0.1:8080"},
-		Log:  Log{Level: "info"},
+		MQTT:    MQTT{Heartbeat: Duration(30 * time.Second), MaxInFlight: 4, RetryMin: Duration(time.Second), RetryMax: Duration(5 * time.Minute)},
+		HTTP:    HTTP{Listen: "127.0.0.1:8080"},
+		Control: Control{Socket: "/run/kioskd/kioskd.sock", Group: "kioskd"},
+		Log:     Log{Level: "info"},
 	}
 }
 
@@ -553,6 +564,9 @@ func (c *Config) Validate() error {
 		bad("acceptor.cassette_capacity", "must be between 1 and %d notes, got %d", MaxCassetteCapacity, c.Acceptor.CassetteCapacity)
 	}
 	checkListen(c.HTTP, bad)
+	if c.Control.Socket != "" && !filepath.IsAbs(c.Control.Socket) {
+		bad("control.socket", "must be an absolute path like \"/run/kioskd/kioskd.sock\", got %q", c.Control.Socket)
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -309,16 +309,24 @@ func (s *System) listen() error {
 		_, reasons := s.reg.Worst()
 		oos := &staticView{v: session.View{Seq: 1, State: session.OutOfService.String(), Currency: s.cfg.Kiosk.Currency, Reasons: reasons, Notes: []journal.NoteLine{},
 			Message: "This kiosk is out of service.", MessageKind: "error"}}
-		cause := s.safe.Error()
-		h = ui.Handler(ui.Config{Engine: oos, Logger: s.log, Diag: func() any {
-			return map[string]any{"conditions": s.reg.Active(), "journal_error": cause}
-		}})
+		h = ui.Handler(s.uiConfig(oos))
 	} else {
-		h = ui.Handler(ui.Config{Engine: s.engine, Logger: s.log, Diag: s.diag})
+		h = ui.Handler(s.uiConfig(s.engine))
 	}
 	s.srv = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return s.httpCtx }}
 	return nil
+}
+
+// uiConfig is the customer screen's configuration. Diagnostics are not on the customer
+// port (any page the kiosk's browser loads can reach it): technicians use their own socket.
+func (s *System) uiConfig(e ui.Engine) ui.Config {
+	port := 0
+	if a, ok := s.ln.Addr().(*net.TCPAddr); ok {
+		port = a.Port
+	}
+	return ui.Config{Engine: e, Logger: s.log, Language: s.cfg.Kiosk.Language, KioskID: s.cfg.Kiosk.ID,
+		Hotline: s.cfg.Kiosk.Hotline, Port: port}
 }
 
 // Addr is the customer screen's address.
@@ -366,6 +374,7 @@ func (s *System) Run(ctx context.Context) error {
 	engines := newGroup("engine", log)
 	devices := newGroup("devices", log)
 	links := newGroup("uplink", log)
+	controls := newGroup("control", log)
 	engineCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
 	deviceCtx, stopDevices := context.WithCancel(context.WithoutCancel(ctx))
 	linkCtx, stopLinks := context.WithCancel(context.WithoutCancel(ctx))
@@ -390,6 +399,8 @@ func (s *System) Run(ctx context.Context) error {
 		}
 	}
 	s.startDevices(deviceCtx, devices)
+	// The technicians' socket, once the parts it reports on run.
+	ctlSrv := s.startControl(controls)
 	httpDone := make(chan struct{})
 	go func() {
 		defer close(httpDone)
@@ -430,7 +441,13 @@ func (s *System) Run(ctx context.Context) error {
 		}
 		cancel()
 	}
+	// The control socket closes in the customer screen's phase and within its bound (a
+	// technician's waiting request ends with it): it needs the engine, which stops next.
+	ctlStopped := make(chan struct{})
+	go func() { defer close(ctlStopped); stopControl(ctlSrv, httpBudget) }()
 	s.stopHTTP(httpDone)
+	<-ctlStopped
+	stuck = append(stuck, controls.Wait(ctlWaitBudget)...)
 	stopEngine()
 	stuck = append(stuck, engines.Wait(engineBudget)...)
 	stopDevices()
@@ -477,6 +494,9 @@ func (s *System) runSafe(ctx context.Context) error {
 	deviceCtx, stopDevices := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopDevices()
 	s.startAcceptor(deviceCtx, devices)
+	// The control socket serves what a technician needs to find out why.
+	controls := newGroup("control", s.log)
+	ctlSrv := s.startControl(controls)
 	httpDone := make(chan struct{})
 	go func() {
 		defer close(httpDone)
@@ -486,9 +506,13 @@ func (s *System) runSafe(ctx context.Context) error {
 		s.opts.Ready(s.Addr())
 	}
 	<-ctx.Done()
+	ctlStopped := make(chan struct{})
+	go func() { defer close(ctlStopped); stopControl(ctlSrv, httpBudget) }()
 	s.stopHTTP(httpDone)
+	<-ctlStopped
+	stuck := controls.Wait(ctlWaitBudget)
 	stopDevices()
-	if stuck := devices.Wait(deviceBudget); len(stuck) > 0 {
+	if stuck := append(stuck, devices.Wait(deviceBudget)...); len(stuck) > 0 {
 		return fmt.Errorf("daemon: stop: still running after their budget: %v", stuck)
 	}
 	return nil

@@ -155,6 +155,7 @@ func newKit(t *testing.T) *kit {
 	c.Session.ShutdownGrace = config.Duration(3 * time.Second)
 	c.Wallet.Keys = map[string]string{"w1": base64.StdEncoding.EncodeToString(pub)}
 	c.HTTP.Listen = "127.0.0.1:0"
+	c.Control.Socket = "" // the tests of the control socket give it a path of their own
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}

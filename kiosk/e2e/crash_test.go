@@ -62,9 +62,9 @@ type campaign struct {
 	// receipts counts top-ups with exactly one original receipt; receiptAnomalies those
 	// without (allowed only after power cuts that lose a commit, and each logged).
 	receipts, receiptAnomalies int
-	customers              int
-	accounts               map[string]bool
-	byPoint                map[string]int
+	customers                  int
+	accounts                   map[string]bool
+	byPoint                    map[string]int
 }
 
 func TestCrashCampaign(t *testing.T) {

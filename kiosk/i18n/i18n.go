@@ -192,3 +192,52 @@ func FormatReceiptNo(n uint64) string {
 	}
 	return s
 }
+
+// Param is a parameter in a form that can travel (JSON on the local API) and be rendered
+// later in any language: a text as given, or an amount (Currency set) formatted per language
+// when the text is built. The engine keeps a message as a Key and its Params, so the screen
+// shows it in the customer's language.
+type Param struct {
+	Name     string `json:"name"`
+	Text     string `json:"text,omitempty"`
+	Minor    int64  `json:"minor,omitempty"`
+	Currency string `json:"currency,omitempty"`
+}
+
+// Param returns a's travelling form.
+func (a Arg) Param() Param {
+	if a.amount != nil {
+		return Param{Name: a.name, Minor: a.amount.minor, Currency: a.amount.currency}
+	}
+	return Param{Name: a.name, Text: a.text}
+}
+
+// Arg turns a travelling parameter back into an Arg.
+func (p Param) Arg() Arg {
+	if p.Currency != "" {
+		return Amount(p.Name, p.Minor, p.Currency)
+	}
+	return String(p.Name, p.Text)
+}
+
+// Params converts args to their travelling form (nil for none).
+func Params(args []Arg) []Param {
+	if len(args) == 0 {
+		return nil
+	}
+	out := make([]Param, len(args))
+	for i, a := range args {
+		out[i] = a.Param()
+	}
+	return out
+}
+
+// TP is T with travelling parameters. A key that is not in the catalogue gives the generic
+// sentence, so a stale or forged key never shows as a code.
+func TP(lang Lang, key Key, params []Param) string {
+	args := make([]Arg, len(params))
+	for i, p := range params {
+		args[i] = p.Arg()
+	}
+	return T(lang, key, args...)
+}

@@ -68,8 +68,52 @@ const (
 	KeyResultUncertainOne Key = "result.uncertain_note"
 	KeyResultReceiptNo    Key = "result.receipt_no"
 
+	KeyCannotTakeMoney Key = "session.cannot_take_money"
+	KeyPendingCounting Key = "session.pending_counting"
+	KeyPendingLater    Key = "session.pending_later"
+
 	// Out of service.
 	KeyOutOfService Key = "condition.unknown"
+
+	// Customer screen labels (kiosk/ui). The page shows only these texts.
+	KeyUITitle            Key = "ui.title"
+	KeyUIIdlePrompt       Key = "ui.idle_prompt"
+	KeyUIIdleHint         Key = "ui.idle_hint"
+	KeyUIAuthorizing      Key = "ui.authorizing"
+	KeyUIWallet           Key = "ui.wallet"
+	KeyUIOfflineBadge     Key = "ui.offline_badge"
+	KeyUIInsertOne        Key = "ui.insert_one"
+	KeyUIInserted         Key = "ui.inserted"
+	KeyUICanAdd           Key = "ui.can_add"
+	KeyUINote             Key = "ui.note"
+	KeyUICount            Key = "ui.count"
+	KeyUIAmount           Key = "ui.amount"
+	KeyUIAcceptedNow      Key = "ui.accepted_now"
+	KeyUINone             Key = "ui.none"
+	KeyUIFinish           Key = "ui.finish"
+	KeyUICancel           Key = "ui.cancel"
+	KeyUIFinishCredit     Key = "ui.finish_credit"
+	KeyUIFinishCreditHint Key = "ui.finish_credit_hint"
+	KeyUICancelHint       Key = "ui.cancel_hint"
+	KeyUIClosing          Key = "ui.closing"
+	KeyUIDone             Key = "ui.done"
+	KeyUIReceiptNo        Key = "ui.receipt_no"
+	KeyUIReference        Key = "ui.reference"
+	KeyUICreditedTitle    Key = "ui.credited_title"
+	KeyUIPendingTitle     Key = "ui.pending_title"
+	KeyUIReviewTitle      Key = "ui.review_title"
+	KeyUIOOSTitle         Key = "ui.oos_title"
+	KeyUIOOSHelp          Key = "ui.oos_help"
+	KeyUIMaintenance      Key = "ui.maintenance"
+	KeyUIStarting         Key = "ui.starting"
+	KeyUIReconnecting     Key = "ui.reconnecting"
+	KeyUIDaemonDown       Key = "ui.daemon_down"
+	KeyUICountdown        Key = "ui.countdown"
+	KeyUIMoreTime         Key = "ui.more_time"
+	KeyUIPrinterWarnTitle Key = "ui.printer_warn_title"
+	KeyUIPrinterWarn      Key = "ui.printer_warn"
+	KeyUIContinue         Key = "ui.continue"
+	KeyUILangToggle       Key = "ui.lang_toggle"
 )
 
 // RejectKey is the key of the customer text for a note the acceptor refused, by the
@@ -113,6 +157,7 @@ const (
 	PKiosk     = "kiosk"
 	PHotline   = "hotline"
 	PCount     = "count"
+	PSeconds   = "seconds"
 )
 
 const (
@@ -189,6 +234,50 @@ var messages = []Message{
 	{Key: KeyResultUnderReview, ZH: "部分款项待工作人员核实，核实后将处理。参考号：{ref}", EN: "Part of this top-up is under review; our staff will check and settle it. Reference: {ref}", Params: []string{PRef}},
 	{Key: KeyResultUncertainOne, ZH: "一张 {amount} 纸币待核实，不计入合计。工作人员将核实处理，参考号：{ref}", EN: "A {amount} note is under review and is not in the total. Our staff will settle it; reference {ref}.", Params: []string{PAmount, PRef}},
 	{Key: KeyResultReceiptNo, ZH: "凭条号 {receipt_no}", EN: "Receipt No. {receipt_no}", Params: []string{PReceiptNo}},
+
+	{Key: KeyCannotTakeMoney, ZH: "抱歉，本机现在无法收款。", EN: "Sorry, the kiosk cannot take money now."},
+	{Key: KeyPendingCounting, ZH: "您的款项已记录。本机仍在清点最后一张纸币，充值随后到账。参考号：{ref}", EN: "Your money is recorded. The kiosk is still counting your last note; your top-up follows. Your reference: {ref}", Params: []string{PRef}},
+	{Key: KeyPendingLater, ZH: "您的款项已记录，但本机暂时无法完成充值，将尽快发送。参考号：{ref}", EN: "Your money is recorded, but the kiosk cannot finish your top-up now. It will be sent as soon as possible. Your reference: {ref}", Params: []string{PRef}},
+
+	// Customer screen.
+	{Key: KeyUITitle, ZH: "现金充值", EN: "Cash top-up"},
+	{Key: KeyUIIdlePrompt, ZH: "请将钱包应用的付款码对准扫码器。", EN: "Show the payment QR code of your wallet app to the scanner."},
+	{Key: KeyUIIdleHint, ZH: "扫码器在屏幕下方。", EN: "The scanner is below the screen."},
+	{Key: KeyUIAuthorizing, ZH: "正在核实您的钱包…", EN: "Checking your wallet…"},
+	{Key: KeyUIWallet, ZH: "钱包", EN: "Wallet"},
+	{Key: KeyUIOfflineBadge, ZH: "离线充值", EN: "offline top-up"},
+	{Key: KeyUIInsertOne, ZH: "请逐张投入纸币。", EN: "Insert your notes one at a time."},
+	{Key: KeyUIInserted, ZH: "已投入", EN: "Inserted"},
+	{Key: KeyUICanAdd, ZH: "还可投入", EN: "You can still add"},
+	{Key: KeyUINote, ZH: "面额", EN: "Note"},
+	{Key: KeyUICount, ZH: "张数", EN: "Count"},
+	{Key: KeyUIAmount, ZH: "金额", EN: "Amount"},
+	{Key: KeyUIAcceptedNow, ZH: "当前可接受：", EN: "Accepted now:"},
+	{Key: KeyUINone, ZH: "无", EN: "none"},
+	{Key: KeyUIFinish, ZH: "完成", EN: "Finish"},
+	{Key: KeyUICancel, ZH: "取消", EN: "Cancel"},
+	{Key: KeyUIFinishCredit, ZH: "结束并入账", EN: "Finish and credit"},
+	{Key: KeyUIFinishCreditHint, ZH: "已投入的纸币无法退回：结束后将全部充值到您的钱包。", EN: "Inserted notes cannot be given back: ending now credits them all to your wallet."},
+	{Key: KeyUICancelHint, ZH: "尚未投入纸币，取消不会收取任何款项。", EN: "No notes inserted yet; cancelling takes no money."},
+	{Key: KeyUIClosing, ZH: "正在结束，请稍候…", EN: "Finishing, please wait…"},
+	{Key: KeyUIDone, ZH: "完成", EN: "Done"},
+	{Key: KeyUIReceiptNo, ZH: "凭条号", EN: "Receipt No."},
+	{Key: KeyUIReference, ZH: "参考号", EN: "Reference"},
+	{Key: KeyUICreditedTitle, ZH: "已充值到您的钱包", EN: "Credited to your wallet"},
+	{Key: KeyUIPendingTitle, ZH: "已收款，稍后到账", EN: "Received: will be credited shortly"},
+	{Key: KeyUIReviewTitle, ZH: "部分款项待核实", EN: "Part of this top-up is under review"},
+	{Key: KeyUIOOSTitle, ZH: "抱歉，本机暂停服务。", EN: "Sorry, this kiosk is out of service."},
+	{Key: KeyUIOOSHelp, ZH: "如需帮助，请拨打 {hotline}，并告知终端编号 {kiosk}。", EN: "If you need help, call {hotline} and give kiosk number {kiosk}.", Params: hk},
+	{Key: KeyUIMaintenance, ZH: "本机正在维护，请稍后再试。", EN: "This kiosk is being serviced. Please try again later."},
+	{Key: KeyUIStarting, ZH: "正在启动…", EN: "Starting…"},
+	{Key: KeyUIReconnecting, ZH: "正在重新连接…", EN: "Reconnecting…"},
+	{Key: KeyUIDaemonDown, ZH: "本机暂时无法使用。已投入的款项均已记录。", EN: "This kiosk cannot be used right now. Any money already inserted is recorded."},
+	{Key: KeyUICountdown, ZH: "{seconds} 秒后将自动结束。", EN: "This top-up ends by itself in {seconds} s.", Params: []string{PSeconds}},
+	{Key: KeyUIMoreTime, ZH: "需要更多时间", EN: "More time"},
+	{Key: KeyUIPrinterWarnTitle, ZH: "本次无法打印凭条", EN: "No receipt can be printed"},
+	{Key: KeyUIPrinterWarn, ZH: "您仍可充值：款项照常到账，并可在钱包应用中查看。请记下屏幕上的参考号。", EN: "You can still top up: the money is credited as usual and shows in your wallet app. Please note the reference shown on the screen."},
+	{Key: KeyUIContinue, ZH: "继续", EN: "Continue"},
+	{Key: KeyUILangToggle, ZH: "English 英文", EN: "中文 Chinese"},
 
 	// Note rejects, one per acceptor.RejectReason (its String()).
 	{Key: "note.reject.unknown", ZH: "此纸币无法识别，请取回后重试。", EN: "This note could not be read. Please take it and try again."},

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/kioskd/kioskd/kiosk/health"
+	"github.com/kioskd/kioskd/kiosk/i18n"
 	"github.com/kioskd/kioskd/kiosk/journal"
 	"github.com/kioskd/kioskd/sync/wire"
 )
@@ -175,7 +176,7 @@ func (c *core) command(cmd Command) (Reply, error) {
 		switch st {
 		case Authorizing:
 			c.authz = nil
-			c.say("info", "Cancelled.")
+			c.say("info", i18n.KeyCancelled, "Cancelled.")
 		case Accepting:
 			// Stacked notes cannot be given back: with money inserted it is Finish.
 			c.startClose(wire.OutcomeComplete, "customer cancelled")
@@ -347,5 +348,5 @@ func (c *core) shutdown() {
 	if c.sess != nil && c.closing == nil && c.rec == nil {
 		c.startClose(wire.OutcomeInterrupted, "kiosk stopping")
 	}
-	c.say("info", "This kiosk is closing. Please wait.")
+	c.say("info", i18n.KeyClosing, "This kiosk is closing. Please wait.")
 }

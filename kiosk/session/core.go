@@ -9,6 +9,7 @@ import (
 	"github.com/kioskd/kioskd/devices/acceptor"
 	"github.com/kioskd/kioskd/kiosk/failpoint"
 	"github.com/kioskd/kioskd/kiosk/health"
+	"github.com/kioskd/kioskd/kiosk/i18n"
 	"github.com/kioskd/kioskd/kiosk/journal"
 	"github.com/kioskd/kioskd/kiosk/qrpay"
 	"github.com/kioskd/kioskd/sync/wire"
@@ -35,6 +36,9 @@ type core struct {
 	resultUntil time.Time
 	message     string
 	messageKind string
+	// messageKey and messageParams are the message as catalogue key and parameters (see say).
+	messageKey    i18n.Key
+	messageParams []i18n.Param
 	// lastActivity is when the customer last did something (scan, note, button).
 	lastActivity time.Time
 	// unit is what the acceptor last said about its note path.
@@ -109,9 +113,7 @@ func (c *core) now() time.Time { return c.e.now() }
 // hit marks a named crash point.
 func (c *core) hit(point string) {
 	failpoint.Hit(point)
-	if c.e.cfg.Hook != nil {
-		c.e.cfg.Hook(point)
-	}
+	c.e.crashHook(point)
 }
 
 // derive computes the kiosk's state from the facts. It is the only place a state is decided.
@@ -150,7 +152,12 @@ func (c *core) inSession() bool {
 	return c.authz != nil || c.sess != nil || c.closing != nil
 }
 
-func (c *core) say(kind, text string) { c.message, c.messageKind = text, kind }
+// say sets the message for the customer: its catalogue key and parameters, which the screen
+// renders in the customer's language, and text, the English wording kept for logs and tests.
+func (c *core) say(kind string, key i18n.Key, text string, args ...i18n.Arg) {
+	c.message, c.messageKind = text, kind
+	c.messageKey, c.messageParams = key, i18n.Params(args)
+}
 
 // advance does the work the facts call for: time-outs, the phases of recovery and closing,
 // the operator's wishes, the acceptor's wanted state. It loops until nothing more changes.
@@ -188,7 +195,7 @@ func (c *core) advanceOnce() bool {
 		}
 		if c.authz != nil {
 			c.authz = nil
-			c.say("info", "Sorry, the kiosk cannot take money now.")
+			c.say("info", i18n.KeyCannotTakeMoney, "Sorry, the kiosk cannot take money now.")
 			progressed = true
 		}
 		if c.sess != nil && c.closing == nil && !c.exiting {

@@ -160,12 +160,6 @@ type Config struct {
 	Logger        *slog.Logger
 	// NewReqID returns a fresh authz request id.
 	NewReqID func() string
-	// Hook is called, next to failpoint.Hit, at the named crash points of the protocol.
-	//
-	// Deprecated: the crash machinery uses package failpoint. Hook remains for in-process
-	// test harnesses that crash one engine among several (failpoint's hook is global); it is
-	// called on the run loop, so it must not call the engine.
-	Hook func(point string)
 	// Escrowless is set for a unit without escrow (pulse acceptors, acceptor.Info): notes
 	// are credited directly, and the unit is kept inhibited while the largest note would
 	// not fit in the session's remaining limit.

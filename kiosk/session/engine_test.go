@@ -60,9 +60,13 @@ type fakePrinter struct {
 	mu       sync.Mutex
 	receipts []Receipt
 	err      error
+	hold     chan struct{} // when set, a print waits for it to close
 }
 
 func (p *fakePrinter) PrintReceipt(ctx context.Context, r Receipt) error {
+	if p.hold != nil {
+		<-p.hold
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.err != nil {
@@ -714,4 +718,38 @@ func TestInterruptedPrintResolvedByCutCounter(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestAckDuringRecoveryShowsCredited: the ledger acknowledges the recovered session's top-up
+// while the recovery still prints; the result on screen says credited.
+func TestAckDuringRecoveryShowsCredited(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "j.db")
+		j, _ := journal.Open(path, journal.Options{KioskID: "K1", Currency: "CNY"})
+		s, _ := j.OpenSession(journal.OpenSessionParams{Account: "hal", LimitMinor: 50000})
+		in, _ := j.StackIntent(s.ID, journal.Note{Code: 0x63, ValueMinor: 10000})
+		j.CreditNote(in.ID, journal.Note{}, "")
+		j.Close()
+		r := newRig(t, path, nil)
+		block := make(chan struct{})
+		r.printer.hold = block
+		r.start()
+		defer r.stop()
+		r.e.Handler().Event(context.Background(), acceptor.Event{Kind: acceptor.Disabled})
+		synctest.Wait() // the recovery prints the receipt: the printer holds it
+		ob, _ := r.j.Outbox()
+		if len(ob) != 1 {
+			t.Fatalf("outbox %+v", ob)
+		}
+		res, err := r.j.ApplyAck(wire.Ack{V: 1, TopupID: ob[0].TopupID, Status: wire.AckCredited, AmountMinor: 10000, Currency: "CNY"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.e.TopupAcked(res.Topup)
+		close(block)
+		r.waitState(Done)
+		if v := r.e.View(); v.Result == nil || v.Result.Status != ReceiptCredited {
+			t.Fatalf("result %+v", v.Result)
+		}
+	})
 }

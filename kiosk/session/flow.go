@@ -9,6 +9,7 @@ import (
 
 	"github.com/kioskd/kioskd/devices/acceptor"
 	"github.com/kioskd/kioskd/kiosk/health"
+	"github.com/kioskd/kioskd/kiosk/i18n"
 	"github.com/kioskd/kioskd/kiosk/journal"
 	"github.com/kioskd/kioskd/kiosk/qrpay"
 	"github.com/kioskd/kioskd/sync/wire"
@@ -48,7 +49,7 @@ func (c *core) scan(code string) error {
 			err = qrpay.ErrReplayed
 		} else if uerr != nil {
 			c.journalFailedOp("use nonce", uerr)
-			c.say("error", "Sorry, the kiosk cannot take money now.")
+			c.say("error", i18n.KeyCannotTakeMoney, "Sorry, the kiosk cannot take money now.")
 			return uerr
 		} else {
 			c.journalOK()
@@ -59,13 +60,13 @@ func (c *core) scan(code string) error {
 		if errors.Is(err, qrpay.ErrSignature) || errors.Is(err, qrpay.ErrReplayed) {
 			c.e.cfg.Health.Event("qr_refused", health.Warning, health.None, err.Error())
 		}
-		c.say("error", qrpay.Message(err))
+		c.say("error", i18n.QRKey(err), qrpay.Message(err))
 		return err
 	}
 	c.lastActivity = c.now()
 	c.authzGen++
 	c.authz = &authzPending{gen: c.authzGen, p: p}
-	c.say("info", "Checking your wallet…")
+	c.say("info", i18n.KeyCheckingWallet, "Checking your wallet…")
 	gen := c.authzGen
 	c.e.spawn("authorize", func(ctx context.Context) msg {
 		a := c.e.authorize(ctx, p)
@@ -134,20 +135,20 @@ func (c *core) authorized(gen uint64, a authzOutcome) {
 	}
 	if a.denied != "" {
 		c.e.log.Info("top-up refused", "reason", a.denied, "offline", a.offline)
-		c.say("error", "Sorry, "+a.denied+".")
+		c.say("error", deniedKey(a.denied), "Sorry, "+a.denied+".")
 		return
 	}
 	s, err := c.e.j.OpenSession(journal.OpenSessionParams{Account: p.Account, AccountMasked: a.masked, LimitMinor: a.limit, Offline: a.offline, QRNonce: p.Nonce, QR: p.Raw})
 	if err != nil {
 		c.journalFailedOp("open session", err)
-		c.say("error", "Sorry, the kiosk cannot take money now.")
+		c.say("error", i18n.KeyCannotTakeMoney, "Sorry, the kiosk cannot take money now.")
 		return
 	}
 	c.journalOK()
 	c.sess = &s
 	c.sessCodes = c.fittingCodes()
 	c.lastActivity = c.now()
-	c.say("info", "Please insert your notes.")
+	c.say("info", i18n.KeyInsertNotes, "Please insert your notes.")
 }
 
 func (c *core) smallestNote() int64 {
@@ -212,7 +213,7 @@ func (c *core) startClose(outcome, why string) {
 	}
 	now := c.now()
 	c.closing = &closing{sid: c.sess.ID, outcome: outcome, why: why, appliedBy: now.Add(c.e.cfg.Timing.SettleTimeout)}
-	c.say("info", "Finishing, please wait…")
+	c.say("info", i18n.KeyFinishing, "Finishing, please wait…")
 	c.e.log.Info("closing session", "session", c.sess.ID, "why", why)
 }
 
@@ -242,7 +243,7 @@ func (c *core) advanceClose(now time.Time) bool {
 			// fault, a jam or a pulled cassette, has told: its note is uncertain now.)
 			if !cl.shown {
 				c.e.log.Warn("note in transit and the unit not at rest; the session stays open for its report", "session", cl.sid)
-				c.showPending(fmt.Sprintf("Your money is recorded. The kiosk is still counting your last note; your top-up follows. Your reference: S%d.", cl.sid))
+				c.showPending(i18n.KeyPendingCounting, fmt.Sprintf("Your money is recorded. The kiosk is still counting your last note; your top-up follows. Your reference: S%d.", cl.sid))
 				return true
 			}
 			return changed
@@ -293,7 +294,7 @@ func (c *core) closeSession() {
 		if !cl.shown {
 			// The customer does not wait on the storage: every note credited so far is on
 			// disk; the top-up goes out when the close succeeds.
-			c.showPending(fmt.Sprintf("Your money is recorded, but the kiosk cannot finish your top-up now. It will be sent as soon as possible. Your reference: S%d.", cl.sid))
+			c.showPending(i18n.KeyPendingLater, fmt.Sprintf("Your money is recorded, but the kiosk cannot finish your top-up now. It will be sent as soon as possible. Your reference: S%d.", cl.sid))
 		}
 		return
 	}
@@ -303,7 +304,7 @@ func (c *core) closeSession() {
 	if res.Topup == nil {
 		c.closing = nil
 		c.result = nil
-		c.say("info", "Cancelled. No money was taken.")
+		c.say("info", i18n.KeyCancelledNoMoney, "Cancelled. No money was taken.")
 		return
 	}
 	t := *res.Topup
@@ -315,7 +316,7 @@ func (c *core) closeSession() {
 	c.result = &Result{TopupID: t.TopupID, ReceiptNo: t.ReceiptNo, Reference: t.TopupID, AmountMinor: t.AmountMinor, Currency: t.Currency,
 		Status: ReceiptPending, Outcome: t.Outcome, Uncertain: len(res.Session.Uncertain)}
 	if !cl.shown {
-		c.say("info", "Thank you. Printing your receipt…")
+		c.say("info", i18n.KeyPrinting, "Thank you. Printing your receipt…")
 	}
 	c.resultUntil = c.now().Add(c.e.cfg.Timing.ResultDisplay)
 	if c.e.cfg.Uplink != nil {
@@ -346,14 +347,14 @@ func (c *core) unitSilent() bool {
 
 // showPending gives the customer of a session whose close has to wait a result now: the
 // amount journaled so far, pending, with the session as reference.
-func (c *core) showPending(text string) {
+func (c *core) showPending(key i18n.Key, text string) {
 	cl := c.closing
 	cl.shown = true
 	s := c.sess
 	c.result = &Result{Reference: fmt.Sprintf("S%d", cl.sid), AmountMinor: s.TotalMinor, Currency: s.Currency,
 		Status: ReceiptPending, Outcome: cl.outcome, Uncertain: len(s.Uncertain)}
 	c.resultUntil = c.now().Add(c.e.cfg.Timing.ResultDisplay)
-	c.say("error", text)
+	c.say("error", key, text, i18n.String(i18n.PRef, c.result.Reference))
 }
 
 // startPrint prints the closed session's receipt as a task.
@@ -370,9 +371,9 @@ func (c *core) startPrint() {
 		}
 		if !cl.shown {
 			if printed {
-				c.say("info", "Please take your receipt.")
+				c.say("info", i18n.KeyTakeReceipt, "Please take your receipt.")
 			} else {
-				c.say("info", "No receipt could be printed. Please note your reference.")
+				c.say("info", i18n.KeyNoReceipt, "No receipt could be printed. Please note your reference.", i18n.String(i18n.PRef, t.TopupID))
 			}
 		}
 		cl.phase = closeDone
@@ -653,6 +654,10 @@ func (c *core) endRecovery() {
 	}
 	c.rec = nil
 	if r.result != nil {
+		// The ledger may have acknowledged it while the receipts printed.
+		if a, ok := c.acked[r.result.TopupID]; ok && a.State == journal.TopupCredited {
+			r.result.Status = ReceiptCredited
+		}
 		c.result = r.result
 		c.resultUntil = c.now().Add(c.e.cfg.Timing.ResultDisplay)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/kioskd/kioskd/devices/acceptor"
 	"github.com/kioskd/kioskd/kiosk/health"
+	"github.com/kioskd/kioskd/kiosk/i18n"
 	"github.com/kioskd/kioskd/kiosk/journal"
 )
 
@@ -87,12 +88,12 @@ func (c *core) escrow(n acceptor.Note) acceptor.Decision {
 		return acceptor.Return
 	case !n.Known() || n.Currency != c.e.j.Currency():
 		c.refuse(sid, n, "unknown denomination")
-		c.say("error", "This note is not accepted. Please take it back.")
+		c.say("error", i18n.KeyNoteNotAccepted, "This note is not accepted. Please take it back.")
 		c.explained = true
 		return acceptor.Return
 	case n.ValueMinor > c.sess.RemainingMinor():
 		c.refuse(sid, n, "over the session limit")
-		c.say("error", fmt.Sprintf("This note would take you over your limit (%s left). Please take it back.", formatMinor(c.sess.RemainingMinor(), c.e.j.Currency())))
+		c.say("error", i18n.KeyRefuseOverLimitNote, fmt.Sprintf("This note would take you over your limit (%s left). Please take it back.", formatMinor(c.sess.RemainingMinor(), c.e.j.Currency())), i18n.Amount(i18n.PRemaining, c.sess.RemainingMinor(), c.e.j.Currency()))
 		c.explained = true
 		return acceptor.Return
 	}
@@ -106,7 +107,7 @@ func (c *core) escrow(n acceptor.Note) acceptor.Decision {
 	in, err := c.e.j.StackIntent(c.sess.ID, jnote(n))
 	if err != nil {
 		c.journalFailedOp("stack intent", err)
-		c.say("error", "Sorry, this note cannot be taken now. Please take it back.")
+		c.say("error", "note.reject.inhibited", "Sorry, this note cannot be taken now. Please take it back.")
 		c.explained = true
 		return acceptor.Return
 	}
@@ -114,7 +115,7 @@ func (c *core) escrow(n acceptor.Note) acceptor.Decision {
 	c.journalOK()
 	c.sess.PendingMinor += n.ValueMinor
 	c.e.log.Info("stacking", "note", n.String(), "intent", in.ID, "session", c.sess.ID)
-	c.say("info", "Note accepted, counting…")
+	c.say("info", i18n.KeyNoteCounting, "Note accepted, counting…")
 	return acceptor.Stack
 }
 
@@ -187,7 +188,7 @@ func (c *core) credit(n acceptor.Note) error {
 	if c.sess != nil && c.sess.ID == res.Session.ID {
 		s := res.Session
 		c.sess = &s
-		c.say("info", fmt.Sprintf("%s received.", formatMinor(res.Credit.ValueMinor, c.e.j.Currency())))
+		c.say("info", i18n.KeyNoteReceived, fmt.Sprintf("%s received.", formatMinor(res.Credit.ValueMinor, c.e.j.Currency())), i18n.Amount(i18n.PAmount, res.Credit.ValueMinor, c.e.j.Currency()))
 	}
 	return nil
 }
@@ -242,7 +243,7 @@ func (c *core) creditEscrowless(n acceptor.Note) error {
 	if c.sess != nil && c.sess.ID == res.Session.ID {
 		s := res.Session
 		c.sess = &s
-		c.say("info", fmt.Sprintf("%s received.", formatMinor(res.Credit.ValueMinor, c.e.j.Currency())))
+		c.say("info", i18n.KeyNoteReceived, fmt.Sprintf("%s received.", formatMinor(res.Credit.ValueMinor, c.e.j.Currency())), i18n.Amount(i18n.PAmount, res.Credit.ValueMinor, c.e.j.Currency()))
 	}
 	return nil
 }
@@ -280,13 +281,13 @@ func (c *core) event(ev acceptor.Event) {
 		c.lastActivity = c.now()
 		// Keep the reason the host gave for returning it; the customer needs that more.
 		if c.derive() == Accepting && !c.explained {
-			c.say("info", "Note returned. Please take it.")
+			c.say("info", i18n.KeyNoteReturned, "Note returned. Please take it.")
 		}
 		c.explained = false
 	case acceptor.Rejected:
 		c.lastActivity = c.now()
 		if c.derive() == Accepting {
-			c.say("error", "The note was not accepted ("+rejectText(ev.Reason)+"). Please take it and try again.")
+			c.say("error", i18n.RejectReasonKey(ev.Reason), "The note was not accepted ("+rejectText(ev.Reason)+"). Please take it and try again.")
 		}
 	case acceptor.PowerUp, acceptor.PowerUpNoteInAcceptor, acceptor.PowerUpNoteInStacker:
 		c.unitSettled = false

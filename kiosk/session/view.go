@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/kioskd/kioskd/kiosk/health"
+	"github.com/kioskd/kioskd/kiosk/i18n"
 	"github.com/kioskd/kioskd/kiosk/journal"
 )
 
@@ -27,9 +28,18 @@ type View struct {
 	// AllowedMinor lists the note values the acceptor takes now.
 	AllowedMinor []int64 `json:"allowed_minor,omitempty"`
 	// Message is the latest thing to tell the customer (a refusal reason, a returned note).
-	Message     string  `json:"message,omitempty"`
-	MessageKind string  `json:"message_kind,omitempty"` // info | error
-	Result      *Result `json:"result,omitempty"`
+	Message     string `json:"message,omitempty"`
+	MessageKind string `json:"message_kind,omitempty"` // info | error
+	// MessageKey and MessageParams are Message in the catalogue's terms (kiosk/i18n), so the
+	// screen renders it in the customer's language; Message is the English wording.
+	MessageKey    i18n.Key     `json:"message_key,omitempty"`
+	MessageParams []i18n.Param `json:"message_params,omitempty"`
+	// IdleDeadlineUnixMs is when an accepting session closes by itself for lack of activity
+	// (engine clock, Unix milliseconds; 0 when no countdown runs), IdleTimeoutMs the length of
+	// that countdown. MoreTime restarts it.
+	IdleDeadlineUnixMs int64   `json:"idle_deadline_unix_ms,omitempty"`
+	IdleTimeoutMs      int64   `json:"idle_timeout_ms,omitempty"`
+	Result             *Result `json:"result,omitempty"`
 }
 
 // Result is the outcome of the last session, shown until the next one starts.
@@ -57,6 +67,9 @@ func (c *core) buildView() View {
 	} else if eff == health.Degrades {
 		v.Degraded = kinds
 	}
+	if c.message != "" {
+		v.MessageKey, v.MessageParams = c.messageKey, slices.Clone(c.messageParams)
+	}
 	if c.oosReason != "" && c.state == OutOfService {
 		v.Reasons = append(v.Reasons, "operator")
 	}
@@ -68,6 +81,10 @@ func (c *core) buildView() View {
 		v.Notes = append(v.Notes, s.Notes...)
 		v.Offline = s.Offline
 		if c.state == Accepting {
+			if c.closing == nil && !c.lastActivity.IsZero() {
+				lim := c.acceptLimit()
+				v.IdleDeadlineUnixMs, v.IdleTimeoutMs = c.lastActivity.Add(lim).UnixMilli(), lim.Milliseconds()
+			}
 			for _, code := range c.allowedCodes() {
 				v.AllowedMinor = append(v.AllowedMinor, c.e.cfg.Denominations[code].ValueMinor)
 			}
@@ -110,7 +127,24 @@ func copyView(v View) View {
 		v.Result = &r
 	}
 	v.Notes = slices.Clone(v.Notes)
+	v.MessageParams = slices.Clone(v.MessageParams)
 	return v
+}
+
+// deniedKey is the catalogue key for an authorization refusal: the ledger's own reason is
+// for the log, never for the customer.
+func deniedKey(denied string) i18n.Key {
+	switch denied {
+	case "the kiosk is stopping":
+		return i18n.KeyCannotTakeMoney
+	case "the kiosk cannot check its offline limit":
+		return i18n.KeyRefuseOfflineLimit
+	case "top-ups are not available while the kiosk is offline":
+		return i18n.KeyRefuseOffline
+	case "your wallet cannot take more money today":
+		return i18n.KeyRefuseDailyLimit
+	}
+	return i18n.KeyRefuseWallet
 }
 
 // View returns the current view.

@@ -1,34 +1,51 @@
 // Package ui serves the customer screen and its local JSON API on loopback. A browser in
 // kiosk mode shows the page; the page follows the session engine's view through a
-// server-sent event stream and sends the customer's Finish and Cancel.
+// server-sent event stream and sends the customer's buttons.
 //
-// API:
+// Every text the customer reads comes from the one catalogue (kiosk/i18n), rendered here in
+// the language the page asks for (zh-CN by default, English on a tap): the page holds no
+// sentence of its own and never shows a condition kind or an error code.
 //
-//	GET  /api/state   the current view (session.View as JSON)
-//	GET  /api/events  text/event-stream: one "view" event per change
-//	POST /api/finish  the Finish button
-//	POST /api/cancel  the Cancel button
-//	GET  /api/diag    technician diagnostics (conditions, journal and uplink figures)
-//	GET  /healthz     liveness
+// API (every request must name a loopback host with the configured port; see guard):
+//
+//	GET  /api/state?lang=L    the current view and its texts in L
+//	GET  /api/events?lang=L   text/event-stream: a "view" event per change, a "ping" every 2 s
+//	GET  /api/texts?lang=L    the page's fixed labels in L
+//	POST /api/finish          the Finish button
+//	POST /api/cancel          Cancel (with money inserted: Finish and credit) and Done
+//	POST /api/more-time       restart the inactivity countdown
+//	GET  /healthz             liveness
+//
+// Diagnostics are not served here: the customer port is reachable by anything the kiosk's
+// browser loads, so technicians use their own local socket.
 package ui
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/subtle"
 	"embed"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/kioskd/kioskd/kiosk/i18n"
 	"github.com/kioskd/kioskd/kiosk/session"
 )
 
 //go:embed static
 var static embed.FS
 
-// Engine is what the UI needs from the session engine.
+// Engine is what the UI needs from the session engine. An engine that also has
+// MoreTime() error gets the "more time" button.
 type Engine interface {
 	View() session.View
 	WaitView(ctx context.Context, after uint64) (session.View, bool)
@@ -36,16 +53,33 @@ type Engine interface {
 	Cancel() error
 }
 
+type moreTimer interface{ MoreTime() error }
+
 // Config wires the handler.
 type Config struct {
 	Engine Engine
-	// Diag returns the diagnostics document (may be nil).
-	Diag   func() any
 	Logger *slog.Logger
-	// KeepAlive is the interval of SSE comments that keep proxies and the browser from
-	// dropping an idle stream. Default 15 s.
+	// KeepAlive is the interval of "ping" events: the page declares the kiosk out of service
+	// when it hears nothing for a few of them (a dead daemon). Default 2 s.
 	KeepAlive time.Duration
+	// Language is the customer default (config kiosk.language: "zh-CN", "zh" or "en");
+	// empty means zh-CN.
+	Language string
+	// KioskID and Hotline are shown on the out-of-service screen.
+	KioskID string
+	Hotline string
+	// Port is the port the screen is served on: a request whose Host names another port is
+	// refused. 0 accepts any port (a loopback name is still required).
+	Port int
+	// Now is the engine's clock, used to turn the view's idle deadline into a countdown.
+	// Default time.Now.
+	Now func() time.Time
+	// Token is the page's secret for state-changing calls; default a random one per process.
+	Token string
 }
+
+// TokenHeader carries the page's token on state-changing calls.
+const TokenHeader = "X-Kiosk-Token"
 
 // Handler returns the HTTP handler.
 func Handler(cfg Config) http.Handler {
@@ -53,48 +87,146 @@ func Handler(cfg Config) http.Handler {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.KeepAlive <= 0 {
-		cfg.KeepAlive = 15 * time.Second
+		cfg.KeepAlive = 2 * time.Second
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Language == "" {
+		cfg.Language = string(i18n.ZH)
+	}
+	if cfg.Token == "" {
+		var b [32]byte
+		rand.Read(b[:])
+		cfg.Token = hex.EncodeToString(b[:])
+	}
+	s := &server{cfg: cfg, def: i18n.ParseLang(cfg.Language)}
 	mux := http.NewServeMux()
 	sub, _ := fs.Sub(static, "static")
 	files := http.FileServerFS(sub)
-	mux.Handle("GET /", noCache(files))
+	mux.HandleFunc("GET /{$}", s.index)
+	// no-store: after an update the kiosk's browser must not run the old script.
+	mux.Handle("GET /app.js", noStore(files))
+	mux.Handle("GET /style.css", noStore(files))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /api/state", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, cfg.Engine.View()) })
+	mux.HandleFunc("GET /api/state", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.payload(cfg.Engine.View(), s.lang(r)))
+	})
+	mux.HandleFunc("GET /api/texts", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.texts(s.lang(r))) })
 	mux.HandleFunc("POST /api/finish", func(w http.ResponseWriter, r *http.Request) { button(w, cfg.Engine.Finish) })
 	mux.HandleFunc("POST /api/cancel", func(w http.ResponseWriter, r *http.Request) { button(w, cfg.Engine.Cancel) })
-	mux.HandleFunc("GET /api/diag", func(w http.ResponseWriter, r *http.Request) {
-		if cfg.Diag == nil {
-			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no diagnostics"})
+	mux.HandleFunc("POST /api/more-time", func(w http.ResponseWriter, r *http.Request) {
+		m, ok := cfg.Engine.(moreTimer)
+		if !ok {
+			writeJSON(w, http.StatusNotImplemented, map[string]string{"error": "not available"})
 			return
 		}
-		writeJSON(w, http.StatusOK, cfg.Diag())
+		button(w, m.MoreTime)
 	})
-	mux.HandleFunc("GET /api/events", func(w http.ResponseWriter, r *http.Request) { events(w, r, cfg) })
-	return localOnly(mux)
+	mux.HandleFunc("GET /api/events", s.events)
+	return s.guard(mux)
 }
 
-func noCache(h http.Handler) http.Handler {
+func noStore(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		h.ServeHTTP(w, r)
 	})
 }
 
-// localOnly refuses cross-site requests: the buttons change money state, and any page the
-// kiosk browser might load must not be able to post to them.
-func localOnly(h http.Handler) http.Handler {
+type server struct {
+	cfg Config
+	def i18n.Lang
+}
+
+// lang is the language the page asked for, else the configured default.
+func (s *server) lang(r *http.Request) i18n.Lang {
+	if l := r.URL.Query().Get("lang"); l != "" {
+		return i18n.ParseLang(l)
+	}
+	return s.def
+}
+
+// index serves the page with the per-process token and the default language filled in.
+func (s *server) index(w http.ResponseWriter, r *http.Request) {
+	b, err := static.ReadFile("static/index.html")
+	if err != nil {
+		http.Error(w, "missing page", http.StatusInternalServerError)
+		return
+	}
+	b = bytes.ReplaceAll(b, []byte("{{TOKEN}}"), []byte(s.cfg.Token))
+	b = bytes.ReplaceAll(b, []byte("{{LANG}}"), []byte(s.def))
+	// The default language's labels ride in the page, so it never shows empty while the
+	// first texts request is on its way. json.Marshal escapes <, > and &: safe in a script.
+	tx, _ := json.Marshal(s.texts(s.def))
+	b = bytes.ReplaceAll(b, []byte("{{TEXTS}}"), tx)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(b)
+}
+
+// refuse answers a request the guard turned away, and logs why.
+func (s *server) refuse(w http.ResponseWriter, r *http.Request, why string) {
+	s.cfg.Logger.Warn("local API request refused", "why", why, "method", r.Method, "path", r.URL.Path,
+		"host", r.Host, "origin", r.Header.Get("Origin"))
+	writeJSON(w, http.StatusForbidden, map[string]string{"error": why})
+}
+
+// guard admits only the kiosk's own screen. The port is on loopback, but any page the
+// kiosk's browser (or anything else on the box) loads can reach it, so:
+//   - every request must name a loopback host and our port (a DNS-rebinding page's
+//     requests carry its own host name and are refused, reads included);
+//   - a state-changing call must be a POST from our own origin (Origin, Sec-Fetch-Site)
+//     and carry the token embedded in the page we served, compared in constant time.
+func (s *server) guard(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost {
-			if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
-				writeJSON(w, http.StatusForbidden, map[string]string{"error": "cross-site request refused"})
+		if !s.hostOK(r.Host) {
+			s.refuse(w, r, "host not allowed")
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if r.Method != http.MethodPost {
+				w.Header().Set("Allow", "GET, POST")
+				writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method not allowed"})
+				return
+			}
+			if o := r.Header.Get("Origin"); o != "http://"+r.Host {
+				s.refuse(w, r, "origin not allowed")
+				return
+			}
+			if site := r.Header.Get("Sec-Fetch-Site"); site != "same-origin" && site != "none" {
+				s.refuse(w, r, "cross-site request refused")
+				return
+			}
+			if subtle.ConstantTimeCompare([]byte(r.Header.Get(TokenHeader)), []byte(s.cfg.Token)) != 1 {
+				s.refuse(w, r, "missing or wrong token")
 				return
 			}
 		}
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("X-Frame-Options", "DENY")
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 		h.ServeHTTP(w, r)
 	})
+}
+
+// hostOK admits localhost, 127.0.0.1 and [::1] with the configured port.
+func (s *server) hostOK(host string) bool {
+	name, port, err := net.SplitHostPort(host)
+	if err != nil {
+		return false
+	}
+	switch strings.ToLower(name) {
+	case "localhost", "127.0.0.1", "::1":
+	default:
+		return false
+	}
+	if s.cfg.Port == 0 {
+		_, err := strconv.ParseUint(port, 10, 16)
+		return err == nil
+	}
+	return port == strconv.Itoa(s.cfg.Port)
 }
 
 func button(w http.ResponseWriter, fn func() error) {
@@ -117,32 +249,36 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc.Encode(v)
 }
 
-func events(w http.ResponseWriter, r *http.Request, cfg Config) {
+func (s *server) events(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	ctx := r.Context()
-	v := cfg.Engine.View()
+	lang := s.lang(r)
+	v := s.cfg.Engine.View()
 	var last uint64
+	first := true
 	for {
-		b, err := json.Marshal(v)
-		if err != nil {
-			return
-		}
-		if v.Seq != last || last == 0 {
+		if v.Seq != last || first {
+			b, err := json.Marshal(s.payload(v, lang))
+			if err != nil {
+				return
+			}
 			if _, err := w.Write(append(append([]byte("event: view\ndata: "), b...), '\n', '\n')); err != nil {
 				return
 			}
-			last = v.Seq
-		} else if _, err := w.Write([]byte(": keep-alive\n\n")); err != nil {
+			last, first = v.Seq, false
+		} else if _, err := w.Write([]byte("event: ping\ndata: {}\n\n")); err != nil {
+			// A named event, not a comment: the page's EventSource sees it, and a page that
+			// hears nothing for a few intervals knows the daemon is gone.
 			return
 		}
 		if err := rc.Flush(); err != nil {
 			return
 		}
-		wctx, cancel := context.WithTimeout(ctx, cfg.KeepAlive)
-		v, _ = cfg.Engine.WaitView(wctx, last)
+		wctx, cancel := context.WithTimeout(ctx, s.cfg.KeepAlive)
+		v, _ = s.cfg.Engine.WaitView(wctx, last)
 		cancel()
 		if ctx.Err() != nil {
 			return

@@ -67,7 +67,7 @@ func (c *LedgerClient) get(ctx context.Context, path string, v any) (int, error)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16)) // drained for connection reuse only
 		return resp.StatusCode, fmt.Errorf("ledger: GET %s: %s", path, resp.Status)
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 32<<20)).Decode(v); err != nil {

@@ -156,7 +156,7 @@ func OpenBolt(path string) (*BoltStore, error) {
 		return nil
 	})
 	if err != nil {
-		db.Close()
+		_ = db.Close() // the init error is the one to report
 		return nil, fmt.Errorf("fleet: init store: %w", err)
 	}
 	return &BoltStore{db: db}, nil
@@ -310,7 +310,8 @@ func (s *BoltStore) Commands(kioskID string, limit int) (out []CommandRecord, er
 		c := tx.Bucket(bKioskCmds).Cursor()
 		// Walk the kiosk's keys backwards: seek past the prefix, then step back.
 		end := append(slices.Clone(prefix), 0xff)
-		k, v := c.Seek(end)
+		k, _ := c.Seek(end)
+		var v []byte
 		if k == nil {
 			k, v = c.Last()
 		} else {

@@ -122,7 +122,7 @@ func (f *Fleet) Handler(cfg WebConfig) (http.Handler, error) {
 			http.Error(rw, "store: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
-		io.WriteString(rw, "ok\n")
+		_, _ = io.WriteString(rw, "ok\n")
 	})
 	mux.HandleFunc("GET /{$}", w.auth(w.overview))
 	mux.HandleFunc("GET /api/overview", w.auth(w.apiOverview))

@@ -93,7 +93,7 @@ func OpenBolt(path string, opts Options) (*BoltStore, error) {
 		return nil
 	})
 	if err != nil {
-		db.Close()
+		_ = db.Close() // the init error is the one to report
 		return nil, fmt.Errorf("ledger: init %s: %w", path, err)
 	}
 	return &BoltStore{db: db, now: opts.Now}, nil
@@ -517,7 +517,8 @@ func (s *BoltStore) Account(account string) (AccountInfo, error) {
 		prefix := join([]byte(account), nil)
 		c := tx.Bucket(bAccountTopups).Cursor()
 		// Newest first: seek past the account's last key, then walk back.
-		k, v := c.Seek(join([]byte(account), []byte{0xff}))
+		k, _ := c.Seek(join([]byte(account), []byte{0xff}))
+		var v []byte
 		if k == nil {
 			k, v = c.Last()
 		} else {

@@ -106,7 +106,12 @@
 //
 // # Store
 //
-// Store is the interface a production database implements; BoltStore is the embedded one.
-// With PostgreSQL, give topup_id a UNIQUE constraint and do the whole apply (insert top-up,
-// update balance, insert suspense rows, update the watermark) in one transaction.
+// Store is the interface a production database implements. BoltStore is the embedded one
+// (one process: bbolt locks its file). PGStore (OpenPostgres) is the one to scale out on:
+// any number of ledger processes share one PostgreSQL database; topup_id and the QR nonce
+// are UNIQUE keys, and each apply (top-up, balance, suspense rows, watermark, held record,
+// day totals) is one SERIALIZABLE transaction, retried when it loses a race. The schema is
+// migrations/*.sql, embedded and applied at open under an advisory lock. The same store
+// tests run against both (forEachStore); the scale-out tests kill an instance mid-stream
+// and restart the database, and cmd/ledgerd's kill the ledgerd process with SIGKILL.
 package ledger

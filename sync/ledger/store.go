@@ -13,7 +13,8 @@ import (
 // only way money moves. Implementations must be safe for concurrent use: several Ledger
 // instances (and several handler workers) share one Store.
 //
-// The contract every implementation keeps (and TestStoreProperties checks for BoltStore):
+// The contract every implementation keeps (TestStoreProperties and the other store tests
+// check it for BoltStore and PGStore alike):
 //   - a topup_id is credited at most once, forever: the first ApplyTopup credits it, a later
 //     one with the same ContentHash is a duplicate, with another hash a conflict, and neither
 //     changes a balance;
@@ -22,9 +23,9 @@ import (
 //     at all;
 //   - an error means nothing was credited.
 //
-// A PostgreSQL implementation does the same with a UNIQUE key on topup_id: INSERT the top-up
-// ... ON CONFLICT (topup_id) DO NOTHING, and when no row was inserted, compare content hashes
-// to answer duplicate or conflict; all in one SERIALIZABLE (or row-locking) transaction.
+// PGStore does the same with a UNIQUE key on topup_id: INSERT the top-up ... ON CONFLICT
+// (topup_id) DO NOTHING, and when no row was inserted, compare content hashes to answer
+// duplicate or conflict; all in one SERIALIZABLE transaction.
 type Store interface {
 	// ApplyTopup credits t once. t must pass t.Validate; an invalid top-up is refused with an
 	// error wrapping ErrInvalid.

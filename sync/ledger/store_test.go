@@ -91,8 +91,12 @@ func mustApply(t *testing.T, s Store, tp wire.Topup, want string) Result {
 }
 
 func TestApplyCreditedDuplicateConflict(t *testing.T) {
+	forEachStore(t, testApplyCreditedDuplicateConflict)
+}
+
+func testApplyCreditedDuplicateConflict(t *testing.T, open openFunc) {
 	clk := &fakeClock{t: t0}
-	s := openStore(t, "", clk.Now)
+	s := open(clk.Now)
 	a := topup("K1", 7, 1, "alice", 10000)
 	r1 := mustApply(t, s, a, wire.AckCredited)
 	if r1.Balance != 10000 || r1.LedgerRef == "" || r1.Watermark != 1 || r1.AmountMinor != 10000 {
@@ -130,8 +134,10 @@ func TestApplyCreditedDuplicateConflict(t *testing.T) {
 	}
 }
 
-func TestApplyRefusesInvalid(t *testing.T) {
-	s := openStore(t, "", nil)
+func TestApplyRefusesInvalid(t *testing.T) { forEachStore(t, testApplyRefusesInvalid) }
+
+func testApplyRefusesInvalid(t *testing.T, open openFunc) {
+	s := open(nil)
 	bad := topup("K1", 1, 1, "alice", 100)
 	bad.AmountMinor = 200 // not the sum of the notes
 	if _, err := s.ApplyTopup(bad); !errors.Is(err, ErrInvalid) || !errors.Is(err, wire.ErrInvalid) {
@@ -142,8 +148,10 @@ func TestApplyRefusesInvalid(t *testing.T) {
 	}
 }
 
-func TestInterruptedAndUncertain(t *testing.T) {
-	s := openStore(t, "", nil)
+func TestInterruptedAndUncertain(t *testing.T) { forEachStore(t, testInterruptedAndUncertain) }
+
+func testInterruptedAndUncertain(t *testing.T, open openFunc) {
+	s := open(nil)
 	tp := topup("K1", 1, 1, "bob", 5000)
 	tp.Outcome = wire.OutcomeInterrupted
 	tp.Uncertain = []wire.Uncertain{{ValueMinor: 10000, Reason: "stack_commanded_no_credit"}}
@@ -161,8 +169,10 @@ func TestInterruptedAndUncertain(t *testing.T) {
 	}
 }
 
-func TestWatermarkGapsAndEpochs(t *testing.T) {
-	s := openStore(t, "", nil)
+func TestWatermarkGapsAndEpochs(t *testing.T) { forEachStore(t, testWatermarkGapsAndEpochs) }
+
+func testWatermarkGapsAndEpochs(t *testing.T, open openFunc) {
+	s := open(nil)
 	for _, step := range []struct {
 		epoch, seq uint64
 		want       uint64
@@ -193,9 +203,11 @@ func TestWatermarkGapsAndEpochs(t *testing.T) {
 	}
 }
 
-func TestDailyCredited(t *testing.T) {
+func TestDailyCredited(t *testing.T) { forEachStore(t, testDailyCredited) }
+
+func testDailyCredited(t *testing.T, open openFunc) {
 	clk := &fakeClock{t: t0}
-	s := openStore(t, "", clk.Now)
+	s := open(clk.Now)
 	mustApply(t, s, topup("K1", 1, 1, "alice", 100), wire.AckCredited)
 	mustApply(t, s, topup("K1", 1, 2, "alice", 200), wire.AckCredited)
 	clk.Set(t0.Add(24 * time.Hour))
@@ -266,10 +278,12 @@ func TestOverflowRefused(t *testing.T) {
 // redeliveries from several kiosks and epochs, concurrently, and checks the invariants: each
 // balance is the sum of the distinct top-ups credited to it, each topup_id is credited once,
 // and each watermark is the longest run 1..n of seqs held.
-func TestStoreProperties(t *testing.T) {
+func TestStoreProperties(t *testing.T) { forEachStore(t, testStoreProperties) }
+
+func testStoreProperties(t *testing.T, open openFunc) {
 	for seed := range uint64(3) {
 		rng := rand.New(rand.NewPCG(seed, 42))
-		s := openStore(t, "", nil)
+		s := open(nil)
 		type key struct {
 			kiosk string
 			epoch uint64

@@ -33,9 +33,13 @@ func noCredit(t *testing.T, s Store, account string) {
 }
 
 func TestForgedTopupsHeldNeverCredited(t *testing.T) {
+	forEachStore(t, testForgedTopupsHeldNeverCredited)
+}
+
+func testForgedTopupsHeldNeverCredited(t *testing.T, open openFunc) {
 	b := startBroker(t)
 	clk := &fakeClock{t: t0.Add(time.Hour)}
-	store := openStore(t, "", clk.Now)
+	store := open(clk.Now)
 	_, otherPriv, _ := ed25519.GenerateKey(nil)
 	runLedger(t, b, store, "ledger-1", func(c *Config) { c.Now = clk.Now })
 	k := newKiosk(t, b, "K1")
@@ -118,8 +122,12 @@ func TestForgedTopupsHeldNeverCredited(t *testing.T) {
 }
 
 func TestKioskDailyCashInAndOverrides(t *testing.T) {
+	forEachStore(t, testKioskDailyCashInAndOverrides)
+}
+
+func testKioskDailyCashInAndOverrides(t *testing.T, open openFunc) {
 	b := startBroker(t)
-	store := openStore(t, "", nil)
+	store := open(nil)
 	notes := int64(5)
 	runLedger(t, b, store, "ledger-1", func(c *Config) {
 		c.Policy = Fleet{Policy: Policy{DailyCashInMinor: 100_000}, Kiosks: map[string]Override{"K1": {DailyNotes: &notes}}}
@@ -139,8 +147,12 @@ func TestKioskDailyCashInAndOverrides(t *testing.T) {
 }
 
 func TestStrictEpochsHoldUntilReleased(t *testing.T) {
+	forEachStore(t, testStrictEpochsHoldUntilReleased)
+}
+
+func testStrictEpochsHoldUntilReleased(t *testing.T, open openFunc) {
 	b := startBroker(t)
-	store := openStore(t, "", nil)
+	store := open(nil)
 	l, _ := runLedger(t, b, store, "ledger-1", func(c *Config) {
 		strict := true
 		c.Policy = Fleet{Kiosks: map[string]Override{"K1": {StrictEpochs: &strict}}}
@@ -330,8 +342,10 @@ func TestParseFleet(t *testing.T) {
 	}
 }
 
-func TestStoreHeldAndSharedNonce(t *testing.T) {
-	s := openStore(t, "", nil)
+func TestStoreHeldAndSharedNonce(t *testing.T) { forEachStore(t, testStoreHeldAndSharedNonce) }
+
+func testStoreHeldAndSharedNonce(t *testing.T, open openFunc) {
+	s := open(nil)
 	first := topup("K1", 1, 1, "alice", 10000)
 	if r, err := s.Apply(first, Checks{QRNonce: "w1.n1"}); err != nil || r.Status != wire.AckCredited {
 		t.Fatalf("%+v %v", r, err)

@@ -318,7 +318,9 @@ func (r *rig) startKiosk() {
 	}
 	r.mc, err = mqttc.Dial(mqttc.Config{Brokers: []string{"tcp://" + r.kp.Addr()}, ClientID: kioskID,
 		KeepAlive: keepAlive, ConnectTimeout: connectTimeout, MaxReconnectInterval: reconnectMax, WriteTimeout: connectTimeout,
-		OnConnect: func(*mqttc.Client) { r.up.OnConnect(r.ctx) },
+		// The first connect can complete before Dial returns: the uplink must see the client
+		// then, or it gives up subscribing until the next reconnect and hears no ack.
+		OnConnect: func(c *mqttc.Client) { lc.c.Store(c); r.up.OnConnect(r.ctx) },
 		Logger:    r.log.With("side", "kiosk-mqtt")})
 	if err != nil {
 		r.tb.Fatal(err)

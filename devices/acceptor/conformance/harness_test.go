@@ -307,12 +307,13 @@ func (r *rig) start() *host {
 	h.health = health.New(fmt.Sprintf("boot%d", h.gen), nil)
 	h.e, err = session.New(session.Config{Journal: h.j, Acceptor: h.l.drv, Denominations: r.p.denoms,
 		Authorizer: r.authz, Printer: r.prn, Health: h.health, WalletKeys: walletKeys,
-		Limits: session.Limits{SessionMax: r.sessionMax, OfflineSessionMax: 100_000, OfflineTotalMax: 1_000_000},
-		Timing: session.Timing{AckWait: time.Millisecond, ResultDisplay: 2 * time.Second},
-		Hook:   h.hook, Escrowless: r.p.escrowless, Logger: logger(fmt.Sprintf("engine%d", h.gen))})
+		Limits:     session.Limits{SessionMax: r.sessionMax, OfflineSessionMax: 100_000, OfflineTotalMax: 1_000_000},
+		Timing:     session.Timing{AckWait: time.Millisecond, ResultDisplay: 2 * time.Second},
+		Escrowless: r.p.escrowless, Logger: logger(fmt.Sprintf("engine%d", h.gen))})
 	if err != nil {
 		r.t.Fatalf("host %d: engine: %v", h.gen, err)
 	}
+	installCrashHook(h.e, h.hook)
 	h.health.Listen(func(c health.Condition) {
 		r.alarms.add(c)
 		h.e.HealthChanged()

@@ -1,0 +1,181 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"math"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/kioskd/kioskd/sync/ledger/pgtest"
+	"github.com/kioskd/kioskd/sync/wire"
+)
+
+type pgxTx = pgx.Tx
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pgtest.StopShared()
+	os.Exit(code)
+}
+
+// openFunc opens a fresh, empty store of the implementation under test.
+type openFunc func(now func() time.Time) Store
+
+// forEachStore runs f against every Store implementation: the same properties hold for
+// each. The PostgreSQL run skips (or fails, with KIOSKD_REQUIRE_SERVICES) without a server.
+func forEachStore(t *testing.T, f func(t *testing.T, open openFunc)) {
+	t.Run("bolt", func(t *testing.T) {
+		f(t, func(now func() time.Time) Store { return openStore(t, "", now) })
+	})
+	t.Run("postgres", func(t *testing.T) {
+		srv := pgtest.Shared(t)
+		f(t, func(now func() time.Time) Store { return openPG(t, srv.NewDSN(t), now) })
+	})
+}
+
+// openPG opens the store at dsn (a fresh schema of the shared server when dsn is ""),
+// closed at cleanup.
+func openPG(t testing.TB, dsn string, now func() time.Time) *PGStore {
+	t.Helper()
+	if dsn == "" {
+		dsn = pgtest.Shared(t).NewDSN(t)
+	}
+	s, err := OpenPostgres(t.Context(), dsn, PGOptions{Now: now, OpTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// Several ledgerd starting at once on an empty database: each migration is applied once,
+// and every instance ends up on the newest schema.
+func TestPGMigrationsConcurrentStart(t *testing.T) {
+	dsn := pgtest.Shared(t).NewDSN(t)
+	ms, err := migrations()
+	if err != nil || len(ms) == 0 {
+		t.Fatalf("embedded migrations: %v %v", ms, err)
+	}
+	var wg sync.WaitGroup
+	stores := make([]*PGStore, 5)
+	errs := make([]error, len(stores))
+	for i := range stores {
+		wg.Go(func() { stores[i], errs[i] = OpenPostgres(t.Context(), dsn, PGOptions{}) })
+	}
+	wg.Wait()
+	for i, s := range stores {
+		if errs[i] != nil {
+			t.Fatalf("open %d: %v", i, errs[i])
+		}
+		defer s.Close()
+		if v, err := s.SchemaVersion(); err != nil || v != ms[len(ms)-1].version {
+			t.Errorf("store %d: schema %d %v", i, v, err)
+		}
+	}
+	var rows int
+	err = stores[0].read(func(ctx context.Context, tx pgxTx) error {
+		return tx.QueryRow(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&rows)
+	})
+	if err != nil || rows != len(ms) {
+		t.Errorf("schema_migrations has %d rows, want %d (%v)", rows, len(ms), err)
+	}
+	// All of them credit through one UNIQUE key.
+	mustApply(t, stores[1], topup("K1", 1, 1, "alice", 100), wire.AckCredited)
+	mustApply(t, stores[3], topup("K1", 1, 1, "alice", 100), wire.AckDuplicate)
+}
+
+func TestPGRefusesNewerSchema(t *testing.T) {
+	dsn := pgtest.Shared(t).NewDSN(t)
+	s := openPG(t, dsn, nil)
+	err := s.write(func(ctx context.Context, tx pgxTx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES (9999, '9999_future.sql')`)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2, err := OpenPostgres(t.Context(), dsn, PGOptions{}); err == nil {
+		s2.Close()
+		t.Fatal("a build opened a schema newer than its own")
+	}
+}
+
+func TestPGReopenKeepsIdempotency(t *testing.T) {
+	dsn := pgtest.Shared(t).NewDSN(t)
+	s := openPG(t, dsn, nil)
+	r1 := mustApply(t, s, topup("K1", 1, 1, "alice", 100), wire.AckCredited)
+	s.Close()
+	s2 := openPG(t, dsn, nil)
+	if r2 := mustApply(t, s2, topup("K1", 1, 1, "alice", 100), wire.AckDuplicate); r2.LedgerRef != r1.LedgerRef {
+		t.Errorf("ledger_ref changed across reopen: %s → %s", r1.LedgerRef, r2.LedgerRef)
+	}
+	if r3 := mustApply(t, s2, topup("K1", 1, 2, "alice", 100), wire.AckCredited); r3.LedgerRef == r1.LedgerRef {
+		t.Error("ledger_ref reused")
+	}
+}
+
+func TestPGOverflowRefused(t *testing.T) {
+	s := openPG(t, "", nil)
+	mustApply(t, s, topup("K1", 1, 1, "whale", 50), wire.AckCredited)
+	err := s.write(func(ctx context.Context, tx pgxTx) error {
+		_, err := tx.Exec(ctx, `UPDATE balances SET balance_minor = $1 WHERE account = 'whale'`, int64(math.MaxInt64))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ApplyTopup(topup("K1", 1, 2, "whale", 1)); !errors.Is(err, ErrOverflow) {
+		t.Fatalf("overflow: %v", err)
+	}
+	if w, _ := s.Watermark("K1", 1); w != 1 {
+		t.Errorf("refused credit moved the watermark to %d", w)
+	}
+	if _, err := s.Topup(wire.TopupID("K1", 1, 2)); !errors.Is(err, ErrNotFound) {
+		t.Errorf("refused credit stored: %v", err)
+	}
+}
+
+// The same wallet code raced by many top-ups at once: exactly one owns it, the others are
+// held (the UNIQUE nonce, and the serialization retry, decide).
+func TestPGQRNonceRace(t *testing.T) {
+	s := openPG(t, "", nil)
+	var wg sync.WaitGroup
+	results := make([]Result, 8)
+	for i := range results {
+		wg.Go(func() {
+			r, err := s.Apply(topup("K1", 1, uint64(i+1), "alice", 1000), Checks{QRNonce: "w1.race"})
+			if err != nil {
+				t.Errorf("apply %d: %v", i, err)
+			}
+			results[i] = r
+		})
+	}
+	wg.Wait()
+	credited := 0
+	for _, r := range results {
+		switch r.Status {
+		case wire.AckCredited:
+			credited++
+		case wire.AckHeld:
+			if r.Reason != HoldQRReused {
+				t.Errorf("held for %q", r.Reason)
+			}
+		default:
+			t.Errorf("status %q", r.Status)
+		}
+	}
+	if credited != 1 {
+		t.Errorf("%d top-ups credited with one code", credited)
+	}
+	if info, _ := s.Account("alice"); info.Balances["CNY"] != 1000 {
+		t.Errorf("alice %+v", info.Balances)
+	}
+	if w, _ := s.Watermark("K1", 1); w != 8 {
+		t.Errorf("watermark %d, want 8 (held top-ups count)", w)
+	}
+}
