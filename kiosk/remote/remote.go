@@ -401,7 +401,9 @@ func (r *Remote) waitIdle(ctx context.Context, c wire.Command, done func(session
 		if done(rep.Status) {
 			return nil
 		}
-		if !reported {
+		// Only a customer in session is worth a waiting_idle: the engine may take a turn of
+		// its loop to reach the state on an idle kiosk.
+		if !reported && rep.Status.Session != nil {
 			r.step(c, wire.CmdWaitingIdle, "waiting for the customer in session to finish")
 			reported = true
 		}

@@ -101,6 +101,7 @@ type Uplink struct {
 	authz   map[string]chan wire.AuthzResponse
 	alarms  []wire.Alarm
 	results []wire.CmdResult
+	resMu   sync.Mutex
 	dropped int
 	rtt     time.Duration
 	conns   uint64
@@ -621,6 +622,9 @@ func (u *Uplink) flushResults(ctx context.Context) {
 	if !u.cfg.Client.Connected() {
 		return
 	}
+	// Run and DrainResults both flush: one at a time, so no result goes out twice.
+	u.resMu.Lock()
+	defer u.resMu.Unlock()
 	for {
 		u.mu.Lock()
 		if len(u.results) == 0 {
@@ -769,6 +773,25 @@ func (u *Uplink) Flush(ctx context.Context) error {
 		case <-ctx.Done():
 			return fmt.Errorf("uplink: flush: %d top-up(s) not acked: %w", pending, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// DrainResults publishes the queued command results now and returns when none is left, or
+// with ctx's error (before a reboot, which would lose them).
+func (u *Uplink) DrainResults(ctx context.Context) error {
+	for {
+		u.flushResults(ctx)
+		u.mu.Lock()
+		n := len(u.results)
+		u.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("uplink: %d command result(s) not published: %w", n, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
