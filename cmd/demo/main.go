@@ -96,6 +96,10 @@ func run() error {
 	defer func() { _ = rig.Close() }()
 	ports := rig.Ready()
 
+	fl, err := startFleet(*state, *fleetHTTP, br.URL(), "http://"+*ledgerHTTP, log.With("component", "fleetd"))
+	if err != nil {
+		return err
+	}
 	cfg := config.Default()
 	cfg.Kiosk = config.Kiosk{ID: "DEMO-0001", Location: "Demo hall", Timezone: "Asia/Shanghai", Currency: "CNY", Language: "en", Hotline: "400-000-0000"}
 	cfg.Journal.Path, _ = filepath.Abs(filepath.Join(*state, "journal.db"))
@@ -119,6 +123,8 @@ func run() error {
 	cfg.MQTT.AllowInsecure = true // the demo's in-process broker on loopback has no TLS
 	cfg.MQTT.LedgerKeys = map[string]string{"demo-ledger": base64.StdEncoding.EncodeToString(ledgerKey.Public().(ed25519.PublicKey))}
 	cfg.MQTT.Heartbeat = config.Duration(10 * time.Second)
+	// Commands signed by the demo's operations console (never by the ledger's key).
+	cfg.MQTT.OpsKeys = map[string]string{fl.kid: base64.StdEncoding.EncodeToString(fl.opsKey.Public().(ed25519.PublicKey))}
 	cfg.HTTP.Listen = *kioskHTTP
 	// The technicians' socket lives in the demo's state directory (not /run/kioskd), so
 	// kioskctl works against the demo without root.
@@ -126,11 +132,6 @@ func run() error {
 	cfg.Control = config.Control{Socket: sock, Group: ""}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("demo config: %w", err)
-	}
-
-	fl, err := startFleet(*state, *fleetHTTP, br.URL(), "http://"+*ledgerHTTP, log.With("component", "fleetd"))
-	if err != nil {
-		return err
 	}
 
 	var wg sync.WaitGroup

@@ -122,6 +122,9 @@ type Acceptor struct {
 	// Pulse configures a pulse-output unit on GPIO (driver "pulse"); its denomination codes
 	// are pulse counts.
 	Pulse Pulse `json:"pulse"`
+	// CassetteCapacity is how many notes the cassette holds: the heartbeat's fill ratio, so
+	// that operations send a collection before it is full.
+	CassetteCapacity int64 `json:"cassette_capacity"`
 }
 
 // Pulse configures a pulse acceptor: pins by periph name (e.g. "GPIO17") and timing.
@@ -217,10 +220,15 @@ type MQTT struct {
 	Username     string            `json:"username"`
 	PasswordFile string            `json:"password_file"`
 	LedgerKeys   map[string]string `json:"ledger_keys"`
-	Heartbeat    Duration          `json:"heartbeat"`
-	MaxInFlight  int               `json:"max_in_flight"`
-	RetryMin     Duration          `json:"retry_min"`
-	RetryMax     Duration          `json:"retry_max"`
+	// OpsKeys are the operations console's public keys by key id (base64 Ed25519), which
+	// sign remote commands (down/cmd). They are kept apart from LedgerKeys: whoever can
+	// command a kiosk cannot credit money, and the reverse. Without ops keys the kiosk does
+	// not take remote commands.
+	OpsKeys     map[string]string `json:"ops_keys"`
+	Heartbeat   Duration          `json:"heartbeat"`
+	MaxInFlight int               `json:"max_in_flight"`
+	RetryMin    Duration          `json:"retry_min"`
+	RetryMax    Duration          `json:"retry_max"`
 	// AllowInsecure permits a broker URL without TLS (tcp://, mqtt://). Only the demo and
 	// tests set it: on a real kiosk the link carries money and must be TLS with a client
 	// certificate.
@@ -257,7 +265,7 @@ func Default() Config {
 		Kiosk:   Kiosk{Timezone: "UTC", Language: "en"},
 		Journal: Journal{Path: "/var/lib/kioskd/journal.db", LockWait: Duration(10 * time.Second)},
 		Acceptor: Acceptor{Driver: "id003", PollInterval: Duration(200 * time.Millisecond),
-			RecoveryTimeout: Duration(20 * time.Second)},
+			RecoveryTimeout: Duration(20 * time.Second), CassetteCapacity: DefaultCassetteCapacity},
 		Printer: Printer{Enabled: true, Baud: 9600, Profile: "generic80"},
 		Scanner: Scanner{Baud: 9600},
 		Session: Session{AuthzTimeout: Duration(3 * time.Second), IdleTimeout: Duration(60 * time.Second),
@@ -541,6 +549,7 @@ func (c *Config) Validate() error {
 				bad("mqtt.ledger_keys."+kid, "%v", err)
 			}
 		}
+		checkOpsKeys(c.MQTT, bad)
 		if (c.MQTT.CertFile == "") != (c.MQTT.KeyFile == "") {
 			bad("mqtt.cert_file", "mqtt.cert_file and mqtt.key_file go together")
 		}
@@ -550,6 +559,9 @@ func (c *Config) Validate() error {
 		if c.MQTT.RetryMin <= 0 || c.MQTT.RetryMax < c.MQTT.RetryMin {
 			bad("mqtt.retry_min", "retry_min must be positive and at most retry_max")
 		}
+	}
+	if c.Acceptor.CassetteCapacity < 1 || c.Acceptor.CassetteCapacity > MaxCassetteCapacity {
+		bad("acceptor.cassette_capacity", "must be between 1 and %d notes, got %d", MaxCassetteCapacity, c.Acceptor.CassetteCapacity)
 	}
 	checkListen(c.HTTP, bad)
 	if c.Control.Socket != "" && !filepath.IsAbs(c.Control.Socket) {
@@ -635,4 +647,49 @@ func ReadFixedKey(path string) (uint64, error) {
 		return 0, errors.New("ssp fixed key: not hex")
 	}
 	return k, nil
+}
+
+// DefaultCassetteCapacity is acceptor.cassette_capacity when the file does not say (a
+// common 1000-note cassette); MaxCassetteCapacity bounds it.
+const (
+	DefaultCassetteCapacity = 1000
+	MaxCassetteCapacity     = 100000
+)
+
+// checkOpsKeys checks mqtt.ops_keys: each a valid key, and none of them a ledger key (by
+// value): a key that could sign both commands and acks would join the two powers the
+// separation keeps apart.
+func checkOpsKeys(m MQTT, bad func(key, format string, a ...any)) {
+	ledger := map[string]bool{}
+	for _, k := range m.LedgerKeys {
+		if pub, err := DecodePublicKey(k); err == nil {
+			ledger[string(pub)] = true
+		}
+	}
+	for kid, k := range m.OpsKeys {
+		pub, err := DecodePublicKey(k)
+		if err != nil {
+			bad("mqtt.ops_keys."+kid, "%v", err)
+			continue
+		}
+		if ledger[string(pub)] {
+			bad("mqtt.ops_keys."+kid, "is also a ledger key: ops keys and ledger keys must differ")
+		}
+	}
+}
+
+// Validate checks a set of limits as the config file's limits are checked: the remote
+// set_limits command applies the same rules to its overlay.
+func (l Limits) Validate() error {
+	var errs []error
+	if l.SessionMaxMinor <= 0 || l.SessionMaxMinor > MaxLimitMinor {
+		errs = append(errs, fmt.Errorf("session_max_minor must be between 1 and %d (minor units), got %d", MaxLimitMinor, l.SessionMaxMinor))
+	}
+	if l.OfflineSessionMaxMinor < 0 || l.OfflineSessionMaxMinor > l.SessionMaxMinor {
+		errs = append(errs, fmt.Errorf("offline_session_max_minor must be between 0 and session_max_minor, got %d", l.OfflineSessionMaxMinor))
+	}
+	if l.OfflineTotalMaxMinor < l.OfflineSessionMaxMinor || l.OfflineTotalMaxMinor > MaxLimitMinor {
+		errs = append(errs, fmt.Errorf("offline_total_max_minor must be between offline_session_max_minor and %d (minor units), got %d", MaxLimitMinor, l.OfflineTotalMaxMinor))
+	}
+	return errors.Join(errs...)
 }

@@ -89,6 +89,13 @@ type Options struct {
 	// PrinterCheck is how often the printer's status is read while it is idle: it finds a
 	// printer that was unplugged, or that works again. Default 5 s.
 	PrinterCheck time.Duration
+	// Reboot reboots the machine for the remote reboot command; nil runs RebootCommand
+	// (default "systemctl reboot"). Tests inject it: they never reboot.
+	Reboot        func(ctx context.Context) error
+	RebootCommand []string
+	// Restart ends kioskd for the remote restart_service command; nil stops Run cleanly, and
+	// the service manager (Restart=always) starts it again.
+	Restart func()
 }
 
 func (o *Options) defaults() {
@@ -171,7 +178,9 @@ type System struct {
 
 	// statusKick wakes the status watcher on a health change.
 	statusKick chan struct{}
-	ran        atomic.Bool
+	// ops: status since, event log limits, remote commands (ops.go).
+	ops opsState
+	ran atomic.Bool
 }
 
 // New builds a kiosk from cfg: it opens the journal (waiting at most journal.lock_wait for
@@ -181,6 +190,7 @@ type System struct {
 func New(ctx context.Context, cfg config.Config, opts Options) (*System, error) {
 	opts.defaults()
 	s := &System{cfg: cfg, opts: opts, bootID: randomHex(4), start: time.Now(), statusKick: make(chan struct{}, 1)}
+	s.ops.restart = make(chan struct{})
 	s.log = opts.Logger.With("kiosk", cfg.Kiosk.ID)
 	s.reg = health.New(s.bootID, nil)
 	s.denoms = acceptor.Denominations{}
@@ -231,6 +241,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*System, error) 
 		s.safe = err
 		s.acc = newAcceptorSlot()
 		s.handler = refuseAll{log: s.log}
+		if err := s.buildSafeUplink(mqttCfg); err != nil {
+			return nil, err
+		}
 		if err := s.listen(); err != nil {
 			return nil, err
 		}
@@ -274,7 +287,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*System, error) 
 		s.link = newMQTTLink(*mqttCfg)
 		s.up, err = uplink.New(uplink.Config{KioskID: cfg.Kiosk.ID, Client: s.link, Journal: j, LedgerKeys: mqttCfg.ledgerKeys, Health: s.reg,
 			MaxInFlight: cfg.MQTT.MaxInFlight, RetryMin: cfg.MQTT.RetryMin.D(), RetryMax: cfg.MQTT.RetryMax.D(),
-			OnAck:          s.engine.TopupAcked,
+			OnAck: s.engine.TopupAcked, OnCommand: s.onCommand,
 			HeartbeatEvery: cfg.MQTT.Heartbeat.D(), Heartbeat: s.heartbeat, Status: s.status,
 			Logger: s.log})
 		if err != nil {
@@ -282,6 +295,10 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*System, error) 
 			return nil, err
 		}
 		port.up = s.up
+		if err := s.buildRemote(); err != nil {
+			_ = j.Close()
+			return nil, err
+		}
 	}
 
 	// 5. Conditions go to the engine, the uplink, the log and the journal.
@@ -391,6 +408,7 @@ func (s *System) Run(ctx context.Context) error {
 			}
 		})
 		links.Go("status", func() { s.watchStatus(linkCtx) })
+		s.startRemote(linkCtx, links)
 		if err := s.link.dial(linkCtx, s.up, log); err != nil {
 			// Only a broker address the client cannot parse gets here. Not fatal: the
 			// outbox keeps everything and the kiosk serves within its offline limits.
@@ -417,6 +435,8 @@ func (s *System) Run(ctx context.Context) error {
 	engineRunning := true
 	select {
 	case <-ctx.Done():
+	case <-s.restartRequested():
+		log.Warn("stopping for a restart asked by a remote command")
 	case runErr = <-engineDone:
 		engineRunning = false
 		log.Error("session engine stopped; stopping the kiosk", "err", runErr)
@@ -494,6 +514,7 @@ func (s *System) runSafe(ctx context.Context) error {
 	deviceCtx, stopDevices := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopDevices()
 	s.startAcceptor(deviceCtx, devices)
+	stopUplink := s.runSafeUplink(ctx)
 	// The control socket serves what a technician needs to find out why.
 	controls := newGroup("control", s.log)
 	ctlSrv := s.startControl(controls)
@@ -511,6 +532,7 @@ func (s *System) runSafe(ctx context.Context) error {
 	s.stopHTTP(httpDone)
 	<-ctlStopped
 	stuck := controls.Wait(ctlWaitBudget)
+	stopUplink()
 	stopDevices()
 	if stuck := append(stuck, devices.Wait(deviceBudget)...); len(stuck) > 0 {
 		return fmt.Errorf("daemon: stop: still running after their budget: %v", stuck)
@@ -529,6 +551,11 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 
 // onCondition is the health registry's listener.
 func (s *System) onCondition(c health.Condition) {
+	if c.Event {
+		// One-off: counted for the heartbeat, not an alarm, not journaled one by one.
+		s.onEvent(c)
+		return
+	}
 	s.engine.HealthChanged()
 	if s.up != nil {
 		s.up.Alarm(c)
@@ -542,6 +569,9 @@ func (s *System) onCondition(c health.Condition) {
 		lvl = slog.LevelInfo
 	}
 	s.log.Log(context.Background(), lvl, "condition", "kind", c.Kind, "severity", c.Severity, "cleared", c.Cleared, "detail", c.Detail)
+	if c.Updated {
+		return // the same alarm with a new detail: the status says it, the journal has its raise
+	}
 	if err := s.j.Record(journal.EvAlarm, c); err != nil {
 		s.log.Error("journal alarm", "err", err)
 	}
@@ -554,7 +584,7 @@ func (s *System) watchStatus(ctx context.Context) {
 	published := ""
 	var seq uint64
 	for {
-		if st := kioskState(s.engine, s.reg); st != published && s.link.Connected() {
+		if st := s.statusKey(); st != published && s.link.Connected() {
 			s.up.PublishStatus(ctx)
 			published = st
 		}

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
@@ -229,6 +228,8 @@ func tlsConfig(m config.MQTT) (*tls.Config, error) {
 func kioskState(e *session.Engine, reg *health.Registry) string {
 	eff, _ := reg.Worst()
 	switch {
+	case e != nil && e.State() == session.Maintenance:
+		return wire.StateMaintenance
 	case e == nil || e.State() == session.OutOfService || eff >= health.StopsService:
 		return wire.StateOutOfService
 	case eff == health.Degrades:
@@ -237,36 +238,11 @@ func kioskState(e *session.Engine, reg *health.Registry) string {
 	return wire.StateOnline
 }
 
-// status is the retained status the uplink publishes.
-func (s *System) status() wire.Status {
-	return wire.Status{V: wire.Version, State: kioskState(s.engine, s.reg), Version: s.opts.Version, ConfigVersion: s.cfg.Version, BootID: s.bootID, At: time.Now().UTC()}
-}
+// status is the retained status the uplink publishes (ops.go).
+func (s *System) status() wire.Status { return s.statusNow() }
 
-func (s *System) heartbeat() wire.Heartbeat {
-	j := s.j
-	hb := wire.Heartbeat{V: wire.Version, UptimeS: int64(time.Since(s.start).Seconds()), Devices: map[string]string{}, At: time.Now().UTC()}
-	if st, err := j.Stats(); err == nil {
-		hb.OutboxDepth = st.OutboxDepth
-		if !st.OldestUnsent.IsZero() {
-			hb.OldestUnackedS = int64(time.Since(st.OldestUnsent).Seconds())
-		}
-		hb.JournalBytes = st.SizeBytes
-		hb.JournalEvents, hb.JournalHead = st.Events, st.Head
-		hb.UncertainItems = st.Uncertain
-	}
-	if c, err := j.Cassette(); err == nil {
-		hb.CassetteNotes = c.Count
-	}
-	var fs syscall.Statfs_t
-	if syscall.Statfs(dirOf(j.Path()), &fs) == nil {
-		hb.DiskFreeBytes = int64(fs.Bavail) * int64(fs.Bsize)
-	}
-	for _, c := range s.reg.Active() {
-		hb.Devices[c.Kind] = string(c.Severity)
-	}
-	hb.SessionState = s.engine.State().String()
-	return hb
-}
+// heartbeat is the uplink's heartbeat (ops.go).
+func (s *System) heartbeat() wire.Heartbeat { return s.heartbeatNow() }
 
 // refuseAll is the acceptor handler of the safe mode.
 type refuseAll struct{ log *slog.Logger }

@@ -365,7 +365,7 @@ func newEvent(typ string) Event {
 	case EvFollowUpCredit:
 		return &FollowUpCreditEvent{}
 	}
-	return nil
+	return newCommandEvent(typ)
 }
 
 // Payload decodes the event's data into its typed payload (a pointer to one of the *Event

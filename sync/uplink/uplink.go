@@ -1,6 +1,15 @@
 // Package uplink is the kiosk side of the MQTT contract (sync/CONTRACT.md): it drains the
 // journal's outbox of top-ups to the ledger, applies the ledger's signed acks, asks the
-// ledger for authorizations, and publishes status, heartbeats and alarms.
+// ledger for authorizations, and publishes status, heartbeats and alarms. It also hears
+// signed remote commands (down/cmd) for whoever handles them (kiosk/remote) and publishes
+// their results (up/cmd_result).
+//
+// Alarms are the life of persistent health conditions: one alarm_id per condition, raised
+// once while it stands and cleared when its cause goes. One-off events are not alarms; the
+// health registry counts them for the heartbeat.
+//
+// Without a journal (a kiosk whose journal failed its check) the uplink only reports: it
+// publishes status, heartbeats and alarms, and takes neither acks nor commands.
 //
 // The outbox lives in the journal, never in the MQTT client: an entry leaves it only when a
 // credited or duplicate ack, signed by a ledger key and matching the top-up's amount and
@@ -37,11 +46,16 @@ type Client interface {
 
 // Config wires an Uplink.
 type Config struct {
-	KioskID    string
-	Client     Client
+	KioskID string
+	Client  Client
+	// Journal holds the outbox. Nil runs a report-only uplink (safe mode): status,
+	// heartbeats and alarms, no outbox, no acks, no commands.
 	Journal    *journal.Journal
 	LedgerKeys wire.Keyring
 	Health     *health.Registry
+	// OnCommand, when set, gets every down/cmd payload as received (the signed envelope):
+	// the handler verifies it. It must not block for long.
+	OnCommand func(payload []byte)
 	// MaxInFlight bounds the top-ups published and not yet acked at once. Default 4.
 	MaxInFlight int
 	// RetryMin and RetryMax bound the backoff between publishes of one top-up.
@@ -76,6 +90,9 @@ type entry struct {
 	// once that one has left the outbox, because the ledger credits a follow-up only against
 	// the suspense record its original creates.
 	follows uint64
+	// sentAt is when the last publish of the top-up started: the ack's round trip is
+	// measured from it.
+	sentAt time.Time
 }
 
 // Uplink drains the outbox.
@@ -87,7 +104,11 @@ type Uplink struct {
 	entries map[uint64]*entry
 	authz   map[string]chan wire.AuthzResponse
 	alarms  []wire.Alarm
+	results []wire.CmdResult
+	resMu   sync.Mutex
 	dropped int
+	rtt     time.Duration
+	conns   uint64
 	lastAck time.Time
 	wake    chan struct{}
 	runCtx  context.Context
@@ -104,10 +125,10 @@ type Uplink struct {
 
 // New returns an uplink; call Run.
 func New(cfg Config) (*Uplink, error) {
-	if cfg.Client == nil || cfg.Journal == nil || cfg.Health == nil || !wire.ValidKioskID(cfg.KioskID) {
-		return nil, errors.New("uplink: kiosk id, client, journal and health are required")
+	if cfg.Client == nil || cfg.Health == nil || !wire.ValidKioskID(cfg.KioskID) {
+		return nil, errors.New("uplink: kiosk id, client and health are required")
 	}
-	if len(cfg.LedgerKeys) == 0 {
+	if cfg.Journal != nil && len(cfg.LedgerKeys) == 0 {
 		return nil, errors.New("uplink: at least one ledger key is required to accept acks")
 	}
 	if cfg.MaxInFlight <= 0 {
@@ -166,13 +187,21 @@ func (u *Uplink) Backoff(attempts int) time.Duration {
 // topics, publishes the retained status, and makes every pending top-up due now.
 func (u *Uplink) OnConnect(ctx context.Context) {
 	id := u.cfg.KioskID
-	for topic, h := range map[string]func(string, []byte){
-		wire.Topic(id, wire.DownAck):   u.handleAck,
-		wire.Topic(id, wire.DownAuthz): u.handleAuthz,
-	} {
+	subs := map[string]func(string, []byte){}
+	if u.cfg.Journal != nil {
+		subs[wire.Topic(id, wire.DownAck)] = u.handleAck
+		subs[wire.Topic(id, wire.DownAuthz)] = u.handleAuthz
+		if u.cfg.OnCommand != nil {
+			subs[wire.Topic(id, wire.DownCmd)] = func(_ string, p []byte) { u.cfg.OnCommand(p) }
+		}
+	}
+	for topic, h := range subs {
 		u.subscribe(ctx, topic, h)
 	}
 	u.mu.Lock()
+	if u.conns++; u.conns > 1 {
+		u.cfg.Health.Count("mqtt_reconnects", 1)
+	}
 	now := u.cfg.Now()
 	for _, e := range u.entries {
 		e.nextTry = now
@@ -250,7 +279,9 @@ func (u *Uplink) Run(ctx context.Context) error {
 			}
 			next = min(next, hbNext.Sub(u.cfg.Now()))
 		}
+		u.checkConflicts()
 		u.flushAlarms(ctx)
+		u.flushResults(ctx)
 		t := time.NewTimer(max(next, time.Millisecond))
 		select {
 		case <-ctx.Done():
@@ -273,6 +304,9 @@ const outboxRefresh = 30 * time.Second
 // catch-up quadratic.
 func (u *Uplink) drain(ctx context.Context) time.Duration {
 	next := time.Minute
+	if u.cfg.Journal == nil {
+		return next
+	}
 	u.mu.Lock()
 	reload := u.boxDirty || u.box == nil || u.cfg.Now().Sub(u.boxLoaded) >= outboxRefresh
 	u.boxDirty = false
@@ -361,6 +395,11 @@ func followsSeq(t journal.Topup) uint64 {
 func (u *Uplink) publish(ctx context.Context, t journal.Topup) {
 	defer u.tasks.Done()
 	pctx, cancel := context.WithTimeout(ctx, u.cfg.PublishTimeout)
+	u.mu.Lock()
+	if e := u.entries[t.Seq]; e != nil {
+		e.sentAt = u.cfg.Now()
+	}
+	u.mu.Unlock()
 	failpoint.Hit("before-publish")
 	err := u.cfg.Client.Publish(pctx, wire.Topic(u.cfg.KioskID, wire.UpTopup), 1, false, t.Payload)
 	cancel()
@@ -416,6 +455,9 @@ func (u *Uplink) handleAck(topic string, payload []byte) {
 	u.mu.Lock()
 	u.acks++
 	u.lastAck = u.cfg.Now()
+	if e := u.entries[res.Topup.Seq]; e != nil && !e.sentAt.IsZero() && res.Changed {
+		u.rtt = max(u.lastAck.Sub(e.sentAt), 0)
+	}
 	switch a.Status {
 	case wire.AckCredited, wire.AckDuplicate, wire.AckHeld:
 		delete(u.box, res.Topup.Seq)
@@ -521,18 +563,134 @@ func (u *Uplink) handleAuthz(topic string, payload []byte) {
 // maxAlarmQueue bounds the alarms kept while offline; alarms are also in the journal.
 const maxAlarmQueue = 256
 
-// Alarm queues a condition change for up/alarm (QoS 1). Safe to call from a health
+// Alarm queues the raise or the clear of a persistent condition for up/alarm (QoS 1). Events
+// (counted in the heartbeat instead) and updates of a raised condition (the retained status
+// carries the new detail) are not alarms and are ignored. Safe to call from a health
 // listener: it never blocks.
 func (u *Uplink) Alarm(c health.Condition) {
+	if c.Event || c.Updated {
+		return
+	}
+	a := AlarmOf(c)
 	u.mu.Lock()
 	if len(u.alarms) >= maxAlarmQueue {
 		u.alarms = u.alarms[1:]
 		u.dropped++
 	}
-	u.alarms = append(u.alarms, wire.Alarm{V: wire.Version, AlarmID: c.ID, Kind: c.Kind, Severity: string(c.Severity),
-		Actor: string(c.Actor), At: c.Since, Details: c.Detail, Cleared: c.Cleared})
+	u.alarms = append(u.alarms, a)
 	u.mu.Unlock()
 	u.wakeup()
+}
+
+// AlarmOf is the up/alarm message of a condition's raise or clear.
+func AlarmOf(c health.Condition) wire.Alarm {
+	a := wire.Alarm{V: wire.Version, AlarmID: c.ID, Kind: c.Kind, Severity: string(c.Severity), Actor: string(c.Actor),
+		At: c.Since, Details: c.Detail, Detail: c.Detail, Cleared: c.Cleared, State: wire.AlarmRaised, RaisedAt: c.RaisedAt}
+	if a.RaisedAt.IsZero() {
+		a.RaisedAt = c.Since
+	}
+	if c.Cleared {
+		a.State, a.ClearedAt = wire.AlarmCleared, c.Since
+	}
+	return a
+}
+
+// ConditionsOf is the status's list of open conditions.
+func ConditionsOf(active []health.Condition) []wire.Condition {
+	out := make([]wire.Condition, 0, len(active))
+	for _, c := range active {
+		out = append(out, wire.Condition{Kind: c.Kind, Severity: string(c.Severity), Actor: string(c.Actor), Since: c.RaisedAt, Detail: c.Detail})
+	}
+	return out
+}
+
+// checkConflicts keeps the topup_conflict condition raised while the outbox holds a top-up
+// the ledger answered with a conflict (retries stopped: operations must decide).
+func (u *Uplink) checkConflicts() {
+	u.mu.Lock()
+	n := 0
+	for _, e := range u.entries {
+		if e.stopped {
+			n++
+		}
+	}
+	u.mu.Unlock()
+	if n == 0 {
+		u.cfg.Health.Clear("topup_conflict")
+		return
+	}
+	u.cfg.Health.Set("topup_conflict", health.Critical, health.Ops, health.Degrades,
+		fmt.Sprintf("%d top-up(s) held by the ledger with different content; retries stopped", n))
+}
+
+// maxResultQueue bounds the command results kept while offline.
+const maxResultQueue = 256
+
+// CommandResult queues a command result for up/cmd_result (QoS 1), in order. It never
+// blocks.
+func (u *Uplink) CommandResult(r wire.CmdResult) {
+	r.V = wire.Version
+	u.mu.Lock()
+	if len(u.results) >= maxResultQueue {
+		u.results = u.results[1:]
+	}
+	u.results = append(u.results, r)
+	u.mu.Unlock()
+	u.wakeup()
+}
+
+func (u *Uplink) flushResults(ctx context.Context) {
+	if !u.cfg.Client.Connected() {
+		return
+	}
+	// Run and DrainResults both flush: one at a time, so no result goes out twice.
+	u.resMu.Lock()
+	defer u.resMu.Unlock()
+	for {
+		u.mu.Lock()
+		if len(u.results) == 0 {
+			u.mu.Unlock()
+			return
+		}
+		r := u.results[0]
+		u.mu.Unlock()
+		b, err := marshal(r)
+		if err != nil {
+			return
+		}
+		pctx, cancel := context.WithTimeout(ctx, u.cfg.PublishTimeout)
+		err = u.cfg.Client.Publish(pctx, wire.Topic(u.cfg.KioskID, wire.UpCmdResult), 1, false, b)
+		cancel()
+		if err != nil {
+			return
+		}
+		u.mu.Lock()
+		if len(u.results) > 0 && u.results[0] == r {
+			u.results = u.results[1:]
+		}
+		u.mu.Unlock()
+	}
+}
+
+// SyncNow makes every pending top-up due now (the sync_now command).
+func (u *Uplink) SyncNow() {
+	u.mu.Lock()
+	now := u.cfg.Now()
+	for _, e := range u.entries {
+		if !e.inFlight {
+			e.nextTry = now
+		}
+	}
+	u.mu.Unlock()
+	u.Kick()
+}
+
+// RTT is the round trip of the last ack: from the start of the top-up's publish to the
+// ledger's ack (0 before the first).
+func (u *Uplink) RTT() time.Duration {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.rtt
 }
 
 func (u *Uplink) flushAlarms(ctx context.Context) {
@@ -558,7 +716,7 @@ func (u *Uplink) flushAlarms(ctx context.Context) {
 			return
 		}
 		u.mu.Lock()
-		if len(u.alarms) > 0 && u.alarms[0].AlarmID == a.AlarmID && u.alarms[0].Cleared == a.Cleared {
+		if len(u.alarms) > 0 && u.alarms[0].AlarmID == a.AlarmID && u.alarms[0].State == a.State {
 			u.alarms = u.alarms[1:]
 		}
 		u.mu.Unlock()
@@ -589,13 +747,14 @@ type Stats struct {
 	InFlight     int       `json:"in_flight"`
 	AlarmsQueued int       `json:"alarms_queued"`
 	AlarmsLost   int       `json:"alarms_dropped"`
+	RTTMs        int64     `json:"rtt_ms"`
 }
 
 // Stats returns counters.
 func (u *Uplink) Stats() Stats {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	s := Stats{Published: u.published, Acks: u.acks, RejectedAcks: u.rejectedAcks, LastAck: u.lastAck, AlarmsQueued: len(u.alarms), AlarmsLost: u.dropped}
+	s := Stats{Published: u.published, Acks: u.acks, RejectedAcks: u.rejectedAcks, LastAck: u.lastAck, AlarmsQueued: len(u.alarms), AlarmsLost: u.dropped, RTTMs: u.rtt.Milliseconds()}
 	for _, e := range u.entries {
 		if e.inFlight {
 			s.InFlight++
@@ -608,6 +767,9 @@ func (u *Uplink) Stats() Stats {
 // stopped by a conflict), or ctx ends. It is for a graceful stop: the entries stay in the
 // journal either way.
 func (u *Uplink) Flush(ctx context.Context) error {
+	if u.cfg.Journal == nil {
+		return nil
+	}
 	for {
 		box, err := u.cfg.Journal.Outbox()
 		if err != nil {
@@ -632,6 +794,25 @@ func (u *Uplink) Flush(ctx context.Context) error {
 		case <-ctx.Done():
 			return fmt.Errorf("uplink: flush: %d top-up(s) not acked: %w", pending, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// DrainResults publishes the queued command results now and returns when none is left, or
+// with ctx's error (before a reboot, which would lose them).
+func (u *Uplink) DrainResults(ctx context.Context) error {
+	for {
+		u.flushResults(ctx)
+		u.mu.Lock()
+		n := len(u.results)
+		u.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("uplink: %d command result(s) not published: %w", n, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
