@@ -66,7 +66,9 @@ func startFleet(state, addr, brokerURL, ledgerURL string, log *slog.Logger) (*de
 		client, err := mqttc.Dial(mqttc.Config{Brokers: []string{brokerURL}, ClientID: "fleetd-1", OnConnect: f.OnConnect, Logger: log})
 		if err != nil {
 			_ = srv.Close()
-			<-done
+			if serr := <-done; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+				log.Warn("fleet console http", "err", serr)
+			}
 			return fmt.Errorf("fleet console mqtt: %w", err)
 		}
 		<-ctx.Done()

@@ -68,7 +68,7 @@ func benchCmd(args []string, out io.Writer) error {
 	}
 	// testing.Benchmark reads -test.benchtime from the testing flags.
 	testing.Init()
-	flag.CommandLine.Set("test.benchtime", benchtime.String())
+	_ = flag.CommandLine.Set("test.benchtime", benchtime.String())
 	run := func(f func(b *testing.B)) testing.BenchmarkResult {
 		return testing.Benchmark(func(b *testing.B) {
 			b.ReportAllocs()

@@ -52,7 +52,7 @@ func openJournal(b *testing.B, dir string) *journal.Journal {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { j.Close(); os.Remove(path) })
+	b.Cleanup(func() { _ = j.Close(); _ = os.Remove(path) })
 	return j
 }
 
@@ -150,13 +150,13 @@ func startStack(b *testing.B, dir string) *stack {
 	if err != nil {
 		b.Fatal(err)
 	}
-	st.closeF = append(st.closeF, func() { br.Close() })
+	st.closeF = append(st.closeF, func() { _ = br.Close() })
 	_, lpriv, _ := ed25519.GenerateKey(nil)
 	store, err := ledger.OpenBolt(filepath.Join(dir, fmt.Sprintf("ledger-%d.db", time.Now().UnixNano())), ledger.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	st.closeF = append(st.closeF, func() { store.Close() })
+	st.closeF = append(st.closeF, func() { _ = store.Close() })
 	led, err := ledger.New(ledger.Config{MQTT: mqttc.Config{Brokers: []string{br.URL()}, ClientID: "ledger-bench"}, Store: store,
 		Signer: wire.Signer{KID: "l1", Key: lpriv}, WalletKeys: map[string]ed25519.PublicKey{"w1": benchWalletPub},
 		Policy: ledger.Fleet{Policy: ledger.Policy{DailyNotes: -1}}})
@@ -164,7 +164,7 @@ func startStack(b *testing.B, dir string) *stack {
 		b.Fatal(err)
 	}
 	st.wg.Add(1)
-	go func() { defer st.wg.Done(); led.Run(ctx) }()
+	go func() { defer st.wg.Done(); _ = led.Run(ctx) }()
 	<-led.Ready()
 	st.j = openJournal(b, dir)
 	client := &lazy{}
@@ -187,7 +187,7 @@ func startStack(b *testing.B, dir string) *stack {
 		b.Fatal(err)
 	}
 	st.wg.Add(1)
-	go func() { defer st.wg.Done(); st.up.Run(ctx) }()
+	go func() { defer st.wg.Done(); _ = st.up.Run(ctx) }()
 	return st
 }
 
@@ -271,7 +271,7 @@ func rawPublish(b *testing.B, lat *latencies) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer br.Close()
+	defer func() { _ = br.Close() }()
 	mc, err := mqttc.Dial(mqttc.Config{Brokers: []string{br.URL()}, ClientID: "raw"})
 	if err != nil {
 		b.Fatal(err)

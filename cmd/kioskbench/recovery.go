@@ -20,7 +20,7 @@ func buildJournal(path string, events uint64) error {
 	if err != nil {
 		return err
 	}
-	defer j.Close()
+	defer func() { _ = j.Close() }()
 	for n := 0; ; n++ {
 		st, err := j.Stats()
 		if err != nil {
@@ -58,8 +58,8 @@ func oneSession(j *journal.Journal, n int) error {
 	if err != nil {
 		return err
 	}
-	j.MarkPrint(res.Topup.Seq, journal.PrintStarted, "")
-	j.MarkPrint(res.Topup.Seq, journal.PrintDone, "")
+	_, _ = j.MarkPrint(res.Topup.Seq, journal.PrintStarted, "")
+	_, _ = j.MarkPrint(res.Topup.Seq, journal.PrintDone, "")
 	w, _ := res.Topup.Wire()
 	_, err = j.ApplyAck(wire.Ack{V: 1, TopupID: w.TopupID, Status: wire.AckCredited, AmountMinor: w.AmountMinor, Currency: "CNY"})
 	return err
@@ -84,7 +84,7 @@ func recovery(b *testing.B, path string) {
 			b.Fatal(err)
 		}
 		events = rep.Events
-		j.Close()
+		_ = j.Close()
 	}
 	b.ReportMetric(float64(st.Size())/(1<<20), "MiB")
 	b.ReportMetric(float64(events), "events")
@@ -103,7 +103,7 @@ func startup(b *testing.B, path string) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		j.Close()
+		_ = j.Close()
 	}
 }
 
@@ -125,7 +125,7 @@ func backgroundVerify(path string) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer j.Close()
+	defer func() { _ = j.Close() }()
 	t0 := time.Now()
 	_, err = j.VerifyFull(context.Background())
 	return time.Since(t0), err
@@ -160,32 +160,32 @@ func simulateYear(dir string, days, perDay int, keep time.Duration) (yearResult,
 		for i := range perDay {
 			clk = day.Add(time.Duration(i) * 12 * time.Hour / time.Duration(perDay))
 			if err := oneSession(j, n); err != nil {
-				j.Close()
+				_ = j.Close()
 				return res, err
 			}
 			n++
 		}
 		if d%7 == 6 {
 			if _, err := j.Checkpoint(); err != nil {
-				j.Close()
+				_ = j.Close()
 				return res, err
 			}
 			if _, err := j.Archive(context.Background(), journal.ArchiveOptions{OlderThan: keep}); err != nil {
-				j.Close()
+				_ = j.Close()
 				return res, err
 			}
 		}
 	}
 	st, err := j.Stats()
 	if err != nil {
-		j.Close()
+		_ = j.Close()
 		return res, err
 	}
 	res.Events = st.Events
 	res.HotBytes = j.Size()
 	segs, err := j.Segments()
 	if err != nil {
-		j.Close()
+		_ = j.Close()
 		return res, err
 	}
 	res.Segments = len(segs)
@@ -195,7 +195,7 @@ func simulateYear(dir string, days, perDay int, keep time.Duration) (yearResult,
 		archived += s.Last - s.First + 1
 	}
 	res.HotEvents = res.Events - archived
-	j.Close()
+	_ = j.Close()
 	j, err = journal.Open(path, journal.Options{Now: now})
 	if err != nil {
 		return res, err

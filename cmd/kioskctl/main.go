@@ -154,7 +154,7 @@ func fullCheck(path string) (journal.VerifyReport, bool, error) {
 		rep, err := journal.CheckFileFull(path)
 		return rep, false, err
 	}
-	defer j.Close()
+	defer func() { _ = j.Close() }()
 	rep, err := j.VerifyFull(context.Background())
 	return rep, err == nil, err
 }

@@ -432,7 +432,7 @@ func writeSegment(path string, raw []byte) (string, int64, error) {
 		return "", 0, fmt.Errorf("journal: write segment: %w", err)
 	}
 	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
+		_ = d.Sync()
 		d.Close()
 	}
 	return hex.EncodeToString(h.Sum(nil)), cw.n, nil

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // CheckFile is the start-up integrity check of a journal file: bbolt's page-level
@@ -43,13 +44,13 @@ func CheckPages(path string) (err error) {
 		}
 	}()
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 10 * time.Second})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return fmt.Errorf("%w: %v", ErrLocked, err)
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	var errs []error
 	_ = db.View(func(tx *bolt.Tx) error {
 		for e := range tx.Check() {
@@ -77,7 +78,7 @@ func checkFile(path string, full bool) (rep VerifyReport, err error) {
 		return VerifyReport{}, err
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 10 * time.Second})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return VerifyReport{}, fmt.Errorf("%w: %v", ErrLocked, err)
 	}
 	if err != nil {
@@ -112,7 +113,7 @@ func checkFile(path string, full bool) (rep VerifyReport, err error) {
 		}
 		return nil
 	})
-	db.Close()
+	_ = db.Close()
 	if err != nil {
 		return VerifyReport{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
@@ -124,14 +125,14 @@ func checkFile(path string, full bool) (rep VerifyReport, err error) {
 		if err != nil {
 			return VerifyReport{}, err
 		}
-		defer j.Close()
+		defer func() { _ = j.Close() }()
 		return j.Verify()
 	}
 	j, err := Open(path, Options{ReadOnly: true, SkipVerify: true})
 	if err != nil {
 		return VerifyReport{}, err
 	}
-	defer j.Close()
+	defer func() { _ = j.Close() }()
 	return j.VerifyStartup()
 }
 

@@ -71,10 +71,10 @@ func (j *Journal) maybeCompact(opts Options, bopts *bolt.Options) error {
 		return fmt.Errorf("journal: compact: %w", err)
 	}
 	if d, err := os.Open(filepath.Dir(j.path)); err == nil {
-		d.Sync()
+		_ = d.Sync()
 		d.Close()
 	}
-	j.db.Close()
+	_ = j.db.Close()
 	db, err := bolt.Open(j.path, 0o600, bopts)
 	if err != nil {
 		return fmt.Errorf("journal: reopen after compaction: %w", err)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Schema is the on-disk layout version.
@@ -131,7 +132,7 @@ func Open(path string, opts Options) (*Journal, error) {
 	bopts := &bolt.Options{Timeout: opts.LockTimeout, OpenFile: opts.OpenFile, ReadOnly: opts.ReadOnly,
 		FreelistType: bolt.FreelistMapType, NoSync: opts.NoSync}
 	db, err := bolt.Open(path, 0o600, bopts)
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s", ErrLocked, path)
 	}
 	if err != nil {
@@ -139,17 +140,17 @@ func Open(path string, opts Options) (*Journal, error) {
 	}
 	j := &Journal{db: db, now: opts.Now, log: opts.Logger, path: path, readOnly: opts.ReadOnly}
 	if err := j.init(opts); err != nil {
-		db.Close()
+		_ = db.Close()
 		return nil, err
 	}
 	if !opts.SkipVerify {
 		if err := j.startupVerify(opts); err != nil {
-			j.db.Close()
+			_ = j.db.Close()
 			return nil, err
 		}
 		// Only a verified file is rewritten.
 		if err := j.maybeCompact(opts, bopts); err != nil {
-			j.db.Close()
+			_ = j.db.Close()
 			return nil, err
 		}
 	}
@@ -335,7 +336,7 @@ func chainHash(prev []byte, seq uint64, typ string, data []byte) []byte {
 	h := sha256.New()
 	h.Write(prev)
 	h.Write(u64(seq))
-	io.WriteString(h, typ)
+	_, _ = io.WriteString(h, typ) // a hash.Hash never fails a write
 	h.Write([]byte{0})
 	h.Write(data)
 	return h.Sum(nil)

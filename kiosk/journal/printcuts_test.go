@@ -499,6 +499,7 @@ func runCutModel(t *testing.T, seed uint64, noisy bool) {
 		return false
 	}
 	// restart until a start-up gets through its reprints without dying.
+	//lint:ignore S1021 restart calls itself
 	var restart func()
 	restart = func() {
 		for {
