@@ -471,29 +471,33 @@ func (r *run) code(expires time.Time, priv ed25519.PrivateKey) string {
 	return walletsim.Sign(priv, "w1", fmt.Sprintf("acct_%d", r.rng.IntN(5)), expires, fmt.Sprintf("n%d-%06d", r.res.seed, r.nonce))
 }
 
-// act performs one workload or fault step, chosen from the seed.
+// act performs one workload or fault step, chosen from the seed and the kiosk's state: a
+// customer scans at an idle kiosk, feeds notes into an accepting one, and finishes, cancels
+// or walks away; a technician services a kiosk out of service now and then.
 func (r *run) act(n int, faults bool) error {
 	h := r.cur
 	e := h.e
-	pick := r.rng.IntN(100)
-	if !faults {
-		pick = r.rng.IntN(60)
+	if faults && r.rng.IntN(100) < 15 {
+		r.res.faults++
+		return r.fault(n, 60+r.rng.IntN(40))
 	}
+	st := e.View().State
+	pick := r.rng.IntN(100)
 	var desc string
 	switch {
-	case pick < 12:
+	case st == session.Idle.String() && pick < 70:
 		limit := []int64{500, 2000, 10000, 50000, 1_000_000}[r.rng.IntN(5)]
 		r.authz.remaining.Store(limit)
 		c := r.code(time.Now().Add(5*time.Minute), walletPriv)
 		r.codes = append(r.codes, c)
 		desc = fmt.Sprintf("scan valid (limit %d): %v", limit, e.Scan(c))
-	case pick < 14:
+	case st == session.Idle.String() && pick < 77:
 		desc = fmt.Sprintf("scan expired: %v", e.Scan(r.code(time.Now().Add(-time.Minute), walletPriv)))
-	case pick < 16:
+	case st == session.Idle.String() && pick < 84:
 		desc = fmt.Sprintf("scan forged: %v", e.Scan(r.code(time.Now().Add(5*time.Minute), forgerPriv)))
-	case pick < 18 && len(r.codes) > 0:
+	case st == session.Idle.String() && pick < 91 && len(r.codes) > 0:
 		desc = fmt.Sprintf("scan replayed: %v", e.Scan(r.codes[r.rng.IntN(len(r.codes))]))
-	case pick < 40:
+	case st == session.Accepting.String() && pick < 65:
 		v := r.vals[r.rng.IntN(len(r.vals))]
 		var code int
 		for c, d := range r.denom {
@@ -502,23 +506,34 @@ func (r *run) act(n int, faults bool) error {
 			}
 		}
 		desc = fmt.Sprintf("insert %d: %v", v, r.unit.Insert(code))
-	case pick < 46:
+	case st == session.Accepting.String() && pick < 85:
 		desc = fmt.Sprintf("finish: %v", e.Finish())
-	case pick < 49:
+	case st == session.Accepting.String() && pick < 90:
 		desc = fmt.Sprintf("cancel: %v", e.Cancel())
-	case pick < 51:
+	case st == session.Accepting.String() && pick < 93:
 		time.Sleep(4 * time.Minute)
 		desc = "customer walks away (4 min)"
-	case pick < 60:
+	case st == session.OutOfService.String() && pick < 30:
+		desc = "technician services the unit: " + r.service()
+	default:
 		d := time.Duration(r.rng.IntN(5000)) * time.Millisecond
 		time.Sleep(d)
-		desc = fmt.Sprintf("wait %v", d)
-	default:
-		r.res.faults++
-		return r.fault(n, pick)
+		desc = fmt.Sprintf("wait %v (engine %s)", d, st)
 	}
 	r.step(fmt.Sprintf("%d. %s", n, desc))
 	return nil
+}
+
+// service is what a technician does at a kiosk out of service: clear jams, empty or put
+// back the cassette, and reset the unit.
+func (r *run) service() string {
+	u := r.unit
+	u.ClearJam()
+	u.SetCassetteFull(false)
+	u.ReplaceCassette()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return fmt.Sprintf("reset: %v", r.cur.drv.Reset(ctx))
 }
 
 var linkFaults = []string{"bad_crc", "no_reply", "garbage", "split", "slow", "late"}
@@ -527,57 +542,53 @@ func (r *run) fault(n, pick int) error {
 	u := r.unit
 	var desc string
 	switch {
-	case pick < 66 && crashHooks:
+	case pick < 72 && crashHooks:
 		p := crashPoints[r.rng.IntN(len(crashPoints))]
 		r.cur.mu.Lock()
 		r.cur.crashAt = p
 		r.cur.mu.Unlock()
 		desc = "arm crash at " + p
-	case pick < 70:
+	case pick < 77:
 		pc := r.rng.IntN(4) == 0
 		r.step(fmt.Sprintf("%d. FAULT crash now (power cut %v), engine %s", n, pc, r.cur.e.View().State))
 		if err := r.kill(); err != nil {
 			return err
 		}
 		return r.restart(pc)
-	case pick < 72:
+	case pick < 79:
 		if f := r.cur.file.Load(); f != nil {
 			f.Close()
 		}
 		r.storageBroken = true
 		desc = "storage fault: journal writes and fsyncs fail (EIO) until restart"
-	case pick < 75:
+	case pick < 82:
 		reason := r.rng.IntN(8)
 		u.RejectNext(reason)
 		desc = fmt.Sprintf("unit rejects the next note (%d)", reason)
-	case pick < 77:
+	case pick < 83:
 		st := r.rng.IntN(2) == 0
 		u.Jam(st)
 		desc = fmt.Sprintf("jam (stacker %v)", st)
-	case pick < 80:
+	case pick < 84:
 		u.ClearJam()
 		desc = "clear jam"
-	case pick < 82:
-		desc = fmt.Sprintf("pull cassette: %v", u.PullCassette())
 	case pick < 85:
-		desc = fmt.Sprintf("replace cassette: %v", u.ReplaceCassette())
+		desc = fmt.Sprintf("pull cassette: %v", u.PullCassette())
 	case pick < 86:
+		desc = fmt.Sprintf("replace cassette: %v", u.ReplaceCassette())
+	case pick < 87:
 		full := r.rng.IntN(2) == 0
 		u.SetCassetteFull(full)
 		desc = fmt.Sprintf("cassette full %v", full)
-	case pick < 87:
+	case pick < 88:
 		u.Cheat()
 		desc = "cheat (fraud attempt)"
-	case pick < 88:
+	case pick < 89:
 		u.Fail(0)
 		desc = "unit failure"
 	case pick < 90:
 		where := []string{"auto", "none", "acceptor", "stacker"}[r.rng.IntN(4)]
 		desc = fmt.Sprintf("unit power cycle (%s): %v", where, u.PowerCycle(where))
-	case pick < 92:
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		desc = fmt.Sprintf("technician reset: %v", r.cur.drv.Reset(ctx))
-		cancel()
 	case pick < 97:
 		k := linkFaults[r.rng.IntN(len(linkFaults))]
 		times := 1 + r.rng.IntN(4)
