@@ -109,6 +109,18 @@ func (p *printer) originals() map[string]int {
 	return m
 }
 
+func (p *printer) copies(id string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, x := range p.print {
+		if x.copy && x.topupID == id {
+			n++
+		}
+	}
+	return n
+}
+
 // hostPrinter is one host's connection to the printer; a dead host prints nothing.
 type hostPrinter struct{ h *host }
 
@@ -386,14 +398,13 @@ func (h *host) hook(point string) {
 	armed := h.crashAt == point
 	h.mu.Unlock()
 	if armed {
-		h.die(point == "credit-before-commit")
+		h.die()
 	}
 }
 
 // die kills the process: nothing more leaves it (line cut, handler, printer and network
-// silent), and the journal is closed (before a commit when it dies just before one, so
-// that commit fails as a crash leaves it undone).
-func (h *host) die(beforeCommit bool) {
+// silent), and the journal is closed.
+func (h *host) die() {
 	if h.dead.Swap(true) {
 		return
 	}
@@ -401,9 +412,10 @@ func (h *host) die(beforeCommit bool) {
 		h.link.Cut()
 	}
 	h.cancel()
-	if beforeCommit {
-		h.closeJournal()
-	}
+	// A dead process commits nothing more: close the journal now (bbolt lets a transaction in
+	// progress finish first, as the kernel would have written it). Just before a commit this
+	// makes that commit fail, as a crash there leaves it undone.
+	h.closeJournal()
 	close(h.crashed)
 }
 
@@ -432,7 +444,7 @@ func (h *host) reap() error {
 // kill crashes the current host now and waits until it is gone.
 func (r *run) kill() error {
 	h := r.cur
-	h.die(false)
+	h.die()
 	r.res.crashes++
 	return h.reap()
 }
@@ -533,7 +545,12 @@ func (r *run) service() string {
 	u.ReplaceCassette()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return fmt.Sprintf("reset: %v", r.cur.drv.Reset(ctx))
+	err := r.cur.drv.Reset(ctx)
+	if err == nil {
+		return "reset: ok"
+	}
+	// The unit refuses RESET (a note stuck in its path): switch it off and on.
+	return fmt.Sprintf("reset: %v; unit power cycle: %v", err, u.PowerCycle("auto"))
 }
 
 var linkFaults = []string{"bad_crc", "no_reply", "garbage", "split", "slow", "late"}
@@ -713,10 +730,7 @@ func (r *run) quiesce() error {
 			return nil
 		}
 		if st == session.OutOfService.String() && time.Since(lastReset) > time.Minute {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			err := h.drv.Reset(ctx)
-			cancel()
-			r.step(fmt.Sprintf("-- technician reset (engine %s): %v", st, err))
+			r.step(fmt.Sprintf("-- technician services the unit (engine %s): %s", st, r.service()))
 			lastReset = time.Now()
 		}
 		if st == session.Accepting.String() {
@@ -803,7 +817,7 @@ func (r *run) checkEnd() error {
 			r.violation("top-up %s left %s", t.TopupID, t.State)
 		}
 		if n := orig[t.TopupID]; n != 1 && r.res.powerCuts == 0 {
-			r.violation("top-up %s has %d original receipts", t.TopupID, n)
+			r.violation("top-up %s has %d original receipts and %d copies", t.TopupID, n, r.prn.copies(t.TopupID))
 		}
 		return true
 	})
@@ -863,7 +877,7 @@ func simulate(t *testing.T, seed uint64, steps int, protos []string) *result {
 	fatal := func(err error) *result {
 		r.violation("%v", err)
 		if r.cur != nil && !r.cur.dead.Load() {
-			r.cur.die(false)
+			r.cur.die()
 			r.cur.reap()
 		}
 		return res
