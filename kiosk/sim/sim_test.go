@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -156,12 +157,13 @@ type ledger struct {
 	mu      sync.Mutex
 	rng     *rand.Rand
 	topups  map[string]int64
+	from    map[string]int                     // which host generation published a top-up first
 	sub     func(topic string, payload []byte) // the current connection's ack handler
 	lossy   bool                               // network faults on
 	dropped int
 }
 
-func (l *ledger) publish(topic string, payload []byte) error {
+func (l *ledger) publish(gen int, topic string, payload []byte) error {
 	if !strings.HasSuffix(topic, wire.UpTopup) {
 		return nil
 	}
@@ -183,6 +185,7 @@ func (l *ledger) publish(topic string, payload []byte) error {
 		}
 	} else {
 		l.topups[w.TopupID] = w.AmountMinor
+		l.from[w.TopupID] = gen
 	}
 	b, err := ledgerSig.Seal(wire.Ack{V: 1, TopupID: w.TopupID, Status: status, AmountMinor: w.AmountMinor, Currency: w.Currency,
 		LedgerRef: "L-" + w.TopupID})
@@ -221,7 +224,7 @@ func (c client) Publish(ctx context.Context, topic string, qos byte, retain bool
 	if c.h.dead.Load() {
 		return errHostDown
 	}
-	return c.h.r.led.publish(topic, payload)
+	return c.h.r.led.publish(c.h.gen, topic, payload)
 }
 
 func (c client) Subscribe(ctx context.Context, filter string, qos byte, h func(string, []byte)) error {
@@ -673,15 +676,25 @@ func (r *run) checkRestart() {
 		}
 	}
 	if r.res.powerCuts == 0 {
-		known := map[string]bool{}
-		j.Topups(func(t journal.Topup) bool { known[t.TopupID] = true; return true })
+		// The ledger first: the new host may close a session and publish its top-up while
+		// this runs, and the journal holds every top-up before the ledger can.
 		r.led.mu.Lock()
-		for id := range r.led.topups {
+		ledgerIDs := maps.Clone(r.led.topups)
+		from := maps.Clone(r.led.from)
+		r.led.mu.Unlock()
+		known := map[string]bool{}
+		var ids []string
+		j.Topups(func(t journal.Topup) bool {
+			known[t.TopupID] = true
+			ids = append(ids, fmt.Sprintf("%s(%d,%s)", t.TopupID, t.AmountMinor, t.State))
+			return true
+		})
+		for id, amt := range ledgerIDs {
 			if !known[id] {
-				r.violation("ledger holds top-up %s the journal does not", id)
+				r.violation("ledger holds top-up %s (%d, published by host %d) the journal does not; journal top-ups %v",
+					id, amt, from[id], ids)
 			}
 		}
-		r.led.mu.Unlock()
 	}
 }
 
@@ -867,7 +880,7 @@ func simulate(t *testing.T, seed uint64, steps int, protos []string) *result {
 	p, _ := simrig.LookupProtocol(pname)
 	denom := p.Denominations(currency)
 	r := &run{t: t, rng: rng, res: res, conf: conf, denom: denom, path: filepath.Join(t.TempDir(), "journal.db"),
-		authz: &authz{}, prn: &printer{}, led: &ledger{rng: rand.New(rand.NewPCG(seed, 7)), topups: map[string]int64{}}}
+		authz: &authz{}, prn: &printer{}, led: &ledger{rng: rand.New(rand.NewPCG(seed, 7)), topups: map[string]int64{}, from: map[string]int{}}}
 	for _, d := range denom {
 		r.vals = append(r.vals, d.ValueMinor)
 	}
