@@ -34,12 +34,13 @@ import (
 )
 
 var (
-	flagRuns     = flag.Int("sim.runs", 0, "simulated runs (seeds) for TestSim; 0 skips it unless -sim.duration is set")
-	flagSeed     = flag.Uint64("sim.seed", 0, "first seed (0: from the clock); run i uses seed+i")
-	flagDuration = flag.Duration("sim.duration", 0, "keep running seeds until this much real time has passed (0: -sim.runs only)")
-	flagSteps    = flag.Int("sim.steps", 80, "workload and fault steps per run")
-	flagProtos   = flag.String("sim.protocols", "id003,ccnet,ssp,essp", "acceptor configurations a seed chooses from")
-	flagVerbose  = flag.Bool("sim.trace", false, "log every run's trace, not only failing ones")
+	flagRuns      = flag.Int("sim.runs", 0, "simulated runs (seeds) for TestSim; 0 skips it unless -sim.duration is set")
+	flagSeed      = flag.Uint64("sim.seed", 0, "first seed (0: from the clock); run i uses seed+i")
+	flagDuration  = flag.Duration("sim.duration", 0, "keep running seeds until this much real time has passed (0: -sim.runs only)")
+	flagSteps     = flag.Int("sim.steps", 80, "workload and fault steps per run")
+	flagProtos    = flag.String("sim.protocols", "id003,ccnet,ssp,essp", "acceptor configurations a seed chooses from")
+	flagVerbose   = flag.Bool("sim.trace", false, "log every run's trace, not only failing ones")
+	flagKnownBugs = flag.Bool("sim.knownbugs", false, "also inject the faults that trigger known, unfixed bugs (and run the blocked fixed seeds)")
 )
 
 const (
@@ -473,6 +474,45 @@ func (r *run) restart(powerCut bool) error {
 
 func (r *run) step(s string) {
 	r.res.trace = append(r.res.trace, s)
+	liveTrace(s)
+}
+
+// The current run's trace also goes to a file as it happens: a panic in a goroutine of the
+// kiosk or of an emulator ends the whole test process before a failing run can print its
+// trace, and this file then holds it ($KIOSKD_SIM_TRACE, default in the temp directory).
+var (
+	liveMu   sync.Mutex
+	liveFile *os.File
+)
+
+func liveTracePath() string {
+	if p := os.Getenv("KIOSKD_SIM_TRACE"); p != "" {
+		return p
+	}
+	return filepath.Join(os.TempDir(), "kioskd-sim-current.trace")
+}
+
+// liveStart truncates the live trace for a new run.
+func liveStart() {
+	liveMu.Lock()
+	defer liveMu.Unlock()
+	if liveFile == nil {
+		f, err := os.Create(liveTracePath())
+		if err != nil {
+			return
+		}
+		liveFile = f
+	}
+	liveFile.Truncate(0)
+	liveFile.Seek(0, 0)
+}
+
+func liveTrace(s string) {
+	liveMu.Lock()
+	defer liveMu.Unlock()
+	if liveFile != nil {
+		liveFile.WriteString(s + "\n")
+	}
 }
 
 func (r *run) violation(format string, a ...any) {
@@ -608,6 +648,14 @@ func (r *run) fault(n, pick int) error {
 		desc = "unit failure"
 	case pick < 90:
 		where := []string{"auto", "none", "acceptor", "stacker"}[r.rng.IntN(4)]
+		if r.res.proto == "ccnet" && !*flagKnownBugs && (where == "acceptor" || where == "stacker") {
+			// Known emulator bug (seed 85 in testdata/seeds.txt): ccnetsim.PowerCycle drops a
+			// returned note and then fails with ErrNoNote, leaving the unit in its RETURNED
+			// state with no note, and its next poll dereferences the nil path (a panic that
+			// ends the whole simulation). Until it is fixed, a CCNET unit is power-cycled
+			// only with auto placement.
+			where = "auto"
+		}
 		desc = fmt.Sprintf("unit power cycle (%s): %v", where, u.PowerCycle(where))
 	case pick < 97:
 		k := linkFaults[r.rng.IntN(len(linkFaults))]
@@ -886,7 +934,8 @@ func simulate(t *testing.T, seed uint64, steps int, protos []string) *result {
 	}
 	slices.Sort(r.vals)
 	r.unit = conf.NewUnit(simrig.UnitOptions{Denominations: denom, Logger: discard})
-	r.step(fmt.Sprintf("seed %d protocol %s", seed, name))
+	liveStart()
+	r.step(fmt.Sprintf("seed %d protocol %s (replay: -sim.seed=%d -sim.runs=1)", seed, name, seed))
 	fatal := func(err error) *result {
 		r.violation("%v", err)
 		if r.cur != nil && !r.cur.dead.Load() {
@@ -1011,8 +1060,12 @@ func TestSimFixedSeeds(t *testing.T) {
 	sc := bufio.NewScanner(f)
 	var s totals
 	for sc.Scan() {
-		line, _, _ := strings.Cut(sc.Text(), "#")
+		line, comment, _ := strings.Cut(sc.Text(), "#")
 		if line = strings.TrimSpace(line); line == "" {
+			continue
+		}
+		if strings.HasPrefix(strings.TrimSpace(comment), "blocked:") && !*flagKnownBugs {
+			t.Logf("seed %s skipped, %s (run it with -sim.knownbugs)", line, strings.TrimSpace(comment))
 			continue
 		}
 		seed, err := strconv.ParseUint(line, 10, 64)
