@@ -768,10 +768,43 @@ func (r *run) quiesce() error {
 	r.led.mu.Lock()
 	r.led.lossy = false
 	r.led.mu.Unlock()
-	u := r.unit
-	u.ClearJam()
-	u.SetCassetteFull(false)
-	u.ReplaceCassette()
+	// Let the host come up before the technician's visit (a reset needs a running driver).
+	time.Sleep(5 * time.Second)
+	r.step("-- technician: " + r.service())
+	if !r.waitService() {
+		return nil
+	}
+	// One more customer with one note: a kiosk learns of some losses only at the next note
+	// (a unit's stacked counter is read after each credit).
+	h := r.cur
+	r.authz.remaining.Store(1_000_000)
+	err := h.e.Scan(r.code(time.Now().Add(5*time.Minute), walletPriv))
+	for range 60 {
+		if h.e.View().State == session.Accepting.String() {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	var code int
+	for c, d := range r.denom {
+		if d.ValueMinor == r.vals[0] {
+			code = c
+		}
+	}
+	ierr := r.unit.Insert(code)
+	for i := 0; ierr != nil && i < 60; i++ {
+		time.Sleep(500 * time.Millisecond)
+		ierr = r.unit.Insert(code)
+	}
+	time.Sleep(10 * time.Second)
+	r.step(fmt.Sprintf("-- last customer: scan %v, insert %d %v, finish %v", err, r.vals[0], ierr, h.e.Finish()))
+	r.waitService()
+	return nil
+}
+
+// waitService waits for the kiosk to be idle with an empty outbox, servicing the unit when
+// it is out of service; false (and a violation) when it does not get there in 30 minutes.
+func (r *run) waitService() bool {
 	h := r.cur
 	deadline := time.Now().Add(30 * time.Minute)
 	lastReset := time.Time{}
@@ -780,15 +813,15 @@ func (r *run) quiesce() error {
 		ob, err := h.j.Outbox()
 		if err != nil {
 			r.violation("outbox unreadable: %v", err)
-			return nil
+			return false
 		}
 		if st == session.Idle.String() && len(ob) == 0 {
 			r.step("-- back in service, outbox empty")
-			return nil
+			return true
 		}
 		if time.Now().After(deadline) {
 			r.violation("liveness: 30 minutes after the faults stopped the engine is %q with %d top-ups in the outbox", st, len(ob))
-			return nil
+			return false
 		}
 		if st == session.OutOfService.String() && time.Since(lastReset) > time.Minute {
 			r.step(fmt.Sprintf("-- technician services the unit (engine %s): %s", st, r.service()))
@@ -893,6 +926,20 @@ func (r *run) checkEnd() error {
 	}
 	if ledgerSum > stacked {
 		r.violation("ledger credited %d, only %d went into the cassette", ledgerSum, stacked)
+	}
+	if len(r.res.violations) > 0 {
+		// Evidence for the post-mortem: the journal's records and the unit's cassette log.
+		base := filepath.Join(os.TempDir(), fmt.Sprintf("kioskd-sim-%d", r.res.seed))
+		if f, err := os.Create(base + "-journal.jsonl"); err == nil {
+			j.ExportJSONL(f)
+			f.Close()
+		}
+		var b strings.Builder
+		for _, s := range r.unit.Stacked() {
+			fmt.Fprintf(&b, "%+v\n", s)
+		}
+		os.WriteFile(base+"-cassette.txt", []byte(b.String()), 0o644)
+		r.step("-- evidence: " + base + "-journal.jsonl, " + base + "-cassette.txt")
 	}
 	r.step(fmt.Sprintf("-- end: cassette %d (%d notes), credited %d, uncertain %d (%d items), top-ups %d (%d), ledger %d",
 		stacked, len(r.unit.Stacked()), c.ValueMinor, uncVal, len(unc), len(seen), topupSum, ledgerSum))
