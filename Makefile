@@ -88,7 +88,7 @@ sim:
 	@mkdir -p $(BIN) && rm -f $(BIN)/sim-summary
 	KIOSKD_SIM_SUMMARY=$(CURDIR)/$(BIN)/sim-summary KIOSKD_SIM_TRACE=$(CURDIR)/$(BIN)/sim-current.trace $(GO) test -count=1 -timeout 0 -tags kioskd_failpoints -run '^TestSim(FixedSeeds)?$$' ./kiosk/sim \
 	  -args -sim.runs=$(SIM_RUNS) -sim.seed=$(SIM_SEED) -sim.duration=$(SIM_DURATION) $(SIM_FLAGS); rc=$$?; \
-	  if [ ! -s $(BIN)/sim-summary ]; then echo "the last run's trace ($(BIN)/sim-current.trace):"; tail -n 40 $(BIN)/sim-current.trace; fi; \
+	  if [ ! -s $(BIN)/sim-summary ]; then for f in $(BIN)/sim-current.trace*; do echo "== the last run of a worker ($$f):"; tail -n 40 $$f; done; fi; \
 	  cat $(BIN)/sim-summary 2>/dev/null || echo "runs=0 crashes=0 faults=0 violations=unknown seed=$(SIM_SEED) (simulation did not finish)"; exit $$rc
 
 ## deb: Debian packages of kioskd for arm64, armhf and amd64 in bin/deb/ (deploy/README.md);

@@ -23,15 +23,23 @@
 // item, no value is credited that did not go in, every journal top-up is credited at the
 // ledger with its amount, and every top-up has exactly one original receipt.
 //
-// Replay: a failing run prints its seed and its numbered trace of steps; -sim.seed=S
-// -sim.runs=1 reruns it. The workload and fault choices come from the seed alone; what
-// the goroutines then do is decided by the synctest scheduler, which is deterministic for
-// a given program and Go version in practice but not guaranteed to be (the runtime may
-// order runnable goroutines differently across Go versions, with -race, or when a run
-// touches the file system at a different instant). So a replay reproduces the same steps
-// and nearly always the same interleaving; the trace also records the engine's state and
-// the unit's cassette count at each step so a run that does not reproduce exactly can
-// still be followed.
+// Replay: a failing run prints its seed and its numbered trace of steps up to the last
+// violation; -sim.seed=S -sim.runs=1 reruns it (add -count=N to rerun it N times). The
+// workload and fault choices come from the seed alone, and each run is its own bubble, so a
+// seed's run does not depend on the runs beside it (-sim.parallel). What the goroutines do
+// between two steps is decided by the synctest scheduler, and exact replay is NOT
+// guaranteed: a select with several ready cases picks one at random, map iteration order is
+// random, and keys and nonces (eSSP keys, the journal's epoch) come from crypto/rand; none of
+// these can be seeded from a test. Most failing seeds reproduce on every rerun; a few
+// (timing races) reproduce one rerun in several. The trace records each step's outcome
+// (errors, the engine's state), the crashes with their points, and, for a money violation,
+// the journal's records and the unit's cassette log are written to the temp directory. A
+// panic anywhere ends the whole process before a trace can be printed, so each worker also
+// writes its current run's trace to a file as it goes ($KIOSKD_SIM_TRACE; make sim prints
+// it when the process died).
+//
+// Faults that trigger a known, unfixed bug are left out unless -sim.knownbugs is given, so
+// that the campaign keeps finding new things; their seeds are "blocked" fixed seeds.
 //
 // Known regressions are fixed seeds in testdata/seeds.txt (TestSimFixedSeeds).
 package sim
