@@ -42,6 +42,7 @@ var (
 	flagProtos    = flag.String("sim.protocols", "id003,ccnet,ssp,essp", "acceptor configurations a seed chooses from")
 	flagVerbose   = flag.Bool("sim.trace", false, "log every run's trace, not only failing ones")
 	flagParallel  = flag.Int("sim.parallel", runtime.GOMAXPROCS(0), "runs at a time")
+	flagNoStorage = flag.Bool("sim.nostorage", false, "skip the storage faults (the same steps otherwise: to tell whether one mattered)")
 	flagKnownBugs = flag.Bool("sim.knownbugs", false, "also inject the faults that trigger known, unfixed bugs (and run the blocked fixed seeds)")
 )
 
@@ -627,6 +628,10 @@ func (r *run) fault(n, pick int) error {
 		}
 		return r.restart(pc)
 	case pick < 79:
+		if *flagNoStorage {
+			desc = "storage fault skipped (-sim.nostorage)"
+			break
+		}
 		if f := r.cur.file.Load(); f != nil {
 			f.Close()
 		}
