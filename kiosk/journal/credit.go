@@ -246,7 +246,14 @@ func (w *writer) creditWithoutIntent(reported Note, detail string) (out ReReport
 	if err := w.addCassette(reported.ValueMinor); err != nil {
 		return out, err
 	}
-	return out, w.addUncertain(sid, reported.ValueMinor, "credit reported without a stack intent")
+	if err := w.addUncertain(sid, reported.ValueMinor, "credit reported without a stack intent"); err != nil {
+		return out, err
+	}
+	// This note is now the last credit the unit reported, unfinished until it says stacked:
+	// a crash before its ACK makes the unit report it again (CCNET credit recovery, an
+	// unacknowledged ID-003 VEND VALID), and that repeat must be recognised, not recorded
+	// as a second note. The same holds for a power-up with it in the stacker.
+	return out, w.put(bMeta, kLastCredit, lastCredit{SessionID: sid, Note: reported})
 }
 
 // NoteCompleted records that the unit finished the last credited note (reported it stacked,
