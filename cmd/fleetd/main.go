@@ -37,7 +37,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -176,7 +175,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, started c
 		}
 		mc.Password = strings.TrimRight(string(pw), "\r\n")
 	}
-	if mc.TLS, err = tlsConfig(o.caFile, o.certFile, o.keyFile); err != nil {
+	if mc.TLS, err = mqttc.LoadTLS(o.caFile, o.certFile, o.keyFile); err != nil {
 		return err
 	}
 
@@ -350,31 +349,3 @@ func loadKey(path string) (ed25519.PrivateKey, error) {
 	return priv, nil
 }
 
-func tlsConfig(ca, cert, key string) (*tls.Config, error) {
-	if ca == "" && cert == "" && key == "" {
-		return nil, nil
-	}
-	conf := &tls.Config{MinVersion: tls.VersionTLS12}
-	if ca != "" {
-		data, err := os.ReadFile(ca)
-		if err != nil {
-			return nil, fmt.Errorf("tls: ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(data) {
-			return nil, fmt.Errorf("tls: ca %s: no PEM certificate", ca)
-		}
-		conf.RootCAs = pool
-	}
-	if (cert == "") != (key == "") {
-		return nil, errors.New("tls: -tls-cert and -tls-key go together")
-	}
-	if cert != "" {
-		pair, err := tls.LoadX509KeyPair(cert, key)
-		if err != nil {
-			return nil, fmt.Errorf("tls: client certificate: %w", err)
-		}
-		conf.Certificates = []tls.Certificate{pair}
-	}
-	return conf, nil
-}

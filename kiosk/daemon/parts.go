@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -199,28 +198,17 @@ func (l *mqttLink) Connected() bool {
 	return c != nil && c.Connected()
 }
 
+// tlsConfig is the kiosk's broker TLS: only for a TLS broker URL, from the configured files.
 func tlsConfig(m config.MQTT) (*tls.Config, error) {
 	if !strings.HasPrefix(m.Broker, "ssl://") && !strings.HasPrefix(m.Broker, "tls://") && !strings.HasPrefix(m.Broker, "mqtts://") {
 		return nil, nil
 	}
-	c := &tls.Config{MinVersion: tls.VersionTLS12}
-	if m.CAFile != "" {
-		pem, err := os.ReadFile(m.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("mqtt ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("mqtt ca_file %s: no certificate found", m.CAFile)
-		}
-		c.RootCAs = pool
+	c, err := mqttc.LoadTLS(m.CAFile, m.CertFile, m.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt ca_file, cert_file, key_file: %w", err)
 	}
-	if m.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(m.CertFile, m.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("mqtt client certificate: %w", err)
-		}
-		c.Certificates = []tls.Certificate{cert}
+	if c == nil {
+		c = &tls.Config{MinVersion: tls.VersionTLS12} // the system's CAs, no client certificate
 	}
 	return c, nil
 }
