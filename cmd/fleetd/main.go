@@ -348,4 +348,3 @@ func loadKey(path string) (ed25519.PrivateKey, error) {
 	}
 	return priv, nil
 }
-

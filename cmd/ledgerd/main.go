@@ -499,4 +499,3 @@ func loadOperators(path string) (map[string]string, error) {
 	}
 	return m, nil
 }
-
