@@ -323,7 +323,7 @@ func Parse(b []byte) (Config, error) {
 	}
 	v, err := strconv.Atoi(string(probe.Version))
 	if err != nil {
-		return Config{}, fmt.Errorf(`key "version": must be the integer %d, got %s`, Version, probe.Version)
+		return Config{}, fmt.Errorf(`key "version": must be the integer %d, got %s`, Version, shortJSON(probe.Version))
 	}
 	if v != Version {
 		return Config{}, fmt.Errorf(`key "version": is %d, this kioskd reads version %d`, v, Version)
@@ -692,4 +692,20 @@ func (l Limits) Validate() error {
 		errs = append(errs, fmt.Errorf("offline_total_max_minor must be between offline_session_max_minor and %d (minor units), got %d", MaxLimitMinor, l.OfflineTotalMaxMinor))
 	}
 	return errors.Join(errs...)
+}
+
+// shortJSON renders a raw value for an error message on one line and at bounded length,
+// whatever the file holds there: a message is one line per problem, and a hostile or broken
+// file must not make the log line long.
+func shortJSON(raw json.RawMessage) string {
+	var buf bytes.Buffer
+	if json.Compact(&buf, raw) != nil {
+		return "an unreadable value"
+	}
+	const max = 40
+	s := buf.String()
+	if len(s) > max {
+		s = s[:max] + "..."
+	}
+	return strconv.QuoteToGraphic(s)
 }
