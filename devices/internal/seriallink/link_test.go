@@ -283,19 +283,31 @@ func TestMailboxStopWhileRequestWaits(t *testing.T) {
 		served := make(chan struct{})
 		var first, waiting error
 		var wg sync.WaitGroup
-		wg.Go(func() {
-			first = l.Do(t.Context(), "first")
-			close(served)
-			// The loop no longer takes requests: this one waits until Run stops.
-			waiting = l.Do(t.Context(), "second")
-		})
-		wg.Go(func() {
-			<-served
-			synctest.Wait() // the second request is parked in the mailbox
-			cancel()
-		})
+		started := false
+		// The requests start from the loop's first cycle, so they cannot reach the mailbox
+		// before Run has opened it (a goroutine started before Run may be scheduled first,
+		// and would then get the not-running answer).
+		requests := func() {
+			wg.Go(func() {
+				first = l.Do(t.Context(), "first")
+				close(served)
+				// The loop no longer takes requests: this one waits until Run stops.
+				waiting = l.Do(t.Context(), "second")
+			})
+			wg.Go(func() {
+				<-served
+				synctest.Wait() // the second request is parked in the mailbox
+				cancel()
+			})
+		}
 		l.Run(ctx, Loop[string]{
-			Cycle: func(context.Context) time.Duration { return time.Hour },
+			Cycle: func(context.Context) time.Duration {
+				if !started {
+					started = true
+					requests()
+				}
+				return time.Hour
+			},
 			Ready: func() bool { return ready },
 			Serve: func(_ context.Context, r string) error { ready = false; return refused },
 		})
