@@ -343,13 +343,16 @@ func (r *rig) waitKioskConnected() {
 // and waits until it is subscribed.
 func (r *rig) startLedger() {
 	r.tb.Helper()
+	r.mu.Lock() // the feeder goroutine reads it for its nonces
 	r.ledgerGen++
+	gen := r.ledgerGen
+	r.mu.Unlock()
 	l, err := ledger.New(ledger.Config{
 		MQTT: mqttc.Config{Brokers: []string{"tcp://" + r.lp.Addr()}, ClientID: "ledger",
 			KeepAlive: keepAlive, ConnectTimeout: connectTimeout, MaxReconnectInterval: reconnectMax, WriteTimeout: connectTimeout},
 		Store: r.store, Signer: ledgerSigner, PublishTimeout: publishTimeout,
 		WalletKeys: map[string]ed25519.PublicKey{"w1": walletPub}, Policy: netfaultPolicy(),
-		Logger: r.log.With("side", "ledger", "gen", r.ledgerGen)})
+		Logger: r.log.With("side", "ledger", "gen", gen)})
 	if err != nil {
 		r.tb.Fatal(err)
 	}
@@ -473,10 +476,10 @@ func (r *rig) journalTopups(n int) {
 	defer r.topupsMu.Unlock()
 	for range n {
 		r.mu.Lock()
-		i := r.closed
+		i, gen := r.closed, r.ledgerGen
 		r.mu.Unlock()
 		acct := accounts[i%len(accounts)]
-		qr := qrpay.Sign(walletPriv, "w1", acct, time.Now().Add(24*time.Hour), fmt.Sprintf("nf%06d-%d", i, r.ledgerGen))
+		qr := qrpay.Sign(walletPriv, "w1", acct, time.Now().Add(24*time.Hour), fmt.Sprintf("nf%06d-%d", i, gen))
 		s, err := r.j.OpenSession(journal.OpenSessionParams{Account: acct, LimitMinor: 1 << 40, QR: qr})
 		if err != nil {
 			r.tb.Errorf("open session: %v", err)
