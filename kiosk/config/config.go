@@ -196,8 +196,8 @@ type ScannerHID struct {
 	// Suffix is the key the scanner sends after each code: "enter" (default), "tab", or
 	// "none" (the inter-character timeout ends a code).
 	Suffix string `json:"suffix"`
-	// InterCharTimeout abandons a code whose next key does not come within it (default
-	// 200ms; 20ms to 2s).
+	// InterCharTimeout abandons a code whose next key does not come within it (20ms to 2s;
+	// 0 or absent means 200ms).
 	InterCharTimeout Duration `json:"inter_char_timeout"`
 }
 
@@ -614,7 +614,8 @@ func checkScanner(sc Scanner, bad func(key, format string, a ...any)) {
 	if _, err := hidscan.ParseSuffix(sc.HID.Suffix); err != nil {
 		bad("scanner.hid.suffix", "%v", err)
 	}
-	if t := sc.HID.InterCharTimeout.D(); t < 20*time.Millisecond || t > 2*time.Second {
+	// 0 is the default (200ms): a Scanner built in code without the HID part stays valid.
+	if t := sc.HID.InterCharTimeout.D(); t != 0 && (t < 20*time.Millisecond || t > 2*time.Second) {
 		bad("scanner.hid.inter_char_timeout", "must be between 20ms and 2s, got %v", t)
 	}
 }
