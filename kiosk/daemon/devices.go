@@ -265,7 +265,7 @@ func (s *System) hidScannerAttempt(ctx context.Context) (bool, error) {
 		OnError: func(err error) { log.Warn("scanner input refused", "err", err) }})
 	// Closing the device also releases a read that a deadline cannot (a node that is not
 	// pollable); Run then sees the cancelled context and returns.
-	stop := context.AfterFunc(ctx, func() { dev.Close() })
+	stop := context.AfterFunc(ctx, func() { _ = dev.Close() })
 	err = sc.Run(ctx, func(code string) {
 		if s.engine == nil {
 			return
@@ -275,7 +275,7 @@ func (s *System) hidScannerAttempt(ctx context.Context) (bool, error) {
 		}
 	})
 	if stop() {
-		dev.Close() // releases the grab
+		_ = dev.Close() // releases the grab
 	}
 	if ctx.Err() == nil {
 		if err == nil {
