@@ -66,6 +66,7 @@ func run() error {
 	kid := flag.String("wallet-kid", "demo", "key id of the demo wallet key")
 	sspKey := flag.String("ssp-key", "", "eSSP fixed key of the simulated ITL unit, 16 hex digits (kioskd's acceptor.ssp.fixed_key_file must hold the same)")
 	verbose := flag.Bool("v", false, "log emulator details")
+	hid := flag.Bool("hid-scanner", false, "also emulate a USB HID (keyboard-wedge) scanner on a virtual keyboard through /dev/uinput; scans go to it (kioskd: scanner.hid.device = the printed hid_scanner)")
 	var lines lineSpeedFlag
 	flag.Var(&lines, "line-speed", "pace the emulators at their serial lines' baud rate: alone for all, or a list of acceptor,printer,scanner")
 	printerLine := flag.String("printer-line", "", `the printer's line in line-speed mode, e.g. "19200 8N1" (default 9600 8N1)`)
@@ -83,7 +84,7 @@ func run() error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 	cfg := simrig.Config{Acceptor: *proto, Denominations: simrig.DemoDenominations(*proto, *currency), Listen: *listen, Logger: log, WalletKID: *kid,
-		LineSpeed: lines.ls}
+		LineSpeed: lines.ls, HIDScanner: *hid}
 	if *keyFile != "" {
 		b, err := os.ReadFile(*keyFile)
 		if err != nil {

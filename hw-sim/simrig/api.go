@@ -173,7 +173,7 @@ func (r *Rig) Handler() http.Handler {
 	post("/api/scanner/scan", func(b map[string]json.RawMessage) (any, error) {
 		switch {
 		case b["payload"] != nil:
-			return nil, r.Scanner.Scan(strField(b, "payload"))
+			return nil, r.Scan(strField(b, "payload"))
 		case b["wallet_account"] != nil:
 			code, err := r.ScanWallet(strField(b, "wallet_account"))
 			return map[string]string{"payload": code}, err

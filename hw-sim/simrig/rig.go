@@ -26,6 +26,7 @@ import (
 
 	"github.com/kioskd/kioskd/devices/acceptor"
 	"github.com/kioskd/kioskd/hw-sim/escpossim"
+	"github.com/kioskd/kioskd/hw-sim/hidsim"
 	"github.com/kioskd/kioskd/hw-sim/linespeed"
 	"github.com/kioskd/kioskd/hw-sim/ptypair"
 	"github.com/kioskd/kioskd/hw-sim/scannersim"
@@ -49,8 +50,12 @@ type Config struct {
 	LineSpeed LineSpeed
 	// Listen is the control API address (default 127.0.0.1:0).
 	Listen string
-	Logger *slog.Logger
-	Now    func() time.Time
+	// HIDScanner also emulates a USB HID (keyboard-wedge) scanner: a virtual keyboard made
+	// through /dev/uinput (Linux, root or group input), to which scans then go instead of the
+	// serial scanner; Ready names its event device for kioskd's scanner.hid.device.
+	HIDScanner bool
+	Logger     *slog.Logger
+	Now        func() time.Time
 }
 
 // defaultAcceptor is the protocol of a rig whose Config names none.
@@ -63,6 +68,8 @@ type Ready struct {
 	PrinterPort  string `json:"printer_port"`
 	ScannerPort  string `json:"scanner_port"`
 	ControlURL   string `json:"control_url"`
+	// HIDScanner is the virtual HID scanner's event device (Config.HIDScanner).
+	HIDScanner string `json:"hid_scanner,omitempty"`
 	// Pins are the simulated GPIO pins (usable only in-process, through Rig.Pin).
 	Pins []string `json:"pins,omitempty"`
 }
@@ -75,6 +82,7 @@ type Rig struct {
 	Scanner *scannersim.Sim
 
 	accPty, prnPty, scnPty *ptypair.Pair
+	hid                    *hidsim.Keyboard
 	lines                  lines
 	lineMu                 sync.Mutex
 	lineSpeed              LineSpeed
@@ -111,6 +119,12 @@ func Start(ctx context.Context, cfg Config) (*Rig, error) {
 		Scanner: scannersim.New(scannersim.Config{Logger: cfg.Logger.With("device", "scanner")})}
 	for _, p := range []**ptypair.Pair{&r.accPty, &r.prnPty, &r.scnPty} {
 		if *p, err = ptypair.Open(); err != nil {
+			r.closePtys()
+			return nil, err
+		}
+	}
+	if cfg.HIDScanner {
+		if r.hid, err = hidsim.NewKeyboard("kioskd hw-sim QR scanner"); err != nil {
 			r.closePtys()
 			return nil, err
 		}
@@ -162,6 +176,9 @@ func Start(ctx context.Context, cfg Config) (*Rig, error) {
 func (r *Rig) Ready() Ready {
 	rd := Ready{Acceptor: r.cfg.Acceptor, AcceptorPort: r.accPty.Path(), PrinterPort: r.prnPty.Path(), ScannerPort: r.scnPty.Path(),
 		ControlURL: "http://" + r.ln.Addr().String() + "/", Pins: []string{PinCabinetDoor, PinVaultDoor, PinTamper}}
+	if r.hid != nil {
+		rd.HIDScanner = r.hid.Path()
+	}
 	if p, err := LookupProtocol(r.cfg.Acceptor); err == nil && p.Pins != nil {
 		rd.AcceptorPort = ""
 		rd.Pins = append(rd.Pins, p.Pins...)
@@ -177,8 +194,20 @@ func (r *Rig) Close() error {
 		cancel()
 		r.cancel()
 		r.wg.Wait()
+		if r.hid != nil {
+			_ = r.hid.Close()
+		}
 	})
 	return nil
+}
+
+// Scan shows code to the kiosk's scanner: typed on the virtual HID scanner when the rig has
+// one, else sent by the serial scanner.
+func (r *Rig) Scan(code string) error {
+	if r.hid != nil {
+		return r.hid.Type(code, "enter")
+	}
+	return r.Scanner.Scan(code)
 }
 
 func (r *Rig) closePtys() {
@@ -195,7 +224,7 @@ func (r *Rig) ScanWallet(account string) (string, error) {
 		return "", errors.New("simrig: no demo wallet key configured")
 	}
 	code := scannersim.DemoWallet{Key: r.cfg.WalletKey, KeyID: r.cfg.WalletKID, Account: account, TTL: 5 * time.Minute, Now: r.cfg.Now}.Payload()
-	return code, r.Scanner.Scan(code)
+	return code, r.Scan(code)
 }
 
 // AcceptorSim is the protocol-neutral control surface of a bill acceptor emulator: what the

@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor/registry"
+	"github.com/kioskd/kioskd/devices/scanner/hidscan"
 	"github.com/kioskd/kioskd/sync/wire"
 )
 
@@ -177,11 +178,31 @@ type Printer struct {
 // font, and a kiosk presenter printer (Custom VKP80 class).
 var PrinterProfiles = []string{"generic80", "generic58", "chinese80", "chinese58", "raster80", "raster58", "presenter80"}
 
-// Scanner configures the QR scanner.
+// Scanner configures the QR scanner: a serial line scanner (port, baud) or a USB HID
+// keyboard-wedge scanner (hid.device), not both; neither means the kiosk has no scanner.
 type Scanner struct {
-	Port string `json:"port"`
-	Baud int    `json:"baud"`
+	Port string     `json:"port"`
+	Baud int        `json:"baud"`
+	HID  ScannerHID `json:"hid"`
 }
+
+// ScannerHID configures a USB HID keyboard-wedge scanner, read through evdev with an
+// exclusive grab (devices/scanner/hidscan).
+type ScannerHID struct {
+	// Device is the scanner's event device: an absolute path (/dev/input/event3, or better
+	// the stable /dev/input/by-id/usb-..-event-kbd), or a bare name looked up in
+	// /dev/input/by-id.
+	Device string `json:"device"`
+	// Suffix is the key the scanner sends after each code: "enter" (default), "tab", or
+	// "none" (the inter-character timeout ends a code).
+	Suffix string `json:"suffix"`
+	// InterCharTimeout abandons a code whose next key does not come within it (20ms to 2s;
+	// 0 or absent means 200ms).
+	InterCharTimeout Duration `json:"inter_char_timeout"`
+}
+
+// Configured says whether the kiosk has a QR scanner.
+func (s Scanner) Configured() bool { return s.Port != "" || s.HID.Device != "" }
 
 // Limits bound what a session may take.
 type Limits struct {
@@ -267,7 +288,7 @@ func Default() Config {
 		Acceptor: Acceptor{Driver: "id003", PollInterval: Duration(200 * time.Millisecond),
 			RecoveryTimeout: Duration(20 * time.Second), CassetteCapacity: DefaultCassetteCapacity},
 		Printer: Printer{Enabled: true, Baud: 9600, Profile: "generic80"},
-		Scanner: Scanner{Baud: 9600},
+		Scanner: Scanner{Baud: 9600, HID: ScannerHID{Suffix: "enter", InterCharTimeout: Duration(200 * time.Millisecond)}},
 		Session: Session{AuthzTimeout: Duration(3 * time.Second), IdleTimeout: Duration(60 * time.Second),
 			AcceptTimeout: Duration(120 * time.Second), SettleTimeout: Duration(30 * time.Second),
 			AckWait: Duration(3 * time.Second), ResultDisplay: Duration(15 * time.Second), ShutdownGrace: Duration(10 * time.Second)},
@@ -514,6 +535,7 @@ func (c *Config) Validate() error {
 	if c.Printer.Enabled && c.Printer.Port == "" {
 		bad("printer.port", "required when printer.enabled")
 	}
+	checkScanner(c.Scanner, bad)
 	if c.Limits.SessionMaxMinor <= 0 || c.Limits.SessionMaxMinor > MaxLimitMinor {
 		bad("limits.session_max_minor", "must be between 1 and %d (minor units), got %d", MaxLimitMinor, c.Limits.SessionMaxMinor)
 	}
@@ -573,6 +595,29 @@ func (c *Config) Validate() error {
 		bad("log.level", "must be debug, info, warn or error")
 	}
 	return errors.Join(errs...)
+}
+
+// checkScanner checks the scanner section: one scanner, and a HID device named so that it
+// is found again after an unplug.
+func checkScanner(sc Scanner, bad func(key, format string, a ...any)) {
+	if sc.Port != "" && sc.HID.Device != "" {
+		bad("scanner.hid.device", "a kiosk has one scanner: set scanner.port (serial) or scanner.hid.device (USB HID), not both")
+	}
+	if d := sc.HID.Device; d != "" {
+		switch {
+		case strings.Contains(d, "/") && !filepath.IsAbs(d):
+			bad("scanner.hid.device", "must be an absolute path like \"/dev/input/by-id/usb-...-event-kbd\" or a name in /dev/input/by-id, got %q", d)
+		case filepath.Clean(d) != d || strings.ContainsAny(d, " \t\n") || d == "." || d == "..":
+			bad("scanner.hid.device", "%q is not a clean device path or name", d)
+		}
+	}
+	if _, err := hidscan.ParseSuffix(sc.HID.Suffix); err != nil {
+		bad("scanner.hid.suffix", "%v", err)
+	}
+	// 0 is the default (200ms): a Scanner built in code without the HID part stays valid.
+	if t := sc.HID.InterCharTimeout.D(); t != 0 && (t < 20*time.Millisecond || t > 2*time.Second) {
+		bad("scanner.hid.inter_char_timeout", "must be between 20ms and 2s, got %v", t)
+	}
 }
 
 // DecodePublicKey reads a base64 (standard or URL, padded or not) Ed25519 public key.

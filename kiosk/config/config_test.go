@@ -99,3 +99,42 @@ func TestWriteFileRoundTripAndRelativePaths(t *testing.T) {
 		t.Fatalf("round trip: %+v", back)
 	}
 }
+
+// TestScannerHID: a HID scanner is configured by device path or by-id name, with defaults for
+// its suffix and timeout; every mistake names its key.
+func TestScannerHID(t *testing.T) {
+	serial := `"scanner": { "port": "/dev/ttyACM0", "baud": 9600 }`
+	ok := map[string]func(c Config) bool{
+		`"scanner": { "hid": { "device": "/dev/input/by-id/usb-Honeywell_1900-event-kbd" } }`: func(c Config) bool {
+			return c.Scanner.HID.Device == "/dev/input/by-id/usb-Honeywell_1900-event-kbd" && c.Scanner.HID.Suffix == "enter" &&
+				c.Scanner.HID.InterCharTimeout.D().Milliseconds() == 200 && c.Scanner.Configured()
+		},
+		`"scanner": { "hid": { "device": "usb-Honeywell_1900-event-kbd", "suffix": "tab", "inter_char_timeout": "50ms" } }`: func(c Config) bool {
+			return c.Scanner.HID.Device == "usb-Honeywell_1900-event-kbd" && c.Scanner.HID.Suffix == "tab" && c.Scanner.HID.InterCharTimeout.D().Milliseconds() == 50
+		},
+		`"scanner": { "hid": { "device": "/dev/input/event3", "suffix": "none" } }`: func(c Config) bool { return c.Scanner.HID.Suffix == "none" },
+		`"scanner": {}`: func(c Config) bool { return !c.Scanner.Configured() },
+	}
+	for doc, check := range ok {
+		c, err := Parse([]byte(strings.Replace(example(t), serial, doc, 1)))
+		if err != nil || !check(c) {
+			t.Errorf("%s: %+v %v", doc, c.Scanner, err)
+		}
+	}
+	bad := map[string]string{
+		`"scanner": { "port": "/dev/ttyACM0", "hid": { "device": "/dev/input/event3" } }`:              `key "scanner.hid.device": a kiosk has one scanner`,
+		`"scanner": { "hid": { "device": "input/event3" } }`:                                           `key "scanner.hid.device": must be an absolute path`,
+		`"scanner": { "hid": { "device": "/dev/input/../event3" } }`:                                   `key "scanner.hid.device"`,
+		`"scanner": { "hid": { "device": "/dev/input/event3", "suffix": "Enter" } }`:                   `key "scanner.hid.suffix": unknown suffix "Enter"`,
+		`"scanner": { "hid": { "device": "/dev/input/event3", "inter_char_timeout": "5s" } }`:          `key "scanner.hid.inter_char_timeout"`,
+		`"scanner": { "hid": { "device": "/dev/input/event3", "inter_char_timeout": 200 } }`:           `scanner.hid.inter_char_timeout`,
+		`"scanner": { "hid": { "device": "/dev/input/event3", "sufix": "tab" } }`:                      `scanner.hid.sufix`,
+		`"scanner": { "hid": { "device": "/dev/input/event3" }, "hid": { "device": "/dev/input/x" } }`: `scanner.hid`,
+	}
+	for doc, want := range bad {
+		_, err := Parse([]byte(strings.Replace(example(t), serial, doc, 1)))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want %s", doc, err, want)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kioskd/kioskd/devices/scanner/hidscan"
 	"github.com/kioskd/kioskd/kiosk/ctl"
 	"github.com/kioskd/kioskd/kiosk/health"
 	"github.com/kioskd/kioskd/kiosk/journal"
@@ -128,10 +129,13 @@ func (b controlBackend) Devices(ctx context.Context) ([]ctl.Device, error) {
 		}
 		out = append(out, d)
 	}
-	if s.cfg.Scanner.Port == "" {
-		out = append(out, ctl.Device{Name: "scanner", State: "not configured"})
-	} else {
+	switch {
+	case s.cfg.Scanner.Port != "":
 		out = append(out, mk("scanner", "on "+s.cfg.Scanner.Port))
+	case s.cfg.Scanner.HID.Device != "":
+		out = append(out, mk("scanner", "USB HID on "+hidscan.ResolvePath(s.cfg.Scanner.HID.Device)))
+	default:
+		out = append(out, ctl.Device{Name: "scanner", State: "not configured"})
 	}
 	return out, nil
 }

@@ -78,6 +78,9 @@ type Options struct {
 	OpenPin PinOpener
 	// OpenPort opens a serial device; nil uses serialport.Open (exclusive use).
 	OpenPort func(path string, m serialport.Mode) (serialport.Port, error)
+	// OpenHID opens a HID keyboard-wedge scanner's event device (scanner.hid.device,
+	// resolved); nil uses hidscan.Open (exclusive grab).
+	OpenHID func(path string) (HIDDevice, error)
 	// CheckJournal, when set, checks the journal file before it is opened for writing
 	// (kioskd runs the check in a child process: a damaged bbolt file can crash its reader).
 	// lockWait is what is left of journal.lock_wait: the check must give up waiting for the
@@ -107,6 +110,9 @@ func (o *Options) defaults() {
 	}
 	if o.OpenPort == nil {
 		o.OpenPort = serialport.Open
+	}
+	if o.OpenHID == nil {
+		o.OpenHID = openHID
 	}
 	if o.RetryMin <= 0 {
 		o.RetryMin = time.Second

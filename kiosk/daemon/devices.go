@@ -11,6 +11,7 @@ import (
 	"github.com/kioskd/kioskd/devices/acceptor"
 	"github.com/kioskd/kioskd/devices/acceptor/registry"
 	"github.com/kioskd/kioskd/devices/printer/escpos"
+	"github.com/kioskd/kioskd/devices/scanner/hidscan"
 	"github.com/kioskd/kioskd/devices/scanner/qrserial"
 	"github.com/kioskd/kioskd/devices/serialport"
 	"github.com/kioskd/kioskd/kiosk/config"
@@ -36,8 +37,11 @@ func (s *System) startDevices(ctx context.Context, g *group) {
 	if s.printer != nil {
 		g.Go("printer", func() { s.superviseDevice(ctx, "printer", s.printerAttempt) })
 	}
-	if s.cfg.Scanner.Port != "" {
+	switch {
+	case s.cfg.Scanner.Port != "":
 		g.Go("scanner", func() { s.superviseDevice(ctx, "scanner", s.scannerAttempt) })
+	case s.cfg.Scanner.HID.Device != "":
+		g.Go("scanner", func() { s.superviseDevice(ctx, "scanner", s.hidScannerAttempt) })
 	}
 	if len(s.cfg.Sensors) > 0 {
 		g.Go("sensors", func() { runSensors(ctx, s.cfg, s.opts.OpenPin, s.reg, s.log) })
@@ -223,6 +227,61 @@ func (s *System) scannerAttempt(ctx context.Context) (bool, error) {
 			err = errors.New("scanner stopped")
 		}
 		s.reg.Set(condScanner, health.Critical, health.Engineer, health.StopsService, "QR scanner: "+err.Error())
+	}
+	return true, err
+}
+
+// HIDDevice is an open HID scanner event device (hidscan.EventDevice, or a fake in tests).
+type HIDDevice interface {
+	hidscan.Device
+	Name() string
+	Close() error
+}
+
+func openHID(path string) (HIDDevice, error) {
+	d, err := hidscan.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// hidScannerAttempt opens and grabs the HID scanner's event device and reads codes until it
+// fails (unplugged: ENODEV). The by-id name is opened again on the next attempt, so the
+// scanner is found in whichever USB port it comes back.
+func (s *System) hidScannerAttempt(ctx context.Context) (bool, error) {
+	log := s.log.With("component", "scanner")
+	hc := s.cfg.Scanner.HID
+	path := hidscan.ResolvePath(hc.Device)
+	dev, err := s.opts.OpenHID(path)
+	if err != nil {
+		s.reg.Set(condScanner, health.Critical, health.Engineer, health.StopsService, "QR scanner (USB HID): "+err.Error())
+		return false, err
+	}
+	s.reg.Clear(condScanner)
+	log.Info("HID scanner open", "device", path, "name", dev.Name())
+	suffix, _ := hidscan.ParseSuffix(hc.Suffix) // checked by config.Validate
+	sc := hidscan.New(dev, hidscan.Config{Suffix: suffix, InterCharTimeout: hc.InterCharTimeout.D(), Logger: log,
+		OnError: func(err error) { log.Warn("scanner input refused", "err", err) }})
+	// Closing the device also releases a read that a deadline cannot (a node that is not
+	// pollable); Run then sees the cancelled context and returns.
+	stop := context.AfterFunc(ctx, func() { _ = dev.Close() })
+	err = sc.Run(ctx, func(code string) {
+		if s.engine == nil {
+			return
+		}
+		if err := s.engine.Scan(code); err != nil {
+			log.Info("scan refused", "err", err)
+		}
+	})
+	if stop() {
+		_ = dev.Close() // releases the grab
+	}
+	if ctx.Err() == nil {
+		if err == nil {
+			err = errors.New("scanner stopped")
+		}
+		s.reg.Set(condScanner, health.Critical, health.Engineer, health.StopsService, "QR scanner (USB HID): "+err.Error())
 	}
 	return true, err
 }

@@ -186,7 +186,7 @@ func (s *System) deviceList() []wire.Device {
 	if s.cfg.Printer.Enabled {
 		out = append(out, wire.Device{Name: "printer", State: state(condPrinter, condPrintFailed), Model: s.cfg.Printer.Profile})
 	}
-	if s.cfg.Scanner.Port != "" {
+	if s.cfg.Scanner.Configured() {
 		out = append(out, wire.Device{Name: "scanner", State: state(condScanner)})
 	}
 	return out

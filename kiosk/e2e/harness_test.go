@@ -119,6 +119,9 @@ type options struct {
 	ledgerDaily   int64
 	// deadline bounds the whole test (default 3 minutes).
 	deadline time.Duration
+	// pollInterval is acceptor.poll_interval (default 50ms); a longer one widens the moments
+	// between two polls, such as a note being stacked, for a test to act in.
+	pollInterval time.Duration
 	// lineSpeed names the emulators that run at their serial lines' speed (simrig.ParseLineSpeed:
 	// "printer", "all", ...); -e2e.linespeed overrides it for every test.
 	lineSpeed string
@@ -222,6 +225,9 @@ func newEnv(t *testing.T, o options) *env {
 	}
 	c.Acceptor.Port = ports.AcceptorPort
 	c.Acceptor.PollInterval = config.Duration(50 * time.Millisecond)
+	if o.pollInterval > 0 {
+		c.Acceptor.PollInterval = config.Duration(o.pollInterval)
+	}
 	c.Acceptor.RecoveryTimeout = config.Duration(8 * time.Second)
 	for code, n := range simrig.DemoDenominations(o.protocol, "CNY") {
 		c.Acceptor.Denominations = append(c.Acceptor.Denominations, config.Denomination{Code: code, ValueMinor: n.ValueMinor})

@@ -314,7 +314,7 @@ func (c *core) closeSession() {
 			fmt.Sprintf("top-up %s closed with %d uncertain note(s)", t.TopupID, n))
 	}
 	c.result = &Result{TopupID: t.TopupID, ReceiptNo: t.ReceiptNo, Reference: t.TopupID, AmountMinor: t.AmountMinor, Currency: t.Currency,
-		Status: ReceiptPending, Outcome: t.Outcome, Uncertain: len(res.Session.Uncertain)}
+		Status: ReceiptPending, Outcome: t.Outcome, Uncertain: len(res.Session.Uncertain), UncertainMinor: uncertainValues(res.Session.Uncertain)}
 	if !cl.shown {
 		c.say("info", i18n.KeyPrinting, "Thank you. Printing your receipt…")
 	}
@@ -352,7 +352,7 @@ func (c *core) showPending(key i18n.Key, text string) {
 	cl.shown = true
 	s := c.sess
 	c.result = &Result{Reference: fmt.Sprintf("S%d", cl.sid), AmountMinor: s.TotalMinor, Currency: s.Currency,
-		Status: ReceiptPending, Outcome: cl.outcome, Uncertain: len(s.Uncertain)}
+		Status: ReceiptPending, Outcome: cl.outcome, Uncertain: len(s.Uncertain), UncertainMinor: uncertainValues(s.Uncertain)}
 	c.resultUntil = c.now().Add(c.e.cfg.Timing.ResultDisplay)
 	c.say("error", key, text, i18n.String(i18n.PRef, c.result.Reference))
 }
@@ -378,6 +378,15 @@ func (c *core) startPrint() {
 		}
 		cl.phase = closeDone
 	})
+}
+
+// uncertainValues lists the values of a session's uncertain notes, for the result screen.
+func uncertainValues(us []journal.Uncertain) []int64 {
+	var out []int64
+	for _, u := range us {
+		out = append(out, u.ValueMinor)
+	}
+	return out
 }
 
 // receiptStatus is what a receipt of t says about the money.
@@ -629,7 +638,8 @@ func (c *core) recoverClose() {
 			c.e.log.Warn("closed interrupted session", "session", c.sess.ID, "total", res.Session.TotalMinor)
 			if t := res.Topup; t != nil {
 				r.result = &Result{TopupID: t.TopupID, ReceiptNo: t.ReceiptNo, Reference: t.TopupID, AmountMinor: t.AmountMinor,
-					Currency: t.Currency, Status: ReceiptPending, Outcome: t.Outcome, Uncertain: len(res.Session.Uncertain)}
+					Currency: t.Currency, Status: ReceiptPending, Outcome: t.Outcome, Uncertain: len(res.Session.Uncertain),
+					UncertainMinor: uncertainValues(res.Session.Uncertain)}
 				if c.e.cfg.Uplink != nil {
 					c.e.cfg.Uplink.Kick()
 				}

@@ -55,7 +55,10 @@ type Result struct {
 	Status    string `json:"status"`
 	Outcome   string `json:"outcome"`
 	Uncertain int    `json:"uncertain,omitempty"`
-	Printed   bool   `json:"printed"`
+	// UncertainMinor is the value of each uncertain note (not in AmountMinor), as the receipt
+	// lists them under review.
+	UncertainMinor []int64 `json:"uncertain_minor,omitempty"`
+	Printed        bool    `json:"printed"`
 }
 
 func (c *core) buildView() View {

@@ -54,12 +54,19 @@ type NoteRow struct {
 
 // Result is the session's result in words.
 type Result struct {
-	Status    string `json:"status"` // credited | pending | under_review
-	Title     string `json:"title"`
-	Sentence  string `json:"sentence"`
-	Amount    string `json:"amount"`
-	ReceiptNo string `json:"receipt_no,omitempty"`
-	Reference string `json:"reference"`
+	Status   string `json:"status"` // credited | pending | under_review
+	Title    string `json:"title"`
+	Sentence string `json:"sentence"`
+	Amount   string `json:"amount"`
+	// Counted is the status of the counted amount alone (credited, pending, or under_review
+	// when the ledger held it); with notes under review Status is under_review while the
+	// counted amount may already be credited, as the receipt's status line says.
+	Counted string `json:"counted"`
+	// UnderReview has one sentence per note under review (not in Amount), as the receipt
+	// lists them.
+	UnderReview []string `json:"under_review,omitempty"`
+	ReceiptNo   string   `json:"receipt_no,omitempty"`
+	Reference   string   `json:"reference"`
 }
 
 func (s *server) args() []i18n.Arg {
@@ -139,10 +146,24 @@ func (s *server) render(v session.View, lang i18n.Lang) Screen {
 		if title == "" {
 			status, title = "pending", i18n.KeyUIPendingTitle
 		}
+		counted := r.Status
+		if counted != "credited" && counted != "under_review" {
+			counted = "pending"
+		}
+		// The sentence is about the counted amount when there is one (credited or to be
+		// credited); the notes under review each get their own, with their value.
+		key := i18n.ResultKey(r.Status, r.Uncertain)
+		if r.AmountMinor > 0 && len(r.UncertainMinor) > 0 {
+			key = i18n.ResultKey(r.Status, 0)
+		}
 		res := &Result{Status: status, Title: i18n.T(lang, title),
-			Sentence:  i18n.T(lang, i18n.ResultKey(r.Status, r.Uncertain), i18n.Amount(i18n.PAmount, r.AmountMinor, r.Currency), i18n.String(i18n.PRef, ref)),
+			Sentence:  i18n.T(lang, key, i18n.Amount(i18n.PAmount, r.AmountMinor, r.Currency), i18n.String(i18n.PRef, ref)),
 			Amount:    i18n.FormatAmount(lang, r.AmountMinor, r.Currency),
+			Counted:   counted,
 			Reference: ref}
+		for _, u := range r.UncertainMinor {
+			res.UnderReview = append(res.UnderReview, i18n.T(lang, i18n.KeyResultUncertainOne, i18n.Amount(i18n.PAmount, u, r.Currency), i18n.String(i18n.PRef, ref)))
+		}
 		if r.ReceiptNo > 0 {
 			res.ReceiptNo = i18n.FormatReceiptNo(r.ReceiptNo)
 		}

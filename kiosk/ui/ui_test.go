@@ -388,3 +388,22 @@ func TestStateDefaultsToConfiguredLanguage(t *testing.T) {
 		}
 	}
 }
+
+// TestResultNotesUnderReview: a top-up with a note under review says, as its receipt does,
+// the counted amount's own status and each note under review with its value.
+func TestResultNotesUnderReview(t *testing.T) {
+	s := &server{cfg: Config{Now: time.Now}}
+	v := session.View{State: "done", Currency: "CNY", Result: &session.Result{TopupID: "T-9", ReceiptNo: 9, AmountMinor: 10000,
+		Currency: "CNY", Status: "credited", Uncertain: 1, UncertainMinor: []int64{5000}}}
+	en := s.render(v, i18n.EN).Result
+	if en.Status != "under_review" || en.Counted != "credited" || !strings.Contains(en.Sentence, "has been credited") ||
+		len(en.UnderReview) != 1 || !strings.Contains(en.UnderReview[0], "50.00") || !strings.Contains(en.UnderReview[0], "T-9") {
+		t.Fatalf("%+v", en)
+	}
+	// Nothing counted: the sentence is the under-review one.
+	v.Result = &session.Result{TopupID: "T-10", Currency: "CNY", Status: "pending", Uncertain: 1, UncertainMinor: []int64{5000}}
+	en = s.render(v, i18n.EN).Result
+	if en.Counted != "pending" || !strings.Contains(en.Sentence, "under review") || len(en.UnderReview) != 1 {
+		t.Fatalf("%+v", en)
+	}
+}

@@ -17,5 +17,5 @@
 //	failures  none reported by the scanner: a line that is too long, has control or
 //	          non-ASCII bytes, or is cut by the inter-character timeout is refused here
 //
-// HID keyboard-wedge scanners are not handled here (they need evdev with an exclusive grab).
+// HID keyboard-wedge scanners are read by devices/scanner/hidscan (evdev, exclusive grab).
 package qrserial

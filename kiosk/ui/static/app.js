@@ -92,6 +92,7 @@
       $("result-title").textContent = r.title;
       $("result-amount").textContent = r.amount;
       $("result-status").textContent = r.sentence;
+      list($("result-review"), r.under_review || []);
       $("screen-done").dataset.status = r.status;
       $("result-receipt").textContent = r.receipt_no || "";
       $("result-receipt-line").hidden = !r.receipt_no;
