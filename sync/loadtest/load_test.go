@@ -158,12 +158,26 @@ func TestLoad(t *testing.T) {
 			t.Fatalf("%s did not subscribe within 30 s:\n%s", in.name, b.Logs())
 		}
 	}
-	firstCredits := func() uint64 {
-		var c uint64
+	ledgerStats := func() ledger.Stats {
+		var st ledger.Stats
 		for _, in := range ledgers {
-			c += in.l.Stats().Credited
+			s := in.l.Stats()
+			st.Credited += s.Credited
+			st.Duplicates += s.Duplicates
+			st.RetryLater += s.RetryLater
+			st.Held += s.Held
+			st.Conflicts += s.Conflicts
+			st.Dropped += s.Dropped
+			st.PublishErrors += s.PublishErrors
 		}
-		return c
+		return st
+	}
+	// phase describes what the ledgers did since the snapshot from.
+	phase := func(from ledger.Stats) string {
+		to := ledgerStats()
+		return fmt.Sprintf("[ledgers: %d credited, %d duplicate, %d retry_later, %d dropped by a full queue; broker: %d drop warnings]",
+			to.Credited-from.Credited, to.Duplicates-from.Duplicates, to.RetryLater-from.RetryLater, to.Dropped-from.Dropped,
+			strings.Count(b.Logs(), "being dropped"))
 	}
 
 	// Kiosk certificates, issued in process by the dev CA.
@@ -219,6 +233,7 @@ func TestLoad(t *testing.T) {
 	}
 	rec.measure(true)
 	acks0 := rec.acks.Load()
+	st0 := ledgerStats()
 	mean := float64(n) / *loadRate // seconds between two top-ups of one kiosk
 	start = time.Now()
 	end := start.Add(*loadDuration)
@@ -250,8 +265,8 @@ func TestLoad(t *testing.T) {
 	}
 	lat, _ := rec.measure(false)
 	p50, p99 := percentile(lat, 0.50), percentile(lat, 0.99)
-	report("sustained: %d top-ups offered at %.0f/s for %s: %.1f top-ups/s acked; ack latency p50=%s p99=%s (target p99 <= 1s: %s)",
-		len(lat), *loadRate, loadDuration.String(), float64(inWindow)/window.Seconds(), ms(p50), ms(p99), verdict(p99 <= targetP99))
+	report("sustained: %d top-ups offered at %.0f/s for %s: %.1f top-ups/s acked; ack latency p50=%s p99=%s (target p99 <= 1s: %s) %s",
+		len(lat), *loadRate, loadDuration.String(), float64(inWindow)/window.Seconds(), ms(p50), ms(p99), verdict(p99 <= targetP99), phase(st0))
 
 	// 2. Reconnect storm: the broker restarts, every kiosk (and both ledgers) reconnects at
 	// once; each one's first reconnect attempt is jittered by mqttc.
@@ -261,6 +276,7 @@ func TestLoad(t *testing.T) {
 	}
 	start = time.Now()
 	b.Restart()
+	brokerBack := time.Since(start)
 	back := func() int {
 		c := 0
 		for i, k := range ks {
@@ -279,8 +295,8 @@ func TestLoad(t *testing.T) {
 			backAt = append(backAt, time.Unix(0, k.connectedAt.Load()).Sub(start))
 		}
 	}
-	report("reconnect storm: broker restarted, %d/%d kiosks back (subscribed, status published) in %s; p50 %s, p99 %s",
-		back(), n, ms(slices.Max(append(backAt, 0))), ms(percentile(backAt, 0.5)), ms(percentile(backAt, 0.99)))
+	report("reconnect storm: broker killed and listening again after %s; %d/%d kiosks back (connected, subscribed, status published) %s after the kill; p50 %s, p99 %s",
+		ms(brokerBack), back(), n, ms(slices.Max(append(backAt, 0))), ms(percentile(backAt, 0.5)), ms(percentile(backAt, 0.99)))
 
 	// 3. Backlog: the uplinks see no connection while every kiosk closes its share of the
 	// backlog; the same payloads are first published raw (QoS 1, no ledger) through the same
@@ -309,6 +325,7 @@ func TestLoad(t *testing.T) {
 			t.Error(err)
 		}
 		acksBefore := rec.acks.Load()
+		st0 := ledgerStats()
 		start = time.Now()
 		for _, k := range ks {
 			k.link.offline.Store(false)
@@ -320,9 +337,9 @@ func TestLoad(t *testing.T) {
 		}
 		drain := time.Since(start)
 		ratio := raw.Seconds() / drain.Seconds()
-		report("backlog drain: %d top-ups in %s (%.0f/s); raw QoS 1 publish of the same payloads %s (%.0f/s); ratio %.2fx (target >= %.1fx: %s)",
+		report("backlog drain: %d top-ups in %s (%.0f/s); raw QoS 1 publish of the same payloads %s (%.0f/s); ratio %.2fx (target >= %.1fx: %s) %s",
 			*loadBacklog, ms(drain), float64(*loadBacklog)/drain.Seconds(), ms(raw), float64(*loadBacklog)/raw.Seconds(),
-			ratio, targetRatio, verdict(ratio >= targetRatio))
+			ratio, targetRatio, verdict(ratio >= targetRatio), phase(st0))
 		if *loadStrict && ratio < targetRatio {
 			t.Errorf("backlog drain ratio %.2fx below the target %.1fx", ratio, targetRatio)
 		}
@@ -342,22 +359,15 @@ func TestLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := tally(sentList, rows, accts, firstCredits())
+	st := ledgerStats()
+	res := tally(sentList, rows, accts, st.Credited)
 	held := 0
 	for _, k := range ks {
 		held += int(k.held.Load())
 	}
-	var st ledger.Stats
-	for _, in := range ledgers {
-		s := in.l.Stats()
-		st.Credited += s.Credited
-		st.Duplicates += s.Duplicates
-		st.RetryLater += s.RetryLater
-		st.Held += s.Held
-		st.Conflicts += s.Conflicts
-	}
-	report("ledgers: credited %d (ledger-1 %d, ledger-2 %d), duplicate acks %d, retry_later %d, held %d, conflicts %d",
-		st.Credited, ledgers[0].l.Stats().Credited, ledgers[1].l.Stats().Credited, st.Duplicates, st.RetryLater, st.Held, st.Conflicts)
+	report("ledgers: credited %d (ledger-1 %d, ledger-2 %d), duplicate %d, retry_later %d, held %d, conflicts %d, dropped %d, publish errors %d",
+		st.Credited, ledgers[0].l.Stats().Credited, ledgers[1].l.Stats().Credited, st.Duplicates, st.RetryLater, st.Held,
+		st.Conflicts, st.Dropped, st.PublishErrors)
 	for _, s := range res.Notes {
 		report("  %s", s)
 	}
