@@ -83,24 +83,49 @@ func runEach(ks []*kiosk, workers int, f func(i int, k *kiosk)) {
 	wg.Wait()
 }
 
-// rawTopic is where the raw baseline publishes: a kiosk may write under its own up/ (the
+// rawTopic is where the raw baselines publish: a kiosk may write under its own up/ (the
 // ACL), and nothing subscribes to it, so the broker only stores and acknowledges.
 const rawTopic = "loadtest_raw"
 
-// rawPublish publishes every kiosk's outbox payloads at QoS 1 through the kiosk's own
-// connection, at most inFlight at a time per kiosk (as the uplink does), and returns how
-// long the whole fleet took: the broker's pace for these messages without a ledger.
-func rawPublish(ks []*kiosk, inFlight int) (time.Duration, error) {
+// outboxPayloads returns the payloads in each kiosk's outbox.
+func outboxPayloads(ks []*kiosk) ([][][]byte, error) {
 	payloads := make([][][]byte, len(ks))
 	for i, k := range ks {
 		box, err := k.j.Outbox()
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		for _, t := range box {
 			payloads[i] = append(payloads[i], t.Payload)
 		}
 	}
+	return payloads, nil
+}
+
+// rawLoop publishes every payload at QoS 1 through one kiosk's connection, one at a time,
+// each waiting for its PUBACK: the raw publish loop the backlog drain is measured against.
+func rawLoop(k *kiosk, payloads [][][]byte) (time.Duration, int, error) {
+	topic := wire.Topic(k.id, "up/"+rawTopic)
+	n := 0
+	start := time.Now()
+	for _, ps := range payloads {
+		for _, pl := range ps {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			err := k.mc.Publish(ctx, topic, 1, false, pl)
+			cancel()
+			if err != nil {
+				return 0, n, fmt.Errorf("raw publish loop: %w", err)
+			}
+			n++
+		}
+	}
+	return time.Since(start), n, nil
+}
+
+// rawFleet publishes every kiosk's payloads at QoS 1 through the kiosk's own connection, at
+// most inFlight at a time per kiosk (as the uplink does): the broker's pace for this traffic
+// from the whole fleet, without a ledger.
+func rawFleet(ks []*kiosk, payloads [][][]byte, inFlight int) (time.Duration, error) {
 	var mu sync.Mutex
 	var firstErr error
 	start := time.Now()
@@ -119,7 +144,7 @@ func rawPublish(ks []*kiosk, inFlight int) (time.Duration, error) {
 					if err := k.mc.Publish(ctx, topic, 1, false, pl); err != nil {
 						mu.Lock()
 						if firstErr == nil {
-							firstErr = fmt.Errorf("raw publish %s: %w", k.id, err)
+							firstErr = fmt.Errorf("raw fleet publish %s: %w", k.id, err)
 						}
 						mu.Unlock()
 					}

@@ -320,10 +320,20 @@ func TestLoad(t *testing.T) {
 			}
 		})
 		report("backlog: %d top-ups journaled by %d kiosks in %s", *loadBacklog, n, since(start))
-		raw, err := rawPublish(ks, *loadInFlight)
+		payloads, err := outboxPayloads(ks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, rawN, err := rawLoop(ks[0], payloads)
 		if err != nil {
 			t.Error(err)
 		}
+		fleetRaw, err := rawFleet(ks, payloads, *loadInFlight)
+		if err != nil {
+			t.Error(err)
+		}
+		report("raw QoS 1 publish of the same %d payloads, no ledger: one loop (one connection, each publish waits for its PUBACK) %s (%.0f/s); the whole fleet (%d in flight per kiosk) %s (%.0f/s)",
+			rawN, ms(raw), float64(rawN)/raw.Seconds(), *loadInFlight, ms(fleetRaw), float64(rawN)/fleetRaw.Seconds())
 		acksBefore := rec.acks.Load()
 		st0 := ledgerStats()
 		start = time.Now()
@@ -337,9 +347,9 @@ func TestLoad(t *testing.T) {
 		}
 		drain := time.Since(start)
 		ratio := raw.Seconds() / drain.Seconds()
-		report("backlog drain: %d top-ups in %s (%.0f/s); raw QoS 1 publish of the same payloads %s (%.0f/s); ratio %.2fx (target >= %.1fx: %s) %s",
-			*loadBacklog, ms(drain), float64(*loadBacklog)/drain.Seconds(), ms(raw), float64(*loadBacklog)/raw.Seconds(),
-			ratio, targetRatio, verdict(ratio >= targetRatio), phase(st0))
+		report("backlog drain: %d top-ups credited and acked in %s (%.0f/s); ratio to the raw publish loop %.2fx (target >= %.1fx: %s), to the fleet's raw publishing %.2fx %s",
+			*loadBacklog, ms(drain), float64(*loadBacklog)/drain.Seconds(), ratio, targetRatio, verdict(ratio >= targetRatio),
+			fleetRaw.Seconds()/drain.Seconds(), phase(st0))
 		if *loadStrict && ratio < targetRatio {
 			t.Errorf("backlog drain ratio %.2fx below the target %.1fx", ratio, targetRatio)
 		}
