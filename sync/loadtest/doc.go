@@ -15,7 +15,9 @@
 //   - The ledger: two instances of sync/ledger, the code ledgerd runs, each with its own
 //     certificate (ledger-1, ledger-2 of the shipped ACL) and its own PostgreSQL pool,
 //     sharing the top-ups through a shared subscription whose group name the kiosks do not
-//     know (see the ACL file). They run in this process; ledgerd adds flag parsing only.
+//     know (see the ACL file). They run in this process (ledgerd adds flag parsing only);
+//     the store's Apply is timed, so each phase also shows the database's share of the
+//     latency.
 //   - PostgreSQL started by sync/ledger/pgtest, as the PostgreSQL tests start it.
 //
 // What is not: the journals do not fsync (a thousand kiosks share one disk here, each has

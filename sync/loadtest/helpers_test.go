@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kioskd/kioskd/sync/ledger"
 	"github.com/kioskd/kioskd/sync/wire"
 )
 
@@ -155,4 +156,31 @@ func rawFleet(ks []*kiosk, payloads [][][]byte, inFlight int) (time.Duration, er
 	}
 	wg.Wait()
 	return time.Since(start), firstErr
+}
+
+// timedStore is the ledger's PostgreSQL store with its Apply (one top-up's transaction,
+// retries included) timed: the report shows how much of an ack's latency is the database.
+type timedStore struct {
+	ledger.Store
+	mu  sync.Mutex
+	lat []time.Duration
+}
+
+func (s *timedStore) Apply(t wire.Topup, c ledger.Checks) (ledger.Result, error) {
+	start := time.Now()
+	res, err := s.Store.Apply(t, c)
+	d := time.Since(start)
+	s.mu.Lock()
+	s.lat = append(s.lat, d)
+	s.mu.Unlock()
+	return res, err
+}
+
+// take returns the durations since the last take.
+func (s *timedStore) take() []time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.lat
+	s.lat = nil
+	return out
 }

@@ -112,6 +112,7 @@ func TestLoad(t *testing.T) {
 		name  string
 		l     *ledger.Ledger
 		store *ledger.PGStore
+		timed *timedStore
 		done  chan error
 	}
 	lctx, lcancel := context.WithCancel(context.Background())
@@ -135,9 +136,10 @@ func TestLoad(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		timed := &timedStore{Store: store}
 		l, err := ledger.New(ledger.Config{
 			MQTT:       mqttc.Config{Brokers: []string{b.URL()}, ClientID: name, Username: name, TLS: tlsConf},
-			Store:      store,
+			Store:      timed,
 			Signer:     wire.Signer{KID: "ledger-load", Key: ledgerPriv},
 			ShareGroup: shareGroup,
 			WalletKeys: map[string]ed25519.PublicKey{"w1": walletPub},
@@ -147,7 +149,7 @@ func TestLoad(t *testing.T) {
 			store.Close()
 			t.Fatal(err)
 		}
-		in := &instance{name: name, l: l, store: store, done: make(chan error, 1)}
+		in := &instance{name: name, l: l, store: store, timed: timed, done: make(chan error, 1)}
 		go func() { in.done <- l.Run(lctx) }()
 		ledgers = append(ledgers, in)
 	}
@@ -172,12 +174,17 @@ func TestLoad(t *testing.T) {
 		}
 		return st
 	}
-	// phase describes what the ledgers did since the snapshot from.
+	// phase describes what the ledgers did since the snapshot from, and how long their
+	// database transactions took.
 	phase := func(from ledger.Stats) string {
 		to := ledgerStats()
-		return fmt.Sprintf("[ledgers: %d credited, %d duplicate, %d retry_later, %d dropped by a full queue; broker: %d drop warnings]",
+		var apply []time.Duration
+		for _, in := range ledgers {
+			apply = append(apply, in.timed.take()...)
+		}
+		return fmt.Sprintf("[ledgers: %d credited, %d duplicate, %d retry_later, %d dropped by a full queue; store transaction p50=%s p99=%s; broker: %d drop warnings]",
 			to.Credited-from.Credited, to.Duplicates-from.Duplicates, to.RetryLater-from.RetryLater, to.Dropped-from.Dropped,
-			strings.Count(b.Logs(), "being dropped"))
+			ms(percentile(apply, 0.5)), ms(percentile(apply, 0.99)), strings.Count(b.Logs(), "being dropped"))
 	}
 
 	// Kiosk certificates, issued in process by the dev CA.
@@ -234,6 +241,9 @@ func TestLoad(t *testing.T) {
 	rec.measure(true)
 	acks0 := rec.acks.Load()
 	st0 := ledgerStats()
+	for _, in := range ledgers {
+		in.timed.take()
+	}
 	mean := float64(n) / *loadRate // seconds between two top-ups of one kiosk
 	start = time.Now()
 	end := start.Add(*loadDuration)
@@ -336,6 +346,9 @@ func TestLoad(t *testing.T) {
 			rawN, ms(raw), float64(rawN)/raw.Seconds(), *loadInFlight, ms(fleetRaw), float64(rawN)/fleetRaw.Seconds())
 		acksBefore := rec.acks.Load()
 		st0 := ledgerStats()
+		for _, in := range ledgers {
+			in.timed.take()
+		}
 		start = time.Now()
 		for _, k := range ks {
 			k.link.offline.Store(false)
