@@ -158,9 +158,6 @@ func (k *kiosk) onAck(t journal.Topup) {
 	k.rec.acked(t.TopupID)
 }
 
-// acked counts the top-ups whose ack the journal applied.
-func (k *kiosk) acked() int64 { return k.credited.Load() + k.held.Load() }
-
 // addTopup runs one customer: a wallet-signed code for a random account, one banknote
 // stacked and credited, the session closed (the top-up enters the outbox). While the
 // recorder measures, the top-up's latency runs from just before its close transaction.

@@ -123,7 +123,7 @@ func TestLoad(t *testing.T) {
 			if err := <-in.done; err != nil {
 				t.Errorf("%s: %v", in.name, err)
 			}
-			in.store.Close()
+			_ = in.store.Close()
 		}
 	}()
 	for i, f := range ledgerFiles {
@@ -146,7 +146,7 @@ func TestLoad(t *testing.T) {
 			Logger:     logger.With("instance", name),
 		})
 		if err != nil {
-			store.Close()
+			_ = store.Close()
 			t.Fatal(err)
 		}
 		in := &instance{name: name, l: l, store: store, timed: timed, done: make(chan error, 1)}
