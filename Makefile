@@ -99,7 +99,7 @@ sim:
 ## them it says which is missing and fails. LOAD_FLAGS e.g. "-load.rate=200 -load.strict".
 LOAD_KIOSKS   ?= 1000
 LOAD_DURATION ?= 60s
-LOAD_RATE     ?= 100
+LOAD_RATE     ?= 50
 LOAD_BACKLOG  ?= 10000
 LOAD_FLAGS    ?=
 LOAD_TIMEOUT  ?= 30m

@@ -30,7 +30,7 @@ var (
 	loadRun      = flag.Bool("load", false, "run the load test (make loadtest sets it)")
 	loadKiosks   = flag.Int("load.kiosks", 1000, "simulated kiosks, each with its own journal, uplink, MQTT connection and certificate")
 	loadDuration = flag.Duration("load.duration", 60*time.Second, "length of the sustained phase")
-	loadRate     = flag.Float64("load.rate", 100, "top-ups per second the whole fleet closes during the sustained phase")
+	loadRate     = flag.Float64("load.rate", 50, "top-ups per second the whole fleet closes during the sustained phase")
 	loadBacklog  = flag.Int("load.backlog", 10000, "top-ups in the backlog the fleet drains (spread over the kiosks)")
 	loadInFlight = flag.Int("load.inflight", 4, "mqtt.max_in_flight of each kiosk (kioskd's default is 4)")
 	loadAccounts = flag.Int("load.accounts", 5000, "wallet accounts the customers top up")
