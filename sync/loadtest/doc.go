@@ -27,6 +27,9 @@
 //
 // The phases, each printed as one line:
 //
+//  0. Warm-up: every kiosk closes one top-up, all at once. It is the first of the kiosk's
+//     journal epoch, which the ledger records with an operations alarm: a fleet's first day,
+//     not its steady state, so it is measured apart (time until all are acked, latency).
 //  1. Sustained: every kiosk closes top-ups at random (exponential) intervals, the fleet at
 //     -load.rate per second, for -load.duration. Printed: acked top-ups per second in the
 //     window, and the ack latency of every top-up of the phase, from just before its close
