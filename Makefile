@@ -91,6 +91,24 @@ sim:
 	  if [ ! -s $(BIN)/sim-summary ]; then for f in $(BIN)/sim-current.trace*; do echo "== the last run of a worker ($$f):"; tail -n 40 $$f; done; fi; \
 	  cat $(BIN)/sim-summary 2>/dev/null || echo "runs=0 crashes=0 faults=0 violations=unknown seed=$(SIM_SEED) (simulation did not finish)"; exit $$rc
 
+## loadtest: LOAD_KIOSKS simulated kiosks (each its own journal outbox, uplink, MQTT connection
+## and client certificate) against mosquitto running deploy/mosquitto (TLS, ACL), two ledger
+## instances sharing the top-ups, and PostgreSQL. Prints sustained top-ups/s, ack latency
+## p50/p99, the reconnect storm, the backlog drain against raw QoS 1 publishing, and
+## lost/doubled; fails unless both are 0. Needs mosquitto, openssl and PostgreSQL: without
+## them it says which is missing and fails. LOAD_FLAGS e.g. "-load.rate=200 -load.strict".
+LOAD_KIOSKS   ?= 1000
+LOAD_DURATION ?= 60s
+LOAD_RATE     ?= 50
+LOAD_BACKLOG  ?= 10000
+LOAD_FLAGS    ?=
+LOAD_TIMEOUT  ?= 30m
+.PHONY: loadtest
+loadtest:
+	cd sync/loadtest && KIOSKD_REQUIRE_SERVICES=1 $(GO) test -count=1 -timeout $(LOAD_TIMEOUT) -run '^TestLoad$$' \
+	  -args -load -load.kiosks=$(LOAD_KIOSKS) -load.duration=$(LOAD_DURATION) -load.rate=$(LOAD_RATE) \
+	  -load.backlog=$(LOAD_BACKLOG) $(LOAD_FLAGS)
+
 ## deb: Debian packages of kioskd for arm64, armhf and amd64 in bin/deb/ (deploy/README.md);
 ## same tree, same bytes (times from SOURCE_DATE_EPOCH, default the last commit's time)
 .PHONY: deb

@@ -321,3 +321,7 @@ func StopShared() {
 		shared.s.Close()
 	}
 }
+
+// BinDir returns the directory holding postgres and initdb, or why there is none: for a
+// program that wants to say what is missing before it starts anything.
+func BinDir() (string, error) { return binDir() }

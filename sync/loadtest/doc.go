@@ -1,0 +1,55 @@
+// Package loadtest is the fleet load test behind `make loadtest`: many kiosks, one broker,
+// two ledger instances and one database, all real where it matters for the figures.
+//
+// What is real:
+//
+//   - The broker: mosquitto started by sync/mosqtest with deploy/mosquitto/kioskd.conf and
+//     kioskd.acl as shipped (TLS, client certificates required, CN = username = client id,
+//     the topic ACL, the size and queue limits), rewriting only paths and the port.
+//   - Each kiosk: its own journal file (kiosk/journal: the outbox, acks applied in a
+//     transaction), the real uplink (sync/uplink: in-flight window, backoff with jitter,
+//     signed-ack checks against the ledger key), the real MQTT client (sync/mqttc over paho,
+//     with the Last Will kioskd sets) and its own client certificate. A top-up is journaled as
+//     the session engine journals it (open the session with a wallet-signed code, stack
+//     intent, credit, close), without devices.
+//   - The ledger: two instances of sync/ledger, the code ledgerd runs, each with its own
+//     certificate (ledger-1, ledger-2 of the shipped ACL) and its own PostgreSQL pool,
+//     sharing the top-ups through a shared subscription whose group name the kiosks do not
+//     know (see the ACL file). They run in this process (ledgerd adds flag parsing only);
+//     the store's Apply is timed, so each phase also shows the database's share of the
+//     latency.
+//   - PostgreSQL started by sync/ledger/pgtest, as the PostgreSQL tests start it.
+//
+// What is not: the journals do not fsync (a thousand kiosks share one disk here, each has
+// its own SD card in the field), and the kiosks' certificates are issued in process by the
+// CA that deploy/dev-pki.sh made, with its rules (P-256, CN = kiosk id, clientAuth), because
+// running openssl twice per kiosk would take most of a bounded CI run.
+//
+// The phases, each printed as one line:
+//
+//  0. Warm-up: every kiosk closes one top-up, all at once. It is the first of the kiosk's
+//     journal epoch, which the ledger records with an operations alarm: a fleet's first day,
+//     not its steady state, so it is measured apart (time until all are acked, latency).
+//  1. Sustained: every kiosk closes top-ups at random (exponential) intervals, the fleet at
+//     -load.rate per second, for -load.duration. Printed: acked top-ups per second in the
+//     window, and the ack latency of every top-up of the phase, from just before its close
+//     transaction to its ack applied in the journal (p50, p99; target p99 <= 1 s).
+//  2. Reconnect storm: the broker is killed and restarted; every kiosk and both ledgers
+//     reconnect at once, spread only by mqttc's reconnect jitter. Printed: the time until
+//     every kiosk is back (connected, subscribed, status published), and its p50 and p99.
+//  3. Backlog drain: the uplinks see no connection while the kiosks journal -load.backlog
+//     top-ups between them. The same payloads are first published raw (QoS 1, waiting for
+//     each PUBACK) through the same connections with the same window per kiosk, to a topic
+//     nobody subscribes to: the broker's pace for this traffic without a ledger. Then the
+//     uplinks drain the outboxes to the ledgers. Printed: both rates and their ratio (target
+//     >= 0.5x).
+//  4. Checks: every top-up any kiosk journaled is compared with the ledger's tables. lost:
+//     sent but not credited (or an account short of it); doubled: credited twice (an account
+//     counting more credits or money than its top-ups, a row no kiosk sent, more first
+//     credits than top-ups); also top-ups still unacked in a journal, held, or stored with
+//     another amount. The run fails unless all are 0. The targets fail it only with
+//     -load.strict: their figures depend on the machine.
+//
+// Without -load the test skips (make test does not run it). Without mosquitto, openssl or
+// PostgreSQL it fails, naming what is missing.
+package loadtest
