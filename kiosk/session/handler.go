@@ -320,12 +320,16 @@ func (c *core) event(ev acceptor.Event) {
 		c.e.log.Warn("acceptor protocol error", "event", ev.String())
 	case acceptor.CassetteReplaced:
 		c.recordDevice(ev)
+		c.collectionEvent(false)
 		delete(c.faults, acceptor.CassetteRemoved.String())
 		c.e.cfg.Health.Clear("acceptor_" + acceptor.CassetteRemoved.String())
 	}
 	// Every fault stops service until the unit reports a normal state again; for a unit that
 	// latches a cheat attempt until RESET (ID-003, CCNET) that means until a technician resets
 	// it, for one that reports it once (SSP) it clears at the next poll.
+	if ev.Kind == acceptor.CassetteRemoved {
+		c.collectionEvent(true)
+	}
 	if ev.Kind.Fault() {
 		c.recordDevice(ev)
 		key := ev.Kind.String()
