@@ -24,7 +24,9 @@ func collectionOf(tp wire.Topup) wire.Collection {
 // A collection is stored once per collection_id and links its items to suspense records
 // (the top-up's own, or a new one for an item outside any session); settling an item names
 // the collection as evidence.
-func TestCollectionStoredOnceAndSettled(t *testing.T) { forEachStore(t, testCollectionStoredOnceAndSettled) }
+func TestCollectionStoredOnceAndSettled(t *testing.T) {
+	forEachStore(t, testCollectionStoredOnceAndSettled)
+}
 
 func testCollectionStoredOnceAndSettled(t *testing.T, open openFunc) {
 	s := open(nil)

@@ -38,6 +38,7 @@ import (
 // A decision on a suspense record may name the cash collection whose count is its evidence
 // ("collection_id": the record must be one of its items) and, for a record that lacks them,
 // the customer's "account" and the note's "value_minor" a release credits.
+//
 //	GET /api/stats                 counters (Stats)
 //	GET /healthz                   200 when the store answers; says whether MQTT is up
 //	GET /metrics                   Prometheus metrics (counters of Stats; no ids in labels)
