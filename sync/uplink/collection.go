@@ -69,6 +69,9 @@ func (u *Uplink) drainCollections(ctx context.Context, connected bool) time.Dura
 		if st.stopped || st.inFlight || st.c.State == journal.CollectionStored {
 			continue
 		}
+		if u.topupWaiting(st.c) {
+			continue // the ack of that top-up wakes the drain again
+		}
 		if wait := st.nextTry.Sub(now); wait > 0 {
 			next = min(next, wait)
 			continue
@@ -140,4 +143,23 @@ func (u *Uplink) handleCollectionAck(_ string, payload []byte) {
 		}
 	}
 	u.wakeup()
+}
+
+// topupWaiting reports whether a top-up that one of c's uncertain items belongs to is still in
+// the outbox: the ledger links the item to the suspense record that top-up creates, so the
+// record goes after it. u.mu is held.
+func (u *Uplink) topupWaiting(c journal.Collection) bool {
+	for _, it := range c.Uncertain {
+		if it.TopupID == "" {
+			continue
+		}
+		_, _, seq, err := wire.ParseTopupID(it.TopupID)
+		if err != nil {
+			continue
+		}
+		if t, ok := u.box[seq]; ok && t.State != journal.TopupConflict {
+			return true
+		}
+	}
+	return false
 }
