@@ -2,9 +2,9 @@ package receipts
 
 import (
 	"bytes"
-	"image"
 	"errors"
 	"fmt"
+	"image"
 	"unicode/utf8"
 
 	"golang.org/x/text/encoding/simplifiedchinese"
