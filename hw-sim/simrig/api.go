@@ -25,7 +25,8 @@ var panelFS embed.FS
 //	GET  /api/denominations             the acceptor's codes and values
 //	POST /api/acceptor/insert           {"code":99} or {"value_minor":10000}
 //	POST /api/acceptor/reject_next      {"reason":114}
-//	POST /api/acceptor/jam              {"stacker":false}
+//	POST /api/acceptor/jam              {"stacker":false} | {"next_stack":true} (jam the next note
+//	                                    past the point of no return: an uncertain item)
 //	POST /api/acceptor/clear_jam
 //	POST /api/acceptor/cassette         {"action":"pull"|"replace"|"full"|"not_full"}
 //	POST /api/acceptor/cheat
@@ -109,6 +110,9 @@ func (r *Rig) Handler() http.Handler {
 		return nil, nil
 	})
 	post("/api/acceptor/jam", func(b map[string]json.RawMessage) (any, error) {
+		if boolField(b, "next_stack") {
+			return nil, r.JamNextStack()
+		}
 		r.Acc.Jam(boolField(b, "stacker"))
 		return nil, nil
 	})
