@@ -148,6 +148,9 @@ func printStatus(w io.Writer, st ctl.Status) {
 	if e.UpdateReady {
 		fmt.Fprintln(w, "update: ready")
 	}
+	if c := e.Collection; c != nil {
+		fmt.Fprintf(w, "cash collection: %s at step %s (kioskctl collect status)\n", c.ID, c.Step)
+	}
 	if len(e.Conditions) > 0 {
 		fmt.Fprintf(w, "stopping service: %s\n", strings.Join(e.Conditions, ", "))
 	}
