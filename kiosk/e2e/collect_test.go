@@ -22,8 +22,8 @@ import (
 
 // newCollectEnv is an environment whose kiosk speaks Chinese on a printer with a Chinese
 // font, so that the slip carries both languages.
-func newCollectEnv(t *testing.T, deadline time.Duration) *env {
-	e := newEnv(t, options{resultDisplay: 300 * time.Millisecond, ackWait: 300 * time.Millisecond, deadline: deadline})
+func newCollectEnv(t *testing.T, deadline time.Duration, kind brokerKind) *env {
+	e := newEnv(t, options{resultDisplay: 300 * time.Millisecond, ackWait: 300 * time.Millisecond, deadline: deadline, broker: kind})
 	e.cfg.Kiosk.Language = "zh-CN"
 	e.cfg.Printer.Profile = "chinese80"
 	if err := config.WriteFile(e.cfgPath, e.cfg); err != nil {
@@ -98,8 +98,14 @@ func (e *env) slips() []string {
 // collection counts the cassette and finds it; the record reaches the ledger with expected,
 // counted, difference and the item; ops settle the item with the collection as evidence; the
 // slip is printed in both languages; the counters start from zero and service is back.
-func TestCashCollectionEndToEnd(t *testing.T) {
-	e := newCollectEnv(t, 0)
+func TestCashCollectionEndToEnd(t *testing.T) { cashCollection(t, embedded) }
+
+// TestCashCollectionMosquittoTLS runs it under the production broker configuration and ACL:
+// the ledger may answer on down/collection_ack.
+func TestCashCollectionMosquittoTLS(t *testing.T) { cashCollection(t, mosquitto) }
+
+func cashCollection(t *testing.T, kind brokerKind) {
+	e := newCollectEnv(t, 0, kind)
 	e.startKiosk("")
 	e.waitOnline()
 	e.customer("gina", 10000, 5000)
@@ -231,7 +237,7 @@ func TestCashCollectionCrashAtEachStep(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a kioskd crash per collection step")
 	}
-	e := newCollectEnv(t, time.Duration(len(collectCrashPoints))*40*time.Second+time.Minute)
+	e := newCollectEnv(t, time.Duration(len(collectCrashPoints))*40*time.Second+time.Minute, embedded)
 	e.startKiosk("")
 	e.waitOnline()
 	crashes := 0
