@@ -335,11 +335,15 @@ func (c *core) event(ev acceptor.Event) {
 		key := ev.Kind.String()
 		if !c.faults[key] {
 			c.faults[key] = true
-			actor := health.Engineer
+			sev, actor := health.Critical, health.Engineer
 			if ev.Kind == acceptor.CassetteFull || ev.Kind == acceptor.CassetteRemoved {
 				actor = health.Staff
 			}
-			c.e.cfg.Health.Set("acceptor_"+key, health.Critical, actor, health.StopsService, ev.String())
+			if ev.Kind == acceptor.CassetteRemoved && c.coll != nil {
+				// The collector took it out: a step of the collection, not an alarm.
+				sev, actor = health.Info, health.None
+			}
+			c.e.cfg.Health.Set("acceptor_"+key, sev, actor, health.StopsService, ev.String())
 		}
 	}
 }
