@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"image"
 	"unicode/utf8"
 
 	"golang.org/x/text/encoding/simplifiedchinese"
@@ -128,7 +129,11 @@ func RenderESCPOS(r Receipt, p Profile) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return escposLines(lines, chinese, p)
+}
 
+// escposLines sends laid-out lines as ESC/POS text (receipts and collection slips alike).
+func escposLines(lines []line, chinese bool, p Profile) ([]byte, error) {
 	var b bytes.Buffer
 	b.Grow(64 * len(lines))
 	b.Write([]byte{esc, '@'})    // initialise: clears modes left by anyone before us
@@ -222,6 +227,11 @@ func RenderRaster(r Receipt, p Profile, f *Font) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return rasterBytes(img, p), nil
+}
+
+// rasterBytes sends a drawn image as GS v 0 bands, then cuts and presents.
+func rasterBytes(img *image.Gray, p Profile) []byte {
 	w, h := img.Bounds().Dx(), img.Bounds().Dy()
 	xb := (w + 7) / 8
 	var b bytes.Buffer
@@ -244,7 +254,7 @@ func RenderRaster(r Receipt, p Profile, f *Font) ([]byte, error) {
 		}
 	}
 	finish(&b, p)
-	return b.Bytes(), nil
+	return b.Bytes()
 }
 
 // Render is what the kiosk sends to its printer: RenderRaster for a Raster profile (f must be

@@ -246,6 +246,11 @@ func RenderImage(r Receipt, p Profile, f *Font) (*image.Gray, error) {
 	if err != nil {
 		return nil, err
 	}
+	return drawLines(lines, p, f)
+}
+
+// drawLines draws laid-out lines (receipts and collection slips alike).
+func drawLines(lines []line, p Profile, f *Font) (*image.Gray, error) {
 	g, err := place(lines, p)
 	if err != nil {
 		return nil, err

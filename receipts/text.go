@@ -19,7 +19,11 @@ func RenderText(r Receipt, width int) []byte {
 	if r.Lang == LangZH {
 		lb = &labelsZH
 	}
-	lines := build(&r, width, width, lb, cleanUnicode)
+	return textLines(build(&r, width, width, lb, cleanUnicode), width)
+}
+
+// textLines writes laid-out lines as plain text.
+func textLines(lines []line, width int) []byte {
 	var b strings.Builder
 	b.Grow(len(lines) * (width + 1))
 	for _, l := range lines {

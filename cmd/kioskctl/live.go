@@ -27,6 +27,7 @@ const liveUsage = `
   kioskctl status | devices | conditions | counters | outbox | uncertain
   kioskctl receipt N             the stored receipt record and its text
   kioskctl maintenance on|off    on waits for a customer in session to finish
+  kioskctl collect start|status|cassette-out|count V=N...|finish|cassette-in|abort   cash collection
   kioskctl reprint N             print a COPY of receipt N
   kioskctl diag bundle [-o FILE] a .tar.gz for the support team (no secrets)
   kioskctl selftest printer      print a test page, with the printer's status
@@ -46,6 +47,7 @@ var liveCommands = map[string]func(l *live, args []string) error{
 	"reprint":     (*live).reprint,
 	"diag":        (*live).diag,
 	"selftest":    (*live).selftest,
+	"collect":     (*live).collect,
 }
 
 // live is one command against kioskd.
@@ -145,6 +147,9 @@ func printStatus(w io.Writer, st ctl.Status) {
 	}
 	if e.UpdateReady {
 		fmt.Fprintln(w, "update: ready")
+	}
+	if c := e.Collection; c != nil {
+		fmt.Fprintf(w, "cash collection: %s at step %s (kioskctl collect status)\n", c.ID, c.Step)
 	}
 	if len(e.Conditions) > 0 {
 		fmt.Fprintf(w, "stopping service: %s\n", strings.Join(e.Conditions, ", "))

@@ -12,7 +12,7 @@
 // With kioskd running (its control socket answers) and no -journal, verify and export read
 // the live journal through kioskd, in one read transaction. The other commands (status,
 // devices, conditions, counters, outbox, uncertain, receipt, maintenance, reprint, diag
-// bundle, selftest printer; see liveUsage) talk to the running kioskd. update-gate answers an
+// bundle, selftest printer, collect; see liveUsage) talk to the running kioskd. update-gate answers an
 // update client's hook whether an update may start now (exit 0 go, 21 retry later, 1 error;
 // updategate.go).
 //

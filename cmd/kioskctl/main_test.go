@@ -152,3 +152,15 @@ func TestJournalArchiveAndExport(t *testing.T) {
 		t.Fatalf("verify after archive: %v %q", err, out.String())
 	}
 }
+
+func TestParseCounts(t *testing.T) {
+	got, err := parseCounts([]string{"100=12", "50.00=3", "0.5=1"}, "CNY")
+	if err != nil || len(got) != 3 || got[0].ValueMinor != 10000 || got[0].Count != 12 || got[1].ValueMinor != 5000 || got[2].ValueMinor != 50 {
+		t.Fatalf("%+v %v", got, err)
+	}
+	for _, bad := range []string{"100", "100=-1", "x=1", "0.001=1", "-5=1"} {
+		if _, err := parseCounts([]string{bad}, "CNY"); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

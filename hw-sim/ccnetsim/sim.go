@@ -353,7 +353,7 @@ func (s *Sim) commandLocked(f ccnet.Frame) (reply []byte, ackTarget int) {
 		// From STACK on the note is committed to the stacker: a power cut now leaves it "in
 		// the stacker" and RESET finishes stacking it.
 		s.mode = modeStacking
-		s.u.Path.InStacker = true
+		s.u.EnterStacker()
 		return ack, -1
 	case ccnet.CmdReturn:
 		s.mode = modeReturning
@@ -503,7 +503,7 @@ func (s *Sim) advanceLocked() {
 			return
 		default:
 			s.mode = modeStacking // escrow off for this type: straight to the cassette
-			s.u.Path.InStacker = true
+			s.u.EnterStacker()
 			return
 		}
 		s.mode = modeRejecting

@@ -264,7 +264,7 @@ func (s *Sim) handleLocked(f id003.Frame) []byte {
 		// From STACK on the note is committed to the stacker: a power cut now leaves it
 		// "in the stacker" and RESET finishes stacking it.
 		s.mode = modeStacking
-		s.u.Path.InStacker = true
+		s.u.EnterStacker()
 		return ack
 	case id003.CmdReturn:
 		if !inEscrow {

@@ -76,6 +76,8 @@ func (a *adapter[W, F]) Stacked() []Stacked        { return a.stacked() }
 // PendingFaults counts injected faults no reply has used yet.
 func (a *adapter[W, F]) PendingFaults() int { return a.pending() }
 
+func (a *adapter[W, F]) rawSim() any { return a.raw }
+
 func (a *adapter[W, F]) PowerCycle(where string) error {
 	if where == "" {
 		where = "auto"

@@ -10,6 +10,7 @@ import (
 	"math"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -24,7 +25,8 @@ var panelFS embed.FS
 //	GET  /api/denominations             the acceptor's codes and values
 //	POST /api/acceptor/insert           {"code":99} or {"value_minor":10000}
 //	POST /api/acceptor/reject_next      {"reason":114}
-//	POST /api/acceptor/jam              {"stacker":false}
+//	POST /api/acceptor/jam              {"stacker":false} | {"next_stack":true} (jam the next note
+//	                                    past the point of no return: an uncertain item)
 //	POST /api/acceptor/clear_jam
 //	POST /api/acceptor/cassette         {"action":"pull"|"replace"|"full"|"not_full"}
 //	POST /api/acceptor/cheat
@@ -33,6 +35,8 @@ var panelFS embed.FS
 //	POST /api/acceptor/fault            {"kind":"bad_crc"|"no_reply"|"garbage"|"split"|"slow","delay_ms":0}
 //	POST /api/acceptor/swap             {"serial":1000002} (SSP only: another unit on the port)
 //	GET  /api/acceptor/stacked          the emulator's log of notes in the cassette
+//	GET  /api/acceptor/cassette/count   a collector's count of a cassette (?number=N; default the
+//	                                    newest that holds notes): notes per denomination
 //	POST /api/printer/set               {"paper_out":true,"near_end":false,"cover_open":false,"cutter_error":false}
 //	GET  /api/printer/receipts          documents the printer received
 //	POST /api/scanner/scan              {"payload":"..."} | {"wallet_account":"alice"} | {"raw_hex":"00ff"}
@@ -106,6 +110,9 @@ func (r *Rig) Handler() http.Handler {
 		return nil, nil
 	})
 	post("/api/acceptor/jam", func(b map[string]json.RawMessage) (any, error) {
+		if boolField(b, "next_stack") {
+			return nil, r.JamNextStack()
+		}
 		r.Acc.Jam(boolField(b, "stacker"))
 		return nil, nil
 	})
@@ -150,6 +157,19 @@ func (r *Rig) Handler() http.Handler {
 		return nil, sw.SwapUnit(uint32(serial))
 	})
 	mux.HandleFunc("GET /api/acceptor/stacked", func(w http.ResponseWriter, req *http.Request) { reply(w, nonNil(r.Acc.Stacked())) })
+	mux.HandleFunc("GET /api/acceptor/cassette/count", func(w http.ResponseWriter, req *http.Request) {
+		n := 0
+		if v := req.URL.Query().Get("number"); v != "" {
+			var err error
+			if n, err = strconv.Atoi(v); err != nil || n < 0 {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusBadRequest)
+				w.Write([]byte(`{"error":"number must be a cassette number"}` + "\n"))
+				return
+			}
+		}
+		reply(w, r.CountCassette(n))
+	})
 	post("/api/printer/set", func(b map[string]json.RawMessage) (any, error) {
 		if _, ok := b["paper_out"]; ok {
 			r.Printer.SetPaperOut(boolField(b, "paper_out"))

@@ -18,6 +18,7 @@ import (
 	"github.com/kioskd/kioskd/kiosk/ctl/ctltest"
 	"github.com/kioskd/kioskd/kiosk/health"
 	"github.com/kioskd/kioskd/kiosk/journal"
+	"github.com/kioskd/kioskd/kiosk/session"
 	"golang.org/x/sys/unix"
 )
 
@@ -252,4 +253,25 @@ func TestRedactConfig(t *testing.T) {
 func jsonString(v any) (string, error) {
 	b, err := json.Marshal(v)
 	return string(b), err
+}
+
+// The collect actions reach the engine as collect_* commands; an unknown action is refused.
+func TestCollectActions(t *testing.T) {
+	f := ctltest.NewFake()
+	c := ctl.NewClient(ctltest.Serve(t, f, ctltest.Self()))
+	ctx := context.Background()
+	if _, err := c.Collect(ctx, ctl.CollectRequest{Action: "start", Operator: "alice", CassetteID: "CAS-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Collect(ctx, ctl.CollectRequest{Action: "count", Counts: []journal.NoteLine{{ValueMinor: 10000, Count: 3}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Collect(ctx, ctl.CollectRequest{Action: "empty_the_box"}); err == nil {
+		t.Fatal("unknown action accepted")
+	}
+	got := f.CollectCommands()
+	if len(got) != 2 || got[0].Kind != session.CmdCollectStart || got[0].Operator != "alice" || got[0].CassetteID != "CAS-1" ||
+		got[1].Kind != session.CmdCollectCount || len(got[1].Counts) != 1 || got[1].Counts[0].Count != 3 {
+		t.Fatalf("commands %+v", got)
+	}
 }

@@ -86,6 +86,7 @@ func NewServer(b Backend, p Policy, log *slog.Logger) *Server {
 	mux.HandleFunc("GET /v1/journal/export", s.export)
 	mux.HandleFunc("POST /v1/maintenance", s.maintenance)
 	mux.HandleFunc("POST /v1/reprint", s.reprint)
+	mux.HandleFunc("POST /v1/collect", s.collect) // collect.go
 	mux.HandleFunc("GET /v1/diag", s.diag)
 	mux.HandleFunc("POST /v1/selftest/printer", s.selftestPrinter)
 	mux.HandleFunc("POST /v1/update-gate", s.updateGate) // updategate.go

@@ -225,6 +225,14 @@ func (b controlBackend) Maintenance(ctx context.Context, on, wait bool) (session
 	return b.s.engine.SetMaintenance(ctx, on, wait)
 }
 
+// Collect runs a cash collection command (ctl.Collector).
+func (b controlBackend) Collect(ctx context.Context, cmd session.Command) (session.Reply, error) {
+	if b.s.engine == nil {
+		return session.Reply{}, errSafeMode
+	}
+	return b.s.engine.Do(ctx, cmd)
+}
+
 func (b controlBackend) Reprint(ctx context.Context, no uint64) error {
 	if b.s.engine == nil {
 		return errSafeMode

@@ -393,6 +393,46 @@ func (s *printerSlot) PrintReceipt(ctx context.Context, r session.Receipt) error
 	return err
 }
 
+// PrintCollectionSlip prints a cash collection slip (session.SlipPrinter), in the kiosk's
+// language (a Chinese slip carries the English beside each label).
+func (s *printerSlot) PrintCollectionSlip(ctx context.Context, sl session.Slip) error {
+	data, err := receipts.RenderSlip(toSlip(s.cfg, sl), s.set.profile, s.set.font)
+	if err != nil {
+		return fmt.Errorf("%w: render: %v", session.ErrNotPrinted, err)
+	}
+	s.mu.RLock()
+	p := s.p
+	if p == nil {
+		s.mu.RUnlock()
+		return fmt.Errorf("%w: printer not connected", session.ErrNotPrinted)
+	}
+	err = p.Print(ctx, data)
+	s.mu.RUnlock()
+	if err != nil && portFailed(err) {
+		s.kick()
+	}
+	return err
+}
+
+// toSlip builds the slip paper of a collection record.
+func toSlip(cfg config.Config, sl session.Slip) receipts.CollectionSlip {
+	r := sl.Record
+	out := receipts.CollectionSlip{KioskID: cfg.Kiosk.ID, Location: cfg.Kiosk.Location, TZ: cfg.Location(), CollectionID: r.CollectionID,
+		PreviousID: r.PreviousID, PeriodFrom: r.PeriodFrom, PeriodTo: r.PeriodTo, Time: r.RecordedAt, CassetteID: r.CassetteID,
+		Operator: r.Operator, Currency: r.Currency, Copy: sl.Copy, Lang: receipts.ParseLang(cfg.Kiosk.Language)}
+	for _, l := range r.Lines {
+		out.Lines = append(out.Lines, receipts.SlipLine{ValueMinor: l.ValueMinor, Expected: l.Expected, Counted: l.Counted})
+	}
+	if u := r.UnitCounter; u != nil && u.Stacked != nil {
+		n := *u.Stacked
+		out.UnitStacked = &n
+	}
+	for _, u := range r.Uncertain {
+		out.Uncertain = append(out.Uncertain, receipts.SlipItem{ValueMinor: u.ValueMinor, TopupID: u.TopupID, Reason: u.Reason})
+	}
+	return out
+}
+
 // CutCount reads the printer's autocutter counter (session.CutCounter).
 func (s *printerSlot) CutCount(ctx context.Context) (uint64, error) {
 	s.mu.RLock()

@@ -33,6 +33,27 @@ const (
 	KeyReceiptFooter          Key = "receipt.footer"
 	KeyReceiptFollows         Key = "receipt.follows"
 
+	// Cash collection slip (receipts.CollectionSlip).
+	KeySlipTitle         Key = "slip.title"
+	KeySlipCollection    Key = "slip.collection"
+	KeySlipPrevious      Key = "slip.previous"
+	KeySlipFirst         Key = "slip.first"
+	KeySlipPeriod        Key = "slip.period"
+	KeySlipCassette      Key = "slip.cassette"
+	KeySlipCollector     Key = "slip.collector"
+	KeySlipValue         Key = "slip.value"
+	KeySlipExpected      Key = "slip.expected"
+	KeySlipCounted       Key = "slip.counted"
+	KeySlipDifference    Key = "slip.difference"
+	KeySlipShortage      Key = "slip.shortage"
+	KeySlipSurplus       Key = "slip.surplus"
+	KeySlipBalanced      Key = "slip.balanced"
+	KeySlipUnitCounter   Key = "slip.unit_counter"
+	KeySlipUncertainHead Key = "slip.uncertain_head"
+	KeySlipEvidence      Key = "slip.evidence"
+	KeySlipSignCollector Key = "slip.sign_collector"
+	KeySlipSignWitness   Key = "slip.sign_witness"
+
 	// QR payment code refusals (kiosk/qrpay errors).
 	KeyQRBadFormat    Key = "qr.bad_format"
 	KeyQRUnknownKey   Key = "qr.unknown_key"
@@ -200,6 +221,27 @@ var messages = []Message{
 	{Key: KeyReceiptUncertainHead, ZH: "待核实(不计入合计):", EN: "Under review (not in total):"},
 	{Key: KeyReceiptNoNotes, ZH: "(无)", EN: "(none)"},
 	{Key: KeyReceiptFooter, ZH: "请保留此凭条，查询请提供参考号。", EN: "Keep this receipt. Quote the reference in any query."},
+
+	// Cash collection slip (staff paper; short labels, a Chinese slip prints both).
+	{Key: KeySlipTitle, ZH: "现金清机单", EN: "CASH COLLECTION SLIP"},
+	{Key: KeySlipCollection, ZH: "清机编号", EN: "Collection"},
+	{Key: KeySlipPrevious, ZH: "上次清机", EN: "Previous"},
+	{Key: KeySlipFirst, ZH: "首次清机", EN: "first"},
+	{Key: KeySlipPeriod, ZH: "期间", EN: "Period"},
+	{Key: KeySlipCassette, ZH: "钞箱", EN: "Cassette"},
+	{Key: KeySlipCollector, ZH: "清机员", EN: "Collector"},
+	{Key: KeySlipValue, ZH: "面额", EN: "Note"},
+	{Key: KeySlipExpected, ZH: "应有", EN: "Expected"},
+	{Key: KeySlipCounted, ZH: "实点", EN: "Counted"},
+	{Key: KeySlipDifference, ZH: "差额", EN: "Difference"},
+	{Key: KeySlipShortage, ZH: "短款", EN: "SHORTAGE"},
+	{Key: KeySlipSurplus, ZH: "长款", EN: "SURPLUS"},
+	{Key: KeySlipBalanced, ZH: "账实相符", EN: "BALANCED"},
+	{Key: KeySlipUnitCounter, ZH: "机器计数", EN: "Unit counter"},
+	{Key: KeySlipUncertainHead, ZH: "待核实项目:", EN: "Uncertain items:"},
+	{Key: KeySlipEvidence, ZH: "差额与待核实项目由运营中心核定。", EN: "Operations settle differences and uncertain items."},
+	{Key: KeySlipSignCollector, ZH: "清机员签字", EN: "Collector signature"},
+	{Key: KeySlipSignWitness, ZH: "复核人签字", EN: "Witness signature"},
 
 	// QR payment codes.
 	{Key: KeyQRBadFormat, ZH: "这不是钱包付款码。请出示钱包应用中的付款二维码。", EN: "This is not a wallet payment code. Please show the payment QR code of your wallet app."},

@@ -93,6 +93,37 @@
 // unfinished receipt: printed (do not print again), not printed (print the original) or
 // unknown (print a COPY).
 //
+// # Cash collection
+//
+// A cash collection is one procedure with a journaled step per fact (collection.go), so that
+// a crash at any point resumes it at the journaled step and it makes exactly one record and
+// one reset of the cassette counters:
+//
+//  1. StartCollection (collection_started): collection number n, id
+//     <kiosk_id>-<epoch>-C<n>; the period starts after the previous collection's cassette-out.
+//     Starting again while one is open returns the open one.
+//  2. CollectionCassetteOut (collection_cassette_out): the cassette counters per denomination
+//     (what the journal expects in the cassette), the unit's stacked counter (its last
+//     baseline) and the unsettled uncertain items (each with the top-up it belongs to) are
+//     frozen into the collection.
+//  3. CountCollection (collection_counted): the collector's count per denomination, entered
+//     again to correct it.
+//  4. RecordCollection (collection_recorded), ONE transaction: the record (wire.Collection:
+//     expected, counted, differences, unit counter, uncertain items) is final and enters the
+//     collection outbox; the cassette counters drop by what was expected (the only event
+//     that takes notes out of them, replayed by Verify); the period's uncertain items are
+//     settled at this collection (Uncertain.Collection); the unit-counter baseline is moved
+//     by the same amount so the witness reads the same difference. A crash before it leaves
+//     none of this, after it all of it; asked again, it changes nothing.
+//  5. CollectionSlipStart / CollectionSlipDone (collection_slip_print, collection_slip_done):
+//     the slip is printed between two commits; an interrupted print is printed again as a
+//     COPY.
+//  6. CollectionCassetteIn (collection_cassette_in), then EndCollection (collection_ended)
+//     once the slip was printed or tried: service resumes.
+//
+// Before the cassette came out the procedure may be aborted (collection_aborted). The record
+// leaves the outbox on the ledger's signed ack (ApplyCollectionAck, collection_acked).
+//
 // # Identifiers
 //
 //   - journal_epoch: random 64-bit value chosen when the file is created, never changed; a
@@ -121,7 +152,8 @@
 //
 // journal.go (file, chain, Verify), events.go (event kinds), session.go, credit.go (intents,
 // credits, cassette), followup.go (credits reported after the session closed),
-// uncertain.go, pulse.go, devicecounter.go, outbox.go (top-ups and acks),
+// uncertain.go, pulse.go, devicecounter.go, outbox.go (top-ups and acks), collection.go (cash
+// collection),
 // receipt.go and printcuts.go (printing), nonce.go (used QR nonces, trusted time), stats.go,
 // verify.go (replay), checkpoint.go (verified checkpoint, start-up check, VerifyFull),
 // archive.go (sealed history segments), compact.go (shrinking the hot file), check.go (the

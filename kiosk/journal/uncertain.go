@@ -18,6 +18,9 @@ type Uncertain struct {
 	// unit reported its credit after the session closed (CreditAfterClose); the item is
 	// then Settled.
 	ResolvedBy string `json:"resolved_by,omitempty"`
+	// Collection is the cash collection that settled the item (its record carries it to the
+	// ledger, where operations decide it); the item is then Settled.
+	Collection string `json:"collection,omitempty"`
 }
 
 // addUncertain records an uncertain item, attached to session sid when it is open.

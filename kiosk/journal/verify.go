@@ -124,6 +124,9 @@ func (r *replay) apply(rec Record) error {
 		s.TopupSeq = e.TopupSeq
 	case *FollowUpCreditEvent:
 		return r.followUp(e)
+	case *CollectionRecordedEvent:
+		// The only event that takes notes out of the cassette counters.
+		removeFromCassette(&r.cassette, e.Expected)
 	case *TopupAckedEvent:
 		if e.TopupSeq == 0 || e.TopupSeq > r.nTopups {
 			return fmt.Errorf("ack for unknown top-up %d", e.TopupSeq)

@@ -41,6 +41,14 @@ const (
 	// ready (Reply.Progress "ready", Status.UpdateReady) once nothing is in flight; the
 	// kiosk stays in maintenance until CmdMaintenance Off. Command.Wait blocks until ready.
 	CmdPrepareUpdate CommandKind = "prepare_update"
+
+	// Cash collection (collect.go): one journaled procedure, resumed after a crash.
+	CmdCollectStart       CommandKind = "collect_start"
+	CmdCollectCassetteOut CommandKind = "collect_cassette_out"
+	CmdCollectCount       CommandKind = "collect_count"
+	CmdCollectFinish      CommandKind = "collect_finish"
+	CmdCollectCassetteIn  CommandKind = "collect_cassette_in"
+	CmdCollectAbort       CommandKind = "collect_abort"
 )
 
 // Progress values of a Reply.
@@ -58,8 +66,13 @@ type Command struct {
 	Reason    string      `json:"reason,omitempty"`
 	ReceiptNo uint64      `json:"receipt_no,omitempty"`
 	// Wait makes Do block until a command that waits for the kiosk to be idle
-	// (maintenance, prepare_update) took effect, or ctx ended.
+	// (maintenance, prepare_update, collect_start) took effect, or ctx ended.
 	Wait bool `json:"wait,omitempty"`
+	// Operator and CassetteID name who collects and which cassette (collect_start).
+	Operator   string `json:"operator,omitempty"`
+	CassetteID string `json:"cassette_id,omitempty"`
+	// Counts are the notes counted per denomination (collect_count).
+	Counts []journal.NoteLine `json:"counts,omitempty"`
 }
 
 // Reply is the result of a command.
@@ -85,6 +98,15 @@ type Status struct {
 	Stopping     bool            `json:"stopping,omitempty"`
 	Session      *SessionSummary `json:"session,omitempty"`
 	Result       *Result         `json:"result,omitempty"`
+	// Collection is the cash collection in progress, with its step; Record is its record
+	// (a preview until the step is recorded: expected, counted, differences).
+	Collection *CollectionStatus `json:"collection,omitempty"`
+}
+
+// CollectionStatus is the open cash collection as the command API reports it.
+type CollectionStatus struct {
+	journal.Collection
+	Record wire.Collection `json:"record"`
 }
 
 // SessionSummary describes the session in progress.
@@ -116,6 +138,14 @@ var commandStates = map[CommandKind][]State{
 	CmdMaintenance:   allStates,
 	CmdReprint:       {Idle, Done, OutOfService, Maintenance},
 	CmdPrepareUpdate: {Idle, Authorizing, Accepting, Closing, Done, OutOfService, Maintenance},
+	// A collection starts like maintenance (a customer in session finishes first); its
+	// other steps happen in maintenance only.
+	CmdCollectStart:       {Idle, Authorizing, Accepting, Closing, Done, OutOfService, Maintenance},
+	CmdCollectCassetteOut: {Maintenance},
+	CmdCollectCount:       {Maintenance},
+	CmdCollectFinish:      {Maintenance},
+	CmdCollectCassetteIn:  {Maintenance},
+	CmdCollectAbort:       {Idle, Authorizing, Accepting, Closing, Done, OutOfService, Maintenance},
 }
 
 // Legal reports whether command k is accepted in state s.
@@ -209,12 +239,16 @@ func (c *core) command(cmd Command) (Reply, error) {
 				c.maintenance = true
 			}
 			c.e.log.Info("maintenance requested", "waiting_idle", progress == ProgressWaitingIdle)
+		} else if c.coll != nil {
+			err = fmt.Errorf("%w %s is in progress (step %s): finish or abort it first", ErrCollection, c.coll.ID, c.coll.Step)
 		} else {
 			c.maintWanted, c.maintenance, c.updateReady = false, false, false
 			c.e.log.Info("maintenance mode off")
 		}
 	case CmdReprint:
 		err = c.reprintReceipt(cmd.ReceiptNo)
+	case CmdCollectStart, CmdCollectCassetteOut, CmdCollectCount, CmdCollectFinish, CmdCollectCassetteIn, CmdCollectAbort:
+		progress, err = c.collectCommand(cmd)
 	case CmdPrepareUpdate:
 		c.maintWanted, c.updateReady = true, true
 		if c.sess != nil && c.closing == nil {
@@ -263,6 +297,10 @@ func (c *core) status() Status {
 	if c.result != nil {
 		r := *c.result
 		s.Result = &r
+	}
+	if col := c.coll; col != nil {
+		rec, _ := col.Wire(c.e.j.KioskID(), c.e.j.Currency())
+		s.Collection = &CollectionStatus{Collection: *col, Record: rec}
 	}
 	return s
 }

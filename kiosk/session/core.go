@@ -84,6 +84,13 @@ type core struct {
 	ctlBusy    bool
 	ctlRetryAt time.Time
 
+	// coll is the cash collection in progress (collect.go); collOutSeen is set when the unit
+	// reported the cassette removed before the kiosk was in maintenance; slipPrinting while
+	// the collection slip prints.
+	coll         *journal.Collection
+	collOutSeen  bool
+	slipPrinting bool
+
 	// printing counts print tasks in flight (the closing receipt, reprints, copies).
 	printing int
 	// followUps are follow-up top-ups (credits reported after their session closed) whose
@@ -225,6 +232,9 @@ func (c *core) advanceOnce() bool {
 		progressed = true
 	}
 	if c.printFollowUp() {
+		progressed = true
+	}
+	if c.advanceCollection() {
 		progressed = true
 	}
 	if c.journalFailed && !c.inSession() && !now.Before(c.probeAt) {

@@ -4,7 +4,8 @@
 //
 // States: starting (recovery) → idle (acceptor inhibited) → authorizing → accepting →
 // closing → done (result shown) → idle; out_of_service whenever a condition or the operator
-// stops service; maintenance while a technician holds the kiosk.
+// stops service; maintenance while a technician holds the kiosk, and for the whole of a cash
+// collection (collect.go: the collect_* commands, resumed at start-up from the journal).
 //
 // One goroutine, the run loop, owns every fact of the kiosk's state; everything else talks to
 // it with messages. The driver's callbacks (Escrow, Credited, Pulse, Event) send a message and

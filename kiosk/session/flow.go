@@ -516,6 +516,9 @@ func (c *core) boot() error {
 		c.sess = &s
 		c.e.log.Warn("session left open by the previous run; it will be closed as interrupted", "session", s.ID, "total", s.TotalMinor)
 	}
+	if err := c.bootCollection(); err != nil {
+		return err
+	}
 	intents, err := c.e.j.OpenIntents()
 	if err != nil {
 		return fmt.Errorf("session: recovery: %w", err)

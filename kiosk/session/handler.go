@@ -320,22 +320,30 @@ func (c *core) event(ev acceptor.Event) {
 		c.e.log.Warn("acceptor protocol error", "event", ev.String())
 	case acceptor.CassetteReplaced:
 		c.recordDevice(ev)
+		c.collectionEvent(false)
 		delete(c.faults, acceptor.CassetteRemoved.String())
 		c.e.cfg.Health.Clear("acceptor_" + acceptor.CassetteRemoved.String())
 	}
 	// Every fault stops service until the unit reports a normal state again; for a unit that
 	// latches a cheat attempt until RESET (ID-003, CCNET) that means until a technician resets
 	// it, for one that reports it once (SSP) it clears at the next poll.
+	if ev.Kind == acceptor.CassetteRemoved {
+		c.collectionEvent(true)
+	}
 	if ev.Kind.Fault() {
 		c.recordDevice(ev)
 		key := ev.Kind.String()
 		if !c.faults[key] {
 			c.faults[key] = true
-			actor := health.Engineer
+			sev, actor := health.Critical, health.Engineer
 			if ev.Kind == acceptor.CassetteFull || ev.Kind == acceptor.CassetteRemoved {
 				actor = health.Staff
 			}
-			c.e.cfg.Health.Set("acceptor_"+key, health.Critical, actor, health.StopsService, ev.String())
+			if ev.Kind == acceptor.CassetteRemoved && c.coll != nil {
+				// The collector took it out: a step of the collection, not an alarm.
+				sev, actor = health.Info, health.None
+			}
+			c.e.cfg.Health.Set("acceptor_"+key, sev, actor, health.StopsService, ev.String())
 		}
 	}
 }

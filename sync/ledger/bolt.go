@@ -32,6 +32,7 @@ import (
 //	qr_nonces:      kid.nonce → topup_id that used the wallet code
 //	kiosk_daily:    kiosk_id \x00 YYYY-MM-DD → {notes, amounts per currency} credited
 //	ops_alarms:     uint64be(seq) → OpsAlarm
+//	collections:    collection_id → CollectionRecord (bucket sequence numbers the CO refs)
 type BoltStore struct {
 	db  *bolt.DB
 	now func() time.Time
@@ -78,7 +79,7 @@ func OpenBolt(path string, opts Options) (*BoltStore, error) {
 		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bMeta, bTopups, bAccounts, bAccountTopups, bKiosks, bDaily, bSuspense, bConflicts, bHeld, bNonces, bKioskDaily, bOpsAlarms} {
+		for _, b := range [][]byte{bMeta, bTopups, bAccounts, bAccountTopups, bKiosks, bDaily, bSuspense, bConflicts, bHeld, bNonces, bKioskDaily, bOpsAlarms, bCollections} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -787,12 +788,17 @@ func (s *BoltStore) DecideSuspense(ref string, d Decision) (SuspenseRecord, erro
 		if d.At.IsZero() {
 			d.At = now
 		}
+		acct, value, err := checkSuspenseDecision(r, d)
+		if err != nil {
+			return err
+		}
 		r.Decision = &d
 		r.Status = HeldRejected
 		if d.Action == ActionRelease {
-			if _, err := addBalance(tx, r.Account, r.Currency, r.ValueMinor, now, false); err != nil {
+			if _, err := addBalance(tx, acct, r.Currency, value, now, false); err != nil {
 				return err
 			}
+			r.Account, r.ValueMinor = acct, value
 			r.Status, r.CreditRef = HeldReleased, fmt.Sprintf("SC%012d", n)
 		}
 		return putJSON(tx.Bucket(bSuspense), u64(n), r)

@@ -27,10 +27,18 @@ import (
 //	GET /api/held                  held top-ups ([]HeldRecord); ?status=held|released|rejected
 //	GET /api/held/{topup_id}       one held top-up (HeldRecord)
 //	GET /api/alarms                alarms the ledger raised for operations ([]OpsAlarm)
+//	GET /api/collections           cash collection records ([]CollectionRecord); ?kiosk=ID
+//	GET /api/collections/{id}      one record with its uncertain items' suspense records
+//	                               (CollectionView)
 //	POST /api/held/{topup_id}/release     credit a held top-up     } body {"operator": name,
 //	POST /api/held/{topup_id}/reject      close it without credit  }   "note": text}, header
 //	POST /api/suspense/{ref}/release      credit an uncertain item }   Authorization: Bearer
 //	POST /api/suspense/{ref}/reject       close it without credit  }   <that operator's token>
+//
+// A decision on a suspense record may name the cash collection whose count is its evidence
+// ("collection_id": the record must be one of its items) and, for a record that lacks them,
+// the customer's "account" and the note's "value_minor" a release credits.
+//
 //	GET /api/stats                 counters (Stats)
 //	GET /healthz                   200 when the store answers; says whether MQTT is up
 //	GET /metrics                   Prometheus metrics (counters of Stats; no ids in labels)
@@ -91,6 +99,7 @@ func (l *Ledger) Handler() http.Handler {
 		as, err := l.store.Alarms()
 		l.writeResult(w, as, err)
 	})
+	l.collectionRoutes(mux)
 	mux.HandleFunc("POST /api/held/{topup_id}/{action}", func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("topup_id")
 		if _, _, _, err := wire.ParseTopupID(id); err != nil {
@@ -117,7 +126,7 @@ func (l *Ledger) Handler() http.Handler {
 		rec, err := l.store.DecideSuspense(ref, d)
 		if err == nil {
 			l.log.Warn("ledger: ops decision on suspense record", "ref", ref, "action", d.Action, "operator", d.Operator,
-				"note", d.Note, "credit_ref", rec.CreditRef)
+				"note", d.Note, "credit_ref", rec.CreditRef, "collection_id", d.CollectionID)
 		}
 		l.writeResult(w, rec, err)
 	})
@@ -148,8 +157,11 @@ func (l *Ledger) decision(w http.ResponseWriter, r *http.Request) (d Decision, o
 		return d, false
 	}
 	var body struct {
-		Operator string `json:"operator"`
-		Note     string `json:"note"`
+		Operator     string `json:"operator"`
+		Note         string `json:"note"`
+		CollectionID string `json:"collection_id"`
+		Account      string `json:"account"`
+		ValueMinor   int64  `json:"value_minor"`
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10))
 	dec.DisallowUnknownFields()
@@ -180,7 +192,18 @@ func (l *Ledger) decision(w http.ResponseWriter, r *http.Request) (d Decision, o
 		writeError(w, http.StatusUnauthorized, "operator not authenticated")
 		return d, false
 	}
+	if body.CollectionID != "" {
+		if _, _, _, err := wire.ParseCollectionID(body.CollectionID); err != nil {
+			writeError(w, http.StatusBadRequest, "malformed collection_id")
+			return d, false
+		}
+	}
+	if (body.Account != "" && !wire.ValidAccount(body.Account)) || body.ValueMinor < 0 {
+		writeError(w, http.StatusBadRequest, "malformed account or value_minor")
+		return d, false
+	}
 	d.Operator, d.Note, d.At = body.Operator, body.Note, l.now().UTC()
+	d.CollectionID, d.Account, d.ValueMinor = body.CollectionID, body.Account, body.ValueMinor
 	return d, true
 }
 

@@ -270,6 +270,9 @@ func (l *Ledger) subscribe(c *mqttc.Client) {
 		{wire.Topic("+", wire.UpHeartbeat), l.handleHeartbeat},
 		{wire.Topic("+", wire.UpAlarm), l.handleAlarm},
 		{wire.Topic("+", wire.UpCmdResult), l.handleCmdResult},
+		// Plain, not shared: every instance may store a collection, the store keeps one per
+		// collection_id, and each answers the same ack.
+		{wire.Topic("+", wire.UpCollection), l.handleCollection},
 	}
 	for _, s := range subs {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

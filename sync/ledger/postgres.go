@@ -729,13 +729,13 @@ func (s *PGStore) Kiosks() ([]KioskInfo, error) {
 	return out, nil
 }
 
-const suspenseCols = `ref, topup_id, kiosk_id, account, currency, value_minor, reason, at, status, decision, credit_ref`
+const suspenseCols = `ref, topup_id, kiosk_id, account, currency, value_minor, reason, at, status, decision, credit_ref, collection_id`
 
 func scanSuspense(row pgx.Row) (SuspenseRecord, error) {
 	var r SuspenseRecord
 	var decision []byte
 	if err := row.Scan(&r.Ref, &r.TopupID, &r.KioskID, &r.Account, &r.Currency, &r.ValueMinor, &r.Reason, &r.At,
-		&r.Status, &decision, &r.CreditRef); err != nil {
+		&r.Status, &decision, &r.CreditRef, &r.CollectionID); err != nil {
 		return SuspenseRecord{}, err
 	}
 	r.At = r.At.UTC()
@@ -923,20 +923,25 @@ func (s *PGStore) DecideSuspense(ref string, d Decision) (SuspenseRecord, error)
 		if dd.At.IsZero() {
 			dd.At = now
 		}
+		acct, value, err := checkSuspenseDecision(r, d)
+		if err != nil {
+			return err
+		}
 		r.Decision = &dd
 		r.Status = HeldRejected
 		if d.Action == ActionRelease {
-			if _, err := addBalancePG(ctx, tx, r.Account, r.Currency, r.ValueMinor, now, false); err != nil {
+			if _, err := addBalancePG(ctx, tx, acct, r.Currency, value, now, false); err != nil {
 				return err
 			}
+			r.Account, r.ValueMinor = acct, value
 			r.Status, r.CreditRef = HeldReleased, fmt.Sprintf("SC%012d", n)
 		}
 		raw, err := json.Marshal(r.Decision)
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE suspense SET status = $2, decision = $3, credit_ref = $4 WHERE n = $1`,
-			int64(n), r.Status, string(raw), r.CreditRef)
+		_, err = tx.Exec(ctx, `UPDATE suspense SET status = $2, decision = $3, credit_ref = $4, account = $5, value_minor = $6 WHERE n = $1`,
+			int64(n), r.Status, string(raw), r.CreditRef, r.Account, r.ValueMinor)
 		return err
 	})
 	if err != nil {

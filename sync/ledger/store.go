@@ -124,6 +124,14 @@ type Decision struct {
 	Operator string    `json:"operator"`
 	Note     string    `json:"note,omitempty"`
 	At       time.Time `json:"at"`
+	// CollectionID names the cash collection whose count is the evidence for a decision on
+	// a suspense record; the record must be one of its items.
+	CollectionID string `json:"collection_id,omitempty"`
+	// Account and ValueMinor complete a suspense record that lacks them (an item outside
+	// any session, or of unknown value) for a release; for a record that has them they must
+	// agree or stay empty.
+	Account    string `json:"account,omitempty"`
+	ValueMinor int64  `json:"value_minor,omitempty"`
 }
 
 func (d Decision) check() error {
@@ -254,6 +262,9 @@ type SuspenseRecord struct {
 	// FollowsTopupID); a resolved record is no longer waiting to be settled.
 	ResolvedBy string    `json:"resolved_by,omitempty"`
 	ResolvedAt time.Time `json:"resolved_at,omitzero"`
+	// CollectionID is the cash collection whose record lists this item: its count is the
+	// evidence operations settle it on.
+	CollectionID string `json:"collection_id,omitempty"`
 }
 
 // AccountInfo is an account's balances and top-ups.

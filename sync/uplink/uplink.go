@@ -119,6 +119,11 @@ type Uplink struct {
 	boxLoaded time.Time
 	boxDirty  bool
 
+	// colls are the collection records waiting for the ledger (collection.go).
+	colls      map[string]*collState
+	collDirty  bool
+	collLoaded bool
+
 	// counters for diagnostics and benchmarks
 	published, acks, rejectedAcks uint64
 }
@@ -160,6 +165,7 @@ func New(cfg Config) (*Uplink, error) {
 func (u *Uplink) Kick() {
 	u.mu.Lock()
 	u.boxDirty = true
+	u.collDirty = true
 	u.mu.Unlock()
 	u.wakeup()
 }
@@ -190,6 +196,7 @@ func (u *Uplink) OnConnect(ctx context.Context) {
 	subs := map[string]func(string, []byte){}
 	if u.cfg.Journal != nil {
 		subs[wire.Topic(id, wire.DownAck)] = u.handleAck
+		subs[wire.Topic(id, wire.DownCollectionAck)] = u.handleCollectionAck
 		subs[wire.Topic(id, wire.DownAuthz)] = u.handleAuthz
 		if u.cfg.OnCommand != nil {
 			subs[wire.Topic(id, wire.DownCmd)] = func(_ string, p []byte) { u.cfg.OnCommand(p) }
@@ -205,6 +212,9 @@ func (u *Uplink) OnConnect(ctx context.Context) {
 	now := u.cfg.Now()
 	for _, e := range u.entries {
 		e.nextTry = now
+	}
+	for _, st := range u.colls {
+		st.nextTry = now
 	}
 	u.mu.Unlock()
 	u.PublishStatus(ctx)
@@ -272,6 +282,7 @@ func (u *Uplink) Run(ctx context.Context) error {
 	}
 	for {
 		next := u.drain(ctx)
+		next = min(next, u.drainCollections(ctx, u.cfg.Client.Connected()))
 		if !hbNext.IsZero() {
 			if now := u.cfg.Now(); !now.Before(hbNext) {
 				u.sendHeartbeat(ctx)

@@ -83,6 +83,15 @@ func (s Switches) Jam(stacker bool) {
 	}
 }
 
+// JamOnStack arms a stacker jam for the next note the unit stacks: it jams past the point of
+// no return, before its credit is reported (the kiosk makes it an uncertain item; ClearJam
+// pushes it into the cassette).
+func (s Switches) JamOnStack() {
+	s.u.Lock()
+	defer s.u.Unlock()
+	s.u.jamOnStack = true
+}
+
 // ClearJam is the technician clearing the jam: a note stuck in the transport is taken out
 // (never counted); one stuck in the stacker past the point of no return is pushed into the
 // cassette and counted. The unit then initialises (Config.OnJamCleared).

@@ -137,6 +137,9 @@ type Unit struct {
 	Paused  bool
 	Cheated bool
 	Failure byte
+	// jamOnStack jams the stacker when the next note goes past the point of no return
+	// (Switches.JamOnStack): a fault at the one moment a test cannot hit from outside.
+	jamOnStack bool
 
 	out, full bool
 	number    int
@@ -161,6 +164,16 @@ func New(cfg Config) *Unit {
 		cfg.Errors.CassetteState = errors.New(cfg.Name + ": cassette is already in that state")
 	}
 	return &Unit{cfg: cfg, number: 1}
+}
+
+// EnterStacker moves the note in the path past the point of no return (the emulator's stack
+// step); an armed JamOnStack jams the stacker right there.
+func (u *Unit) EnterStacker() {
+	u.Path.InStacker = true
+	if u.jamOnStack {
+		u.jamOnStack = false
+		u.Jam = JamStacker
+	}
 }
 
 // Lock takes the unit's (the emulator's) lock.

@@ -38,6 +38,23 @@ type Fake struct {
 	Busy        bool          // a customer is in session: maintenance on waits
 	release     chan struct{} // closed by Release
 	maintenance bool
+	// Collects are the collect_* commands received (ctl.Collector).
+	Collects []session.Command
+}
+
+// Collect records a collect command and answers the fake's status (ctl.Collector).
+func (f *Fake) Collect(ctx context.Context, cmd session.Command) (session.Reply, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.Collects = append(f.Collects, cmd)
+	return session.Reply{Progress: session.ProgressDone, Status: f.St.Engine}, nil
+}
+
+// CollectCommands returns the collect commands received so far.
+func (f *Fake) CollectCommands() []session.Command {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]session.Command(nil), f.Collects...)
 }
 
 // NewFake returns a fake kiosk in idle.
