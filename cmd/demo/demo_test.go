@@ -99,6 +99,19 @@ func TestDemoPanelToConsole(t *testing.T) {
 		}
 	}
 
+	signOff := func(body string) {
+		t.Helper()
+		retry := time.NewTicker(50 * time.Millisecond)
+		defer retry.Stop()
+		deadline := time.Now().Add(10 * time.Second)
+		for code, out := sim("/api/technician/signoff", body); code != http.StatusOK; code, out = sim("/api/technician/signoff", body) {
+			if time.Now().After(deadline) {
+				t.Fatalf("sign-off %s: %d %s", body, code, out)
+			}
+			<-retry.C
+		}
+	}
+
 	wait("the demo kiosk online", online)
 	post("/api/acceptor/jam", `{"stacker":false}`)
 	wait("the jam", openFor("acceptor_acceptor_jam", wire.ActorEngineer))
@@ -126,21 +139,14 @@ func TestDemoPanelToConsole(t *testing.T) {
 	post("/api/sensors/set", `{"pin":"SIM_TAMPER","active":false}`)
 	wait("the tamper alarm latched with the switch back", openFor("tamper", wire.ActorEngineer))
 	// The switch's return reaches the daemon after its debounce: poll the sign-off until then.
-	retry := time.NewTicker(50 * time.Millisecond)
-	defer retry.Stop()
-	deadline := time.Now().Add(10 * time.Second)
-	for code, out := sim("/api/technician/signoff", signoff); code != http.StatusOK; code, out = sim("/api/technician/signoff", signoff) {
-		if time.Now().After(deadline) {
-			t.Fatalf("tamper sign-off: %d %s", code, out)
-		}
-		<-retry.C
-	}
+	signOff(signoff)
 	wait("tamper signed off", online)
 
 	post("/api/acceptor/cheat", "")
 	wait("the cheat attempt", openFor("acceptor_fraud", wire.ActorEngineer))
 	post("/api/acceptor/power_cycle", `{"where":"none"}`) // the unit's own cheat report ends
 	wait("the fraud latched after the unit's power cycle", openFor("acceptor_fraud", wire.ActorEngineer))
-	post("/api/technician/signoff", `{"condition":"acceptor_fraud","who":"Li Wei (tech 17)","why":"string removed from the note path"}`)
+	// Refused until the kiosk has seen the unit come back from its power cycle.
+	signOff(`{"condition":"acceptor_fraud","who":"Li Wei (tech 17)","why":"string removed from the note path"}`)
 	wait("the cheat attempt signed off", online)
 }

@@ -161,6 +161,11 @@ func (c *core) signoff(cmd Command) error {
 	if err := checkText("why", cmd.Why, maxSignoffWhy); err != nil {
 		return err
 	}
+	if cmd.Condition == CondAcceptorFraud && c.unit == acceptor.Fraud {
+		// A unit that latches its cheat report (ID-003, CCNET) keeps it until it is reset: a
+		// sign-off now would put a kiosk whose unit takes no note back in service.
+		return errors.New("session: the acceptor still reports the cheat attempt; reset it first")
+	}
 	latched, err := c.e.j.Latched()
 	if err != nil {
 		c.journalFailedOp("read latched conditions", err)

@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -111,6 +112,9 @@ func TestFraudLatchedUntilSignoff(t *testing.T) {
 		h.Event(ctx, acceptor.Event{Kind: acceptor.Fraud})
 		h.Event(ctx, acceptor.Event{Kind: acceptor.Fraud}) // reported again: one latch
 		r.waitState(OutOfService)
+		if err := r.e.SignOff(ctx, CondAcceptorFraud, "tech", "checked"); err == nil || !strings.Contains(err.Error(), "reset it first") {
+			t.Fatalf("sign-off while the unit still reports the cheat: %v", err)
+		}
 		h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled}) // the unit is back to normal
 		synctest.Wait()
 		if st, _ := r.e.Status(ctx); st.State != OutOfService.String() || !r.health.Has(CondAcceptorFraud) {
