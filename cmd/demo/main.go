@@ -15,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -26,6 +27,7 @@ import (
 	"github.com/kioskd/kioskd/hw-sim/simrig"
 	"github.com/kioskd/kioskd/kiosk/config"
 	"github.com/kioskd/kioskd/kiosk/daemon"
+	"github.com/kioskd/kioskd/kiosk/session"
 	"github.com/kioskd/kioskd/sync/broker"
 	"github.com/kioskd/kioskd/sync/ledger"
 	"github.com/kioskd/kioskd/sync/mqttc"
@@ -40,13 +42,14 @@ func main() {
 }
 
 func run() error {
-	state := flag.String("state", ".demo", "directory for the journal, the ledger store and the demo keys")
-	kioskHTTP := flag.String("kiosk", "127.0.0.1:8080", "customer screen address")
-	simHTTP := flag.String("sim", "127.0.0.1:8070", "simulator control panel address")
-	ledgerHTTP := flag.String("ledger", "127.0.0.1:8090", "ledger fleet view address")
-	fleetHTTP := flag.String("fleet", "127.0.0.1:8060", "operations console (fleetd) address")
-	mqttAddr := flag.String("mqtt", "127.0.0.1:0", "embedded MQTT broker address")
-	proto := flag.String("acceptor", "id003", "bill acceptor protocol to simulate: "+strings.Join(simrig.ProtocolNames(), ", "))
+	var o options
+	flag.StringVar(&o.state, "state", ".demo", "directory for the journal, the ledger store and the demo keys")
+	flag.StringVar(&o.kioskHTTP, "kiosk", "127.0.0.1:8080", "customer screen address")
+	flag.StringVar(&o.simHTTP, "sim", "127.0.0.1:8070", "simulator control panel address")
+	flag.StringVar(&o.ledgerHTTP, "ledger", "127.0.0.1:8090", "ledger fleet view address")
+	flag.StringVar(&o.fleetHTTP, "fleet", "127.0.0.1:8060", "operations console (fleetd) address")
+	flag.StringVar(&o.mqttAddr, "mqtt", "127.0.0.1:0", "embedded MQTT broker address")
+	flag.StringVar(&o.proto, "acceptor", "id003", "bill acceptor protocol to simulate: "+strings.Join(simrig.ProtocolNames(), ", "))
 	verbose := flag.Bool("v", false, "log at debug level")
 	flag.Parse()
 
@@ -54,41 +57,90 @@ func run() error {
 	if *verbose {
 		lvl = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	o.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := os.MkdirAll(*state, 0o700); err != nil {
+	return serve(ctx, o, func(r ready) {
+		fmt.Printf(`
+kioskd demo is running (state in %s). Open:
+
+  customer screen      http://%s/
+  hardware simulator   %s
+  ledger fleet view    http://%s/
+  operations console   %s  (operator %q, secret %s)
+
+In the simulator: "Scan valid wallet code", insert notes, then press Finish on the customer
+screen. The receipt appears in the simulator's printer panel; the balance in the ledger view
+(http://%s/api/accounts/demo_alice). The simulator also opens the doors, triggers the tamper
+switch and signs off a cheat attempt as a technician. Ctrl-C stops everything.
+
+Technician's view of the running kiosk:  go run ./cmd/kioskctl status -socket %s
+(also devices, conditions, counters, outbox, uncertain, receipt N, reprint N, maintenance on|off)
+
+`, o.state, r.kioskAddr, r.simURL, r.ledgerAddr, r.fleetURL, r.operator, r.secret, r.ledgerAddr, r.socket)
+	})
+}
+
+// options are the demo's flags.
+type options struct {
+	state, kioskHTTP, simHTTP, ledgerHTTP, fleetHTTP, mqttAddr, proto string
+	log                                                               *slog.Logger
+}
+
+// ready is what the demo tells its user once everything runs.
+type ready struct {
+	kioskAddr, simURL, ledgerAddr, fleetURL, operator, secret, socket, kioskID string
+}
+
+// demoKioskID is the demo kiosk's id.
+const demoKioskID = "DEMO-0001"
+
+// serve runs the demo until ctx ends; onReady is called once the kiosk and the ledger serve.
+func serve(ctx context.Context, o options, onReady func(ready)) error {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	log := o.log
+	if err := os.MkdirAll(o.state, 0o700); err != nil {
 		return err
 	}
-	wallet, err := demoKey(filepath.Join(*state, "wallet.seed"))
+	wallet, err := demoKey(filepath.Join(o.state, "wallet.seed"))
 	if err != nil {
 		return err
 	}
-	ledgerKey, err := demoKey(filepath.Join(*state, "ledger.seed"))
+	ledgerKey, err := demoKey(filepath.Join(o.state, "ledger.seed"))
 	if err != nil {
 		return err
 	}
 
-	br, err := broker.Start(ctx, broker.Config{Addr: *mqttAddr, Logger: log.With("component", "broker")})
+	if strings.HasSuffix(o.ledgerHTTP, ":0") {
+		// The console links to the ledger before the ledger listens: pick its port now.
+		l, err := net.Listen("tcp", o.ledgerHTTP)
+		if err != nil {
+			return err
+		}
+		o.ledgerHTTP = l.Addr().String()
+		_ = l.Close()
+	}
+	br, err := broker.Start(ctx, broker.Config{Addr: o.mqttAddr, Logger: log.With("component", "broker")})
 	if err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}
 	defer func() { _ = br.Close() }()
 
-	store, err := ledger.OpenBolt(filepath.Join(*state, "ledger.db"), ledger.Options{})
+	store, err := ledger.OpenBolt(filepath.Join(o.state, "ledger.db"), ledger.Options{})
 	if err != nil {
 		return err
 	}
 	defer func() { _ = store.Close() }()
 	led, err := ledger.New(ledger.Config{MQTT: mqttc.Config{Brokers: []string{br.URL()}, ClientID: "ledger-1", Logger: log},
-		Store: store, Signer: wire.Signer{KID: "demo-ledger", Key: ledgerKey}, HTTPAddr: *ledgerHTTP,
+		Store: store, Signer: wire.Signer{KID: "demo-ledger", Key: ledgerKey}, HTTPAddr: o.ledgerHTTP,
 		WalletKeys: map[string]ed25519.PublicKey{"demo-wallet": wallet.Public().(ed25519.PublicKey)},
 		Names:      map[string]string{"demo_alice": "Alice Zhang", "demo_bob": "Bob Li"}, Logger: log.With("component", "ledger")})
 	if err != nil {
 		return err
 	}
 
-	rig, err := simrig.Start(ctx, simrig.Config{Acceptor: *proto, Denominations: simrig.DemoDenominations(*proto, "CNY"), Listen: *simHTTP,
+	rig, err := simrig.Start(ctx, simrig.Config{Acceptor: o.proto, Denominations: simrig.DemoDenominations(o.proto, "CNY"), Listen: o.simHTTP,
 		WalletKey: wallet, WalletKID: "demo-wallet", Logger: log.With("component", "hw-sim")})
 	if err != nil {
 		return err
@@ -96,23 +148,27 @@ func run() error {
 	defer func() { _ = rig.Close() }()
 	ports := rig.Ready()
 
-	fl, err := startFleet(*state, *fleetHTTP, br.URL(), "http://"+*ledgerHTTP, log.With("component", "fleetd"))
+	fl, err := startFleet(o.state, o.fleetHTTP, br.URL(), "http://"+o.ledgerHTTP, log.With("component", "fleetd"))
 	if err != nil {
 		return err
 	}
 	cfg := config.Default()
-	cfg.Kiosk = config.Kiosk{ID: "DEMO-0001", Location: "Demo hall", Timezone: "Asia/Shanghai", Currency: "CNY", Language: "en", Hotline: "400-000-0000"}
-	cfg.Journal.Path, _ = filepath.Abs(filepath.Join(*state, "journal.db"))
-	cfg.Acceptor.Driver = *proto
+	cfg.Kiosk = config.Kiosk{ID: demoKioskID, Location: "Demo hall", Timezone: "Asia/Shanghai", Currency: "CNY", Language: "en", Hotline: "400-000-0000"}
+	cfg.Journal.Path, _ = filepath.Abs(filepath.Join(o.state, "journal.db"))
+	cfg.Acceptor.Driver = o.proto
 	cfg.Acceptor.Port = ports.AcceptorPort
-	var openPin daemon.PinOpener
 	if ports.AcceptorPort == "" {
-		// A unit on pins (pulse): the daemon runs in this process and opens the rig's
-		// simulated pins.
+		// A unit on pins (pulse): the daemon opens the rig's simulated pins.
 		cfg.Acceptor.Pulse = config.Pulse{CreditPin: simrig.PinPulseCredit, InhibitPin: simrig.PinPulseInhibit, ActiveLevel: "low", InhibitLevel: "high"}
-		openPin = rig.Pin
 	}
-	for code, n := range simrig.DemoDenominations(*proto, "CNY") {
+	// The door, vault and tamper switches are the rig's simulated pins, which the daemon in
+	// this process opens (the simulator's panel opens the doors).
+	cfg.Sensors = []config.Sensor{
+		{Name: "cabinet_door", Pin: simrig.PinCabinetDoor, ActiveLevel: "high"},
+		{Name: "vault_door", Pin: simrig.PinVaultDoor, ActiveLevel: "high"},
+		{Name: "tamper", Pin: simrig.PinTamper, ActiveLevel: "high"},
+	}
+	for code, n := range simrig.DemoDenominations(o.proto, "CNY") {
 		cfg.Acceptor.Denominations = append(cfg.Acceptor.Denominations, config.Denomination{Code: code, ValueMinor: n.ValueMinor})
 	}
 	cfg.Printer = config.Printer{Enabled: true, Port: ports.PrinterPort, Baud: 9600, Profile: "generic80"}
@@ -125,10 +181,10 @@ func run() error {
 	cfg.MQTT.Heartbeat = config.Duration(10 * time.Second)
 	// Commands signed by the demo's operations console (never by the ledger's key).
 	cfg.MQTT.OpsKeys = map[string]string{fl.kid: base64.StdEncoding.EncodeToString(fl.opsKey.Public().(ed25519.PublicKey))}
-	cfg.HTTP.Listen = *kioskHTTP
+	cfg.HTTP.Listen = o.kioskHTTP
 	// The technicians' socket lives in the demo's state directory (not /run/kioskd), so
 	// kioskctl works against the demo without root.
-	sock, _ := filepath.Abs(filepath.Join(*state, "kioskd.sock"))
+	sock, _ := filepath.Abs(filepath.Join(o.state, "kioskd.sock"))
 	cfg.Control = config.Control{Socket: sock, Group: ""}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("demo config: %w", err)
@@ -152,7 +208,18 @@ func run() error {
 	kioskReady := make(chan string, 1)
 	go func() {
 		defer wg.Done()
-		err := daemon.Run(ctx, cfg, daemon.Options{Version: "demo", Logger: log.With("component", "kioskd"), OpenPin: openPin, Ready: func(a string) { kioskReady <- a }})
+		k, err := daemon.New(ctx, cfg, daemon.Options{Version: "demo", Logger: log.With("component", "kioskd"), OpenPin: rig.Pin, Ready: func(a string) { kioskReady <- a }})
+		if err == nil {
+			if e := k.Engine(); e != nil {
+				// The simulator's technician signs off through the engine's command API, as
+				// the service menu does.
+				rig.SetSignOff(func(ctx context.Context, condition, who, why string) error {
+					_, err := e.Do(ctx, session.Command{Kind: session.CmdSignoff, Condition: condition, Who: who, Why: why})
+					return err
+				})
+			}
+			err = k.Run(ctx)
+		}
 		if err != nil && !errors.Is(err, context.Canceled) {
 			errc <- fmt.Errorf("kioskd: %w", err)
 		}
@@ -160,22 +227,8 @@ func run() error {
 	select {
 	case addr := <-kioskReady:
 		<-led.Ready()
-		fmt.Printf(`
-kioskd demo is running (state in %s). Open:
-
-  customer screen      http://%s/
-  hardware simulator   %s
-  ledger fleet view    http://%s/
-  operations console   %s  (operator %q, secret %s)
-
-In the simulator: "Scan valid wallet code", insert notes, then press Finish on the customer
-screen. The receipt appears in the simulator's printer panel; the balance in the ledger view
-(http://%s/api/accounts/demo_alice). Ctrl-C stops everything.
-
-Technician's view of the running kiosk:  go run ./cmd/kioskctl status -socket %s
-(also devices, conditions, counters, outbox, uncertain, receipt N, reprint N, maintenance on|off)
-
-`, *state, addr, ports.ControlURL, led.HTTPAddr(), fl.url, fl.operator, fl.secret, led.HTTPAddr(), sock)
+		onReady(ready{kioskAddr: addr, simURL: ports.ControlURL, ledgerAddr: led.HTTPAddr(), fleetURL: fl.url, operator: fl.operator,
+			secret: fl.secret, socket: sock, kioskID: demoKioskID})
 	case err := <-errc:
 		stop()
 		wg.Wait()

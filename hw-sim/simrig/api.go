@@ -41,6 +41,8 @@ var panelFS embed.FS
 //	GET  /api/printer/receipts          documents the printer received
 //	POST /api/scanner/scan              {"payload":"..."} | {"wallet_account":"alice"} | {"raw_hex":"00ff"}
 //	POST /api/sensors/set               {"pin":"SIM_VAULT_DOOR","active":true}
+//	POST /api/technician/signoff        {"condition":"acceptor_fraud","who":"Li Wei","why":"string removed"}
+//	                                    (needs a kioskd in this process: Rig.SetSignOff)
 //	POST /api/line_speed                {"acceptor":true,"printer":true,"scanner":false} | {"devices":"all"}
 func (r *Rig) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -50,8 +52,11 @@ func (r *Rig) Handler() http.Handler {
 		w.Write(b)
 	})
 	mux.HandleFunc("GET /api/state", func(w http.ResponseWriter, req *http.Request) {
+		r.signOffMu.Lock()
+		signOff := r.signOff != nil
+		r.signOffMu.Unlock()
 		reply(w, map[string]any{"ready": r.Ready(), "acceptor": r.Acc.State(), "printer": r.Printer.State(), "scanner": r.Scanner.State(),
-			"line_speed": r.LineSpeed()})
+			"line_speed": r.LineSpeed(), "sensors": r.Sensors(), "signoff": signOff})
 	})
 	mux.HandleFunc("GET /api/denominations", func(w http.ResponseWriter, req *http.Request) {
 		type d struct {
@@ -188,6 +193,25 @@ func (r *Rig) Handler() http.Handler {
 	post("/api/line_speed", r.lineSpeedAPI)
 	post("/api/sensors/set", func(b map[string]json.RawMessage) (any, error) {
 		return nil, r.SetSensor(strField(b, "pin"), boolField(b, "active"))
+	})
+	mux.HandleFunc("POST /api/technician/signoff", func(w http.ResponseWriter, req *http.Request) {
+		var b struct{ Condition, Who, Why string }
+		if err := json.NewDecoder(io.LimitReader(req.Body, 8<<10)).Decode(&b); err != nil {
+			fail(w, http.StatusBadRequest, err)
+			return
+		}
+		r.signOffMu.Lock()
+		f := r.signOff
+		r.signOffMu.Unlock()
+		if f == nil {
+			fail(w, http.StatusNotImplemented, errors.New("no kiosk in this process to sign off on: run make demo, or use the kiosk's service menu"))
+			return
+		}
+		if err := f(req.Context(), b.Condition, b.Who, b.Why); err != nil {
+			fail(w, http.StatusConflict, err)
+			return
+		}
+		reply(w, map[string]bool{"ok": true})
 	})
 	mux.HandleFunc("GET /api/printer/receipts", func(w http.ResponseWriter, req *http.Request) { reply(w, nonNil(r.Printer.Documents())) })
 	post("/api/scanner/scan", func(b map[string]json.RawMessage) (any, error) {

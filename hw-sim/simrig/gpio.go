@@ -81,6 +81,17 @@ func (r *Rig) Pin(name string) (gpio.PinIO, error) {
 // SetSensor opens (active) or closes a simulated door/vault/tamper switch by pin name.
 func (r *Rig) SetSensor(pin string, active bool) error { return r.sensors.set(pin, active) }
 
+// Sensors returns each simulated switch's state by pin name (true: active, door open).
+func (r *Rig) Sensors() map[string]bool {
+	r.sensors.mu.Lock()
+	defer r.sensors.mu.Unlock()
+	out := make(map[string]bool, len(r.sensors.pins))
+	for n, p := range r.sensors.pins {
+		out[n] = p.Read() == gpio.High
+	}
+	return out
+}
+
 // pulseAdapter is the pulse acceptor behind the neutral control surface. It has no serial
 // line: the daemon reads its pins in-process (Rig.Pin).
 type pulseAdapter struct {

@@ -93,6 +93,21 @@ type Rig struct {
 	wg                     sync.WaitGroup
 	log                    *slog.Logger
 	closeOnce              sync.Once
+
+	signOffMu sync.Mutex
+	signOff   SignOffFunc
+}
+
+// SignOffFunc is a technician's sign-off of a latched condition (the acceptor's cheat attempt,
+// the tamper alarm) on the kiosk: who signs off and why. The rig is only hardware; a kioskd
+// running in the same process (the demo) gives it its engine's sign-off command.
+type SignOffFunc func(ctx context.Context, condition, who, why string) error
+
+// SetSignOff wires the control panel's sign-off to a kiosk (nil: not available).
+func (r *Rig) SetSignOff(f SignOffFunc) {
+	r.signOffMu.Lock()
+	r.signOff = f
+	r.signOffMu.Unlock()
 }
 
 // Start allocates the ptys, starts the emulators and the control API.

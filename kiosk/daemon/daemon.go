@@ -164,6 +164,9 @@ type System struct {
 	reg    *health.Registry
 	denoms acceptor.Denominations
 
+	// tamper is true while the tamper switch is triggered (the sign-off check reads it).
+	tamper atomic.Bool
+
 	// j is nil in safe mode; safe is then why.
 	j    *journal.Journal
 	safe error
@@ -272,7 +275,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*System, error) 
 	// 3. The engine.
 	var port *uplinkPort
 	ecfg := session.Config{Journal: j, Acceptor: s.acc, Denominations: s.denoms, Printer: printer,
-		Health: s.reg, WalletKeys: walletKeys,
+		Health: s.reg, WalletKeys: walletKeys, SignOffCheck: s.signOffCheck,
 		Limits: session.Limits{SessionMax: cfg.Limits.SessionMaxMinor, OfflineSessionMax: cfg.Limits.OfflineSessionMaxMinor, OfflineTotalMax: cfg.Limits.OfflineTotalMaxMinor},
 		Timing: session.Timing{AuthzTimeout: cfg.Session.AuthzTimeout.D(), IdleTimeout: cfg.Session.IdleTimeout.D(), AcceptTimeout: cfg.Session.AcceptTimeout.D(),
 			SettleTimeout: cfg.Session.SettleTimeout.D(), AckWait: cfg.Session.AckWait.D(), ResultDisplay: cfg.Session.ResultDisplay.D(),

@@ -25,7 +25,10 @@ import (
 const (
 	condAcceptor = "acceptor_port"
 	condPrinter  = "printer_port"
-	condScanner  = "scanner"
+	// condTamper is the tamper switch's condition (devices/sensors.Classify), latched until a
+	// technician signs it off.
+	condTamper  = "tamper"
+	condScanner = "scanner"
 	// condPrintFailed is the engine's condition for the last receipt that failed; the printer
 	// supervisor clears it when the printer reports ready again.
 	condPrintFailed = "printer"
@@ -44,7 +47,7 @@ func (s *System) startDevices(ctx context.Context, g *group) {
 		g.Go("scanner", func() { s.superviseDevice(ctx, "scanner", s.hidScannerAttempt) })
 	}
 	if len(s.cfg.Sensors) > 0 {
-		g.Go("sensors", func() { runSensors(ctx, s.cfg, s.opts.OpenPin, s.reg, s.log) })
+		g.Go("sensors", func() { runSensors(ctx, s.cfg, s.opts.OpenPin, s.reg, &s.tamper, s.log) })
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 
 	"periph.io/x/conn/v3/gpio"
 
@@ -74,7 +75,10 @@ func (s *System) pulseAttempt(ctx context.Context) (bool, error) {
 
 // runSensors watches the door, vault and tamper switches and turns their state into
 // conditions (a vault open stops service; tamper latches until an engineer clears it).
-func runSensors(ctx context.Context, cfg config.Config, open PinOpener, reg *health.Registry, log *slog.Logger) {
+//
+// tamper follows the tamper switch (true while triggered), for the engine's sign-off check: a
+// technician cannot sign off a tamper alarm while the switch still says tamper.
+func runSensors(ctx context.Context, cfg config.Config, open PinOpener, reg *health.Registry, tamper *atomic.Bool, log *slog.Logger) {
 	log = log.With("component", "sensors")
 	var inputs []sensors.Input
 	for _, s := range cfg.Sensors {
@@ -98,6 +102,9 @@ func runSensors(ctx context.Context, cfg config.Config, open PinOpener, reg *hea
 		// Maintenance mode (a technician signed in) comes with the diagnostics interface;
 		// until then every opening is reported as outside maintenance.
 		c := sensors.Classify(ch.Name, ch.Active, false)
+		if ch.Name == sensors.Tamper {
+			tamper.Store(ch.Active)
+		}
 		if c.Raise {
 			eff := health.NoEffect
 			if c.StopsService {
@@ -111,4 +118,16 @@ func runSensors(ctx context.Context, cfg config.Config, open PinOpener, reg *hea
 	if err != nil && ctx.Err() == nil {
 		log.Error("sensors stopped", "err", err)
 	}
+}
+
+// signOffCheck is the engine's check of a sign-off of a condition the journal does not latch:
+// only the tamper alarm, once the switch is back to normal.
+func (s *System) signOffCheck(condition string) error {
+	if condition != condTamper {
+		return fmt.Errorf("%s is not a condition a technician signs off", condition)
+	}
+	if s.tamper.Load() {
+		return errors.New("the tamper switch is still triggered")
+	}
+	return nil
 }

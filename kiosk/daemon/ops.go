@@ -73,6 +73,9 @@ func (s *System) statusNow() wire.Status {
 	if state != wire.StateOnline {
 		st.Reason = s.statusReason(active)
 	}
+	if s.engine != nil {
+		st.LimitsVersion = s.engine.Limits().Version
+	}
 	return st
 }
 
@@ -97,6 +100,9 @@ func (s *System) statusReason(active []health.Condition) string {
 func (s *System) statusKey() string {
 	var b strings.Builder
 	b.WriteString(kioskState(s.engine, s.reg))
+	if s.engine != nil {
+		fmt.Fprintf(&b, "|limits %d", s.engine.Limits().Version)
+	}
 	for _, c := range s.reg.Active() {
 		fmt.Fprintf(&b, "|%s/%s/%s", c.Kind, c.Severity, c.Detail)
 	}
@@ -157,6 +163,9 @@ func (s *System) heartbeatNow() wire.Heartbeat {
 	}
 	if s.engine != nil {
 		hb.SessionState = s.engine.State().String()
+		l := s.engine.Limits()
+		hb.Limits = &wire.Limits{Version: l.Version, SessionMaxMinor: l.SessionMaxMinor, OfflineSessionMaxMinor: l.OfflineSessionMaxMinor,
+			OfflineTotalMaxMinor: l.OfflineTotalMaxMinor}
 	} else {
 		hb.SessionState = wire.StateOutOfService
 	}

@@ -80,5 +80,5 @@ func newCommandEvent(typ string) Event {
 	case EvCredentialsSet:
 		return &CredentialsSetEvent{}
 	}
-	return nil
+	return newLatchEvent(typ)
 }

@@ -46,17 +46,11 @@ type Engine interface {
 	WaitView(ctx context.Context, after uint64) (session.View, bool)
 }
 
-// LimitsSetter is implemented by an engine that can change its session limits at run time.
-type LimitsSetter interface {
-	SetLimits(session.Limits) error
-}
-
 // Journal is what commands keep in the journal (*journal.Journal implements it).
 type Journal interface {
 	CommandSeen(cmdID string) (bool, error)
 	AcceptCommand(journal.CommandAcceptedEvent) (uint64, error)
 	CommandStep(journal.CommandResultEvent) error
-	SetLimitsOverlay(journal.LimitsOverlay) error
 	SetCredentials(journal.Credentials) error
 }
 
@@ -71,7 +65,8 @@ type Config struct {
 	Report func(wire.CmdResult)
 	// Health counts refusals (optional).
 	Health *health.Registry
-	// Limits are the config file's limits, which a set_limits overlay changes.
+	// Limits are the config file's limits: the base of a set_limits overlay when the engine
+	// does not report the limits in force.
 	Limits config.Limits
 	// SyncNow kicks the uplink (sync_now).
 	SyncNow func()
@@ -379,7 +374,7 @@ func (r *Remote) exec(ctx context.Context, c wire.Command) (string, string) {
 	case wire.CmdDiagnostics:
 		return r.diagnostics(ctx)
 	case wire.CmdSetLimits:
-		return r.setLimits(c)
+		return r.setLimits(ctx, c)
 	case wire.CmdSetCredentials:
 		return r.setCredentials(c)
 	case wire.CmdPrepareUpdate:
@@ -586,12 +581,22 @@ func credentialsArgs(raw []byte) (CredentialsArgs, error) {
 	return a, nil
 }
 
-func (r *Remote) setLimits(c wire.Command) (string, string) {
+// setLimits puts a limits overlay in force through the engine's command API, which checks
+// it, journals it (limits_set) and keeps it across restarts. A limit the command leaves out
+// keeps the value in force (the last overlay's, or the configuration's).
+func (r *Remote) setLimits(ctx context.Context, c wire.Command) (string, string) {
 	a, err := limitsArgs(c.Args)
 	if err != nil {
 		return wire.CmdFailed, err.Error()
 	}
 	l := r.cfg.Limits
+	rep, err := r.cfg.Engine.Do(ctx, session.Command{Kind: session.CmdStatus})
+	if err != nil {
+		return wire.CmdFailed, err.Error()
+	}
+	if in := rep.Status.Limits; in != nil {
+		l = config.Limits{SessionMaxMinor: in.SessionMaxMinor, OfflineSessionMaxMinor: in.OfflineSessionMaxMinor, OfflineTotalMaxMinor: in.OfflineTotalMaxMinor}
+	}
 	if a.SessionMaxMinor != nil {
 		l.SessionMaxMinor = *a.SessionMaxMinor
 	}
@@ -604,21 +609,17 @@ func (r *Remote) setLimits(c wire.Command) (string, string) {
 	if err := l.Validate(); err != nil {
 		return wire.CmdFailed, "limits: " + err.Error()
 	}
-	o := journal.LimitsOverlay{Version: a.Version, CmdID: c.CmdID, SessionMaxMinor: l.SessionMaxMinor,
-		OfflineSessionMaxMinor: l.OfflineSessionMaxMinor, OfflineTotalMaxMinor: l.OfflineTotalMaxMinor}
-	if err := r.cfg.Journal.SetLimitsOverlay(o); err != nil {
-		return wire.CmdFailed, err.Error()
-	}
-	ls, ok := r.cfg.Engine.(LimitsSetter)
-	if !ok {
-		// Journaled for the record, but the kiosk goes on with its configured limits: say so
-		// rather than pretend.
+	_, err = r.cfg.Engine.Do(ctx, session.Command{Kind: session.CmdSetLimits, LimitsVersion: a.Version, CmdID: c.CmdID,
+		Limits: &session.Limits{SessionMax: l.SessionMaxMinor, OfflineSessionMax: l.OfflineSessionMaxMinor, OfflineTotalMax: l.OfflineTotalMaxMinor}})
+	if errors.Is(err, session.ErrUnknownCommand) {
+		// Say so rather than pretend: the kiosk goes on with the limits it had.
 		return wire.CmdFailed, "not supported by this engine"
 	}
-	if err := ls.SetLimits(session.Limits{SessionMax: l.SessionMaxMinor, OfflineSessionMax: l.OfflineSessionMaxMinor, OfflineTotalMax: l.OfflineTotalMaxMinor}); err != nil {
+	if err != nil {
 		return wire.CmdFailed, err.Error()
 	}
-	return wire.CmdSucceeded, fmt.Sprintf("limits version %d in force", a.Version)
+	return wire.CmdSucceeded, fmt.Sprintf("limits version %d in force: session %d, offline session %d, offline total %d",
+		a.Version, l.SessionMaxMinor, l.OfflineSessionMaxMinor, l.OfflineTotalMaxMinor)
 }
 
 // CredentialsArgs are the args of set_credentials: a version and, per technician role, the

@@ -38,6 +38,7 @@ type fakeEngine struct {
 	changed                 chan struct{}
 	calls                   []session.Command
 	limits                  *session.Limits
+	limitsVersion           int64
 }
 
 func newFakeEngine() *fakeEngine { return &fakeEngine{changed: make(chan struct{}), seq: 1} }
@@ -53,6 +54,9 @@ func (f *fakeEngine) statusLocked() session.Status {
 		st = "out_of_service"
 	}
 	s := session.Status{State: st, Maintenance: f.maint, Waiting: f.maintWanted && !f.maint}
+	if l := f.limits; l != nil {
+		s.Limits = &session.LimitsStatus{Version: f.limitsVersion, SessionMaxMinor: l.SessionMax, OfflineSessionMaxMinor: l.OfflineSessionMax, OfflineTotalMaxMinor: l.OfflineTotalMax}
+	}
 	if f.inSession {
 		s.Session = &session.SessionSummary{ID: 1}
 	}
@@ -87,6 +91,12 @@ func (f *fakeEngine) Do(ctx context.Context, c session.Command) (session.Reply, 
 	case session.CmdReprint:
 		if c.ReceiptNo > 100 {
 			err = fmt.Errorf("no receipt %d", c.ReceiptNo)
+		}
+	case session.CmdSetLimits:
+		if c.LimitsVersion <= f.limitsVersion {
+			err = fmt.Errorf("limits version %d is not newer than %d", c.LimitsVersion, f.limitsVersion)
+		} else {
+			f.limits, f.limitsVersion = c.Limits, c.LimitsVersion
 		}
 	}
 	if c.Kind != session.CmdStatus {
@@ -141,16 +151,6 @@ func (f *fakeEngine) finish() {
 	f.bump()
 }
 
-// limitsEngine can change its limits.
-type limitsEngine struct{ *fakeEngine }
-
-func (l limitsEngine) SetLimits(s session.Limits) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.limits = &s
-	return nil
-}
-
 // countingJournal counts the writes.
 type countingJournal struct {
 	Journal
@@ -177,10 +177,6 @@ func (c *countingJournal) AcceptCommand(e journal.CommandAcceptedEvent) (uint64,
 func (c *countingJournal) CommandStep(e journal.CommandResultEvent) error {
 	c.wrote()
 	return c.Journal.CommandStep(e)
-}
-func (c *countingJournal) SetLimitsOverlay(o journal.LimitsOverlay) error {
-	c.wrote()
-	return c.Journal.SetLimitsOverlay(o)
 }
 func (c *countingJournal) SetCredentials(x journal.Credentials) error {
 	c.wrote()
@@ -283,7 +279,7 @@ func eq(a []string, b ...string) bool { return strings.Join(a, ",") == strings.J
 func TestEachKindOnIdleKiosk(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fe := newFakeEngine()
-		g := newRig(t, limitsEngine{fe}, fe)
+		g := newRig(t, fe, fe)
 		for _, tc := range []struct{ kind, args string }{
 			{wire.CmdOutOfService, `{"reason":"cash collection"}`}, {wire.CmdInService, ""},
 			{wire.CmdMaintenanceOn, ""}, {wire.CmdMaintenanceOff, ""},
@@ -306,17 +302,16 @@ func TestEachKindOnIdleKiosk(t *testing.T) {
 		if g.reboots != 1 || g.restarts != 1 || g.synced != 1 {
 			t.Fatalf("reboots %d restarts %d syncs %d", g.reboots, g.restarts, g.synced)
 		}
-		if fe.limits == nil || fe.limits.SessionMax != 40000 || fe.limits.OfflineSessionMax != 20000 {
+		// The configuration's limits with the one the command changed, through the engine.
+		if fe.limits == nil || fe.limits.SessionMax != 40000 || fe.limits.OfflineSessionMax != 20000 || fe.limitsVersion != 3 {
 			t.Fatalf("limits %+v", fe.limits)
-		}
-		if o, ok, _ := g.j.LimitsOverlay(); !ok || o.Version != 3 || o.SessionMaxMinor != 40000 {
-			t.Fatalf("overlay %+v", o)
 		}
 		if c, ok, _ := g.j.Credentials(); !ok || c.Roles["technician"] != bcryptHash {
 			t.Fatalf("credentials %+v", c)
 		}
-		// One accept and one step per command, plus the two settings.
-		if w := g.cj.Writes(); w != 13*2+2 {
+		// One accept and one step per command, plus the credentials (the limits are the
+		// engine's to journal).
+		if w := g.cj.Writes(); w != 13*2+1 {
 			t.Fatalf("%d journal writes", w)
 		}
 	})

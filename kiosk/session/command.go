@@ -49,6 +49,15 @@ const (
 	CmdCollectFinish      CommandKind = "collect_finish"
 	CmdCollectCassetteIn  CommandKind = "collect_cassette_in"
 	CmdCollectAbort       CommandKind = "collect_abort"
+	// CmdSetLimits puts Command.Limits in force as limits version Command.LimitsVersion
+	// (newer than the one in force), checked with the configuration's rules and journaled
+	// (limits_set) first; it survives a restart. Sessions authorized after it use the new
+	// limits; a session already open keeps its own. Legal in every state.
+	CmdSetLimits CommandKind = "set_limits"
+	// CmdSignoff clears a latched condition (Command.Condition, e.g. CondAcceptorFraud) on a
+	// technician's word: Command.Who signs off, Command.Why says what they found. The
+	// sign-off is journaled (signoff) before the condition clears. Legal in every state.
+	CmdSignoff CommandKind = "signoff"
 )
 
 // Progress values of a Reply.
@@ -73,6 +82,15 @@ type Command struct {
 	CassetteID string `json:"cassette_id,omitempty"`
 	// Counts are the notes counted per denomination (collect_count).
 	Counts []journal.NoteLine `json:"counts,omitempty"`
+	// Limits and LimitsVersion: set_limits (the whole set, not a difference).
+	Limits        *Limits `json:"limits,omitempty"`
+	LimitsVersion int64   `json:"limits_version,omitempty"`
+	// Condition, Who and Why: signoff.
+	Condition string `json:"condition,omitempty"`
+	Who       string `json:"who,omitempty"`
+	Why       string `json:"why,omitempty"`
+	// CmdID is the remote command that asked (set_limits, signoff), for the journal.
+	CmdID string `json:"cmd_id,omitempty"`
 }
 
 // Reply is the result of a command.
@@ -101,6 +119,8 @@ type Status struct {
 	// Collection is the cash collection in progress, with its step; Record is its record
 	// (a preview until the step is recorded: expected, counted, differences).
 	Collection *CollectionStatus `json:"collection,omitempty"`
+	// Limits are the session limits in force (the configuration's, or a set_limits overlay).
+	Limits *LimitsStatus `json:"limits,omitempty"`
 }
 
 // CollectionStatus is the open cash collection as the command API reports it.
@@ -146,6 +166,8 @@ var commandStates = map[CommandKind][]State{
 	CmdCollectFinish:      {Maintenance},
 	CmdCollectCassetteIn:  {Maintenance},
 	CmdCollectAbort:       {Idle, Authorizing, Accepting, Closing, Done, OutOfService, Maintenance},
+	CmdSetLimits:          allStates,
+	CmdSignoff:            allStates,
 }
 
 // Legal reports whether command k is accepted in state s.
@@ -249,6 +271,10 @@ func (c *core) command(cmd Command) (Reply, error) {
 		err = c.reprintReceipt(cmd.ReceiptNo)
 	case CmdCollectStart, CmdCollectCassetteOut, CmdCollectCount, CmdCollectFinish, CmdCollectCassetteIn, CmdCollectAbort:
 		progress, err = c.collectCommand(cmd)
+	case CmdSetLimits:
+		err = c.setLimits(cmd)
+	case CmdSignoff:
+		err = c.signoff(cmd)
 	case CmdPrepareUpdate:
 		c.maintWanted, c.updateReady = true, true
 		if c.sess != nil && c.closing == nil {
@@ -276,7 +302,7 @@ func (c *core) readyForUpdate() bool {
 func (c *core) status() Status {
 	st := c.derive()
 	s := Status{State: st.String(), OutOfService: c.oosReason, Maintenance: c.maintenance,
-		Waiting: c.maintWanted && !c.maintenance, Stopping: c.stopping}
+		Waiting: c.maintWanted && !c.maintenance, Stopping: c.stopping, Limits: c.limitsStatus()}
 	s.UpdateReady = c.updateReady && c.readyForUpdate()
 	eff, kinds := c.e.cfg.Health.Worst()
 	if eff >= health.StopsService {
@@ -348,6 +374,29 @@ func (e *Engine) Reprint(no uint64) error { return e.do(Command{Kind: CmdReprint
 // with wait it blocks until ready (or ctx ends).
 func (e *Engine) PrepareUpdate(ctx context.Context, wait bool) (Reply, error) {
 	return e.Do(ctx, Command{Kind: CmdPrepareUpdate, Wait: wait})
+}
+
+// Limits returns the session limits in force as last published (the configuration's before
+// Run has published anything).
+func (e *Engine) Limits() LimitsStatus {
+	e.pubMu.Lock()
+	defer e.pubMu.Unlock()
+	if l := e.pubStat.Limits; l != nil {
+		return *l
+	}
+	return LimitsStatus{SessionMaxMinor: e.cfg.Limits.SessionMax, OfflineSessionMaxMinor: e.cfg.Limits.OfflineSessionMax, OfflineTotalMaxMinor: e.cfg.Limits.OfflineTotalMax}
+}
+
+// SetLimits puts limits version v in force (see CmdSetLimits).
+func (e *Engine) SetLimits(ctx context.Context, v int64, l Limits) error {
+	_, err := e.Do(ctx, Command{Kind: CmdSetLimits, LimitsVersion: v, Limits: &l})
+	return err
+}
+
+// SignOff clears a latched condition on a technician's word (see CmdSignoff).
+func (e *Engine) SignOff(ctx context.Context, condition, who, why string) error {
+	_, err := e.Do(ctx, Command{Kind: CmdSignoff, Condition: condition, Who: who, Why: why})
+	return err
 }
 
 // WaitIdle is PrepareUpdate with wait: it returns once the kiosk is parked in maintenance.

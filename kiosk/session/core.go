@@ -60,6 +60,12 @@ type core struct {
 	// restarted under a running kiosk.
 	witness *pendingWitness
 
+	// limits are the session limits in force: the configuration's, or the newest overlay
+	// set_limits journaled (limitsVersion, 0 for the configuration's).
+	limits        Limits
+	limitsVersion int64
+	limitsCmd     string
+
 	// Operator facts.
 	oosReason   string // operator out of service ("" = in service)
 	maintWanted bool   // maintenance asked for; effective once no customer is in session
@@ -115,7 +121,7 @@ type pendingWitness struct {
 
 func newCore(e *Engine) *core {
 	return &core{e: e, faults: map[string]bool{}, acked: map[string]journal.Topup{}, creditUnfinished: true,
-		rec: &recovery{}, state: Starting}
+		rec: &recovery{}, state: Starting, limits: e.cfg.Limits}
 }
 
 func (c *core) now() time.Time { return c.e.now() }

@@ -164,6 +164,11 @@ type Config struct {
 	Logger        *slog.Logger
 	// NewReqID returns a fresh authz request id.
 	NewReqID func() string
+	// SignOffCheck, when set, is asked about a sign-off (CmdSignoff) of an active condition
+	// the journal does not latch, such as the tamper switch's alarm that the daemon keeps:
+	// nil allows it (the condition clears), an error refuses it (the switch is still
+	// triggered). Without it only the conditions the journal latches can be signed off.
+	SignOffCheck func(condition string) error
 	// Escrowless is set for a unit without escrow (pulse acceptors, acceptor.Info): notes
 	// are credited directly, and the unit is kept inhibited while the largest note would
 	// not fit in the session's remaining limit.

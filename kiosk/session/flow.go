@@ -68,8 +68,11 @@ func (c *core) scan(code string) error {
 	c.authz = &authzPending{gen: c.authzGen, p: p}
 	c.say("info", i18n.KeyCheckingWallet, "Checking your wallet…")
 	gen := c.authzGen
+	// The limits in force now (set_limits changes them on the loop; the task must not read
+	// them while it runs).
+	lim := c.limits
 	c.e.spawn("authorize", func(ctx context.Context) msg {
-		a := c.e.authorize(ctx, p)
+		a := c.e.authorize(ctx, p, lim)
 		return msg{apply: func(c *core) { c.authorized(gen, a) }}
 	})
 	return nil
@@ -84,8 +87,8 @@ type authzOutcome struct {
 }
 
 // authorize asks the ledger and falls back to the offline limits. It runs as a task.
-func (e *Engine) authorize(ctx context.Context, p qrpay.Payload) authzOutcome {
-	out := authzOutcome{limit: e.cfg.Limits.SessionMax, masked: qrpay.Mask(p.Account)}
+func (e *Engine) authorize(ctx context.Context, p qrpay.Payload, lim Limits) authzOutcome {
+	out := authzOutcome{limit: lim.SessionMax, masked: qrpay.Mask(p.Account)}
 	var resp wire.AuthzResponse
 	var err error = errors.New("no authorizer configured")
 	if e.cfg.Authorizer != nil {
@@ -114,7 +117,7 @@ func (e *Engine) authorize(ctx context.Context, p qrpay.Payload) authzOutcome {
 			out.denied = "the kiosk cannot check its offline limit"
 			break
 		}
-		out.limit = min(out.limit, e.cfg.Limits.OfflineSessionMax, e.cfg.Limits.OfflineTotalMax-st.OutboxMinor)
+		out.limit = min(out.limit, lim.OfflineSessionMax, lim.OfflineTotalMax-st.OutboxMinor)
 	}
 	return out
 }
@@ -533,6 +536,9 @@ func (c *core) boot() error {
 	// (inserted just before the crash) must go back to its owner, not into the next
 	// customer's session. A unit at rest and inhibited has said all it will say. The wait
 	// is bounded by the recovery timeout.
+	if err := c.loadOps(); err != nil {
+		return fmt.Errorf("session: recovery: %w", err)
+	}
 	c.rec.deadline = c.now().Add(c.e.cfg.Timing.RecoveryTimeout)
 	c.wantGen++
 	return nil

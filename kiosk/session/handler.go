@@ -304,7 +304,11 @@ func (c *core) event(ev acceptor.Event) {
 		c.reapplyAcceptor()
 	case acceptor.Fraud:
 		c.recordDevice(ev)
-		c.e.cfg.Health.Event("acceptor_fraud", health.Critical, health.Engineer, ev.String())
+		c.e.cfg.Health.Event(CondAcceptorFraud, health.Critical, health.Engineer, ev.String())
+		// Latched: only a technician's sign-off clears it (CmdSignoff), not the unit's
+		// next normal report, nor a restart.
+		c.latchFraud(ev.String())
+		return
 	case acceptor.CommRestored:
 		c.recordDevice(ev)
 		if cl := c.closing; cl != nil && cl.phase == closeSettle && cl.inhibited {
@@ -348,9 +352,13 @@ func (c *core) event(ev acceptor.Event) {
 	}
 }
 
-// clearFaults clears acceptor faults once the unit reports a normal state.
+// clearFaults clears acceptor faults once the unit reports a normal state; a cheat attempt
+// stays until a technician signs it off.
 func (c *core) clearFaults() {
 	for k := range c.faults {
+		if k == acceptor.Fraud.String() {
+			continue
+		}
 		delete(c.faults, k)
 		c.e.cfg.Health.Clear("acceptor_" + k)
 	}

@@ -601,11 +601,17 @@ func (r *run) service() string {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := r.cur.drv.Reset(ctx)
-	if err == nil {
-		return "reset: ok"
+	what := "reset: ok"
+	if err != nil {
+		// The unit refuses RESET (a note stuck in its path): switch it off and on.
+		what = fmt.Sprintf("reset: %v; unit power cycle: %v", err, u.PowerCycle("auto"))
 	}
-	// The unit refuses RESET (a note stuck in its path): switch it off and on.
-	return fmt.Sprintf("reset: %v; unit power cycle: %v", err, u.PowerCycle("auto"))
+	// A cheat attempt stays latched until the technician signs it off (after the reset,
+	// which ends the unit's own cheat report).
+	if err := r.cur.e.SignOff(ctx, session.CondAcceptorFraud, "sim technician", "unit inspected after a cheat report"); err == nil {
+		what += "; fraud signed off"
+	}
+	return what
 }
 
 var linkFaults = []string{"bad_crc", "no_reply", "garbage", "split", "slow", "late"}

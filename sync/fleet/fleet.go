@@ -193,8 +193,9 @@ func (f *Fleet) kiosk(id string, now time.Time) (KioskRecord, error) {
 	return k, err
 }
 
-// applyStatus keeps the latest status and reconciles the condition alarms with the status's
-// open conditions. The Last Will (offline) cannot know the conditions, so it leaves them.
+// applyStatus keeps the latest status and reconciles the condition alarms, and the alarms
+// raised on up/alarm, with the status's open conditions. The Last Will (offline) cannot know
+// the conditions, so it leaves them.
 func (f *Fleet) applyStatus(id string, s wire.Status, now time.Time) error {
 	k, err := f.kiosk(id, now)
 	if err != nil {
@@ -221,6 +222,18 @@ func (f *Fleet) applyStatus(id string, s wire.Status, now time.Time) error {
 		return err
 	}
 	for _, a := range existing {
+		if a.Source == SourceAlarm {
+			// Every alarm a kiosk raises is one of its conditions, and the status lists them
+			// all. fleetd's session with the broker is clean: a clear sent while it was away
+			// is lost, and the next status (the retained one at the latest) is what tells.
+			// Only a status newer than the raise speaks for the alarm.
+			if _, still := open["cond:"+a.Kind]; !still && !s.At.IsZero() && s.At.After(a.RaisedAt) {
+				if err := f.clear(a, s.At); err != nil {
+					return err
+				}
+			}
+			continue
+		}
 		if a.Source != SourceCondition {
 			continue
 		}

@@ -351,3 +351,26 @@ func TestDaysToFull(t *testing.T) {
 		t.Errorf("after emptying: %+v", k.Fill)
 	}
 }
+
+// A clear sent while the console was away is lost (its broker session is clean): the next
+// status newer than the raise, without the condition, clears the alarm; an older status
+// leaves it, and a status that still lists the condition keeps it open.
+func TestMissedAlarmClearReconciledByStatus(t *testing.T) {
+	r := newRig(t)
+	t0 := r.clk.Now()
+	r.send("K1", wire.UpAlarm, wire.Alarm{V: 1, AlarmID: "acceptor_jam", Kind: "acceptor_jam", Severity: wire.SeverityCritical,
+		Actor: wire.ActorEngineer, At: t0, RaisedAt: t0, State: wire.AlarmRaised})
+	jam := wire.Condition{Kind: "acceptor_jam", Severity: wire.SeverityCritical, Actor: wire.ActorEngineer, Since: t0}
+	r.send("K1", wire.UpStatus, wire.Status{V: 1, State: wire.StateOnline, At: t0.Add(-time.Second)})
+	if a := r.alarm("K1", "acceptor_jam"); !a.Open {
+		t.Fatal("a status older than the raise cleared the alarm")
+	}
+	r.send("K1", wire.UpStatus, wire.Status{V: 1, State: wire.StateOutOfService, At: t0.Add(time.Second), Conditions: []wire.Condition{jam}})
+	if a := r.alarm("K1", "acceptor_jam"); !a.Open {
+		t.Fatal("a status listing the condition cleared the alarm")
+	}
+	r.send("K1", wire.UpStatus, wire.Status{V: 1, State: wire.StateOnline, At: t0.Add(2 * time.Second)})
+	if a := r.alarm("K1", "acceptor_jam"); a.Open || !a.ClearedAt.Equal(t0.Add(2*time.Second)) {
+		t.Fatalf("missed clear not reconciled: %+v", a)
+	}
+}

@@ -91,7 +91,8 @@ func (w *webRig) seed() {
 		Conditions: []wire.Condition{{Kind: "printer_paper_out", Severity: wire.SeverityWarning, Actor: wire.ActorStaff, Detail: "refill paper"}}})
 	w.send("K1", wire.UpHeartbeat, wire.Heartbeat{V: 1, SessionState: "idle", OutboxDepth: 2, OldestUnackedS: 90, UncertainCount: 1,
 		Cassette: &wire.Cassette{Notes: 450, Capacity: 1000, FillRatio: 0.45, ValueMinor: 2_250_000}, Clock: now,
-		DeviceList: []wire.Device{{Name: "acceptor", State: "ok", Model: "iVIZION", Firmware: "1.2"}}, Counters: map[string]uint64{"qr_refused": 2}})
+		DeviceList: []wire.Device{{Name: "acceptor", State: "ok", Model: "iVIZION", Firmware: "1.2"}}, Counters: map[string]uint64{"qr_refused": 2},
+		Limits: &wire.Limits{Version: 3, SessionMaxMinor: 150000, OfflineSessionMaxMinor: 50000, OfflineTotalMaxMinor: 100000}})
 	w.send("K-<script>", wire.UpStatus, wire.Status{V: 1, State: wire.StateOnline}) // refused: not a kiosk id
 }
 
@@ -132,7 +133,7 @@ func TestPagesRenderAndAuth(t *testing.T) {
 		t.Fatalf("kiosk %d %s", code, page)
 	}
 	for _, want := range []string{"refill paper", "<b>staff</b>", `id="fill">45%<`, "iVIZION", "qr_refused 2", `id="uncertain" class="critical">1<`,
-		"de***ce", "450.00 CNY", "103", "Acknowledge", `option value="reprint"`} {
+		"de***ce", "450.00 CNY", "103", "Acknowledge", `option value="reprint"`, `id="limits">1500.00<`, "version 3"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("kiosk page lacks %q", want)
 		}

@@ -40,6 +40,14 @@ type Cassette struct {
 	ValueMinor int64   `json:"value_minor"`
 }
 
+// Limits are the session limits a kiosk has in force (heartbeat), in minor units.
+type Limits struct {
+	Version                int64 `json:"version"`
+	SessionMaxMinor        int64 `json:"session_max_minor"`
+	OfflineSessionMaxMinor int64 `json:"offline_session_max_minor"`
+	OfflineTotalMaxMinor   int64 `json:"offline_total_max_minor"`
+}
+
 // Alarm states.
 const (
 	AlarmRaised  = "raised"
@@ -100,6 +108,9 @@ func (s *Status) Validate() error {
 	if s.V != Version {
 		return fmt.Errorf("%w: %d", ErrVersion, s.V)
 	}
+	if s.LimitsVersion < 0 {
+		return fmt.Errorf("%w: negative limits_version", ErrInvalid)
+	}
 	switch s.State {
 	case StateOnline, StateDegraded, StateOutOfService, StateMaintenance, StateOffline:
 	case "":
@@ -144,6 +155,9 @@ func (h *Heartbeat) Validate() error {
 		if d.Name == "" {
 			return fmt.Errorf("%w: device without a name", ErrInvalid)
 		}
+	}
+	if l := h.Limits; l != nil && (l.Version < 0 || l.SessionMaxMinor < 0 || l.OfflineSessionMaxMinor < 0 || l.OfflineTotalMaxMinor < 0) {
+		return fmt.Errorf("%w: negative limit %+v", ErrInvalid, *l)
 	}
 	return nil
 }

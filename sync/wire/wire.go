@@ -358,6 +358,8 @@ type Status struct {
 	Since      time.Time   `json:"since,omitzero"`
 	Reason     string      `json:"reason,omitempty"`
 	Conditions []Condition `json:"conditions,omitempty"`
+	// LimitsVersion is the set_limits overlay in force (0 or absent: the configuration's).
+	LimitsVersion int64 `json:"limits_version,omitempty"`
 }
 
 // Heartbeat is the up/heartbeat payload.
@@ -390,6 +392,9 @@ type Heartbeat struct {
 	RTTMs          int64             `json:"rtt_ms,omitempty"`
 	LastTopupAt    time.Time         `json:"last_topup_at,omitzero"`
 	Counters       map[string]uint64 `json:"counters,omitempty"`
+	// Limits are the session limits in force (the configuration's, version 0, or the
+	// set_limits overlay's).
+	Limits *Limits `json:"limits,omitempty"`
 }
 
 // Alarm severities and who must act.

@@ -543,10 +543,13 @@ func fraud(r *rig) {
 	r.eventually("the session to end", func() bool { s := r.state(); return s == "idle" || s == "out_of_service" })
 	// A unit that latches its cheat report (ID-003 CHEATED, CCNET 0x45 until RESET) takes
 	// no note until a technician resets it; one that reports it once is back at rest.
+	ctx := context.Background()
 	if !r.atRestSince(isEvent(acceptor.Fraud)) {
-		ctx := context.Background()
 		r.eventually("a technician reset", func() bool { return r.cur().l.drv.Reset(ctx) == nil })
 	}
+	// The kiosk stays out of service until the technician signs the cheat attempt off.
+	r.waitState(session.OutOfService)
+	r.signOffFraud(ctx)
 	r.waitState(session.Idle)
 	r.open(1_000_000)
 	r.feed(v[1])
@@ -713,11 +716,22 @@ func fraudLatched(r *rig) {
 	if err := r.cur().l.drv.Reset(ctx); err != nil {
 		r.t.Fatal(err)
 	}
+	r.signOffFraud(ctx)
 	r.waitState(session.Idle)
 	r.open(1_000_000)
 	r.feed(v[1])
 	r.finish()
 	r.check(outcome{credited: []int64{v[1]}, topups: []topup{tp(wire.OutcomeComplete, 0, v[1])}})
+}
+
+// signOffFraud is the technician's sign-off of the latched cheat attempt, once the unit's
+// own report of it has ended (a report still coming latches it again).
+func (r *rig) signOffFraud(ctx context.Context) {
+	r.t.Helper()
+	r.eventually("the unit at rest after its reset", func() bool { return r.atRestSince(isEvent(acceptor.Fraud)) })
+	if err := r.cur().e.SignOff(ctx, session.CondAcceptorFraud, "conformance technician", "unit reset, note path checked"); err != nil {
+		r.t.Fatal(err)
+	}
 }
 
 // 13: the unit reports a hardware failure: the kiosk goes out of service, and a

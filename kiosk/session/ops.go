@@ -1,0 +1,198 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/kioskd/kioskd/devices/acceptor"
+	"github.com/kioskd/kioskd/kiosk/config"
+	"github.com/kioskd/kioskd/kiosk/health"
+	"github.com/kioskd/kioskd/kiosk/journal"
+)
+
+// Settings central operations and technicians change at run time: the session limits
+// (set_limits) and the sign-off of latched conditions (signoff).
+
+// CondAcceptorFraud is the condition of a cheat attempt the acceptor reported. It is latched:
+// it stops service until a technician signs it off (CmdSignoff), whatever the unit reports
+// afterwards and across restarts.
+const CondAcceptorFraud = "acceptor_fraud"
+
+// ErrNothingToSignOff: a sign-off of a condition that is not waiting for one.
+var ErrNothingToSignOff = errors.New("session: no such condition waiting for a sign-off")
+
+// LimitsStatus are the session limits in force, as Status reports them.
+type LimitsStatus struct {
+	// Version is the set_limits overlay in force; 0 means the configuration's limits.
+	Version                int64  `json:"version"`
+	CmdID                  string `json:"cmd_id,omitempty"`
+	SessionMaxMinor        int64  `json:"session_max_minor"`
+	OfflineSessionMaxMinor int64  `json:"offline_session_max_minor"`
+	OfflineTotalMaxMinor   int64  `json:"offline_total_max_minor"`
+}
+
+func (c *core) limitsStatus() *LimitsStatus {
+	return &LimitsStatus{Version: c.limitsVersion, CmdID: c.limitsCmd, SessionMaxMinor: c.limits.SessionMax,
+		OfflineSessionMaxMinor: c.limits.OfflineSessionMax, OfflineTotalMaxMinor: c.limits.OfflineTotalMax}
+}
+
+// validLimits checks limits with the configuration's rules: an overlay may set nothing a
+// configuration file could not.
+func validLimits(l Limits) error {
+	return config.Limits{SessionMaxMinor: l.SessionMax, OfflineSessionMaxMinor: l.OfflineSessionMax, OfflineTotalMaxMinor: l.OfflineTotalMax}.Validate()
+}
+
+// loadOps restores, at start, what the journal keeps besides money: the limits overlay in
+// force and the conditions latched until a sign-off (the previous run's health registry is
+// gone; a restart must not clear them).
+func (c *core) loadOps() error {
+	o, ok, err := c.e.j.LimitsOverlay()
+	if err != nil {
+		return err
+	}
+	if ok {
+		l := Limits{SessionMax: o.SessionMaxMinor, OfflineSessionMax: o.OfflineSessionMaxMinor, OfflineTotalMax: o.OfflineTotalMaxMinor}
+		if verr := validLimits(l); verr != nil {
+			// Checked when it was set; a value that fails now was not written by this code.
+			// The configuration's limits are safe: keep them, and say so.
+			c.e.log.Error("limits overlay in the journal is not valid; configured limits in force", "version", o.Version, "err", verr)
+			c.e.cfg.Health.Set("limits_overlay_invalid", health.Warning, health.Engineer, health.NoEffect,
+				fmt.Sprintf("limits overlay version %d: %v", o.Version, verr))
+		} else {
+			c.limits, c.limitsVersion, c.limitsCmd = l, o.Version, o.CmdID
+			c.e.log.Info("limits overlay in force", "version", o.Version, "session_max_minor", l.SessionMax,
+				"offline_session_max_minor", l.OfflineSessionMax, "offline_total_max_minor", l.OfflineTotalMax)
+		}
+	}
+	latched, err := c.e.j.Latched()
+	if err != nil {
+		return err
+	}
+	for _, l := range latched {
+		if l.Kind == CondAcceptorFraud {
+			c.faults[acceptor.Fraud.String()] = true
+		}
+		c.e.cfg.Health.Set(l.Kind, health.Critical, health.Engineer, health.StopsService, latchedDetail(l.Detail))
+		c.e.log.Warn("condition latched until a technician signs it off", "condition", l.Kind, "detail", l.Detail)
+	}
+	return nil
+}
+
+func latchedDetail(d string) string {
+	return strings.TrimSpace(d + " (a technician's sign-off clears it)")
+}
+
+// latchFraud journals the acceptor's cheat attempt as latched (once) and raises it.
+func (c *core) latchFraud(detail string) {
+	if _, err := c.e.j.Latch(CondAcceptorFraud, detail); err != nil {
+		// The condition is raised anyway (it stops service); only its survival across a
+		// restart is lost, and the failed write stops service by itself.
+		c.journalFailedOp("latch fraud", err)
+	} else {
+		c.journalOK()
+	}
+	c.faults[acceptor.Fraud.String()] = true
+	c.e.cfg.Health.Set(CondAcceptorFraud, health.Critical, health.Engineer, health.StopsService, latchedDetail(detail))
+}
+
+// setLimits applies a set_limits command: checked like the configuration, journaled with its
+// version (newer than the one in force), then in force for every session authorized after it.
+// A session already open keeps the limit it was opened with.
+func (c *core) setLimits(cmd Command) error {
+	if cmd.Limits == nil || cmd.LimitsVersion < 1 {
+		return errors.New("session: set_limits needs the limits and a version ≥ 1")
+	}
+	l := *cmd.Limits
+	if err := validLimits(l); err != nil {
+		return fmt.Errorf("session: limits: %w", err)
+	}
+	if cmd.LimitsVersion <= c.limitsVersion {
+		return fmt.Errorf("session: limits version %d is not newer than %d in force", cmd.LimitsVersion, c.limitsVersion)
+	}
+	err := c.e.j.SetLimitsOverlay(journal.LimitsOverlay{Version: cmd.LimitsVersion, CmdID: cmd.CmdID, SessionMaxMinor: l.SessionMax,
+		OfflineSessionMaxMinor: l.OfflineSessionMax, OfflineTotalMaxMinor: l.OfflineTotalMax})
+	if errors.Is(err, journal.ErrStaleVersion) {
+		return fmt.Errorf("session: %w", err)
+	}
+	if err != nil {
+		c.journalFailedOp("set limits", err)
+		return err
+	}
+	c.journalOK()
+	c.limits, c.limitsVersion, c.limitsCmd = l, cmd.LimitsVersion, cmd.CmdID
+	c.e.log.Info("limits changed", "version", cmd.LimitsVersion, "cmd_id", cmd.CmdID, "session_max_minor", l.SessionMax,
+		"offline_session_max_minor", l.OfflineSessionMax, "offline_total_max_minor", l.OfflineTotalMax)
+	return nil
+}
+
+// Bounds of a sign-off's words.
+const (
+	maxSignoffWho = 64
+	maxSignoffWhy = 500
+)
+
+func checkText(field, s string, maxLen int) error {
+	if strings.TrimSpace(s) == "" {
+		return fmt.Errorf("session: sign-off needs %s", field)
+	}
+	if len(s) > maxLen || !utf8.ValidString(s) {
+		return fmt.Errorf("session: sign-off %s: at most %d bytes of UTF-8", field, maxLen)
+	}
+	if strings.IndexFunc(s, unicode.IsControl) >= 0 {
+		return fmt.Errorf("session: sign-off %s: no control characters", field)
+	}
+	return nil
+}
+
+// signoff clears a latched condition on a technician's word: the sign-off (condition, who,
+// why) is an audit event in the journal, written before the condition clears. Conditions the
+// journal latches (a cheat attempt) clear only this way; a condition another part of the
+// kiosk latches (the tamper switch) is signed off when Config.SignOffCheck allows it.
+func (c *core) signoff(cmd Command) error {
+	if err := checkText("a condition", cmd.Condition, 64); err != nil {
+		return err
+	}
+	if err := checkText("who signs off", cmd.Who, maxSignoffWho); err != nil {
+		return err
+	}
+	if err := checkText("why", cmd.Why, maxSignoffWhy); err != nil {
+		return err
+	}
+	if cmd.Condition == CondAcceptorFraud && c.unit == acceptor.Fraud {
+		// A unit that latches its cheat report (ID-003, CCNET) keeps it until it is reset: a
+		// sign-off now would put a kiosk whose unit takes no note back in service.
+		return errors.New("session: the acceptor still reports the cheat attempt; reset it first")
+	}
+	latched, err := c.e.j.Latched()
+	if err != nil {
+		c.journalFailedOp("read latched conditions", err)
+		return err
+	}
+	inJournal := false
+	for _, l := range latched {
+		inJournal = inJournal || l.Kind == cmd.Condition
+	}
+	if !inJournal {
+		if c.e.cfg.SignOffCheck == nil || !c.e.cfg.Health.Has(cmd.Condition) {
+			return fmt.Errorf("%w: %s", ErrNothingToSignOff, cmd.Condition)
+		}
+		if err := c.e.cfg.SignOffCheck(cmd.Condition); err != nil {
+			return fmt.Errorf("session: sign-off of %s refused: %w", cmd.Condition, err)
+		}
+	}
+	ev := journal.SignoffEvent{Condition: cmd.Condition, Who: cmd.Who, Why: cmd.Why, CmdID: cmd.CmdID}
+	if err := c.e.j.SignOff(ev, !inJournal); err != nil {
+		c.journalFailedOp("sign-off", err)
+		return err
+	}
+	c.journalOK()
+	if cmd.Condition == CondAcceptorFraud {
+		delete(c.faults, acceptor.Fraud.String())
+	}
+	c.e.cfg.Health.Clear(cmd.Condition)
+	c.e.log.Info("condition signed off", "condition", cmd.Condition, "who", cmd.Who, "why", cmd.Why, "cmd_id", cmd.CmdID)
+	return nil
+}
