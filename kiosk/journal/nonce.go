@@ -3,6 +3,7 @@ package journal
 import (
 	"encoding/binary"
 	"fmt"
+	"os"
 	"runtime/debug"
 	"time"
 
@@ -105,14 +106,21 @@ func buildTime() time.Time {
 
 // ClockSynced reports whether the kernel considers the system clock synchronised (NTP or
 // PTP steering it: adjtimex without STA_UNSYNC and not in TIME_ERROR). Replaceable in tests.
+//
+// systemd's ProtectClock= (in kioskd's unit) refuses adjtimex even to read; then the flag
+// file systemd-timesyncd creates at its first synchronisation since boot
+// (timesyncFlag, on tmpfs) says it.
 var ClockSynced = func() bool {
 	var tx unix.Timex // Modes 0: read only
 	state, err := unix.Adjtimex(&tx)
 	if err != nil {
-		return false
+		_, ferr := os.Stat(timesyncFlag)
+		return ferr == nil
 	}
 	return state != unix.TIME_ERROR && tx.Status&unix.STA_UNSYNC == 0
 }
+
+const timesyncFlag = "/run/systemd/timesync/synchronized"
 
 // ClockTrusted reports whether now (the wall clock) can be used to check a QR code's expiry
 // locally: the clock is synchronised, or it is later than both the journal's newest event
