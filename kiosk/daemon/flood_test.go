@@ -11,6 +11,7 @@ import (
 
 	"github.com/kioskd/kioskd/hw-sim/scannersim"
 	"github.com/kioskd/kioskd/hw-sim/walletsim"
+	"github.com/kioskd/kioskd/kiosk/journal"
 	"github.com/kioskd/kioskd/kiosk/session"
 )
 
@@ -73,10 +74,24 @@ func TestForgedCodeFloodAndScannerNoise(t *testing.T) {
 		}
 		waitFor(t, "the receipt", func() bool { return len(k.prn.Documents()) >= receipts })
 	}
+	// The journal's events from seq on, by type: what a failure here says was written.
+	written := func(from uint64) map[string]int {
+		m := map[string]int{}
+		_ = j.Events(from, func(r journal.Record) bool { m[r.Type]++; return true })
+		return m
+	}
+	seq := func() uint64 {
+		st, err := j.Stats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Events + 1
+	}
 	customer("first", 1)
-	io0, lines0 := j.IOStats(), lines.Load()
+	io0, lines0, seq0 := j.IOStats(), lines.Load(), seq()
 	customer("second", 2)
 	perCustomer, linesPerCustomer := j.IOStats().Commits-io0.Commits, lines.Load()-lines0
+	oneCustomer := written(seq0)
 	if perCustomer == 0 {
 		t.Fatal("a top-up cost no journal commit: the counter does not count")
 	}
@@ -106,7 +121,7 @@ func TestForgedCodeFloodAndScannerNoise(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	io1, lines1 := j.IOStats(), lines.Load()
+	io1, lines1, seq1 := j.IOStats(), lines.Load(), seq()
 	forge(forged / 2)
 	spray(noise / 2)
 	customer("during_flood", 3)
@@ -119,7 +134,8 @@ func TestForgedCodeFloodAndScannerNoise(t *testing.T) {
 	t.Logf("flood: %d forged codes, %d bytes of noise, 2 customers: %d journal commits (%d per customer), %d page writes, %d log lines (%d per customer)",
 		forged, noise, commits, perCustomer, io2.PageWrites-io1.PageWrites, logged, linesPerCustomer)
 	if commits > 2*perCustomer {
-		t.Errorf("the flood cost %d journal commits, 2 customers cost %d", commits, 2*perCustomer)
+		t.Errorf("the flood cost %d journal commits, 2 customers cost %d; events written %v, one customer's %v",
+			commits, 2*perCustomer, written(seq1), oneCustomer)
 	}
 	// A summary line per kind and minute, whatever the volume.
 	if limit := 2*linesPerCustomer + 20; logged > limit {
