@@ -133,7 +133,9 @@ func TestForgedCodeFloodAndScannerNoise(t *testing.T) {
 	commits, logged := io2.Commits-io1.Commits, lines2-lines1
 	t.Logf("flood: %d forged codes, %d bytes of noise, 2 customers: %d journal commits (%d per customer), %d page writes, %d log lines (%d per customer)",
 		forged, noise, commits, perCustomer, io2.PageWrites-io1.PageWrites, logged, linesPerCustomer)
-	if commits > 2*perCustomer {
+	// The customers' writes and a small constant: a loaded machine may see a device
+	// condition raised and cleared meanwhile (an alarm each), never a write per code or line.
+	if commits > 2*perCustomer+4 {
 		t.Errorf("the flood cost %d journal commits, 2 customers cost %d; events written %v, one customer's %v",
 			commits, 2*perCustomer, written(seq1), oneCustomer)
 	}
