@@ -24,6 +24,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -168,12 +169,12 @@ func measureKioskd(bin, dir string, idleFor time.Duration) (kioskdFootprint, err
 	if err != nil {
 		return m, err
 	}
-	defer rig.Close()
+	defer func() { _ = rig.Close() }()
 	brk, err := broker.Start(ctx, broker.Config{Addr: "127.0.0.1:0"})
 	if err != nil {
 		return m, err
 	}
-	defer brk.Close()
+	defer func() { _ = brk.Close() }()
 	work := filepath.Join(dir, "footprint")
 	if err := os.MkdirAll(work, 0o700); err != nil {
 		return m, err
@@ -182,7 +183,7 @@ func measureKioskd(bin, dir string, idleFor time.Duration) (kioskdFootprint, err
 	if err != nil {
 		return m, err
 	}
-	defer store.Close()
+	defer func() { _ = store.Close() }()
 	led, err := ledger.New(ledger.Config{MQTT: mqttc.Config{Brokers: []string{"tcp://" + brk.Addr()}, ClientID: "ledger"}, Store: store,
 		Signer: wire.Signer{KID: "l1", Key: ledgerKey}, Limits: ledger.Limits{Currency: "CNY", DailyMinor: 10_000_000, PerTopupMaxMinor: 1_000_000},
 		WalletKeys: map[string]ed25519.PublicKey{"w1": walletKey.Public().(ed25519.PublicKey)}, Logger: quiet})
@@ -192,7 +193,12 @@ func measureKioskd(bin, dir string, idleFor time.Duration) (kioskdFootprint, err
 	lctx, lstop := context.WithCancel(ctx)
 	ldone := make(chan error, 1)
 	go func() { ldone <- led.Run(lctx) }()
-	defer func() { lstop(); <-ldone }()
+	defer func() {
+		lstop()
+		if err := <-ldone; err != nil && !errors.Is(err, context.Canceled) {
+			fmt.Fprintln(os.Stderr, "kioskbench: ledger:", err)
+		}
+	}()
 	select {
 	case <-led.Ready():
 	case <-ctx.Done():
@@ -229,14 +235,16 @@ func measureKioskd(bin, dir string, idleFor time.Duration) (kioskdFootprint, err
 	}
 	m.poll = c.Acceptor.PollInterval.D()
 
-	var logs strings.Builder
+	logs := &lockedLog{}
 	cmd := exec.Command(bin, "-config", cfgPath)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		return m, err
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	// exited is closed when kioskd has ended; waitErr is then its exit status.
+	var waitErr error
+	exited := make(chan struct{})
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	defer func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -255,9 +263,8 @@ func measureKioskd(bin, dir string, idleFor time.Duration) (kioskdFootprint, err
 		defer tick.Stop()
 		for !cond() {
 			select {
-			case err := <-exited:
-				exited <- err
-				return fail(what, fmt.Errorf("kioskd exited: %v", err))
+			case <-exited:
+				return fail(what, fmt.Errorf("kioskd exited: %v", waitErr))
 			case <-ctx.Done():
 				return fail(what, errors.New("timed out"))
 			case <-tick.C:
@@ -295,8 +302,8 @@ func measureKioskd(bin, dir string, idleFor time.Duration) (kioskdFootprint, err
 	}
 	select {
 	case <-time.After(idleFor):
-	case err := <-exited:
-		return m, fail("idle", fmt.Errorf("kioskd exited: %v", err))
+	case <-exited:
+		return m, fail("idle", fmt.Errorf("kioskd exited: %v", waitErr))
 	}
 	t1, cpu1, err := cpuTicks(pid)
 	if err != nil {
@@ -430,6 +437,24 @@ func finish(base string) error {
 		return fmt.Errorf("finish: HTTP %d", res.StatusCode)
 	}
 	return nil
+}
+
+// lockedLog collects kioskd's output, written by exec's copier while a failure may read it.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func freePort() (string, error) {

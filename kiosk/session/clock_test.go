@@ -24,7 +24,7 @@ type wallClock struct {
 	off time.Duration
 }
 
-func newWallClock(t time.Time) *wallClock { return &wallClock{off: t.Sub(time.Now())} }
+func newWallClock(t time.Time) *wallClock { return &wallClock{off: time.Until(t)} }
 
 func (c *wallClock) Now() time.Time {
 	c.mu.Lock()
@@ -35,7 +35,7 @@ func (c *wallClock) Now() time.Time {
 func (c *wallClock) Set(t time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.off = t.Sub(time.Now())
+	c.off = time.Until(t)
 }
 
 // timedAuthz is a ledger that answers ok with its own signed time, or is unreachable.
