@@ -6,12 +6,15 @@
 // measured in the same run, because absolute numbers mean little across boards; on a kiosk
 // in the field it tells a technician whether an SD card is fast enough.
 //
-//	kioskbench [-dir DIR] [-benchtime 1s] [-events 1000000] [-poll 2s] [-days 365] [-per-day 300] [-archive-after 720h]
+//	kioskbench [-dir DIR] [-benchtime 1s] [-events 1000000] [-poll 2s] [-days 365] [-per-day 300] [-archive-after 720h] [-footprint=true] [-idle 10s]
 //
 // Start-up is reported twice on the large journal: the full check from the first event (what
 // every start-up cost before checkpoints, and what the background verification still does)
 // and kioskd's start-up from the verified checkpoint. The footprint simulation writes a year
-// of sessions with weekly archiving and reports the hot file and the archive per event.
+// of sessions with weekly archiving and reports the hot file and the archive per event. The
+// footprint rows build kioskd and kioskctl per board architecture (binary sizes) and run
+// kioskd against the emulators: resident memory idle, in a session and at its peak, and idle
+// CPU at the default polling, each next to its limit.
 //
 // It links the emulators, the broker and the reference ledger, so it is a command of its
 // own: kioskd and kioskctl do not (cmd/deps_test.go checks it). `make bench` runs it.
@@ -55,6 +58,8 @@ func benchCmd(args []string, out io.Writer) error {
 	days := fs.Int("days", 365, "days of simulated traffic for the journal footprint (0 skips it)")
 	perDay := fs.Int("per-day", 300, "sessions per simulated day")
 	keep := fs.Duration("archive-after", 30*24*time.Hour, "age past which settled history is archived in the simulation")
+	foot := fs.Bool("footprint", true, "build kioskd and kioskctl for every board architecture and measure kioskd's memory and idle CPU against the emulators (needs the go tool and the source tree)")
+	idleFor := fs.Duration("idle", 10*time.Second, "how long kioskd's idle CPU is measured")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -186,6 +191,12 @@ func benchCmd(args []string, out io.Writer) error {
 		fmt.Fprintf(out, "simulated traffic: %d events; hot file %.1f MiB (%.1f MiB after compaction at open) holding %d events, %.0f bytes/event; %d archive segments %.1f MiB, %.0f bytes/event archived (built in %s)\n",
 			y.Events, float64(y.HotBytes)/(1<<20), float64(y.HotBytesCompacted)/(1<<20), y.HotEvents, per(y.HotBytesCompacted, y.HotEvents),
 			y.Segments, float64(y.ArchBytes)/(1<<20), per(y.ArchBytes, y.Events-y.HotEvents), y.Built.Round(time.Second))
+	}
+	if *foot {
+		if err := footprint(out, *dir, *idleFor); err != nil {
+			failed = append(failed, "footprint")
+			fmt.Fprintln(out, err)
+		}
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("%d measurements failed: %s (go test -run '^$' -bench . on the package that measures it prints why)", len(failed), strings.Join(failed, ", "))

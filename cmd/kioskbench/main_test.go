@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -16,13 +17,15 @@ func TestTable(t *testing.T) {
 		t.Skip("runs every measurement (about 20 s)")
 	}
 	var out bytes.Buffer
-	if err := benchCmd([]string{"-dir", t.TempDir(), "-benchtime", "5ms", "-events", "300", "-poll", "50ms", "-days", "10", "-per-day", "5", "-archive-after", "72h"}, &out); err != nil {
+	if err := benchCmd([]string{"-dir", t.TempDir(), "-benchtime", "5ms", "-events", "300", "-poll", "50ms", "-days", "10", "-per-day", "5", "-archive-after", "72h", "-idle", "1s"}, &out); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	s := out.String()
 	want := []string{"raw 200 B write+fsync (baseline)", "journal: credit commit", "journal: intent+credit", "raw QoS1 publish+PUBACK",
 		"Finish -> signed ack applied", "recovery (open + full chain and views check)",
-		"start-up with checkpoint", "background full verification", "simulated traffic"}
+		"start-up with checkpoint", "background full verification", "simulated traffic",
+		"binary kioskd linux/amd64", "binary kioskctl linux/arm64", "binary kioskd linux/armv7",
+		"kioskd RSS idle (VmRSS)", "kioskd RSS in a session", "kioskd peak RSS after a top-up", "kioskd idle CPU"}
 	for _, p := range simrig.Protocols() {
 		for _, c := range p.Conformance {
 			want = append(want, c.Name+" ")
@@ -43,6 +46,26 @@ func containsRow(s, name string) bool {
 		}
 	}
 	return false
+}
+
+// The /proc readers of the footprint rows, on this process.
+func TestProcReaders(t *testing.T) {
+	rss, hwm, err := memStatus(os.Getpid())
+	if err != nil || rss <= 0 || hwm < rss {
+		t.Fatalf("memStatus: rss %d hwm %d, %v", rss, hwm, err)
+	}
+	_, t0, err := cpuTicks(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for { // burn some CPU until a tick is counted
+		if _, t1, err := cpuTicks(os.Getpid()); err != nil || t1 > t0 {
+			if err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
 }
 
 func TestBadFlag(t *testing.T) {

@@ -90,7 +90,7 @@ func run() error {
 	// A second kioskd on the same journal ends here with an error (and exit status 1)
 	// within journal.lock_wait, having opened no device.
 	sys, err = daemon.New(ctx, cfg, daemon.Options{Version: version, Logger: log,
-		Ready: ready,
+		Ready: ready, Notifier: notifier,
 		CheckJournal: func(ctx context.Context, path string, lockWait time.Duration) error {
 			return journal.CheckInChild(ctx, exe, []string{"-lock-wait", lockWait.String(), "-check-journal"}, path, 5*time.Minute)
 		}})

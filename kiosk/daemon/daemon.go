@@ -86,6 +86,10 @@ type Options struct {
 	// lockWait is what is left of journal.lock_wait: the check must give up waiting for the
 	// file's lock after it, with an error wrapping journal.ErrLocked.
 	CheckJournal func(ctx context.Context, path string, lockWait time.Duration) error
+	// Notifier, when set, is told of slow start-up stages before Ready (EXTEND_TIMEOUT_USEC=,
+	// STATUS=starting: ...; startup.go), so systemd's TimeoutStartSec does not kill a
+	// start-up that is checking an old journal.
+	Notifier Notifier
 	// RetryMin and RetryMax bound the backoff between attempts to reopen a lost device.
 	// Defaults 1 s and 30 s.
 	RetryMin, RetryMax time.Duration

@@ -203,8 +203,11 @@ func (s *System) scannerAttempt(ctx context.Context) (bool, error) {
 	}
 	s.reg.Clear(condScanner)
 	log.Info("scanner port open", "port", s.cfg.Scanner.Port)
+	// Scanner input is untrusted and free to produce: a refused line or code is counted (the
+	// heartbeat's counters) and logged at most once a minute per kind (onEvent), never
+	// journaled.
 	sc := qrserial.New(port, qrserial.Config{Logger: log, OnError: func(err error) {
-		log.Warn("scanner input refused", "err", err)
+		s.reg.Event("scanner_line_refused", health.Info, health.None, err.Error())
 	}})
 	// Closing the port releases a read blocked in it.
 	closed := make(chan struct{})
@@ -216,8 +219,10 @@ func (s *System) scannerAttempt(ctx context.Context) (bool, error) {
 		if s.engine == nil {
 			return
 		}
-		if err := s.engine.Scan(code); err != nil {
-			log.Info("scan refused", "err", err)
+		if err := s.engine.Scan(code); errors.Is(err, session.ErrBusy) || errors.Is(err, session.ErrNotRunning) {
+			// Not read now (a session is open, the kiosk is busy): counted, not logged one by
+			// one. The engine counts and reports the codes it refused (qr_refused).
+			s.reg.Event("scan_ignored", health.Info, health.None, err.Error())
 		}
 	})
 	if stop() {

@@ -42,7 +42,9 @@ func (s *System) openJournal(ctx context.Context) (*journal.Journal, error) {
 		s.log.Debug("journal lock free", "path", path)
 	}
 	if s.opts.CheckJournal != nil {
-		err := s.opts.CheckJournal(ctx, path, max(time.Until(deadline), 0))
+		err := s.startStage("checking the journal", checkStageLimit, func() error {
+			return s.opts.CheckJournal(ctx, path, max(time.Until(deadline), 0))
+		})
 		if errors.Is(err, journal.ErrLocked) {
 			return nil, locked()
 		}
@@ -50,8 +52,13 @@ func (s *System) openJournal(ctx context.Context) (*journal.Journal, error) {
 			return nil, err
 		}
 	}
-	j, err := journal.Open(path, journal.Options{KioskID: s.cfg.Kiosk.ID, Currency: s.cfg.Kiosk.Currency,
-		LockTimeout: max(time.Until(deadline), lockPoll), Logger: s.log.With("component", "journal")})
+	var j *journal.Journal
+	err = s.startStage("opening the journal", openStageLimit, func() error {
+		var err error
+		j, err = journal.Open(path, journal.Options{KioskID: s.cfg.Kiosk.ID, Currency: s.cfg.Kiosk.Currency,
+			LockTimeout: max(time.Until(deadline), lockPoll), Logger: s.log.With("component", "journal")})
+		return err
+	})
 	if errors.Is(err, journal.ErrLocked) {
 		return nil, locked()
 	}

@@ -46,7 +46,20 @@ import (
 
 var kioskdBin string
 
+// A kioskd built elsewhere (another architecture, as the kiosk boards run it) and the program
+// that runs it (qemu-user): .ci/qemu-tests runs the end-to-end top-up with the arm64 and armv7
+// binaries this way.
+var (
+	kioskdFlag = flag.String("e2e.kioskd", "", "run this kioskd binary instead of building one (the tests that need its failpoints skip)")
+	execFlag   = flag.String("e2e.exec", "", "run kioskd through this program, e.g. qemu-aarch64")
+)
+
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if *kioskdFlag != "" {
+		kioskdBin = *kioskdFlag
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "kioskd-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -369,7 +382,13 @@ func (e *env) startKioskMayCrash(crashAt string) bool {
 		e.startInProcess()
 		return true
 	}
+	if crashAt != "" && *kioskdFlag != "" {
+		e.t.Skip("crash points need kioskd built with its failpoints; -e2e.kioskd gives another binary")
+	}
 	cmd := exec.Command(kioskdBin, "-config", e.cfgPath)
+	if *execFlag != "" {
+		cmd = exec.Command(*execFlag, kioskdBin, "-config", e.cfgPath)
+	}
 	if e.kioskOut == nil {
 		e.kioskOut = &lockedBuf{}
 	}

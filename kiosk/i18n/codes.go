@@ -21,6 +21,10 @@ func QRKey(err error) Key {
 		return KeyQRExpired
 	case errors.Is(err, qrpay.ErrReplayed):
 		return KeyQRNonceUsed
+	case errors.Is(err, qrpay.ErrClockUntrusted):
+		return KeyQRClockUntrusted
+	case errors.Is(err, qrpay.ErrLifetime):
+		return KeyQRLifetime
 	}
 	return KeyQRUnusable
 }

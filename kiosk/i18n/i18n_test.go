@@ -219,6 +219,7 @@ func TestQRKey(t *testing.T) {
 		qrpay.ErrFormat: i18n.KeyQRBadFormat, qrpay.ErrUnknownKey: i18n.KeyQRUnknownKey,
 		qrpay.ErrSignature: i18n.KeyQRBadSignature, qrpay.ErrExpired: i18n.KeyQRExpired,
 		qrpay.ErrReplayed: i18n.KeyQRNonceUsed, fmt.Errorf("wrapped: %w", qrpay.ErrExpired): i18n.KeyQRExpired,
+		qrpay.ErrClockUntrusted: i18n.KeyQRClockUntrusted, qrpay.ErrLifetime: i18n.KeyQRLifetime,
 		errors.New("other"): i18n.KeyQRUnusable, nil: i18n.KeyQRUnusable,
 	} {
 		if got := i18n.QRKey(err); got != want {

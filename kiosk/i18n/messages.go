@@ -61,6 +61,11 @@ const (
 	KeyQRExpired      Key = "qr.expired"
 	KeyQRNonceUsed    Key = "qr.nonce_used"
 	KeyQRUnusable     Key = "qr.unusable"
+	// KeyQRClockUntrusted: the kiosk's clock is not known good and the ledger's signed time
+	// could not be had, so the code's expiry cannot be checked.
+	KeyQRClockUntrusted Key = "qr.clock_untrusted"
+	// KeyQRLifetime: the code claims a validity longer than any wallet issues.
+	KeyQRLifetime Key = "qr.lifetime"
 
 	// Top-up refusals at authorization.
 	KeyRefuseWallet        Key = "refuse.wallet"
@@ -250,6 +255,8 @@ var messages = []Message{
 	{Key: KeyQRExpired, ZH: "此付款码已过期。请在钱包应用中刷新后重试。", EN: "This payment code has expired. Please refresh it in your wallet app."},
 	{Key: KeyQRNonceUsed, ZH: "此付款码已使用过。请在钱包应用中刷新后重试。", EN: "This payment code was already used. Please refresh it in your wallet app."},
 	{Key: KeyQRUnusable, ZH: "此二维码无法使用。", EN: "This code cannot be used."},
+	{Key: KeyQRClockUntrusted, ZH: "本机暂时无法核对付款码的有效期，请稍后再试。", EN: "This kiosk cannot check the validity of your code right now. Please try again in a moment."},
+	{Key: KeyQRLifetime, ZH: "此付款码在本机无效。请在钱包应用中刷新后重试。", EN: "This payment code is not valid here. Please refresh it in your wallet app."},
 
 	// Refusals.
 	{Key: KeyRefuseWallet, ZH: "抱歉，钱包拒绝了此次充值。", EN: "Sorry, the wallet refused this top-up."},

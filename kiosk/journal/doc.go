@@ -166,5 +166,7 @@
 // history before the checkpoint (checkpoint.go). Settled history older than a configured age
 // moves to gzip segments next to the file, chained to the hot file by an anchor, and the hot
 // file is compacted at open when mostly free (archive.go, compact.go). Used QR nonces are
-// kept by their code's expiry against a trusted time that never goes back (nonce.go).
+// kept by their code's expiry against a journal-anchored monotonic time (MonoNow: set only by
+// the ledger's signed time or a synchronised clock, advanced by the monotonic clock), which no
+// wall-clock jump moves (nonce.go).
 package journal

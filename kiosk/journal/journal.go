@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -81,6 +82,10 @@ type Options struct {
 	LockTimeout time.Duration
 	// Now gives the informative timestamps; default time.Now.
 	Now func() time.Time
+	// Mono is a monotonic clock: the time elapsed since some fixed point of this process,
+	// unaffected by changes of the wall clock. It carries the journal's anchored time
+	// (MonoNow) forward between anchors; default the process's monotonic clock.
+	Mono func() time.Duration
 	// OpenFile is passed to bbolt (power-cut simulation in tests).
 	OpenFile func(string, int, os.FileMode) (*os.File, error)
 	// SkipVerify skips the full chain check at Open (tools that want to read a damaged file).
@@ -114,6 +119,16 @@ type Journal struct {
 	// archiveMu serialises Archive runs: each reads a batch, writes its segment outside any
 	// transaction and then deletes the batch.
 	archiveMu sync.Mutex
+
+	// mono is the journal-anchored monotonic time (nonce.go).
+	mono     func() time.Duration
+	monoMu   sync.Mutex
+	monoBase time.Time     // a trusted time, zero until one is known
+	monoAt   time.Duration // mono() when monoBase was taken
+
+	// commits counts committed write transactions of the journal's own writers (update):
+	// each is one fsync on the card.
+	commits atomic.Uint64
 }
 
 // Open opens or creates the journal at path and, unless opts.SkipVerify, verifies it.
@@ -138,11 +153,16 @@ func Open(path string, opts Options) (*Journal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("journal: open %s: %w", path, err)
 	}
-	j := &Journal{db: db, now: opts.Now, log: opts.Logger, path: path, readOnly: opts.ReadOnly}
+	if opts.Mono == nil {
+		start := time.Now()
+		opts.Mono = func() time.Duration { return time.Since(start) }
+	}
+	j := &Journal{db: db, now: opts.Now, log: opts.Logger, path: path, readOnly: opts.ReadOnly, mono: opts.Mono}
 	if err := j.init(opts); err != nil {
 		_ = db.Close()
 		return nil, err
 	}
+	j.loadMono()
 	if !opts.SkipVerify {
 		if err := j.startupVerify(opts); err != nil {
 			_ = j.db.Close()
@@ -405,9 +425,13 @@ func getJSON(tx *bolt.Tx, bucket, key []byte, v any) (bool, error) {
 // update runs fn in one read-write transaction; the events it appends are durable when update
 // returns nil.
 func (j *Journal) update(fn func(w *writer) error) error {
-	return j.db.Update(func(tx *bolt.Tx) error {
+	err := j.db.Update(func(tx *bolt.Tx) error {
 		return fn(&writer{j: j, tx: tx})
 	})
+	if err == nil {
+		j.commits.Add(1)
+	}
+	return err
 }
 
 func u64(v uint64) []byte {

@@ -54,3 +54,20 @@ func (j *Journal) Stats() (Stats, error) {
 	})
 	return st, err
 }
+
+// IOStats counts the journal's writes since Open.
+type IOStats struct {
+	// Commits is the number of committed write transactions of the money and event writers
+	// (each one an fsync of the file).
+	Commits uint64
+	// PageWrites is bbolt's count of pages written by every commit (checkpoints and the
+	// archive included).
+	PageWrites int64
+}
+
+// IOStats returns the write counters: what untrusted input must not move (a refused code or
+// line noise costs no write).
+func (j *Journal) IOStats() IOStats {
+	st := j.db.Stats()
+	return IOStats{Commits: j.commits.Load(), PageWrites: st.TxStats.GetWrite()}
+}

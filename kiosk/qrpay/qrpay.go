@@ -172,7 +172,7 @@ func Message(err error) string {
 	case errors.Is(err, ErrExpired):
 		return "This payment code has expired. Please refresh it in your wallet app."
 	case errors.Is(err, ErrClockUntrusted):
-		return "This kiosk cannot check the time of your code right now. Please try again in a moment."
+		return "This kiosk cannot check the validity of your code right now. Please try again in a moment."
 	case errors.Is(err, ErrLifetime):
 		return "This payment code is not valid here. Please refresh it in your wallet app."
 	case errors.Is(err, ErrReplayed):

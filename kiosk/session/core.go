@@ -29,6 +29,9 @@ type core struct {
 	// authz is set while the ledger is asked about a scanned code.
 	authz    *authzPending
 	authzGen uint64
+	// refusedN counts refused codes since refusedLogAt, the last log line about one.
+	refusedN     uint64
+	refusedLogAt time.Time
 	// closing is set from the decision to close the session until its receipt is done.
 	closing *closing
 	// result is the last session's outcome, on the screen until resultUntil.
@@ -111,6 +114,9 @@ type core struct {
 type authzPending struct {
 	gen uint64
 	p   qrpay.Payload
+	// needTime: the kiosk's clock was not known good at the scan; the expiry is checked
+	// against the ledger's signed time and the nonce spent when the answer comes.
+	needTime bool
 }
 
 type pendingWitness struct {

@@ -161,7 +161,11 @@ type Config struct {
 	Limits        Limits
 	Timing        Timing
 	Now           func() time.Time
-	Logger        *slog.Logger
+	// ClockTrusted says whether the wall clock (Now) is known good for checking a wallet
+	// code's expiry; when it is not, the expiry is checked against the ledger's signed time
+	// or the code is refused. Default the journal's rule (journal.ClockTrusted).
+	ClockTrusted func(now time.Time) bool
+	Logger       *slog.Logger
 	// NewReqID returns a fresh authz request id.
 	NewReqID func() string
 	// SignOffCheck, when set, is asked about a sign-off (CmdSignoff) of an active condition
@@ -219,6 +223,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ClockTrusted == nil {
+		cfg.ClockTrusted = cfg.Journal.ClockTrusted
 	}
 	if cfg.NewReqID == nil {
 		var n uint64

@@ -118,7 +118,7 @@ func newRig(t *testing.T, path string, authz Authorizer) *rig {
 		t.Fatal(err)
 	}
 	r := &rig{t: t, j: j, unit: &fakeUnit{}, printer: &fakePrinter{}, health: health.New("b1", nil), path: path}
-	r.e, err = New(Config{Journal: j, Acceptor: r.unit, Denominations: denoms, Authorizer: authz, Printer: r.printer,
+	r.e, err = New(Config{ClockTrusted: trustClock, Journal: j, Acceptor: r.unit, Denominations: denoms, Authorizer: authz, Printer: r.printer,
 		Health: r.health, WalletKeys: walletKeys,
 		Limits: Limits{SessionMax: 50000, OfflineSessionMax: 20000, OfflineTotalMax: 30000},
 		Timing: Timing{RecoveryTimeout: 5 * time.Second, AckWait: time.Second}})
@@ -510,7 +510,7 @@ func TestEscrowlessPulseUnit(t *testing.T) {
 		}
 		pulseDenoms := acceptor.Denominations{1: {Code: 1, ValueMinor: 1000, Currency: "CNY"}, 5: {Code: 5, ValueMinor: 5000, Currency: "CNY"}}
 		r := &rig{t: t, j: j, unit: &fakeUnit{}, printer: &fakePrinter{}, health: health.New("b1", nil)}
-		r.e, err = New(Config{Journal: j, Acceptor: r.unit, Denominations: pulseDenoms, Printer: r.printer, Health: r.health,
+		r.e, err = New(Config{ClockTrusted: trustClock, Journal: j, Acceptor: r.unit, Denominations: pulseDenoms, Printer: r.printer, Health: r.health,
 			WalletKeys: walletKeys, Escrowless: true, Authorizer: &fakeAuthz{resp: wire.AuthzResponse{ReqID: "x", Status: wire.AuthzOK, RemainingMinor: 12000}},
 			Limits: Limits{SessionMax: 50000, OfflineSessionMax: 20000, OfflineTotalMax: 30000}})
 		if err != nil {
@@ -753,3 +753,7 @@ func TestAckDuringRecoveryShowsCredited(t *testing.T) {
 		}
 	})
 }
+
+// trustClock is the test engines' clock rule: the bubble's clock (year 2000) is good. The
+// tests of the untrusted clock set their own.
+func trustClock(time.Time) bool { return true }

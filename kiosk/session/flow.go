@@ -43,29 +43,36 @@ func (c *core) scan(code string) error {
 		c.e.log.Info("scan ignored", "state", st.String())
 		return fmt.Errorf("%w: %s", ErrBusy, st)
 	}
-	p, err := c.e.cfg.WalletKeys.Verify(code, c.now())
-	if err == nil {
-		if uerr := c.e.j.UseNonce(p.Nonce, p.Expires); errors.Is(uerr, journal.ErrNonceUsed) {
+	// The expiry is checked against the wall clock only when it is known good; otherwise
+	// against the ledger's signed time in the authz answer (authorized), and the nonce is
+	// spent only once the code passed that check: a code refused for want of a time stays
+	// usable when the kiosk is back online.
+	now := c.now()
+	p, err := c.e.cfg.WalletKeys.VerifyClock(code, now, c.e.cfg.ClockTrusted(now))
+	needTime := errors.Is(err, qrpay.ErrClockUntrusted)
+	switch {
+	case needTime:
+		err = nil
+		if used, uerr := c.e.j.NonceUsed(p.Nonce); uerr == nil && used {
 			err = qrpay.ErrReplayed
 		} else if uerr != nil {
-			c.journalFailedOp("use nonce", uerr)
+			c.journalFailedOp("read nonce", uerr)
 			c.say("error", i18n.KeyCannotTakeMoney, "Sorry, the kiosk cannot take money now.")
 			return uerr
-		} else {
-			c.journalOK()
+		}
+	case err == nil:
+		err = c.spendNonce(p)
+		if err != nil && !errors.Is(err, qrpay.ErrReplayed) {
+			return err // the journal failed: already told and recorded
 		}
 	}
 	if err != nil {
-		c.e.log.Warn("wallet code refused", "reason", err)
-		if errors.Is(err, qrpay.ErrSignature) || errors.Is(err, qrpay.ErrReplayed) {
-			c.e.cfg.Health.Event("qr_refused", health.Warning, health.None, err.Error())
-		}
-		c.say("error", i18n.QRKey(err), qrpay.Message(err))
+		c.refused(err)
 		return err
 	}
-	c.lastActivity = c.now()
+	c.lastActivity = now
 	c.authzGen++
-	c.authz = &authzPending{gen: c.authzGen, p: p}
+	c.authz = &authzPending{gen: c.authzGen, p: p, needTime: needTime}
 	c.say("info", i18n.KeyCheckingWallet, "Checking your wallet…")
 	gen := c.authzGen
 	// The limits in force now (set_limits changes them on the loop; the task must not read
@@ -78,12 +85,52 @@ func (c *core) scan(code string) error {
 	return nil
 }
 
+// spendNonce journals the code's nonce as used: nil, qrpay.ErrReplayed, or the journal's
+// failure (already handled: the customer was told and the fault recorded).
+func (c *core) spendNonce(p qrpay.Payload) error {
+	uerr := c.e.j.UseNonce(p.Nonce, p.Expires)
+	switch {
+	case errors.Is(uerr, journal.ErrNonceUsed):
+		return qrpay.ErrReplayed
+	case uerr != nil:
+		c.journalFailedOp("use nonce", uerr)
+		c.say("error", i18n.KeyCannotTakeMoney, "Sorry, the kiosk cannot take money now.")
+		return uerr
+	}
+	c.journalOK()
+	return nil
+}
+
+// refusedLogEvery is the least time between two log lines about refused codes: a flood of
+// forged codes or scanner noise must not fill the log (each refusal is counted in the
+// health counters, qr_refused, which the heartbeat carries).
+const refusedLogEvery = time.Minute
+
+// refused tells the customer why a code was refused, counts it, and logs a summary line at
+// most once per refusedLogEvery. It writes nothing durable.
+func (c *core) refused(err error) {
+	sev := health.Info
+	if errors.Is(err, qrpay.ErrSignature) || errors.Is(err, qrpay.ErrReplayed) {
+		sev = health.Warning
+	}
+	c.e.cfg.Health.Event("qr_refused", sev, health.None, err.Error())
+	c.refusedN++
+	now := c.now()
+	if c.refusedLogAt.IsZero() || now.Sub(c.refusedLogAt) >= refusedLogEvery || now.Before(c.refusedLogAt) {
+		c.e.log.Warn("wallet code refused", "reason", err, "refused_since_last_line", c.refusedN)
+		c.refusedN, c.refusedLogAt = 0, now
+	}
+	c.say("error", i18n.QRKey(err), qrpay.Message(err))
+}
+
 // authzOutcome is what the ledger (or the offline limits) allow.
 type authzOutcome struct {
 	limit   int64
 	offline bool
 	masked  string
 	denied  string
+	// ledgerNow is the ledger's signed time (zero offline, or from an older ledger).
+	ledgerNow time.Time
 }
 
 // authorize asks the ledger and falls back to the offline limits. It runs as a task.
@@ -95,6 +142,9 @@ func (e *Engine) authorize(ctx context.Context, p qrpay.Payload, lim Limits) aut
 		actx, cancel := context.WithTimeout(ctx, e.cfg.Timing.AuthzTimeout)
 		resp, err = e.cfg.Authorizer.Authorize(actx, p.Account, p.Nonce, p.Raw)
 		cancel()
+	}
+	if err == nil {
+		out.ledgerNow = resp.Now
 	}
 	switch {
 	case ctx.Err() != nil:
@@ -127,8 +177,11 @@ func (c *core) authorized(gen uint64, a authzOutcome) {
 	if c.authz == nil || c.authz.gen != gen {
 		return // cancelled, or a stop or a fault ended it
 	}
-	p := c.authz.p
+	p, needTime := c.authz.p, c.authz.needTime
 	c.authz = nil
+	if needTime && a.denied == "" && !c.checkLedgerTime(p, a) {
+		return
+	}
 	if a.denied == "" && a.limit < c.smallestNote() {
 		if a.offline {
 			a.denied = "top-ups are not available while the kiosk is offline"
@@ -152,6 +205,32 @@ func (c *core) authorized(gen uint64, a authzOutcome) {
 	c.sessCodes = c.fittingCodes()
 	c.lastActivity = c.now()
 	c.say("info", i18n.KeyInsertNotes, "Please insert your notes.")
+}
+
+// checkLedgerTime checks, for a code scanned while the kiosk's clock was not known good, the
+// code's expiry against the ledger's signed time, and then spends its nonce. Offline, or
+// without a time from the ledger, the code is refused: its expiry cannot be checked. It
+// reports whether the session may open.
+func (c *core) checkLedgerTime(p qrpay.Payload, a authzOutcome) bool {
+	var err error
+	switch {
+	case a.offline || a.ledgerNow.IsZero():
+		err = qrpay.ErrClockUntrusted
+	default:
+		err = qrpay.VerifyAt(p, a.ledgerNow)
+	}
+	if err == nil {
+		// A signed time is the best anchor the journal gets for pruning used nonces.
+		c.e.j.AnchorTime(a.ledgerNow)
+		if err = c.spendNonce(p); err != nil && !errors.Is(err, qrpay.ErrReplayed) {
+			return false
+		}
+	}
+	if err != nil {
+		c.refused(err)
+		return false
+	}
+	return true
 }
 
 func (c *core) smallestNote() int64 {

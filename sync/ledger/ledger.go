@@ -385,7 +385,9 @@ func (l *Ledger) handleAuthz(topic string, payload []byte) {
 // request without a usable req_id, or when the store cannot say what was credited today
 // (the kiosk then falls back to its offline limits, as when the ledger is unreachable).
 func (l *Ledger) authorize(kiosk string, r wire.AuthzRequest) (resp wire.AuthzResponse, answer bool) {
-	resp = wire.AuthzResponse{V: wire.Version, ReqID: r.ReqID, Status: wire.AuthzDenied}
+	// Every answer carries the ledger's signed time: a kiosk with an untrusted clock checks
+	// the code's expiry against it.
+	resp = wire.AuthzResponse{V: wire.Version, ReqID: r.ReqID, Status: wire.AuthzDenied, Now: l.now().UTC()}
 	if err := r.Validate(); err != nil {
 		l.stats.Rejected.Add(1)
 		if r.ReqID == "" || len(r.ReqID) > 64 || !utf8.ValidString(r.ReqID) {

@@ -458,6 +458,11 @@ func TestAuthz(t *testing.T) {
 		if r.Status != status || r.Reason != reason || r.RemainingMinor != remaining || r.NameMasked != name {
 			t.Errorf("%s: %+v, want %s/%s/%d/%s", account, r, status, reason, remaining, name)
 		}
+		// Every answer carries the ledger's signed time (a kiosk with an untrusted clock
+		// checks the code's expiry against it).
+		if !r.Now.Equal(clk.Now().UTC()) {
+			t.Errorf("%s: now %s, want the ledger's clock %s", account, r.Now, clk.Now())
+		}
 	}
 	check("zhang_san_feng", wire.AuthzOK, "", 60_000, "张*丰") // capped by the per-top-up max
 	check("abcdefyz", wire.AuthzOK, "", 60_000, "ab***yz")   // unknown: opened on first use

@@ -318,6 +318,10 @@ type AuthzResponse struct {
 	Reason         string `json:"reason,omitempty"`
 	RemainingMinor int64  `json:"remaining_minor"`
 	NameMasked     string `json:"name_masked,omitempty"`
+	// Now is the ledger's time when it answered, signed with the rest: a kiosk whose own
+	// clock it cannot trust (booted in 1970, not synchronised) checks the code's expiry
+	// against it. Omitted by older ledgers; such a kiosk then refuses the code.
+	Now time.Time `json:"now,omitzero"`
 }
 
 // Validate checks required fields.

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -200,5 +201,30 @@ func TestFollowUpTopupValidation(t *testing.T) {
 	b.FollowsTopupID = TopupID("K1", 7, 3)
 	if a.ContentHash() == b.ContentHash() {
 		t.Error("the follow-up link is not part of the content hash")
+	}
+}
+
+// The ledger's signed time in an authz answer: sent as RFC 3339, absent from older ledgers'
+// answers (zero), which still decode.
+func TestAuthzResponseNow(t *testing.T) {
+	at := time.Date(2026, 12, 1, 8, 15, 2, 0, time.UTC)
+	b, err := json.Marshal(AuthzResponse{V: 1, ReqID: "r1", Status: AuthzOK, RemainingMinor: 5, Now: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"now":"2026-12-01T08:15:02Z"`) {
+		t.Fatalf("encoded %s", b)
+	}
+	var r AuthzResponse
+	if err := Decode(b, &r); err != nil || !r.Now.Equal(at) {
+		t.Fatalf("decoded %+v, %v", r, err)
+	}
+	var old AuthzResponse
+	if err := Decode([]byte(`{"v":1,"req_id":"r1","status":"ok","remaining_minor":5}`), &old); err != nil || !old.Now.IsZero() {
+		t.Fatalf("older ledger's answer: %+v, %v", old, err)
+	}
+	b, _ = json.Marshal(AuthzResponse{V: 1, ReqID: "r1", Status: AuthzOK})
+	if strings.Contains(string(b), "now") {
+		t.Fatalf("zero time sent: %s", b)
 	}
 }

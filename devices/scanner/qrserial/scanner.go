@@ -77,9 +77,12 @@ func (s *Scanner) Run(ctx context.Context, onCode func(code string)) error {
 		switch {
 		case !ok:
 		case r.err != nil:
-			s.log.Warn("qrserial: line rejected", "err", r.err)
 			if s.cfg.OnError != nil {
+				// The caller counts and reports it: line noise must not cost a log line each.
+				s.log.Debug("qrserial: line rejected", "err", r.err)
 				s.cfg.OnError(r.err)
+			} else {
+				s.log.Warn("qrserial: line rejected", "err", r.err)
 			}
 		default:
 			s.log.Debug("qrserial: code", "len", len(r.code))
