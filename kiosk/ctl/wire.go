@@ -129,6 +129,9 @@ type Diag struct {
 	Status   Status             `json:"status"`
 	Devices  []Device           `json:"devices"`
 	Conds    []health.Condition `json:"conditions"`
+	// Events counts the one-off happenings since start by kind (refused codes, ignored
+	// scans, ...): what the heartbeat reports, for a technician on site.
+	Events map[string]uint64 `json:"events,omitempty"`
 	// MQTTConnected and Uplink describe the link to the ledger (Uplink: the uplink's
 	// counters; nil without MQTT); Journal the journal's figures.
 	MQTTConnected bool           `json:"mqtt_connected"`

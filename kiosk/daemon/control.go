@@ -247,7 +247,7 @@ func (b controlBackend) Reprint(ctx context.Context, no uint64) error {
 func (b controlBackend) Diag(ctx context.Context) (ctl.Diag, error) {
 	s := b.s
 	d := ctl.Diag{At: time.Now().UTC(), Versions: map[string]string{"kioskd": s.opts.Version, "go": runtime.Version(), "config_version": fmt.Sprint(s.cfg.Version)},
-		Conds: s.reg.Active()}
+		Conds: s.reg.Active(), Events: s.reg.Counters()}
 	var err error
 	if d.Status, err = b.Status(ctx); err != nil {
 		return d, err

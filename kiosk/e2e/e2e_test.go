@@ -324,6 +324,14 @@ func TestVaultDoorStopsService(t *testing.T) {
 		return v.State == "out_of_service" && slices.Contains(v.Reasons, "vault_door_open")
 	})
 	e.scan("rita")
+	// The code travels through the scanner's serial line: wait until kioskd has read and
+	// refused it before closing the door, or it could arrive after the kiosk is back.
+	e.waitFor("the scan refused", func() bool {
+		var d struct {
+			Events map[string]uint64 `json:"events"`
+		}
+		return e.diag(&d) == nil && d.Events["scan_ignored"] > 0
+	})
 	if v := e.view(); v.State != "out_of_service" {
 		t.Fatalf("scan accepted while the vault is open: %+v", v)
 	}
