@@ -214,6 +214,7 @@ const (
 )
 
 // CreditWithoutIntent handles a credit report when no stack intent is open.
+// An Unexpected credit is sealed (see seal) before it returns: the caller ACKs the unit next.
 func (j *Journal) CreditWithoutIntent(reported Note, detail string) (ReReport, error) {
 	var out ReReport
 	err := j.update(func(w *writer) error {
@@ -221,7 +222,24 @@ func (j *Journal) CreditWithoutIntent(reported Note, detail string) (ReReport, e
 		out, err = w.creditWithoutIntent(reported, detail)
 		return err
 	})
+	if err == nil && out == Unexpected {
+		err = j.seal("unexpected credit recorded")
+	}
 	return out, err
+}
+
+// seal commits a small informative event after a transaction that holds the only evidence
+// of a note the unit is about to forget (its RESET after a power-up with the note in the
+// stacker, its ACK of a credit nothing announced): no stack intent was committed before it,
+// so if storage that lied about fsync lost that transaction as its last at a power cut, the
+// note would be in the cassette with no trace. With this commit after it, the evidence is no
+// longer the last commit. If seal fails, the caller must not let the unit forget: its next
+// report is recognised as the same note (the last credit) and sealed again.
+func (j *Journal) seal(what string) error {
+	return j.update(func(w *writer) error {
+		_, err := w.append(DeviceEvent{Device: "journal", Event: "evidence_sealed", Detail: what})
+		return err
+	})
 }
 
 func (w *writer) creditWithoutIntent(reported Note, detail string) (out ReReport, err error) {
@@ -279,7 +297,9 @@ func (j *Journal) NoteCompleted() error {
 // stack intent is open. If the last credited note is not yet known to be finished, that is
 // the note (its credit is journaled): nothing to do, and it returns true. Otherwise the note
 // is one the journal never saw committed (its intent was lost with the storage's last
-// transaction): it becomes an uncertain item, never silently dropped.
+// transaction): it becomes an uncertain item, never silently dropped, and the last credit
+// (unfinished), so that a repeat of the report is recognised. Either way the evidence is
+// sealed (see seal) before it returns: the caller resets the unit next.
 func (j *Journal) StackerWithoutIntent(reported Note, evidence string) (bool, error) {
 	var last bool
 	err := j.update(func(w *writer) error {
@@ -296,9 +316,19 @@ func (j *Journal) StackerWithoutIntent(reported Note, evidence string) (bool, er
 		if cur := w.tx.Bucket(bMeta).Get(kCurrent); cur != nil {
 			sid = btoi(cur)
 		}
-		return w.addUncertain(sid, reported.ValueMinor, "note in the stacker at power-up with no stack intent: "+evidence)
+		if err := w.addUncertain(sid, reported.ValueMinor, "note in the stacker at power-up with no stack intent: "+evidence); err != nil {
+			return err
+		}
+		// This note is now the last the unit reported, unfinished until it comes to rest
+		// after its reset: the same report again (the host died before the reset, or the
+		// unit was power-cycled again) and the credit a unit reports for it after the reset
+		// (CCNET credit recovery) are this note, not another uncertain one.
+		return w.put(bMeta, kLastCredit, lastCredit{SessionID: sid, Note: reported})
 	})
-	return last, err
+	if err != nil {
+		return last, err
+	}
+	return last, j.seal("note in the stacker at power-up recorded")
 }
 
 // Resolutions of an open stack intent without a credit report.

@@ -70,6 +70,9 @@ func (j *Journal) CreditAfterClose(reported Note, detail string) (LateCredit, er
 		res.Kind, err = w.creditWithoutIntent(reported, detail)
 		return err
 	})
+	if err == nil && res.Kind == Unexpected {
+		err = j.seal("unexpected credit recorded")
+	}
 	return res, err
 }
 
