@@ -294,24 +294,50 @@ func (j *Journal) NoteCompleted() error {
 }
 
 // StackerWithoutIntent handles a unit that powered up with a note in its stacker while no
-// stack intent is open. If the last credited note is not yet known to be finished, that is
-// the note (its credit is journaled): nothing to do, and it returns true. Otherwise the note
-// is one the journal never saw committed (its intent was lost with the storage's last
-// transaction): it becomes an uncertain item, never silently dropped, and the last credit
-// (unfinished), so that a repeat of the report is recognised. Either way the evidence is
-// sealed (see seal) before it returns: the caller resets the unit next.
+// stack intent is open: StackerAtPowerUp, true when the note is the last credited one.
 func (j *Journal) StackerWithoutIntent(reported Note, evidence string) (bool, error) {
-	var last bool
+	res, err := j.StackerAtPowerUp(reported, evidence)
+	return res.Kind == Repeat, err
+}
+
+// StackerAtPowerUp handles a unit that powered up with a note in its stacker (it stacks it
+// at its reset) while no stack intent is open:
+//
+//   - Repeat: the last credited note is not yet known to be finished; that is the note (its
+//     credit is journaled): nothing to record.
+//   - FollowUp: the note is the one of the most recent stack intent, which became its closed
+//     session's uncertain item (the unit did not come to rest in time, so the engine could
+//     not tell): the item is resolved and the note credited by a follow-up top-up, as
+//     CreditAfterClose does for a late credit report. Recording another uncertain item would
+//     make one physical note two, and the spare one would hide a note lost elsewhere.
+//   - Unexpected: a note the journal never saw committed (its intent was lost with the
+//     storage's last transaction): it becomes an uncertain item, never silently dropped.
+//
+// After FollowUp and Unexpected the note is the last credit (unfinished), so that a repeat
+// of the report is recognised. Whatever the outcome, the evidence is sealed (see seal)
+// before it returns: the caller resets the unit next.
+func (j *Journal) StackerAtPowerUp(reported Note, evidence string) (LateCredit, error) {
+	var res LateCredit
 	err := j.update(func(w *writer) error {
+		res = LateCredit{}
 		var lc lastCredit
 		found, err := getJSON(w.tx, bMeta, kLastCredit, &lc)
 		if err != nil {
 			return err
 		}
 		if found && !lc.Superseded && !lc.Completed {
-			last = true
+			res.Kind = Repeat
 			return nil
 		}
+		m, ok, err := w.lateItem(reported)
+		if err != nil {
+			return err
+		}
+		if ok {
+			res, err = w.followUp(m, reported, "note in the stacker at power-up: "+evidence)
+			return err
+		}
+		res.Kind = Unexpected
 		var sid uint64
 		if cur := w.tx.Bucket(bMeta).Get(kCurrent); cur != nil {
 			sid = btoi(cur)
@@ -326,9 +352,9 @@ func (j *Journal) StackerWithoutIntent(reported Note, evidence string) (bool, er
 		return w.put(bMeta, kLastCredit, lastCredit{SessionID: sid, Note: reported})
 	})
 	if err != nil {
-		return last, err
+		return res, err
 	}
-	return last, j.seal("note in the stacker at power-up recorded")
+	return res, j.seal("note in the stacker at power-up recorded")
 }
 
 // Resolutions of an open stack intent without a credit report.

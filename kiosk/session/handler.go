@@ -398,16 +398,25 @@ func (c *core) resolveFromPowerUp(ev acceptor.Event) error {
 		// the last credited note if the unit had not finished it; otherwise nothing in the
 		// journal accounts for it and it becomes an uncertain item.
 		if ev.Kind == acceptor.PowerUpNoteInStacker {
-			last, err := c.e.j.StackerWithoutIntent(jnote(ev.Note), ev.String())
+			n := ev.Note
+			if !n.Known() && n.Code != 0 {
+				if t, ok := c.e.cfg.Denominations[n.Code]; ok {
+					n.ValueMinor, n.Currency = t.ValueMinor, t.Currency
+				}
+			}
+			res, err := c.e.j.StackerAtPowerUp(jnote(n), ev.String())
 			if err != nil {
 				c.journalFailedOp("stacker note", err)
 				return err
 			}
 			c.journalOK()
-			// The unit finishes the note at its reset (either way it is now the journal's
-			// last credit, so a repeated report of it is recognised).
+			// The unit finishes the note at its reset (whatever the outcome it is now the
+			// journal's last credit, so a repeated report of it is recognised).
 			c.creditUnfinished = true
-			if !last {
+			switch res.Kind {
+			case journal.FollowUp:
+				c.followUpCredited(res)
+			case journal.Unexpected:
 				c.e.cfg.Health.Event("uncertain_item", health.Critical, health.Staff,
 					"unit powered up with a note in the stacker that the journal has no stack intent for; settle at cash collection")
 				c.refreshSession()
