@@ -298,7 +298,9 @@ type PulseRecorder interface {
 // an error it leaves the unit in its power-up state, calls PowerUp again at the next poll,
 // and refuses Reset with ErrNotRecorded meanwhile: nothing makes the unit forget a note
 // before the host has recorded it. A protocol whose unit reports the power-up only once
-// (SSP NOTE CLEARED INTO CASHBOX) keeps the report and retries it the same way.
+// (SSP NOTE CLEARED INTO CASHBOX / FROM FRONT) keeps the report and retries it as it does a
+// credit the handler could not record; its plain PowerUp (after SLAVE RESET, with nothing
+// in the path to lose) may still come as an Event.
 //
 // A unit that powers up again before the report was recorded reports again; the handler
 // recognises a report it already recorded and returns nil without counting the note twice.
