@@ -143,8 +143,9 @@ type recHandler struct {
 }
 
 var (
-	_ acceptor.Handler       = recHandler{}
-	_ acceptor.PulseRecorder = recHandler{}
+	_ acceptor.Handler         = recHandler{}
+	_ acceptor.PulseRecorder   = recHandler{}
+	_ acceptor.PowerUpRecorder = recHandler{}
 )
 
 func (w recHandler) Escrow(ctx context.Context, n acceptor.Note) acceptor.Decision {
@@ -184,6 +185,28 @@ func (w recHandler) Event(ctx context.Context, e acceptor.Event) {
 	}
 	w.next.Event(ctx, e)
 	w.h.r.rec.add(entry{gen: w.h.gen, call: "event", kind: e.Kind, note: e.Note, reason: e.Reason, code: e.Code})
+}
+
+// PowerUp passes a power-up report to the engine, which journals it before the driver may
+// reset the unit; a recorded one is traced as its event, a refused one as "power_up_refused".
+func (w recHandler) PowerUp(ctx context.Context, e acceptor.Event) error {
+	if w.h.dead.Load() {
+		return errHostDown
+	}
+	if f := w.h.r.rec.intercept().event; f != nil {
+		f(e)
+	}
+	err := w.next.(acceptor.PowerUpRecorder).PowerUp(ctx, e)
+	if w.h.dead.Load() {
+		// The process is gone before the driver could reset the unit.
+		err = errHostDown
+	}
+	call := "event"
+	if err != nil {
+		call = "power_up_refused"
+	}
+	w.h.r.rec.add(entry{gen: w.h.gen, call: call, kind: e.Kind, note: e.Note, code: e.Code, err: err})
+	return err
 }
 
 func (w recHandler) Pulse(ctx context.Context, train uint64, count int) error {
