@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -311,6 +312,16 @@ type host struct {
 	dead      atomic.Bool
 	jrnClosed bool
 	ended     bool // stop or awaitCrash collected the pieces
+	// file is the journal's file, to break the storage under it (breakStorage).
+	file atomic.Pointer[os.File]
+}
+
+// breakStorage closes the journal's file descriptor under bbolt: from now on every write
+// and fsync of this host fails (EIO), as failing storage does, until a new host opens it.
+func (h *host) breakStorage() {
+	if f := h.file.Load(); f != nil {
+		f.Close()
+	}
 }
 
 // start runs a new host on the rig's journal file and unit.
@@ -319,7 +330,14 @@ func (r *rig) start() *host {
 	h := &host{r: r, gen: len(r.hosts) + 1, crashed: make(chan struct{}),
 		engDone: make(chan error, 1), drvDone: make(chan error, 1), simDone: make(chan error, 1)}
 	var err error
-	h.j, err = journal.Open(r.path, journal.Options{KioskID: "K-CONF", Currency: currency})
+	h.j, err = journal.Open(r.path, journal.Options{KioskID: "K-CONF", Currency: currency,
+		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
+			f, err := os.OpenFile(name, flag, perm)
+			if err == nil {
+				h.file.Store(f)
+			}
+			return f, err
+		}})
 	if err != nil {
 		r.t.Fatalf("host %d: open journal: %v", h.gen, err)
 	}
