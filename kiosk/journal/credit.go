@@ -307,8 +307,9 @@ func (j *Journal) StackerWithoutIntent(reported Note, evidence string) (bool, er
 //     credit is journaled): nothing to record.
 //   - FollowUp: the note is the one of the most recent stack intent, which became its closed
 //     session's uncertain item (the unit did not come to rest in time, so the engine could
-//     not tell): the item is resolved and the note credited by a follow-up top-up, as
-//     CreditAfterClose does for a late credit report. Recording another uncertain item would
+//     not tell), and no session was opened since (its note's intent may have been lost at
+//     a power cut: then the report may be that note): the item is resolved and the note
+//     credited by a follow-up top-up, as CreditAfterClose does for a late credit report. Recording another uncertain item would
 //     make one physical note two, and the spare one would hide a note lost elsewhere.
 //   - Unexpected: a note the journal never saw committed (its intent was lost with the
 //     storage's last transaction): it becomes an uncertain item, never silently dropped.
@@ -329,7 +330,7 @@ func (j *Journal) StackerAtPowerUp(reported Note, evidence string) (LateCredit, 
 			res.Kind = Repeat
 			return nil
 		}
-		m, ok, err := w.lateItem(reported)
+		m, ok, err := w.lateItem(reported, true)
 		if err != nil {
 			return err
 		}
