@@ -289,6 +289,30 @@ type PulseRecorder interface {
 	Pulse(ctx context.Context, train uint64, count int) error
 }
 
+// PowerUpRecorder is implemented by a Handler that journals what a unit reports at
+// power-up (PowerUp, PowerUpNoteInAcceptor, PowerUpNoteInStacker) and must be able to refuse
+// it. The report is the only evidence of a note the unit holds in its path, and the RESET
+// that follows makes the unit stack or return that note and forget it. So a driver whose
+// Handler implements PowerUpRecorder calls PowerUp instead of Event for a power-up report,
+// and resets the unit (on its own or at a Reset request) only after PowerUp returned nil. On
+// an error it leaves the unit in its power-up state, calls PowerUp again at the next poll,
+// and refuses Reset with ErrNotRecorded meanwhile: nothing makes the unit forget a note
+// before the host has recorded it. A protocol whose unit reports the power-up only once
+// (SSP NOTE CLEARED INTO CASHBOX / FROM FRONT) keeps the report and retries it as it does a
+// credit the handler could not record; its plain PowerUp (after SLAVE RESET, with nothing
+// in the path to lose) may still come as an Event.
+//
+// A unit that powers up again before the report was recorded reports again; the handler
+// recognises a report it already recorded and returns nil without counting the note twice.
+type PowerUpRecorder interface {
+	PowerUp(ctx context.Context, e Event) error
+}
+
+// IsPowerUp reports whether k is one of the power-up reports (see PowerUpRecorder).
+func (k Kind) IsPowerUp() bool {
+	return k == PowerUp || k == PowerUpNoteInAcceptor || k == PowerUpNoteInStacker
+}
+
 // Acceptor is what every bill acceptor driver provides. Commands other than Run may be called
 // from any goroutine; a driver serialises them with its poll loop.
 type Acceptor interface {
@@ -317,4 +341,8 @@ var (
 	ErrTimeout = errors.New("acceptor: unit did not answer")
 	// ErrRefused is returned when the unit refused a command.
 	ErrRefused = errors.New("acceptor: unit refused the command")
+	// ErrNotRecorded is returned by Reset while the unit's power-up report has not been
+	// recorded by the handler (PowerUpRecorder): a reset now would make the unit forget a
+	// note the journal has no record of.
+	ErrNotRecorded = errors.New("acceptor: power-up report not recorded yet; reset withheld")
 )

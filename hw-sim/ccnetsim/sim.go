@@ -584,12 +584,20 @@ func (s *Sim) Busy(yh byte) {
 func (s *Sim) PowerCycle(where Where) error {
 	s.u.Lock()
 	defer s.u.Unlock()
-	if s.mode == modeReturned {
-		s.u.Drop() // the note is with the customer already
+	now := s.u.Where()
+	returned := s.mode == modeReturned
+	if returned {
+		// The note is with the customer already: nothing is in the path. Nothing changes
+		// before the placement is known to be possible: a power cycle that fails leaves the
+		// unit as it was (RETURNED with its note, not RETURNED with none).
+		now = NoNote
 	}
-	where, err := s.u.PowerCutPlace(where, s.u.Where())
+	where, err := s.u.PowerCutPlace(where, now)
 	if err != nil {
 		return err
+	}
+	if returned {
+		s.u.Drop()
 	}
 	s.powerLocked(where)
 	return nil

@@ -663,3 +663,39 @@ func TestLineSpeed(t *testing.T) {
 		}
 	})
 }
+
+// A power cycle that asks for a note in the path while RETURNED waits for the host's ACK
+// (the note with the customer) fails with ErrNoNote and leaves the unit as it was: it used
+// to drop the note first and fail after, leaving the unit RETURNED with no note, and its
+// next POLL dereferenced the missing note (a panic; found by the kiosk simulation).
+func TestPowerCycleAfterReturnedNote(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		for _, where := range []Where{InAcceptor, InStacker, Auto} {
+			s, h := start(t, Config{})
+			h.up()
+			s.InsertNote(1)
+			h.poll(ccnet.StAccepting)
+			h.poll(ccnet.StEscrow, 1)
+			h.command(ccnet.CmdReturn)
+			h.poll(ccnet.StReturning)
+			h.expect(h.send(ccnet.CmdPoll), ccnet.StReturned, 1) // not acknowledged
+			err := s.PowerCycle(where)
+			if where == Auto {
+				// A plain power-up: the note is with the customer, nothing in the cassette.
+				if err != nil {
+					t.Fatal(err)
+				}
+				h.poll(ccnet.StPowerUp)
+			} else {
+				if !errors.Is(err, ErrNoNote) {
+					t.Fatalf("PowerCycle(%v) after the note was returned: %v, want ErrNoNote", where, err)
+				}
+				h.poll(ccnet.StReturned, 1) // unchanged: the unit still reports the returned note
+				h.poll(ccnet.StIdling)
+			}
+			if len(s.Cassette()) != 0 {
+				t.Fatalf("returned notes counted: %+v", s.Cassette())
+			}
+		}
+	})
+}

@@ -248,6 +248,16 @@ func (r refuseAll) Credited(ctx context.Context, n acceptor.Note) error {
 
 func (r refuseAll) Event(ctx context.Context, e acceptor.Event) {}
 
+// PowerUp refuses a power-up with a note in the path: its RESET would make the unit stack or
+// return a note that cannot be recorded, so the unit keeps it for a technician.
+func (r refuseAll) PowerUp(ctx context.Context, e acceptor.Event) error {
+	if e.Kind == acceptor.PowerUp {
+		return nil
+	}
+	r.log.Error("unit powered up with a note in its path while the journal is unusable; not reset", "event", e.String())
+	return errors.New("journal unusable")
+}
+
 type staticView struct{ v session.View }
 
 func (s *staticView) View() session.View { return s.v }

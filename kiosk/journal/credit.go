@@ -214,6 +214,7 @@ const (
 )
 
 // CreditWithoutIntent handles a credit report when no stack intent is open.
+// An Unexpected credit is sealed (see seal) before it returns: the caller ACKs the unit next.
 func (j *Journal) CreditWithoutIntent(reported Note, detail string) (ReReport, error) {
 	var out ReReport
 	err := j.update(func(w *writer) error {
@@ -221,7 +222,24 @@ func (j *Journal) CreditWithoutIntent(reported Note, detail string) (ReReport, e
 		out, err = w.creditWithoutIntent(reported, detail)
 		return err
 	})
+	if err == nil && out == Unexpected {
+		err = j.seal("unexpected credit recorded")
+	}
 	return out, err
+}
+
+// seal commits a small informative event after a transaction that holds the only evidence
+// of a note the unit is about to forget (its RESET after a power-up with the note in the
+// stacker, its ACK of a credit nothing announced): no stack intent was committed before it,
+// so if storage that lied about fsync lost that transaction as its last at a power cut, the
+// note would be in the cassette with no trace. With this commit after it, the evidence is no
+// longer the last commit. If seal fails, the caller must not let the unit forget: its next
+// report is recognised as the same note (the last credit) and sealed again.
+func (j *Journal) seal(what string) error {
+	return j.update(func(w *writer) error {
+		_, err := w.append(DeviceEvent{Device: "journal", Event: "evidence_sealed", Detail: what})
+		return err
+	})
 }
 
 func (w *writer) creditWithoutIntent(reported Note, detail string) (out ReReport, err error) {
@@ -276,29 +294,68 @@ func (j *Journal) NoteCompleted() error {
 }
 
 // StackerWithoutIntent handles a unit that powered up with a note in its stacker while no
-// stack intent is open. If the last credited note is not yet known to be finished, that is
-// the note (its credit is journaled): nothing to do, and it returns true. Otherwise the note
-// is one the journal never saw committed (its intent was lost with the storage's last
-// transaction): it becomes an uncertain item, never silently dropped.
+// stack intent is open: StackerAtPowerUp, true when the note is the last credited one.
 func (j *Journal) StackerWithoutIntent(reported Note, evidence string) (bool, error) {
-	var last bool
+	res, err := j.StackerAtPowerUp(reported, evidence)
+	return res.Kind == Repeat, err
+}
+
+// StackerAtPowerUp handles a unit that powered up with a note in its stacker (it stacks it
+// at its reset) while no stack intent is open:
+//
+//   - Repeat: the last credited note is not yet known to be finished; that is the note (its
+//     credit is journaled): nothing to record.
+//   - FollowUp: the note is the one of the most recent stack intent, which became its closed
+//     session's uncertain item (the unit did not come to rest in time, so the engine could
+//     not tell), and no session was opened since (its note's intent may have been lost at
+//     a power cut: then the report may be that note): the item is resolved and the note
+//     credited by a follow-up top-up, as CreditAfterClose does for a late credit report. Recording another uncertain item would
+//     make one physical note two, and the spare one would hide a note lost elsewhere.
+//   - Unexpected: a note the journal never saw committed (its intent was lost with the
+//     storage's last transaction): it becomes an uncertain item, never silently dropped.
+//
+// After FollowUp and Unexpected the note is the last credit (unfinished), so that a repeat
+// of the report is recognised. Whatever the outcome, the evidence is sealed (see seal)
+// before it returns: the caller resets the unit next.
+func (j *Journal) StackerAtPowerUp(reported Note, evidence string) (LateCredit, error) {
+	var res LateCredit
 	err := j.update(func(w *writer) error {
+		res = LateCredit{}
 		var lc lastCredit
 		found, err := getJSON(w.tx, bMeta, kLastCredit, &lc)
 		if err != nil {
 			return err
 		}
 		if found && !lc.Superseded && !lc.Completed {
-			last = true
+			res.Kind = Repeat
 			return nil
 		}
+		m, ok, err := w.lateItem(reported, true)
+		if err != nil {
+			return err
+		}
+		if ok {
+			res, err = w.followUp(m, reported, "note in the stacker at power-up: "+evidence)
+			return err
+		}
+		res.Kind = Unexpected
 		var sid uint64
 		if cur := w.tx.Bucket(bMeta).Get(kCurrent); cur != nil {
 			sid = btoi(cur)
 		}
-		return w.addUncertain(sid, reported.ValueMinor, "note in the stacker at power-up with no stack intent: "+evidence)
+		if err := w.addUncertain(sid, reported.ValueMinor, "note in the stacker at power-up with no stack intent: "+evidence); err != nil {
+			return err
+		}
+		// This note is now the last the unit reported, unfinished until it comes to rest
+		// after its reset: the same report again (the host died before the reset, or the
+		// unit was power-cycled again) and the credit a unit reports for it after the reset
+		// (CCNET credit recovery) are this note, not another uncertain one.
+		return w.put(bMeta, kLastCredit, lastCredit{SessionID: sid, Note: reported})
 	})
-	return last, err
+	if err != nil {
+		return res, err
+	}
+	return res, j.seal("note in the stacker at power-up recorded")
 }
 
 // Resolutions of an open stack intent without a credit report.

@@ -60,8 +60,13 @@
 //     cassette and credits it by a follow-up top-up of the same account and wallet code
 //     (follows_topup_id the session's top-up; its own seq, outbox entry and receipt).
 //   - A note in the stacker at power-up with no open intent is the last credit if that is
-//     not yet completed, else a note whose intent was lost: an uncertain item
-//     (StackerWithoutIntent).
+//     not yet completed; else the note of the newest uncertain item, made of the most recent
+//     stack intent when its session closed, is credited by a follow-up top-up as a late
+//     credit is; else it is a note whose intent was lost: an uncertain item
+//     (StackerAtPowerUp). The caller resets the unit only after it returned nil.
+//   - Evidence that no earlier commit backs (that uncertain item, an Unexpected credit) is
+//     followed by a second small commit before the method returns, so that a power cut
+//     that loses the last commit after the unit was reset or ACKed cannot take it.
 //   - An open intent is settled by ResolveIntent from the unit's evidence: stacked (credited
 //     then, to the intent's session), returned (frees the limit) or uncertain.
 //   - ReconcileDeviceCounter compares the unit's stacked counter with the baseline taken at

@@ -58,7 +58,7 @@ func (j *Journal) CreditAfterClose(reported Note, detail string) (LateCredit, er
 			return err
 		}
 		if !found || !lc.repeatedBy(reported) {
-			m, ok, err := w.lateItem(reported)
+			m, ok, err := w.lateItem(reported, false)
 			if err != nil {
 				return err
 			}
@@ -70,6 +70,9 @@ func (j *Journal) CreditAfterClose(reported Note, detail string) (LateCredit, er
 		res.Kind, err = w.creditWithoutIntent(reported, detail)
 		return err
 	})
+	if err == nil && res.Kind == Unexpected {
+		err = j.seal("unexpected credit recorded")
+	}
 	return res, err
 }
 
@@ -86,8 +89,11 @@ type lateMatch struct {
 // event just before the item resolved that intent as uncertain), of the reported value (or
 // the report names none), with no stack intent, credit or other uncertain item after it.
 // Only then can the unit be reporting that note: it handles one note at a time, and a newer
-// intent means it went on to another. Anything less certain is not a match.
-func (w *writer) lateItem(reported Note) (lateMatch, bool, error) {
+// intent means it went on to another. Anything less certain is not a match. With
+// noNewSession, a session opened after the item also rules it out: a note of that session
+// whose stack intent a power cut took leaves no other trace, and a unit's power-up report
+// (unlike a credit report that the unit's link held back) cannot tell the two notes apart.
+func (w *writer) lateItem(reported Note, noNewSession bool) (lateMatch, bool, error) {
 	var m lateMatch
 	k, v := w.tx.Bucket(bUncertain).Cursor().Last()
 	if k == nil {
@@ -121,6 +127,10 @@ func (w *writer) lateItem(reported Note) (lateMatch, bool, error) {
 		switch r.Type {
 		case EvStackIntent, EvNoteCredited, EvCreditedDirect, EvPulse, EvUnexpectedCredit, EvUncertain, EvFollowUpCredit, EvNoteRefused:
 			return m, false, nil
+		case EvSessionOpened:
+			if noNewSession {
+				return m, false, nil
+			}
 		}
 	}
 	found, err := getJSON(w.tx, bSessions, u64(u.SessionID), &m.session)

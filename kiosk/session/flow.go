@@ -650,7 +650,7 @@ func (c *core) advanceRecovery(now time.Time) bool {
 							if stacked {
 								res, evidence = journal.ResolvedStacked, "the unit's stacked counter counts this note: it went into the cassette"
 							}
-							c.resolveIntent(in, res, evidence)
+							_ = c.resolveIntent(in, res, evidence)
 						}
 						c.recoverRest()
 					}}
@@ -676,7 +676,7 @@ func (c *core) recoverRest() {
 		if !c.unitSettled {
 			evidence = "the unit did not come to rest within the recovery timeout"
 		}
-		c.resolveIntent(in, journal.ResolvedUncertain, evidence)
+		_ = c.resolveIntent(in, journal.ResolvedUncertain, evidence)
 	}
 	// Pulses journaled without a credit after them: a train cut short by the restart.
 	if _, ok, err := c.e.j.OpenPulseTrain(); err == nil && ok {
@@ -771,14 +771,16 @@ func (c *core) endRecovery() {
 	}
 }
 
-// resolveIntent settles an open intent on the loop.
-func (c *core) resolveIntent(in journal.Intent, resolution, evidence string) {
+// resolveIntent settles an open intent on the loop. An error is a failed journal write (an
+// intent already settled is not one).
+func (c *core) resolveIntent(in journal.Intent, resolution, evidence string) error {
 	s, err := c.e.j.ResolveIntent(in.ID, resolution, evidence)
 	if err != nil {
-		if !errors.Is(err, journal.ErrNoIntent) {
-			c.journalFailedOp("resolve intent", err)
+		if errors.Is(err, journal.ErrNoIntent) {
+			return nil
 		}
-		return
+		c.journalFailedOp("resolve intent", err)
+		return err
 	}
 	c.journalOK()
 	c.e.log.Warn("resolved a stack intent", "intent", in.ID, "resolution", resolution, "evidence", evidence)
@@ -789,6 +791,7 @@ func (c *core) resolveIntent(in journal.Intent, resolution, evidence string) {
 	if c.sess != nil && c.sess.ID == s.ID {
 		c.sess = &s
 	}
+	return nil
 }
 
 // advanceWitness settles an intent left open by a unit that restarted under a running
@@ -810,7 +813,7 @@ func (c *core) advanceWitness(now time.Time) bool {
 			case ok:
 				res, evidence = journal.ResolvedReturned, "unit restarted; its stacked counter did not move: the note did not go in"
 			}
-			c.resolveIntent(w.in, res, evidence)
+			_ = c.resolveIntent(w.in, res, evidence)
 		}}
 	})
 	return true

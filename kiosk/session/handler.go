@@ -48,6 +48,17 @@ func (h *handler) Pulse(ctx context.Context, train uint64, count int) error {
 	return err
 }
 
+// PowerUp journals a power-up report (acceptor.PowerUpRecorder): a note the unit holds in
+// its path is recorded (an open intent resolved, or an uncertain item) before the driver
+// resets the unit, which then forgets it. An error makes the driver keep the unit as it is
+// and report again.
+func (h *handler) PowerUp(ctx context.Context, ev acceptor.Event) error {
+	e := (*Engine)(h)
+	err := errNotServing
+	e.call(ctx, func(c *core) { err = c.powerUp(ev) })
+	return err
+}
+
 // Event handles everything else the unit reports.
 func (h *handler) Event(ctx context.Context, ev acceptor.Event) {
 	e := (*Engine)(h)
@@ -296,12 +307,9 @@ func (c *core) event(ev acceptor.Event) {
 			c.say("error", i18n.RejectReasonKey(ev.Reason), "The note was not accepted ("+rejectText(ev.Reason)+"). Please take it and try again.")
 		}
 	case acceptor.PowerUp, acceptor.PowerUpNoteInAcceptor, acceptor.PowerUpNoteInStacker:
-		c.unitSettled = false
-		c.recordDevice(ev)
-		c.resolveFromPowerUp(ev)
-		// A unit comes out of power-up inhibited with its settings forgotten: apply the
-		// wanted state again.
-		c.reapplyAcceptor()
+		// A driver that does not wait for the journal (no PowerUpRecorder) resets the unit
+		// whatever happens here; the failure is on the health register.
+		_ = c.powerUp(ev)
 	case acceptor.Fraud:
 		c.recordDevice(ev)
 		c.e.cfg.Health.Event(CondAcceptorFraud, health.Critical, health.Engineer, ev.String())
@@ -364,43 +372,73 @@ func (c *core) clearFaults() {
 	}
 }
 
-func (c *core) recordDevice(ev acceptor.Event) {
+// powerUp handles a power-up report: the device event, the note the unit holds (an open
+// intent resolved, or an uncertain item), the unit's settings applied again. An error means
+// the note's evidence is not journaled: the driver must not reset the unit.
+func (c *core) powerUp(ev acceptor.Event) error {
+	c.unit = ev.Kind
+	c.unitSettled = false
+	if err := c.recordDeviceErr(ev); err != nil {
+		return err
+	}
+	if err := c.resolveFromPowerUp(ev); err != nil {
+		return err
+	}
+	// A unit comes out of power-up inhibited with its settings forgotten: apply the wanted
+	// state again.
+	c.reapplyAcceptor()
+	return nil
+}
+
+func (c *core) recordDevice(ev acceptor.Event) { _ = c.recordDeviceErr(ev) }
+
+func (c *core) recordDeviceErr(ev acceptor.Event) error {
 	if err := c.e.j.Record(journal.EvDevice, map[string]any{"device": "acceptor", "event": ev.Kind.String(), "code": ev.Code, "detail": ev.String()}); err != nil {
 		c.journalFailedOp("device event", err)
-		return
+		return err
 	}
 	c.journalOK()
+	return nil
 }
 
 // resolveFromPowerUp settles an open stack intent from the unit's own power-up report
-// (invariant 3).
-func (c *core) resolveFromPowerUp(ev acceptor.Event) {
+// (invariant 3). An error means the journal does not hold what the report says.
+func (c *core) resolveFromPowerUp(ev acceptor.Event) error {
 	intents, err := c.e.j.OpenIntents()
 	if err != nil {
 		c.journalFailedOp("read intents", err)
-		return
+		return err
 	}
 	if len(intents) == 0 {
 		// A note in the acceptor goes back to the customer at reset. A note in the stacker is
 		// the last credited note if the unit had not finished it; otherwise nothing in the
 		// journal accounts for it and it becomes an uncertain item.
 		if ev.Kind == acceptor.PowerUpNoteInStacker {
-			last, err := c.e.j.StackerWithoutIntent(jnote(ev.Note), ev.String())
+			n := ev.Note
+			if !n.Known() && n.Code != 0 {
+				if t, ok := c.e.cfg.Denominations[n.Code]; ok {
+					n.ValueMinor, n.Currency = t.ValueMinor, t.Currency
+				}
+			}
+			res, err := c.e.j.StackerAtPowerUp(jnote(n), ev.String())
 			if err != nil {
 				c.journalFailedOp("stacker note", err)
-				return
+				return err
 			}
 			c.journalOK()
-			if last {
-				// The unit finishes it at its reset.
-				c.creditUnfinished = true
-			} else {
+			// The unit finishes the note at its reset (whatever the outcome it is now the
+			// journal's last credit, so a repeated report of it is recognised).
+			c.creditUnfinished = true
+			switch res.Kind {
+			case journal.FollowUp:
+				c.followUpCredited(res)
+			case journal.Unexpected:
 				c.e.cfg.Health.Event("uncertain_item", health.Critical, health.Staff,
 					"unit powered up with a note in the stacker that the journal has no stack intent for; settle at cash collection")
 				c.refreshSession()
 			}
 		}
-		return
+		return nil
 	}
 	in := intents[0]
 	if _, counts := c.e.cfg.Acceptor.(acceptor.StackCounter); counts && ev.Kind == acceptor.PowerUp {
@@ -410,7 +448,7 @@ func (c *core) resolveFromPowerUp(ev acceptor.Event) {
 		if c.rec == nil && c.witness == nil {
 			c.witness = &pendingWitness{in: in, until: c.now().Add(c.e.cfg.Timing.RecoveryTimeout)}
 		}
-		return
+		return nil
 	}
 	var resolution, evidence string
 	switch ev.Kind {
@@ -421,10 +459,13 @@ func (c *core) resolveFromPowerUp(ev acceptor.Event) {
 	default:
 		resolution, evidence = journal.ResolvedUncertain, fmt.Sprintf("unit powered up with no note in the path (%s)", ev)
 	}
-	c.resolveIntent(in, resolution, evidence)
+	if err := c.resolveIntent(in, resolution, evidence); err != nil {
+		return err
+	}
 	if resolution == journal.ResolvedStacked {
 		c.creditUnfinished = true
 	}
+	return nil
 }
 
 func rejectText(r acceptor.RejectReason) string {

@@ -363,3 +363,56 @@ func TestCreditRefusedByFullDiskThenReReported(t *testing.T) {
 		}
 	})
 }
+
+// TestPowerUpReportRefusedWhileJournalFails: the unit powers up with a note in its stacker
+// that no stack intent accounts for (seed 107442 of the kiosk simulation: its intent was
+// lost at a power cut, and then the storage failed). While the journal cannot record the
+// note, the handler refuses the report (acceptor.PowerUpRecorder), so the driver does not
+// reset the unit, which would forget the note; once the journal works, the report is
+// recorded as exactly one uncertain item, and a repeat of it adds nothing.
+func TestPowerUpReportRefusedWhileJournalFails(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		disk := &brokenDisk{}
+		j, err := journal.Open(filepath.Join(t.TempDir(), "j.db"), journal.Options{KioskID: "K1", Currency: "CNY", OpenFile: disk.open})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &rig{t: t, j: j, unit: &fakeUnit{}, printer: &fakePrinter{}, health: health.New("b1", nil)}
+		r.e, err = New(Config{Journal: j, Acceptor: r.unit, Denominations: denoms, Printer: r.printer, Health: r.health, WalletKeys: walletKeys,
+			Authorizer: okAuthz(), Limits: Limits{SessionMax: 50000, OfflineSessionMax: 20000, OfflineTotalMax: 30000}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.health.Listen(func(health.Condition) { r.e.HealthChanged() })
+		r.start()
+		defer r.stop()
+		rec, ok := r.e.Handler().(acceptor.PowerUpRecorder)
+		if !ok {
+			t.Fatal("the engine's handler cannot refuse a power-up report (acceptor.PowerUpRecorder)")
+		}
+		ctx := context.Background()
+		ev := acceptor.Event{Kind: acceptor.PowerUpNoteInStacker, Code: 0x42}
+		disk.fill(t)
+		if err := rec.PowerUp(ctx, ev); err == nil {
+			t.Fatal("a power-up report the journal could not take was accepted: the unit would be reset")
+		}
+		if !r.health.Has("journal_failure") {
+			t.Fatal("no journal_failure raised")
+		}
+		disk.free(t)
+		if err := rec.PowerUp(ctx, ev); err != nil {
+			t.Fatalf("the report again, journal working: %v", err)
+		}
+		if err := rec.PowerUp(ctx, ev); err != nil { // the unit powered up again before its reset
+			t.Fatalf("a repeat of the report: %v", err)
+		}
+		r.e.Handler().Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
+		synctest.Wait()
+		if u, _ := r.j.UncertainItems(); len(u) != 1 {
+			t.Fatalf("uncertain items %+v, want exactly one for the note in the stacker", u)
+		}
+		if r.health.Has("journal_failure") {
+			t.Fatal("journal_failure still active")
+		}
+	})
+}

@@ -320,6 +320,18 @@ func (w handler) Credited(ctx context.Context, n acceptor.Note) error {
 	return err
 }
 
+func (w handler) PowerUp(ctx context.Context, e acceptor.Event) error {
+	if w.h.dead.Load() {
+		return errHostDown
+	}
+	err := w.next.(acceptor.PowerUpRecorder).PowerUp(ctx, e)
+	if w.h.dead.Load() {
+		// The host died inside the call: the driver must not reset the unit.
+		return errHostDown
+	}
+	return err
+}
+
 func (w handler) Event(ctx context.Context, e acceptor.Event) {
 	if !w.h.dead.Load() {
 		w.next.Event(ctx, e)

@@ -169,3 +169,41 @@ func NoRunError(t testing.TB, err error) {
 		t.Fatal(err)
 	}
 }
+
+// PowerUps is a Recorder whose handler also records power-up reports
+// (acceptor.PowerUpRecorder), so a driver resets a powered-up unit only once PowerUp
+// accepted its report. Each report is recorded as an event too (Events, Kinds, OnEvent).
+type PowerUps struct {
+	Recorder
+	// Record answers PowerUp; nil accepts every report.
+	Record func(e acceptor.Event, call int) error
+
+	pmu   sync.Mutex
+	calls []acceptor.Event
+}
+
+var _ acceptor.PowerUpRecorder = (*PowerUps)(nil)
+
+// PowerUp implements acceptor.PowerUpRecorder.
+func (p *PowerUps) PowerUp(ctx context.Context, e acceptor.Event) error {
+	p.pmu.Lock()
+	p.calls = append(p.calls, e)
+	call := len(p.calls)
+	record := p.Record
+	p.pmu.Unlock()
+	var err error
+	if record != nil {
+		err = record(e, call)
+	}
+	if err == nil {
+		p.Event(ctx, e)
+	}
+	return err
+}
+
+// PowerUpCalls returns every PowerUp call so far, refused ones included.
+func (p *PowerUps) PowerUpCalls() []acceptor.Event {
+	p.pmu.Lock()
+	defer p.pmu.Unlock()
+	return slices.Clone(p.calls)
+}

@@ -119,7 +119,10 @@
 // unacknowledged: ESCROW goes to the handler, STACKED is credited as above, ACCEPTING,
 // STACKING, RETURNING and the rest are polled until they resolve. Only the power-up states
 // (0x10, 0x11, 0x12, reported as PowerUp, PowerUpNoteInAcceptor, PowerUpNoteInStacker with
-// the note if this process knows it) and FAILURE get a RESET. Then, where the unit answers
+// the note if this process knows it) and FAILURE get a RESET (a Handler that implements
+// acceptor.PowerUpRecorder gets the power-up report through PowerUp, on every poll until it
+// returned nil, and only then is the unit reset; Reset answers acceptor.ErrNotRecorded
+// meanwhile). Then, where the unit answers
 // them (power up, initialize, disabled, the failure states), GET STATUS, IDENTIFICATION
 // (part number and serial into Info, the asset number in Identification and in the
 // Identified event) and GET BILL TABLE are read once per Run (a table that differs from the

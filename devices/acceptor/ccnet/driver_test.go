@@ -943,3 +943,49 @@ func TestOtherAddress(t *testing.T) {
 		}
 	})
 }
+
+// A power-up report the handler cannot record (its journal write failed) must not be
+// followed by a RESET, which makes the unit stack the note and forget it: the driver keeps
+// the unit in its power-up state, asks again at every poll, refuses Reset meanwhile, and
+// resets only once the report is recorded.
+func TestPowerUpNotRecordedIsNotReset(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		pb, port := playbacktest.New(t, playbacktest.Script(
+			running(),
+			poll(StPowerUpBillInStacker), // refused: no RESET
+			poll(StPowerUpBillInStacker), // refused again
+			poll(StPowerUpBillInStacker), // recorded: now RESET
+			command(CmdReset), poll(StInitialize),
+			configSteps(false),
+			pollStacked(2), hostAck(), // credit recovery
+			poll(StDisabled),
+			shutdownSteps(),
+		)...)
+		d := New(port, Config{Denominations: testDenoms})
+		resetErr := make(chan error, 1)
+		rec := &acceptortest.PowerUps{Record: func(e acceptor.Event, call int) error {
+			if call == 1 {
+				go func() { resetErr <- d.Reset(ctx) }()
+			}
+			if call < 3 {
+				return errors.New("journal: input/output error")
+			}
+			return nil
+		}}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Disabled, 2))
+		runErr := d.Run(ctx, rec)
+		pb.Check()
+		acceptortest.NoRunError(t, runErr)
+		if err := <-resetErr; !errors.Is(err, acceptor.ErrNotRecorded) {
+			t.Fatalf("Reset while the power-up report is not recorded: %v, want ErrNotRecorded", err)
+		}
+		if calls := rec.PowerUpCalls(); len(calls) != 3 {
+			t.Fatalf("PowerUp calls %v, want 3", calls)
+		}
+		if n := rec.Count(acceptor.PowerUpNoteInStacker); n != 1 {
+			t.Fatalf("%d power-up events recorded, want 1", n)
+		}
+	})
+}

@@ -56,6 +56,10 @@ type loop struct {
 	actionOK  bool              // the unit acknowledged the command for the decision
 	holdSent  time.Time         // when the unit last acknowledged HOLD
 	returning bool              // a RETURNING was seen; Returned follows
+	// powerUpRecorded: the handler recorded the current power-up report (or does not
+	// record them), so the unit may be reset; powerUpRefused: it refused it at least once.
+	powerUpRecorded bool
+	powerUpRefused  bool
 
 	// credit point: a run of consecutive STACKED answers for one bill type is one episode
 	stacked    bool
@@ -119,6 +123,11 @@ func (l *loop) commFailed(ctx context.Context, err error) {
 // advance moves the start-up sequence on, given the state just handled.
 func (l *loop) advance(ctx context.Context) {
 	if powerUpState.has(l.state) {
+		if !l.powerUpRecorded {
+			// The handler has not recorded the report: a RESET now would make the unit
+			// forget the note it reports. Keep it as it is and ask again at the next poll.
+			return
+		}
 		l.setPhase(phaseNeedReset)
 	}
 	if l.phase == phaseProbing {
@@ -278,6 +287,9 @@ func (l *loop) serve(ctx context.Context, r request) error {
 	case reqInhibit:
 		return l.setEnabled(ctx, [3]byte{})
 	case reqReset:
+		if powerUpState.has(l.state) && !l.powerUpRecorded {
+			return acceptor.ErrNotRecorded
+		}
 		if _, err := l.exchange(ctx, CmdReset, nil); err != nil {
 			return err
 		}

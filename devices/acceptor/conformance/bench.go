@@ -212,6 +212,11 @@ func (h *benchHandler) Credited(ctx context.Context, n acceptor.Note) error {
 
 func (h *benchHandler) Event(ctx context.Context, e acceptor.Event) {
 	h.next.Event(ctx, e)
+	h.observe(e)
+}
+
+// observe notes what the benchmark waits for in an event the engine took.
+func (h *benchHandler) observe(e acceptor.Event) {
 	atRest := e.Kind == acceptor.Idle || e.Kind == acceptor.Disabled
 	if e.Kind == acceptor.Identified {
 		h.identified.Store(true)
@@ -228,6 +233,16 @@ func (h *benchHandler) Event(ctx context.Context, e acceptor.Event) {
 		default: // nobody waits: the benchmark loop is over
 		}
 	}
+}
+
+// PowerUp passes a power-up report to the engine, which journals it before the driver may
+// reset the unit.
+func (h *benchHandler) PowerUp(ctx context.Context, e acceptor.Event) error {
+	err := h.next.(acceptor.PowerUpRecorder).PowerUp(ctx, e)
+	if err == nil {
+		h.observe(e)
+	}
+	return err
 }
 
 func (h *benchHandler) Pulse(ctx context.Context, train uint64, count int) error {

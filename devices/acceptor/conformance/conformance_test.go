@@ -107,6 +107,7 @@ func scenarios() []scenario {
 		scenario{name: "11_technician_reset", run: technicianReset},
 		scenario{name: "12_unit_power_cut_note_in_stacker", skip: map[string]string{"pulse": noPowerUpReport}, run: func(r *rig) { unitPowerCut(r, true) }},
 		scenario{name: "12_unit_power_cut_empty_path", skip: map[string]string{"pulse": noPowerUpReport}, run: func(r *rig) { unitPowerCut(r, false) }},
+		scenario{name: "12_unit_power_cut_note_in_stacker_storage_failing", skip: map[string]string{"pulse": noPowerUpReport}, run: unitPowerCutStorageFailing},
 		scenario{name: "13_unit_failure_and_reset", skip: map[string]string{"pulse": "a pulse unit reports no failure"}, run: unitFailure},
 		scenario{name: "14_finish_with_note_in_transit", run: finishInTransit},
 	)
@@ -698,6 +699,51 @@ func unitPowerCut(r *rig, withNote bool) {
 	r.feed(v[0])
 	r.finish()
 	r.check(want)
+}
+
+// 12: the unit loses power while it stacks a note, and the journal's storage fails at that
+// moment, so the host cannot record the unit's power-up report of the note. The unit must
+// not be told to forget the note (RESET) before its report is journaled: the report is
+// refused and kept (a unit that repeats it stays in its power-up state; one that reports it
+// once has it held by the driver), and the next host, on working storage, settles the
+// note's stack intent from that report (or from the unit's stacked counter): the note is
+// credited, not made uncertain or lost.
+func unitPowerCutStorageFailing(r *rig) {
+	v := r.values()
+	r.open(1_000_000)
+	r.feed(v[1])
+	var cut atomic.Bool
+	h := r.cur()
+	r.rec.setHooks(interceptors{event: func(e acceptor.Event) {
+		if e.Kind == acceptor.Stacking && cut.CompareAndSwap(false, true) {
+			h.breakStorage()
+			if err := r.u.PowerCycle("auto"); err != nil {
+				r.t.Error(err)
+			}
+		}
+	}})
+	r.insert(v[2])
+	refused := func(e entry) bool { return e.call == "power_up_refused" && e.kind == acceptor.PowerUpNoteInStacker }
+	r.eventually("the power-up report refused", func() bool { return r.rec.count(refused) > 0 })
+	r.rec.setHooks(interceptors{})
+	// The supervisor restarts the daemon whose storage failed.
+	h.abort()
+	r.start()
+	r.ready()
+	// After the first refusal the first host neither got the report recorded nor saw the
+	// unit initialise (a RESET).
+	after := false
+	for _, e := range r.rec.snapshot() {
+		if e.gen != 1 {
+			continue
+		}
+		if after && e.call == "event" && (e.kind == acceptor.Initializing || e.kind == acceptor.PowerUpNoteInStacker) {
+			r.t.Errorf("%s: %v after the power-up report was refused: the unit was reset; trace:\n%s", r.p.name, e, r.traceText())
+		}
+		after = after || refused(e)
+	}
+	r.check(outcome{credited: []int64{v[1], v[2]}, topups: []topup{tp(wire.OutcomeInterrupted, 0, v[1], v[2])},
+		reReported: r.recovered()})
 }
 
 // 09 (service): a unit that latches its cheat report (ID-003 CHEATED, CCNET CHEATED until

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -143,8 +144,9 @@ type recHandler struct {
 }
 
 var (
-	_ acceptor.Handler       = recHandler{}
-	_ acceptor.PulseRecorder = recHandler{}
+	_ acceptor.Handler         = recHandler{}
+	_ acceptor.PulseRecorder   = recHandler{}
+	_ acceptor.PowerUpRecorder = recHandler{}
 )
 
 func (w recHandler) Escrow(ctx context.Context, n acceptor.Note) acceptor.Decision {
@@ -184,6 +186,28 @@ func (w recHandler) Event(ctx context.Context, e acceptor.Event) {
 	}
 	w.next.Event(ctx, e)
 	w.h.r.rec.add(entry{gen: w.h.gen, call: "event", kind: e.Kind, note: e.Note, reason: e.Reason, code: e.Code})
+}
+
+// PowerUp passes a power-up report to the engine, which journals it before the driver may
+// reset the unit; a recorded one is traced as its event, a refused one as "power_up_refused".
+func (w recHandler) PowerUp(ctx context.Context, e acceptor.Event) error {
+	if w.h.dead.Load() {
+		return errHostDown
+	}
+	if f := w.h.r.rec.intercept().event; f != nil {
+		f(e)
+	}
+	err := w.next.(acceptor.PowerUpRecorder).PowerUp(ctx, e)
+	if w.h.dead.Load() {
+		// The process is gone before the driver could reset the unit.
+		err = errHostDown
+	}
+	call := "event"
+	if err != nil {
+		call = "power_up_refused"
+	}
+	w.h.r.rec.add(entry{gen: w.h.gen, call: call, kind: e.Kind, note: e.Note, code: e.Code, err: err})
+	return err
 }
 
 func (w recHandler) Pulse(ctx context.Context, train uint64, count int) error {
@@ -288,6 +312,16 @@ type host struct {
 	dead      atomic.Bool
 	jrnClosed bool
 	ended     bool // stop or awaitCrash collected the pieces
+	// file is the journal's file, to break the storage under it (breakStorage).
+	file atomic.Pointer[os.File]
+}
+
+// breakStorage closes the journal's file descriptor under bbolt: from now on every write
+// and fsync of this host fails (EIO), as failing storage does, until a new host opens it.
+func (h *host) breakStorage() {
+	if f := h.file.Load(); f != nil {
+		f.Close()
+	}
 }
 
 // start runs a new host on the rig's journal file and unit.
@@ -296,7 +330,14 @@ func (r *rig) start() *host {
 	h := &host{r: r, gen: len(r.hosts) + 1, crashed: make(chan struct{}),
 		engDone: make(chan error, 1), drvDone: make(chan error, 1), simDone: make(chan error, 1)}
 	var err error
-	h.j, err = journal.Open(r.path, journal.Options{KioskID: "K-CONF", Currency: currency})
+	h.j, err = journal.Open(r.path, journal.Options{KioskID: "K-CONF", Currency: currency,
+		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
+			f, err := os.OpenFile(name, flag, perm)
+			if err == nil {
+				h.file.Store(f)
+			}
+			return f, err
+		}})
 	if err != nil {
 		r.t.Fatalf("host %d: open journal: %v", h.gen, err)
 	}

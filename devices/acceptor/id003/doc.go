@@ -74,7 +74,10 @@
 // ESCROW goes to the handler, VEND VALID is credited as above, STACKING, RETURNING and
 // ACCEPTING are polled until they resolve. Only the power-up statuses (0x40, 0x41, 0x42,
 // reported as PowerUp, PowerUpNoteInAcceptor, PowerUpNoteInStacker with the note if this
-// process knows it) and FAILURE get a RESET. Then the settings are sent (denomination
+// process knows it) and FAILURE get a RESET. A Handler that implements
+// acceptor.PowerUpRecorder gets the power-up report through PowerUp, on every poll until it
+// returned nil; only then is the unit reset (and Reset answers acceptor.ErrNotRecorded
+// meanwhile), so the unit never forgets a note the host has not recorded. Then the settings are sent (denomination
 // bitmap, security, polling mode, inhibit), the version and currency table are read once for
 // Info (a currency table that differs from the configured one is reported as a ProtocolError
 // event; the configured table is used), and the unit is left inhibited: call Enable to take

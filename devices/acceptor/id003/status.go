@@ -51,6 +51,10 @@ func (l *loop) onStatus(ctx context.Context, f Frame) {
 	if l.state != stateVendValid {
 		l.credited = false
 	}
+	if !powerUpState.has(l.state) || changed {
+		// A new power-up report (or none): it has to be recorded before the next RESET.
+		l.powerUpRecorded, l.powerUpRefused = false, false
+	}
 	if !inEscrow.has(l.state) {
 		l.inEscrow = false
 	}
@@ -91,6 +95,9 @@ func (l *loop) onStatus(ctx context.Context, f Frame) {
 				Detail: fmt.Sprintf("unknown status %v", f)})
 		}
 		return
+	case statePowerUp, statePowerUpAcceptor, statePowerUpStacker:
+		l.onPowerUp(ctx, status, changed)
+		return
 	}
 	if !changed {
 		return
@@ -106,6 +113,39 @@ func (l *loop) onStatus(ctx context.Context, f Frame) {
 		e.Code, e.Detail = int(arg), FailureName(arg)
 	}
 	l.emit(ctx, e)
+}
+
+// onPowerUp reports a power-up status. A handler that records it (PowerUpRecorder) is asked
+// on every poll until it did; until then advance and Reset do not reset the unit, which
+// would stack or return the note it reports and forget it.
+func (l *loop) onPowerUp(ctx context.Context, status byte, changed bool) {
+	e := acceptor.Event{Kind: statusEvents[status], Code: int(status)}
+	if l.state != statePowerUp {
+		e.Note = l.note
+	}
+	rec, ok := l.h.(acceptor.PowerUpRecorder)
+	if !ok {
+		if changed {
+			l.emit(ctx, e)
+		}
+		l.powerUpRecorded = true
+		return
+	}
+	if l.powerUpRecorded {
+		return
+	}
+	l.log.Debug("event", "event", e.String())
+	if err := rec.PowerUp(ctx, e); err != nil {
+		if !l.powerUpRefused {
+			l.powerUpRefused = true
+			l.log.Warn("power-up report not recorded; the unit is not reset until it is", "event", e.String(), "err", err)
+		}
+		return
+	}
+	if l.powerUpRefused {
+		l.log.Info("power-up report recorded", "event", e.String())
+	}
+	l.powerUpRecorded, l.powerUpRefused = true, false
 }
 
 // onEscrow asks the handler once per escrow episode (again after a Hold) and carries out the

@@ -866,3 +866,40 @@ func TestTornFrameDroppedAfterSilence(t *testing.T) {
 		}
 	})
 }
+
+// The unit reports NOTE CLEARED INTO CASHBOX once. A handler that records power-up reports
+// (acceptor.PowerUpRecorder) and cannot (its journal write failed) gets the report again,
+// as a credit it failed to record does: the driver holds it, raises the alarm, and retries
+// before every poll until it is recorded; the note is never silently dropped.
+func TestClearedIntoCashboxNotRecordedIsRetried(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		rec := &acceptortest.PowerUps{Record: func(e acceptor.Event, call int) error {
+			if call < 2 {
+				return errors.New("journal: input/output error")
+			}
+			return nil
+		}}
+		rec.OnEvent = acceptortest.CancelOn(cancel, acceptor.Disabled, 1)
+		b := &sb{}
+		b.link().probe().poll(EvSlaveReset)
+		b.link().poll(EvClearedCashbox, 0x03, EvDisabled).configure(true, testSerial)
+		b.poll(EvDisabled) // recorded before this poll: the state is reported again
+		b.shutdown()
+		pb, port := playbacktest.New(t, b.steps...)
+		err := New(port, testConfig()).Run(ctx, rec)
+		pb.Check()
+		acceptortest.NoRunError(t, err)
+		calls := rec.PowerUpCalls()
+		if len(calls) != 2 || calls[1].Kind != acceptor.PowerUpNoteInStacker || calls[1].Note.Code != 3 {
+			t.Fatalf("PowerUp calls %v, want the cleared note twice", calls)
+		}
+		if f := rec.EventsOf(acceptor.Failure); len(f) != 1 || f[0].Code != CodeCreditNotRecorded {
+			t.Fatalf("failure events %v, want the not-recorded alarm", f)
+		}
+		if n := rec.Count(acceptor.PowerUpNoteInStacker); n != 1 {
+			t.Fatalf("%d power-up events recorded, want 1", n)
+		}
+	})
+}

@@ -127,9 +127,9 @@ func (l *loop) onEvent(ctx context.Context, ev Event, f *facts, ack *ackPending)
 		l.reported = stateUnknown
 		l.emit(ctx, acceptor.Event{Kind: acceptor.CassetteReplaced, Code: int(ev.Code)})
 	case EvClearedCashbox:
-		l.onCleared(ctx, acceptor.PowerUpNoteInStacker, ev)
+		l.onCleared(ctx, acceptor.PowerUpNoteInStacker, ev, ack)
 	case EvClearedFront:
-		l.onCleared(ctx, acceptor.PowerUpNoteInAcceptor, ev)
+		l.onCleared(ctx, acceptor.PowerUpNoteInAcceptor, ev, ack)
 	case EvNotePathOpen:
 		f.pathOpen = true
 	case EvInitialising:
@@ -270,8 +270,11 @@ func (l *loop) settleNow(ctx context.Context) {
 }
 
 // onCleared reports what the unit cleared from its path at power-up, naming the note by the
-// event's channel or, when the unit does not know it, by what this process knew.
-func (l *loop) onCleared(ctx context.Context, k acceptor.Kind, ev Event) {
+// event's channel or, when the unit does not know it, by what this process knew. The unit
+// reports it once (with POLL WITH ACK, until EVENT ACK): a handler that records power-up
+// reports (acceptor.PowerUpRecorder) and fails gets it again, exactly like a credit it
+// failed to record, and the unit gets no EVENT ACK for it meanwhile.
+func (l *loop) onCleared(ctx context.Context, k acceptor.Kind, ev Event, ack *ackPending) {
 	var n acceptor.Note
 	if ch := ev.Channel(); ch > 0 {
 		n = l.cfg.Denominations.Lookup(int(ch))
@@ -280,7 +283,34 @@ func (l *loop) onCleared(ctx context.Context, k acceptor.Kind, ev Event) {
 	}
 	l.powerUp = nil
 	l.reported = stateUnknown
-	l.emit(ctx, acceptor.Event{Kind: k, Note: n, Code: int(ev.Code)})
+	e := acceptor.Event{Kind: k, Note: n, Code: int(ev.Code)}
+	if _, ok := l.h.(acceptor.PowerUpRecorder); !ok {
+		l.emit(ctx, e)
+		return
+	}
+	p := pendingCredit{note: n, report: &e}
+	err := l.record(ctx, p)
+	if err != nil {
+		l.log.Warn("power-up report not recorded", "event", e.String(), "err", err)
+	}
+	if l.pollCmd == CmdPollWithAck {
+		p.ok = err == nil
+		ack.credits = append(ack.credits, p)
+		return
+	}
+	if err != nil {
+		l.unrecord(ctx, p)
+	}
+}
+
+// record passes a pending report to the handler: Credited for a credit, PowerUp for a
+// power-up report.
+func (l *loop) record(ctx context.Context, p pendingCredit) error {
+	if p.report != nil {
+		l.log.Debug("event", "event", p.report.String())
+		return l.h.(acceptor.PowerUpRecorder).PowerUp(ctx, *p.report)
+	}
+	return l.h.Credited(ctx, p.note)
 }
 
 func (l *loop) pathNote() acceptor.Note {
@@ -408,17 +438,19 @@ func (l *loop) onCredit(ctx context.Context, ch byte, ack *ackPending) {
 		return
 	}
 	if err != nil {
-		l.unrecord(ctx, n)
+		l.unrecord(ctx, pendingCredit{note: n})
 	}
 }
 
-// unrecord keeps a credit the unit will not report again, raises the alarm once and disables
-// the unit so no further money comes in while the journal cannot take it.
-func (l *loop) unrecord(ctx context.Context, n acceptor.Note) {
-	l.unrecorded = append(l.unrecorded, n)
+// unrecord keeps a credit (or power-up report) the unit will not report again, raises the
+// alarm once and disables the unit so no further money comes in while the journal cannot
+// take it.
+func (l *loop) unrecord(ctx context.Context, p pendingCredit) {
+	p.ok = false
+	l.unrecorded = append(l.unrecorded, p)
 	if !l.alarmed {
 		l.alarmed = true
-		l.emit(ctx, acceptor.Event{Kind: acceptor.Failure, Code: CodeCreditNotRecorded, Note: n,
+		l.emit(ctx, acceptor.Event{Kind: acceptor.Failure, Code: CodeCreditNotRecorded, Note: p.note,
 			Detail: "credit could not be recorded; the unit reports it only once, so the driver holds it and retries, with the unit disabled"})
 	}
 	if l.enabled && !l.needLink && commandTable[CmdDisable].legal.has(l.state) {
@@ -430,12 +462,12 @@ func (l *loop) unrecord(ctx context.Context, n acceptor.Note) {
 // retryUnrecorded calls Credited again for credits it failed for, oldest first.
 func (l *loop) retryUnrecorded(ctx context.Context) {
 	for len(l.unrecorded) > 0 {
-		n := l.unrecorded[0]
-		if err := l.h.Credited(ctx, n); err != nil {
-			l.log.Warn("credit still not recorded", "note", n.String(), "err", err)
+		p := l.unrecorded[0]
+		if err := l.record(ctx, p); err != nil {
+			l.log.Warn("credit still not recorded", "report", p.String(), "err", err)
 			return
 		}
-		l.log.Info("credited (late)", "note", n.String())
+		l.log.Info("recorded (late)", "report", p.String())
 		l.unrecorded = l.unrecorded[1:]
 	}
 	if l.alarmed {
@@ -452,12 +484,12 @@ func (l *loop) repeatAck(ctx context.Context) {
 		if c.ok {
 			continue
 		}
-		if err := l.h.Credited(ctx, c.note); err != nil {
-			l.log.Warn("credit still not recorded; EVENT ACK withheld", "note", c.note.String(), "err", err)
+		if err := l.record(ctx, *c); err != nil {
+			l.log.Warn("credit still not recorded; EVENT ACK withheld", "report", c.String(), "err", err)
 			return
 		}
 		c.ok = true
-		l.log.Info("credited", "note", c.note.String())
+		l.log.Info("recorded", "report", c.String())
 	}
 	if !l.ack.blocked {
 		l.sendEventAck(ctx)
@@ -483,7 +515,7 @@ func (l *loop) onEventAckReply(err error) {
 func (l *loop) dropAck(ctx context.Context) {
 	for _, c := range l.ack.credits {
 		if !c.ok {
-			l.unrecord(ctx, c.note)
+			l.unrecord(ctx, c)
 		}
 	}
 	l.ack = nil

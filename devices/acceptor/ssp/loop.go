@@ -64,9 +64,20 @@ type reply struct {
 	sealed bool // it came encrypted under the current key
 }
 
+// pendingCredit is a report the handler has to record before the unit may forget it: a
+// credit (Credited), or a power-up report of a note cleared from the path (report, for a
+// handler that records them: acceptor.PowerUpRecorder).
 type pendingCredit struct {
-	note acceptor.Note
-	ok   bool // Credited returned nil
+	note   acceptor.Note
+	report *acceptor.Event
+	ok     bool // Credited (PowerUp) returned nil
+}
+
+func (p pendingCredit) String() string {
+	if p.report != nil {
+		return p.report.String()
+	}
+	return p.note.String()
 }
 
 // ackPending is a POLL WITH ACK reply whose events the unit repeats until EVENT ACK.
@@ -139,7 +150,7 @@ type loop struct {
 
 	// money
 	ack        *ackPending
-	unrecorded []acceptor.Note
+	unrecorded []pendingCredit
 	alarmed    bool
 
 	// identity
@@ -810,8 +821,8 @@ func (l *loop) shutdown(ctx context.Context) {
 			l.log.Warn("disable on shutdown failed", "err", err)
 		}
 	}
-	for _, n := range l.unrecorded {
-		l.log.Error("credit never recorded; Run ends with it in memory only", "note", n.String())
+	for _, p := range l.unrecorded {
+		l.log.Error("credit never recorded; Run ends with it in memory only", "report", p.String())
 	}
 }
 
