@@ -12,7 +12,9 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kioskd/kioskd/kiosk/health"
@@ -43,10 +45,19 @@ type Backend interface {
 	Diag(ctx context.Context) (Diag, error)
 	// PrinterSelfTest prints a test page; ErrUnsupported when there is no printer.
 	PrinterSelfTest(ctx context.Context) (PrinterTest, error)
+	// SelfTest runs the self-test of device ("acceptor", "scanner", "sensors");
+	// ErrUnsupported for a device this kiosk does not have.
+	SelfTest(ctx context.Context, device string) (SelfTest, error)
+	// SignOff clears a condition only a technician may clear, journaling who and why
+	// first (session.CmdSignoff).
+	SignOff(ctx context.Context, condition, who, why string) error
 }
 
 // ErrUnsupported is returned by a Backend for what this kiosk does not have.
 var ErrUnsupported = errors.New("not available on this kiosk")
+
+// ErrBadRequest is returned for a request whose arguments are wrong.
+var ErrBadRequest = errors.New("bad request")
 
 // ErrNotFound is returned for something that does not exist (a receipt number).
 var ErrNotFound = errors.New("not found")
@@ -88,6 +99,8 @@ func NewServer(b Backend, p Policy, log *slog.Logger) *Server {
 	mux.HandleFunc("POST /v1/reprint", s.reprint)
 	mux.HandleFunc("GET /v1/diag", s.diag)
 	mux.HandleFunc("POST /v1/selftest/printer", s.selftestPrinter)
+	mux.HandleFunc("POST /v1/selftest/{device}", s.selftest)
+	mux.HandleFunc("POST /v1/signoff", s.signoff)
 	mux.HandleFunc("POST /v1/update-gate", s.updateGate) // updategate.go
 	base, stop := context.WithCancel(context.Background())
 	s.stop = stop
@@ -213,6 +226,10 @@ func fail(w http.ResponseWriter, err error) {
 		code = http.StatusConflict
 	case errors.Is(err, session.ErrNotRunning):
 		code = http.StatusServiceUnavailable
+	case errors.Is(err, session.ErrNothingToSignOff):
+		code = http.StatusNotFound
+	case errors.Is(err, ErrBadRequest):
+		code = http.StatusBadRequest
 	}
 	writeErr(w, code, err)
 }
@@ -420,4 +437,50 @@ func (s *Server) maintenance(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+}
+
+// SelfTestDevices are the devices of POST /v1/selftest/{device} besides the printer.
+var SelfTestDevices = []string{"acceptor", "scanner", "sensors"}
+
+func (s *Server) selftest(w http.ResponseWriter, r *http.Request) {
+	dev := r.PathValue("device")
+	if !slices.Contains(SelfTestDevices, dev) {
+		writeErr(w, http.StatusNotFound, fmt.Errorf("no self-test %q (printer, %s)", dev, strings.Join(SelfTestDevices, ", ")))
+		return
+	}
+	res, err := s.b.SelfTest(r.Context(), dev)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, res)
+}
+
+// signoff records a technician's sign-off. Who is the peer's uid as the kernel reports it
+// (SO_PEERCRED) and the name the client gives: the uid cannot be forged, the name is what
+// the technician says.
+func (s *Server) signoff(w http.ResponseWriter, r *http.Request) {
+	var req SignOffRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil || strings.TrimSpace(req.Condition) == "" {
+		writeErr(w, http.StatusBadRequest, errors.New(`body must be {"condition": "...", "why": "...", "who": "..."}`))
+		return
+	}
+	why := strings.TrimSpace(req.Why)
+	if why == "" || len(why) > 500 {
+		writeErr(w, http.StatusBadRequest, errors.New("a sign-off needs why: 1 to 500 characters"))
+		return
+	}
+	v, _ := r.Context().Value(verdictKey{}).(connVerdict)
+	who := fmt.Sprintf("kioskctl uid %d", v.cred.Uid)
+	if n := strings.TrimSpace(req.Who); n != "" {
+		if len(n) > 64 {
+			n = n[:64]
+		}
+		who += " (" + n + ")"
+	}
+	if err := s.b.SignOff(r.Context(), req.Condition, who, why); err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, Reply{OK: true, Message: fmt.Sprintf("%s signed off by %s", req.Condition, who)})
 }

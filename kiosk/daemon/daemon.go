@@ -181,6 +181,9 @@ type System struct {
 	// ops: status since, event log limits, remote commands (ops.go).
 	ops opsState
 	ran atomic.Bool
+	// sens is the switches' live state and scan the scanner test's tap (service.go).
+	sens sensorLive
+	scan scanTap
 }
 
 // New builds a kiosk from cfg: it opens the journal (waiting at most journal.lock_wait for

@@ -40,7 +40,7 @@ func (s *System) startDevices(ctx context.Context, g *group) {
 		g.Go("scanner", func() { s.superviseDevice(ctx, "scanner", s.scannerAttempt) })
 	}
 	if len(s.cfg.Sensors) > 0 {
-		g.Go("sensors", func() { runSensors(ctx, s.cfg, s.opts.OpenPin, s.reg, s.log) })
+		g.Go("sensors", func() { runSensors(ctx, s.cfg, s.opts.OpenPin, s.reg, s.log, &s.sens) })
 	}
 }
 
@@ -206,7 +206,7 @@ func (s *System) scannerAttempt(ctx context.Context) (bool, error) {
 		close(closed)
 	})
 	err = sc.Run(ctx, func(code string) {
-		if s.engine == nil {
+		if s.engine == nil || s.scan.take(code) {
 			return
 		}
 		if err := s.engine.Scan(code); err != nil {

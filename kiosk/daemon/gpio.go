@@ -74,7 +74,7 @@ func (s *System) pulseAttempt(ctx context.Context) (bool, error) {
 
 // runSensors watches the door, vault and tamper switches and turns their state into
 // conditions (a vault open stops service; tamper latches until an engineer clears it).
-func runSensors(ctx context.Context, cfg config.Config, open PinOpener, reg *health.Registry, log *slog.Logger) {
+func runSensors(ctx context.Context, cfg config.Config, open PinOpener, reg *health.Registry, log *slog.Logger, live *sensorLive) {
 	log = log.With("component", "sensors")
 	var inputs []sensors.Input
 	for _, s := range cfg.Sensors {
@@ -95,6 +95,7 @@ func runSensors(ctx context.Context, cfg config.Config, open PinOpener, reg *hea
 		return
 	}
 	err = sn.Run(ctx, func(ch sensors.Change) {
+		live.set(ch.Name, ch.Active)
 		// Maintenance mode (a technician signed in) comes with the diagnostics interface;
 		// until then every opening is reported as outside maintenance.
 		c := sensors.Classify(ch.Name, ch.Active, false)

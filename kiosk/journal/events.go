@@ -365,6 +365,9 @@ func newEvent(typ string) Event {
 	case EvFollowUpCredit:
 		return &FollowUpCreditEvent{}
 	}
+	if ev := newServiceEvent(typ); ev != nil {
+		return ev
+	}
 	return newCommandEvent(typ)
 }
 

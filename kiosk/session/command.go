@@ -41,6 +41,10 @@ const (
 	// ready (Reply.Progress "ready", Status.UpdateReady) once nothing is in flight; the
 	// kiosk stays in maintenance until CmdMaintenance Off. Command.Wait blocks until ready.
 	CmdPrepareUpdate CommandKind = "prepare_update"
+	// CmdSignoff clears a condition that only a technician may clear (Command.Condition:
+	// a fraud attempt, a swapped unit, a cassette pulled mid-stack), journaling who
+	// (Command.Who) and why (Command.Why) first. See signoff.go.
+	CmdSignoff CommandKind = "signoff"
 )
 
 // Progress values of a Reply.
@@ -60,6 +64,10 @@ type Command struct {
 	// Wait makes Do block until a command that waits for the kiosk to be idle
 	// (maintenance, prepare_update) took effect, or ctx ended.
 	Wait bool `json:"wait,omitempty"`
+	// Condition, Who and Why are a sign-off's (CmdSignoff).
+	Condition string `json:"condition,omitempty"`
+	Who       string `json:"who,omitempty"`
+	Why       string `json:"why,omitempty"`
 }
 
 // Reply is the result of a command.
@@ -116,6 +124,7 @@ var commandStates = map[CommandKind][]State{
 	CmdMaintenance:   allStates,
 	CmdReprint:       {Idle, Done, OutOfService, Maintenance},
 	CmdPrepareUpdate: {Idle, Authorizing, Accepting, Closing, Done, OutOfService, Maintenance},
+	CmdSignoff:       allStates,
 }
 
 // Legal reports whether command k is accepted in state s.
@@ -215,6 +224,8 @@ func (c *core) command(cmd Command) (Reply, error) {
 		}
 	case CmdReprint:
 		err = c.reprintReceipt(cmd.ReceiptNo)
+	case CmdSignoff:
+		err = c.signoff(cmd)
 	case CmdPrepareUpdate:
 		c.maintWanted, c.updateReady = true, true
 		if c.sess != nil && c.closing == nil {
