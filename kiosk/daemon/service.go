@@ -277,7 +277,9 @@ func (c credentials) PINHashes() (map[string]string, error) {
 	return out, nil
 }
 
-func (c credentials) SetPINHash(key, hash, who string) error { return c.j.SetLocalCredential(key, hash, who) }
+func (c credentials) SetPINHash(key, hash, who string) error {
+	return c.j.SetLocalCredential(key, hash, who)
+}
 
 // startServiceMenu serves the service menu on its loopback port when configured. Like the
 // control socket, it is not needed to serve customers: a failure is logged.

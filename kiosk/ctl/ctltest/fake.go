@@ -23,25 +23,25 @@ import (
 // methods while it serves. Maintenance on waits (when asked to) until
 // Release is called, like a kiosk with a customer in session.
 type Fake struct {
-	mu          sync.Mutex
-	St          ctl.Status
-	Conds       []health.Condition
-	Cassette    ctl.Counters
-	Pending     []journal.Topup
-	Uncertains  []journal.Uncertain
-	Receipts    map[uint64]ctl.Receipt
-	Reprinted   []uint64
-	ReprintErr  error
-	Events      []journal.Record
-	VerifyErr   error
-	Config      any
-	Busy        bool          // a customer is in session: maintenance on waits
+	mu         sync.Mutex
+	St         ctl.Status
+	Conds      []health.Condition
+	Cassette   ctl.Counters
+	Pending    []journal.Topup
+	Uncertains []journal.Uncertain
+	Receipts   map[uint64]ctl.Receipt
+	Reprinted  []uint64
+	ReprintErr error
+	Events     []journal.Record
+	VerifyErr  error
+	Config     any
+	Busy       bool // a customer is in session: maintenance on waits
 	// Tests are the canned self-test results by device; a device without one is
 	// ErrUnsupported.
 	Tests map[string]ctl.SelfTest
 	// SignedOff records the sign-offs as "condition|who|why"; a sign-off of a condition
 	// not in Conds is session.ErrNothingToSignOff.
-	SignedOff []string
+	SignedOff   []string
 	release     chan struct{} // closed by Release
 	maintenance bool
 }
