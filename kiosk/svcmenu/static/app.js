@@ -120,8 +120,12 @@
   }
 
   function poll() {
-    const headers = login ? { "X-Service-Login": login } : {};
+    const sent = login;
+    const headers = sent ? { "X-Service-Login": sent } : {};
     fetch("/api/state", { headers }).then((r) => r.json()).then((st) => {
+      // An answer about another login than the page's now (one sent before a login or a
+      // logout) says nothing about the current one.
+      if (sent !== login) return;
       if (login && !st.logged_in) {
         // Ended by the server (idle, or another login): back to the roles, say why.
         login = "";
