@@ -184,6 +184,8 @@ type System struct {
 	// sens is the switches' live state and scan the scanner test's tap (service.go).
 	sens sensorLive
 	scan scanTap
+	// menu is the service menu's address and page token once it listens.
+	menu menuInfo
 }
 
 // New builds a kiosk from cfg: it opens the journal (waiting at most journal.lock_wait for

@@ -281,6 +281,27 @@ func (c credentials) SetPINHash(key, hash, who string) error {
 	return c.j.SetLocalCredential(key, hash, who)
 }
 
+// menuInfo is where the service menu listens and its page token.
+type menuInfo struct {
+	mu    sync.Mutex
+	addr  string
+	token string
+}
+
+// svcAddr is the service menu's address ("" when it does not listen).
+func (s *System) svcAddr() string {
+	s.menu.mu.Lock()
+	defer s.menu.mu.Unlock()
+	return s.menu.addr
+}
+
+// svcToken is the service menu page's token.
+func (s *System) svcToken() string {
+	s.menu.mu.Lock()
+	defer s.menu.mu.Unlock()
+	return s.menu.token
+}
+
 // startServiceMenu serves the service menu on its loopback port when configured. Like the
 // control socket, it is not needed to serve customers: a failure is logged.
 func (s *System) startServiceMenu(g *group) *http.Server {
@@ -298,7 +319,8 @@ func (s *System) startServiceMenu(g *group) *http.Server {
 	if a, ok := s.ln.Addr().(*net.TCPAddr); ok {
 		customer = fmt.Sprintf("http://127.0.0.1:%d/", a.Port)
 	}
-	h, err := svcmenu.Handler(svcmenu.Config{Backend: controlBackend{s}, Credentials: credentials{j: s.j, boot: s.cfg.ServiceMenu.PINHashes},
+	token := randomHex(32)
+	h, err := svcmenu.Handler(svcmenu.Config{Token: token, Backend: controlBackend{s}, Credentials: credentials{j: s.j, boot: s.cfg.ServiceMenu.PINHashes},
 		Audit: s.j, Logger: s.log, Gesture: s.cfg.ServiceMenu.Gesture, Port: port, Language: s.cfg.Kiosk.Language, CustomerURL: customer,
 		DoorOpen: func() bool { open, _ := s.sens.get(sensors.CabinetDoor); return open }})
 	if err != nil {
@@ -307,6 +329,9 @@ func (s *System) startServiceMenu(g *group) *http.Server {
 		return nil
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	s.menu.mu.Lock()
+	s.menu.addr, s.menu.token = ln.Addr().String(), token
+	s.menu.mu.Unlock()
 	g.Go("service-menu", func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("service menu", "err", err)
