@@ -30,8 +30,7 @@ const liveUsage = `
   kioskctl reprint N             print a COPY of receipt N
   kioskctl diag bundle [-o FILE] a .tar.gz for the support team (no secrets)
   kioskctl selftest printer      print a test page, with the printer's status
-  kioskctl selftest acceptor     identity, firmware, denominations; one note taken in test mode
-                                 (returned to the tester, credits nobody) when -note is given
+  kioskctl selftest acceptor     identity, firmware, denominations, running state and conditions
   kioskctl selftest scanner      the next code read is shown (not used for a session)
   kioskctl selftest sensors      the door, vault and tamper switches now
   kioskctl signoff CONDITION -why TEXT [-who NAME]
