@@ -30,7 +30,9 @@ const liveUsage = `
   kioskctl reprint N             print a COPY of receipt N
   kioskctl diag bundle [-o FILE] a .tar.gz for the support team (no secrets)
   kioskctl selftest printer      print a test page, with the printer's status
-  kioskctl selftest acceptor     identity, firmware, denominations, running state and conditions
+  kioskctl selftest acceptor [-note]
+                                 identity, firmware, denominations, conditions; with -note (in
+                                 maintenance) one note is read and returned: it credits nobody
   kioskctl selftest scanner      the next code read is shown (not used for a session)
   kioskctl selftest sensors      the door, vault and tamper switches now
   kioskctl signoff CONDITION -why TEXT [-who NAME]
@@ -65,6 +67,8 @@ type live struct {
 	bundle string
 	// why and who are signoff's -why and -who.
 	why, who string
+	// note is selftest acceptor's -note.
+	note bool
 }
 
 func defaultSocket() string {
@@ -83,6 +87,7 @@ func parseLive(name string, args []string, out io.Writer) (*live, []string, erro
 	socket := fs.String("socket", defaultSocket(), "kioskd's control socket")
 	fs.BoolVar(&l.json, "json", false, "print JSON")
 	fs.StringVar(&l.bundle, "o", "", "output file (diag bundle)")
+	fs.BoolVar(&l.note, "note", false, "take one test note, returned (selftest acceptor)")
 	fs.StringVar(&l.why, "why", "", "why the condition is signed off (signoff)")
 	fs.StringVar(&l.who, "who", whoDefault(), "the technician's name (signoff; the uid is added by kioskd)")
 	var rest []string
@@ -413,6 +418,10 @@ func (l *live) signoff(args []string) error {
 }
 
 func (l *live) selftest(args []string) error {
+	if len(args) == 1 && args[0] == "acceptor" && l.note {
+		fmt.Fprintln(l.out, "insert one note within 60 s: it is read and given back")
+		return l.deviceTest("acceptor_note")
+	}
 	if len(args) == 1 && args[0] != "printer" {
 		return l.deviceTest(args[0])
 	}

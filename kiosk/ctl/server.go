@@ -45,7 +45,8 @@ type Backend interface {
 	Diag(ctx context.Context) (Diag, error)
 	// PrinterSelfTest prints a test page; ErrUnsupported when there is no printer.
 	PrinterSelfTest(ctx context.Context) (PrinterTest, error)
-	// SelfTest runs the self-test of device ("acceptor", "scanner", "sensors");
+	// SelfTest runs the self-test of device ("acceptor", "acceptor_note", "scanner",
+	// "sensors");
 	// ErrUnsupported for a device this kiosk does not have.
 	SelfTest(ctx context.Context, device string) (SelfTest, error)
 	// SignOff clears a condition only a technician may clear, journaling who and why
@@ -440,7 +441,8 @@ func (s *Server) maintenance(w http.ResponseWriter, r *http.Request) {
 }
 
 // SelfTestDevices are the devices of POST /v1/selftest/{device} besides the printer.
-var SelfTestDevices = []string{"acceptor", "scanner", "sensors"}
+// acceptor_note is the acceptor's test with one note, returned to the tester.
+var SelfTestDevices = []string{"acceptor", "acceptor_note", "scanner", "sensors"}
 
 func (s *Server) selftest(w http.ResponseWriter, r *http.Request) {
 	dev := r.PathValue("device")

@@ -21,7 +21,7 @@
 //	POST /v1/reprint           body ReprintRequest; Reply
 //	GET  /v1/diag              Diag
 //	POST /v1/selftest/printer  PrinterTest
-//	POST /v1/selftest/{device} SelfTest (acceptor, scanner, sensors)
+//	POST /v1/selftest/{device} SelfTest (acceptor, acceptor_note, scanner, sensors)
 //	POST /v1/signoff           body SignOffRequest; Reply
 //	POST /v1/update-gate       body UpdateGateRequest; UpdateGate (updategate.go)
 //

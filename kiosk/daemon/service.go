@@ -105,6 +105,8 @@ func (b controlBackend) SelfTest(ctx context.Context, device string) (ctl.SelfTe
 	switch device {
 	case "acceptor":
 		return b.acceptorTest(), nil
+	case "acceptor_note":
+		return b.noteTest(ctx)
 	case "scanner":
 		return b.scannerTest(ctx)
 	case "sensors":
@@ -163,6 +165,38 @@ func denomList(d acceptor.Denominations) string {
 		return "none"
 	}
 	return strings.Join(parts, ", ")
+}
+
+// noteTestWait is how long the note test waits for the technician's note.
+const noteTestWait = 60 * time.Second
+
+// noteTest is the acceptor test with one note: in maintenance, the unit takes one note to
+// escrow, reports it, and gives it back (session.Engine.NoteTest).
+func (b controlBackend) noteTest(ctx context.Context) (ctl.SelfTest, error) {
+	if b.s.engine == nil {
+		return ctl.SelfTest{}, errSafeMode
+	}
+	r := b.acceptorTest()
+	r.Device = "acceptor_note"
+	if !r.OK {
+		return r, nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, noteTestWait)
+	defer cancel()
+	nr, err := b.s.engine.NoteTest(wctx)
+	if errors.Is(err, session.ErrNoteTest) {
+		return ctl.SelfTest{}, fmt.Errorf("%w: %v", session.ErrBusy, err)
+	}
+	if err != nil {
+		r.OK, r.Error = false, "no note read: "+err.Error()
+		return r, nil
+	}
+	v := fmt.Sprintf("code %d, not in the configured table", nr.Code)
+	if nr.Known {
+		v = fmt.Sprintf("code %d = %s", nr.Code, acceptor.Note{Code: nr.Code, ValueMinor: nr.ValueMinor, Currency: nr.Currency}.String())
+	}
+	r.Items = append(r.Items, ctl.TestItem{Name: "test note read", Value: v}, ctl.TestItem{Name: "test note", Value: "returned to the tester; credited to nobody"})
+	return r, nil
 }
 
 // scannerTest shows the next code the scanner reads. It runs only in maintenance, so a

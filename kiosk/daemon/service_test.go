@@ -133,6 +133,21 @@ func TestKioskctlAgainstKioskd(t *testing.T) {
 	if st, _ := e.Status(t.Context()); st.State != session.Maintenance.String() {
 		t.Fatalf("state after the scanner test: %s", st.State)
 	}
+	// The acceptor's note test: the unit takes one note to escrow and gives it back.
+	cnt, _ := r.s.j.Cassette()
+	note := exec.Command(exe, "selftest", "acceptor", "-note", "-socket", sock)
+	var noteOut bytes.Buffer
+	note.Stdout, note.Stderr = &noteOut, &noteOut
+	if err := note.Start(); err != nil {
+		t.Fatal(err)
+	}
+	insertWhenEnabled(t, k.acc, 0x64)
+	if err := note.Wait(); err != nil || !strings.Contains(noteOut.String(), "test note read:") || !strings.Contains(noteOut.String(), "code 100 = 2000 CNY") {
+		t.Fatalf("note test: %v\n%s", err, noteOut.String())
+	}
+	if after, _ := r.s.j.Cassette(); after.Count != cnt.Count || after.ValueMinor != cnt.ValueMinor {
+		t.Fatalf("cassette counted the test note: %+v -> %+v", cnt, after)
+	}
 	must("maintenance off (state idle)", "maintenance", "off")
 
 	// A cheat attempt stops the acceptor until a technician signs it off, with a reason.

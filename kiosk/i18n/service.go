@@ -34,6 +34,7 @@ const (
 	KeySvcCollectionNA  Key = "svc.collection_na"
 	KeySvcTestPrinter   Key = "svc.selftest_printer"
 	KeySvcTestAcceptor  Key = "svc.selftest_acceptor"
+	KeySvcTestNote      Key = "svc.selftest_note"
 	KeySvcTestScanner   Key = "svc.selftest_scanner"
 	KeySvcTestSensors   Key = "svc.selftest_sensors"
 	KeySvcMaintOn       Key = "svc.maintenance_on"
@@ -104,6 +105,7 @@ var serviceMessages = []Message{
 	{Key: KeySvcCollectionNA, ZH: "本机暂不支持在此收款。", EN: "Cash collection is not available on this screen yet."},
 	{Key: KeySvcTestPrinter, ZH: "打印机自检", EN: "Printer test"},
 	{Key: KeySvcTestAcceptor, ZH: "纸币器自检", EN: "Note acceptor test"},
+	{Key: KeySvcTestNote, ZH: "试投一张纸币（将退回）", EN: "Test note (given back)"},
 	{Key: KeySvcTestScanner, ZH: "扫码器自检", EN: "Scanner test"},
 	{Key: KeySvcTestSensors, ZH: "传感器", EN: "Sensors"},
 	{Key: KeySvcMaintOn, ZH: "进入维护", EN: "Maintenance on"},

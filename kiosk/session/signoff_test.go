@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/kioskd/kioskd/devices/acceptor"
 	"github.com/kioskd/kioskd/kiosk/journal"
@@ -62,6 +63,82 @@ func TestSignoff(t *testing.T) {
 		}
 		if len(got) != 2 || got[0].Condition != SignoffFraud || got[0].Why != "inspected" || got[1].Condition != SignoffUnitSwapped || got[1].Who != "kioskctl uid 0 (alice)" {
 			t.Fatalf("sign-offs %+v", got)
+		}
+	})
+}
+
+// TestNoteTest: in maintenance only, the unit is enabled for every denomination, the test
+// note is returned from escrow and journaled as refused ("acceptor self-test"), nothing is
+// credited or counted, and the unit is inhibited again.
+func TestNoteTest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, "", okAuthz())
+		r.start()
+		defer r.stop()
+		ctx := context.Background()
+		h := r.e.Handler()
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
+		r.waitState(Idle)
+		if _, err := r.e.NoteTest(ctx); !errors.Is(err, ErrNoteTest) {
+			t.Fatalf("note test outside maintenance: %v", err)
+		}
+		if _, err := r.e.SetMaintenance(ctx, true, true); err != nil {
+			t.Fatal(err)
+		}
+		type res struct {
+			r   NoteTestResult
+			err error
+		}
+		got := make(chan res, 1)
+		go func() {
+			nr, err := r.e.NoteTest(ctx)
+			got <- res{nr, err}
+		}()
+		synctest.Wait()
+		if en := r.unit.Enabled(); len(en) != len(denoms) {
+			t.Fatalf("enabled for the test: %v", en)
+		}
+		if d := h.Escrow(ctx, note(0x62)); d != acceptor.Return {
+			t.Fatalf("test note: %v", d)
+		}
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Returned})
+		out := <-got
+		if out.err != nil || out.r.ValueMinor != 5000 || !out.r.Known {
+			t.Fatalf("result %+v", out)
+		}
+		synctest.Wait()
+		if en := r.unit.Enabled(); en != nil {
+			t.Fatalf("still enabled after the test: %v", en)
+		}
+		// A second note in maintenance is returned as usual.
+		if d := h.Escrow(ctx, note(0x62)); d != acceptor.Return {
+			t.Fatalf("note after the test: %v", d)
+		}
+		c, err := r.j.Cassette()
+		if err != nil || c.Count != 0 || c.ValueMinor != 0 {
+			t.Fatalf("cassette %+v %v", c, err)
+		}
+		found := false
+		_ = r.j.Events(0, func(rec journal.Record) bool {
+			if p, _ := rec.Payload(); p != nil {
+				if nr, ok := p.(*journal.NoteRefusedEvent); ok && nr.Reason == "acceptor self-test: test note returned" {
+					found = true
+				}
+			}
+			return true
+		})
+		if !found {
+			t.Fatal("the test note is not journaled")
+		}
+		// A test nobody feeds ends with its context and leaves the unit inhibited.
+		tctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if _, err := r.e.NoteTest(tctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("unfed test: %v", err)
+		}
+		synctest.Wait()
+		if en := r.unit.Enabled(); en != nil {
+			t.Fatalf("enabled after an unfed test: %v", en)
 		}
 	})
 }

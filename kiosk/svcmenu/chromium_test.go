@@ -117,7 +117,7 @@ func TestServiceMenuInChromium(t *testing.T) {
 	typePIN(techPIN)
 	view("menu")
 	shows("logged in (zh)", "已登录：technician/1")
-	b.WaitEval("technician's actions", actions, func(s string) bool { return strings.Count(s, ",") == 11 && !strings.Contains(s, "set_pin") })
+	b.WaitEval("technician's actions", actions, func(s string) bool { return strings.Count(s, ",") == 12 && !strings.Contains(s, "set_pin") })
 	b.Eval(`document.getElementById("a-counters").click()`)
 	shows("counters (zh)", "120.00 元")
 	check("zh-CN-technician-counters", i18n.ZH)

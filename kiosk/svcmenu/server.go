@@ -287,7 +287,7 @@ type action struct {
 // actions in the menu's order.
 var actions = []action{
 	{"status", Collector}, {"conditions", Collector}, {"counters", Collector}, {"collection", Collector},
-	{"selftest_printer", Technician}, {"selftest_acceptor", Technician}, {"selftest_scanner", Technician}, {"selftest_sensors", Technician},
+	{"selftest_printer", Technician}, {"selftest_acceptor", Technician}, {"selftest_note", Technician}, {"selftest_scanner", Technician}, {"selftest_sensors", Technician},
 	{"maintenance_on", Technician}, {"maintenance_off", Technician}, {"reprint", Technician}, {"signoff", Technician},
 	{"set_pin", Admin},
 }
@@ -434,8 +434,11 @@ func (s *server) run(ctx context.Context, lang i18n.Lang, who string, req Action
 		}
 		done.Rows = [][2]string{{"before", pt.Before}, {"after", pt.After}}
 		return done, "printed=" + strconv.FormatBool(pt.Printed), nil
-	case "selftest_acceptor", "selftest_scanner", "selftest_sensors":
+	case "selftest_acceptor", "selftest_note", "selftest_scanner", "selftest_sensors":
 		dev := strings.TrimPrefix(req.Action, "selftest_")
+		if dev == "note" {
+			dev = "acceptor_note"
+		}
 		st, err := b.SelfTest(ctx, dev)
 		if err != nil {
 			return Result{}, "", err

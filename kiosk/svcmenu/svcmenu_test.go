@@ -333,7 +333,7 @@ func TestRolesAndAudit(t *testing.T) {
 
 	// A second technician's slot: the journal says which one acted.
 	_, tech := m.login("technician", tech2PIN)
-	if st := m.state(tech); st.Who != "technician/2" || len(st.Actions) != 12 {
+	if st := m.state(tech); st.Who != "technician/2" || len(st.Actions) != 13 {
 		t.Fatalf("technician state %+v", st)
 	}
 	if m.state(col).LoggedIn {
