@@ -315,6 +315,27 @@ func (c credentials) SetPINHash(key, hash, who string) error {
 	return c.j.SetLocalCredential(key, hash, who)
 }
 
+// listenServiceMenu opens the service menu's port (not in safe mode: without a journal
+// nothing a technician does could be recorded). A port that cannot be opened is logged.
+func (s *System) listenServiceMenu() {
+	addr := s.cfg.ServiceMenu.Listen
+	if addr == "" || s.j == nil {
+		return
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		s.log.Error("service menu not available", "listen", addr, "err", err)
+		return
+	}
+	s.menuLn = ln
+}
+
+// doorOpen reports whether the cabinet door is open now.
+func (s *System) doorOpen() bool {
+	open, _ := s.sens.get(sensors.CabinetDoor)
+	return open
+}
+
 // menuInfo is where the service menu listens and its page token.
 type menuInfo struct {
 	mu    sync.Mutex
@@ -339,13 +360,8 @@ func (s *System) svcToken() string {
 // startServiceMenu serves the service menu on its loopback port when configured. Like the
 // control socket, it is not needed to serve customers: a failure is logged.
 func (s *System) startServiceMenu(g *group) *http.Server {
-	addr := s.cfg.ServiceMenu.Listen
-	if addr == "" || s.j == nil {
-		return nil
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		s.log.Error("service menu not available", "listen", addr, "err", err)
+	ln := s.menuLn
+	if ln == nil {
 		return nil
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
@@ -356,7 +372,7 @@ func (s *System) startServiceMenu(g *group) *http.Server {
 	token := randomHex(32)
 	h, err := svcmenu.Handler(svcmenu.Config{Token: token, Backend: controlBackend{s}, Credentials: credentials{j: s.j, boot: s.cfg.ServiceMenu.PINHashes},
 		Audit: s.j, Logger: s.log, Gesture: s.cfg.ServiceMenu.Gesture, Port: port, Language: s.cfg.Kiosk.Language, CustomerURL: customer,
-		DoorOpen: func() bool { open, _ := s.sens.get(sensors.CabinetDoor); return open }})
+		DoorOpen: s.doorOpen})
 	if err != nil {
 		ln.Close()
 		s.log.Error("service menu not available", "err", err)

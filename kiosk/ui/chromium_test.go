@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -217,4 +218,50 @@ func TestLanguageToggleAndFirstLoad(t *testing.T) {
 	defer func() { mute.CloseClientConnections(); mute.Close() }()
 	b.Call("Page.navigate", map[string]any{"url": mute.URL + "/"})
 	b.WaitEval("not starting forever", `document.getElementById("app").dataset.down`, func(s string) bool { return s == "1" })
+}
+
+// TestServiceMenuEntry: the customer screen leads to the technicians' service menu when the
+// kiosk says it is open (the cabinet door), but not while a customer is being served; and,
+// where configured, on a three-second press on the title.
+func TestServiceMenuEntry(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test")
+	}
+	b := startBrowser(t)
+	menu := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Write([]byte(`<!doctype html><html lang="en"><title>menu</title><p id="menu">SERVICE MENU</p></html>`))
+	}))
+	defer menu.Close()
+	var mu sync.Mutex
+	door := false
+	open := func() bool { mu.Lock(); defer mu.Unlock(); return door }
+	f := newFake()
+	f.set(func(v *session.View) { v.State = "accepting" })
+	srv := httptest.NewServer(Handler(Config{Engine: f, KeepAlive: 200 * time.Millisecond, ServiceURL: menu.URL + "/", ServiceOpen: open, ServiceGesture: true}))
+	defer func() { srv.CloseClientConnections(); srv.Close() }()
+	b.Call("Page.navigate", map[string]any{"url": srv.URL + "/"})
+	b.WaitEval("accepting", `document.getElementById("app").dataset.state`, func(s string) bool { return s == "accepting" })
+	mu.Lock()
+	door = true
+	mu.Unlock()
+	// A view that says the menu is open, while a customer is served: the page stays (it
+	// acts on each view right after showing it).
+	f.set(func(v *session.View) { v.TotalMinor = 5000 })
+	seq := fmt.Sprint(f.View().Seq)
+	b.WaitEval("view with the door open", `document.getElementById("app").dataset.seq`, func(s string) bool { return s == seq })
+	if href := b.Eval(`location.href`); !strings.HasPrefix(href, srv.URL) {
+		t.Fatalf("left the customer in session for %s", href)
+	}
+	f.set(func(v *session.View) { v.State = "idle" })
+	b.WaitEval("service menu on the door", `location.href`, func(s string) bool { return strings.HasPrefix(s, menu.URL) })
+
+	// The gesture, with the door closed.
+	mu.Lock()
+	door = false
+	mu.Unlock()
+	b.Call("Page.navigate", map[string]any{"url": srv.URL + "/"})
+	b.WaitEval("idle", `document.getElementById("app").dataset.state`, func(s string) bool { return s == "idle" })
+	b.Eval(`document.querySelector("header h1").dispatchEvent(new PointerEvent("pointerdown", {bubbles: true}))`)
+	b.WaitEval("service menu on the gesture", `location.href`, func(s string) bool { return strings.HasPrefix(s, menu.URL) })
 }
