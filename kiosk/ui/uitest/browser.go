@@ -72,8 +72,8 @@ func Start(t *testing.T) *Browser {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		cmd.Wait()
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
 		for range 50 {
 			if os.RemoveAll(profile) == nil {
 				break
@@ -106,7 +106,7 @@ func Start(t *testing.T) *Browser {
 	for {
 		res, err := http.Get("http://" + hostport + "/json/list")
 		if err == nil {
-			json.NewDecoder(res.Body).Decode(&targets)
+			_ = json.NewDecoder(res.Body).Decode(&targets)
 			res.Body.Close()
 		}
 		if len(targets) > 0 || time.Now().After(deadline) {
@@ -129,7 +129,7 @@ func Start(t *testing.T) *Browser {
 	}
 	b := &Browser{t: t, ws: ws, wait: map[int]chan json.RawMessage{}, done: make(chan struct{})}
 	go b.read()
-	t.Cleanup(func() { ws.Close(); <-b.done })
+	t.Cleanup(func() { _ = ws.Close(); <-b.done })
 	return b
 }
 
@@ -192,7 +192,7 @@ func (b *Browser) Eval(js string) string {
 			Value any `json:"value"`
 		} `json:"result"`
 	}
-	json.Unmarshal(r, &out)
+	_ = json.Unmarshal(r, &out)
 	if out.Result.Value == nil {
 		return ""
 	}
@@ -223,7 +223,7 @@ func (b *Browser) Screenshot(dir, name string) {
 	var out struct {
 		Data string `json:"data"`
 	}
-	json.Unmarshal(r, &out)
+	_ = json.Unmarshal(r, &out)
 	png, _ := base64.StdEncoding.DecodeString(out.Data)
 	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
 		b.t.Error(err)
