@@ -198,8 +198,53 @@ func (s *Server) guard(h http.Handler) http.Handler {
 			return
 		}
 		s.log.Info("control request", "method", r.Method, "path", r.URL.Path, "uid", v.cred.Uid, "pid", v.cred.Pid)
-		h.ServeHTTP(w, r)
+		a, ok := s.b.(Auditor)
+		if !ok || !audited(r) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		h.ServeHTTP(sw, r)
+		result := "ok"
+		if sw.code >= 300 {
+			result = "failed: " + http.StatusText(sw.code)
+		}
+		a.Audit(fmt.Sprintf("kioskctl uid %d", v.cred.Uid), r.URL.Path, "", result)
 	})
+}
+
+// Auditor is implemented by a Backend that journals what technicians do: every action on the
+// socket (maintenance, reprint, self-tests, sign-offs; not the reads, nor the checks an update
+// client polls) is recorded with the peer's uid and its outcome.
+type Auditor interface {
+	Audit(who, action, detail, result string)
+}
+
+// audited reports whether r is an action the journal records.
+func audited(r *http.Request) bool {
+	if r.Method != http.MethodPost {
+		return false
+	}
+	p := r.URL.Path
+	return p == "/v1/maintenance" || p == "/v1/reprint" || p == "/v1/signoff" || strings.HasPrefix(p, "/v1/selftest/")
+}
+
+// statusWriter remembers a reply's status code.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Flush passes a streaming reply's flushes through (maintenance on).
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

@@ -289,6 +289,18 @@ func (b controlBackend) SignOff(ctx context.Context, condition, who, why string)
 	return nil
 }
 
+// Audit journals a technician's action on the control socket (ctl.Auditor). A journal that
+// cannot take it is logged: the action already happened.
+func (b controlBackend) Audit(who, action, detail, result string) {
+	if b.s.j == nil {
+		return
+	}
+	err := b.s.j.AuditService(journal.ServiceActionEvent{Who: who, Action: action, Detail: detail, Result: result, At: time.Now().UTC()})
+	if err != nil {
+		b.s.log.Error("technician action not journaled", "who", who, "action", action, "err", err)
+	}
+}
+
 // credentials are the menu's PIN hashes: the config's first-install hashes, overridden slot
 // by slot by the journal's (a remote set_credentials command, or an admin in the menu).
 type credentials struct {

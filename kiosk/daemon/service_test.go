@@ -219,6 +219,24 @@ func TestKioskctlAgainstKioskd(t *testing.T) {
 	if !found {
 		t.Fatal("the service menu's login is not in the journal")
 	}
+	// kioskctl's actions are journaled too, with the peer's uid.
+	var ctlActions []string
+	_ = r.s.j.Events(0, func(rec journal.Record) bool {
+		if rec.Type == journal.EvServiceAction {
+			var a journal.ServiceActionEvent
+			_ = json.Unmarshal(rec.Data, &a)
+			if strings.HasPrefix(a.Who, "kioskctl uid ") {
+				ctlActions = append(ctlActions, a.Action+" "+a.Result)
+			}
+		}
+		return true
+	})
+	got := strings.Join(ctlActions, ",")
+	for _, want := range []string{"/v1/selftest/printer ok", "/v1/reprint ok", "/v1/maintenance ok", "/v1/signoff ok", "/v1/signoff failed: Not Found"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("kioskctl's actions in the journal lack %q: %s", want, got)
+		}
+	}
 	if _, err := r.stop(t); err != nil {
 		t.Fatal(err)
 	}
