@@ -29,7 +29,8 @@
 //
 // The socket file has mode 0660 and the configured group; in addition every connection's
 // peer credentials (SO_PEERCRED) are checked: root, kioskd's own user and members of the
-// group are served, anyone else gets 403 with the reason.
+// group are served, anyone else gets 403 with the reason. A backend that implements Auditor
+// journals every action (maintenance, reprint, self-tests, sign-offs) with the peer's uid.
 package ctl
 
 import (

@@ -17,7 +17,9 @@
 //	GET  /healthz             liveness
 //
 // Diagnostics are not served here: the customer port is reachable by anything the kiosk's
-// browser loads, so technicians use their own local socket.
+// browser loads, so technicians use their own local socket, or the service menu on its own
+// port (kiosk/svcmenu), which the page opens when the cabinet door is open and no customer
+// is being served (Config.ServiceURL).
 package ui
 
 import (
