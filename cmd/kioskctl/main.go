@@ -12,7 +12,8 @@
 // With kioskd running (its control socket answers) and no -journal, verify and export read
 // the live journal through kioskd, in one read transaction. The other commands (status,
 // devices, conditions, counters, outbox, uncertain, receipt, maintenance, reprint, diag
-// bundle, selftest printer; see liveUsage) talk to the running kioskd. update-gate answers an
+// bundle, selftest printer|acceptor|scanner|sensors, signoff; see liveUsage) talk to the
+// running kioskd. pin-hash makes a role PIN's argon2id hash for the service menu. update-gate answers an
 // update client's hook whether an update may start now (exit 0 go, 21 retry later, 1 error;
 // updategate.go).
 //
