@@ -31,6 +31,14 @@ const liveUsage = `
   kioskctl reprint N             print a COPY of receipt N
   kioskctl diag bundle [-o FILE] a .tar.gz for the support team (no secrets)
   kioskctl selftest printer      print a test page, with the printer's status
+  kioskctl selftest acceptor [-note]
+                                 identity, firmware, denominations, conditions; with -note (in
+                                 maintenance) one note is read and returned: it credits nobody
+  kioskctl selftest scanner      the next code read is shown (not used for a session)
+  kioskctl selftest sensors      the door, vault and tamper switches now
+  kioskctl signoff CONDITION -why TEXT [-who NAME]
+                                 clear a condition only a technician may clear
+                                 (acceptor_fraud, acceptor_unit_swapped, acceptor_cassette_pulled_mid_stack)
   kioskctl update-gate [-prepare [-wait D]]  may an update start now? exit 0 go, 21 retry later, 1 error
 common flags: -socket PATH (default $KIOSKD_SOCKET or ` + ctl.DefaultSocket + `), -json`
 
@@ -48,6 +56,7 @@ var liveCommands = map[string]func(l *live, args []string) error{
 	"diag":        (*live).diag,
 	"selftest":    (*live).selftest,
 	"collect":     (*live).collect,
+	"signoff":     (*live).signoff,
 }
 
 // live is one command against kioskd.
@@ -58,6 +67,10 @@ type live struct {
 	ctx  context.Context
 	// bundle is the -o of diag bundle.
 	bundle string
+	// why and who are signoff's -why and -who.
+	why, who string
+	// note is selftest acceptor's -note.
+	note bool
 }
 
 func defaultSocket() string {
@@ -76,6 +89,9 @@ func parseLive(name string, args []string, out io.Writer) (*live, []string, erro
 	socket := fs.String("socket", defaultSocket(), "kioskd's control socket")
 	fs.BoolVar(&l.json, "json", false, "print JSON")
 	fs.StringVar(&l.bundle, "o", "", "output file (diag bundle)")
+	fs.BoolVar(&l.note, "note", false, "take one test note, returned (selftest acceptor)")
+	fs.StringVar(&l.why, "why", "", "why the condition is signed off (signoff)")
+	fs.StringVar(&l.who, "who", whoDefault(), "the technician's name (signoff; the uid is added by kioskd)")
 	var rest []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -384,9 +400,38 @@ func (l *live) reprint(args []string) error {
 	return l.print(r, func(w io.Writer) { fmt.Fprintln(w, r.Message) })
 }
 
+// whoDefault is the technician's name as the system knows it: the user sudo was run by, else
+// the login name.
+func whoDefault() string {
+	for _, v := range []string{"SUDO_USER", "USER", "LOGNAME"} {
+		if s := os.Getenv(v); s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+func (l *live) signoff(args []string) error {
+	if len(args) != 1 || strings.TrimSpace(l.why) == "" {
+		return errors.New("usage: kioskctl signoff CONDITION -why TEXT [-who NAME]")
+	}
+	var r ctl.Reply
+	if err := l.c.Post(l.ctx, "/v1/signoff", ctl.SignOffRequest{Condition: args[0], Why: l.why, Who: l.who}, &r); err != nil {
+		return err
+	}
+	return l.print(r, func(w io.Writer) { fmt.Fprintln(w, r.Message) })
+}
+
 func (l *live) selftest(args []string) error {
-	if len(args) != 1 || args[0] != "printer" {
-		return errors.New("usage: kioskctl selftest printer")
+	if len(args) == 1 && args[0] == "acceptor" && l.note {
+		fmt.Fprintln(l.out, "insert one note within 60 s: it is read and given back")
+		return l.deviceTest("acceptor_note")
+	}
+	if len(args) == 1 && args[0] != "printer" {
+		return l.deviceTest(args[0])
+	}
+	if len(args) != 1 {
+		return errors.New("usage: kioskctl selftest printer|acceptor|scanner|sensors")
 	}
 	var r ctl.PrinterTest
 	if err := l.c.Post(l.ctx, "/v1/selftest/printer", nil, &r); err != nil {
@@ -455,4 +500,29 @@ func liveJournal(sub string, args []string, out io.Writer) (handled bool, err er
 		return true, errors.New("journal verification failed")
 	}
 	return true, nil
+}
+
+func (l *live) deviceTest(dev string) error {
+	var r ctl.SelfTest
+	if err := l.c.Post(l.ctx, "/v1/selftest/"+dev, nil, &r); err != nil {
+		return err
+	}
+	if err := l.print(r, func(w io.Writer) {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, it := range r.Items {
+			fmt.Fprintf(tw, "%s:\t%s\n", it.Name, it.Value)
+		}
+		tw.Flush()
+		if r.OK {
+			fmt.Fprintf(w, "%s self-test: OK\n", dev)
+		} else {
+			fmt.Fprintf(w, "%s self-test: FAILED: %s\n", dev, r.Error)
+		}
+	}); err != nil {
+		return err
+	}
+	if !r.OK {
+		return fmt.Errorf("%s self-test failed", dev)
+	}
+	return nil
 }

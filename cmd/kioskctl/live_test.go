@@ -238,3 +238,40 @@ func keys(m map[string]string) []string {
 	}
 	return out
 }
+
+func TestLiveSelfTestsAndSignoff(t *testing.T) {
+	f := ctltest.NewFake()
+	f.Tests = map[string]ctl.SelfTest{
+		"acceptor": {Device: "acceptor", OK: true, Items: []ctl.TestItem{{Name: "firmware", Value: "UBA-10 1.23"}, {Name: "denominations (configured)", Value: "97=1.00 CNY"}}},
+		"sensors":  {Device: "sensors", OK: false, Items: []ctl.TestItem{{Name: "cabinet_door", Value: "open"}, {Name: "tamper", Value: "not read (pin unavailable)"}}, Error: "a sensor could not be read"},
+	}
+	f.Conds = []health.Condition{{Kind: session.SignoffFraud, Detail: "cheat"}}
+	sock := ctltest.Serve(t, f, ctltest.Self())
+	out, err := kioskctl(t, "selftest", "acceptor", "-socket", sock)
+	if err != nil || !strings.Contains(out, "firmware:") || !strings.Contains(out, "UBA-10 1.23") || !strings.Contains(out, "acceptor self-test: OK") {
+		t.Fatalf("acceptor: %v\n%s", err, out)
+	}
+	out, err = kioskctl(t, "selftest", "sensors", "-socket", sock)
+	if err == nil || !strings.Contains(out, "cabinet_door:") || !strings.Contains(out, "FAILED: a sensor could not be read") {
+		t.Fatalf("sensors: %v\n%s", err, out)
+	}
+	if _, err := kioskctl(t, "selftest", "scanner", "-socket", sock); err == nil || !strings.Contains(err.Error(), "not available") {
+		t.Fatalf("scanner on a kiosk without one: %v", err)
+	}
+	if _, err := kioskctl(t, "selftest", "coffee", "-socket", sock); err == nil || !strings.Contains(err.Error(), "no self-test") {
+		t.Fatalf("unknown device: %v", err)
+	}
+	if _, err := kioskctl(t, "signoff", session.SignoffFraud, "-socket", sock); err == nil || !strings.Contains(err.Error(), "-why") {
+		t.Fatalf("signoff without why: %v", err)
+	}
+	out, err = kioskctl(t, "signoff", session.SignoffFraud, "-why", "inspected the bezel", "-who", "alice", "-socket", sock)
+	if err != nil || !strings.Contains(out, "acceptor_fraud signed off by kioskctl uid") || !strings.Contains(out, "(alice)") {
+		t.Fatalf("signoff: %v\n%s", err, out)
+	}
+	if len(f.SignedOff) != 1 || !strings.HasSuffix(f.SignedOff[0], "(alice)|inspected the bezel") {
+		t.Fatalf("signed off %v", f.SignedOff)
+	}
+	if _, err := kioskctl(t, "signoff", session.SignoffFraud, "-why", "again", "-socket", sock); err == nil || !strings.Contains(err.Error(), "no such condition") {
+		t.Fatalf("second signoff: %v", err)
+	}
+}

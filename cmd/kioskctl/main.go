@@ -12,7 +12,9 @@
 // With kioskd running (its control socket answers) and no -journal, verify and export read
 // the live journal through kioskd, in one read transaction. The other commands (status,
 // devices, conditions, counters, outbox, uncertain, receipt, maintenance, reprint, diag
-// bundle, selftest printer, collect; see liveUsage) talk to the running kioskd. update-gate answers an
+// bundle, selftest printer|acceptor|scanner|sensors, signoff, collect; see liveUsage) talk
+// to the running kioskd. pin-hash makes a role PIN's argon2id hash for the service menu.
+// update-gate answers an
 // update client's hook whether an update may start now (exit 0 go, 21 retry later, 1 error;
 // updategate.go).
 //
@@ -24,6 +26,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -34,6 +37,7 @@ import (
 	"time"
 
 	"github.com/kioskd/kioskd/kiosk/journal"
+	"github.com/kioskd/kioskd/kiosk/svcmenu"
 )
 
 func main() {
@@ -51,7 +55,9 @@ func main() {
 const usage = `usage:
   kioskctl journal verify [-journal PATH] [-quick]
   kioskctl journal export [-journal PATH] [-hot]
-  kioskctl journal archive [-journal PATH] [-older-than DURATION]` + liveUsage
+  kioskctl journal archive [-journal PATH] [-older-than DURATION]
+  kioskctl pin-hash              read a PIN (4-12 digits) on standard input, print its argon2id
+                                 hash for service_menu.pin_hashes or set_credentials` + liveUsage
 
 func run(args []string, out io.Writer) error {
 	if len(args) == 0 {
@@ -69,6 +75,8 @@ func run(args []string, out io.Writer) error {
 		return journalCmd(args[1], args[2:], out)
 	case "update-gate":
 		return updateGate(args[1:], out)
+	case "pin-hash":
+		return pinHash(os.Stdin, out)
 	case "bench":
 		return errors.New("bench moved to its own command: kioskbench (make bench)")
 	case "help", "-h", "--help":
@@ -79,6 +87,21 @@ func run(args []string, out io.Writer) error {
 		return runLive(args[0], args[1:], out)
 	}
 	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+}
+
+// pinHash prints the argon2id hash of the PIN on in (never echoed, never in an argument
+// where the process list would show it).
+func pinHash(in io.Reader, out io.Writer) error {
+	line, err := bufio.NewReader(in).ReadString('\n')
+	if err != nil && err != io.EOF {
+		return err
+	}
+	h, err := svcmenu.HashPIN(strings.TrimSpace(line), svcmenu.DefaultParams)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(out, h)
+	return nil
 }
 
 func journalCmd(sub string, args []string, out io.Writer) error {

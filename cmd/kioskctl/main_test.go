@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kioskd/kioskd/kiosk/journal"
+	"github.com/kioskd/kioskd/kiosk/svcmenu"
 	"github.com/kioskd/kioskd/sync/wire"
 	bolt "go.etcd.io/bbolt"
 )
@@ -162,5 +163,19 @@ func TestParseCounts(t *testing.T) {
 		if _, err := parseCounts([]string{bad}, "CNY"); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+func TestPinHash(t *testing.T) {
+	var out bytes.Buffer
+	if err := pinHash(strings.NewReader("482916\n"), &out); err != nil {
+		t.Fatal(err)
+	}
+	h := strings.TrimSpace(out.String())
+	if ok, err := svcmenu.VerifyPIN(h, "482916"); !ok || err != nil || !strings.HasPrefix(h, "$argon2id$v=19$m=19456,t=2,p=1$") {
+		t.Fatalf("hash %q: %v %v", h, ok, err)
+	}
+	if err := pinHash(strings.NewReader("12ab\n"), &out); err == nil {
+		t.Fatal("a PIN with letters was hashed")
 	}
 }

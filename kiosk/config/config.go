@@ -82,7 +82,9 @@ type Config struct {
 	MQTT     MQTT     `json:"mqtt"`
 	HTTP     HTTP     `json:"http"`
 	Control  Control  `json:"control"`
-	Log      Log      `json:"log"`
+	// ServiceMenu is the technicians' menu on the kiosk's own screen.
+	ServiceMenu ServiceMenu `json:"service_menu"`
+	Log         Log         `json:"log"`
 }
 
 // Kiosk identifies the machine.
@@ -272,6 +274,21 @@ type Control struct {
 	// Group may use the socket besides root and kioskd's own user: the socket file gets
 	// this group and mode 0660, and a peer outside it is refused.
 	Group string `json:"group"`
+}
+
+// ServiceMenu configures the technicians' service menu on the kiosk's own screen: a page on
+// its own loopback port, opened with the cabinet door open (or the customer screen's gesture,
+// when Gesture is set) and unlocked with a role PIN.
+type ServiceMenu struct {
+	// Listen is the menu's loopback address ("127.0.0.1:8091"); "" turns it off.
+	Listen string `json:"listen"`
+	// Gesture lets a technician open the menu from the customer screen (a long press on
+	// its title) with the door closed; the PIN still guards everything.
+	Gesture bool `json:"gesture"`
+	// PINHashes are first-install PIN hashes by role slot ("admin", "technician_2"):
+	// argon2id PHC strings (or bcrypt). Hashes set remotely (set_credentials) or by an
+	// admin in the menu take precedence slot by slot.
+	PINHashes map[string]string `json:"pin_hashes"`
 }
 
 // Log configures logging.
@@ -588,6 +605,17 @@ func (c *Config) Validate() error {
 	checkListen(c.HTTP, bad)
 	if c.Control.Socket != "" && !filepath.IsAbs(c.Control.Socket) {
 		bad("control.socket", "must be an absolute path like \"/run/kioskd/kioskd.sock\", got %q", c.Control.Socket)
+	}
+	if l := c.ServiceMenu.Listen; l != "" {
+		host, _, err := net.SplitHostPort(l)
+		if ip := net.ParseIP(host); err != nil || !(host == "localhost" || ip != nil && ip.IsLoopback()) {
+			bad("service_menu.listen", "must be a loopback address like \"127.0.0.1:8091\" (the menu is for the kiosk's own screen), got %q", l)
+		}
+	}
+	for k, h := range c.ServiceMenu.PINHashes {
+		if !strings.HasPrefix(h, "$argon2id$") && !strings.HasPrefix(h, "$2") {
+			bad("service_menu.pin_hashes."+k, "must be an argon2id or bcrypt hash (never a PIN)")
+		}
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

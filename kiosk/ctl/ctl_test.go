@@ -203,7 +203,7 @@ func TestPermissionRefusedForOutsider(t *testing.T) {
 	if err := os.Chmod(path, 0o666); err != nil {
 		t.Fatal(err)
 	}
-	if out := run(); !strings.Contains(out, "HELPER: kioskd: permission refused: uid 65534 is not root") {
+	if out := run(); !strings.Contains(out, "HELPER: kioskd: permission refused: uid 65534 is not root") || !strings.Contains(out, "SIGNOFF: kioskd: permission refused") {
 		t.Fatalf("peer check: helper said %q", out)
 	}
 }
@@ -215,6 +215,9 @@ func helperClient() {
 	defer cancel()
 	err := c.Get(ctx, "/v1/status", &ctl.Status{})
 	os.Stdout.WriteString("HELPER: " + errString(err) + "\n")
+	// An action is refused the same way: a sign-off needs the group too.
+	err = c.Post(ctx, "/v1/signoff", ctl.SignOffRequest{Condition: "acceptor_fraud", Why: "outsider"}, &ctl.Reply{})
+	os.Stdout.WriteString("SIGNOFF: " + errString(err) + "\n")
 	if c.Running() {
 		os.Stdout.WriteString("RUNNING\n")
 	}

@@ -12,7 +12,9 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kioskd/kioskd/kiosk/health"
@@ -43,10 +45,20 @@ type Backend interface {
 	Diag(ctx context.Context) (Diag, error)
 	// PrinterSelfTest prints a test page; ErrUnsupported when there is no printer.
 	PrinterSelfTest(ctx context.Context) (PrinterTest, error)
+	// SelfTest runs the self-test of device ("acceptor", "acceptor_note", "scanner",
+	// "sensors");
+	// ErrUnsupported for a device this kiosk does not have.
+	SelfTest(ctx context.Context, device string) (SelfTest, error)
+	// SignOff clears a condition only a technician may clear, journaling who and why
+	// first (session.CmdSignoff).
+	SignOff(ctx context.Context, condition, who, why string) error
 }
 
 // ErrUnsupported is returned by a Backend for what this kiosk does not have.
 var ErrUnsupported = errors.New("not available on this kiosk")
+
+// ErrBadRequest is returned for a request whose arguments are wrong.
+var ErrBadRequest = errors.New("bad request")
 
 // ErrNotFound is returned for something that does not exist (a receipt number).
 var ErrNotFound = errors.New("not found")
@@ -89,6 +101,8 @@ func NewServer(b Backend, p Policy, log *slog.Logger) *Server {
 	mux.HandleFunc("POST /v1/collect", s.collect) // collect.go
 	mux.HandleFunc("GET /v1/diag", s.diag)
 	mux.HandleFunc("POST /v1/selftest/printer", s.selftestPrinter)
+	mux.HandleFunc("POST /v1/selftest/{device}", s.selftest)
+	mux.HandleFunc("POST /v1/signoff", s.signoff)
 	mux.HandleFunc("POST /v1/update-gate", s.updateGate) // updategate.go
 	base, stop := context.WithCancel(context.Background())
 	s.stop = stop
@@ -185,8 +199,53 @@ func (s *Server) guard(h http.Handler) http.Handler {
 			return
 		}
 		s.log.Info("control request", "method", r.Method, "path", r.URL.Path, "uid", v.cred.Uid, "pid", v.cred.Pid)
-		h.ServeHTTP(w, r)
+		a, ok := s.b.(Auditor)
+		if !ok || !audited(r) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		h.ServeHTTP(sw, r)
+		result := "ok"
+		if sw.code >= 300 {
+			result = "failed: " + http.StatusText(sw.code)
+		}
+		a.Audit(fmt.Sprintf("kioskctl uid %d", v.cred.Uid), r.URL.Path, "", result)
 	})
+}
+
+// Auditor is implemented by a Backend that journals what technicians do: every action on the
+// socket (maintenance, reprint, self-tests, sign-offs; not the reads, nor the checks an update
+// client polls) is recorded with the peer's uid and its outcome.
+type Auditor interface {
+	Audit(who, action, detail, result string)
+}
+
+// audited reports whether r is an action the journal records.
+func audited(r *http.Request) bool {
+	if r.Method != http.MethodPost {
+		return false
+	}
+	p := r.URL.Path
+	return p == "/v1/maintenance" || p == "/v1/reprint" || p == "/v1/signoff" || strings.HasPrefix(p, "/v1/selftest/")
+}
+
+// statusWriter remembers a reply's status code.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Flush passes a streaming reply's flushes through (maintenance on).
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
@@ -214,6 +273,10 @@ func fail(w http.ResponseWriter, err error) {
 		code = http.StatusConflict
 	case errors.Is(err, session.ErrNotRunning):
 		code = http.StatusServiceUnavailable
+	case errors.Is(err, session.ErrNothingToSignOff):
+		code = http.StatusNotFound
+	case errors.Is(err, ErrBadRequest):
+		code = http.StatusBadRequest
 	}
 	writeErr(w, code, err)
 }
@@ -421,4 +484,51 @@ func (s *Server) maintenance(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+}
+
+// SelfTestDevices are the devices of POST /v1/selftest/{device} besides the printer.
+// acceptor_note is the acceptor's test with one note, returned to the tester.
+var SelfTestDevices = []string{"acceptor", "acceptor_note", "scanner", "sensors"}
+
+func (s *Server) selftest(w http.ResponseWriter, r *http.Request) {
+	dev := r.PathValue("device")
+	if !slices.Contains(SelfTestDevices, dev) {
+		writeErr(w, http.StatusNotFound, fmt.Errorf("no self-test %q (printer, %s)", dev, strings.Join(SelfTestDevices, ", ")))
+		return
+	}
+	res, err := s.b.SelfTest(r.Context(), dev)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, res)
+}
+
+// signoff records a technician's sign-off. Who is the peer's uid as the kernel reports it
+// (SO_PEERCRED) and the name the client gives: the uid cannot be forged, the name is what
+// the technician says.
+func (s *Server) signoff(w http.ResponseWriter, r *http.Request) {
+	var req SignOffRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil || strings.TrimSpace(req.Condition) == "" {
+		writeErr(w, http.StatusBadRequest, errors.New(`body must be {"condition": "...", "why": "...", "who": "..."}`))
+		return
+	}
+	why := strings.TrimSpace(req.Why)
+	if why == "" || len(why) > 500 {
+		writeErr(w, http.StatusBadRequest, errors.New("a sign-off needs why: 1 to 500 characters"))
+		return
+	}
+	v, _ := r.Context().Value(verdictKey{}).(connVerdict)
+	who := fmt.Sprintf("kioskctl uid %d", v.cred.Uid)
+	if n := strings.TrimSpace(req.Who); n != "" {
+		if len(n) > 64 {
+			n = n[:64]
+		}
+		who += " (" + n + ")"
+	}
+	if err := s.b.SignOff(r.Context(), req.Condition, who, why); err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, Reply{OK: true, Message: fmt.Sprintf("%s signed off by %s", req.Condition, who)})
 }

@@ -21,13 +21,16 @@
 //	POST /v1/reprint           body ReprintRequest; Reply
 //	GET  /v1/diag              Diag
 //	POST /v1/selftest/printer  PrinterTest
+//	POST /v1/selftest/{device} SelfTest (acceptor, acceptor_note, scanner, sensors)
+//	POST /v1/signoff           body SignOffRequest; Reply
 //	POST /v1/update-gate       body UpdateGateRequest; UpdateGate (updategate.go)
 //
 // # Who may connect
 //
 // The socket file has mode 0660 and the configured group; in addition every connection's
 // peer credentials (SO_PEERCRED) are checked: root, kioskd's own user and members of the
-// group are served, anyone else gets 403 with the reason.
+// group are served, anyone else gets 403 with the reason. A backend that implements Auditor
+// journals every action (maintenance, reprint, self-tests, sign-offs) with the peer's uid.
 package ctl
 
 import (
@@ -147,6 +150,29 @@ type PrinterTest struct {
 	Printed bool   `json:"printed"`
 	Error   string `json:"error,omitempty"`
 	After   string `json:"after"`
+}
+
+// SelfTest is the result of a device's self-test: what was checked, each as a name and
+// a value, in order.
+type SelfTest struct {
+	Device string     `json:"device"`
+	OK     bool       `json:"ok"`
+	Items  []TestItem `json:"items"`
+	Error  string     `json:"error,omitempty"`
+}
+
+// TestItem is one line of a self-test.
+type TestItem struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// SignOffRequest signs off a condition (session.SignoffConditions) with a reason; Who is the
+// technician's name as they give it (the server adds the uid it sees).
+type SignOffRequest struct {
+	Condition string `json:"condition"`
+	Why       string `json:"why"`
+	Who       string `json:"who,omitempty"`
 }
 
 // errorBody is the body of every error reply.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"runtime"
 	"slices"
 	"strings"
@@ -18,10 +19,21 @@ import (
 	"github.com/kioskd/kioskd/receipts"
 )
 
-// startControl opens the technicians' control socket and serves it in g. The socket is not
-// needed to serve customers: a socket that cannot be opened is logged, and the kiosk runs
-// without it.
-func (s *System) startControl(g *group) *ctl.Server {
+// controlServers are the technicians' servers: the control socket and the service menu
+// (either may be nil).
+type controlServers struct {
+	ctl *ctl.Server
+	svc *http.Server
+}
+
+// startControl opens the technicians' control socket and the service menu and serves them
+// in g. Neither is needed to serve customers: one that cannot be opened is logged, and the
+// kiosk runs without it.
+func (s *System) startControl(g *group) *controlServers {
+	return &controlServers{ctl: s.startSocket(g), svc: s.startServiceMenu(g)}
+}
+
+func (s *System) startSocket(g *group) *ctl.Server {
 	path := s.cfg.Control.Socket
 	if path == "" {
 		return nil
@@ -47,13 +59,20 @@ func (s *System) startControl(g *group) *ctl.Server {
 
 // stopControl closes the control socket within budget (it runs alongside the customer
 // screen's close, in the same phase).
-func stopControl(srv *ctl.Server, budget time.Duration) {
-	if srv == nil {
+func stopControl(cs *controlServers, budget time.Duration) {
+	if cs == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), budget)
 	defer cancel()
-	_ = srv.Shutdown(ctx)
+	if cs.svc != nil {
+		if err := cs.svc.Shutdown(ctx); err != nil {
+			cs.svc.Close()
+		}
+	}
+	if cs.ctl != nil {
+		_ = cs.ctl.Shutdown(ctx)
+	}
 }
 
 // controlBackend gives the control API the kiosk's parts. In safe mode (no engine, no

@@ -194,6 +194,13 @@ type System struct {
 	// ops: status since, event log limits, remote commands (ops.go).
 	ops opsState
 	ran atomic.Bool
+	// sens is the switches' live state and scan the scanner test's tap (service.go).
+	sens sensorLive
+	scan scanTap
+	// menu is the service menu's address and page token once it listens; menuLn its
+	// listener, opened with the customer screen's (listen) so that the screen links to it.
+	menu   menuInfo
+	menuLn net.Listener
 }
 
 // New builds a kiosk from cfg: it opens the journal (waiting at most journal.lock_wait for
@@ -332,6 +339,7 @@ func (s *System) listen() error {
 		return fmt.Errorf("http listen %s: %w", s.cfg.HTTP.Listen, err)
 	}
 	s.ln = ln
+	s.listenServiceMenu()
 	// Long polls (WaitView) end when the screen closes, not when their client gives up.
 	s.httpCtx, s.httpStop = context.WithCancel(context.Background())
 	var h http.Handler
@@ -355,8 +363,14 @@ func (s *System) uiConfig(e ui.Engine) ui.Config {
 	if a, ok := s.ln.Addr().(*net.TCPAddr); ok {
 		port = a.Port
 	}
-	return ui.Config{Engine: e, Logger: s.log, Language: s.cfg.Kiosk.Language, KioskID: s.cfg.Kiosk.ID,
+	c := ui.Config{Engine: e, Logger: s.log, Language: s.cfg.Kiosk.Language, KioskID: s.cfg.Kiosk.ID,
 		Hotline: s.cfg.Kiosk.Hotline, Port: port}
+	if s.menuLn != nil {
+		c.ServiceURL = fmt.Sprintf("http://127.0.0.1:%d/", s.menuLn.Addr().(*net.TCPAddr).Port)
+		c.ServiceOpen = s.doorOpen
+		c.ServiceGesture = s.cfg.ServiceMenu.Gesture
+	}
+	return c
 }
 
 // Addr is the customer screen's address.
@@ -381,6 +395,9 @@ func (s *System) Close() error {
 	}
 	s.httpStop()
 	s.ln.Close()
+	if s.menuLn != nil {
+		s.menuLn.Close()
+	}
 	if s.j != nil {
 		return s.j.Close()
 	}

@@ -47,7 +47,7 @@ func (s *System) startDevices(ctx context.Context, g *group) {
 		g.Go("scanner", func() { s.superviseDevice(ctx, "scanner", s.hidScannerAttempt) })
 	}
 	if len(s.cfg.Sensors) > 0 {
-		g.Go("sensors", func() { runSensors(ctx, s.cfg, s.opts.OpenPin, s.reg, &s.tamper, s.log) })
+		g.Go("sensors", func() { runSensors(ctx, s.cfg, s.opts.OpenPin, s.reg, &s.tamper, s.log, &s.sens) })
 	}
 }
 
@@ -215,16 +215,7 @@ func (s *System) scannerAttempt(ctx context.Context) (bool, error) {
 		port.Close()
 		close(closed)
 	})
-	err = sc.Run(ctx, func(code string) {
-		if s.engine == nil {
-			return
-		}
-		if err := s.engine.Scan(code); errors.Is(err, session.ErrBusy) || errors.Is(err, session.ErrNotRunning) {
-			// Not read now (a session is open, the kiosk is busy): counted, not logged one by
-			// one. The engine counts and reports the codes it refused (qr_refused).
-			s.reg.Event("scan_ignored", health.Info, health.None, err.Error())
-		}
-	})
+	err = sc.Run(ctx, s.onScan)
 	if stop() {
 		port.Close()
 	} else {
@@ -270,18 +261,11 @@ func (s *System) hidScannerAttempt(ctx context.Context) (bool, error) {
 	log.Info("HID scanner open", "device", path, "name", dev.Name())
 	suffix, _ := hidscan.ParseSuffix(hc.Suffix) // checked by config.Validate
 	sc := hidscan.New(dev, hidscan.Config{Suffix: suffix, InterCharTimeout: hc.InterCharTimeout.D(), Logger: log,
-		OnError: func(err error) { log.Warn("scanner input refused", "err", err) }})
+		OnError: func(err error) { s.reg.Event("scanner_line_refused", health.Info, health.None, err.Error()) }})
 	// Closing the device also releases a read that a deadline cannot (a node that is not
 	// pollable); Run then sees the cancelled context and returns.
 	stop := context.AfterFunc(ctx, func() { _ = dev.Close() })
-	err = sc.Run(ctx, func(code string) {
-		if s.engine == nil {
-			return
-		}
-		if err := s.engine.Scan(code); err != nil {
-			log.Info("scan refused", "err", err)
-		}
-	})
+	err = sc.Run(ctx, s.onScan)
 	if stop() {
 		_ = dev.Close() // releases the grab
 	}
@@ -537,5 +521,18 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 		return false
 	case <-t.C:
 		return true
+	}
+}
+
+// onScan takes a code from either scanner (serial or HID). A scanner self-test in progress
+// takes it first. Scanner input is untrusted and free to produce: a code the kiosk cannot
+// read now (a session is open, the kiosk is busy) is counted, not logged one by one; the
+// engine counts and reports the codes it refused (qr_refused).
+func (s *System) onScan(code string) {
+	if s.engine == nil || s.scan.take(code) {
+		return
+	}
+	if err := s.engine.Scan(code); errors.Is(err, session.ErrBusy) || errors.Is(err, session.ErrNotRunning) {
+		s.reg.Event("scan_ignored", health.Info, health.None, err.Error())
 	}
 }

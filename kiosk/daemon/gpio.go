@@ -77,8 +77,9 @@ func (s *System) pulseAttempt(ctx context.Context) (bool, error) {
 // conditions (a vault open stops service; tamper latches until an engineer clears it).
 //
 // tamper follows the tamper switch (true while triggered), for the engine's sign-off check: a
-// technician cannot sign off a tamper alarm while the switch still says tamper.
-func runSensors(ctx context.Context, cfg config.Config, open PinOpener, reg *health.Registry, tamper *atomic.Bool, log *slog.Logger) {
+// technician cannot sign off a tamper alarm while the switch still says tamper. live keeps
+// every switch's last state for the sensors self-test and the service menu's door entry.
+func runSensors(ctx context.Context, cfg config.Config, open PinOpener, reg *health.Registry, tamper *atomic.Bool, log *slog.Logger, live *sensorLive) {
 	log = log.With("component", "sensors")
 	var inputs []sensors.Input
 	for _, s := range cfg.Sensors {
@@ -99,6 +100,7 @@ func runSensors(ctx context.Context, cfg config.Config, open PinOpener, reg *hea
 		return
 	}
 	err = sn.Run(ctx, func(ch sensors.Change) {
+		live.set(ch.Name, ch.Active)
 		// Maintenance mode (a technician signed in) comes with the diagnostics interface;
 		// until then every opening is reported as outside maintenance.
 		c := sensors.Classify(ch.Name, ch.Active, false)

@@ -196,9 +196,9 @@ const (
 
 var hk = []string{PHotline, PKiosk}
 
-// messages is the catalogue. Receipt texts are short (a 32-column roll); a Chinese receipt
+// customerMessages are the customer screen's and receipts' texts. Receipt texts are short (a 32-column roll); a Chinese receipt
 // prints the Chinese text with the English one beside it, so both must stay short.
-var messages = []Message{
+var customerMessages = []Message{
 	{Key: KeyGeneric, ZH: "抱歉，出现了问题。请联系工作人员。", EN: "Sorry, something went wrong. Please ask a member of staff for help."},
 
 	// Receipt paper.

@@ -55,6 +55,9 @@ type Credentials struct {
 	Version int64             `json:"version"`
 	CmdID   string            `json:"cmd_id"`
 	Roles   map[string]string `json:"roles"`
+	// Who set them on the kiosk itself (an admin in the service menu, "admin/1"); empty
+	// for a remote set_credentials command (CmdID says which).
+	Who string `json:"who,omitempty"`
 }
 
 // LimitsSetEvent records a new limits overlay.

@@ -368,6 +368,9 @@ func newEvent(typ string) Event {
 	if ev := newCollectionEvent(typ); ev != nil {
 		return ev
 	}
+	if ev := newServiceEvent(typ); ev != nil {
+		return ev
+	}
 	return newCommandEvent(typ)
 }
 

@@ -87,7 +87,9 @@ type core struct {
 
 	// Acceptor control: the loop wants wantCodes (nil = inhibited); one task at a time
 	// applies the latest wish.
-	wantCodes  []int
+	wantCodes []int
+	// noteTest is an armed acceptor note test (maintenance only; notetest.go).
+	noteTest   *noteTest
 	wantGen    uint64
 	doneGen    uint64
 	ctlBusy    bool
@@ -374,6 +376,8 @@ func (c *core) wantAcceptor() {
 	var codes []int
 	if c.derive() == Accepting && !c.stopping && !c.exiting {
 		codes = c.allowedCodes()
+	} else if c.noteTest != nil && c.derive() == Maintenance && !c.stopping && !c.exiting {
+		codes = c.testCodes() // a technician's note test (notetest.go)
 	}
 	if len(codes) == 0 {
 		codes = nil

@@ -175,12 +175,29 @@ func (c *core) signoff(cmd Command) error {
 	for _, l := range latched {
 		inJournal = inJournal || l.Kind == cmd.Condition
 	}
+	// also is a condition cleared with this one: the driver's failure that stands for a
+	// swapped unit.
+	also := ""
 	if !inJournal {
-		if c.e.cfg.SignOffCheck == nil || !c.e.cfg.Health.Has(cmd.Condition) {
-			return fmt.Errorf("%w: %s", ErrNothingToSignOff, cmd.Condition)
-		}
-		if err := c.e.cfg.SignOffCheck(cmd.Condition); err != nil {
-			return fmt.Errorf("session: sign-off of %s refused: %w", cmd.Condition, err)
+		switch {
+		case cmd.Condition == SignoffUnitSwapped:
+			// A swap is reported by its driver (eSSP: serial changed), which holds the unit
+			// back until its own confirmation step (ConfirmSwap), run by the caller after
+			// this: the sign-off is on record before the unit is trusted again.
+			also = swapFailure(c.e.cfg.Health)
+			if !c.e.cfg.Health.Has(cmd.Condition) && also == "" {
+				return fmt.Errorf("%w: %s is not active", ErrNothingToSignOff, cmd.Condition)
+			}
+		case cmd.Condition == SignoffMidStack:
+			if !c.e.cfg.Health.Has(cmd.Condition) {
+				return fmt.Errorf("%w: %s is not active", ErrNothingToSignOff, cmd.Condition)
+			}
+		case c.e.cfg.SignOffCheck == nil || !c.e.cfg.Health.Has(cmd.Condition):
+			return fmt.Errorf("%w: %s is not active", ErrNothingToSignOff, cmd.Condition)
+		default:
+			if err := c.e.cfg.SignOffCheck(cmd.Condition); err != nil {
+				return fmt.Errorf("session: sign-off of %s refused: %w", cmd.Condition, err)
+			}
 		}
 	}
 	ev := journal.SignoffEvent{Condition: cmd.Condition, Who: cmd.Who, Why: cmd.Why, CmdID: cmd.CmdID}
@@ -193,6 +210,10 @@ func (c *core) signoff(cmd Command) error {
 		delete(c.faults, acceptor.Fraud.String())
 	}
 	c.e.cfg.Health.Clear(cmd.Condition)
+	if also != "" {
+		delete(c.faults, strings.TrimPrefix(also, "acceptor_"))
+		c.e.cfg.Health.Clear(also)
+	}
 	c.e.log.Info("condition signed off", "condition", cmd.Condition, "who", cmd.Who, "why", cmd.Why, "cmd_id", cmd.CmdID)
 	return nil
 }

@@ -18,6 +18,9 @@ type Payload struct {
 	// NowUnixMs is the engine clock when this was sent, so the page can count down to the
 	// view's idle deadline on its own clock.
 	NowUnixMs int64 `json:"now_unix_ms"`
+	// Service says the service menu is open (the cabinet door): the page goes there when
+	// no customer is being served.
+	Service bool `json:"service,omitempty"`
 }
 
 // Screen is the view in words, in Lang.
@@ -81,7 +84,7 @@ func printerKind(kind string) bool {
 }
 
 func (s *server) payload(v session.View, lang i18n.Lang) Payload {
-	return Payload{View: v, Screen: s.render(v, lang), NowUnixMs: s.cfg.Now().UnixMilli()}
+	return Payload{View: v, Screen: s.render(v, lang), NowUnixMs: s.cfg.Now().UnixMilli(), Service: s.serviceOpen()}
 }
 
 func (s *server) render(v session.View, lang i18n.Lang) Screen {

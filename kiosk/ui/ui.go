@@ -17,7 +17,9 @@
 //	GET  /healthz             liveness
 //
 // Diagnostics are not served here: the customer port is reachable by anything the kiosk's
-// browser loads, so technicians use their own local socket.
+// browser loads, so technicians use their own local socket, or the service menu on its own
+// port (kiosk/svcmenu), which the page opens when the cabinet door is open and no customer
+// is being served (Config.ServiceURL).
 package ui
 
 import (
@@ -29,6 +31,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"html"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -76,6 +79,13 @@ type Config struct {
 	Now func() time.Time
 	// Token is the page's secret for state-changing calls; default a random one per process.
 	Token string
+	// ServiceURL is the technicians' service menu (kiosk/svcmenu, its own port); empty:
+	// this screen never leads there. The page goes there while no customer is being served
+	// and ServiceOpen reports true (the cabinet door is open), or, with ServiceGesture, on
+	// a three-second press on the title.
+	ServiceURL     string
+	ServiceOpen    func() bool
+	ServiceGesture bool
 }
 
 // TokenHeader carries the page's token on state-changing calls.
@@ -156,6 +166,12 @@ func (s *server) index(w http.ResponseWriter, r *http.Request) {
 	}
 	b = bytes.ReplaceAll(b, []byte("{{TOKEN}}"), []byte(s.cfg.Token))
 	b = bytes.ReplaceAll(b, []byte("{{LANG}}"), []byte(s.def))
+	b = bytes.ReplaceAll(b, []byte("{{SERVICE}}"), []byte(html.EscapeString(s.cfg.ServiceURL)))
+	gesture := ""
+	if s.cfg.ServiceGesture && s.cfg.ServiceURL != "" {
+		gesture = "1"
+	}
+	b = bytes.ReplaceAll(b, []byte("{{GESTURE}}"), []byte(gesture))
 	// The default language's labels ride in the page, so it never shows empty while the
 	// first texts request is on its way. json.Marshal escapes <, > and &: safe in a script.
 	tx, _ := json.Marshal(s.texts(s.def))
@@ -269,7 +285,7 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			last, first = v.Seq, false
-		} else if _, err := w.Write([]byte("event: ping\ndata: {}\n\n")); err != nil {
+		} else if _, err := w.Write([]byte("event: ping\ndata: " + s.pingData() + "\n\n")); err != nil {
 			// A named event, not a comment: the page's EventSource sees it, and a page that
 			// hears nothing for a few intervals knows the daemon is gone.
 			return
@@ -284,4 +300,17 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// serviceOpen reports whether the page should go to the service menu now.
+func (s *server) serviceOpen() bool {
+	return s.cfg.ServiceURL != "" && s.cfg.ServiceOpen != nil && s.cfg.ServiceOpen()
+}
+
+// pingData is the ping event's payload: whether the service menu is open.
+func (s *server) pingData() string {
+	if s.serviceOpen() {
+		return `{"service":true}`
+	}
+	return "{}"
 }

@@ -23,19 +23,25 @@ import (
 // methods while it serves. Maintenance on waits (when asked to) until
 // Release is called, like a kiosk with a customer in session.
 type Fake struct {
-	mu          sync.Mutex
-	St          ctl.Status
-	Conds       []health.Condition
-	Cassette    ctl.Counters
-	Pending     []journal.Topup
-	Uncertains  []journal.Uncertain
-	Receipts    map[uint64]ctl.Receipt
-	Reprinted   []uint64
-	ReprintErr  error
-	Events      []journal.Record
-	VerifyErr   error
-	Config      any
-	Busy        bool          // a customer is in session: maintenance on waits
+	mu         sync.Mutex
+	St         ctl.Status
+	Conds      []health.Condition
+	Cassette   ctl.Counters
+	Pending    []journal.Topup
+	Uncertains []journal.Uncertain
+	Receipts   map[uint64]ctl.Receipt
+	Reprinted  []uint64
+	ReprintErr error
+	Events     []journal.Record
+	VerifyErr  error
+	Config     any
+	Busy       bool // a customer is in session: maintenance on waits
+	// Tests are the canned self-test results by device; a device without one is
+	// ErrUnsupported.
+	Tests map[string]ctl.SelfTest
+	// SignedOff records the sign-offs as "condition|who|why"; a sign-off of a condition
+	// not in Conds is session.ErrNothingToSignOff.
+	SignedOff   []string
 	release     chan struct{} // closed by Release
 	maintenance bool
 	// Collects are the collect_* commands received (ctl.Collector).
@@ -102,7 +108,11 @@ func (f *Fake) Devices(ctx context.Context) ([]ctl.Device, error) {
 	return []ctl.Device{{Name: "acceptor", State: "ok"}, {Name: "printer", State: "ok"}, {Name: "scanner", State: "not configured"}}, nil
 }
 
-func (f *Fake) Conditions() []health.Condition { return f.Conds }
+func (f *Fake) Conditions() []health.Condition {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]health.Condition(nil), f.Conds...)
+}
 
 func (f *Fake) Counters() (ctl.Counters, error) { return f.Cassette, nil }
 
@@ -179,6 +189,29 @@ func (f *Fake) Diag(ctx context.Context) (ctl.Diag, error) {
 
 func (f *Fake) PrinterSelfTest(ctx context.Context) (ctl.PrinterTest, error) {
 	return ctl.PrinterTest{}, fmt.Errorf("fake: %w", ctl.ErrUnsupported)
+}
+
+func (f *Fake) SelfTest(ctx context.Context, device string) (ctl.SelfTest, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.Tests[device]
+	if !ok {
+		return ctl.SelfTest{}, fmt.Errorf("fake %s: %w", device, ctl.ErrUnsupported)
+	}
+	return r, nil
+}
+
+func (f *Fake) SignOff(ctx context.Context, condition, who, why string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, c := range f.Conds {
+		if c.Kind == condition {
+			f.Conds = append(f.Conds[:i:i], f.Conds[i+1:]...)
+			f.SignedOff = append(f.SignedOff, condition+"|"+who+"|"+why)
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s", session.ErrNothingToSignOff, condition)
 }
 
 // ShortDir is a temporary directory with a path short enough for a UNIX socket (at most

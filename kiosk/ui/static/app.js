@@ -166,15 +166,36 @@
     setLang(other);
   });
 
+  // The technicians' service menu: the page goes there when the kiosk says it is open (the
+  // cabinet door) or on a three-second press on the title, never while a customer is served.
+  const serviceURL = meta("service-url");
+  const FREE_STATES = ["idle", "out_of_service", "maintenance", "starting"];
+  function toService(open) {
+    const state = $("app").dataset.state;
+    if (serviceURL && open && FREE_STATES.includes(state)) location.href = serviceURL;
+  }
+  if (serviceURL && meta("service-gesture") === "1") {
+    let press = 0;
+    const title = document.querySelector("header h1");
+    title.addEventListener("pointerdown", () => { press = setTimeout(() => toService(true), 3000); });
+    for (const ev of ["pointerup", "pointerleave", "pointercancel"]) title.addEventListener(ev, () => clearTimeout(press));
+  }
+
   function connect() {
     if (es) es.close();
     es = new EventSource("/api/events?lang=" + encodeURIComponent(lang));
     es.addEventListener("view", (ev) => {
       lastHeard = performance.now();
       $("conn").hidden = true;
-      render(JSON.parse(ev.data));
+      const p = JSON.parse(ev.data);
+      render(p);
+      toService(p.service);
     });
-    es.addEventListener("ping", () => { lastHeard = performance.now(); $("conn").hidden = true; });
+    es.addEventListener("ping", (ev) => {
+      lastHeard = performance.now();
+      $("conn").hidden = true;
+      try { toService(JSON.parse(ev.data).service); } catch (e) { /* a ping without a body */ }
+    });
     es.onerror = () => { $("conn").hidden = false; };
   }
   applyTexts();
