@@ -36,6 +36,16 @@ func TestSignoff(t *testing.T) {
 				t.Fatalf("%+v accepted", c)
 			}
 		}
+		// While the unit still reports the cheat attempt the sign-off is refused: it would put
+		// a kiosk whose unit takes no note back in service.
+		if _, err := r.e.Do(ctx, Command{Kind: CmdSignoff, Condition: SignoffFraud, Who: "technician/1", Why: "inspected"}); err == nil {
+			t.Fatal("sign-off accepted while the unit reports the cheat attempt")
+		}
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled}) // the unit after its reset
+		synctest.Wait()
+		if !r.health.Has(SignoffFraud) {
+			t.Fatal("fraud cleared by the unit's reset, without a sign-off")
+		}
 		if _, err := r.e.Do(ctx, Command{Kind: CmdSignoff, Condition: SignoffFraud, Who: "technician/1", Why: "inspected"}); err != nil {
 			t.Fatal(err)
 		}
