@@ -730,6 +730,15 @@ func (s *BoltStore) DecideHeld(id string, d Decision) (HeldRecord, error) {
 			} else if ok {
 				return fmt.Errorf("%w: %s is credited already", ErrDecided, id)
 			}
+			if h.Topup.FollowsTopupID != "" {
+				ok, err := followUpMatches(tx, h.Topup)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return followUpSettled(h.Topup)
+				}
+			}
 			cr, err := credit(tx, h.Topup, uint64(h.Epoch), h.ContentHash, now)
 			if err != nil {
 				return err

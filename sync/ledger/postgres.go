@@ -888,6 +888,15 @@ func (s *PGStore) DecideHeld(id string, d Decision) (HeldRecord, error) {
 			if exists {
 				return fmt.Errorf("%w: %s is credited already", ErrDecided, id)
 			}
+			if h.Topup.FollowsTopupID != "" {
+				ok, err := followUpMatchesPG(ctx, tx, h.Topup)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return followUpSettled(h.Topup)
+				}
+			}
 			cr, err := creditPG(ctx, tx, h.Topup, h.Epoch, h.ContentHash, now)
 			if err != nil {
 				return err

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"fmt"
 	"slices"
 
 	"github.com/kioskd/kioskd/sync/wire"
@@ -16,7 +17,10 @@ import (
 //     release or reject of a resolved record is refused with ErrDecided;
 //   - so an operator's release and a follow-up for the same note never both credit:
 //     whichever commits first wins, and the other is refused (release: ErrDecided) or held
-//     (follow-up: the kiosk gets a held ack and forgets the top-up).
+//     (follow-up: the kiosk gets a held ack and forgets the top-up);
+//   - an operator's release of a held follow-up is refused as well unless open records still
+//     back all its notes: releasing it would credit a note that a release or another
+//     follow-up already credited (or that the original, not yet received, does not list).
 
 // suspenseOpen reports whether r is still waiting to be settled.
 func suspenseOpen(r SuspenseRecord) bool { return r.Status == "" && r.ResolvedBy == "" }
@@ -52,4 +56,11 @@ func matchFollowUp(values []int64, t wire.Topup) ([]int, bool) {
 	}
 	slices.Sort(picked)
 	return picked, all
+}
+
+// followUpSettled is the refusal of a release of held follow-up t whose notes are no longer
+// (or not yet) backed by open suspense records.
+func followUpSettled(t wire.Topup) error {
+	return fmt.Errorf("%w: follow-up of %s: no open suspense records of that top-up back all its notes "+
+		"(released, rejected or resolved already, or the top-up not received yet)", ErrDecided, t.FollowsTopupID)
 }

@@ -33,11 +33,16 @@ func suspenseOriginal(seq uint64) (orig, fu wire.Topup) {
 	return orig, fu
 }
 
-// decide posts an operator's decision and returns the HTTP status and body.
+// decide posts an operator's decision on a suspense record and returns the HTTP status and body.
 func decide(t *testing.T, h http.Handler, ref, action string) (int, string) {
 	t.Helper()
+	return decidePath(t, h, "/api/suspense/"+ref+"/"+action)
+}
+
+func decidePath(t *testing.T, h http.Handler, path string) (int, string) {
+	t.Helper()
 	body, _ := json.Marshal(map[string]string{"operator": "olga", "note": "cassette count"})
-	req := httptest.NewRequest(http.MethodPost, "/api/suspense/"+ref+"/"+action, bytes.NewReader(body))
+	req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+opsToken)
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, req)
@@ -98,6 +103,39 @@ func testSuspenseFollowUpVersusDecision(t *testing.T, open openFunc) {
 			}
 			if code, _ := decide(t, h, ref, ActionRelease); code != http.StatusConflict {
 				t.Errorf("second release: %d, want 409", code)
+			}
+			// Nor can operations credit the note again by releasing the held follow-up.
+			code, body := decidePath(t, h, "/api/held/"+fu.TopupID+"/release")
+			if code != http.StatusConflict || !strings.Contains(body, "no open suspense records") {
+				t.Errorf("release of the held follow-up: %d %s, want 409", code, body)
+			}
+			if got := balance(t, s, "bob"); got != 15000 {
+				t.Errorf("balance %d, want 15000 (the note once)", got)
+			}
+		}},
+		{"follow-up before its original, released from held", func(t *testing.T, s Store, h http.Handler) {
+			orig, fu := suspenseOriginal(1)
+			// Several top-ups are in flight at once: the follow-up may arrive first. Nothing
+			// backs it yet, so it is held.
+			if r := mustApply(t, s, fu, wire.AckHeld); r.Reason != HoldFollowUpUnmatched {
+				t.Errorf("follow-up before its original held for %q", r.Reason)
+			}
+			code, body := decidePath(t, h, "/api/held/"+fu.TopupID+"/release")
+			if code != http.StatusConflict {
+				t.Errorf("release of the follow-up before its original: %d %s, want 409", code, body)
+			}
+			mustApply(t, s, orig, wire.AckCredited)
+			ref := openRef(t, s, orig.TopupID)
+			// Now the original's record backs it: the release credits it and resolves the
+			// record, which operations then cannot release as well.
+			if code, body := decidePath(t, h, "/api/held/"+fu.TopupID+"/release"); code != http.StatusOK {
+				t.Fatalf("release of the held follow-up: %d %s", code, body)
+			}
+			if code, body := decide(t, h, ref, ActionRelease); code != http.StatusConflict || !strings.Contains(body, "resolved by follow-up") {
+				t.Errorf("release of the resolved record: %d %s, want 409", code, body)
+			}
+			if got := balance(t, s, "bob"); got != 15000 {
+				t.Errorf("balance %d, want 15000 (the note once)", got)
 			}
 		}},
 		{"reject then follow-up", func(t *testing.T, s Store, h http.Handler) {
