@@ -64,3 +64,8 @@ func followUpSettled(t wire.Topup) error {
 	return fmt.Errorf("%w: follow-up of %s: no open suspense records of that top-up back all its notes "+
 		"(released, rejected or resolved already, or the top-up not received yet)", ErrDecided, t.FollowsTopupID)
 }
+
+// AlarmFollowUpUnbacked: PostgreSQL migration 0003 found a follow-up credited (before the
+// migration) with no open suspense record left for one of its notes: an operator may have
+// released the same note as well, and a person must check for a second credit.
+const AlarmFollowUpUnbacked = "follow_up_unbacked"

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/kioskd/kioskd/sync/ledger/pgtest"
 	"github.com/kioskd/kioskd/sync/wire"
 )
 
@@ -232,4 +234,67 @@ func openRef(t *testing.T, s Store, topupID string) string {
 		t.Fatalf("no open suspense record for %s", topupID)
 	}
 	return ref
+}
+
+// TestPGMigrationResolvesEarlierFollowUps: a database written before migration 0003 holds
+// follow-ups whose original's records were left open. The migration resolves them, and
+// raises an alarm for a follow-up whose record an operator had already released.
+func TestPGMigrationResolvesEarlierFollowUps(t *testing.T) {
+	dsn := pgtest.Shared(t).NewDSN(t)
+	s := openPG(t, dsn, nil)
+	orig1, fu1 := suspenseOriginal(1)
+	mustApply(t, s, orig1, wire.AckCredited)
+	ref1 := openRef(t, s, orig1.TopupID)
+	mustApply(t, s, fu1, wire.AckCredited)
+	orig2, fu2 := suspenseOriginal(3)
+	mustApply(t, s, orig2, wire.AckCredited)
+	ref2 := openRef(t, s, orig2.TopupID)
+	if _, err := s.DecideSuspense(ref2, Decision{Action: ActionRelease, Operator: "olga"}); err != nil {
+		t.Fatal(err)
+	}
+	mustApply(t, s, fu2, wire.AckHeld)
+	// Back to what the old schema and code left: fu2 credited as well, nothing resolved.
+	err := s.write(func(ctx context.Context, tx pgxTx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO topups (topup_id, ledger_seq, ledger_ref, content_hash, kiosk_id, epoch, seq,
+			account, currency, amount_minor, outcome, receipt_no, credited_at, payload)
+			SELECT topup_id, nextval('ledger_ref_seq'), 'LR-old', content_hash, kiosk_id, epoch, seq, account, currency,
+			amount_minor, payload->>'outcome', (payload->>'receipt_no')::BIGINT, held_at, payload FROM held WHERE topup_id = $1`,
+			fu2.TopupID)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM held WHERE topup_id = $1`, fu2.TopupID)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `DROP INDEX suspense_open_by_topup;
+			ALTER TABLE suspense DROP COLUMN resolved_by, DROP COLUMN resolved_at;
+			DELETE FROM schema_migrations WHERE version = 3`)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s = openPG(t, dsn, nil)
+	if ref := openRefOrEmpty(t, s, orig1.TopupID); ref != "" {
+		t.Errorf("record %s of %s still open after the migration", ref, orig1.TopupID)
+	}
+	if _, err := s.DecideSuspense(ref1, Decision{Action: ActionRelease, Operator: "olga"}); !errors.Is(err, ErrDecided) {
+		t.Errorf("release of the record fu1 resolved: %v, want ErrDecided", err)
+	}
+	alarms, err := s.Alarms()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var unbacked []OpsAlarm
+	for _, a := range alarms {
+		if a.Kind == AlarmFollowUpUnbacked {
+			unbacked = append(unbacked, a)
+		}
+	}
+	if len(unbacked) != 1 || unbacked[0].TopupID != fu2.TopupID || !strings.Contains(unbacked[0].Details, orig2.TopupID) {
+		t.Errorf("alarms %+v, want one %s for %s", unbacked, AlarmFollowUpUnbacked, fu2.TopupID)
+	}
 }
