@@ -603,43 +603,40 @@ func (s *BoltStore) Kiosks() ([]KioskInfo, error) {
 
 // resolveSuspense closes, for each note of follow-up t, one open suspense record of the
 // top-up it follows with that value (or of unknown value): the note was credited by t. A
-// note with no record left to close is still credited (the kiosk journaled its credit); the
-// records are then settled at cash collection as before.
+// note with no record left to close is still credited (an operator released the follow-up
+// from held); the records are then settled at cash collection as before.
 func resolveSuspense(sb *bolt.Bucket, t wire.Topup, now time.Time) error {
-	type open struct {
-		key []byte
-		rec SuspenseRecord
+	keys, recs, err := openSuspenseOf(sb, t.FollowsTopupID)
+	if err != nil {
+		return err
 	}
-	var recs []open
-	if err := sb.ForEach(func(k, v []byte) error {
+	values := make([]int64, len(recs))
+	for i, r := range recs {
+		values[i] = r.ValueMinor
+	}
+	picked, _ := matchFollowUp(values, t)
+	for _, i := range picked {
+		recs[i].ResolvedBy, recs[i].ResolvedAt = t.TopupID, now
+		if err := putJSON(sb, keys[i], recs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openSuspenseOf returns the open suspense records of a top-up, in record order, with their keys.
+func openSuspenseOf(sb *bolt.Bucket, topupID string) (keys [][]byte, recs []SuspenseRecord, err error) {
+	err = sb.ForEach(func(k, v []byte) error {
 		var r SuspenseRecord
 		if err := json.Unmarshal(v, &r); err != nil {
 			return err
 		}
-		if r.TopupID == t.FollowsTopupID && r.ResolvedBy == "" && r.Status == "" {
-			recs = append(recs, open{key: bytes.Clone(k), rec: r})
+		if r.TopupID == topupID && suspenseOpen(r) {
+			keys, recs = append(keys, bytes.Clone(k)), append(recs, r)
 		}
 		return nil
-	}); err != nil {
-		return err
-	}
-	for _, n := range t.Notes {
-		for range n.Count {
-			// A record naming the value first, then one of unknown value.
-			i := slices.IndexFunc(recs, func(o open) bool { return o.rec.ResolvedBy == "" && o.rec.ValueMinor == n.ValueMinor })
-			if i < 0 {
-				i = slices.IndexFunc(recs, func(o open) bool { return o.rec.ResolvedBy == "" && o.rec.ValueMinor == 0 })
-			}
-			if i < 0 {
-				continue
-			}
-			recs[i].rec.ResolvedBy, recs[i].rec.ResolvedAt = t.TopupID, now
-			if err := putJSON(sb, recs[i].key, recs[i].rec); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	})
+	return keys, recs, err
 }
 
 // Suspense implements Store: the records still waiting to be settled.
@@ -732,6 +729,15 @@ func (s *BoltStore) DecideHeld(id string, d Decision) (HeldRecord, error) {
 				return err
 			} else if ok {
 				return fmt.Errorf("%w: %s is credited already", ErrDecided, id)
+			}
+			if h.Topup.FollowsTopupID != "" {
+				ok, err := followUpMatches(tx, h.Topup)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return followUpSettled(h.Topup)
+				}
 			}
 			cr, err := credit(tx, h.Topup, uint64(h.Epoch), h.ContentHash, now)
 			if err != nil {
@@ -877,30 +883,14 @@ func followUpMatches(tx *bolt.Tx, t wire.Topup) (bool, error) {
 	if orig.Account != t.Account || orig.Currency != t.Currency {
 		return false, nil
 	}
-	var open []int64
-	if err := tx.Bucket(bSuspense).ForEach(func(_, v []byte) error {
-		var r SuspenseRecord
-		if err := json.Unmarshal(v, &r); err != nil {
-			return err
-		}
-		if r.TopupID == t.FollowsTopupID && r.ResolvedBy == "" && r.Status == "" {
-			open = append(open, r.ValueMinor)
-		}
-		return nil
-	}); err != nil {
+	_, recs, err := openSuspenseOf(tx.Bucket(bSuspense), t.FollowsTopupID)
+	if err != nil {
 		return false, err
 	}
-	for _, n := range t.Notes {
-		for range n.Count {
-			i := slices.Index(open, n.ValueMinor)
-			if i < 0 {
-				i = slices.Index(open, 0)
-			}
-			if i < 0 {
-				return false, nil
-			}
-			open = slices.Delete(open, i, i+1)
-		}
+	values := make([]int64, len(recs))
+	for i, r := range recs {
+		values[i] = r.ValueMinor
 	}
-	return true, nil
+	_, all := matchFollowUp(values, t)
+	return all, nil
 }

@@ -112,6 +112,9 @@
 // are UNIQUE keys, and each apply (top-up, balance, suspense rows, watermark, held record,
 // day totals) is one SERIALIZABLE transaction, retried when it loses a race. The schema is
 // migrations/*.sql, embedded and applied at open under an advisory lock. The same store
-// tests run against both (forEachStore); the scale-out tests kill an instance mid-stream
-// and restart the database, and cmd/ledgerd's kill the ledgerd process with SIGKILL.
+// tests run against both (forEachStore); among them the suspense rules (suspense.go): a
+// follow-up top-up's credit resolves its original's open suspense records in the same
+// transaction, so an operator's release and a follow-up never both credit one note. The
+// scale-out tests kill an instance mid-stream and restart the database, and cmd/ledgerd's
+// kill the ledgerd process with SIGKILL.
 package ledger

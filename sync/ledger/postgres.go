@@ -379,6 +379,17 @@ func (s *PGStore) apply(ctx context.Context, tx pgx.Tx, t wire.Topup, c Checks, 
 			hold = HoldQRReused
 		}
 	}
+	if hold == "" && t.FollowsTopupID != "" {
+		// As BoltStore: a follow-up credits only notes that open suspense records of the
+		// top-up it follows stand for.
+		ok, err := followUpMatchesPG(ctx, tx, t)
+		if err != nil {
+			return Result{}, err
+		}
+		if !ok {
+			hold = HoldFollowUpUnmatched
+		}
+	}
 	if hold == "" && c.StrictEpochs && (!ep.known || ep.Unapproved) {
 		hold = HoldUnknownEpoch
 	}
@@ -536,6 +547,11 @@ func creditPG(ctx context.Context, tx pgx.Tx, t wire.Topup, epoch Epoch, hash st
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 			sn, fmt.Sprintf("SU%012d", sn), t.TopupID, t.KioskID, t.Account, t.Currency, u.ValueMinor, u.Reason, now)
 		if err != nil {
+			return Result{}, err
+		}
+	}
+	if t.FollowsTopupID != "" {
+		if err := resolveSuspensePG(ctx, tx, t, now); err != nil {
 			return Result{}, err
 		}
 	}
@@ -729,16 +745,21 @@ func (s *PGStore) Kiosks() ([]KioskInfo, error) {
 	return out, nil
 }
 
-const suspenseCols = `ref, topup_id, kiosk_id, account, currency, value_minor, reason, at, status, decision, credit_ref, collection_id`
+const suspenseCols = `ref, topup_id, kiosk_id, account, currency, value_minor, reason, at, status, decision, credit_ref, collection_id,
+	resolved_by, resolved_at`
 
 func scanSuspense(row pgx.Row) (SuspenseRecord, error) {
 	var r SuspenseRecord
 	var decision []byte
+	var resolvedAt *time.Time
 	if err := row.Scan(&r.Ref, &r.TopupID, &r.KioskID, &r.Account, &r.Currency, &r.ValueMinor, &r.Reason, &r.At,
-		&r.Status, &decision, &r.CreditRef, &r.CollectionID); err != nil {
+		&r.Status, &decision, &r.CreditRef, &r.CollectionID, &r.ResolvedBy, &resolvedAt); err != nil {
 		return SuspenseRecord{}, err
 	}
 	r.At = r.At.UTC()
+	if resolvedAt != nil {
+		r.ResolvedAt = resolvedAt.UTC()
+	}
 	if decision != nil {
 		r.Decision = new(Decision)
 		if err := json.Unmarshal(decision, r.Decision); err != nil {
@@ -748,11 +769,12 @@ func scanSuspense(row pgx.Row) (SuspenseRecord, error) {
 	return r, nil
 }
 
-// Suspense implements Store.
+// Suspense implements Store: as BoltStore, the records a follow-up resolved are left out
+// (nothing is left to settle for them).
 func (s *PGStore) Suspense() ([]SuspenseRecord, error) {
 	var out []SuspenseRecord
 	err := s.read(func(ctx context.Context, tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT `+suspenseCols+` FROM suspense ORDER BY n`)
+		rows, err := tx.Query(ctx, `SELECT `+suspenseCols+` FROM suspense WHERE resolved_by = '' ORDER BY n`)
 		if err != nil {
 			return err
 		}
@@ -866,6 +888,15 @@ func (s *PGStore) DecideHeld(id string, d Decision) (HeldRecord, error) {
 			if exists {
 				return fmt.Errorf("%w: %s is credited already", ErrDecided, id)
 			}
+			if h.Topup.FollowsTopupID != "" {
+				ok, err := followUpMatchesPG(ctx, tx, h.Topup)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return followUpSettled(h.Topup)
+				}
+			}
 			cr, err := creditPG(ctx, tx, h.Topup, h.Epoch, h.ContentHash, now)
 			if err != nil {
 				return err
@@ -908,7 +939,9 @@ func (s *PGStore) DecideSuspense(ref string, d Decision) (SuspenseRecord, error)
 	var r SuspenseRecord
 	err := s.write(func(ctx context.Context, tx pgx.Tx) error {
 		var err error
-		r, err = scanSuspense(tx.QueryRow(ctx, `SELECT `+suspenseCols+` FROM suspense WHERE n = $1`, int64(n)))
+		// FOR UPDATE: a follow-up resolving this record waits for this decision, or this one
+		// for it, and the loser sees the record settled.
+		r, err = scanSuspense(tx.QueryRow(ctx, `SELECT `+suspenseCols+` FROM suspense WHERE n = $1 FOR UPDATE`, int64(n)))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrNotFound
 		}
@@ -917,6 +950,10 @@ func (s *PGStore) DecideSuspense(ref string, d Decision) (SuspenseRecord, error)
 		}
 		if r.Status != "" {
 			return fmt.Errorf("%w: %s", ErrDecided, r.Status)
+		}
+		if r.ResolvedBy != "" {
+			// The kiosk's follow-up top-up already credited this note.
+			return fmt.Errorf("%w: resolved by follow-up %s", ErrDecided, r.ResolvedBy)
 		}
 		now := s.now().UTC().Truncate(time.Microsecond)
 		dd := d
@@ -940,9 +977,16 @@ func (s *PGStore) DecideSuspense(ref string, d Decision) (SuspenseRecord, error)
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE suspense SET status = $2, decision = $3, credit_ref = $4, account = $5, value_minor = $6 WHERE n = $1`,
+		tag, err := tx.Exec(ctx, `UPDATE suspense SET status = $2, decision = $3, credit_ref = $4, account = $5, value_minor = $6
+			WHERE n = $1 AND status = '' AND resolved_by = ''`,
 			int64(n), r.Status, string(raw), r.CreditRef, r.Account, r.ValueMinor)
-		return err
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() != 1 {
+			return errRace // settled meanwhile: the retry reads it and refuses
+		}
+		return nil
 	})
 	if err != nil {
 		return SuspenseRecord{}, fmt.Errorf("ledger: decide suspense %s: %w", ref, err)

@@ -382,8 +382,10 @@ func testStoreProperties(t *testing.T, open openFunc) {
 // TestFollowUpResolvesSuspense: a note whose credit the kiosk heard only after the session
 // closed arrives as a follow-up top-up: it is credited, and the suspense record of the
 // original's uncertain item is closed, so the note is never settled a second time.
-func TestFollowUpResolvesSuspense(t *testing.T) {
-	s := openStore(t, "", nil)
+func TestFollowUpResolvesSuspense(t *testing.T) { forEachStore(t, testFollowUpResolvesSuspense) }
+
+func testFollowUpResolvesSuspense(t *testing.T, open openFunc) {
+	s := open(nil)
 	orig := topup("K1", 1, 1, "bob", 5000)
 	orig.Outcome = wire.OutcomeInterrupted
 	orig.Uncertain = []wire.Uncertain{{ValueMinor: 10000, Reason: "stack commanded, no credit seen"}}
@@ -416,8 +418,10 @@ func TestFollowUpResolvesSuspense(t *testing.T) {
 // TestFollowUpCannotMintMoney: a follow-up is credited only against suspense records that are
 // still open, of its values, for the same account; a note settled by an operator cannot be
 // credited again by a follow-up, and the reverse. Anything else is held, never credited.
-func TestFollowUpCannotMintMoney(t *testing.T) {
-	s := openStore(t, "", nil)
+func TestFollowUpCannotMintMoney(t *testing.T) { forEachStore(t, testFollowUpCannotMintMoney) }
+
+func testFollowUpCannotMintMoney(t *testing.T, open openFunc) {
+	s := open(nil)
 	orig := topup("K1", 1, 1, "bob", 5000)
 	orig.Uncertain = []wire.Uncertain{{ValueMinor: 10000, Reason: "stack commanded, no credit seen"}}
 	mustApply(t, s, orig, wire.AckCredited)
