@@ -987,3 +987,30 @@ func (s *PGStore) Alarms() ([]OpsAlarm, error) {
 }
 
 var _ Store = (*PGStore)(nil)
+
+// Seen answers a topup_id the store already holds with the same content, without a write
+// transaction: a plain read (REPEATABLE READ, READ ONLY: no predicate locks, never a
+// serialization failure) of the stored top-up or held record by its key. ok is false for
+// anything else (not stored, or stored with other content: a conflict is recorded by Apply).
+// It is what keeps a kiosk's retries cheap when the ledger is slow: a duplicate costs one
+// index lookup, not a SERIALIZABLE transaction competing with the first credits.
+func (s *PGStore) Seen(t wire.Topup) (Result, bool, error) {
+	if t.TopupID == "" {
+		return Result{}, false, nil
+	}
+	hash := t.ContentHash()
+	var res Result
+	var ok bool
+	err := s.read(func(ctx context.Context, tx pgx.Tx) error {
+		var err error
+		res, ok, err = pgSeen(ctx, tx, t.TopupID, hash)
+		return err
+	})
+	if err != nil {
+		return Result{}, false, fmt.Errorf("ledger: seen %s: %w", t.TopupID, err)
+	}
+	if !ok || (res.Status != wire.AckDuplicate && res.Status != wire.AckHeld) {
+		return Result{}, false, nil
+	}
+	return res, true, nil
+}

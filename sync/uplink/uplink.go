@@ -108,6 +108,9 @@ type Uplink struct {
 	resMu   sync.Mutex
 	dropped int
 	rtt     time.Duration
+	// srtt is the smoothed ack round trip (see AckWait), sampled only from top-ups published
+	// once: the ack of a retried one cannot tell which publish it answers.
+	srtt    time.Duration
 	conns   uint64
 	lastAck time.Time
 	wake    chan struct{}
@@ -181,6 +184,31 @@ func (u *Uplink) Backoff(attempts int) time.Duration {
 	}
 	d = min(d, u.cfg.RetryMax)
 	return time.Duration(float64(d) * (0.5 + u.cfg.Jitter()/2))
+}
+
+// ackRTTFactor: after the broker's PUBACK, the first retry waits at least this many ack round
+// trips. Under load the ack round trip is mostly queueing at the ledger; a retry sooner than
+// that only adds a duplicate to the queue it is waiting in.
+const ackRTTFactor = 4
+
+// AckWait returns the wait for the ledger's ack after the broker PUBACKed attempt n of a
+// top-up, before it is published again: max(RetryMin, ackRTTFactor · smoothed ack round
+// trip) · 2^(n-1), capped at RetryMax, scaled by a jitter factor in [1, 1.5) (never below
+// the base, so never sooner than a few round trips), and again capped at RetryMax.
+func (u *Uplink) AckWait(attempts int) time.Duration {
+	u.mu.Lock()
+	srtt := u.srtt
+	u.mu.Unlock()
+	return u.ackWait(attempts, srtt)
+}
+
+func (u *Uplink) ackWait(attempts int, srtt time.Duration) time.Duration {
+	d := max(u.cfg.RetryMin, ackRTTFactor*srtt)
+	for i := 1; i < attempts && d < u.cfg.RetryMax; i++ {
+		d *= 2
+	}
+	d = min(d, u.cfg.RetryMax)
+	return min(time.Duration(float64(d)*(1+u.cfg.Jitter()/2)), u.cfg.RetryMax)
 }
 
 // OnConnect must be called after every (re)connect: it subscribes to the kiosk's down
@@ -408,9 +436,14 @@ func (u *Uplink) publish(ctx context.Context, t journal.Topup) {
 	if e := u.entries[t.Seq]; e != nil {
 		e.inFlight = false
 		e.attempts++
-		// After a PUBACK the ledger has it; the ack should follow. If it does not within
-		// the backoff, publish again: the ledger answers duplicate.
-		e.nextTry = u.cfg.Now().Add(u.Backoff(e.attempts))
+		if err == nil {
+			// After a PUBACK the ledger has it (or will: it may be queued at the broker or
+			// the ledger); the ack should follow. If it does not within a few ack round
+			// trips, backing off per entry, publish again: the ledger answers duplicate.
+			e.nextTry = u.cfg.Now().Add(u.ackWait(e.attempts, u.srtt))
+		} else {
+			e.nextTry = u.cfg.Now().Add(u.Backoff(e.attempts))
+		}
 	}
 	if err == nil {
 		u.published++
@@ -457,6 +490,16 @@ func (u *Uplink) handleAck(topic string, payload []byte) {
 	u.lastAck = u.cfg.Now()
 	if e := u.entries[res.Topup.Seq]; e != nil && !e.sentAt.IsZero() && res.Changed {
 		u.rtt = max(u.lastAck.Sub(e.sentAt), 0)
+		if e.attempts <= 1 {
+			// One publish: the round trip is unambiguous (Karn's rule). Smoothed like
+			// TCP's (RFC 6298, alpha 1/8), but a rise is taken at once: a ledger that
+			// slows down must not be flooded with retries while the average catches up.
+			if u.srtt == 0 || u.rtt > u.srtt {
+				u.srtt = u.rtt
+			} else {
+				u.srtt += (u.rtt - u.srtt) / 8
+			}
+		}
 	}
 	switch a.Status {
 	case wire.AckCredited, wire.AckDuplicate, wire.AckHeld:
