@@ -14,8 +14,10 @@
 // The outbox lives in the journal, never in the MQTT client: an entry leaves it only when a
 // credited or duplicate ack, signed by a ledger key and matching the top-up's amount and
 // currency, has been journaled. Until then the top-up is republished with the same topup_id
-// and the same payload bytes, after a capped exponential backoff with jitter, several in
-// flight at a time, forever. A reconnect makes every pending entry due at once, so a kiosk
+// and the same payload bytes, several in flight at a time, forever: after a capped
+// exponential backoff with jitter when the publish failed (Backoff), and, when the broker
+// PUBACKed it, after a few ack round trips, backing off per entry (AckWait), so a slow
+// ledger is not buried under duplicates of what it has queued. A reconnect makes every pending entry due at once, so a kiosk
 // that was offline for days catches up as soon as the broker is back.
 package uplink
 
