@@ -95,6 +95,9 @@ type entry struct {
 	// sentAt is when the last publish of the top-up started: the ack's round trip is
 	// measured from it.
 	sentAt time.Time
+	// firstSentAt is when its first publish on this connection started: the smoothed round
+	// trip (AckWait) is sampled from it (see handleAck).
+	firstSentAt time.Time
 }
 
 // Uplink drains the outbox.
@@ -110,8 +113,7 @@ type Uplink struct {
 	resMu   sync.Mutex
 	dropped int
 	rtt     time.Duration
-	// srtt is the smoothed ack round trip (see AckWait), sampled only from top-ups published
-	// once: the ack of a retried one cannot tell which publish it answers.
+	// srtt is the smoothed ack round trip (see AckWait).
 	srtt    time.Duration
 	conns   uint64
 	lastAck time.Time
@@ -123,6 +125,10 @@ type Uplink struct {
 	box       map[uint64]journal.Topup
 	boxLoaded time.Time
 	boxDirty  bool
+	// gone, while a reload reads the journal, collects the seqs that acks removed from
+	// the outbox meanwhile: the reload may have read them before the ack was journaled,
+	// and installing that stale copy published them again (a duplicate for the ledger).
+	gone map[uint64]struct{}
 
 	// counters for diagnostics and benchmarks
 	published, acks, rejectedAcks uint64
@@ -235,6 +241,8 @@ func (u *Uplink) OnConnect(ctx context.Context) {
 	now := u.cfg.Now()
 	for _, e := range u.entries {
 		e.nextTry = now
+		// A round trip measured across the outage would be the outage's length.
+		e.firstSentAt = time.Time{}
 	}
 	u.mu.Unlock()
 	u.PublishStatus(ctx)
@@ -340,6 +348,9 @@ func (u *Uplink) drain(ctx context.Context) time.Duration {
 	u.mu.Lock()
 	reload := u.boxDirty || u.box == nil || u.cfg.Now().Sub(u.boxLoaded) >= outboxRefresh
 	u.boxDirty = false
+	if reload {
+		u.gone = map[uint64]struct{}{}
+	}
 	u.mu.Unlock()
 	if reload {
 		box, err := u.cfg.Journal.Outbox()
@@ -347,6 +358,7 @@ func (u *Uplink) drain(ctx context.Context) time.Duration {
 			u.log.Error("reading the outbox", "err", err)
 			u.mu.Lock()
 			u.boxDirty = true
+			u.gone = nil
 			u.mu.Unlock()
 			return 5 * time.Second
 		}
@@ -355,7 +367,10 @@ func (u *Uplink) drain(ctx context.Context) time.Duration {
 			m[t.Seq] = t
 		}
 		u.mu.Lock()
-		u.box, u.boxLoaded = m, u.cfg.Now()
+		for seq := range u.gone {
+			delete(m, seq)
+		}
+		u.box, u.boxLoaded, u.gone = m, u.cfg.Now(), nil
 		u.mu.Unlock()
 	}
 	connected := u.cfg.Client.Connected()
@@ -428,6 +443,9 @@ func (u *Uplink) publish(ctx context.Context, t journal.Topup) {
 	u.mu.Lock()
 	if e := u.entries[t.Seq]; e != nil {
 		e.sentAt = u.cfg.Now()
+		if e.firstSentAt.IsZero() {
+			e.firstSentAt = e.sentAt
+		}
 	}
 	u.mu.Unlock()
 	failpoint.Hit("before-publish")
@@ -492,20 +510,28 @@ func (u *Uplink) handleAck(topic string, payload []byte) {
 	u.lastAck = u.cfg.Now()
 	if e := u.entries[res.Topup.Seq]; e != nil && !e.sentAt.IsZero() && res.Changed {
 		u.rtt = max(u.lastAck.Sub(e.sentAt), 0)
-		if e.attempts <= 1 {
-			// One publish: the round trip is unambiguous (Karn's rule). Smoothed like
-			// TCP's (RFC 6298, alpha 1/8), but a rise is taken at once: a ledger that
-			// slows down must not be flooded with retries while the average catches up.
-			if u.srtt == 0 || u.rtt > u.srtt {
-				u.srtt = u.rtt
+		// The smoothed round trip is sampled from the first publish (on this connection):
+		// the ack of a retried top-up cannot tell which publish it answers, and the first
+		// is the safe guess, never shorter than the truth. Sampling only top-ups published
+		// once (Karn's rule) starved the estimate exactly when it mattered: under load
+		// nearly every ack comes after a retry, so the estimate stayed at the idle round
+		// trip and every top-up was retried again and again. Smoothed like TCP's (RFC
+		// 6298, alpha 1/8), but a rise is taken at once: a ledger that slows down must not
+		// be flooded with retries while the average catches up.
+		if sample := max(u.lastAck.Sub(e.firstSentAt), 0); !e.firstSentAt.IsZero() {
+			if u.srtt == 0 || sample > u.srtt {
+				u.srtt = sample
 			} else {
-				u.srtt += (u.rtt - u.srtt) / 8
+				u.srtt += (sample - u.srtt) / 8
 			}
 		}
 	}
 	switch a.Status {
 	case wire.AckCredited, wire.AckDuplicate, wire.AckHeld:
 		delete(u.box, res.Topup.Seq)
+		if u.gone != nil {
+			u.gone[res.Topup.Seq] = struct{}{}
+		}
 	case wire.AckConflict:
 		if t, ok := u.box[res.Topup.Seq]; ok {
 			t.State = journal.TopupConflict
@@ -724,6 +750,7 @@ func (u *Uplink) SyncNow() {
 	for _, e := range u.entries {
 		if !e.inFlight {
 			e.nextTry = now
+			e.firstSentAt = time.Time{}
 		}
 	}
 	u.mu.Unlock()

@@ -276,6 +276,42 @@ func TestAckWaitAdaptsToRTT(t *testing.T) {
 	})
 }
 
+// TestAckWaitLearnsFromRetried: under load nearly every ack comes after a retry; the round
+// trip is then taken from the first publish, so the next top-ups wait longer instead of
+// being retried at the idle pace.
+func TestAckWaitLearnsFromRetried(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newURig(t, 2, 1)
+		synctest.Wait()
+		var first wire.Topup
+		if err := wire.Decode(r.c.topups()[0].payload, &first); err != nil {
+			t.Fatal(err)
+		}
+		// Published at 0 and (retry) at 1.25 s; the ack comes at 3 s.
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		if n := len(r.c.topups()); n != 2 {
+			t.Fatalf("published %d times by 3 s, want 2", n)
+		}
+		r.ack(t, first.TopupID, wire.AckCredited, first.AmountMinor)
+		synctest.Wait()
+		// The second top-up, published at once, waits 4·3 s·1.25 = 15 s before its retry.
+		if n := len(r.c.topups()); n != 3 {
+			t.Fatalf("published %d, want 3 (the second top-up's first publish)", n)
+		}
+		time.Sleep(14 * time.Second)
+		synctest.Wait()
+		if n := len(r.c.topups()); n != 3 {
+			t.Fatalf("retried before 15 s: %d publishes", n)
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if n := len(r.c.topups()); n != 4 {
+			t.Fatalf("%d publishes by 16 s, want the retry at 15 s", n)
+		}
+	})
+}
+
 func TestInFlightBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newURig(t, 0, 3)
