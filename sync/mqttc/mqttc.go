@@ -92,6 +92,9 @@ type Client struct {
 	mu     sync.Mutex // guards closed and wg.Add against Close's wg.Wait
 	closed bool
 	wg     sync.WaitGroup // workers and OnConnect runs
+	// connecting counts the connect loops: Close waits for them before it disconnects, so a
+	// connection an attempt completes during Close is closed cleanly (no Last Will).
+	connecting sync.WaitGroup
 
 	dropped     atomic.Uint64
 	connections atomic.Uint64
@@ -201,7 +204,7 @@ func Dial(cfg Config) (*Client, error) {
 		go c.work()
 	}
 	// The first attempt is at once; OnConnect reports success and Close ends the attempts.
-	c.goOwned(func() { c.connectLoop(false) })
+	c.goConnect(false)
 	c.log.Debug("mqttc: connecting", "brokers", cfg.Brokers)
 	return c, nil
 }
@@ -310,6 +313,7 @@ func (c *Client) Close(quiesce time.Duration) {
 	c.closed = true
 	close(c.done)
 	c.mu.Unlock()
+	c.connecting.Wait()
 	c.paho.Disconnect(uint(quiesce / time.Millisecond))
 	c.wg.Wait()
 	c.log.Debug("mqttc: closed")
@@ -408,7 +412,22 @@ func (c *Client) onLost(err error) {
 	if c.cfg.OnConnectionLost != nil {
 		c.goOwned(func() { c.cfg.OnConnectionLost(c, err) })
 	}
-	c.goOwned(c.reconnect)
+	c.goConnect(true)
+}
+
+// goConnect starts a connect loop unless the client is closed.
+func (c *Client) goConnect(lost bool) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.connecting.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer c.connecting.Done()
+		c.connectLoop(lost)
+	}()
 }
 
 // reconnectBase is the first reconnect window: see backoff.
@@ -424,9 +443,6 @@ func (c *Client) backoff(n int) time.Duration {
 	w = min(w, c.cfg.MaxReconnectInterval)
 	return time.Duration(rand.Int64N(int64(w) + 1))
 }
-
-// reconnect runs after a connection was lost.
-func (c *Client) reconnect() { c.connectLoop(true) }
 
 // connectLoop connects until it succeeds or Close; after a loss (lost) even the first
 // attempt waits its backoff, the first connection of Dial tries at once.
@@ -451,13 +467,10 @@ func (c *Client) connectLoop(lost bool) {
 		case <-tok.Done():
 		case <-c.done:
 			// Close raced an attempt that is still running: wait for its outcome (bounded
-			// by ConnectTimeout in paho) so that a connection made after Close is closed
-			// again, not left behind.
+			// by ConnectTimeout in paho); Close disconnects after this loop has returned,
+			// so a connection made meanwhile is closed cleanly, not left behind.
 			select {
 			case <-tok.Done():
-				if tok.Error() == nil {
-					c.paho.Disconnect(0)
-				}
 			case <-time.After(c.cfg.ConnectTimeout + time.Second):
 			}
 			return
