@@ -52,8 +52,8 @@
 // -store is a bbolt file path (the default, for a single ledger host) or a postgres:// (or
 // postgresql://) URL; -pg takes a PostgreSQL DSN in either form (URL or "host=... dbname=...")
 // and wins over -store. On PostgreSQL any number of ledgerd share the database (and the
-// broker's shared subscription): each top-up is credited in one SERIALIZABLE transaction, a
-// topup_id once, whichever instance receives it. The schema is created and migrated at start.
+// broker's shared subscription): each top-up is credited in one transaction under its kiosk
+// epoch's row lock, a topup_id once, whichever instance receives it. The schema is created and migrated at start.
 // Keep the password out of the DSN: PGPASSWORD or ~/.pgpass are read as libpq reads them.
 //
 // SIGINT and SIGTERM stop ledgerd cleanly (exit status 0).

@@ -110,7 +110,9 @@
 // (one process: bbolt locks its file). PGStore (OpenPostgres) is the one to scale out on:
 // any number of ledger processes share one PostgreSQL database; topup_id and the QR nonce
 // are UNIQUE keys, and each apply (top-up, balance, suspense rows, watermark, held record,
-// day totals) is one SERIALIZABLE transaction, retried when it loses a race. The schema is
+// day totals) is one READ COMMITTED transaction under its kiosk epoch's row lock (a
+// fleet's first top-ups at SERIALIZABLE aborted each other through predicate locks on small
+// indexes), retried when it loses a race; operator decisions stay SERIALIZABLE. The schema is
 // migrations/*.sql, embedded and applied at open under an advisory lock. The same store
 // tests run against both (forEachStore); among them the suspense rules (suspense.go): a
 // follow-up top-up's credit resolves its original's open suspense records in the same

@@ -25,7 +25,9 @@ import (
 // PGStore is the Store on PostgreSQL, for a ledger scaled out: any number of Ledger
 // instances (in one process or many) share one database.
 //
-// Transactions: every method is one transaction. Writes run at SERIALIZABLE and are retried
+// Transactions: every method is one transaction. Apply runs at READ COMMITTED with explicit
+// row locks (why, and why the money invariants still hold: see apply); the other writes run
+// at SERIALIZABLE. Writes are retried
 // (a bounded number of times, with a short random backoff) on a serialization failure
 // (SQLSTATE 40001), a deadlock (40P01), or a unique violation (23505) that a concurrent
 // writer caused; a retry starts from scratch, so it sees the other writer's credit and
@@ -250,7 +252,8 @@ func (s *PGStore) Apply(t wire.Topup, c Checks) (Result, error) {
 	}
 	hash := t.ContentHash()
 	var res Result
-	err = s.write(func(ctx context.Context, tx pgx.Tx) error {
+	// READ COMMITTED with explicit row locks, not SERIALIZABLE: see apply.
+	err = s.run(pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(ctx context.Context, tx pgx.Tx) error {
 		var err error
 		res, err = s.apply(ctx, tx, t, c, Epoch(epoch), hash)
 		return err
@@ -287,6 +290,35 @@ func getEpoch(ctx context.Context, tx pgx.Tx, kiosk string, epoch Epoch) (pgEpoc
 		e.LastCreditAt = last.UTC()
 	}
 	return e, nil
+}
+
+// lockEpoch makes sure the kiosk_epochs row of (kiosk, epoch) exists and locks it for the
+// rest of the transaction: created reports that this transaction made it (the epoch is new).
+// A concurrent first top-up of the same epoch waits on the row's unique key until this one
+// commits, then finds the row: exactly one of them sees the epoch as new.
+func lockEpoch(ctx context.Context, tx pgx.Tx, kiosk string, epoch Epoch, strict bool) (pgEpoch, bool, error) {
+	tag, err := tx.Exec(ctx, `INSERT INTO kiosk_epochs (kiosk_id, epoch, unapproved) VALUES ($1, $2, $3)
+		ON CONFLICT (kiosk_id, epoch) DO NOTHING`, kiosk, epoch.String(), strict)
+	if err != nil {
+		return pgEpoch{}, false, err
+	}
+	created := tag.RowsAffected() == 1
+	var e pgEpoch
+	var above []int64
+	var last *time.Time
+	err = tx.QueryRow(ctx, `SELECT unapproved, watermark, above, topups, last_credit_at FROM kiosk_epochs
+		WHERE kiosk_id = $1 AND epoch = $2 FOR UPDATE`, kiosk, epoch.String()).Scan(&e.Unapproved, &e.Watermark, &above, &e.Topups, &last)
+	if err != nil {
+		return pgEpoch{}, false, err
+	}
+	e.known = !created
+	for _, a := range above {
+		e.Above = append(e.Above, uint64(a))
+	}
+	if last != nil {
+		e.LastCreditAt = last.UTC()
+	}
+	return e, created, nil
 }
 
 func putEpoch(ctx context.Context, tx pgx.Tx, kiosk string, epoch Epoch, e epochRec) error {
@@ -351,8 +383,39 @@ func pgSeen(ctx context.Context, tx pgx.Tx, id, hash string) (Result, bool, erro
 	return r, err == nil, err
 }
 
+// apply runs at READ COMMITTED. SERIALIZABLE made a fleet's first top-ups fail: each apply
+// looks up keys that do not exist yet (the topup_id in topups and held, the kiosk's epoch,
+// its day totals, the QR nonce), and PostgreSQL's predicate lock on a missing key is the
+// whole btree leaf page; while those indexes are small, every apply's lookups and every
+// other apply's inserts hit the same few pages, so concurrent applies of different kiosks
+// formed read/write cycles and were aborted with SQLSTATE 40001 again and again.
+//
+// The money invariants hold without SERIALIZABLE because:
+//   - Every apply of a topup_id first locks its kiosk epoch's row (lockEpoch; the topup_id
+//     names the kiosk and the epoch), so applies of one topup_id, and of one epoch, run one
+//     after the other; each statement after the lock sees what the one before committed.
+//     Hence pgSeen's answer (duplicate, held again, conflict) is exact, the epoch's
+//     watermark is read and written under the lock, and the new-epoch alarm is raised once.
+//   - topups.topup_id is UNIQUE (a credit that finds it taken is a race, retried), and a
+//     QR nonce's first use is a unique insert (a concurrent use by another top-up waits for
+//     it, fails with 23505, and the retry holds the later one qr_reused).
+//   - Balances, account counts and day totals change by atomic increments (addBalancePG
+//     refuses an overflow in the same statement), so concurrent credits to one account
+//     never lose an update.
+//   - The other writers (DecideHeld, DecideSuspense) stay SERIALIZABLE: one that read a row
+//     an apply then changed fails with 40001 on its own write and is retried.
+//
+// What is not exact: the kiosk's day totals checked against the policy's plausibility
+// bounds are read without a lock, so two journals of one kiosk id applying at the same
+// instant (two epochs at once, which one kiosk never runs) could both pass a bound the
+// second should have crossed. Those bounds are a fraud heuristic, not a money invariant:
+// each credit is still counted once.
 func (s *PGStore) apply(ctx context.Context, tx pgx.Tx, t wire.Topup, c Checks, epoch Epoch, hash string) (Result, error) {
 	now := s.now().UTC().Truncate(time.Microsecond) // what TIMESTAMPTZ keeps
+	ep, created, err := lockEpoch(ctx, tx, t.KioskID, epoch, c.StrictEpochs)
+	if err != nil {
+		return Result{}, err
+	}
 	if res, ok, err := pgSeen(ctx, tx, t.TopupID, hash); err != nil {
 		return Result{}, err
 	} else if ok {
@@ -364,10 +427,6 @@ func (s *PGStore) apply(ctx context.Context, tx pgx.Tx, t wire.Topup, c Checks, 
 		return res, nil
 	}
 
-	ep, err := getEpoch(ctx, tx, t.KioskID, epoch)
-	if err != nil {
-		return Result{}, err
-	}
 	hold := c.Hold
 	var owner string
 	if c.QRNonce != "" {
@@ -414,7 +473,7 @@ func (s *PGStore) apply(ctx context.Context, tx pgx.Tx, t wire.Topup, c Checks, 
 	}
 
 	var res Result
-	if !ep.known {
+	if created {
 		res.NewEpoch = true
 		if err := addAlarmPG(ctx, tx, OpsAlarm{Kind: AlarmNewEpoch, KioskID: t.KioskID, TopupID: t.TopupID, At: now,
 			Details: fmt.Sprintf("journal epoch %s first seen (strict: %v)", epoch, c.StrictEpochs)}); err != nil {
@@ -567,18 +626,21 @@ func addBalancePG(ctx context.Context, tx pgx.Tx, account, currency string, amou
 		account, now); err != nil {
 		return 0, err
 	}
-	var bal int64
-	err := tx.QueryRow(ctx, `SELECT COALESCE((SELECT balance_minor FROM balances WHERE account = $1 AND currency = $2), 0)`,
-		account, currency).Scan(&bal)
-	if err != nil {
-		return 0, err
+	if amount < 0 {
+		return 0, fmt.Errorf("ledger: negative credit %d to %s %s", amount, account, currency)
 	}
-	if bal > math.MaxInt64-amount {
+	// One atomic statement: the increment and the overflow check see the same row version
+	// (a concurrent credit at READ COMMITTED waits for the row and adds to its new value).
+	// No row back: the WHERE refused the overflow.
+	var bal int64
+	err := tx.QueryRow(ctx, `INSERT INTO balances (account, currency, balance_minor) VALUES ($1, $2, $3)
+		ON CONFLICT (account, currency) DO UPDATE SET balance_minor = balances.balance_minor + EXCLUDED.balance_minor
+		WHERE balances.balance_minor <= $4 - EXCLUDED.balance_minor
+		RETURNING balance_minor`, account, currency, amount, int64(math.MaxInt64)).Scan(&bal)
+	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, fmt.Errorf("%w: %s %s", ErrOverflow, account, currency)
 	}
-	bal += amount
-	if _, err := tx.Exec(ctx, `INSERT INTO balances (account, currency, balance_minor) VALUES ($1, $2, $3)
-		ON CONFLICT (account, currency) DO UPDATE SET balance_minor = EXCLUDED.balance_minor`, account, currency, bal); err != nil {
+	if err != nil {
 		return 0, err
 	}
 	if topup {
@@ -1036,3 +1098,30 @@ func (s *PGStore) Alarms() ([]OpsAlarm, error) {
 }
 
 var _ Store = (*PGStore)(nil)
+
+// Seen answers a topup_id the store already holds with the same content, without a write
+// transaction: a plain read (REPEATABLE READ, READ ONLY: no predicate locks, never a
+// serialization failure) of the stored top-up or held record by its key. ok is false for
+// anything else (not stored, or stored with other content: a conflict is recorded by Apply).
+// It is what keeps a kiosk's retries cheap when the ledger is slow: a duplicate costs one
+// index lookup, not a SERIALIZABLE transaction competing with the first credits.
+func (s *PGStore) Seen(t wire.Topup) (Result, bool, error) {
+	if t.TopupID == "" {
+		return Result{}, false, nil
+	}
+	hash := t.ContentHash()
+	var res Result
+	var ok bool
+	err := s.read(func(ctx context.Context, tx pgx.Tx) error {
+		var err error
+		res, ok, err = pgSeen(ctx, tx, t.TopupID, hash)
+		return err
+	})
+	if err != nil {
+		return Result{}, false, fmt.Errorf("ledger: seen %s: %w", t.TopupID, err)
+	}
+	if !ok || (res.Status != wire.AckDuplicate && res.Status != wire.AckHeld) {
+		return Result{}, false, nil
+	}
+	return res, true, nil
+}

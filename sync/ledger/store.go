@@ -25,7 +25,8 @@ import (
 //
 // PGStore does the same with a UNIQUE key on topup_id: INSERT the top-up ... ON CONFLICT
 // (topup_id) DO NOTHING, and when no row was inserted, compare content hashes to answer
-// duplicate or conflict; all in one SERIALIZABLE transaction.
+// duplicate or conflict; all in one transaction under the kiosk epoch's row lock (see
+// PGStore.apply for why READ COMMITTED with that lock keeps the invariants).
 type Store interface {
 	// ApplyTopup credits t once. t must pass t.Validate; an invalid top-up is refused with an
 	// error wrapping ErrInvalid.

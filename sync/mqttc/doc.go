@@ -6,10 +6,12 @@
 //   - CleanSession is always true and the paho store is in memory. The kiosk keeps its own
 //     outbox in bbolt and never trusts the MQTT client's store with money; after a reconnect
 //     every subscription is re-made by Config.OnConnect, which runs after every (re)connect.
-//   - Auto-reconnect is always on, with paho's capped exponential backoff (from 1 s up to
-//     Config.MaxReconnectInterval). The first connection is retried every 2 s until it
-//     succeeds, in the background: Dial never blocks, and a kiosk that boots offline keeps
-//     working.
+//   - Reconnection is always on and done by mqttc, not paho (whose retry is a fixed
+//     interval): exponential backoff with full jitter from the first attempt after a loss
+//     (uniform in [0, min(Config.MaxReconnectInterval, 0.5 s·2^n)) before attempt n), so a
+//     fleet that lost its broker at once comes back spread out. The first connection is
+//     tried at once, then with the same backoff, in the background: Dial never blocks, and
+//     a kiosk that boots offline keeps working.
 //   - Protocol version 3.1.1.
 //
 // Handlers never run on paho's router. Paho calls message handlers on its router goroutine

@@ -92,6 +92,9 @@ type Client struct {
 	mu     sync.Mutex // guards closed and wg.Add against Close's wg.Wait
 	closed bool
 	wg     sync.WaitGroup // workers and OnConnect runs
+	// connecting counts the connect loops: Close waits for them before it disconnects, so a
+	// connection an attempt completes during Close is closed cleanly (no Last Will).
+	connecting sync.WaitGroup
 
 	dropped     atomic.Uint64
 	connections atomic.Uint64
@@ -174,8 +177,9 @@ func Dial(cfg Config) (*Client, error) {
 		// the publishes it dropped fail their tokens and their senders retry (the kiosk's
 		// outbox never relies on the client's store).
 		SetAutoReconnect(false).
-		SetConnectRetry(true).
-		SetConnectRetryInterval(2 * time.Second).
+		// Connection retries are ours too (connectLoop): paho's retry is a fixed interval,
+		// so a fleet that lost its broker at once came back in lockstep.
+		SetConnectRetry(false).
 		SetMaxReconnectInterval(cfg.MaxReconnectInterval).
 		SetResumeSubs(false).
 		SetOrderMatters(true). // safe: our callback never blocks (package documentation)
@@ -199,9 +203,8 @@ func Dial(cfg Config) (*Client, error) {
 	for range cfg.Workers {
 		go c.work()
 	}
-	// With ConnectRetry the token completes only on success or Disconnect; nobody needs it:
-	// OnConnect reports success and Close ends the attempts.
-	c.paho.Connect()
+	// The first attempt is at once; OnConnect reports success and Close ends the attempts.
+	c.goConnect(false)
 	c.log.Debug("mqttc: connecting", "brokers", cfg.Brokers)
 	return c, nil
 }
@@ -310,6 +313,7 @@ func (c *Client) Close(quiesce time.Duration) {
 	c.closed = true
 	close(c.done)
 	c.mu.Unlock()
+	c.connecting.Wait()
 	c.paho.Disconnect(uint(quiesce / time.Millisecond))
 	c.wg.Wait()
 	c.log.Debug("mqttc: closed")
@@ -408,24 +412,75 @@ func (c *Client) onLost(err error) {
 	if c.cfg.OnConnectionLost != nil {
 		c.goOwned(func() { c.cfg.OnConnectionLost(c, err) })
 	}
-	c.goOwned(c.reconnect)
+	c.goConnect(true)
 }
 
-// reconnect waits a capped, jittered backoff, then connects again; with ConnectRetry set,
-// paho keeps retrying until it succeeds or Close disconnects.
-func (c *Client) reconnect() {
-	n := c.lostInRow.Add(1)
-	wait := time.Duration(1<<min(n-1, 5)) * 250 * time.Millisecond
-	wait = min(wait, c.cfg.MaxReconnectInterval)
-	wait = wait/2 + time.Duration(rand.Int64N(int64(wait/2)+1))
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-c.done:
+// goConnect starts a connect loop unless the client is closed.
+func (c *Client) goConnect(lost bool) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
 		return
-	case <-t.C:
 	}
-	c.paho.Connect()
+	c.connecting.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer c.connecting.Done()
+		c.connectLoop(lost)
+	}()
+}
+
+// reconnectBase is the first reconnect window: see backoff.
+const reconnectBase = 500 * time.Millisecond
+
+// backoff returns the wait before connection attempt n (0-based) after a loss: "full
+// jitter", uniform in [0, min(MaxReconnectInterval, reconnectBase·2^n)). Full jitter from the
+// first attempt spreads a fleet that lost its broker at the same instant over the whole
+// window, so the broker does not take a thousand TLS handshakes at once, and the window grows
+// while the broker stays away.
+func (c *Client) backoff(n int) time.Duration {
+	w := reconnectBase << min(n, 16)
+	w = min(w, c.cfg.MaxReconnectInterval)
+	return time.Duration(rand.Int64N(int64(w) + 1))
+}
+
+// connectLoop connects until it succeeds or Close; after a loss (lost) even the first
+// attempt waits its backoff, the first connection of Dial tries at once.
+func (c *Client) connectLoop(lost bool) {
+	for n := 0; ; n++ {
+		if lost || n > 0 {
+			t := time.NewTimer(c.backoff(n))
+			select {
+			case <-c.done:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		select {
+		case <-c.done:
+			return
+		default:
+		}
+		tok := c.paho.Connect()
+		select {
+		case <-tok.Done():
+		case <-c.done:
+			// Close raced an attempt that is still running: wait for its outcome (bounded
+			// by ConnectTimeout in paho); Close disconnects after this loop has returned,
+			// so a connection made meanwhile is closed cleanly, not left behind.
+			select {
+			case <-tok.Done():
+			case <-time.After(c.cfg.ConnectTimeout + time.Second):
+			}
+			return
+		}
+		err := tok.Error()
+		if err == nil {
+			return
+		}
+		c.log.Debug("mqttc: connect failed", "attempt", n+1, "err", err)
+	}
 }
 
 // Paho's loggers are package globals. They are set at package initialisation, before any

@@ -334,3 +334,26 @@ func TestDialConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestBackoffFullJitter: the wait before reconnect attempt n is uniform in
+// [0, min(MaxReconnectInterval, 0.5 s·2^n)): spread from the first attempt, capped.
+func TestBackoffFullJitter(t *testing.T) {
+	c := &Client{cfg: Config{MaxReconnectInterval: 4 * time.Second}}
+	for n, window := range []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 4 * time.Second} {
+		var lo, hi time.Duration = window, 0
+		for range 2000 {
+			d := c.backoff(n)
+			if d < 0 || d > window {
+				t.Fatalf("backoff(%d) = %v, outside [0, %v]", n, d, window)
+			}
+			lo, hi = min(lo, d), max(hi, d)
+		}
+		// Spread over the window, not bunched at its end as "half plus jitter" was.
+		if lo > window/10 || hi < window*9/10 {
+			t.Errorf("backoff(%d) spans [%v, %v] of [0, %v]", n, lo, hi, window)
+		}
+	}
+	if d := c.backoff(1000); d > 4*time.Second {
+		t.Errorf("backoff(1000) = %v beyond the cap", d)
+	}
+}

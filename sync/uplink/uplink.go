@@ -14,8 +14,10 @@
 // The outbox lives in the journal, never in the MQTT client: an entry leaves it only when a
 // credited or duplicate ack, signed by a ledger key and matching the top-up's amount and
 // currency, has been journaled. Until then the top-up is republished with the same topup_id
-// and the same payload bytes, after a capped exponential backoff with jitter, several in
-// flight at a time, forever. A reconnect makes every pending entry due at once, so a kiosk
+// and the same payload bytes, several in flight at a time, forever: after a capped
+// exponential backoff with jitter when the publish failed (Backoff), and, when the broker
+// PUBACKed it, after a few ack round trips, backing off per entry (AckWait), so a slow
+// ledger is not buried under duplicates of what it has queued. A reconnect makes every pending entry due at once, so a kiosk
 // that was offline for days catches up as soon as the broker is back.
 package uplink
 
@@ -93,6 +95,9 @@ type entry struct {
 	// sentAt is when the last publish of the top-up started: the ack's round trip is
 	// measured from it.
 	sentAt time.Time
+	// firstSentAt is when its first publish on this connection started: the smoothed round
+	// trip (AckWait) is sampled from it (see handleAck).
+	firstSentAt time.Time
 }
 
 // Uplink drains the outbox.
@@ -108,6 +113,8 @@ type Uplink struct {
 	resMu   sync.Mutex
 	dropped int
 	rtt     time.Duration
+	// srtt is the smoothed ack round trip (see AckWait).
+	srtt    time.Duration
 	conns   uint64
 	lastAck time.Time
 	wake    chan struct{}
@@ -118,6 +125,10 @@ type Uplink struct {
 	box       map[uint64]journal.Topup
 	boxLoaded time.Time
 	boxDirty  bool
+	// gone, while a reload reads the journal, collects the seqs that acks removed from
+	// the outbox meanwhile: the reload may have read them before the ack was journaled,
+	// and installing that stale copy published them again (a duplicate for the ledger).
+	gone map[uint64]struct{}
 
 	// colls are the collection records waiting for the ledger (collection.go).
 	colls      map[string]*collState
@@ -189,6 +200,31 @@ func (u *Uplink) Backoff(attempts int) time.Duration {
 	return time.Duration(float64(d) * (0.5 + u.cfg.Jitter()/2))
 }
 
+// ackRTTFactor: after the broker's PUBACK, the first retry waits at least this many ack round
+// trips. Under load the ack round trip is mostly queueing at the ledger; a retry sooner than
+// that only adds a duplicate to the queue it is waiting in.
+const ackRTTFactor = 4
+
+// AckWait returns the wait for the ledger's ack after the broker PUBACKed attempt n of a
+// top-up, before it is published again: max(RetryMin, ackRTTFactor · smoothed ack round
+// trip) · 2^(n-1), capped at RetryMax, scaled by a jitter factor in [1, 1.5) (never below
+// the base, so never sooner than a few round trips), and again capped at RetryMax.
+func (u *Uplink) AckWait(attempts int) time.Duration {
+	u.mu.Lock()
+	srtt := u.srtt
+	u.mu.Unlock()
+	return u.ackWait(attempts, srtt)
+}
+
+func (u *Uplink) ackWait(attempts int, srtt time.Duration) time.Duration {
+	d := max(u.cfg.RetryMin, ackRTTFactor*srtt)
+	for i := 1; i < attempts && d < u.cfg.RetryMax; i++ {
+		d *= 2
+	}
+	d = min(d, u.cfg.RetryMax)
+	return min(time.Duration(float64(d)*(1+u.cfg.Jitter()/2)), u.cfg.RetryMax)
+}
+
 // OnConnect must be called after every (re)connect: it subscribes to the kiosk's down
 // topics, publishes the retained status, and makes every pending top-up due now.
 func (u *Uplink) OnConnect(ctx context.Context) {
@@ -212,6 +248,8 @@ func (u *Uplink) OnConnect(ctx context.Context) {
 	now := u.cfg.Now()
 	for _, e := range u.entries {
 		e.nextTry = now
+		// A round trip measured across the outage would be the outage's length.
+		e.firstSentAt = time.Time{}
 	}
 	for _, st := range u.colls {
 		st.nextTry = now
@@ -321,6 +359,9 @@ func (u *Uplink) drain(ctx context.Context) time.Duration {
 	u.mu.Lock()
 	reload := u.boxDirty || u.box == nil || u.cfg.Now().Sub(u.boxLoaded) >= outboxRefresh
 	u.boxDirty = false
+	if reload {
+		u.gone = map[uint64]struct{}{}
+	}
 	u.mu.Unlock()
 	if reload {
 		box, err := u.cfg.Journal.Outbox()
@@ -328,6 +369,7 @@ func (u *Uplink) drain(ctx context.Context) time.Duration {
 			u.log.Error("reading the outbox", "err", err)
 			u.mu.Lock()
 			u.boxDirty = true
+			u.gone = nil
 			u.mu.Unlock()
 			return 5 * time.Second
 		}
@@ -336,7 +378,10 @@ func (u *Uplink) drain(ctx context.Context) time.Duration {
 			m[t.Seq] = t
 		}
 		u.mu.Lock()
-		u.box, u.boxLoaded = m, u.cfg.Now()
+		for seq := range u.gone {
+			delete(m, seq)
+		}
+		u.box, u.boxLoaded, u.gone = m, u.cfg.Now(), nil
 		u.mu.Unlock()
 	}
 	connected := u.cfg.Client.Connected()
@@ -409,6 +454,9 @@ func (u *Uplink) publish(ctx context.Context, t journal.Topup) {
 	u.mu.Lock()
 	if e := u.entries[t.Seq]; e != nil {
 		e.sentAt = u.cfg.Now()
+		if e.firstSentAt.IsZero() {
+			e.firstSentAt = e.sentAt
+		}
 	}
 	u.mu.Unlock()
 	failpoint.Hit("before-publish")
@@ -419,9 +467,14 @@ func (u *Uplink) publish(ctx context.Context, t journal.Topup) {
 	if e := u.entries[t.Seq]; e != nil {
 		e.inFlight = false
 		e.attempts++
-		// After a PUBACK the ledger has it; the ack should follow. If it does not within
-		// the backoff, publish again: the ledger answers duplicate.
-		e.nextTry = u.cfg.Now().Add(u.Backoff(e.attempts))
+		if err == nil {
+			// After a PUBACK the ledger has it (or will: it may be queued at the broker or
+			// the ledger); the ack should follow. If it does not within a few ack round
+			// trips, backing off per entry, publish again: the ledger answers duplicate.
+			e.nextTry = u.cfg.Now().Add(u.ackWait(e.attempts, u.srtt))
+		} else {
+			e.nextTry = u.cfg.Now().Add(u.Backoff(e.attempts))
+		}
 	}
 	if err == nil {
 		u.published++
@@ -468,10 +521,28 @@ func (u *Uplink) handleAck(topic string, payload []byte) {
 	u.lastAck = u.cfg.Now()
 	if e := u.entries[res.Topup.Seq]; e != nil && !e.sentAt.IsZero() && res.Changed {
 		u.rtt = max(u.lastAck.Sub(e.sentAt), 0)
+		// The smoothed round trip is sampled from the first publish (on this connection):
+		// the ack of a retried top-up cannot tell which publish it answers, and the first
+		// is the safe guess, never shorter than the truth. Sampling only top-ups published
+		// once (Karn's rule) starved the estimate exactly when it mattered: under load
+		// nearly every ack comes after a retry, so the estimate stayed at the idle round
+		// trip and every top-up was retried again and again. Smoothed like TCP's (RFC
+		// 6298, alpha 1/8), but a rise is taken at once: a ledger that slows down must not
+		// be flooded with retries while the average catches up.
+		if sample := max(u.lastAck.Sub(e.firstSentAt), 0); !e.firstSentAt.IsZero() {
+			if u.srtt == 0 || sample > u.srtt {
+				u.srtt = sample
+			} else {
+				u.srtt += (sample - u.srtt) / 8
+			}
+		}
 	}
 	switch a.Status {
 	case wire.AckCredited, wire.AckDuplicate, wire.AckHeld:
 		delete(u.box, res.Topup.Seq)
+		if u.gone != nil {
+			u.gone[res.Topup.Seq] = struct{}{}
+		}
 	case wire.AckConflict:
 		if t, ok := u.box[res.Topup.Seq]; ok {
 			t.State = journal.TopupConflict
@@ -690,6 +761,7 @@ func (u *Uplink) SyncNow() {
 	for _, e := range u.entries {
 		if !e.inFlight {
 			e.nextTry = now
+			e.firstSentAt = time.Time{}
 		}
 	}
 	u.mu.Unlock()

@@ -220,14 +220,94 @@ func TestRetrySameBytesWithBackoff(t *testing.T) {
 				t.Fatal("retry changed the payload bytes")
 			}
 		}
-		// Jitter fixed at 0.5 → factor 0.75: 0.75 s, 1.5 s, 3 s, 6 s between attempts.
+		// Every publish was PUBACKed and no ack came, and no ack round trip is known yet:
+		// AckWait from RetryMin, jitter fixed at 0.5 → factor 1.25: 1.25 s, 2.5 s, 5 s, 10 s.
 		gaps := []time.Duration{}
 		for i := 1; i < len(times); i++ {
 			gaps = append(gaps, times[i]-times[i-1])
 		}
-		want := []time.Duration{750 * time.Millisecond, 1500 * time.Millisecond, 3000 * time.Millisecond, 6000 * time.Millisecond}
+		want := []time.Duration{1250 * time.Millisecond, 2500 * time.Millisecond, 5000 * time.Millisecond, 10000 * time.Millisecond}
 		if !slices.Equal(gaps, want) {
 			t.Fatalf("gaps %v, want %v", gaps, want)
+		}
+	})
+}
+
+// TestAckWaitAdaptsToRTT: once an ack round trip is known, a PUBACKed top-up waits at least
+// ackRTTFactor round trips for its ack before it is published again, backing off from there.
+func TestAckWaitAdaptsToRTT(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newURig(t, 2, 1)
+		synctest.Wait()
+		ps := r.c.topups()
+		if len(ps) != 1 {
+			t.Fatalf("published %d, want 1 (one in flight)", len(ps))
+		}
+		var first wire.Topup
+		if err := wire.Decode(ps[0].payload, &first); err != nil {
+			t.Fatal(err)
+		}
+		// The ledger answers the first top-up 1 s after its (only) publish: rtt 1 s.
+		time.Sleep(time.Second)
+		r.ack(t, first.TopupID, wire.AckCredited, first.AmountMinor)
+		synctest.Wait()
+		if rtt := r.u.RTT(); rtt != time.Second {
+			t.Fatalf("rtt %v, want 1s", rtt)
+		}
+		// The second is never answered: its retries wait 4·1 s·1.25, then twice as long each time.
+		time.Sleep(40 * time.Second)
+		synctest.Wait()
+		var times []time.Time
+		for _, p := range r.c.topups()[1:] {
+			times = append(times, p.at)
+		}
+		var gaps []time.Duration
+		for i := 1; i < len(times); i++ {
+			gaps = append(gaps, times[i].Sub(times[i-1]))
+		}
+		want := []time.Duration{5 * time.Second, 10 * time.Second, 20 * time.Second}
+		if !slices.Equal(gaps, want) {
+			t.Fatalf("gaps %v, want %v", gaps, want)
+		}
+		// Capped at RetryMax (1 min), jitter included.
+		if d := r.u.AckWait(20); d != time.Minute {
+			t.Fatalf("AckWait(20) = %v, want the 1 min cap", d)
+		}
+	})
+}
+
+// TestAckWaitLearnsFromRetried: under load nearly every ack comes after a retry; the round
+// trip is then taken from the first publish, so the next top-ups wait longer instead of
+// being retried at the idle pace.
+func TestAckWaitLearnsFromRetried(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newURig(t, 2, 1)
+		synctest.Wait()
+		var first wire.Topup
+		if err := wire.Decode(r.c.topups()[0].payload, &first); err != nil {
+			t.Fatal(err)
+		}
+		// Published at 0 and (retry) at 1.25 s; the ack comes at 3 s.
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		if n := len(r.c.topups()); n != 2 {
+			t.Fatalf("published %d times by 3 s, want 2", n)
+		}
+		r.ack(t, first.TopupID, wire.AckCredited, first.AmountMinor)
+		synctest.Wait()
+		// The second top-up, published at once, waits 4·3 s·1.25 = 15 s before its retry.
+		if n := len(r.c.topups()); n != 3 {
+			t.Fatalf("published %d, want 3 (the second top-up's first publish)", n)
+		}
+		time.Sleep(14 * time.Second)
+		synctest.Wait()
+		if n := len(r.c.topups()); n != 3 {
+			t.Fatalf("retried before 15 s: %d publishes", n)
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if n := len(r.c.topups()); n != 4 {
+			t.Fatalf("%d publishes by 16 s, want the retry at 15 s", n)
 		}
 	})
 }
