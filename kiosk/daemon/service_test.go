@@ -13,6 +13,7 @@ import (
 	"periph.io/x/conn/v3/gpio"
 	"periph.io/x/conn/v3/gpio/gpiotest"
 
+	"github.com/kioskd/kioskd/hw-sim/id003sim"
 	"github.com/kioskd/kioskd/kiosk/config"
 	"github.com/kioskd/kioskd/kiosk/ctl/ctltest"
 	"github.com/kioskd/kioskd/kiosk/journal"
@@ -162,7 +163,23 @@ func TestKioskctlAgainstKioskd(t *testing.T) {
 	}
 	k.acc.Cheat()
 	r.conds.waitActive(t, session.SignoffFraud)
-	must("signed off by kioskctl uid", "signoff", session.SignoffFraud, "-why", "front panel inspected, no device found")
+	// The unit keeps reporting its cheat attempt until it is reset: no sign-off before that.
+	if out, err := ctl("signoff", session.SignoffFraud, "-why", "too early"); err == nil || !strings.Contains(out, "reset it first") {
+		t.Fatalf("signoff while the unit reports the cheat attempt: %v %s", err, out)
+	}
+	if err := k.acc.PowerCycle(id003sim.NoNote); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		out, err := ctl("signoff", session.SignoffFraud, "-why", "front panel inspected, no device found")
+		if err == nil && strings.Contains(out, "signed off by kioskctl uid") {
+			break
+		}
+		if !strings.Contains(out, "reset it first") || time.Now().After(deadline) {
+			t.Fatalf("signoff after the unit's reset: %v %s", err, out)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the unit's recovery, not timing it
+	}
 	var so []journal.SignoffEvent
 	if err := r.s.j.Events(0, func(rec journal.Record) bool {
 		if p, _ := rec.Payload(); p != nil {
