@@ -611,7 +611,10 @@ func TestCommLostAndRestored(t *testing.T) {
 			silent(pollReq), silent(pollReq), silent(pollReq), silent(pollReq), // CommLost
 			silent(pollReq), // one attempt per slow poll while lost
 			silent(pollReq),
-			poll(StIdling), // CommRestored
+			// CommRestored. Not ACKed: the six POLLs that timed out may still be answered,
+			// and this answer may be one of theirs.
+			ask(pollReq, fr(StIdling)),
+			dataReq(CmdGetStatus, testStatus), // answers no POLL: nothing is owed any more
 			poll(StDisabled),
 			shutdownSteps(),
 		)...)
@@ -652,8 +655,9 @@ func TestDamagedRepliesAreNAKedAndResynchronised(t *testing.T) {
 			running(),
 			ask(pollReq, badCRC(idle)), ask(nakF, idle), hostAck(), // NAK: the unit repeats its reply
 			ask(pollReq, garbageBefore(idle)), hostAck(), // noise skipped
-			ask(pollReq, wrongLNG(idle)),  // waits for a byte that never comes: timeout
-			ask(pollReq, idle), hostAck(), // the stale partial frame was dropped
+			ask(pollReq, wrongLNG(idle)), // waits for a byte that never comes: timeout
+			ask(pollReq, idle),           // the stale partial frame was dropped; no ACK while an answer may be owed
+			dataReq(CmdGetStatus, testStatus),
 			[]step{{Host: pollReq, Unit: [][]byte{long, idle}, Pause: 80 * time.Millisecond}}, // dropped after the silence
 			hostAck(),
 			ask(pollReq, nakF), ask(pollReq, idle), hostAck(), // the unit's NAK: POLL again
