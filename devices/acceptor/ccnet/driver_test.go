@@ -993,3 +993,38 @@ func TestPowerUpNotRecordedIsNotReset(t *testing.T) {
 		}
 	})
 }
+
+// TestLateAnswerIsNotAcknowledged pins the wire side of a late answer: the POLL after STACK
+// gets no answer in time, the driver re-sends it, and the unit's late STACKING arrives
+// first, followed by STACKED, its answer to the re-sent POLL. The host's ACK would land on
+// that STACKED (the unit's last reply) before Credited: no ACK may follow STACKING. The
+// STACKED behind it is a credit report, not a stale frame to drop; the unit repeats it, the
+// repeat is the same credit and gets the credit ACK.
+func TestLateAnswerIsNotAcknowledged(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		pb, port := playbacktest.New(t, playbacktest.Script(
+			running(),
+			poll(StEscrow, 2),
+			command(CmdStack),
+			silent(pollReq), // the answer (STACKING) is late
+			[]step{{Host: pollReq, Unit: [][]byte{fr(StStacking), fr(StStacked, 2)}}}, // no ACK
+			pollStacked(2), hostAck(), // the repeat: ACK once credited, no second Credited
+			poll(StIdling),
+			shutdownSteps(),
+		)...)
+		d := New(port, Config{Denominations: testDenoms})
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Idle, 1))
+		runErr := d.Run(ctx, rec)
+		pb.Check()
+		acceptortest.NoRunError(t, runErr)
+		if c := rec.CreditCalls(); len(c) != 1 || c[0] != fifty {
+			t.Fatalf("Credited calls %v, want one for the 50", c)
+		}
+		if n := rec.Count(acceptor.Stacked); n != 1 {
+			t.Fatalf("%d Stacked events, want 1: %v", n, rec.Kinds())
+		}
+	})
+}
