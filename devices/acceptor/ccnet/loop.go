@@ -120,16 +120,18 @@ func (l *loop) cycle(ctx context.Context) {
 	if l.link.Fatal() == nil && ctx.Err() == nil {
 		l.advance(ctx)
 	}
-	if l.owedStatus > 0 && l.link.Fatal() == nil && ctx.Err() == nil && quiet.has(l.state) &&
+	if l.owedStatus > 0 && l.owedOther == 0 && l.link.Fatal() == nil && ctx.Err() == nil && quiet.has(l.state) &&
 		!powerUpState.has(l.state) && l.state != stateUnknown {
 		l.resync(ctx)
 	}
 }
 
-// resync asks for GET STATUS while a POLL answer is owed and the unit is quiet. Its answer
-// fits no POLL, so once it came every POLL answer owed from before it has come too or never
-// will (the unit answers in order): POLL answers are ACKed again from then on. Until then
-// they are used but not ACKed, except STACKED once credited and RETURNED (see exchange).
+// resync asks for GET STATUS while a POLL answer is owed (and no other: with one of those
+// owed too, its answer would prove nothing) and the unit is quiet. Its answer fits no POLL,
+// so once it came every POLL answer owed from before it has come too or never will (the
+// unit answers in order): POLL answers are ACKed again from then on. Until then they are
+// used but not ACKed, except STACKED once credited and RETURNED (see exchange); withholding
+// the ACK of any other answer costs nothing but politeness.
 func (l *loop) resync(ctx context.Context) {
 	if _, err := l.exchange(ctx, CmdGetStatus, nil); err != nil {
 		l.log.Debug("resynchronising GET STATUS failed", "err", err)
