@@ -448,9 +448,12 @@ func (l *loop) exchange(ctx context.Context, cmd byte, data []byte) (Frame, erro
 
 // owe records an attempt whose answer did not come in time but may still come.
 func (l *loop) owe(spec commandSpec) {
-	if spec.reply == replyStatus {
+	switch spec.reply {
+	case replyNone:
+		// The host's ACK and NAK: the unit never answers them.
+	case replyStatus:
 		l.owedStatus++
-	} else {
+	default:
 		l.owedOther++
 	}
 }
