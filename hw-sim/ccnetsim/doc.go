@@ -60,8 +60,11 @@
 // # Money ground truth
 //
 // Cassette lists every note that went into a cassette. A note enters the cassette when the
-// unit first reports STACKED for it (Acked becomes true when the host ACKs a STACKED report
-// for it). From the STACK command on the note is "in the stacker": a power cycle then reports
+// unit first reports STACKED for it. Acked becomes true when the unit receives the host's ACK
+// while its last reply is a STACKED report for it: like a real unit, the emulator cannot
+// tell which reply the host meant (CCNET frames have no sequence number), so an ACK the host
+// sent for an earlier, late reply counts, and the unit moves on. Acked without a journaled
+// credit is therefore a host fault, never an emulator artefact. From the STACK command on the note is "in the stacker": a power cycle then reports
 // 0x12 and RESET counts it (Via "power_up_recovery") unless it is already there, which is the
 // case during an unacknowledged STACKED. A note before STACK is "in the validator": 0x11, and
 // RESET gives it back, never counted.

@@ -12,7 +12,8 @@
 // answers with its state, some states with one data byte (ESCROW, STACKED and RETURNED with
 // the bill type 0..23, REJECTING with a reason, FAILURE with a code, BUSY with a time).
 // Commands are answered by ACK (0x00), by data, or by ILLEGAL COMMAND (0x30). The host
-// acknowledges every reply other than ACK and NAK with ACK; a reply that arrives damaged is
+// acknowledges every reply other than ACK and NAK with ACK (except one that may be a late
+// answer: see Late answers); a reply that arrives damaged is
 // answered with NAK (0xFF), on which the unit sends it again, and a unit that received a
 // damaged command answers NAK, on which the host sends the command again.
 //
@@ -164,4 +165,25 @@
 // way the driver reports CommLost once, polls every LostPollInterval, and reports
 // CommRestored when the unit answers again. ILLEGAL COMMAND is reported as a ProtocolError
 // event and returned as acceptor.ErrRefused. No input makes the driver panic.
+//
+// # Late answers
+//
+// CCNET frames carry no sequence number, and the host's ACK acknowledges the unit's last
+// reply: the answer to the last command the host sent. An answer that comes after
+// ReplyTimeout (a loaded host, a slow adapter) arrives after the command was sent again, and
+// nothing tells it from the answer to the re-sent command. ACKing it would acknowledge the
+// re-sent command's answer unseen, and when that is STACKED the unit takes the ACK as the
+// credit acknowledgement and moves on before anything is journaled. So the driver counts
+// the answers it may still be owed (every attempt that got none in time, by kind: POLL
+// answers, and the ACK or data answers of the other commands) and ACKs an ordinary reply
+// only while none is owed. A late frame that arrives settles one owed answer of its kind; a
+// reply that can only answer the command just sent (an ACK or data reply while no answer of
+// that kind is owed, or a POLL answer while no POLL answer is owed) settles the other kind,
+// since the unit answers in order; while a POLL answer is owed and the unit is quiet, GET
+// STATUS is sent to settle it. Two ACKs are always safe and always sent: the credit ACK of
+// STACKED (Credited returned nil before it), and the ACK of RETURNED (the unit's answer to a
+// re-sent POLL is RETURNED again, or a state STACKED cannot follow without an ESCROW and a
+// STACK from this driver). A late STACKED is not dropped as stale: it goes to the credit
+// logic like a POLL answer (without the ACK), so a unit that reports STACKED once still has
+// it credited, and one that repeats it sees the repeat as the same credit.
 package ccnet

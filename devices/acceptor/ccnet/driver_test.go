@@ -611,7 +611,10 @@ func TestCommLostAndRestored(t *testing.T) {
 			silent(pollReq), silent(pollReq), silent(pollReq), silent(pollReq), // CommLost
 			silent(pollReq), // one attempt per slow poll while lost
 			silent(pollReq),
-			poll(StIdling), // CommRestored
+			// CommRestored. Not ACKed: the six POLLs that timed out may still be answered,
+			// and this answer may be one of theirs.
+			ask(pollReq, fr(StIdling)),
+			dataReq(CmdGetStatus, testStatus), // answers no POLL: nothing is owed any more
 			poll(StDisabled),
 			shutdownSteps(),
 		)...)
@@ -652,8 +655,9 @@ func TestDamagedRepliesAreNAKedAndResynchronised(t *testing.T) {
 			running(),
 			ask(pollReq, badCRC(idle)), ask(nakF, idle), hostAck(), // NAK: the unit repeats its reply
 			ask(pollReq, garbageBefore(idle)), hostAck(), // noise skipped
-			ask(pollReq, wrongLNG(idle)),  // waits for a byte that never comes: timeout
-			ask(pollReq, idle), hostAck(), // the stale partial frame was dropped
+			ask(pollReq, wrongLNG(idle)), // waits for a byte that never comes: timeout
+			ask(pollReq, idle),           // the stale partial frame was dropped; no ACK while an answer may be owed
+			dataReq(CmdGetStatus, testStatus),
 			[]step{{Host: pollReq, Unit: [][]byte{long, idle}, Pause: 80 * time.Millisecond}}, // dropped after the silence
 			hostAck(),
 			ask(pollReq, nakF), ask(pollReq, idle), hostAck(), // the unit's NAK: POLL again
@@ -986,6 +990,41 @@ func TestPowerUpNotRecordedIsNotReset(t *testing.T) {
 		}
 		if n := rec.Count(acceptor.PowerUpNoteInStacker); n != 1 {
 			t.Fatalf("%d power-up events recorded, want 1", n)
+		}
+	})
+}
+
+// TestLateAnswerIsNotAcknowledged pins the wire side of a late answer: the POLL after STACK
+// gets no answer in time, the driver re-sends it, and the unit's late STACKING arrives
+// first, followed by STACKED, its answer to the re-sent POLL. The host's ACK would land on
+// that STACKED (the unit's last reply) before Credited: no ACK may follow STACKING. The
+// STACKED behind it is a credit report, not a stale frame to drop; the unit repeats it, the
+// repeat is the same credit and gets the credit ACK.
+func TestLateAnswerIsNotAcknowledged(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		pb, port := playbacktest.New(t, playbacktest.Script(
+			running(),
+			poll(StEscrow, 2),
+			command(CmdStack),
+			silent(pollReq), // the answer (STACKING) is late
+			[]step{{Host: pollReq, Unit: [][]byte{fr(StStacking), fr(StStacked, 2)}}}, // no ACK
+			pollStacked(2), hostAck(), // the repeat: ACK once credited, no second Credited
+			poll(StIdling),
+			shutdownSteps(),
+		)...)
+		d := New(port, Config{Denominations: testDenoms})
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Idle, 1))
+		runErr := d.Run(ctx, rec)
+		pb.Check()
+		acceptortest.NoRunError(t, runErr)
+		if c := rec.CreditCalls(); len(c) != 1 || c[0] != fifty {
+			t.Fatalf("Credited calls %v, want one for the 50", c)
+		}
+		if n := rec.Count(acceptor.Stacked); n != 1 {
+			t.Fatalf("%d Stacked events, want 1: %v", n, rec.Kinds())
 		}
 	})
 }

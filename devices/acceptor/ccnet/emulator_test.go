@@ -414,3 +414,65 @@ func TestRunCancellationInhibitsAndLeavesNothing(t *testing.T) {
 		}
 	})
 }
+
+// lateReplyAfterStack makes the unit's answer to the first POLL after STACK (STACKING) come
+// later than the driver's ReplyTimeout: the driver re-sends POLL, the unit answers that one
+// with STACKED, and the late STACKING reaches the driver first. CCNET has no sequence
+// numbers: the host's ACK always acknowledges the unit's last reply, which is the STACKED.
+func lateReplyAfterStack(sim *ccnetsim.Sim) func(acceptor.Note, int) acceptor.Decision {
+	return func(_ acceptor.Note, call int) acceptor.Decision {
+		if call > 1 {
+			return acceptor.Stack // the next notes go through cleanly
+		}
+		sim.InjectFault(ccnetsim.Fault{}) // STACK's ACK: on time
+		sim.InjectFault(ccnetsim.Fault{Kind: ccnetsim.FaultSlow, Delay: 150 * time.Millisecond})
+		return acceptor.Stack
+	}
+}
+
+// TestEmulatorLateReplyNeverAcksUncreditedStacked: a reply that comes after the driver re-sent
+// POLL cannot be told from the answer to the re-sent POLL, so the driver must not ACK it: the
+// ACK would land on the unit's last reply, here an uncredited STACKED, and the unit would
+// move on with the note in the cassette and nothing journaled.
+func TestEmulatorLateReplyNeverAcksUncreditedStacked(t *testing.T) {
+	for _, oneShot := range []bool{false, true} {
+		name := "repeating"
+		if oneShot {
+			name = "one-shot"
+		}
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				sim := ccnetsim.New(ccnetsim.Config{Denominations: rub, OneShotEvents: oneShot})
+				ackedUncredited := false
+				h := &acceptortest.Recorder{Decide: lateReplyAfterStack(sim)}
+				h.Credit = func(acceptor.Note, int) error {
+					// The unit must still wait for the ACK of this credit.
+					if c := sim.Cassette(); len(c) > 0 && c[len(c)-1].Acked {
+						ackedUncredited = true
+					}
+					return nil
+				}
+				r := newRig(t, sim, h)
+				r.ready()
+				if err := sim.InsertNote(4); err != nil {
+					t.Fatal(err)
+				}
+				acceptortest.Eventually(t, "credited", func() bool { return len(h.CreditCalls()) == 1 })
+				acceptortest.Eventually(t, "unit idle", func() bool { return sim.InsertNote(2) == nil })
+				acceptortest.Eventually(t, "second note", func() bool { return len(h.CreditCalls()) == 2 })
+				acceptortest.Eventually(t, "second ack", func() bool { c := sim.Cassette(); return len(c) == 2 && c[1].Acked })
+				r.stop()
+				credits := h.CreditCalls()
+				if len(credits) != 2 || credits[0].Code != 4 || credits[1].Code != 2 {
+					t.Fatalf("credits %v, cassette %+v", credits, sim.Cassette())
+				}
+				if ackedUncredited {
+					t.Fatalf("the unit had its STACKED acknowledged before Credited: cassette %+v", sim.Cassette())
+				}
+				if !oneShot && !sim.Cassette()[0].Acked {
+					t.Fatalf("cassette %+v: the credit was never acknowledged", sim.Cassette())
+				}
+			})
+		})
+	}
+}

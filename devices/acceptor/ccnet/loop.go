@@ -68,6 +68,17 @@ type loop struct {
 	// pending holds credits of units that moved on from STACKED before Credited succeeded;
 	// Credited is retried for them every cycle.
 	pending []acceptor.Note
+
+	// Replies the unit may still owe: attempts that got no reply in time (or whose write
+	// failed) may yet be answered. CCNET has no sequence numbers and the host's ACK always
+	// acknowledges the unit's last reply, which is the answer to the last command sent; a
+	// frame taken while an earlier answer is owed may be that late answer, and ACKing it
+	// would acknowledge the answer to the command just sent, unseen: a STACKED whose credit
+	// is not journaled. So ordinary replies are ACKed only while nothing is owed (see
+	// exchange). owedStatus counts answers to POLL, owedOther those to the other commands.
+	owedStatus, owedOther int
+	// lateFrame: onStatus is handling a late answer; its ACK would land on another reply.
+	lateFrame bool
 }
 
 // step is one poll cycle; it returns the time until the next, longer while BUSY asked for
@@ -108,6 +119,22 @@ func (l *loop) cycle(ctx context.Context) {
 	l.onStatus(ctx, f)
 	if l.link.Fatal() == nil && ctx.Err() == nil {
 		l.advance(ctx)
+	}
+	if l.owedStatus > 0 && l.owedOther == 0 && l.link.Fatal() == nil && ctx.Err() == nil && quiet.has(l.state) &&
+		!powerUpState.has(l.state) && l.state != stateUnknown {
+		l.resync(ctx)
+	}
+}
+
+// resync asks for GET STATUS while a POLL answer is owed (and no other: with one of those
+// owed too, its answer would prove nothing) and the unit is quiet. Its answer fits no POLL,
+// so once it came every POLL answer owed from before it has come too or never will (the
+// unit answers in order): POLL answers are ACKed again from then on. Until then they are
+// used but not ACKed, except STACKED once credited and RETURNED (see exchange); withholding
+// the ACK of any other answer costs nothing but politeness.
+func (l *loop) resync(ctx context.Context) {
+	if _, err := l.exchange(ctx, CmdGetStatus, nil); err != nil {
+		l.log.Debug("resynchronising GET STATUS failed", "err", err)
 	}
 }
 
@@ -358,7 +385,7 @@ func (l *loop) exchange(ctx context.Context, cmd byte, data []byte) (Frame, erro
 				// Whatever is buffered now is the stale start of a reply that never finished.
 				l.link.ResetRx()
 			}
-			l.link.DrainStale()
+			l.link.DrainStaleFunc(func(f Frame) { l.late(ctx, f) })
 			if err := l.link.Quiet(ctx, l.cfg.CommandGap); err != nil {
 				return Frame{}, fmt.Errorf("ccnet: %s: %w", spec.name, err)
 			}
@@ -371,6 +398,7 @@ func (l *loop) exchange(ctx context.Context, cmd byte, data []byte) (Frame, erro
 			if fatal := l.link.Fatal(); fatal != nil {
 				return Frame{}, fatal
 			}
+			l.owe(spec) // the frame may have gone out and be answered
 			last = err
 			continue
 		}
@@ -381,24 +409,96 @@ func (l *loop) exchange(ctx context.Context, cmd byte, data []byte) (Frame, erro
 		f, err := l.link.Await(ctx, timeout, func(f Frame) (bool, error) { return l.answers(ctx, spec, f) })
 		switch {
 		case err == nil:
-			if spec.reply != replyACK && !(spec.reply == replyStatus && f.Cmd == StStacked) {
+			l.settle(spec)
+			switch {
+			case spec.reply == replyACK:
+			case spec.reply == replyStatus && f.Cmd == StStacked:
+				// The credit acknowledgement: onStacked sends it once Credited returned nil.
+			case l.owedStatus == 0 && l.owedOther == 0,
+				spec.reply == replyStatus && f.Cmd == StReturned:
+				// RETURNED waits for its ACK. ACKing it is safe even when f might be a late
+				// answer: the unit's last reply is then the answer to a re-sent POLL, which
+				// is RETURNED again or, from a unit that reports it once, a state a STACKED
+				// cannot follow without an ESCROW and this driver's STACK.
 				l.sendAck()
+			default:
+				l.log.Debug("reply not acknowledged: an earlier answer is still owed",
+					"reply", f.String(), "owed_poll", l.owedStatus, "owed_other", l.owedOther)
 			}
 			return f, nil
 		case l.link.Fatal() != nil:
 			return Frame{}, l.link.Fatal()
 		case errors.Is(err, acceptor.ErrRefused):
-			l.sendAck() // ILLEGAL COMMAND is a message like any other
+			if l.owedStatus == 0 && l.owedOther == 0 {
+				l.sendAck() // ILLEGAL COMMAND is a message like any other
+			}
 			return Frame{}, fmt.Errorf("ccnet: %s: %w", spec.name, err)
 		case ctx.Err() != nil:
 			return Frame{}, fmt.Errorf("ccnet: %s: %w", spec.name, err)
 		case errors.Is(err, seriallink.ErrDamaged):
 			l.d.n.naksSent.Add(1)
 			sendNak = true
+		case errors.Is(err, seriallink.ErrNoReply):
+			l.owe(spec)
 		}
 		last = err
 	}
 	return Frame{}, fmt.Errorf("ccnet: %s: %w after %d attempts: %w", spec.name, acceptor.ErrTimeout, attempts, last)
+}
+
+// owe records an attempt whose answer did not come in time but may still come.
+func (l *loop) owe(spec commandSpec) {
+	switch spec.reply {
+	case replyNone:
+		// The host's ACK and NAK: the unit never answers them.
+	case replyStatus:
+		l.owedStatus++
+	default:
+		l.owedOther++
+	}
+}
+
+// settle updates what is owed once a reply to spec was taken. The unit answers in order, so
+// a reply that can only answer the command just sent (no earlier answer of its kind is owed,
+// and answers of the other kind never fit it) proves every answer owed from before it
+// arrived or never will: the other count is cleared. A reply taken while one of its own kind
+// is owed leaves the count as it is: either it is the late one, and the answer to the
+// command just sent is owed now, or the late one is still to come.
+func (l *loop) settle(spec commandSpec) {
+	if spec.reply == replyStatus {
+		if l.owedStatus == 0 {
+			l.owedOther = 0
+		}
+		return
+	}
+	if l.owedOther == 0 {
+		l.owedStatus = 0
+	}
+}
+
+// late handles a frame that answers no command sent now: a late answer to an earlier one. It
+// settles one owed answer of its kind and, when it is STACKED, goes to the credit logic like
+// any POLL answer (without the ACK, which would land on the answer to the command just
+// sent): a unit that reports STACKED once must not have its only report dropped, and one
+// that repeats it sees the next report as the same credit.
+func (l *loop) late(ctx context.Context, f Frame) {
+	if f.Addr != l.cfg.Address {
+		return
+	}
+	switch {
+	case len(f.Data) == 0 && (f.Cmd == CmdNak || f.Cmd == RepIllegalCommand):
+		// Either kind of command gets these: nothing can be settled.
+	case len(f.Data) <= 1 && !(f.Cmd == CmdAck && len(f.Data) == 0):
+		l.owedStatus = max(l.owedStatus-1, 0)
+	default:
+		l.owedOther = max(l.owedOther-1, 0)
+	}
+	if f.Cmd == StStacked && len(f.Data) == 1 {
+		l.log.Warn("late STACKED answer taken as a credit report", "frame", f.String())
+		l.lateFrame = true
+		l.onStatus(ctx, f)
+		l.lateFrame = false
+	}
 }
 
 // sendAck acknowledges the reply just received. It goes out at once: the unit waits for it
@@ -428,7 +528,11 @@ func (l *loop) answers(ctx context.Context, spec commandSpec, f Frame) (bool, er
 			return false, acceptor.ErrRefused
 		}
 	}
-	return fits(spec, f), nil
+	if !fits(spec, f) {
+		l.late(ctx, f)
+		return false, nil
+	}
+	return true, nil
 }
 
 func fits(spec commandSpec, f Frame) bool {

@@ -245,7 +245,7 @@ func (l *loop) onStacked(ctx context.Context, n acceptor.Note, changed bool) {
 			l.log.Info("credited", "note", n.String())
 		}
 	}
-	if l.credited {
+	if l.credited && !l.lateFrame {
 		l.sendAck()
 	}
 	if changed {

@@ -333,7 +333,11 @@ func (l *Link[F, R]) Write(wire []byte) error {
 
 // DrainStale drops the frames that arrived while no command was outstanding: they can only
 // be late answers to an earlier command. A port failure found on the way becomes Fatal.
-func (l *Link[F, R]) DrainStale() {
+func (l *Link[F, R]) DrainStale() { l.DrainStaleFunc(nil) }
+
+// DrainStaleFunc is DrainStale that shows each good stale frame to seen (when not nil)
+// before dropping it: a late answer can still carry a fact the driver must not lose.
+func (l *Link[F, R]) DrainStaleFunc(seen func(F)) {
 	for {
 		select {
 		case it := <-l.rx:
@@ -344,6 +348,9 @@ func (l *Link[F, R]) DrainStale() {
 			if it.err == nil {
 				l.n.unexpected.Add(1)
 				l.debug("stale frame dropped", it.f)
+				if seen != nil {
+					seen(it.f)
+				}
 			}
 		default:
 			return
