@@ -1071,7 +1071,8 @@ func simulate(t *testing.T, worker int, seed uint64, steps int, protos []string)
 		r.vals = append(r.vals, d.ValueMinor)
 	}
 	slices.Sort(r.vals)
-	r.unit = conf.NewUnit(simrig.UnitOptions{Denominations: denom, Logger: discard})
+	// A host dies at once: its driver does not drain the line as a clean stop would.
+	r.unit = conf.NewUnit(simrig.UnitOptions{Denominations: denom, Logger: discard, Abrupt: true})
 	liveStart(worker)
 	r.step(fmt.Sprintf("seed %d protocol %s (replay: -sim.seed=%d -sim.runs=1)", seed, name, seed))
 	fatal := func(err error) *result {
