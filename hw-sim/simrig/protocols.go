@@ -86,6 +86,11 @@ type UnitOptions struct {
 	Fast bool
 	// Logger returns a component's logger; nil discards every log.
 	Logger func(component string) *slog.Logger
+	// Abrupt makes a driver's Run return as soon as its context ends, as a host process
+	// that crashes does: a pulse driver then skips its shutdown drain (the grace in which a
+	// cleanly stopped daemon finishes and credits a train already on the line), so a
+	// simulated crash does not keep reading the line for seconds after the host died.
+	Abrupt bool
 }
 
 func (o UnitOptions) logger(component string) *slog.Logger {
@@ -345,6 +350,9 @@ func newPulseLineUnit(o UnitOptions) *Unit {
 		scfg.Shape, scfg.Transit = pulsesim.Shape{Width: 5 * time.Millisecond, Gap: 5 * time.Millisecond}, -1
 		dcfg.Timing = pulse.Timing{Debounce: time.Millisecond, MinWidth: 2 * time.Millisecond, MaxWidth: 100 * time.Millisecond, MaxGap: 15 * time.Millisecond}
 		dcfg.EdgePoll, dcfg.InhibitGrace = 10*time.Millisecond, 100*time.Millisecond
+	}
+	if o.Abrupt {
+		dcfg.ShutdownTimeout = time.Nanosecond
 	}
 	s := pulsesim.New(scfg)
 	return &Unit{UnitControl: &pulseLine{s: s}, Raw: s, Connect: func() (Link, error) {

@@ -39,7 +39,7 @@ var (
 	flagSeed      = flag.Uint64("sim.seed", 0, "first seed (0: from the clock); run i uses seed+i")
 	flagDuration  = flag.Duration("sim.duration", 0, "keep running seeds until this much real time has passed (0: -sim.runs only)")
 	flagSteps     = flag.Int("sim.steps", 80, "workload and fault steps per run")
-	flagProtos    = flag.String("sim.protocols", "id003,ccnet,ssp,essp", "acceptor configurations a seed chooses from")
+	flagProtos    = flag.String("sim.protocols", "id003,ccnet,ssp,essp", "acceptor configurations a seed chooses from (also pulse, with -sim.knownbugs until its bug is fixed)")
 	flagVerbose   = flag.Bool("sim.trace", false, "log every run's trace, not only failing ones")
 	flagParallel  = flag.Int("sim.parallel", runtime.GOMAXPROCS(0), "runs at a time")
 	flagNoStorage = flag.Bool("sim.nostorage", false, "skip the storage faults (the same steps otherwise: to tell whether one mattered)")
@@ -164,7 +164,19 @@ type ledger struct {
 	from    map[string]int                     // which host generation published a top-up first
 	sub     func(topic string, payload []byte) // the current connection's ack handler
 	lossy   bool                               // network faults on
+	slow    bool                               // acks delayed by minutes (a congested broker or a slow ledger)
+	epoch   int                                // the ledger process; a restart drops the acks still in flight
+	down    time.Time                          // the restarted ledger answers no publish before this
 	dropped int
+}
+
+// restart is the ledger process restarting: its durable credits stay (topups), the acks it
+// had not yet sent are lost, and for a while it takes no publish.
+func (l *ledger) restart(down time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.epoch++
+	l.down = time.Now().Add(down)
 }
 
 func (l *ledger) publish(gen int, topic string, payload []byte) error {
@@ -177,6 +189,9 @@ func (l *ledger) publish(gen int, topic string, payload []byte) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if time.Now().Before(l.down) {
+		return errors.New("sim: ledger restarting (no PUBACK)")
+	}
 	if l.lossy && l.rng.IntN(5) == 0 {
 		l.dropped++
 		return errors.New("sim: publish lost (no PUBACK)")
@@ -206,15 +221,22 @@ func (l *ledger) publish(gen int, topic string, payload []byte) error {
 		}
 		delay = time.Duration(l.rng.IntN(3000)) * time.Millisecond // reordered
 	}
+	if l.slow {
+		delay += time.Duration(30+l.rng.IntN(150)) * time.Second
+	}
+	epoch := l.epoch
 	for range copies {
-		time.AfterFunc(delay, func() { l.deliver(wire.Topic(kioskID, wire.DownAck), b) })
+		time.AfterFunc(delay, func() { l.deliver(epoch, wire.Topic(kioskID, wire.DownAck), b) })
 	}
 	return nil
 }
 
-func (l *ledger) deliver(topic string, b []byte) {
+func (l *ledger) deliver(epoch int, topic string, b []byte) {
 	l.mu.Lock()
 	h := l.sub
+	if epoch != l.epoch {
+		h = nil // the ledger process that owed this ack is gone
+	}
 	l.mu.Unlock()
 	if h != nil {
 		h(topic, b)
@@ -332,6 +354,20 @@ func (w handler) PowerUp(ctx context.Context, e acceptor.Event) error {
 	return err
 }
 
+// Pulse journals one pulse of a pulse unit's train (acceptor.PulseRecorder), as the engine's
+// own handler does: without it a pulse driver would credit whole trains only, and a crash in
+// the middle of a train would leave no evidence of its pulses.
+func (w handler) Pulse(ctx context.Context, train uint64, count int) error {
+	if w.h.dead.Load() {
+		return errHostDown
+	}
+	err := w.next.(acceptor.PulseRecorder).Pulse(ctx, train, count)
+	if w.h.dead.Load() {
+		return errHostDown
+	}
+	return err
+}
+
 func (w handler) Event(ctx context.Context, e acceptor.Event) {
 	if !w.h.dead.Load() {
 		w.next.Event(ctx, e)
@@ -379,7 +415,9 @@ func (r *run) start() error {
 		Limits: session.Limits{SessionMax: 1_000_000, OfflineSessionMax: 100_000, OfflineTotalMax: 1_000_000},
 		Timing: session.Timing{AckWait: time.Millisecond, ResultDisplay: 2 * time.Second},
 		// The bubble's clock (year 2000) stands for a good clock here.
-		ClockTrusted: func(time.Time) bool { return true }})
+		ClockTrusted: func(time.Time) bool { return true },
+		// A pulse unit has no escrow: the daemon sets this from its driver (acceptor.Info).
+		Escrowless: h.drv.Info().Escrowless})
 	if err != nil {
 		h.j.Close()
 		return err
@@ -560,7 +598,7 @@ func (r *run) act(n int, faults bool) error {
 		if r.rng.IntN(2) == 0 {
 			return r.fault(n, 60+r.rng.IntN(17))
 		}
-		return r.fault(n, 60+r.rng.IntN(40))
+		return r.fault(n, 60+r.rng.IntN(44))
 	}
 	st := e.View().State
 	pick := r.rng.IntN(100)
@@ -628,8 +666,6 @@ func (r *run) service() string {
 	return what
 }
 
-var linkFaults = []string{"bad_crc", "no_reply", "garbage", "split", "slow", "late"}
-
 func (r *run) fault(n, pick int) error {
 	u := r.unit
 	var desc string
@@ -694,12 +730,27 @@ func (r *run) fault(n, pick int) error {
 		}
 		desc = fmt.Sprintf("unit power cycle (%s): %v", where, u.PowerCycle(where))
 	case pick < 97:
-		k := linkFaults[r.rng.IntN(len(linkFaults))]
+		// The line's own faults: bytes corrupted, lost, garbage between frames, frames split
+		// across reads, slow and late replies on a serial unit; noise on a pulse line.
+		if len(r.conf.Faults) == 0 {
+			desc = "no link faults on this unit"
+			break
+		}
+		k := r.conf.Faults[r.rng.IntN(len(r.conf.Faults))]
 		times := 1 + r.rng.IntN(4)
 		for range times {
 			u.Fault(k, 0)
 		}
 		desc = fmt.Sprintf("link fault %s x%d", k, times)
+	case pick >= 102:
+		r.led.mu.Lock()
+		r.led.slow = !r.led.slow
+		desc = fmt.Sprintf("acks delayed by minutes %v", r.led.slow)
+		r.led.mu.Unlock()
+	case pick >= 100:
+		down := time.Duration(r.rng.IntN(20)) * time.Second
+		r.led.restart(down)
+		desc = fmt.Sprintf("ledger restarts (acks in flight lost, down %v)", down)
 	default:
 		r.led.mu.Lock()
 		r.led.lossy = !r.led.lossy
@@ -803,6 +854,7 @@ func (r *run) quiesce() error {
 	r.cur.mu.Unlock()
 	r.led.mu.Lock()
 	r.led.lossy = false
+	r.led.slow = false
 	r.led.mu.Unlock()
 	// Let the host come up before the technician's visit (a reset needs a running driver).
 	time.Sleep(5 * time.Second)
@@ -997,6 +1049,9 @@ func confs() map[string]simrig.Conformance {
 // simulate runs one seed inside the caller's synctest bubble.
 func simulate(t *testing.T, worker int, seed uint64, steps int, protos []string) *result {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	if len(protos) == 0 {
+		return &result{seed: seed, violations: []string{"no acceptor configuration to run (pulse needs -sim.knownbugs)"}}
+	}
 	name := protos[rng.IntN(len(protos))]
 	res := &result{seed: seed, proto: name}
 	conf, ok := confs()[name]
@@ -1016,7 +1071,8 @@ func simulate(t *testing.T, worker int, seed uint64, steps int, protos []string)
 		r.vals = append(r.vals, d.ValueMinor)
 	}
 	slices.Sort(r.vals)
-	r.unit = conf.NewUnit(simrig.UnitOptions{Denominations: denom, Logger: discard})
+	// A host dies at once: its driver does not drain the line as a clean stop would.
+	r.unit = conf.NewUnit(simrig.UnitOptions{Denominations: denom, Logger: discard, Abrupt: true})
 	liveStart(worker)
 	r.step(fmt.Sprintf("seed %d protocol %s (replay: -sim.seed=%d -sim.runs=1)", seed, name, seed))
 	fatal := func(err error) *result {
@@ -1083,20 +1139,28 @@ func shortTrace(tr []string) []string {
 	return tr[:last]
 }
 
-func protoList() []string {
+func protoList(list string) []string {
 	var out []string
-	for _, p := range strings.Split(*flagProtos, ",") {
-		if p = strings.TrimSpace(p); p != "" {
+	for _, p := range strings.Split(list, ",") {
+		if p = strings.TrimSpace(p); p == "pulse" && !*flagKnownBugs {
+			// Known bug (the blocked pulse seed in testdata/seeds.txt): a pulse unit's note
+			// can end up in the cassette neither credited nor an uncertain item, also with
+			// no power cut. Until it is fixed, pulse runs only with -sim.knownbugs; then it
+			// joins the default -sim.protocols.
+			continue
+		} else if p != "" {
 			out = append(out, p)
 		}
 	}
 	return out
 }
 
-func runSeed(t *testing.T, worker int, seed uint64) *result {
+// runSeed runs one seed; protos is the list of acceptor configurations it picks from
+// (-sim.protocols, or a fixed seed's own).
+func runSeed(t *testing.T, worker int, seed uint64, protos string) *result {
 	var res *result
 	synctest.Test(t, func(t *testing.T) {
-		res = simulate(t, worker, seed, *flagSteps, protoList())
+		res = simulate(t, worker, seed, *flagSteps, protoList(protos))
 	})
 	return res
 }
@@ -1131,7 +1195,7 @@ func TestSim(t *testing.T) {
 				if done {
 					return
 				}
-				res := runSeed(t, w, seed+i)
+				res := runSeed(t, w, seed+i, *flagProtos)
 				mu.Lock()
 				s.add(t, res)
 				mu.Unlock()
@@ -1169,11 +1233,16 @@ func TestSimFixedSeeds(t *testing.T) {
 			t.Logf("seed %s skipped, %s (run it with -sim.knownbugs)", line, strings.TrimSpace(comment))
 			continue
 		}
-		seed, err := strconv.ParseUint(line, 10, 64)
+		// A seed found with another -sim.protocols carries that list after it.
+		seedText, protos, _ := strings.Cut(line, " ")
+		if protos = strings.TrimSpace(protos); protos == "" {
+			protos = *flagProtos
+		}
+		seed, err := strconv.ParseUint(seedText, 10, 64)
 		if err != nil {
 			t.Fatalf("testdata/seeds.txt: %q: %v", line, err)
 		}
-		s.add(t, runSeed(t, 0, seed))
+		s.add(t, runSeed(t, 0, seed, protos))
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
