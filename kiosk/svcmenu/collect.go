@@ -97,12 +97,13 @@ func (s *server) collect(ctx context.Context, lang i18n.Lang, who string, req Ac
 		// The collector is the login: the record and the slip name who collected.
 		cmd.Operator = who
 	case session.CmdCollectCount:
+		// The audit keeps what was entered, a refused count too.
+		detail += " " + countsText(req.Counts)
 		counts, err := s.checkCounts(req.Counts)
 		if err != nil {
 			return Result{}, detail, err
 		}
 		cmd.Counts = counts
-		detail += " " + countsText(counts)
 	case session.CmdCollectAbort:
 		cmd.Reason = "aborted on the service menu by " + who
 	}
