@@ -95,6 +95,8 @@ const (
 	KeySvcColSlipFailed  Key = "svc.col.slip_failed"
 	KeySvcColSlipWaiting Key = "svc.col.slip_waiting"
 	KeySvcColNoteCount   Key = "svc.col.note_count"
+	KeySvcColExpNotes    Key = "svc.col.expected_notes"
+	KeySvcColSlip        Key = "svc.col.slip"
 	KeySvcColMore        Key = "svc.col.more"
 	KeySvcColLess        Key = "svc.col.less"
 )
@@ -193,7 +195,9 @@ var serviceMessages = []Message{
 	{Key: KeySvcColSlipPrinted, ZH: "收款单已打印", EN: "Slip printed"},
 	{Key: KeySvcColSlipFailed, ZH: "收款单未打印：{reason}", EN: "Slip not printed: {reason}", Params: []string{PReason}},
 	{Key: KeySvcColSlipWaiting, ZH: "正在打印收款单…", EN: "Printing the slip…"},
-	{Key: KeySvcColNoteCount, ZH: "张数", EN: "Notes"},
+	{Key: KeySvcColNoteCount, ZH: "清点张数", EN: "Counted notes"},
+	{Key: KeySvcColExpNotes, ZH: "应有张数", EN: "Expected notes"},
+	{Key: KeySvcColSlip, ZH: "收款单", EN: "Slip"},
 	{Key: KeySvcColMore, ZH: "加一张", EN: "One more"},
 	{Key: KeySvcColLess, ZH: "减一张", EN: "One less"},
 }

@@ -131,7 +131,8 @@ func (s *server) collect(ctx context.Context, lang i18n.Lang, who string, req Ac
 	}
 	res := Result{OK: true, Message: view.Text, Collection: &view}
 	for _, l := range view.Lines {
-		res.Rows = append(res.Rows, [2]string{l.Label, fmt.Sprintf("%d / %d", l.Expected, l.Counted)})
+		res.Rows = append(res.Rows, [2]string{l.Label, fmt.Sprintf("%s %d · %s %d", i18n.T(lang, i18n.KeySvcColExpNotes), l.Expected,
+			i18n.T(lang, i18n.KeySvcColNoteCount), l.Counted)})
 	}
 	if view.ID != "" {
 		res.Rows = append([][2]string{{i18n.T(lang, i18n.KeySvcColID), view.ID}}, res.Rows...)
@@ -146,7 +147,7 @@ func (s *server) collect(ctx context.Context, lang i18n.Lang, who string, req Ac
 		res.Rows = append(res.Rows, [2]string{i18n.T(lang, i18n.KeySvcColUncertain), strconv.Itoa(len(c.Record.Uncertain))})
 	}
 	if view.Slip != "" {
-		res.Rows = append(res.Rows, [2]string{view.Slip, ""})
+		res.Rows = append(res.Rows, [2]string{i18n.T(lang, i18n.KeySvcColSlip), view.Slip})
 	}
 	detail += " -> " + view.Step
 	if view.ID != "" {

@@ -206,7 +206,7 @@
         const name = document.createElement("td");
         name.textContent = l.label;
         const exp = document.createElement("td");
-        exp.textContent = t("svc.col.expected") + " " + l.expected;
+        exp.textContent = t("svc.col.expected_notes") + " " + l.expected;
         const ctl = document.createElement("td");
         ctl.className = "stepper";
         const less = document.createElement("button");
