@@ -22,6 +22,8 @@
 //	POST /api/login           {"role": R, "pin": "1234"}
 //	POST /api/logout
 //	POST /api/action?lang=L   {"action": A, ...}: the result in words and rows
+//	                          {"action": "collection", "step": S, "counts": [...]}: one step
+//	                          of a cash collection (collect.go), answered with its screen
 package svcmenu
 
 import (
