@@ -384,7 +384,7 @@ func (s *System) startServiceMenu(g *group) *http.Server {
 	token := randomHex(32)
 	h, err := svcmenu.Handler(svcmenu.Config{Token: token, Backend: controlBackend{s}, Credentials: credentials{j: s.j, boot: s.cfg.ServiceMenu.PINHashes},
 		Audit: s.j, Logger: s.log, Gesture: s.cfg.ServiceMenu.Gesture, Port: port, Language: s.cfg.Kiosk.Language, CustomerURL: customer,
-		DoorOpen: s.doorOpen})
+		DoorOpen: s.doorOpen, Denominations: denomValues(s.denoms)})
 	if err != nil {
 		ln.Close()
 		s.log.Error("service menu not available", "err", err)
@@ -401,4 +401,17 @@ func (s *System) startServiceMenu(g *group) *http.Server {
 	})
 	s.log.Info("service menu listening", "url", fmt.Sprintf("http://127.0.0.1:%d/", port))
 	return srv
+}
+
+// denomValues are the note values the kiosk takes, once each, in order (the menu's
+// collection count inputs).
+func denomValues(d acceptor.Denominations) []int64 {
+	var out []int64
+	for _, n := range d {
+		if !slices.Contains(out, n.ValueMinor) {
+			out = append(out, n.ValueMinor)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

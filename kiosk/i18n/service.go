@@ -67,6 +67,38 @@ const (
 	KeySvcIdleLeft      Key = "svc.idle_left"
 	KeySvcLangToggle    Key = "svc.lang_toggle"
 	KeySvcWorking       Key = "svc.working"
+
+	// Cash collection on the menu (the engine's collect_* procedure).
+	KeySvcColNone        Key = "svc.col.none"
+	KeySvcColWaiting     Key = "svc.col.waiting"
+	KeySvcColStarted     Key = "svc.col.started"
+	KeySvcColCassetteOut Key = "svc.col.cassette_out_step"
+	KeySvcColCounted     Key = "svc.col.counted_step"
+	KeySvcColRecorded    Key = "svc.col.recorded_step"
+	KeySvcColEnded       Key = "svc.col.ended"
+	KeySvcColAborted     Key = "svc.col.aborted"
+	KeySvcColDoStart     Key = "svc.col.start"
+	KeySvcColDoOut       Key = "svc.col.cassette_out"
+	KeySvcColDoCount     Key = "svc.col.count"
+	KeySvcColDoFinish    Key = "svc.col.finish"
+	KeySvcColDoIn        Key = "svc.col.cassette_in"
+	KeySvcColDoAbort     Key = "svc.col.abort"
+	KeySvcColID          Key = "svc.col.id"
+	KeySvcColExpected    Key = "svc.col.expected"
+	KeySvcColCountedFig  Key = "svc.col.counted"
+	KeySvcColDifference  Key = "svc.col.difference"
+	KeySvcColShortage    Key = "svc.col.shortage"
+	KeySvcColSurplus     Key = "svc.col.surplus"
+	KeySvcColBalanced    Key = "svc.col.balanced"
+	KeySvcColUncertain   Key = "svc.col.uncertain"
+	KeySvcColSlipPrinted Key = "svc.col.slip_printed"
+	KeySvcColSlipFailed  Key = "svc.col.slip_failed"
+	KeySvcColSlipWaiting Key = "svc.col.slip_waiting"
+	KeySvcColNoteCount   Key = "svc.col.note_count"
+	KeySvcColExpNotes    Key = "svc.col.expected_notes"
+	KeySvcColSlip        Key = "svc.col.slip"
+	KeySvcColMore        Key = "svc.col.more"
+	KeySvcColLess        Key = "svc.col.less"
 )
 
 // messages is the whole catalogue: the customer's and receipts' texts, then the service
@@ -138,4 +170,34 @@ var serviceMessages = []Message{
 	{Key: KeySvcIdleLeft, ZH: "{seconds} 秒无操作将自动退出", EN: "Logs out after {seconds} s without a touch", Params: []string{PSeconds}},
 	{Key: KeySvcLangToggle, ZH: "English 英文", EN: "中文 Chinese"},
 	{Key: KeySvcWorking, ZH: "正在处理…", EN: "Working…"},
+	{Key: KeySvcColNone, ZH: "当前没有进行中的收款。", EN: "No cash collection in progress."},
+	{Key: KeySvcColWaiting, ZH: "收款已开始，等待当前顾客完成。", EN: "Collection started; waiting for the customer in session to finish."},
+	{Key: KeySvcColStarted, ZH: "第 1 步：请取出钱箱。", EN: "Step 1: take the cassette out."},
+	{Key: KeySvcColCassetteOut, ZH: "第 2 步：钱箱已取出，请按面额清点纸币并输入张数。", EN: "Step 2: the cassette is out. Count the notes by denomination and enter the counts."},
+	{Key: KeySvcColCounted, ZH: "第 3 步：请核对差额，然后完成收款并打印收款单。", EN: "Step 3: check the difference, then finish and print the slip."},
+	{Key: KeySvcColRecorded, ZH: "第 4 步：收款已记录，请装回钱箱。", EN: "Step 4: the collection is recorded. Put the cassette back in."},
+	{Key: KeySvcColEnded, ZH: "收款完成，终端恢复服务。", EN: "Collection complete; the kiosk is back in service."},
+	{Key: KeySvcColAborted, ZH: "收款已取消。", EN: "Collection aborted."},
+	{Key: KeySvcColDoStart, ZH: "开始收款", EN: "Start collection"},
+	{Key: KeySvcColDoOut, ZH: "钱箱已取出", EN: "Cassette is out"},
+	{Key: KeySvcColDoCount, ZH: "保存清点结果", EN: "Save the count"},
+	{Key: KeySvcColDoFinish, ZH: "完成并打印收款单", EN: "Finish and print the slip"},
+	{Key: KeySvcColDoIn, ZH: "钱箱已装回", EN: "Cassette is back in"},
+	{Key: KeySvcColDoAbort, ZH: "取消收款", EN: "Abort collection"},
+	{Key: KeySvcColID, ZH: "收款单号", EN: "Collection"},
+	{Key: KeySvcColExpected, ZH: "应有金额", EN: "Expected"},
+	{Key: KeySvcColCountedFig, ZH: "清点金额", EN: "Counted"},
+	{Key: KeySvcColDifference, ZH: "差额", EN: "Difference"},
+	{Key: KeySvcColShortage, ZH: "短款 {amount}", EN: "Shortage {amount}", Params: []string{PAmount}},
+	{Key: KeySvcColSurplus, ZH: "长款 {amount}", EN: "Surplus {amount}", Params: []string{PAmount}},
+	{Key: KeySvcColBalanced, ZH: "账实相符", EN: "Balanced"},
+	{Key: KeySvcColUncertain, ZH: "待核查纸币", EN: "Notes under review"},
+	{Key: KeySvcColSlipPrinted, ZH: "收款单已打印", EN: "Slip printed"},
+	{Key: KeySvcColSlipFailed, ZH: "收款单未打印：{reason}", EN: "Slip not printed: {reason}", Params: []string{PReason}},
+	{Key: KeySvcColSlipWaiting, ZH: "正在打印收款单…", EN: "Printing the slip…"},
+	{Key: KeySvcColNoteCount, ZH: "清点张数", EN: "Counted notes"},
+	{Key: KeySvcColExpNotes, ZH: "应有张数", EN: "Expected notes"},
+	{Key: KeySvcColSlip, ZH: "收款单", EN: "Slip"},
+	{Key: KeySvcColMore, ZH: "加一张", EN: "One more"},
+	{Key: KeySvcColLess, ZH: "减一张", EN: "One less"},
 }

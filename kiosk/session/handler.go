@@ -343,6 +343,7 @@ func (c *core) event(ev acceptor.Event) {
 	// latches a cheat attempt until RESET (ID-003, CCNET) that means until a technician resets
 	// it, for one that reports it once (SSP) it clears at the next poll.
 	if ev.Kind == acceptor.CassetteRemoved {
+		c.cassettePulled(ev)
 		c.collectionEvent(true)
 	}
 	if ev.Kind.Fault() {

@@ -87,15 +87,46 @@ func latchedDetail(d string) string {
 
 // latchFraud journals the acceptor's cheat attempt as latched (once) and raises it.
 func (c *core) latchFraud(detail string) {
-	if _, err := c.e.j.Latch(CondAcceptorFraud, detail); err != nil {
+	c.latch(CondAcceptorFraud, detail)
+	c.faults[acceptor.Fraud.String()] = true
+}
+
+// latch journals condition kind as latched (once) and raises it until a sign-off.
+func (c *core) latch(kind, detail string) {
+	if _, err := c.e.j.Latch(kind, detail); err != nil {
 		// The condition is raised anyway (it stops service); only its survival across a
 		// restart is lost, and the failed write stops service by itself.
-		c.journalFailedOp("latch fraud", err)
+		c.journalFailedOp("latch "+kind, err)
 	} else {
 		c.journalOK()
 	}
-	c.faults[acceptor.Fraud.String()] = true
-	c.e.cfg.Health.Set(CondAcceptorFraud, health.Critical, health.Engineer, health.StopsService, latchedDetail(detail))
+	c.e.cfg.Health.Set(kind, health.Critical, health.Engineer, health.StopsService, latchedDetail(detail))
+}
+
+// cassettePulled latches SignoffMidStack when the unit reports its cassette removed while a
+// note is between the stack decision and its credit (a stack intent open): someone had the
+// cassette out with a note on its way into it, so a person looks before service resumes.
+// The note itself is handled as any note whose fate is unknown (an uncertain item). A
+// cassette taken out for a cash collection or in maintenance is not this: no customer's
+// note travels then.
+func (c *core) cassettePulled(ev acceptor.Event) {
+	if c.coll != nil || c.maintenance {
+		return
+	}
+	intents, err := c.e.j.OpenIntents()
+	if err != nil {
+		c.journalFailedOp("read intents", err)
+		// Unknown whether a note was on its way: latch, a person looks either way.
+		c.latch(SignoffMidStack, ev.String()+" (open stack intents unreadable)")
+		return
+	}
+	if len(intents) == 0 {
+		return
+	}
+	in := intents[0]
+	c.e.log.Warn("cassette removed while a note was being stacked; latched until a technician signs it off",
+		"intent", in.ID, "note_minor", in.Note.ValueMinor)
+	c.latch(SignoffMidStack, fmt.Sprintf("%s while stacking %s (intent %d)", ev.String(), formatMinor(in.Note.ValueMinor, c.e.j.Currency()), in.ID))
 }
 
 // setLimits applies a set_limits command: checked like the configuration, journaled with its

@@ -152,3 +152,76 @@ func TestNoteTest(t *testing.T) {
 		}
 	})
 }
+
+// A cassette taken out while a note is between the stack decision and its credit latches
+// acceptor_cassette_pulled_mid_stack: the note becomes an uncertain item as any note whose
+// fate is unknown, and the kiosk stays out of service, the unit back to normal and a restart
+// included, until a technician signs it off. A cassette taken out with no note on its way,
+// or for a cash collection, latches nothing.
+func TestCassettePulledMidStackLatchesUntilSignoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		r := newRig(t, "", okAuthz())
+		r.start()
+		h := r.e.Handler()
+		r.startSession("nonceM001", false)
+		if d := h.Escrow(ctx, note(0x62)); d != acceptor.Stack {
+			t.Fatalf("escrow decision %v", d)
+		}
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Stacking})
+		h.Event(ctx, acceptor.Event{Kind: acceptor.CassetteRemoved})
+		r.waitState(OutOfService)
+		if !r.health.Has(SignoffMidStack) {
+			t.Fatalf("not raised: %+v", r.health.Active())
+		}
+		if u, _ := r.j.UncertainItems(); len(u) != 1 || u[0].ValueMinor != 5000 {
+			t.Fatalf("uncertain items %+v", u)
+		}
+		if l, _ := r.j.Latched(); len(l) != 1 || l[0].Kind != SignoffMidStack {
+			t.Fatalf("latched %+v", l)
+		}
+		h.Event(ctx, acceptor.Event{Kind: acceptor.CassetteReplaced})
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
+		synctest.Wait()
+		if st, _ := r.e.Status(ctx); st.State != OutOfService.String() {
+			t.Fatalf("the cassette back cleared the latch: %+v", st)
+		}
+		r.stop()
+
+		r = newRig(t, r.path, okAuthz())
+		r.start()
+		h = r.e.Handler()
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
+		r.waitState(OutOfService)
+		if !r.health.Has(SignoffMidStack) {
+			t.Fatalf("not raised after a restart: %+v", r.health.Active())
+		}
+		if err := r.e.SignOff(ctx, SignoffMidStack, "tech 9", "cassette counted and sealed"); err != nil {
+			t.Fatal(err)
+		}
+		r.waitState(Idle)
+		if l, _ := r.j.Latched(); len(l) != 0 {
+			t.Fatalf("still latched: %+v", l)
+		}
+
+		// No note on its way: the cassette's own fault only, cleared by its return.
+		h.Event(ctx, acceptor.Event{Kind: acceptor.CassetteRemoved})
+		r.waitState(OutOfService)
+		h.Event(ctx, acceptor.Event{Kind: acceptor.CassetteReplaced})
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
+		r.waitState(Idle)
+
+		// A collection's cassette out is a step of the procedure, not this condition.
+		r.do(Command{Kind: CmdCollectStart, Operator: "alice", CassetteID: "CAS-2"})
+		r.waitState(Maintenance)
+		h.Event(ctx, acceptor.Event{Kind: acceptor.CassetteRemoved})
+		synctest.Wait()
+		if r.health.Has(SignoffMidStack) {
+			t.Fatalf("latched by a collection: %+v", r.health.Active())
+		}
+		if l, _ := r.j.Latched(); len(l) != 0 {
+			t.Fatalf("latched by a collection: %+v", l)
+		}
+		r.stop()
+	})
+}

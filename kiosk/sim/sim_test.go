@@ -663,6 +663,10 @@ func (r *run) service() string {
 	if err := r.cur.e.SignOff(ctx, session.CondAcceptorFraud, "sim technician", "unit inspected after a cheat report"); err == nil {
 		what += "; fraud signed off"
 	}
+	// So does a cassette pulled while a note was on its way into it.
+	if err := r.cur.e.SignOff(ctx, session.SignoffMidStack, "sim technician", "cassette counted after a pull mid-stack"); err == nil {
+		what += "; mid-stack pull signed off"
+	}
 	return what
 }
 

@@ -38,13 +38,16 @@ func TestServiceMenuInChromium(t *testing.T) {
 	}
 	m := newMenu(t)
 	m.srv.Close()
+	// The collection runs on a real engine; the rest of the kiosk is the fake's.
+	k := newEngineKiosk(t)
+	k.Fake = m.fake
 	m.door.set(false)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := Handler(Config{Backend: m.fake, Credentials: m.creds, Audit: m.audit, Now: m.clk.now, Params: testParams,
-		DoorOpen: m.door.get, Port: ln.Addr().(*net.TCPAddr).Port})
+	h, err := Handler(Config{Backend: k, Credentials: m.creds, Audit: m.audit, Now: m.clk.now, Params: testParams,
+		DoorOpen: m.door.get, Port: ln.Addr().(*net.TCPAddr).Port, Denominations: []int64{1000, 5000, 10000}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +122,7 @@ func TestServiceMenuInChromium(t *testing.T) {
 	shows("logged in (zh)", "已登录：technician/1")
 	b.WaitEval("technician's actions", actions, func(s string) bool { return strings.Count(s, ",") == 12 && !strings.Contains(s, "set_pin") })
 	b.Eval(`document.getElementById("a-counters").click()`)
-	shows("counters (zh)", "120.00 元")
+	shows("counters (zh)", "350.00 元")
 	check("zh-CN-technician-counters", i18n.ZH)
 
 	// Sign-off: pick the condition, then the reason.
@@ -153,6 +156,51 @@ func TestServiceMenuInChromium(t *testing.T) {
 	b.Eval(`document.getElementById("a-status").click()`)
 	shows("status (en)", "K-FAKE")
 	check("en-collector-status", i18n.EN)
+
+	// The collector runs a cash collection to its end: start, cassette out, the count on the
+	// steppers, the shortage before finishing, the slip, the cassette back in.
+	click := func(id string) {
+		t.Helper()
+		b.WaitEval("button "+id, fmt.Sprintf(`String(!!document.getElementById(%q))`, id), func(s string) bool { return s == "true" })
+		b.Eval(fmt.Sprintf(`document.getElementById(%q).click()`, id))
+	}
+	toggle := func(want string) {
+		t.Helper()
+		b.Eval(`document.getElementById("lang").click()`)
+		b.WaitEval("language "+want, `document.documentElement.lang`, func(s string) bool { return s == want })
+	}
+	click("a-collection")
+	shows("no collection (en)", "No cash collection in progress.")
+	click("col-start")
+	shows("started (en)", "Step 1: take the cassette out.")
+	shows("expected (en)", "¥350.00")
+	check("en-collection-started", i18n.EN)
+	toggle("zh-CN")
+	shows("started (zh)", "第 1 步：请取出钱箱。")
+	check("zh-CN-collection-started", i18n.ZH)
+	click("col-cassette_out")
+	shows("cassette out (zh)", "第 2 步")
+	for _, id := range []string{"more-10000", "more-10000", "more-10000", "less-10000", "more-5000"} {
+		click(id)
+	}
+	b.WaitEval("counts on the steppers", `["n-1000","n-5000","n-10000"].map(i => document.getElementById(i).textContent).join(",")`,
+		func(s string) bool { return s == "0,1,2" })
+	check("zh-CN-collection-count", i18n.ZH)
+	click("col-count")
+	shows("shortage (zh)", "短款 100.00 元")
+	check("zh-CN-collection-shortage", i18n.ZH)
+	toggle("en")
+	shows("shortage (en)", "Shortage ¥100.00")
+	check("en-collection-counted", i18n.EN)
+	click("col-finish")
+	shows("slip (en)", "Slip printed")
+	check("en-collection-slip", i18n.EN)
+	if s := k.slips.get(); len(s) != 1 || s[0].Record.DifferenceMinor != -10000 || s[0].Record.Operator != "collector/1" {
+		t.Fatalf("slips %+v", s)
+	}
+	click("col-cassette_in")
+	shows("ended (en)", "Collection complete; the kiosk is back in service.")
+	check("en-collection-ended", i18n.EN)
 	b.Eval(`document.getElementById("logout").click()`)
 	view("login")
 
@@ -177,7 +225,7 @@ func TestServiceMenuInChromium(t *testing.T) {
 
 	audit := strings.Join(m.audit.lines(), "\n")
 	for _, want := range []string{"technician/1 login ok", "technician/1 counters ok", "technician/1 signoff ok", "technician/1 logout ok",
-		"collector/1 status ok", "admin/1 set_pin ok", "technician/3 login ok"} {
+		"collector/1 status ok", "collector/1 collection ok", "admin/1 set_pin ok", "technician/3 login ok"} {
 		if !strings.Contains(audit, want) {
 			t.Errorf("audit lacks %q:\n%s", want, audit)
 		}

@@ -22,6 +22,8 @@
 //	POST /api/login           {"role": R, "pin": "1234"}
 //	POST /api/logout
 //	POST /api/action?lang=L   {"action": A, ...}: the result in words and rows
+//	                          {"action": "collection", "step": S, "counts": [...]}: one step
+//	                          of a cash collection (collect.go), answered with its screen
 package svcmenu
 
 import (
@@ -67,13 +69,6 @@ type Backend interface {
 	SignOff(ctx context.Context, condition, who, why string) error
 }
 
-// CashCollector is the hook for cash collection: a Backend that also has it gets the
-// collection action. COLLECTION HOOK: the engine's collect_* commands are not in this tree
-// yet; until a backend implements Collect, the menu says collection is not available here.
-type CashCollector interface {
-	Collect(ctx context.Context, who string) (string, error)
-}
-
 // Auditor journals a service action (*journal.Journal).
 type Auditor interface {
 	AuditService(journal.ServiceActionEvent) error
@@ -101,6 +96,9 @@ type Config struct {
 	Now func() time.Time
 	// Token is the page's secret for state-changing calls; random per process when empty.
 	Token string
+	// Denominations are the note values the kiosk takes (minor units): the collection
+	// screen's count inputs.
+	Denominations []int64
 	// Params are the argon2id parameters of PINs set here (DefaultParams when zero).
 	Params Params
 }
@@ -308,6 +306,10 @@ type ActionRequest struct {
 	Condition string `json:"condition,omitempty"`
 	// Why is a sign-off's reason: one of SignoffReasons (the screen has no keyboard).
 	Why string `json:"why,omitempty"`
+	// Step and Counts are a cash collection's: the step to take (collectSteps; "" reads
+	// where the collection stands) and, for "count", the notes counted per denomination.
+	Step   string             `json:"step,omitempty"`
+	Counts []journal.NoteLine `json:"counts,omitempty"`
 	// Role, Slot and PIN are set_pin's.
 	Role string `json:"role,omitempty"`
 	Slot int    `json:"slot,omitempty"`
@@ -321,6 +323,8 @@ type Result struct {
 	Message string      `json:"message"`
 	Rows    [][2]string `json:"rows,omitempty"`
 	Choices []string    `json:"choices,omitempty"`
+	// Collection is the cash collection screen's state (the collection action).
+	Collection *CollectionView `json:"collection,omitempty"`
 }
 
 func (s *server) action(w http.ResponseWriter, r *http.Request) {
@@ -413,16 +417,7 @@ func (s *server) run(ctx context.Context, lang i18n.Lang, who string, req Action
 			[2]string{i18n.T(lang, KeyValue), i18n.FormatAmount(lang, c.ValueMinor, c.Currency)})
 		return done, "", nil
 	case "collection":
-		col, ok := b.(CashCollector)
-		if !ok {
-			return Result{Message: i18n.T(lang, KeyCollectionNA)}, "not available", nil
-		}
-		msg, err := col.Collect(ctx, who)
-		if err != nil {
-			return Result{}, "", err
-		}
-		done.Rows = [][2]string{{i18n.T(lang, KeyCollection), msg}}
-		return done, msg, nil
+		return s.collect(ctx, lang, who, req)
 	case "selftest_printer":
 		pt, err := b.PrinterSelfTest(ctx)
 		if err != nil {

@@ -46,7 +46,8 @@ func texts(lang i18n.Lang) Texts {
 	out := Texts{Lang: string(lang), Texts: map[string]string{}}
 	for _, k := range i18n.ServiceKeys {
 		out.Texts[string(k)] = i18n.T(lang, k, i18n.String(i18n.PSeconds, "{seconds}"), i18n.String(PWho, "{who}"),
-			i18n.String(PReason, "{reason}"), i18n.String(i18n.PReceiptNo, "{receipt_no}"))
+			i18n.String(PReason, "{reason}"), i18n.String(i18n.PReceiptNo, "{receipt_no}"),
+			i18n.String(i18n.PAmount, "{amount}"))
 	}
 	return out
 }

@@ -24,6 +24,8 @@
     document.title = t("svc.title");
     if (state) render(state);
     if (pad) $("pad-title").textContent = t(pad.title);
+    // The figures are in the language they were asked in: ask again.
+    if (collection && login) collectStep("");
   }
 
   function post(path, body) {
@@ -91,6 +93,7 @@
     if (app.dataset.view !== view) {
       if (view !== "menu") {
         $("choices").hidden = true;
+        hideCollection();
         rows([]);
       }
       if (view === "entry") hidePad();
@@ -174,9 +177,102 @@
     }, () => { busy = false; });
   }
 
+  // The cash collection screen: the server's answer says the step, the figures (rows) and
+  // the steps open now; the counts are entered per denomination with steppers, or on the pad
+  // by tapping the count.
+  let counts = {}; // value_minor -> count entered
+  let collection = null;
+
+  function collectStep(step, extra) {
+    const body = Object.assign({ action: "collection", step }, extra || {});
+    const p = act(body);
+    if (!p) return Promise.resolve();
+    return p.then((r) => {
+      if (!r) return;
+      if (r.body.collection) showCollection(r.body.collection);
+    });
+  }
+
+  function showCollection(c) {
+    collection = c;
+    $("collect").hidden = false;
+    if (!c.can_count) counts = {};
+    const tb = $("col-lines").tBodies[0];
+    tb.replaceChildren();
+    if (c.can_count) {
+      for (const l of c.lines || []) {
+        if (!(l.value_minor in counts)) counts[l.value_minor] = l.counted || 0;
+        const tr = document.createElement("tr");
+        const name = document.createElement("td");
+        name.textContent = l.label;
+        const exp = document.createElement("td");
+        exp.textContent = t("svc.col.expected_notes") + " " + l.expected;
+        const ctl = document.createElement("td");
+        ctl.className = "stepper";
+        const less = document.createElement("button");
+        less.type = "button";
+        less.id = "less-" + l.value_minor;
+        less.textContent = "−";
+        less.setAttribute("aria-label", t("svc.col.less") + " " + l.label);
+        const n = document.createElement("button");
+        n.type = "button";
+        n.id = "n-" + l.value_minor;
+        n.className = "count";
+        // The accessible name starts with the number on the button (what a voice user reads).
+        const show = () => {
+          n.textContent = String(counts[l.value_minor]);
+          n.setAttribute("aria-label", n.textContent + " " + t("svc.col.note_count") + " " + l.label);
+        };
+        show();
+        const more = document.createElement("button");
+        more.type = "button";
+        more.id = "more-" + l.value_minor;
+        more.textContent = "+";
+        more.setAttribute("aria-label", t("svc.col.more") + " " + l.label);
+        const set = (v) => { counts[l.value_minor] = Math.max(0, Math.min(100000, v || 0)); show(); };
+        less.addEventListener("click", () => set(counts[l.value_minor] - 1));
+        more.addEventListener("click", () => set(counts[l.value_minor] + 1));
+        n.addEventListener("click", () => {
+          showPad({ title: "svc.col.note_count", secret: false, max: 6, done: (v) => { hidePad(); set(Number(v)); } });
+        });
+        ctl.append(less, n, more);
+        tr.append(name, exp, ctl);
+        tb.appendChild(tr);
+      }
+    }
+    const box = $("col-buttons");
+    box.replaceChildren();
+    for (const step of c.next || []) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.id = "col-" + step;
+      b.textContent = t("svc.col." + step);
+      if (step !== "abort") b.className = "primary";
+      b.addEventListener("click", () => {
+        if (step === "count") {
+          collectStep(step, { counts: Object.keys(counts).map((v) => ({ value_minor: Number(v), count: counts[v] })) });
+        } else {
+          collectStep(step);
+        }
+      });
+      box.appendChild(b);
+    }
+  }
+
+  function hideCollection() {
+    collection = null;
+    counts = {};
+    $("collect").hidden = true;
+  }
+
   function start(a) {
     hidePad();
+    hideCollection();
     $("choices").hidden = true;
+    if (a === "collection") {
+      collectStep("");
+      return;
+    }
     if (a === "reprint") {
       showPad({ title: "svc.receipt_prompt", secret: false, max: 10, done: (v) => { hidePad(); act({ action: "reprint", receipt_no: Number(v) }); } });
       return;
