@@ -158,8 +158,10 @@
     } });
   }
 
+  // act always returns a promise (of undefined when a request is already running), so a
+  // caller's .then never meets undefined.
   function act(body) {
-    if (busy) return;
+    if (busy) return Promise.resolve();
     busy = true;
     say(t("svc.working"), false);
     return post("/api/action", body).then((r) => {
