@@ -28,6 +28,7 @@ import (
 	"github.com/kioskd/kioskd/kiosk/config"
 	"github.com/kioskd/kioskd/kiosk/daemon"
 	"github.com/kioskd/kioskd/kiosk/session"
+	"github.com/kioskd/kioskd/kiosk/svcmenu"
 	"github.com/kioskd/kioskd/sync/broker"
 	"github.com/kioskd/kioskd/sync/ledger"
 	"github.com/kioskd/kioskd/sync/mqttc"
@@ -48,6 +49,7 @@ func run() error {
 	flag.StringVar(&o.simHTTP, "sim", "127.0.0.1:8070", "simulator control panel address")
 	flag.StringVar(&o.ledgerHTTP, "ledger", "127.0.0.1:8090", "ledger fleet view address")
 	flag.StringVar(&o.fleetHTTP, "fleet", "127.0.0.1:8060", "operations console (fleetd) address")
+	flag.StringVar(&o.menuHTTP, "menu", "127.0.0.1:8095", "technicians' service menu address (\"\" turns it off)")
 	flag.StringVar(&o.mqttAddr, "mqtt", "127.0.0.1:0", "embedded MQTT broker address")
 	flag.StringVar(&o.proto, "acceptor", "id003", "bill acceptor protocol to simulate: "+strings.Join(simrig.ProtocolNames(), ", "))
 	verbose := flag.Bool("v", false, "log at debug level")
@@ -75,22 +77,27 @@ screen. The receipt appears in the simulator's printer panel; the balance in the
 switch and signs off a cheat attempt as a technician. Ctrl-C stops everything.
 
 Technician's view of the running kiosk:  go run ./cmd/kioskctl status -socket %s
-(also devices, conditions, counters, outbox, uncertain, receipt N, reprint N, maintenance on|off)
-
-`, o.state, r.kioskAddr, r.simURL, r.ledgerAddr, r.fleetURL, r.operator, r.secret, r.ledgerAddr, r.socket)
+(also devices, conditions, counters, outbox, uncertain, receipt N, reprint N, maintenance on|off,
+selftest, signoff, collect)
+%s
+`, o.state, r.kioskAddr, r.simURL, r.ledgerAddr, r.fleetURL, r.operator, r.secret, r.ledgerAddr, r.socket, menuLine(o.menuHTTP))
 	})
 }
 
 // options are the demo's flags.
 type options struct {
-	state, kioskHTTP, simHTTP, ledgerHTTP, fleetHTTP, mqttAddr, proto string
-	log                                                               *slog.Logger
+	state, kioskHTTP, simHTTP, ledgerHTTP, fleetHTTP, menuHTTP, mqttAddr, proto string
+	log                                                                         *slog.Logger
 }
 
 // ready is what the demo tells its user once everything runs.
 type ready struct {
 	kioskAddr, simURL, ledgerAddr, fleetURL, operator, secret, socket, kioskID string
 }
+
+// demoPINs are the demo's service menu PINs by role (a real kiosk gets hashes only, from
+// kioskctl pin-hash or set_credentials).
+var demoPINs = map[string]string{"collector": "1111", "technician": "2222", "admin": "3333"}
 
 // demoKioskID is the demo kiosk's id.
 const demoKioskID = "DEMO-0001"
@@ -186,6 +193,19 @@ func serve(ctx context.Context, o options, onReady func(ready)) error {
 	// kioskctl works against the demo without root.
 	sock, _ := filepath.Abs(filepath.Join(o.state, "kioskd.sock"))
 	cfg.Control = config.Control{Socket: sock, Group: ""}
+	if o.menuHTTP != "" {
+		// The service menu with the demo's PINs (printed at start); the gesture (a long press
+		// on the customer screen's title) opens it without the simulator's cabinet door.
+		hashes := map[string]string{}
+		for role, pin := range demoPINs {
+			h, err := svcmenu.HashPIN(pin, svcmenu.DefaultParams)
+			if err != nil {
+				return err
+			}
+			hashes[role] = h
+		}
+		cfg.ServiceMenu = config.ServiceMenu{Listen: o.menuHTTP, Gesture: true, PINHashes: hashes}
+	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("demo config: %w", err)
 	}
@@ -263,4 +283,13 @@ func demoKey(path string) (ed25519.PrivateKey, error) {
 		return nil, err
 	}
 	return priv, nil
+}
+
+// menuLine tells where the service menu is and the demo's PINs.
+func menuLine(addr string) string {
+	if addr == "" {
+		return ""
+	}
+	return fmt.Sprintf("Service menu (open the cabinet door in the simulator, or long-press the title of the\ncustomer screen): http://%s/  PINs: collector %s, technician %s, admin %s\n",
+		addr, demoPINs["collector"], demoPINs["technician"], demoPINs["admin"])
 }
