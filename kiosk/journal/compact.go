@@ -11,7 +11,9 @@ import (
 // Getting the hot file small again.
 //
 // bbolt never shrinks its file: pages freed by Archive go to the freelist and are reused by
-// later commits, but the file keeps its high-water size. When at least
+// later commits, but the file keeps its high-water size. That high water is about the live
+// data plus one archive run's freed pages (the append-only buckets are written at full pages,
+// journal.go), so a kiosk that archives regularly does not need this to stay small. When at least
 // Options.CompactFreeFraction of the file is free (default 0.5, after a large archive run),
 // Open rewrites it: bbolt's Compact copies every bucket (keys, values and sequence counters)
 // into <journal>.compact, which is fsynced and atomically renamed over the journal, and the

@@ -170,7 +170,11 @@
 // the first event; the full check runs in the background (VerifyFull) and catches an edit of
 // history before the checkpoint (checkpoint.go). Settled history older than a configured age
 // moves to gzip segments next to the file, chained to the hot file by an anchor, and the hot
-// file is compacted at open when mostly free (archive.go, compact.go). Used QR nonces are
+// file is compacted at open when mostly free (archive.go, compact.go). A running kiosk is
+// never restarted for that: the append-only buckets (events and the session, top-up and
+// receipt views, whose keys only grow) fill their pages, and the pages an archive run frees
+// are reused by the commits that follow, so the running file stays within about twice its
+// compacted size (TestHotFileStaysNearItsCompactedSize). Used QR nonces are
 // kept by their code's expiry against a journal-anchored monotonic time (MonoNow: set only by
 // the ledger's signed time or a synchronised clock, advanced by the monotonic clock), which no
 // wall-clock jump moves (nonce.go).
