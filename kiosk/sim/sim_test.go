@@ -1176,13 +1176,15 @@ func shortTrace(tr []string) []string {
 	return tr[:last]
 }
 
-func protoList(list string) []string {
+func protoList(list string, gated bool) []string {
 	var out []string
 	for _, p := range strings.Split(list, ",") {
-		if p = strings.TrimSpace(p); p == "pulse" && !*flagKnownBugs {
-			// Known bug (the blocked pulse seed in testdata/seeds.txt): a pulse unit's note
-			// can end up in the cassette neither credited nor an uncertain item, also with
-			// no power cut. Until it is fixed, pulse runs only with -sim.knownbugs; then it
+		if p = strings.TrimSpace(p); p == "pulse" && gated && !*flagKnownBugs {
+			// Known bugs (the blocked pulse seeds in testdata/seeds.txt): a pulse unit's
+			// note can end up in the cassette neither credited nor an uncertain item when a
+			// power cut takes the journal's last commit (its pulse records) or when a storage
+			// fault keeps its pulses out of the journal and the host is then restarted.
+			// Until they are fixed, a campaign picks pulse only with -sim.knownbugs; then it
 			// joins the default -sim.protocols.
 			continue
 		} else if p != "" {
@@ -1193,11 +1195,12 @@ func protoList(list string) []string {
 }
 
 // runSeed runs one seed; protos is the list of acceptor configurations it picks from
-// (-sim.protocols, or a fixed seed's own).
-func runSeed(t *testing.T, worker int, seed uint64, protos string) *result {
+// (-sim.protocols, or a fixed seed's own). A seed's own list is not gated: a fixed seed
+// that is not blocked guards a fix, whatever the campaign leaves out.
+func runSeed(t *testing.T, worker int, seed uint64, protos string, gated bool) *result {
 	var res *result
 	synctest.Test(t, func(t *testing.T) {
-		res = simulate(t, worker, seed, *flagSteps, protoList(protos))
+		res = simulate(t, worker, seed, *flagSteps, protoList(protos, gated))
 	})
 	return res
 }
@@ -1232,7 +1235,7 @@ func TestSim(t *testing.T) {
 				if done {
 					return
 				}
-				res := runSeed(t, w, seed+i, *flagProtos)
+				res := runSeed(t, w, seed+i, *flagProtos, true)
 				mu.Lock()
 				s.add(t, res)
 				mu.Unlock()
@@ -1272,14 +1275,15 @@ func TestSimFixedSeeds(t *testing.T) {
 		}
 		// A seed found with another -sim.protocols carries that list after it.
 		seedText, protos, _ := strings.Cut(line, " ")
+		gated := false
 		if protos = strings.TrimSpace(protos); protos == "" {
-			protos = *flagProtos
+			protos, gated = *flagProtos, true
 		}
 		seed, err := strconv.ParseUint(seedText, 10, 64)
 		if err != nil {
 			t.Fatalf("testdata/seeds.txt: %q: %v", line, err)
 		}
-		s.add(t, runSeed(t, 0, seed, protos))
+		s.add(t, runSeed(t, 0, seed, protos, gated))
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
