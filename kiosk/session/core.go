@@ -51,6 +51,9 @@ type core struct {
 	// been seen to finish (journal.NoteCompleted not yet recorded for it). It starts set: the
 	// previous run may have died between a credit and its completion.
 	creditUnfinished bool
+	// pulsed is set once this run journaled a pulse: until then an open pulse train in the
+	// journal is the previous run's (see pulse).
+	pulsed bool
 	// creditRefused is set while the last credit report could not be journaled (and so was
 	// not acknowledged): the unit will report it again.
 	creditRefused bool

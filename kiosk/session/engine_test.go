@@ -757,3 +757,65 @@ func TestAckDuringRecoveryShowsCredited(t *testing.T) {
 // trustClock is the test engines' clock rule: the bubble's clock (year 2000) is good. The
 // tests of the untrusted clock set their own.
 func trustClock(time.Time) bool { return true }
+
+// TestPulseTrainOfThePreviousRunSurvivesTheFirstPulse: a host died after journaling a
+// whole train and before its credit committed; the next run's first pulse (a note already
+// in transit when the host died, pulsed while the engine is still recovering) must not
+// overwrite that open train: it becomes an uncertain item first, and the new note is
+// recorded as well (sim seed 800097).
+func TestPulseTrainOfThePreviousRunSurvivesTheFirstPulse(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "j.db")
+		j, err := journal.Open(path, journal.Options{KioskID: "K1", Currency: "CNY"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for c := 1; c <= 5; c++ {
+			if err := j.RecordPulse(2, c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		j.Close() // crash at the credit of train 2
+
+		j, err = journal.Open(path, journal.Options{KioskID: "K1", Currency: "CNY"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pulseDenoms := acceptor.Denominations{1: {Code: 1, ValueMinor: 1000, Currency: "CNY"}, 5: {Code: 5, ValueMinor: 5000, Currency: "CNY"}}
+		r := &rig{t: t, j: j, unit: &fakeUnit{}, printer: &fakePrinter{}, health: health.New("b1", nil)}
+		r.e, err = New(Config{ClockTrusted: trustClock, Journal: j, Acceptor: r.unit, Denominations: pulseDenoms, Printer: r.printer, Health: r.health,
+			WalletKeys: walletKeys, Escrowless: true, Authorizer: &fakeAuthz{resp: wire.AuthzResponse{ReqID: "x", Status: wire.AuthzOK, RemainingMinor: 12000}},
+			Limits: Limits{SessionMax: 50000, OfflineSessionMax: 20000, OfflineTotalMax: 30000},
+			Timing: Timing{RecoveryTimeout: 5 * time.Second, AckWait: time.Second}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.health.Listen(func(health.Condition) { r.e.HealthChanged() })
+		r.start()
+		defer r.stop()
+		h := r.e.Handler()
+		pr := h.(acceptor.PulseRecorder)
+		ctx := context.Background()
+		// The new driver's first train, while the engine still recovers.
+		if err := pr.Pulse(ctx, 1, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Credited(ctx, pulseDenoms.Lookup(1)); err != nil {
+			t.Fatal(err)
+		}
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
+		r.waitState(Idle)
+		items, err := r.j.UncertainItems()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// No session is open: the new note is an uncertain item of its own, with its value.
+		if len(items) != 2 || !strings.Contains(items[0].Reason, "5 pulse(s) journaled in train 2") || items[0].ValueMinor != 0 ||
+			items[1].ValueMinor != 1000 {
+			t.Fatalf("uncertain items %+v, want the previous run's train of 5 pulses, then the new 1000 note", items)
+		}
+		if _, open, _ := r.j.OpenPulseTrain(); open {
+			t.Fatal("a pulse train is still open")
+		}
+	})
+}

@@ -216,10 +216,31 @@ func (c *core) credit(n acceptor.Note) error {
 func (c *core) pulse(train uint64, count int) error {
 	c.unit, c.unitSettled = acceptor.Accepting, false
 	c.lastActivity = c.now()
+	if !c.pulsed {
+		// A train the previous run journaled and never credited is still open: this run's
+		// first pulse would overwrite it (the journal keeps one open train, and train numbers
+		// start again with each driver run), and the note it stands for would vanish before
+		// recovery looks for it. The previous run can no longer credit it, so it becomes an
+		// uncertain item now, before the new pulse is recorded.
+		pt, open, err := c.e.j.OpenPulseTrain()
+		if err != nil {
+			c.journalFailedOp("pulse", err)
+			return err
+		}
+		if open {
+			if err := c.e.j.PulseUncertain(pt.SessionID, "pulse train interrupted by a restart"); err != nil {
+				c.journalFailedOp("uncertain pulse train", err)
+				return err
+			}
+			c.e.cfg.Health.Event("uncertain_item", health.Critical, health.Staff, "a pulse train was cut short by a restart; settle at cash collection")
+			c.refreshSession()
+		}
+	}
 	if err := c.e.j.RecordPulse(train, count); err != nil {
 		c.journalFailedOp("pulse", err)
 		return err
 	}
+	c.pulsed = true
 	c.journalOK()
 	return nil
 }

@@ -624,7 +624,11 @@ func (r *run) act(n int, faults bool) error {
 				code = c
 			}
 		}
-		desc = fmt.Sprintf("insert %d: %v", v, r.unit.Insert(code))
+		ierr, err := r.insert(n, code)
+		if err != nil {
+			return err
+		}
+		desc = fmt.Sprintf("insert %d: %v", v, ierr)
 	case st == session.Accepting.String() && pick < 85:
 		desc = fmt.Sprintf("finish: %v", e.Finish())
 	case st == session.Accepting.String() && pick < 90:
@@ -765,6 +769,45 @@ func (r *run) fault(n, pick int) error {
 	return nil
 }
 
+// crashed reaps a host that died at its armed crash point and boots the next one.
+func (r *run) crashed(n int, during string) error {
+	r.res.crashes++
+	pc := r.rng.IntN(4) == 0
+	r.step(fmt.Sprintf("%d. CRASHED at %s (power cut %v)%s", n, r.cur.crashAt, pc, during))
+	if err := r.cur.reap(); err != nil {
+		return err
+	}
+	return r.restart(pc)
+}
+
+// insert feeds a note to the unit and returns what the unit said (ierr); err is a violation
+// (the kiosk did not come back). A pulse unit's Insert returns only when the note's whole
+// train is out (a second or more), and a host can die meanwhile (crash points in the
+// credit of the note before, whose train ended just before this one's transit). The host is
+// then restarted at once, as the supervisor does for every other crash, while the unit
+// goes on pulsing: waiting for Insert first would keep every host down for the whole train,
+// whose pulses then reach no process at all. Such a train is lost on a real line too (a
+// line nobody holds queues no edges for the next process), so that wait made the run demand
+// a count no host could make (seed 800103).
+func (r *run) insert(n, code int) (ierr, err error) {
+	if r.res.proto != "pulse" {
+		// A serial unit's Insert only hands the note to the emulator.
+		return r.unit.Insert(code), nil
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.unit.Insert(code) }()
+	select {
+	case ierr = <-done:
+		return ierr, nil
+	case <-r.cur.crashed:
+	}
+	if err := r.crashed(n, " during the train of the note being inserted"); err != nil {
+		<-done
+		return nil, err
+	}
+	return <-done, nil
+}
+
 // settle lets the kiosk work for a moment and performs a crash its engine reached.
 func (r *run) settle(n int) error {
 	d := time.Duration(100+r.rng.IntN(900)) * time.Millisecond
@@ -775,13 +818,7 @@ func (r *run) settle(n int) error {
 	case <-r.cur.crashed:
 	}
 	if r.cur.dead.Load() {
-		r.res.crashes++
-		pc := r.rng.IntN(4) == 0
-		r.step(fmt.Sprintf("%d. CRASHED at %s (power cut %v)", n, r.cur.crashAt, pc))
-		if err := r.cur.reap(); err != nil {
-			return err
-		}
-		return r.restart(pc)
+		return r.crashed(n, "")
 	}
 	if r.storageBroken && r.rng.IntN(3) == 0 {
 		// The supervisor restarts a daemon whose storage failed.
@@ -1143,13 +1180,15 @@ func shortTrace(tr []string) []string {
 	return tr[:last]
 }
 
-func protoList(list string) []string {
+func protoList(list string, gated bool) []string {
 	var out []string
 	for _, p := range strings.Split(list, ",") {
-		if p = strings.TrimSpace(p); p == "pulse" && !*flagKnownBugs {
-			// Known bug (the blocked pulse seed in testdata/seeds.txt): a pulse unit's note
-			// can end up in the cassette neither credited nor an uncertain item, also with
-			// no power cut. Until it is fixed, pulse runs only with -sim.knownbugs; then it
+		if p = strings.TrimSpace(p); p == "pulse" && gated && !*flagKnownBugs {
+			// Known bugs (the blocked pulse seeds in testdata/seeds.txt): a pulse unit's
+			// note can end up in the cassette neither credited nor an uncertain item when a
+			// power cut takes the journal's last commit (its pulse records) or when a storage
+			// fault keeps its pulses out of the journal and the host is then restarted.
+			// Until they are fixed, a campaign picks pulse only with -sim.knownbugs; then it
 			// joins the default -sim.protocols.
 			continue
 		} else if p != "" {
@@ -1160,11 +1199,12 @@ func protoList(list string) []string {
 }
 
 // runSeed runs one seed; protos is the list of acceptor configurations it picks from
-// (-sim.protocols, or a fixed seed's own).
-func runSeed(t *testing.T, worker int, seed uint64, protos string) *result {
+// (-sim.protocols, or a fixed seed's own). A seed's own list is not gated: a fixed seed
+// that is not blocked guards a fix, whatever the campaign leaves out.
+func runSeed(t *testing.T, worker int, seed uint64, protos string, gated bool) *result {
 	var res *result
 	synctest.Test(t, func(t *testing.T) {
-		res = simulate(t, worker, seed, *flagSteps, protoList(protos))
+		res = simulate(t, worker, seed, *flagSteps, protoList(protos, gated))
 	})
 	return res
 }
@@ -1199,7 +1239,7 @@ func TestSim(t *testing.T) {
 				if done {
 					return
 				}
-				res := runSeed(t, w, seed+i, *flagProtos)
+				res := runSeed(t, w, seed+i, *flagProtos, true)
 				mu.Lock()
 				s.add(t, res)
 				mu.Unlock()
@@ -1239,14 +1279,15 @@ func TestSimFixedSeeds(t *testing.T) {
 		}
 		// A seed found with another -sim.protocols carries that list after it.
 		seedText, protos, _ := strings.Cut(line, " ")
+		gated := false
 		if protos = strings.TrimSpace(protos); protos == "" {
-			protos = *flagProtos
+			protos, gated = *flagProtos, true
 		}
 		seed, err := strconv.ParseUint(seedText, 10, 64)
 		if err != nil {
 			t.Fatalf("testdata/seeds.txt: %q: %v", line, err)
 		}
-		s.add(t, runSeed(t, 0, seed, protos))
+		s.add(t, runSeed(t, 0, seed, protos, gated))
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
