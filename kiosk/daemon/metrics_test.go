@@ -254,3 +254,33 @@ func TestMetricsTextfile(t *testing.T) {
 		}
 	})
 }
+
+// TestMetricsSafeMode: a kiosk whose journal fails its check still serves /metrics, saying it
+// is out of service, why (journal_corrupt, for an engineer), and the size of the bad file.
+func TestMetricsSafeMode(t *testing.T) {
+	k := newKit(t)
+	k.cfg.Metrics.Listen = "127.0.0.1:0"
+	if err := os.MkdirAll(filepath.Dir(k.cfg.Journal.Path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Repeat("not a journal ", 600)
+	if err := os.WriteFile(k.cfg.Journal.Path, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k.accDev.plug()
+	r := k.start()
+	if r.s.SafeMode() == nil {
+		t.Fatal("not in safe mode")
+	}
+	fams := scrape(t, r.s.MetricsAddr())
+	wantMetric(t, fams, 1, "kioskd_state", "state", "out_of_service")
+	wantMetric(t, fams, 0, "kioskd_state", "state", "online")
+	wantMetric(t, fams, 1, "kioskd_condition_active", "actor", "engineer", "kind", "journal_corrupt")
+	wantMetric(t, fams, float64(len(bad)), "kioskd_journal_size_bytes")
+	if _, ok := fams["kioskd_cassette_notes"]; ok {
+		t.Error("a cassette count without a journal to read it from")
+	}
+	if _, err := r.stop(t); err != nil {
+		t.Fatalf("Run after stop: %v", err)
+	}
+}
