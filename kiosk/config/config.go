@@ -84,7 +84,9 @@ type Config struct {
 	Control  Control  `json:"control"`
 	// ServiceMenu is the technicians' menu on the kiosk's own screen.
 	ServiceMenu ServiceMenu `json:"service_menu"`
-	Log         Log         `json:"log"`
+	// Metrics is the Prometheus view of the kiosk (off unless configured).
+	Metrics Metrics `json:"metrics"`
+	Log     Log     `json:"log"`
 }
 
 // Kiosk identifies the machine.
@@ -291,6 +293,21 @@ type ServiceMenu struct {
 	PINHashes map[string]string `json:"pin_hashes"`
 }
 
+// Metrics configures the kiosk's Prometheus metrics: an HTTP /metrics endpoint, a
+// node_exporter textfile, both or neither.
+type Metrics struct {
+	// Listen is the /metrics address ("127.0.0.1:9101"); "" turns the endpoint off.
+	Listen string `json:"listen"`
+	// AllowRemote permits a listen address other than loopback. The metrics carry no
+	// money or account, but the port has no authentication: scrape through a tunnel or
+	// the node_exporter textfile unless the network in front of the kiosk is trusted.
+	AllowRemote bool `json:"allow_remote"`
+	// Textfile is a node_exporter textfile collector file ("/var/lib/node_exporter/textfile/kioskd.prom");
+	// "" writes none. It is rewritten atomically every TextfileEvery.
+	Textfile      string   `json:"textfile"`
+	TextfileEvery Duration `json:"textfile_every"`
+}
+
 // Log configures logging.
 type Log struct {
 	Level string `json:"level"`
@@ -312,6 +329,7 @@ func Default() Config {
 		MQTT:    MQTT{Heartbeat: Duration(30 * time.Second), MaxInFlight: 4, RetryMin: Duration(time.Second), RetryMax: Duration(5 * time.Minute)},
 		HTTP:    HTTP{Listen: "127.0.0.1:8080"},
 		Control: Control{Socket: "/run/kioskd/kioskd.sock", Group: "kioskd"},
+		Metrics: Metrics{TextfileEvery: Duration(15 * time.Second)},
 		Log:     Log{Level: "info"},
 	}
 }
@@ -472,6 +490,30 @@ func checkListen(h HTTP, bad func(key, format string, a ...any)) {
 	bad("http.listen", "%q is reachable from the network, and the customer screen and local API have no authentication: listen on 127.0.0.1 (another address is allowed only with \"http.allow_remote\": true)", h.Listen)
 }
 
+// checkMetrics checks the metrics keys: a loopback listen address unless the file opts out
+// explicitly (like http.listen), and a textfile that node_exporter reads (*.prom, absolute).
+func checkMetrics(m Metrics, bad func(key, format string, a ...any)) {
+	if m.Listen != "" {
+		host, port, err := net.SplitHostPort(m.Listen)
+		switch {
+		case err != nil || port == "":
+			bad("metrics.listen", "must be host:port like \"127.0.0.1:9101\", got %q", m.Listen)
+		case m.AllowRemote:
+		case host == "localhost" || net.ParseIP(host) != nil && net.ParseIP(host).IsLoopback():
+		default:
+			bad("metrics.listen", "%q is reachable from the network and /metrics has no authentication: listen on 127.0.0.1 (another address is allowed only with \"metrics.allow_remote\": true)", m.Listen)
+		}
+	}
+	if m.Textfile != "" {
+		if !filepath.IsAbs(m.Textfile) || !strings.HasSuffix(m.Textfile, ".prom") {
+			bad("metrics.textfile", "must be an absolute path ending in .prom (node_exporter reads only those), got %q", m.Textfile)
+		}
+		if d := m.TextfileEvery.D(); d < time.Second || d > time.Hour {
+			bad("metrics.textfile_every", "must be between 1s and 1h, got %s", d)
+		}
+	}
+}
+
 // Validate checks values that decoding cannot.
 func (c *Config) Validate() error {
 	var errs []error
@@ -612,6 +654,7 @@ func (c *Config) Validate() error {
 			bad("service_menu.listen", "must be a loopback address like \"127.0.0.1:8091\" (the menu is for the kiosk's own screen), got %q", l)
 		}
 	}
+	checkMetrics(c.Metrics, bad)
 	for k, h := range c.ServiceMenu.PINHashes {
 		if !strings.HasPrefix(h, "$argon2id$") && !strings.HasPrefix(h, "$2") {
 			bad("service_menu.pin_hashes."+k, "must be an argon2id or bcrypt hash (never a PIN)")

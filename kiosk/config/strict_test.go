@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // fixedKey is a syntactically valid Ed25519 public key (32 bytes) for documents that must
@@ -103,6 +104,13 @@ func TestRefused(t *testing.T) {
 		{"screen on a LAN address", []edit{{`"127.0.0.1:8080"`, `"192.168.1.20:8080"`}}, []string{`key "http.listen"`}},
 		{"screen on a host name", []edit{{`"127.0.0.1:8080"`, `"kiosk.local:8080"`}}, []string{`key "http.listen"`}},
 		{"listen without port", []edit{{`"127.0.0.1:8080"`, `"127.0.0.1"`}}, []string{`key "http.listen"`, "host:port"}},
+		{"metrics on all interfaces", []edit{{`"127.0.0.1:9101"`, `"0.0.0.0:9101"`}}, []string{`key "metrics.listen"`, "metrics.allow_remote"}},
+		{"metrics on an empty host", []edit{{`"127.0.0.1:9101"`, `":9101"`}}, []string{`key "metrics.listen"`, "metrics.allow_remote"}},
+		{"metrics on a LAN address", []edit{{`"127.0.0.1:9101"`, `"10.1.2.3:9101"`}}, []string{`key "metrics.listen"`}},
+		{"metrics listen without port", []edit{{`"127.0.0.1:9101"`, `"127.0.0.1"`}}, []string{`key "metrics.listen"`, "host:port"}},
+		{"metrics textfile relative", []edit{{`"textfile": ""`, `"textfile": "kioskd.prom"`}}, []string{`key "metrics.textfile"`, "absolute"}},
+		{"metrics textfile not .prom", []edit{{`"textfile": ""`, `"textfile": "/var/lib/node_exporter/kioskd.txt"`}}, []string{`key "metrics.textfile"`, ".prom"}},
+		{"metrics textfile too often", []edit{{`"textfile": "", "textfile_every": "15s"`, `"textfile": "/var/lib/node_exporter/kioskd.prom", "textfile_every": "10ms"`}}, []string{`key "metrics.textfile_every"`}},
 
 		// Types.
 		{"duration as a number", []edit{{`"idle_timeout": "60s"`, `"idle_timeout": 60`}}, []string{`key "session.idle_timeout"`, "duration"}},
@@ -168,6 +176,11 @@ func TestAccepted(t *testing.T) {
 		{"screen on localhost", []edit{{`"127.0.0.1:8080"`, `"localhost:8080"`}}, nil},
 		{"screen on IPv6 loopback", []edit{{`"127.0.0.1:8080"`, `"[::1]:8080"`}}, nil},
 		{"screen on the network with the opt-in", []edit{{`"listen": "127.0.0.1:8080"`, `"listen": "0.0.0.0:8080", "allow_remote": true`}}, func(c Config) bool { return c.HTTP.AllowRemote }},
+		{"metrics on the network with the opt-in", []edit{{`"listen": "127.0.0.1:9101", "allow_remote": false`, `"listen": "0.0.0.0:9101", "allow_remote": true`}}, func(c Config) bool { return c.Metrics.AllowRemote }},
+		{"metrics off", []edit{{`"listen": "127.0.0.1:9101"`, `"listen": ""`}}, func(c Config) bool { return c.Metrics.Listen == "" }},
+		{"metrics textfile", []edit{{`"textfile": ""`, `"textfile": "/var/lib/node_exporter/textfile/kioskd.prom"`}}, func(c Config) bool {
+			return c.Metrics.Textfile != "" && c.Metrics.TextfileEvery.D() == 15*time.Second
+		}},
 		{"null list", []edit{{`"log": { "level": "info" }`, `"log": { "level": "info" }, "sensors": null`}}, func(c Config) bool { return c.Sensors == nil }},
 		{"no broker", []edit{{`"broker": "ssl://mqtt.example.net:8883",`, ``}}, func(c Config) bool { return c.MQTT.Broker == "" }},
 	} {

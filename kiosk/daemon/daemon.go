@@ -201,6 +201,8 @@ type System struct {
 	// listener, opened with the customer screen's (listen) so that the screen links to it.
 	menu   menuInfo
 	menuLn net.Listener
+	// metricsLn is the /metrics listener (metrics.go); nil when it is off.
+	metricsLn net.Listener
 }
 
 // New builds a kiosk from cfg: it opens the journal (waiting at most journal.lock_wait for
@@ -340,6 +342,7 @@ func (s *System) listen() error {
 	}
 	s.ln = ln
 	s.listenServiceMenu()
+	s.listenMetrics()
 	// Long polls (WaitView) end when the screen closes, not when their client gives up.
 	s.httpCtx, s.httpStop = context.WithCancel(context.Background())
 	var h http.Handler
@@ -398,6 +401,9 @@ func (s *System) Close() error {
 	if s.menuLn != nil {
 		s.menuLn.Close()
 	}
+	if s.metricsLn != nil {
+		s.metricsLn.Close()
+	}
 	if s.j != nil {
 		return s.j.Close()
 	}
@@ -449,6 +455,12 @@ func (s *System) Run(ctx context.Context) error {
 	s.startDevices(deviceCtx, devices)
 	// The technicians' socket, once the parts it reports on run.
 	ctlSrv := s.startControl(controls)
+	// Metrics last: they read what the other parts report. They stop first, in parallel
+	// with the rest of the stop (a scrape during the stop reads a journal about to close).
+	metrics := newGroup("metrics", log)
+	metricsCtx, stopMetrics := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopMetrics()
+	s.startMetrics(metricsCtx, metrics)
 	httpDone := make(chan struct{})
 	go func() {
 		defer close(httpDone)
@@ -474,6 +486,7 @@ func (s *System) Run(ctx context.Context) error {
 
 	// The stop, phase by phase (StopBudget).
 	stopped := time.Now()
+	stopMetrics()
 	var stuck []string
 	if engineRunning {
 		grace := s.cfg.Session.ShutdownGrace.D()
@@ -498,6 +511,7 @@ func (s *System) Run(ctx context.Context) error {
 	s.stopHTTP(httpDone)
 	<-ctlStopped
 	stuck = append(stuck, controls.Wait(ctlWaitBudget)...)
+	stuck = append(stuck, metrics.Wait(ctlWaitBudget)...)
 	stopEngine()
 	stuck = append(stuck, engines.Wait(engineBudget)...)
 	stopDevices()
@@ -548,6 +562,11 @@ func (s *System) runSafe(ctx context.Context) error {
 	// The control socket serves what a technician needs to find out why.
 	controls := newGroup("control", s.log)
 	ctlSrv := s.startControl(controls)
+	// Metrics in safe mode too: a kiosk out of service is what the dashboards must show.
+	metrics := newGroup("metrics", s.log)
+	metricsCtx, stopMetrics := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopMetrics()
+	s.startMetrics(metricsCtx, metrics)
 	httpDone := make(chan struct{})
 	go func() {
 		defer close(httpDone)
@@ -557,11 +576,13 @@ func (s *System) runSafe(ctx context.Context) error {
 		s.opts.Ready(s.Addr())
 	}
 	<-ctx.Done()
+	stopMetrics()
 	ctlStopped := make(chan struct{})
 	go func() { defer close(ctlStopped); stopControl(ctlSrv, httpBudget) }()
 	s.stopHTTP(httpDone)
 	<-ctlStopped
 	stuck := controls.Wait(ctlWaitBudget)
+	stuck = append(stuck, metrics.Wait(ctlWaitBudget)...)
 	stopUplink()
 	stopDevices()
 	if stuck := append(stuck, devices.Wait(deviceBudget)...); len(stuck) > 0 {
