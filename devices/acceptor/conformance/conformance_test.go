@@ -901,6 +901,15 @@ func cassettePulledMidStack(r *rig) {
 	if err := r.u.ReplaceCassette(); err != nil {
 		r.t.Fatal(err)
 	}
+	// A cassette pulled while a note was on its way into it latches until a technician signs
+	// it off: the cassette back in does not put the kiosk back in service.
+	r.eventually("the cassette replaced report", func() bool { return r.rec.count(isEvent(acceptor.CassetteReplaced)) > 0 })
+	if st := r.state(); st != session.OutOfService.String() {
+		r.t.Fatalf("state %s after the cassette went back, want out_of_service until the sign-off", st)
+	}
+	if err := r.cur().e.SignOff(context.Background(), session.SignoffMidStack, "conformance technician", "cassette checked, pulled note counted"); err != nil {
+		r.t.Fatal(err)
+	}
 	r.waitState(session.Idle)
 	r.open(1_000_000)
 	r.feed(v[0])
