@@ -56,10 +56,9 @@ type loop struct {
 	actionOK  bool              // the unit acknowledged the command for the decision
 	holdSent  time.Time         // when the unit last acknowledged HOLD
 	returning bool              // a RETURNING was seen; Returned follows
-	// powerUpRecorded: the handler recorded the current power-up report (or does not
-	// record them), so the unit may be reset; powerUpRefused: it refused it at least once.
-	powerUpRecorded bool
-	powerUpRefused  bool
+	// powerUp: whether the handler recorded the current power-up report, so the unit may
+	// be reset.
+	powerUp acceptor.PowerUpGate
 
 	// credit point: a run of consecutive STACKED answers for one bill type is one episode
 	stacked    bool
@@ -150,7 +149,7 @@ func (l *loop) commFailed(ctx context.Context, err error) {
 // advance moves the start-up sequence on, given the state just handled.
 func (l *loop) advance(ctx context.Context) {
 	if powerUpState.has(l.state) {
-		if !l.powerUpRecorded {
+		if !l.powerUp.Recorded {
 			// The handler has not recorded the report: a RESET now would make the unit
 			// forget the note it reports. Keep it as it is and ask again at the next poll.
 			return
@@ -314,7 +313,7 @@ func (l *loop) serve(ctx context.Context, r request) error {
 	case reqInhibit:
 		return l.setEnabled(ctx, [3]byte{})
 	case reqReset:
-		if powerUpState.has(l.state) && !l.powerUpRecorded {
+		if powerUpState.has(l.state) && !l.powerUp.Recorded {
 			return acceptor.ErrNotRecorded
 		}
 		if _, err := l.exchange(ctx, CmdReset, nil); err != nil {

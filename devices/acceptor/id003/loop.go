@@ -55,10 +55,9 @@ type loop struct {
 	actionOK  bool              // the unit acknowledged the command for the decision
 	credited  bool              // Credited returned nil for the current VEND VALID
 	returning bool              // a RETURNING was seen; Returned follows at idle
-	// powerUpRecorded: the handler recorded the current power-up report (or does not
-	// record them), so the unit may be reset; powerUpRefused: it refused it at least once.
-	powerUpRecorded bool
-	powerUpRefused  bool
+	// powerUp: whether the handler recorded the current power-up report, so the unit may
+	// be reset.
+	powerUp acceptor.PowerUpGate
 }
 
 // step is one poll cycle; it returns the time until the next.
@@ -108,7 +107,7 @@ func (l *loop) commFailed(ctx context.Context, err error) {
 // advance moves the start-up sequence on, given the status just handled.
 func (l *loop) advance(ctx context.Context) {
 	if powerUpState.has(l.state) {
-		if !l.powerUpRecorded {
+		if !l.powerUp.Recorded {
 			// The handler has not recorded the report: a RESET now would make the unit
 			// forget the note it reports. Keep it as it is and ask again at the next poll.
 			return
@@ -264,7 +263,7 @@ func (l *loop) serve(ctx context.Context, r request) error {
 		_, err := l.exchange(ctx, CmdSetInhibit, []byte{0x01})
 		return err
 	case reqReset:
-		if powerUpState.has(l.state) && !l.powerUpRecorded {
+		if powerUpState.has(l.state) && !l.powerUp.Recorded {
 			return acceptor.ErrNotRecorded
 		}
 		if _, err := l.exchange(ctx, CmdReset, nil); err != nil {

@@ -53,7 +53,7 @@ func (l *loop) onStatus(ctx context.Context, f Frame) {
 	}
 	if !powerUpState.has(l.state) || changed {
 		// A new power-up report (or none): it has to be recorded before the next RESET.
-		l.powerUpRecorded, l.powerUpRefused = false, false
+		l.powerUp.Reset()
 	}
 	if !inEscrow.has(l.state) {
 		l.inEscrow = false
@@ -123,29 +123,7 @@ func (l *loop) onPowerUp(ctx context.Context, status byte, changed bool) {
 	if l.state != statePowerUp {
 		e.Note = l.note
 	}
-	rec, ok := l.h.(acceptor.PowerUpRecorder)
-	if !ok {
-		if changed {
-			l.emit(ctx, e)
-		}
-		l.powerUpRecorded = true
-		return
-	}
-	if l.powerUpRecorded {
-		return
-	}
-	l.log.Debug("event", "event", e.String())
-	if err := rec.PowerUp(ctx, e); err != nil {
-		if !l.powerUpRefused {
-			l.powerUpRefused = true
-			l.log.Warn("power-up report not recorded; the unit is not reset until it is", "event", e.String(), "err", err)
-		}
-		return
-	}
-	if l.powerUpRefused {
-		l.log.Info("power-up report recorded", "event", e.String())
-	}
-	l.powerUpRecorded, l.powerUpRefused = true, false
+	l.powerUp.Report(ctx, l.h, e, changed, l.emit, l.log)
 }
 
 // onEscrow asks the handler once per escrow episode (again after a Hold) and carries out the
