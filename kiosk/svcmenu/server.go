@@ -30,7 +30,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"embed"
 	"encoding/hex"
 	"encoding/json"
@@ -39,7 +38,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -51,6 +49,7 @@ import (
 	"github.com/kioskd/kioskd/kiosk/i18n"
 	"github.com/kioskd/kioskd/kiosk/journal"
 	"github.com/kioskd/kioskd/kiosk/session"
+	"github.com/kioskd/kioskd/kiosk/ui"
 )
 
 //go:embed static
@@ -105,7 +104,7 @@ type Config struct {
 
 // Headers of the page's calls.
 const (
-	TokenHeader = "X-Kiosk-Token"
+	TokenHeader = ui.TokenHeader
 	LoginHeader = "X-Service-Login"
 )
 
@@ -520,62 +519,10 @@ func (s *server) run(ctx context.Context, lang i18n.Lang, who string, req Action
 	return Result{}, "", errors.New("unknown action")
 }
 
-func (s *server) refuse(w http.ResponseWriter, r *http.Request, why string) {
-	s.cfg.Logger.Warn("service menu request refused", "why", why, "method", r.Method, "path", r.URL.Path,
-		"host", r.Host, "origin", r.Header.Get("Origin"))
-	writeJSON(w, http.StatusForbidden, map[string]string{"error": why})
-}
-
-// guard applies the customer screen's rules (kiosk/ui): a loopback host naming our port on
+// guard applies the customer screen's rules (ui.Guard): a loopback host naming our port on
 // every request, and on a POST our own origin, a same-origin fetch and the page's token.
 func (s *server) guard(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.hostOK(r.Host) {
-			s.refuse(w, r, "host not allowed")
-			return
-		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			if r.Method != http.MethodPost {
-				w.Header().Set("Allow", "GET, POST")
-				writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method not allowed"})
-				return
-			}
-			if o := r.Header.Get("Origin"); o != "http://"+r.Host {
-				s.refuse(w, r, "origin not allowed")
-				return
-			}
-			if site := r.Header.Get("Sec-Fetch-Site"); site != "same-origin" && site != "none" {
-				s.refuse(w, r, "cross-site request refused")
-				return
-			}
-			if subtle.ConstantTimeCompare([]byte(r.Header.Get(TokenHeader)), []byte(s.cfg.Token)) != 1 {
-				s.refuse(w, r, "missing or wrong token")
-				return
-			}
-		}
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		w.Header().Set("X-Frame-Options", "DENY")
-		w.Header().Set("Referrer-Policy", "no-referrer")
-		w.Header().Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
-		h.ServeHTTP(w, r)
-	})
-}
-
-func (s *server) hostOK(host string) bool {
-	name, port, err := net.SplitHostPort(host)
-	if err != nil {
-		return false
-	}
-	switch strings.ToLower(name) {
-	case "localhost", "127.0.0.1", "::1":
-	default:
-		return false
-	}
-	if s.cfg.Port == 0 {
-		_, err := strconv.ParseUint(port, 10, 16)
-		return err == nil
-	}
-	return port == strconv.Itoa(s.cfg.Port)
+	return ui.Guard(s.cfg.Port, s.cfg.Token, s.cfg.Logger, "service menu request refused", h)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -26,7 +26,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"embed"
 	"encoding/hex"
 	"encoding/json"
@@ -34,10 +33,7 @@ import (
 	"html"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/kioskd/kioskd/kiosk/i18n"
@@ -181,68 +177,9 @@ func (s *server) index(w http.ResponseWriter, r *http.Request) {
 	w.Write(b)
 }
 
-// refuse answers a request the guard turned away, and logs why.
-func (s *server) refuse(w http.ResponseWriter, r *http.Request, why string) {
-	s.cfg.Logger.Warn("local API request refused", "why", why, "method", r.Method, "path", r.URL.Path,
-		"host", r.Host, "origin", r.Header.Get("Origin"))
-	writeJSON(w, http.StatusForbidden, map[string]string{"error": why})
-}
-
-// guard admits only the kiosk's own screen. The port is on loopback, but any page the
-// kiosk's browser (or anything else on the box) loads can reach it, so:
-//   - every request must name a loopback host and our port (a DNS-rebinding page's
-//     requests carry its own host name and are refused, reads included);
-//   - a state-changing call must be a POST from our own origin (Origin, Sec-Fetch-Site)
-//     and carry the token embedded in the page we served, compared in constant time.
+// guard admits only the kiosk's own screen (Guard).
 func (s *server) guard(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.hostOK(r.Host) {
-			s.refuse(w, r, "host not allowed")
-			return
-		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			if r.Method != http.MethodPost {
-				w.Header().Set("Allow", "GET, POST")
-				writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method not allowed"})
-				return
-			}
-			if o := r.Header.Get("Origin"); o != "http://"+r.Host {
-				s.refuse(w, r, "origin not allowed")
-				return
-			}
-			if site := r.Header.Get("Sec-Fetch-Site"); site != "same-origin" && site != "none" {
-				s.refuse(w, r, "cross-site request refused")
-				return
-			}
-			if subtle.ConstantTimeCompare([]byte(r.Header.Get(TokenHeader)), []byte(s.cfg.Token)) != 1 {
-				s.refuse(w, r, "missing or wrong token")
-				return
-			}
-		}
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		w.Header().Set("X-Frame-Options", "DENY")
-		w.Header().Set("Referrer-Policy", "no-referrer")
-		w.Header().Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
-		h.ServeHTTP(w, r)
-	})
-}
-
-// hostOK admits localhost, 127.0.0.1 and [::1] with the configured port.
-func (s *server) hostOK(host string) bool {
-	name, port, err := net.SplitHostPort(host)
-	if err != nil {
-		return false
-	}
-	switch strings.ToLower(name) {
-	case "localhost", "127.0.0.1", "::1":
-	default:
-		return false
-	}
-	if s.cfg.Port == 0 {
-		_, err := strconv.ParseUint(port, 10, 16)
-		return err == nil
-	}
-	return port == strconv.Itoa(s.cfg.Port)
+	return Guard(s.cfg.Port, s.cfg.Token, s.cfg.Logger, "local API request refused", h)
 }
 
 func button(w http.ResponseWriter, fn func() error) {
