@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 )
 
 // Guard admits only the kiosk's own pages (the customer screen, the service menu). The port
@@ -18,11 +20,26 @@ import (
 //     and carry token (header TokenHeader), the one embedded in the page we served,
 //     compared in constant time.
 //
-// A refused request is answered 403 and logged with refused as the message.
+// A refused request is answered 403 and logged with refused as the message: the first one,
+// then at most one line a minute with the count since the last line, since a hostile page can
+// send requests without end and each must not cost a log line.
 func Guard(port int, token string, log *slog.Logger, refused string, h http.Handler) http.Handler {
+	var mu sync.Mutex
+	var last time.Time
+	var since int
 	refuse := func(w http.ResponseWriter, r *http.Request, why string) {
-		log.Warn(refused, "why", why, "method", r.Method, "path", r.URL.Path,
-			"host", r.Host, "origin", r.Header.Get("Origin"))
+		mu.Lock()
+		since++
+		n, now := since, time.Now()
+		logIt := last.IsZero() || now.Sub(last) >= time.Minute
+		if logIt {
+			last, since = now, 0
+		}
+		mu.Unlock()
+		if logIt {
+			log.Warn(refused, "why", why, "method", r.Method, "path", r.URL.Path,
+				"host", r.Host, "origin", r.Header.Get("Origin"), "refused_since_last_line", n)
+		}
 		writeJSON(w, http.StatusForbidden, map[string]string{"error": why})
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
