@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -175,11 +176,16 @@ func startStack(b *testing.B, dir string) *stack {
 	if err != nil {
 		b.Fatal(err)
 	}
-	mc, err := mqttc.Dial(mqttc.Config{Brokers: []string{br.URL()}, ClientID: "BENCH", OnConnect: func(c *mqttc.Client) { st.up.OnConnect(ctx) }})
+	// The first connect can complete (and call OnConnect) before Dial returns: the client is
+	// published to the uplink from OnConnect too, as kioskd does.
+	mc, err := mqttc.Dial(mqttc.Config{Brokers: []string{br.URL()}, ClientID: "BENCH", OnConnect: func(c *mqttc.Client) {
+		client.c.Store(c)
+		st.up.OnConnect(ctx)
+	}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	client.c = mc
+	client.c.Store(mc)
 	st.closeF = append(st.closeF, func() { mc.Close(100 * time.Millisecond) })
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
 	defer wcancel()
@@ -199,21 +205,23 @@ func (st *stack) close() {
 	}
 }
 
-type lazy struct{ c *mqttc.Client }
+type lazy struct{ c atomic.Pointer[mqttc.Client] }
 
 func (l *lazy) Publish(ctx context.Context, topic string, qos byte, retain bool, payload []byte) error {
-	if l.c == nil {
+	c := l.c.Load()
+	if c == nil {
 		return uplink.ErrOffline
 	}
-	return l.c.Publish(ctx, topic, qos, retain, payload)
+	return c.Publish(ctx, topic, qos, retain, payload)
 }
 func (l *lazy) Subscribe(ctx context.Context, f string, qos byte, h func(string, []byte)) error {
-	if l.c == nil {
+	c := l.c.Load()
+	if c == nil {
 		return uplink.ErrOffline
 	}
-	return l.c.Subscribe(ctx, f, qos, h)
+	return c.Subscribe(ctx, f, qos, h)
 }
-func (l *lazy) Connected() bool { return l.c != nil && l.c.Connected() }
+func (l *lazy) Connected() bool { c := l.c.Load(); return c != nil && c.Connected() }
 
 // finishToAck measures, per top-up, the time from the customer's Finish (the session close
 // transaction) to the signed ledger ack applied in the journal, through a real MQTT broker
