@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/kioskd/kioskd/kiosk/session"
 	"github.com/kioskd/kioskd/kiosk/ui"
+	"github.com/kioskd/kioskd/kiosk/ui/uitest"
 )
 
 // payload reads what the customer page is given: the view and its words (ui.Payload).
@@ -214,12 +214,12 @@ func screenMatchesReceipt(t *testing.T, proto, fault string) {
 
 	// The page itself, where a browser is installed.
 	t.Run("page", func(t *testing.T) {
-		br := startChromium(t)
-		br.call("Page.navigate", map[string]any{"url": e.kioskURL + "/"})
-		br.waitEval(e, "result screen", `document.getElementById("app").dataset.state`, func(s string) bool { return s == "done" })
-		page := br.eval(`document.getElementById("screen-done").innerText`)
+		br := uitest.Start(t)
+		br.Call("Page.navigate", map[string]any{"url": e.kioskURL + "/"})
+		br.WaitEval("result screen", `document.getElementById("app").dataset.state`, func(s string) bool { return s == "done" })
+		page := br.Eval(`document.getElementById("screen-done").innerText`)
 		if dir := os.Getenv("KIOSKD_SCREENSHOTS"); dir != "" {
-			br.screenshot(filepath.Join(dir, "customer-"+proto+"-"+fault+".png"))
+			br.Screenshot(dir, "customer-"+proto+"-"+fault)
 		}
 		for _, s := range []string{sc.Amount, sc.Sentence, sc.UnderReview[0], id, rec.receiptNo} {
 			if !strings.Contains(page, s) {
