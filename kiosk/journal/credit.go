@@ -264,7 +264,7 @@ func (w *writer) creditWithoutIntent(reported Note, detail string) (out ReReport
 	if err := w.addCassette(reported.ValueMinor); err != nil {
 		return out, err
 	}
-	if err := w.addUncertain(sid, reported.ValueMinor, "credit reported without a stack intent"); err != nil {
+	if err := w.addCreditedUncertain(sid, reported.ValueMinor, "credit reported without a stack intent"); err != nil {
 		return out, err
 	}
 	// This note is now the last credit the unit reported, unfinished until it says stacked:

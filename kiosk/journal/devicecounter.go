@@ -72,24 +72,45 @@ func witness(tx *bolt.Tx, b DeviceBaseline, device uint64) (Witness, error) {
 	// went back (reset) shows as negative rather than as four billion notes.
 	moved := int64(int32(uint32(device) - uint32(b.Device)))
 	w := Witness{Moved: moved - (c.Count - b.Cassette), Uncertain: b.Pending}
-	cur := tx.Bucket(bUncertain).Cursor()
-	for k, _ := cur.Seek(u64(b.UncertainThrough + 1)); k != nil; k, _ = cur.Next() {
-		w.Uncertain++
-	}
-	// Items settled at a collection no longer stand for notes that may go in.
+	// Only items that may be notes the counter has yet to see go in count: not those
+	// settled at a collection, and not those already in the cassette count (a credit
+	// nobody announced is in the count and was seen by the counter when it went in;
+	// counting it here too would take the next note whose record was lost for it).
 	var open int64
 	err := tx.Bucket(bUncertain).ForEach(func(k, v []byte) error {
 		var u Uncertain
 		if err := json.Unmarshal(v, &u); err != nil {
 			return fmt.Errorf("%w: uncertain %d: %v", ErrCorrupt, btoi(k), err)
 		}
-		if !u.Settled {
-			open++
+		if u.Settled || inCassette(tx, u) {
+			return nil
+		}
+		open++
+		if u.ID > b.UncertainThrough {
+			w.Uncertain++
 		}
 		return nil
 	})
 	w.Uncertain = min(w.Uncertain, open)
 	return w, err
+}
+
+// inCassette tells whether item u is already in the cassette count. Journals written
+// before the item carried the flag show it by the record before the item: the unexpected
+// credit it was recorded for (when that record is still in the live journal).
+func inCassette(tx *bolt.Tx, u Uncertain) bool {
+	if u.InCassette {
+		return true
+	}
+	if u.ID < 2 {
+		return false
+	}
+	v := tx.Bucket(bEvents).Get(u64(u.ID - 1))
+	if v == nil {
+		return false
+	}
+	rec, err := decodeRecord(u.ID-1, v)
+	return err == nil && rec.Type == EvUnexpectedCredit
 }
 
 func lastUncertain(tx *bolt.Tx) uint64 {

@@ -154,6 +154,9 @@ type UncertainEvent struct {
 	SessionID  uint64 `json:"session_id,omitempty"`
 	ValueMinor int64  `json:"value_minor"`
 	Reason     string `json:"reason"`
+	// InCassette: the note was reported credited and is in the cassette count already (an
+	// unexpected credit); only its owner is uncertain, not whether it went in.
+	InCassette bool `json:"in_cassette,omitempty"`
 }
 
 // IntentResolvedEvent settles an open intent without a credit report (Resolved*).

@@ -233,7 +233,7 @@ func (w *writer) adjustBaseline(id uint64) error {
 		if err := json.Unmarshal(v, &u); err != nil {
 			return fmt.Errorf("%w: uncertain %d: %v", ErrCorrupt, btoi(k), err)
 		}
-		if !u.Settled || btoi(k) == id {
+		if (!u.Settled || btoi(k) == id) && !inCassette(w.tx, u) {
 			open++
 		}
 	}

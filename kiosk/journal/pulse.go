@@ -68,7 +68,7 @@ func (j *Journal) CreditDirect(sid uint64, n Note, detail string) (CreditResult,
 				return err
 			}
 			res.Unexpected = true
-			return w.addUncertain(0, n.ValueMinor, "escrowless credit with no open session")
+			return w.addCreditedUncertain(0, n.ValueMinor, "escrowless credit with no open session")
 		}
 		res.OverLimit = n.ValueMinor > s.RemainingMinor()
 		s.addNote(n.ValueMinor)

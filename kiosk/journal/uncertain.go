@@ -21,12 +21,26 @@ type Uncertain struct {
 	// Collection is the cash collection that settled the item (its record carries it to the
 	// ledger, where operations decide it); the item is then Settled.
 	Collection string `json:"collection,omitempty"`
+	// InCassette: the unit reported the note credited, so the journal's cassette count
+	// already holds it (an unexpected credit): the unit's stacked counter must not be read
+	// as possibly seeing it go in later (see witness).
+	InCassette bool `json:"in_cassette,omitempty"`
 }
 
 // addUncertain records an uncertain item, attached to session sid when it is open.
 func (w *writer) addUncertain(sid uint64, value int64, reason string) error {
-	u := Uncertain{SessionID: sid, ValueMinor: value, Reason: reason}
-	id, err := w.append(UncertainEvent{SessionID: u.SessionID, ValueMinor: u.ValueMinor, Reason: u.Reason})
+	return w.addUncertainItem(Uncertain{SessionID: sid, ValueMinor: value, Reason: reason})
+}
+
+// addCreditedUncertain records an uncertain item for a note the caller just added to the
+// cassette count (a credit nobody announced): whose it is is uncertain, not that it is in.
+func (w *writer) addCreditedUncertain(sid uint64, value int64, reason string) error {
+	return w.addUncertainItem(Uncertain{SessionID: sid, ValueMinor: value, Reason: reason, InCassette: true})
+}
+
+func (w *writer) addUncertainItem(u Uncertain) error {
+	sid := u.SessionID
+	id, err := w.append(UncertainEvent{SessionID: u.SessionID, ValueMinor: u.ValueMinor, Reason: u.Reason, InCassette: u.InCassette})
 	if err != nil {
 		return err
 	}

@@ -99,7 +99,7 @@ func (r *replay) apply(rec Record) error {
 		}
 		s.PendingMinor -= in.Note.ValueMinor
 	case *UncertainEvent:
-		u := Uncertain{ID: rec.Seq, SessionID: e.SessionID, ValueMinor: e.ValueMinor, Reason: e.Reason}
+		u := Uncertain{ID: rec.Seq, SessionID: e.SessionID, ValueMinor: e.ValueMinor, Reason: e.Reason, InCassette: e.InCassette}
 		if s := r.sessions[u.SessionID]; s != nil && !s.Closed {
 			s.Uncertain = append(s.Uncertain, u)
 		}
