@@ -94,6 +94,9 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("broker: add hook: %w", err)
 	}
 	ln := &listener{id: "tcp", addr: addr, tlsConf: cfg.TLS}
+	if err := srv.AddHook(&takeoverHook{srv: srv, ln: ln, log: logger}, nil); err != nil {
+		return nil, fmt.Errorf("broker: add hook: %w", err)
+	}
 	if err := srv.AddListener(ln); err != nil {
 		return nil, fmt.Errorf("broker: listen %s: %w", addr, err)
 	}
@@ -181,7 +184,7 @@ type listener struct {
 	mu     sync.Mutex
 	ln     net.Listener
 	bound  string
-	conns  map[net.Conn]struct{}
+	conns  map[net.Conn]chan struct{} // closed when mochi is done with the connection
 	closed bool
 	wg     sync.WaitGroup // the accept loop and every establish call
 }
@@ -197,7 +200,7 @@ func (l *listener) Init(*slog.Logger) error {
 		ln = tls.NewListener(ln, l.tlsConf)
 	}
 	l.mu.Lock()
-	l.ln, l.bound, l.conns = ln, ln.Addr().String(), make(map[net.Conn]struct{})
+	l.ln, l.bound, l.conns = ln, ln.Addr().String(), make(map[net.Conn]chan struct{})
 	l.mu.Unlock()
 	return nil
 }
@@ -222,7 +225,8 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			conn.Close()
 			return
 		}
-		l.conns[conn] = struct{}{}
+		done := make(chan struct{})
+		l.conns[conn] = done
 		l.wg.Add(1)
 		l.mu.Unlock()
 		go func() {
@@ -232,10 +236,20 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 				delete(l.conns, conn)
 				l.mu.Unlock()
 				conn.Close()
+				close(done)
 			}()
 			_ = establish(l.id, conn) // mochi logs the reason at debug
 		}()
 	}
+}
+
+// finished returns a channel closed once mochi is done with conn (its establish call
+// returned, every clean-up it does for the connection's client included); nil when the
+// connection is not one of this listener's.
+func (l *listener) finished(conn net.Conn) <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.conns[conn]
 }
 
 func (l *listener) ID() string       { return l.id }
