@@ -54,7 +54,7 @@ func TestServiceMenuInChromium(t *testing.T) {
 	srv := httptest.NewUnstartedServer(h)
 	srv.Listener = ln
 	srv.Start()
-	defer func() { srv.CloseClientConnections(); srv.Close() }()
+	defer uitest.CloseServer(srv)
 
 	check := func(name string, lang i18n.Lang) {
 		t.Helper()

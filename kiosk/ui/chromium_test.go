@@ -168,8 +168,7 @@ func TestCustomerScreensInChromium(t *testing.T) {
 			time.Sleep(20 * time.Millisecond) // the page's fetch is on its way; bounded
 		}
 		// A kill of the daemon: the stream stops; the page must say so and disable its buttons.
-		srv.CloseClientConnections()
-		srv.Close()
+		uitest.CloseServer(srv)
 		b.WaitEval("daemon down", `document.getElementById("app").dataset.down`, func(s string) bool { return s == "1" })
 		if d := b.Eval(`String(document.getElementById("finish").disabled)`); d != "true" {
 			t.Errorf("%s: finish still enabled with the daemon down", lang)
@@ -189,7 +188,7 @@ func TestLanguageToggleAndFirstLoad(t *testing.T) {
 	b := startBrowser(t)
 	f := newFake()
 	srv := httptest.NewServer(Handler(Config{Engine: f, KioskID: "KSK-0042", Hotline: "400-800-1234", KeepAlive: 500 * time.Millisecond}))
-	defer func() { srv.CloseClientConnections(); srv.Close() }()
+	defer uitest.CloseServer(srv)
 	b.Call("Page.navigate", map[string]any{"url": srv.URL + "/"})
 	b.WaitEval("chinese first", visibleText, func(s string) bool { return strings.Contains(s, "付款码") })
 	b.Eval(`document.getElementById("lang").click()`)
@@ -215,7 +214,7 @@ func TestLanguageToggleAndFirstLoad(t *testing.T) {
 		}
 		h.ServeHTTP(w, r)
 	}))
-	defer func() { mute.CloseClientConnections(); mute.Close() }()
+	defer uitest.CloseServer(mute) // the page keeps reconnecting to the stuck stream
 	b.Call("Page.navigate", map[string]any{"url": mute.URL + "/"})
 	b.WaitEval("not starting forever", `document.getElementById("app").dataset.down`, func(s string) bool { return s == "1" })
 }
@@ -239,7 +238,7 @@ func TestServiceMenuEntry(t *testing.T) {
 	f := newFake()
 	f.set(func(v *session.View) { v.State = "accepting" })
 	srv := httptest.NewServer(Handler(Config{Engine: f, KeepAlive: 200 * time.Millisecond, ServiceURL: menu.URL + "/", ServiceOpen: open, ServiceGesture: true}))
-	defer func() { srv.CloseClientConnections(); srv.Close() }()
+	defer uitest.CloseServer(srv)
 	b.Call("Page.navigate", map[string]any{"url": srv.URL + "/"})
 	b.WaitEval("accepting", `document.getElementById("app").dataset.state`, func(s string) bool { return s == "accepting" })
 	mu.Lock()
