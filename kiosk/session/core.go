@@ -54,6 +54,14 @@ type core struct {
 	// pulsed is set once this run journaled a pulse: until then an open pulse train in the
 	// journal is the previous run's (see pulse).
 	pulsed bool
+	// line is the journaled state of an escrowless unit's inhibit line (journal.PulseLine,
+	// pulseline.go); lineOwed is set while the previous run's enabled stretch still needs
+	// its uncertain item; lineEnabling while an Enable task is in flight; disabledSeen once
+	// the unit reported Disabled with no Enable started since.
+	line         journal.PulseLine
+	lineOwed     bool
+	lineEnabling bool
+	disabledSeen bool
 	// creditRefused is set while the last credit report could not be journaled (and so was
 	// not acknowledged): the unit will report it again.
 	creditRefused bool
@@ -407,9 +415,17 @@ func (c *core) controlAcceptor() {
 	if !c.ctlRetryAt.IsZero() && c.now().Before(c.ctlRetryAt) {
 		return
 	}
+	gen, codes := c.wantGen, slices.Clone(c.wantCodes)
+	if codes != nil && !c.pulseLineEnabling(codes) {
+		// The journal does not hold that the unit may take notes: the line stays inhibited.
+		c.ctlRetryAt = c.now().Add(500 * time.Millisecond)
+		return
+	}
 	c.ctlRetryAt = time.Time{}
 	c.ctlBusy = true
-	gen, codes := c.wantGen, slices.Clone(c.wantCodes)
+	if codes != nil {
+		c.lineEnabling, c.disabledSeen = true, false
+	}
 	acc := c.e.cfg.Acceptor
 	c.e.spawn("acceptor", func(ctx context.Context) msg {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -426,6 +442,8 @@ func (c *core) controlAcceptor() {
 
 func (c *core) acceptorApplied(gen uint64, codes []int, err error) {
 	c.ctlBusy = false
+	c.lineEnabling = false
+	defer c.pulseLineAtRest()
 	if err != nil {
 		c.e.log.Warn("acceptor command failed", "enable", codes, "err", err)
 		c.ctlRetryAt = c.now().Add(500 * time.Millisecond)
