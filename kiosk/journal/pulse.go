@@ -113,41 +113,10 @@ func (j *Journal) PulseUncertain(sid uint64, reason string) error {
 	})
 }
 
-// # The inhibit line of an escrowless unit
-//
-// A pulse unit takes a note on its own whenever its inhibit line is released: the note is in
-// the cassette before the host hears of it, and the unit keeps no count and says nothing at
-// power-up. The only record of such a note is its pulses, journaled one commit each; a
-// process that is not running (a crash, the restart that follows), a journal that refuses
-// writes (a storage fault: the driver owes the credit, and it dies with the process) or a
-// power cut that takes the last commit (storage that lies about fsync) can each leave a note
-// in the cassette with no record at all. What the journal can know is whether the unit could
-// take a note at that moment, so it keeps the line's state (PulseLine):
-//
-//   - PulseEnabling commits "enabled" and seals it with a second small commit (see seal)
-//     BEFORE the host releases the line, so the state that lets notes in is never the last
-//     commit a power cut can take.
-//   - PulseInhibited commits "inhibited" only once the unit reported that it is at rest
-//     behind an inhibit it has held for the driver's grace time (pulse: Disabled): a note
-//     drawn in just before the inhibit pulses within that grace, so the line is not quiet
-//     as soon as it is set. Losing this commit only brings back "enabled": an extra
-//     uncertain item, never a missing one. A process that cannot write (storage fault) never
-//     gets here, and its "enabled" stands.
-//   - At start-up, "enabled" means the previous process stopped while a note could go in
-//     unrecorded: PulseLineUncertain records one uncertain item of unknown value for it (on
-//     the interrupted session when there is one), at most one per enabled stretch, and
-//     ends the stretch once the new process has the unit at rest behind its inhibit.
-//
-// That holds whatever stopped the previous process. A power cut is the obvious case, but a
-// process crash on the same boot is not exact either: the kernel keeps a GPIO output at its
-// level when its process exits, so the unit stays enabled, and takes notes, until the next
-// process inhibits it, and their pulses reach nobody. A storage fault cannot be told from a
-// crash by anything in the journal (nothing can be written once it fails). So the boot id
-// does not decide: the enabled state does. The price is one uncertain item, settled at cash
-// collection, per restart that found the unit enabled (a crash during a pulse session); the
-// item stands for the one note that can be in transit when the process stops (a note
-// inserted later, during a long restart, can still be one more: the collection count shows
-// it).
+// The inhibit line's journaled state (see the package documentation, "The journal protocol
+// per note"): "enabled" committed and sealed before the line is released, "inhibited" once the
+// unit is at rest behind it, and at start-up one uncertain item for a line the previous
+// process left enabled, whatever stopped it.
 
 // Pulse line states (PulseLineEvent.State).
 const (
@@ -157,7 +126,7 @@ const (
 
 var kPulseLine = []byte("pulse_line")
 
-// PulseLine is the journaled state of an escrowless unit's inhibit line (see above). The zero
+// PulseLine is the journaled state of an escrowless unit's inhibit line (package doc). The zero
 // value is a line never enabled, or inhibited and at rest since.
 type PulseLine struct {
 	// Enabled: the line was (or was about to be) released since the unit was last at rest

@@ -56,10 +56,12 @@ type core struct {
 	pulsed bool
 	// line is the journaled state of an escrowless unit's inhibit line (journal.PulseLine,
 	// pulseline.go); lineOwed is set while the previous run's enabled stretch still needs
-	// its uncertain item; lineEnabling while an Enable task is in flight; disabledSeen once
-	// the unit reported Disabled with no Enable started since.
+	// its uncertain item (for lineOwedSID, the session it left open); lineEnabling while an
+	// Enable task is in flight; disabledSeen once the unit reported Disabled with no Enable
+	// started since.
 	line         journal.PulseLine
 	lineOwed     bool
+	lineOwedSID  uint64
 	lineEnabling bool
 	disabledSeen bool
 	// creditRefused is set while the last credit report could not be journaled (and so was

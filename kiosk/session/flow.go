@@ -606,6 +606,9 @@ func (c *core) boot() error {
 		return fmt.Errorf("session: recovery: %w", err)
 	}
 	c.lineOwed = c.line.Enabled && c.line.Uncertain == 0
+	if c.sess != nil {
+		c.lineOwedSID = c.sess.ID
+	}
 	if c.line.Enabled {
 		c.e.log.Warn("the pulse unit was enabled when the previous run stopped", "since_event", c.line.Since, "session", c.line.SessionID)
 	}

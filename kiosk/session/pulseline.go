@@ -82,10 +82,9 @@ func (c *core) settlePulseLine() {
 	// configuration ends with its item.
 	atRest := !c.e.cfg.Escrowless || c.unitAtRestBehindInhibit()
 	if c.lineOwed {
-		sid := uint64(0)
-		if c.sess != nil {
-			sid = c.sess.ID
-		}
+		// The item belongs to the session the previous run left open (closed as interrupted
+		// by the recovery), never to a customer who came after.
+		sid := c.lineOwedSID
 		item, err := c.e.j.PulseLineUncertain(sid, "the pulse unit was enabled when the kiosk stopped: a note may have gone in unrecorded", atRest)
 		if err != nil {
 			c.journalFailedOp("uncertain note of the pulse unit", err)
