@@ -126,6 +126,11 @@ const (
 
 var kPulseLine = []byte("pulse_line")
 
+// PulseLineReason begins the reason of every uncertain item PulseLineUncertain records: an
+// item that may stand for a note or for nothing (the count at cash collection tells), unlike
+// a cut pulse train's, which stands for a note of unknown value.
+const PulseLineReason = "the pulse unit was enabled when the kiosk stopped: a note may have gone in unrecorded"
+
 // PulseLine is the journaled state of an escrowless unit's inhibit line (package doc). The zero
 // value is a line never enabled, or inhibited and at rest since.
 type PulseLine struct {
@@ -200,13 +205,14 @@ func (j *Journal) PulseInhibited(detail string) (bool, error) {
 
 // PulseLineUncertain is the start-up's reading of the line: when the previous process left
 // it enabled, a note may be in the cassette with no record, and one uncertain item of
-// unknown value is recorded for it (attached to session sid when open), unless a start-up
+// unknown value is recorded for it (attached to session sid when open; its reason is
+// PulseLineReason, then detail), unless a start-up
 // already recorded one for the same stretch. atRest says the new process already holds the
 // unit at rest behind its inhibit (see PulseInhibited): the stretch then ends in the same
 // transaction; otherwise it stays enabled (with its item) until PulseInhibited. It returns
 // the item recorded (0: none). No seal is needed: losing this commit brings back the
 // enabled state, and the next start-up records the item again.
-func (j *Journal) PulseLineUncertain(sid uint64, reason string, atRest bool) (uint64, error) {
+func (j *Journal) PulseLineUncertain(sid uint64, detail string, atRest bool) (uint64, error) {
 	var item uint64
 	err := j.update(func(w *writer) error {
 		var pl PulseLine
@@ -219,7 +225,7 @@ func (j *Journal) PulseLineUncertain(sid uint64, reason string, atRest bool) (ui
 					sid = 0
 				}
 			}
-			if err := w.addUncertain(sid, 0, fmt.Sprintf("%s (pulse unit enabled at event %d)", reason, pl.Since)); err != nil {
+			if err := w.addUncertain(sid, 0, fmt.Sprintf("%s (%s; enabled at event %d)", PulseLineReason, detail, pl.Since)); err != nil {
 				return err
 			}
 			// The item's id is the seq of the event addUncertain just appended.

@@ -85,7 +85,7 @@ func (c *core) settlePulseLine() {
 		// The item belongs to the session the previous run left open (closed as interrupted
 		// by the recovery), never to a customer who came after.
 		sid := c.lineOwedSID
-		item, err := c.e.j.PulseLineUncertain(sid, "the pulse unit was enabled when the kiosk stopped: a note may have gone in unrecorded", atRest)
+		item, err := c.e.j.PulseLineUncertain(sid, "found at start-up", atRest)
 		if err != nil {
 			c.journalFailedOp("uncertain note of the pulse unit", err)
 			return
