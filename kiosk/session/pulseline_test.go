@@ -270,3 +270,43 @@ func TestPulseLineInhibitedOnlyAtRest(t *testing.T) {
 		}
 	})
 }
+
+// TestPulseShutdownWaitsForTheLineAtRest: a graceful stop parks a pulse unit only once its
+// line is journaled at rest, so a planned stop (an update, a reboot) leaves the next start
+// nothing to doubt.
+func TestPulseShutdownWaitsForTheLineAtRest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "j.db")
+		r, u := newPulseRig(t, path, nil)
+		r.start()
+		acceptingPulseSession(t, r, u, "nonce-sd-1")
+		h := r.e.Handler()
+		pulseNote(t, h, 1, 1)
+		done := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			done <- r.e.Shutdown(ctx)
+		}()
+		synctest.Wait()
+		select {
+		case err := <-done:
+			t.Fatalf("Shutdown returned before the unit was at rest behind its inhibit: %v", err)
+		default:
+		}
+		if u.Enabled() != nil {
+			t.Fatal("the unit is still enabled while stopping")
+		}
+		h.Event(context.Background(), acceptor.Event{Kind: acceptor.Disabled})
+		if err := <-done; err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+		r.stop()
+
+		r2 := restartPulse(t, path)
+		defer r2.stop()
+		if items, _ := r2.j.UncertainItems(); len(items) != 0 {
+			t.Fatalf("uncertain items %+v after a graceful stop", items)
+		}
+	})
+}
