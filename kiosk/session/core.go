@@ -524,7 +524,7 @@ func (c *core) parked() bool {
 	// A pulse unit is at rest once its line is journaled so (Disabled after the inhibit, the
 	// driver's grace for a note drawn in just before it): stopping earlier would leave the
 	// line enabled in the journal and make the next start record an uncertain item.
-	if c.e.cfg.Escrowless && c.line.Enabled {
+	if c.e.cfg.Escrowless && c.line.Enabled && !c.e.cfg.NoInhibitLine {
 		return false
 	}
 	in, err := c.e.j.OpenIntents()

@@ -183,6 +183,11 @@ type Config struct {
 	// are credited directly, and the unit is kept inhibited while the largest note would
 	// not fit in the session's remaining limit.
 	Escrowless bool
+	// NoInhibitLine is set for an escrowless unit whose inhibit input is not wired: it takes
+	// a note whenever it is powered, also while no process reads its pulses, so its line is
+	// never journaled at rest and every start-up records one uncertain item for a note that
+	// may have gone in meanwhile (pulseline.go). Wire the inhibit line to avoid that.
+	NoInhibitLine bool
 }
 
 // Engine is the session engine.

@@ -705,6 +705,7 @@ func (c *core) recoverRest() {
 	// A pulse unit the previous run left enabled may have taken a note nobody recorded: one
 	// uncertain item, on the interrupted session, before it closes.
 	c.settlePulseLine()
+	c.pulseLineNoInhibit()
 	// With every intent resolved and the unit at rest, its counter tells whether a note went
 	// in whose record the storage lost (its stack intent's commit dropped by a power cut):
 	// such a note belongs to the interrupted session, so reconcile before closing it.

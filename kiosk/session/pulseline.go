@@ -80,7 +80,7 @@ func (c *core) settlePulseLine() {
 	}
 	// A unit with escrow does not take notes by itself: a pulse state left by an earlier
 	// configuration ends with its item.
-	atRest := !c.e.cfg.Escrowless || c.unitAtRestBehindInhibit()
+	atRest := !c.e.cfg.Escrowless || (c.unitAtRestBehindInhibit() && !c.e.cfg.NoInhibitLine)
 	if c.lineOwed {
 		// The item belongs to the session the previous run left open (closed as interrupted
 		// by the recovery), never to a customer who came after.
@@ -113,4 +113,19 @@ func (c *core) settlePulseLine() {
 	}
 	c.journalOK()
 	c.line.Enabled = false
+}
+
+// pulseLineNoInhibit starts, at the end of the recovery, the enabled stretch of a unit that
+// cannot be inhibited (Config.NoInhibitLine): it lasts as long as the run, so that the next
+// start-up records its item whatever stops this run.
+func (c *core) pulseLineNoInhibit() {
+	if !c.e.cfg.Escrowless || !c.e.cfg.NoInhibitLine || c.lineOwed || (c.line.Enabled && c.line.Uncertain == 0) {
+		return
+	}
+	if err := c.e.j.PulseEnabling(0, "no inhibit line: the unit takes notes whenever it is powered"); err != nil {
+		c.journalFailedOp("pulse unit enabled", err)
+		return
+	}
+	c.journalOK()
+	c.line.Enabled, c.line.SessionID, c.line.Uncertain = true, 0, 0
 }

@@ -47,16 +47,26 @@ func (u *pulseUnit) Unjournaled() int {
 // set, is the journal's OpenFile (to break its storage).
 func newPulseRig(t *testing.T, path string, of func(string, int, os.FileMode) (*os.File, error)) (*rig, *pulseUnit) {
 	t.Helper()
+	return newPulseRigWith(t, path, of, nil)
+}
+
+// newPulseRigWith is newPulseRig with mod applied to the engine's configuration.
+func newPulseRigWith(t *testing.T, path string, of func(string, int, os.FileMode) (*os.File, error), mod func(*Config)) (*rig, *pulseUnit) {
+	t.Helper()
 	j, err := journal.Open(path, journal.Options{KioskID: "K1", Currency: "CNY", OpenFile: of})
 	if err != nil {
 		t.Fatal(err)
 	}
 	u := &pulseUnit{j: j}
 	r := &rig{t: t, j: j, unit: &u.fakeUnit, printer: &fakePrinter{}, health: health.New("b1", nil), path: path}
-	r.e, err = New(Config{ClockTrusted: trustClock, Journal: j, Acceptor: u, Denominations: pulseDenoms, Printer: r.printer, Health: r.health,
+	cfg := Config{ClockTrusted: trustClock, Journal: j, Acceptor: u, Denominations: pulseDenoms, Printer: r.printer, Health: r.health,
 		WalletKeys: walletKeys, Escrowless: true, Authorizer: &fakeAuthz{resp: wire.AuthzResponse{ReqID: "x", Status: wire.AuthzOK, RemainingMinor: 50000}},
 		Limits: Limits{SessionMax: 50000, OfflineSessionMax: 20000, OfflineTotalMax: 30000},
-		Timing: Timing{RecoveryTimeout: 5 * time.Second, AckWait: time.Second}})
+		Timing: Timing{RecoveryTimeout: 5 * time.Second, AckWait: time.Second}}
+	if mod != nil {
+		mod(&cfg)
+	}
+	r.e, err = New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,6 +317,35 @@ func TestPulseShutdownWaitsForTheLineAtRest(t *testing.T) {
 		defer r2.stop()
 		if items, _ := r2.j.UncertainItems(); len(items) != 0 {
 			t.Fatalf("uncertain items %+v after a graceful stop", items)
+		}
+	})
+}
+
+// TestPulseUnitWithoutInhibitLine: a unit whose inhibit line is not wired takes notes
+// whenever it is powered, also while no process reads it: its line is never journaled at
+// rest, and every start-up records one uncertain item for the run before it, even one that
+// stopped gracefully with no session.
+func TestPulseUnitWithoutInhibitLine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "j.db")
+		noInhibit := func(c *Config) { c.NoInhibitLine = true }
+		for run := range 3 {
+			r, _ := newPulseRigWith(t, path, nil, noInhibit)
+			r.start()
+			r.e.Handler().Event(context.Background(), acceptor.Event{Kind: acceptor.Disabled})
+			r.waitState(Idle)
+			if items, _ := r.j.UncertainItems(); len(items) != run {
+				t.Fatalf("run %d: uncertain items %+v, want one per run before", run, items)
+			}
+			if pl, _ := r.j.PulseLineState(); !pl.Enabled || pl.Uncertain != 0 {
+				t.Fatalf("run %d: line %+v, want a new enabled stretch", run, pl)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			if err := r.e.Shutdown(ctx); err != nil {
+				t.Fatalf("run %d: Shutdown: %v (a unit that cannot be inhibited is never waited for)", run, err)
+			}
+			cancel()
+			r.stop()
 		}
 	})
 }

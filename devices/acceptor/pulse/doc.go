@@ -104,5 +104,6 @@
 // down, the journal failing, its record lost at a power cut) is covered by the caller's
 // record of the inhibit line: the session engine journals the unit enabled before Enable and
 // inhibited only after Disabled, and a restart that finds it enabled records an uncertain
-// item. After Run returns nothing it started is left running.
+// item. A unit with no inhibit line wired takes notes whenever it is powered, also while
+// the host restarts: its line is never at rest, and every start records one such item. After Run returns nothing it started is left running.
 package pulse
