@@ -293,7 +293,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*System, error) 
 		Timing: session.Timing{AuthzTimeout: cfg.Session.AuthzTimeout.D(), IdleTimeout: cfg.Session.IdleTimeout.D(), AcceptTimeout: cfg.Session.AcceptTimeout.D(),
 			SettleTimeout: cfg.Session.SettleTimeout.D(), AckWait: cfg.Session.AckWait.D(), ResultDisplay: cfg.Session.ResultDisplay.D(),
 			RecoveryTimeout: cfg.Acceptor.RecoveryTimeout.D()},
-		Logger: s.log, Escrowless: registry.Escrowless(cfg.Acceptor.Driver)}
+		Logger: s.log, Escrowless: registry.Escrowless(cfg.Acceptor.Driver),
+		// A pulse unit with no inhibit line wired cannot be stopped (devices/acceptor/pulse).
+		NoInhibitLine: registry.Escrowless(cfg.Acceptor.Driver) && cfg.Acceptor.Pulse.InhibitPin == ""}
 	if mqttCfg != nil {
 		port = &uplinkPort{}
 		ecfg.Authorizer, ecfg.Uplink = port, port

@@ -78,6 +78,24 @@
 // driver acts on it, CreditDirect credits the complete train (over the limit if need be: the
 // money is in the box), and PulseUncertain turns a train cut short into an uncertain item.
 //
+// Such a unit takes a note by itself whenever its inhibit line is released, and a note can
+// reach the cassette with no pulse on disk: the process is down (a crash, and the restart
+// after it, during which the kernel keeps the line released), the journal refuses writes
+// (the driver owes the credit, which dies with the process), or a power cut takes the last
+// commit, the note's only pulse. The journal therefore keeps the line's state (PulseLine,
+// pulse.go): PulseEnabling commits "enabled" and seals it before the line is released, so
+// it is never the commit a power cut takes; PulseInhibited commits "inhibited" only once the
+// unit reported it is at rest behind the inhibit (after the driver's grace for a note drawn
+// in just before it), so a process whose storage failed while the unit was enabled leaves
+// "enabled"; and at start-up PulseLineUncertain turns an enabled line into one uncertain item
+// of unknown value, on the interrupted session, at most one per enabled stretch. This does
+// not depend on what stopped the previous process: a power cut and a storage fault leave no
+// evidence in the journal beyond the state itself, and after a plain crash on the same boot
+// the line stayed released until the next process inhibited it, so the pulse records are
+// not the whole truth either. The price is one item per restart that found the unit enabled,
+// settled at cash collection; an extra item of unknown value that proves to be no note is
+// safe, a missing one is not.
+//
 // # Sessions, top-ups and receipts
 //
 // OpenSession starts the only open session. CloseSession, in one transaction, turns intents

@@ -44,6 +44,9 @@ const (
 	// EvFollowUpCredit is a credit the unit reported after its session closed: it resolves
 	// that session's uncertain item and creates a follow-up top-up (CreditAfterClose).
 	EvFollowUpCredit = "follow_up_credit"
+	// EvPulseLine records the state of an escrowless unit's inhibit line (PulseLine): enabled
+	// before the line is released, inhibited once the unit said it is at rest behind it.
+	EvPulseLine = "pulse_line"
 )
 
 // Event is the payload of one event kind: each kind has exactly one struct below, used both
@@ -263,6 +266,14 @@ type PulseEvent struct {
 	SessionID uint64 `json:"session_id,omitempty"`
 }
 
+// PulseLineEvent records a change of the journaled state of an escrowless unit's inhibit
+// line (PulseLine): State is PulseLineEnabled or PulseLineInhibited.
+type PulseLineEvent struct {
+	State     string `json:"state"`
+	SessionID uint64 `json:"session_id,omitempty"`
+	Detail    string `json:"detail,omitempty"`
+}
+
 // CreditedDirectEvent is the credit of a note from an escrowless unit (no intent).
 type CreditedDirectEvent struct {
 	Detail       string `json:"detail"`
@@ -314,6 +325,7 @@ func (TopupConflictEvent) EventType() string    { return EvTopupConflict }
 func (PulseEvent) EventType() string            { return EvPulse }
 func (CreditedDirectEvent) EventType() string   { return EvCreditedDirect }
 func (FollowUpCreditEvent) EventType() string   { return EvFollowUpCredit }
+func (PulseLineEvent) EventType() string        { return EvPulseLine }
 
 // newEvent returns a zero payload of an event type, nil for types with no fixed schema
 // (alarms carry their producer's condition) or unknown to this version.
@@ -367,6 +379,8 @@ func newEvent(typ string) Event {
 		return &CreditedDirectEvent{}
 	case EvFollowUpCredit:
 		return &FollowUpCreditEvent{}
+	case EvPulseLine:
+		return &PulseLineEvent{}
 	}
 	if ev := newCollectionEvent(typ); ev != nil {
 		return ev

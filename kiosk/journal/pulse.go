@@ -112,3 +112,136 @@ func (j *Journal) PulseUncertain(sid uint64, reason string) error {
 		return w.addUncertain(sid, 0, reason)
 	})
 }
+
+// The inhibit line's journaled state (see the package documentation, "The journal protocol
+// per note"): "enabled" committed and sealed before the line is released, "inhibited" once the
+// unit is at rest behind it, and at start-up one uncertain item for a line the previous
+// process left enabled, whatever stopped it.
+
+// Pulse line states (PulseLineEvent.State).
+const (
+	PulseLineEnabled   = "enabled"
+	PulseLineInhibited = "inhibited"
+)
+
+var kPulseLine = []byte("pulse_line")
+
+// PulseLineReason begins the reason of every uncertain item PulseLineUncertain records: an
+// item that may stand for a note or for nothing (the count at cash collection tells), unlike
+// a cut pulse train's, which stands for a note of unknown value.
+const PulseLineReason = "the pulse unit was enabled when the kiosk stopped: a note may have gone in unrecorded"
+
+// PulseLine is the journaled state of an escrowless unit's inhibit line (package doc). The zero
+// value is a line never enabled, or inhibited and at rest since.
+type PulseLine struct {
+	// Enabled: the line was (or was about to be) released since the unit was last at rest
+	// behind an inhibit; a note may go in.
+	Enabled bool `json:"enabled"`
+	// Since is the seq of the event that enabled it; SessionID the session open then.
+	Since     uint64 `json:"since,omitempty"`
+	SessionID uint64 `json:"session_id,omitempty"`
+	// Uncertain is the uncertain item a start-up recorded for this enabled stretch (0: none
+	// yet), so that a second restart before the unit came to rest does not record another.
+	Uncertain uint64 `json:"uncertain,omitempty"`
+}
+
+// PulseLineState returns the journaled state of the inhibit line.
+func (j *Journal) PulseLineState() (PulseLine, error) {
+	var pl PulseLine
+	err := j.db.View(func(tx *bolt.Tx) error {
+		_, err := getJSON(tx, bMeta, kPulseLine, &pl)
+		return err
+	})
+	return pl, err
+}
+
+// PulseEnabling records, before the caller releases the inhibit line, that the unit may take
+// notes (with session sid, 0 for none), and seals it with a second commit: when it returns nil
+// the state is durable even on storage that loses its last commit at a power cut. The caller
+// releases the line only after nil. A stretch already enabled and not yet counted by a
+// start-up needs no new record (nil at once).
+func (j *Journal) PulseEnabling(sid uint64, detail string) error {
+	wrote := false
+	err := j.update(func(w *writer) error {
+		var pl PulseLine
+		if _, err := getJSON(w.tx, bMeta, kPulseLine, &pl); err != nil {
+			return err
+		}
+		if pl.Enabled && pl.Uncertain == 0 {
+			return nil
+		}
+		seq, err := w.append(PulseLineEvent{State: PulseLineEnabled, SessionID: sid, Detail: detail})
+		if err != nil {
+			return err
+		}
+		wrote = true
+		return w.put(bMeta, kPulseLine, PulseLine{Enabled: true, Since: seq, SessionID: sid})
+	})
+	if err == nil && wrote {
+		err = j.seal("pulse unit enabled")
+	}
+	return err
+}
+
+// PulseInhibited records that the unit is at rest behind its inhibit line: the caller saw
+// the line inhibited and then the unit's report that no note is in transit (the pulse
+// driver's Disabled, InhibitGrace after the inhibit). It reports whether the state changed
+// (false: it was not enabled).
+func (j *Journal) PulseInhibited(detail string) (bool, error) {
+	changed := false
+	err := j.update(func(w *writer) error {
+		var pl PulseLine
+		if _, err := getJSON(w.tx, bMeta, kPulseLine, &pl); err != nil || !pl.Enabled {
+			return err
+		}
+		if _, err := w.append(PulseLineEvent{State: PulseLineInhibited, Detail: detail}); err != nil {
+			return err
+		}
+		changed = true
+		return w.tx.Bucket(bMeta).Delete(kPulseLine)
+	})
+	return changed, err
+}
+
+// PulseLineUncertain is the start-up's reading of the line: when the previous process left
+// it enabled, a note may be in the cassette with no record, and one uncertain item of
+// unknown value is recorded for it (attached to session sid when open; its reason is
+// PulseLineReason, then detail), unless a start-up
+// already recorded one for the same stretch. atRest says the new process already holds the
+// unit at rest behind its inhibit (see PulseInhibited): the stretch then ends in the same
+// transaction; otherwise it stays enabled (with its item) until PulseInhibited. It returns
+// the item recorded (0: none). No seal is needed: losing this commit brings back the
+// enabled state, and the next start-up records the item again.
+func (j *Journal) PulseLineUncertain(sid uint64, detail string, atRest bool) (uint64, error) {
+	var item uint64
+	err := j.update(func(w *writer) error {
+		var pl PulseLine
+		if _, err := getJSON(w.tx, bMeta, kPulseLine, &pl); err != nil || !pl.Enabled {
+			return err
+		}
+		if pl.Uncertain == 0 {
+			if sid != 0 {
+				if _, err := w.openSession(sid); err != nil {
+					sid = 0
+				}
+			}
+			if err := w.addUncertain(sid, 0, fmt.Sprintf("%s (%s; enabled at event %d)", PulseLineReason, detail, pl.Since)); err != nil {
+				return err
+			}
+			// The item's id is the seq of the event addUncertain just appended.
+			item = w.tx.Bucket(bEvents).Sequence()
+			pl.Uncertain = item
+		}
+		switch {
+		case atRest:
+			if _, err := w.append(PulseLineEvent{State: PulseLineInhibited, Detail: "at rest behind the inhibit after a restart"}); err != nil {
+				return err
+			}
+			return w.tx.Bucket(bMeta).Delete(kPulseLine)
+		case item != 0:
+			return w.put(bMeta, kPulseLine, pl)
+		}
+		return nil
+	})
+	return item, err
+}

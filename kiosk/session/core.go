@@ -54,6 +54,16 @@ type core struct {
 	// pulsed is set once this run journaled a pulse: until then an open pulse train in the
 	// journal is the previous run's (see pulse).
 	pulsed bool
+	// line is the journaled state of an escrowless unit's inhibit line (journal.PulseLine,
+	// pulseline.go); lineOwed is set while the previous run's enabled stretch still needs
+	// its uncertain item (for lineOwedSID, the session it left open); lineEnabling while an
+	// Enable task is in flight; disabledSeen once the unit reported Disabled with no Enable
+	// started since.
+	line         journal.PulseLine
+	lineOwed     bool
+	lineOwedSID  uint64
+	lineEnabling bool
+	disabledSeen bool
 	// creditRefused is set while the last credit report could not be journaled (and so was
 	// not acknowledged): the unit will report it again.
 	creditRefused bool
@@ -407,9 +417,17 @@ func (c *core) controlAcceptor() {
 	if !c.ctlRetryAt.IsZero() && c.now().Before(c.ctlRetryAt) {
 		return
 	}
+	gen, codes := c.wantGen, slices.Clone(c.wantCodes)
+	if codes != nil && !c.pulseLineEnabling(codes) {
+		// The journal does not hold that the unit may take notes: the line stays inhibited.
+		c.ctlRetryAt = c.now().Add(500 * time.Millisecond)
+		return
+	}
 	c.ctlRetryAt = time.Time{}
 	c.ctlBusy = true
-	gen, codes := c.wantGen, slices.Clone(c.wantCodes)
+	if codes != nil {
+		c.lineEnabling, c.disabledSeen = true, false
+	}
 	acc := c.e.cfg.Acceptor
 	c.e.spawn("acceptor", func(ctx context.Context) msg {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -426,6 +444,8 @@ func (c *core) controlAcceptor() {
 
 func (c *core) acceptorApplied(gen uint64, codes []int, err error) {
 	c.ctlBusy = false
+	c.lineEnabling = false
+	defer c.pulseLineAtRest()
 	if err != nil {
 		c.e.log.Warn("acceptor command failed", "enable", codes, "err", err)
 		c.ctlRetryAt = c.now().Add(500 * time.Millisecond)
@@ -499,6 +519,12 @@ func (c *core) parked() bool {
 		return false
 	}
 	if !c.unitSettled && c.unit != 0 {
+		return false
+	}
+	// A pulse unit is at rest once its line is journaled so (Disabled after the inhibit, the
+	// driver's grace for a note drawn in just before it): stopping earlier would leave the
+	// line enabled in the journal and make the next start record an uncertain item.
+	if c.e.cfg.Escrowless && c.line.Enabled && !c.e.cfg.NoInhibitLine {
 		return false
 	}
 	in, err := c.e.j.OpenIntents()

@@ -16,6 +16,12 @@
 // Long operations (printing, authorization, acceptor Enable/Inhibit, counter reads) never run
 // on the loop: they are tasks that post their result back. The state shown is derived from
 // the facts in one function (core.derive), never set piecemeal.
+//
+// An escrowless (pulse) unit takes notes by itself while its inhibit line is released, so the
+// loop journals that (sealed) before it starts an Enable task, journals the line inhibited
+// only once the unit reported Disabled after the inhibit, and a start-up that finds the line
+// enabled records one uncertain item on the interrupted session, whatever stopped the
+// previous run (pulseline.go; kiosk/journal, PulseLine).
 package session
 
 import (
@@ -177,6 +183,11 @@ type Config struct {
 	// are credited directly, and the unit is kept inhibited while the largest note would
 	// not fit in the session's remaining limit.
 	Escrowless bool
+	// NoInhibitLine is set for an escrowless unit whose inhibit input is not wired: it takes
+	// a note whenever it is powered, also while no process reads its pulses, so its line is
+	// never journaled at rest and every start-up records one uncertain item for a note that
+	// may have gone in meanwhile (pulseline.go). Wire the inhibit line to avoid that.
+	NoInhibitLine bool
 }
 
 // Engine is the session engine.

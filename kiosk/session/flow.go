@@ -601,6 +601,17 @@ func (c *core) boot() error {
 	if err := c.bootCollection(); err != nil {
 		return err
 	}
+	// A pulse unit's line left enabled: the recovery records its uncertain item (pulseline.go).
+	if c.line, err = c.e.j.PulseLineState(); err != nil {
+		return fmt.Errorf("session: recovery: %w", err)
+	}
+	c.lineOwed = c.line.Enabled && c.line.Uncertain == 0
+	if c.sess != nil {
+		c.lineOwedSID = c.sess.ID
+	}
+	if c.line.Enabled {
+		c.e.log.Warn("the pulse unit was enabled when the previous run stopped", "since_event", c.line.Since, "session", c.line.SessionID)
+	}
 	intents, err := c.e.j.OpenIntents()
 	if err != nil {
 		return fmt.Errorf("session: recovery: %w", err)
@@ -691,6 +702,10 @@ func (c *core) recoverRest() {
 			c.refreshSession()
 		}
 	}
+	// A pulse unit the previous run left enabled may have taken a note nobody recorded: one
+	// uncertain item, on the interrupted session, before it closes.
+	c.settlePulseLine()
+	c.pulseLineNoInhibit()
 	// With every intent resolved and the unit at rest, its counter tells whether a note went
 	// in whose record the storage lost (its stack intent's commit dropped by a power cut):
 	// such a note belongs to the interrupted session, so reconcile before closing it.

@@ -310,6 +310,10 @@ func (c *core) event(ev acceptor.Event) {
 		c.unitSettled = true
 		c.clearFaults()
 		c.completeNote()
+		if ev.Kind == acceptor.Disabled && !c.lineEnabling {
+			c.disabledSeen = true
+			c.pulseLineAtRest()
+		}
 	case acceptor.Accepting, acceptor.Stacking, acceptor.Returning, acceptor.Holding, acceptor.Initializing:
 		c.unitSettled = false
 		if ev.Kind == acceptor.Accepting {

@@ -17,10 +17,9 @@
 // between the uplink and the ledger (publishes lost, acks dropped, duplicated, delivered out
 // of order or minutes late, and the ledger restarting: its durable credits stay, the acks
 // it had not sent yet are lost and it refuses publishes for a while). A pulse unit
-// (-sim.protocols=pulse) is journaled pulse by pulse as the daemon does; a campaign picks it
-// only with -sim.knownbugs until its blocked seeds (power cut, storage fault) are fixed, while
-// the fixed pulse seeds run always. A host that dies while a pulse note's train is on the
-// line is restarted at once, as after any other crash, while the unit goes on pulsing.
+// (pulse) is journaled pulse by pulse, with its inhibit line's state, as the daemon does. A
+// host that dies while a pulse note's train is on the line is restarted at once, as after
+// any other crash, while the unit goes on pulsing.
 //
 // Invariants are checked after every restart (the journal opens and verifies; nothing is
 // credited beyond what went in; no top-up has two original receipts; every ledger top-up is

@@ -39,7 +39,7 @@ var (
 	flagSeed      = flag.Uint64("sim.seed", 0, "first seed (0: from the clock); run i uses seed+i")
 	flagDuration  = flag.Duration("sim.duration", 0, "keep running seeds until this much real time has passed (0: -sim.runs only)")
 	flagSteps     = flag.Int("sim.steps", 80, "workload and fault steps per run")
-	flagProtos    = flag.String("sim.protocols", "id003,ccnet,ssp,essp", "acceptor configurations a seed chooses from (also pulse, with -sim.knownbugs until its bug is fixed)")
+	flagProtos    = flag.String("sim.protocols", "id003,ccnet,ssp,essp,pulse", "acceptor configurations a seed chooses from")
 	flagVerbose   = flag.Bool("sim.trace", false, "log every run's trace, not only failing ones")
 	flagParallel  = flag.Int("sim.parallel", runtime.GOMAXPROCS(0), "runs at a time")
 	flagNoStorage = flag.Bool("sim.nostorage", false, "skip the storage faults (the same steps otherwise: to tell whether one mattered)")
@@ -1091,7 +1091,7 @@ func confs() map[string]simrig.Conformance {
 func simulate(t *testing.T, worker int, seed uint64, steps int, protos []string) *result {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	if len(protos) == 0 {
-		return &result{seed: seed, violations: []string{"no acceptor configuration to run (pulse needs -sim.knownbugs)"}}
+		return &result{seed: seed, violations: []string{"no acceptor configuration to run (-sim.protocols is empty)"}}
 	}
 	name := protos[rng.IntN(len(protos))]
 	res := &result{seed: seed, proto: name}
@@ -1180,31 +1180,27 @@ func shortTrace(tr []string) []string {
 	return tr[:last]
 }
 
-func protoList(list string, gated bool) []string {
+func protoList(list string) []string {
 	var out []string
 	for _, p := range strings.Split(list, ",") {
-		if p = strings.TrimSpace(p); p == "pulse" && gated && !*flagKnownBugs {
-			// Known bugs (the blocked pulse seeds in testdata/seeds.txt): a pulse unit's
-			// note can end up in the cassette neither credited nor an uncertain item when a
-			// power cut takes the journal's last commit (its pulse records) or when a storage
-			// fault keeps its pulses out of the journal and the host is then restarted.
-			// Until they are fixed, a campaign picks pulse only with -sim.knownbugs; then it
-			// joins the default -sim.protocols.
-			continue
-		} else if p != "" {
+		if p = strings.TrimSpace(p); p != "" {
 			out = append(out, p)
 		}
 	}
 	return out
 }
 
+// fixedSeedProtos is the list a fixed seed without its own picks from: the default
+// -sim.protocols of the generator those seeds were found with (pulse joined the default
+// later), so that they replay the runs they were found with.
+const fixedSeedProtos = "id003,ccnet,ssp,essp"
+
 // runSeed runs one seed; protos is the list of acceptor configurations it picks from
-// (-sim.protocols, or a fixed seed's own). A seed's own list is not gated: a fixed seed
-// that is not blocked guards a fix, whatever the campaign leaves out.
-func runSeed(t *testing.T, worker int, seed uint64, protos string, gated bool) *result {
+// (-sim.protocols, or a fixed seed's own).
+func runSeed(t *testing.T, worker int, seed uint64, protos string) *result {
 	var res *result
 	synctest.Test(t, func(t *testing.T) {
-		res = simulate(t, worker, seed, *flagSteps, protoList(protos, gated))
+		res = simulate(t, worker, seed, *flagSteps, protoList(protos))
 	})
 	return res
 }
@@ -1239,7 +1235,7 @@ func TestSim(t *testing.T) {
 				if done {
 					return
 				}
-				res := runSeed(t, w, seed+i, *flagProtos, true)
+				res := runSeed(t, w, seed+i, *flagProtos)
 				mu.Lock()
 				s.add(t, res)
 				mu.Unlock()
@@ -1277,17 +1273,17 @@ func TestSimFixedSeeds(t *testing.T) {
 			t.Logf("seed %s skipped, %s (run it with -sim.knownbugs)", line, strings.TrimSpace(comment))
 			continue
 		}
-		// A seed found with another -sim.protocols carries that list after it.
+		// A seed carries the -sim.protocols list it was found with after it; one without
+		// picks from fixedSeedProtos.
 		seedText, protos, _ := strings.Cut(line, " ")
-		gated := false
 		if protos = strings.TrimSpace(protos); protos == "" {
-			protos, gated = *flagProtos, true
+			protos = fixedSeedProtos
 		}
 		seed, err := strconv.ParseUint(seedText, 10, 64)
 		if err != nil {
 			t.Fatalf("testdata/seeds.txt: %q: %v", line, err)
 		}
-		s.add(t, runSeed(t, 0, seed, protos, gated))
+		s.add(t, runSeed(t, 0, seed, protos))
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)

@@ -434,9 +434,19 @@ func restartAtCredit(r *rig, point string) {
 	r.crashDuring(point, second)
 	r.start()
 	r.ready()
+	// An escrowless unit was enabled when the host died: the line stayed released with nobody
+	// reading it, so the new host records one more uncertain item of unknown value, for a note
+	// that may have gone in unrecorded (kiosk/journal, PulseLine).
+	lineItem := 0
+	if r.p.escrowless {
+		lineItem = 1
+	}
 	switch {
 	case point == atAfterCommit:
-		want := outcome{credited: []int64{first, second}, topups: []topup{tp(wire.OutcomeInterrupted, 0, first, second)}}
+		want := outcome{credited: []int64{first, second}, topups: []topup{tp(wire.OutcomeInterrupted, lineItem, first, second)}}
+		if lineItem > 0 {
+			want.uncertain = []int64{0}
+		}
 		if r.p.reReports == "" {
 			r.expectTrace(2, creditOf(0))
 			want.reReported = 1 // acknowledged, not counted again
@@ -455,8 +465,10 @@ func restartAtCredit(r *rig, point string) {
 		want := outcome{credited: []int64{first}, uncertain: []int64{second}, resolved: []string{"uncertain"}, topups: []topup{tp(wire.OutcomeInterrupted, 1, first)}}
 		if r.p.escrowless {
 			// No stack intent: the journaled pulses of the cut train become the uncertain
-			// item, of unknown value (a train's value is never guessed).
-			want.uncertain, want.resolved = []int64{0}, nil
+			// item, of unknown value (a train's value is never guessed); the line left
+			// enabled is one more.
+			want.uncertain, want.resolved = []int64{0, 0}, nil
+			want.topups = []topup{tp(wire.OutcomeInterrupted, 1+lineItem, first)}
 		}
 		r.check(want)
 	}

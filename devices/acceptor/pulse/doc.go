@@ -100,5 +100,10 @@
 // ends and is credited or ShutdownTimeout passes (the handler gets a context that is not
 // cancelled), then stops the reader and waits for it. A train cut off by the end of Run is
 // lost to the driver, but its pulses were offered to PulseRecorder: that journal is the
-// evidence recovery works from. After Run returns nothing it started is left running.
+// evidence recovery works from. A note whose pulses reached no journal at all (the process
+// down, the journal failing, its record lost at a power cut) is covered by the caller's
+// record of the inhibit line: the session engine journals the unit enabled before Enable and
+// inhibited only after Disabled, and a restart that finds it enabled records an uncertain
+// item. A unit with no inhibit line wired takes notes whenever it is powered, also while
+// the host restarts: its line is never at rest, and every start records one such item. After Run returns nothing it started is left running.
 package pulse
