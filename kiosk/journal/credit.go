@@ -236,6 +236,12 @@ func (j *Journal) CreditWithoutIntent(reported Note, detail string) (ReReport, e
 // longer the last commit. If seal fails, the caller must not let the unit forget: its next
 // report is recognised as the same note (the last credit) and sealed again.
 func (j *Journal) seal(what string) error {
+	return j.Seal(what)
+}
+
+// Seal commits the small evidence_sealed event (see seal) for a caller that just committed
+// evidence the unit is about to forget, through a method that does not seal on its own.
+func (j *Journal) Seal(what string) error {
 	return j.update(func(w *writer) error {
 		_, err := w.append(DeviceEvent{Device: "journal", Event: "evidence_sealed", Detail: what})
 		return err

@@ -308,3 +308,64 @@ func TestUnexpectedCreditIsNotAPendingNote(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCounterMoveInAnOpenSessionIsNotTakenForAnotherSessionsItem is the regression of sim
+// seed 181999338 (SSP, the run that replays differently): an earlier session's 500 note was
+// resolved uncertain (it had been returned); the next customer's 2000 note lost its stack
+// intent at a power cut and went in. The counter's +1 was taken for the earlier item, and
+// the customer's interrupted session showed nothing. It must get one note of unknown value;
+// the earlier item stays pending. A pending item of the open session itself still explains
+// the move.
+func TestCounterMoveInAnOpenSessionIsNotTakenForAnotherSessionsItem(t *testing.T) {
+	j, path := openTest(t)
+	s1 := mustSession(t, j, 50000)
+	if _, err := j.ReconcileDeviceCounter("U1", 0, s1.ID); err != nil {
+		t.Fatal(err)
+	}
+	in, err := j.StackIntent(s1.ID, Note{Code: 2, ValueMinor: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.ResolveIntent(in.ID, ResolvedUncertain, "no rest in time"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.CloseSession(CloseParams{SessionID: s1.ID, Outcome: wire.OutcomeInterrupted}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.ReconcileDeviceCounter("U1", 0, 0); err != nil { // the 500 went back
+		t.Fatal(err)
+	}
+	s2 := mustSession(t, j, 2000)
+	if _, err := j.StackIntent(s2.ID, Note{Code: 4, ValueMinor: 2000}); err != nil {
+		t.Fatal(err)
+	}
+	j2 := powerCut(t, j, path) // the intent is lost; the note went in: counter 1
+	res, err := j2.ReconcileDeviceCounter("U1", 1, s2.ID)
+	if err != nil || res.Extra != 1 || res.Uncertain != 1 {
+		t.Fatalf("reconcile = %+v %v, want one note of unknown value for the open session", res, err)
+	}
+	cur, ok, _ := j2.CurrentSession()
+	if !ok || cur.ID != s2.ID || len(cur.Uncertain) != 1 || cur.Uncertain[0].ValueMinor != 0 {
+		t.Fatalf("open session: %+v", cur)
+	}
+	// The earlier item is still one the counter may see go in.
+	if w, ok, err := j2.StackedWitness("U1", 2); err != nil || !ok || w != (Witness{Moved: 1, Uncertain: 1}) {
+		t.Fatalf("witness = %+v %v %v, want the earlier item still pending", w, ok, err)
+	}
+
+	// Its own pending item explains a move in the open session: nothing new.
+	in3, err := j2.StackIntent(s2.ID, Note{Code: 3, ValueMinor: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j2.ResolveIntent(in3.ID, ResolvedUncertain, "no rest in time"); err != nil {
+		t.Fatal(err)
+	}
+	res, err = j2.ReconcileDeviceCounter("U1", 2, s2.ID)
+	if err != nil || res.Extra != 0 || res.Uncertain != 0 {
+		t.Fatalf("reconcile with the session's own pending item = %+v %v, want nothing new", res, err)
+	}
+	if _, err := j2.Verify(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -493,6 +493,15 @@ func (c *core) resolveFromPowerUp(ev acceptor.Event) error {
 	}
 	if resolution == journal.ResolvedStacked {
 		c.creditUnfinished = true
+		// The driver resets the unit next, and the unit stacks the note and forgets it: the
+		// credit must not be the journal's last commit, which storage that lies about fsync
+		// may lose at a power cut (sim seed 1500065: the intent then looked open with no note
+		// anywhere, and a later report resolved it returned). If sealing fails, the report is
+		// refused, the unit is not reset, and its next report is the credited note again.
+		if err := c.e.j.Seal("power-up credit recorded"); err != nil {
+			c.journalFailedOp("seal power-up credit", err)
+			return err
+		}
 	}
 	return nil
 }

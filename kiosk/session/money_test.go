@@ -416,3 +416,46 @@ func TestPowerUpReportRefusedWhileJournalFails(t *testing.T) {
 		}
 	})
 }
+
+// TestPowerUpCreditSurvivesTheLostLastCommit is the regression of sim seed 1500065 (ID-003):
+// the unit powered up with the note of an open stack intent in its stacker; the engine
+// credited it and the driver reset the unit, which stacked the note and forgot it. That
+// credit was the journal's last commit, and a power cut took it: the intent looked open with
+// no note anywhere. The credit must be sealed before the driver may reset the unit.
+func TestPowerUpCreditSurvivesTheLostLastCommit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "j.db")
+		r := newRig(t, path, &fakeAuthz{resp: wire.AuthzResponse{ReqID: "x", Status: wire.AuthzOK, RemainingMinor: 50000}})
+		r.start()
+		h := r.e.Handler()
+		ctx := context.Background()
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
+		r.waitState(Idle)
+		if err := r.e.Scan(code("dan", time.Now().Add(time.Minute), "nonce1500065")); err != nil {
+			t.Fatal(err)
+		}
+		r.waitState(Accepting)
+		if d := h.Escrow(ctx, note(0x62)); d != acceptor.Stack {
+			t.Fatalf("escrow: %v", d)
+		}
+		if err := h.(acceptor.PowerUpRecorder).PowerUp(ctx, acceptor.Event{Kind: acceptor.PowerUpNoteInStacker, Code: 0x42}); err != nil {
+			t.Fatalf("power-up report refused: %v", err)
+		}
+		// The driver resets the unit now; then a power cut loses the last commit.
+		r.stop()
+		if err := journaltest.DropLastCommit(path); err != nil {
+			t.Fatal(err)
+		}
+		j, err := journal.Open(path, journal.Options{KioskID: "K1", Currency: "CNY"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer j.Close()
+		if in, _ := j.OpenIntents(); len(in) != 0 {
+			t.Fatalf("the power-up credit was lost: intent still open %+v", in)
+		}
+		if c, _ := j.Cassette(); c.Count != 1 {
+			t.Fatalf("cassette %+v, want the note credited", c)
+		}
+	})
+}
