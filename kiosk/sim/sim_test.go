@@ -513,6 +513,18 @@ func (h *host) closeJournal() {
 	}
 }
 
+// conditions lists the host's active health conditions, for a liveness violation.
+func (h *host) conditions() string {
+	var cs []string
+	for _, c := range h.reg.Active() {
+		cs = append(cs, c.Kind+": "+c.Detail)
+	}
+	if len(cs) == 0 {
+		return "no health condition active"
+	}
+	return strings.Join(cs, "; ")
+}
+
 // simMmapSize is the journals' initial memory map in the simulation: far beyond what a run
 // writes, so that bbolt never maps the file again, and never while the disk-full fault holds
 // its descriptor (diskfull_linux_test.go). The file grows by ftruncate as usual.
@@ -1055,7 +1067,7 @@ func (r *run) waitService() bool {
 				r.violation("liveness: 30 minutes after the faults stopped (space freed, storage working) journal writes still fail for this host, not restarted: the engine is %q with %d top-ups in the outbox", st, len(ob))
 				return false
 			}
-			r.violation("liveness: 30 minutes after the faults stopped the engine is %q with %d top-ups in the outbox", st, len(ob))
+			r.violation("liveness: 30 minutes after the faults stopped the engine is %q with %d top-ups in the outbox (%s)", st, len(ob), h.conditions())
 			return false
 		}
 		if st == session.OutOfService.String() && time.Since(lastReset) > time.Minute {
