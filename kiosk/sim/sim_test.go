@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -1452,6 +1453,11 @@ func shrink(t *testing.T, worker int, res *result, protos string, gated bool) *s
 func TestSim(t *testing.T) {
 	if *flagRuns == 0 && *flagDuration == 0 {
 		t.Skip("no runs asked for (-sim.runs or -sim.duration; make sim sets them)")
+	}
+	if os.Getenv("GOGC") == "" {
+		// Runs allocate much and keep little (each run's state is garbage at its end): a
+		// larger heap goal spends ~12% less CPU in the collector for ~70 MB more memory.
+		defer debug.SetGCPercent(debug.SetGCPercent(400))
 	}
 	seed := *flagSeed
 	if seed == 0 {
