@@ -36,8 +36,8 @@
 // Replay: a failing run prints its seed and the SHORTEST trace that still fails: the seed is
 // rerun with fewer steps (-sim.steps=K: the same first K steps, then the faults stop and the
 // end checks run), bisecting for the smallest K that still shows a violation of the same
-// kind (at most 10 reruns of 50-100 ms), and that prefix is rerun twice more to tell how
-// reliably it replays. The report gives its numbered trace up to the last violation and the
+// kind (a probe that passes runs twice; at most 20 reruns of 50-100 ms), and that prefix is
+// rerun twice more to tell how reliably it replays. The report gives its numbered trace up to the last violation and the
 // replay flags, -sim.seed=S -sim.runs=1 -sim.steps=K (add -count=N to rerun it N times;
 // -sim.shrink=false reports the whole run). Steps cannot be removed one by one from the
 // middle of a run: each step's draws depend on the engine's state (an idle kiosk draws a

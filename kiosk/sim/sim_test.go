@@ -1358,8 +1358,11 @@ func runSeedSteps(t *testing.T, worker int, seed uint64, steps int, protos strin
 // altogether. A prefix keeps the steps it has exactly.
 
 const (
-	// shrinkMaxRuns bounds the bisection (runs take 50-100 ms; 80 steps need 7).
-	shrinkMaxRuns = 10
+	// shrinkMaxRuns bounds the bisection (runs take 50-100 ms; 80 steps need 7 probes).
+	shrinkMaxRuns = 20
+	// shrinkTries is how often a probe runs before it counts as passing: some failures
+	// depend on the scheduler's choices and show in one run of several (see the package doc).
+	shrinkTries = 2
 	// shrinkVerify reruns the prefix found, to tell how reliably it replays.
 	shrinkVerify = 2
 )
@@ -1413,7 +1416,8 @@ func violationKind(v string) string {
 // shrink finds the shortest prefix of a failing run's steps that still fails with a violation
 // of the same kind, by bisection over the step count (a failure found at K steps is taken to
 // be there at more steps too; when it is not, the prefix found is still a failing one, only
-// maybe not the shortest), then reruns that prefix to tell how reliably it replays.
+// maybe not the shortest; a probe that passes is run once more, for the failures that show
+// in one run of several), then reruns that prefix to tell how reliably it replays.
 func shrink(t *testing.T, worker int, res *result, protos string, gated bool) *shrunk {
 	sh := &shrunk{res: res, protos: protos, gated: gated}
 	if len(res.violations) == 0 || !*flagShrink {
@@ -1434,10 +1438,17 @@ func shrink(t *testing.T, worker int, res *result, protos string, gated bool) *s
 	lo, hi := 0, res.steps
 	for lo < hi && sh.reruns < shrinkMaxRuns {
 		mid := lo + (hi-lo)/2
-		r := runSeedSteps(t, worker, res.seed, mid, protos, gated)
-		sh.reruns++
-		if fails(r) {
-			hi, sh.res = mid, r
+		failed := false
+		for range shrinkTries {
+			r := runSeedSteps(t, worker, res.seed, mid, protos, gated)
+			sh.reruns++
+			if failed = fails(r); failed {
+				sh.res = r
+				break
+			}
+		}
+		if failed {
+			hi = mid
 		} else {
 			lo = mid + 1
 		}
