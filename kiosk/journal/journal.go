@@ -102,7 +102,13 @@ type Options struct {
 	// moved to archive segments), Open rewrites the file compactly; default 0.5, negative
 	// disables. See compact.go.
 	CompactFreeFraction float64
-	Logger              *slog.Logger
+	// InitialMmapSize is bbolt's initial memory map size in bytes (0: bbolt's default, the
+	// file's size rounded up). bbolt maps the file again, with a fresh mmap of the file
+	// descriptor, whenever a commit grows the data past the mapping; a larger initial map
+	// means fewer remaps. The simulation's disk-full fault needs none at all while the
+	// descriptor is swapped away (kiosk/sim).
+	InitialMmapSize int
+	Logger          *slog.Logger
 }
 
 // Journal is an open journal file. Its methods are safe for concurrent use; bbolt serialises
@@ -145,7 +151,7 @@ func Open(path string, opts Options) (*Journal, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	bopts := &bolt.Options{Timeout: opts.LockTimeout, OpenFile: opts.OpenFile, ReadOnly: opts.ReadOnly,
-		FreelistType: bolt.FreelistMapType, NoSync: opts.NoSync}
+		FreelistType: bolt.FreelistMapType, NoSync: opts.NoSync, InitialMmapSize: opts.InitialMmapSize}
 	db, err := bolt.Open(path, 0o600, bopts)
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s", ErrLocked, path)

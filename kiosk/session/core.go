@@ -94,6 +94,9 @@ type core struct {
 	journalFailed bool
 	probeAt       time.Time
 	probeBackoff  time.Duration
+	// unlatched are conditions raised while the journal could not latch them (kind ->
+	// detail): they are latched as soon as writes succeed again (ops.go).
+	unlatched map[string]string
 
 	// acked remembers top-ups acknowledged while their result is shown or printed.
 	acked map[string]journal.Topup
@@ -368,6 +371,7 @@ func (c *core) journalOK() {
 	c.probeBackoff = 0
 	c.e.log.Info("journal writes succeed again")
 	c.e.cfg.Health.Clear("journal_failure")
+	c.relatch()
 }
 
 // probeJournal tries one small write while the journal is failing and nothing else writes,

@@ -3,6 +3,8 @@ package session
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -94,13 +96,33 @@ func (c *core) latchFraud(detail string) {
 // latch journals condition kind as latched (once) and raises it until a sign-off.
 func (c *core) latch(kind, detail string) {
 	if _, err := c.e.j.Latch(kind, detail); err != nil {
-		// The condition is raised anyway (it stops service); only its survival across a
-		// restart is lost, and the failed write stops service by itself.
+		// The condition is raised anyway (it stops service), and latched in the journal
+		// once writes succeed again (relatch): a sign-off of a journal-latched condition
+		// needs its latch in the journal, so without it the kiosk would stay out of service
+		// after the storage recovered until a restart, which would forget the condition.
+		// Only a restart before the storage recovers loses it.
+		if c.unlatched == nil {
+			c.unlatched = map[string]string{}
+		}
+		c.unlatched[kind] = detail
 		c.journalFailedOp("latch "+kind, err)
 	} else {
+		delete(c.unlatched, kind)
 		c.journalOK()
 	}
 	c.e.cfg.Health.Set(kind, health.Critical, health.Engineer, health.StopsService, latchedDetail(detail))
+}
+
+// relatch latches the conditions raised while the journal failed, now that a write
+// succeeded (journalOK).
+func (c *core) relatch() {
+	for _, kind := range slices.Sorted(maps.Keys(c.unlatched)) {
+		if _, err := c.e.j.Latch(kind, c.unlatched[kind]); err != nil {
+			c.journalFailedOp("latch "+kind, err)
+			return
+		}
+		delete(c.unlatched, kind)
+	}
 }
 
 // cassettePulled latches SignoffMidStack when the unit reports its cassette removed while a
@@ -236,6 +258,9 @@ func (c *core) signoff(cmd Command) error {
 		c.journalFailedOp("sign-off", err)
 		return err
 	}
+	// Signed off with no latch in the journal (SignoffMidStack may be): nothing to latch
+	// later (before journalOK, which latches the ones waiting).
+	delete(c.unlatched, cmd.Condition)
 	c.journalOK()
 	if cmd.Condition == CondAcceptorFraud {
 		delete(c.faults, acceptor.Fraud.String())

@@ -10,8 +10,10 @@
 // engine's crash points or at a random instant (every in-memory state dropped, the journal
 // reopened, a new engine, driver and uplink; the emulator keeps its state as hardware
 // does), power cuts (the journal loses its last commit and the unit power-cycles), storage
-// faults (the journal's file descriptor is closed under bbolt, so writes and fsyncs fail
-// until the daemon is restarted), device faults (reject, jam, cassette pulled or full,
+// faults below bbolt (the journal's file descriptor is closed under bbolt, so writes and
+// fsyncs fail, EIO-like, until the daemon is restarted; or the disk is full: the descriptor
+// is swapped for one of /dev/full, so every write fails with ENOSPC, until a later step
+// frees the space and the same daemon goes on, see diskfull_linux_test.go), device faults (reject, jam, cassette pulled or full,
 // cheat, unit failure, unit power cycle, the line's own faults: corrupted and lost bytes,
 // garbage between frames, frames split across reads, slow and late replies) and faults
 // between the uplink and the ledger (publishes lost, acks dropped, duplicated, delivered out
@@ -23,16 +25,28 @@
 //
 // Invariants are checked after every restart (the journal opens and verifies; nothing is
 // credited beyond what went in; no top-up has two original receipts; every ledger top-up is
-// one of the journal's) and at the end, after the faults stop and the kiosk is given time
-// to return to service (liveness: idle and the outbox drained with no restart), the full
+// one of the journal's) and at the end, after the faults stop (a full disk gets its space
+// back) and the kiosk is given time to return to service (liveness: idle and the outbox
+// drained with no restart; a disk that was full needs no restart either), the full
 // money check: every note in the emulator's cassette is credited once or is one uncertain
 // item, no value is credited that did not go in, every journal top-up is credited at the
 // ledger with its amount, and every top-up has exactly one original receipt.
 //
-// Replay: a failing run prints its seed and its numbered trace of steps up to the last
-// violation; -sim.seed=S -sim.runs=1 reruns it (add -count=N to rerun it N times). The
-// workload and fault choices come from the seed alone, and each run is its own bubble, so a
-// seed's run does not depend on the runs beside it (-sim.parallel). What the goroutines do
+// Replay: a failing run prints its seed and the SHORTEST trace that still fails: the seed is
+// rerun with fewer steps (-sim.steps=K: the same first K steps, then the faults stop and the
+// end checks run), bisecting for the smallest K that still shows a violation of the same
+// kind (a probe that passes runs twice; at most 20 reruns of 50-100 ms), and that prefix is
+// rerun twice more to tell how reliably it replays. The report gives its numbered trace up to the last violation and the
+// replay flags, -sim.seed=S -sim.runs=1 -sim.steps=K (add -count=N to rerun it N times;
+// -sim.shrink=false reports the whole run). Steps cannot be removed one by one from the
+// middle of a run: each step's draws depend on the engine's state (an idle kiosk draws a
+// scan, an accepting one a note, and each case draws a different number of values), so
+// dropping a step shifts the seed's stream under every later step and the rest is another
+// scenario; a prefix keeps its steps exactly. The workload and fault choices come from the
+// seed alone, and each run is its own bubble, so a seed's run does not depend on the runs
+// beside it (-sim.parallel). A fault's variants (EIO or disk full) come from a second stream
+// of the seed, so that a new variant leaves the main draws, and the steps of the seeds that
+// do not meet it, as they were. What the goroutines do
 // between two steps is decided by the synctest scheduler, and exact replay is NOT
 // guaranteed: a select with several ready cases picks one at random, map iteration order is
 // random, and keys and nonces (eSSP keys, the journal's epoch) come from crypto/rand; none of

@@ -1,0 +1,72 @@
+package session
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/kioskd/kioskd/devices/acceptor"
+	"github.com/kioskd/kioskd/kiosk/health"
+	"github.com/kioskd/kioskd/kiosk/journal"
+)
+
+// TestFraudLatchedAfterJournalRecovers: the acceptor reports a cheat attempt while the disk
+// is full, so the journal cannot latch it. The kiosk stops service at once; once the space
+// is freed the latch is written (it survives a restart from then on) and a technician's
+// sign-off puts the kiosk back in service with no restart. Before, the sign-off found no
+// latch in the journal and was refused: the kiosk stayed out of service until a restart,
+// which forgot the cheat attempt (the simulation's disk-full fault, seed 1052 -sim.steps=57).
+func TestFraudLatchedAfterJournalRecovers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		disk := &brokenDisk{}
+		j, err := journal.Open(filepath.Join(t.TempDir(), "j.db"), journal.Options{KioskID: "K1", Currency: "CNY", OpenFile: disk.open})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &rig{t: t, j: j, unit: &fakeUnit{}, printer: &fakePrinter{}, health: health.New("b1", nil)}
+		r.e, err = New(Config{ClockTrusted: trustClock, Journal: j, Acceptor: r.unit, Denominations: denoms, Printer: r.printer, Health: r.health,
+			WalletKeys: walletKeys, Authorizer: okAuthz(), Limits: Limits{SessionMax: 50000, OfflineSessionMax: 20000, OfflineTotalMax: 30000}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.health.Listen(func(health.Condition) { r.e.HealthChanged() })
+		r.start()
+		defer r.stop()
+		ctx := context.Background()
+		h := r.e.Handler()
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
+		r.waitState(Idle)
+
+		disk.fill(t)
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Fraud})
+		r.waitState(OutOfService)
+		if !r.health.Has(CondAcceptorFraud) || !r.health.Has("journal_failure") {
+			t.Fatalf("conditions %+v, want the cheat attempt and the journal failure", r.health.Active())
+		}
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled}) // the unit after its reset
+		time.Sleep(time.Minute)
+		if l, _ := r.j.Latched(); len(l) != 0 {
+			t.Fatalf("latched %+v on a full disk", l)
+		}
+
+		disk.free(t)
+		time.Sleep(time.Minute) // the engine's probe finds the journal working
+		synctest.Wait()
+		if r.health.Has("journal_failure") {
+			t.Fatal("journal_failure still active a minute after the space was freed")
+		}
+		l, err := r.j.Latched()
+		if err != nil || len(l) != 1 || l[0].Kind != CondAcceptorFraud {
+			t.Fatalf("latched %+v (%v), want the cheat attempt latched once the journal works", l, err)
+		}
+		if st := r.e.State(); st != OutOfService {
+			t.Fatalf("state %v before the sign-off", st)
+		}
+		if _, err := r.e.Do(ctx, Command{Kind: CmdSignoff, Condition: SignoffFraud, Who: "technician/1", Why: "inspected"}); err != nil {
+			t.Fatalf("sign-off after the storage recovered: %v", err)
+		}
+		r.waitState(Idle)
+	})
+}
