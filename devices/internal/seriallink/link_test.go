@@ -229,8 +229,12 @@ func TestMailboxServesBetweenCycles(t *testing.T) {
 		ready := false
 		cycles := 0
 		done := make(chan struct{})
+		// The requests come once the link runs (Do refuses before Run opened the
+		// mailbox: the goroutine could win that race), while the first cycle is on.
+		running := make(chan struct{})
 		go func() {
 			defer close(done)
+			<-running
 			for i := range 3 {
 				if err := l.Do(ctx, fmt.Sprint("req", i)); err != nil {
 					t.Errorf("Do: %v", err)
@@ -243,6 +247,9 @@ func TestMailboxServesBetweenCycles(t *testing.T) {
 				inCycle = true
 				cycles++
 				log(fmt.Sprint("cycle", cycles))
+				if cycles == 1 {
+					close(running)
+				}
 				time.Sleep(10 * time.Millisecond) // a request arriving now waits
 				ready = cycles >= 2
 				inCycle = false
