@@ -393,7 +393,17 @@ func (s *Sim) pollLocked() ([]byte, int) {
 // ackedLocked applies the host's ACK of the last reply.
 func (s *Sim) ackedLocked() {
 	s.u.Ack(s.ackTarget)
-	if s.eventReply && (s.mode == modeStacked || s.mode == modeReturned) && !s.frozen() {
+	switch {
+	case s.eventReply && s.mode == modeStacked:
+		// The note is in the cassette and the host has its credit: the transaction is over
+		// even if a fault came since the report (a fault stops mechanics, and none are left).
+		// Left open, a RESET would report the note once more by credit recovery, a second
+		// credit of one note that a real unit never sends after the ACK (sim seed
+		// 123095061: a stack motor failure between the STACKED report and its ACK).
+		s.eventReply = false
+		s.u.Finish()
+		s.mode = modeIdle
+	case s.eventReply && s.mode == modeReturned && !s.frozen():
 		s.eventReply = false
 		s.advanceLocked()
 	}

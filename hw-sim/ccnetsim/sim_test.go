@@ -699,3 +699,31 @@ func TestPowerCycleAfterReturnedNote(t *testing.T) {
 		}
 	})
 }
+
+// TestFailureBetweenStackedAndAck: a unit that fails after reporting STACKED and before the
+// host's ACK arrives has still been told the credit is taken: the ACK ends the note, and the
+// RESET that clears the failure does not report it again by credit recovery (sim seed
+// 123095061: a second credit of one note).
+func TestFailureBetweenStackedAndAck(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, h := start(t, Config{})
+		h.up()
+		if err := s.InsertNote(2); err != nil {
+			t.Fatal(err)
+		}
+		h.poll(ccnet.StAccepting)
+		h.poll(ccnet.StEscrow, 2)
+		h.command(ccnet.CmdStack)
+		h.poll(ccnet.StStacking)
+		h.expect(h.send(ccnet.CmdPoll), ccnet.StStacked, 2)
+		s.Fail(0x50)
+		h.ack()
+		h.poll(ccnet.StFailure, 0x50)
+		h.command(ccnet.CmdReset)
+		h.poll(ccnet.StInitialize)
+		h.poll(ccnet.StDisabled) // not STACKED again
+		if c := s.Cassette(); len(c) != 1 || !c[0].Acked {
+			t.Fatalf("cassette: %+v", c)
+		}
+	})
+}
