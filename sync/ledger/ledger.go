@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"net"
 	"net/http"
@@ -120,7 +121,7 @@ type Ledger struct {
 	// Group commit (BatchStore): handleTopup queues to batchq while batching is set; the
 	// batch workers apply and answer; acks are published on goroutines bounded by pubSem
 	// and tracked by pubs, so neither a handler nor a batch worker waits for a PUBACK.
-	batchq   chan topupReq
+	batchq   []chan topupReq // one per batch worker; a kiosk's top-ups go to one of them
 	batching atomic.Bool
 	pubSem   chan struct{}
 	pubs     sync.WaitGroup
@@ -217,7 +218,9 @@ func New(cfg Config) (*Ledger, error) {
 		ready: make(chan struct{}),
 	}
 	if _, ok := cfg.Store.(BatchStore); ok && cfg.BatchSize > 1 {
-		l.batchq = make(chan topupReq, cfg.BatchSize*cfg.BatchWorkers)
+		for range cfg.BatchWorkers {
+			l.batchq = append(l.batchq, make(chan topupReq, 2*cfg.BatchSize))
+		}
 		// Enough acks in flight for every batch worker's batch, so the broker's round
 		// trip, not this bound, paces them.
 		l.pubSem = make(chan struct{}, 2*cfg.BatchSize*cfg.BatchWorkers)
@@ -274,14 +277,16 @@ func (l *Ledger) Run(ctx context.Context) error {
 		// Called once no handler runs any more (the client is closed): the workers finish
 		// the queued top-ups (their acks fail to publish, and the kiosks send them again).
 		l.batching.Store(false)
-		close(l.batchq)
+		for _, q := range l.batchq {
+			close(q)
+		}
 		batchers.Wait()
 		l.pubs.Wait()
 	}
 	if l.batchq != nil {
 		bs := l.store.(BatchStore)
-		for range l.cfg.BatchWorkers {
-			batchers.Go(func() { l.runBatches(bs) })
+		for _, q := range l.batchq {
+			batchers.Go(func() { l.runBatches(bs, q) })
 		}
 		l.batching.Store(true)
 	}
@@ -410,7 +415,11 @@ func (l *Ledger) handleTopup(topic string, payload []byte) {
 		// Group commit: a batch worker applies it with the others that arrived meanwhile and
 		// answers it once their transaction committed. Blocks while the batch queue is full
 		// (the handler queue then fills, and what it drops the kiosks send again).
-		l.batchq <- topupReq{kiosk: kiosk, t: t, c: l.checks(&t)}
+		// One worker per kiosk: the kiosk's top-ups in flight share a batch instead of
+		// two batches of this ledger waiting for each other on the kiosk's epoch row.
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(kiosk))
+		l.batchq[h.Sum32()%uint32(len(l.batchq))] <- topupReq{kiosk: kiosk, t: t, c: l.checks(&t)}
 		return
 	}
 	var res Result
@@ -436,15 +445,15 @@ func (l *Ledger) handleTopup(topic string, payload []byte) {
 // runBatches is a batch worker: it takes the top-ups queued (at least one, at most
 // BatchSize, without waiting for more), applies them in one transaction, and answers each
 // after the commit, publishing without waiting for the PUBACKs.
-func (l *Ledger) runBatches(bs BatchStore) {
+func (l *Ledger) runBatches(bs BatchStore, q chan topupReq) {
 	reqs := make([]topupReq, 0, l.cfg.BatchSize)
 	items := make([]BatchItem, 0, l.cfg.BatchSize)
-	for first := range l.batchq {
+	for first := range q {
 		reqs = append(reqs[:0], first)
 	fill:
 		for len(reqs) < l.cfg.BatchSize {
 			select {
-			case r, ok := <-l.batchq:
+			case r, ok := <-q:
 				if !ok {
 					break fill
 				}

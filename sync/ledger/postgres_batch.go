@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/kioskd/kioskd/sync/wire"
 )
@@ -91,27 +93,48 @@ func (s *PGStore) ApplyBatch(items []BatchItem) []BatchResult {
 	case len(batch) == 1:
 		single = append([]int{batch[0].idx}, single...)
 	case len(batch) > 1:
-		var res []Result
-		err := s.run(pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(ctx context.Context, tx pgx.Tx) error {
-			var err error
-			res, err = s.applyBatch(ctx, tx, batch)
-			return err
-		})
-		if err != nil && !batchFallback(err) {
-			for _, e := range batch {
-				out[e.idx].Err = fmt.Errorf("ledger: apply %s (in a batch of %d): %w", e.t.TopupID, len(batch), err)
+		// The first rounds skip the top-ups whose kiosk epoch another transaction has
+		// locked (another batch, of this ledger or another, holds a top-up of the same
+		// kiosk) and apply them in a later round, instead of waiting for that transaction
+		// while holding the locks of the rest: batches that wait for each other in a chain
+		// would commit one at a time. The last round waits, so every top-up is applied.
+		for round := 0; len(batch) > 0; round++ {
+			if len(batch) == 1 {
+				single = append([]int{batch[0].idx}, single...)
+				break
 			}
-		} else if err != nil {
-			s.log.Warn("ledger: batch failed; applying its top-ups one by one", "topups", len(batch), "err", err)
-			fallback := make([]int, 0, len(batch)+len(single))
-			for _, e := range batch {
-				fallback = append(fallback, e.idx)
+			var res []Result
+			var deferred []bool
+			skip := round < batchSkipRounds
+			err := s.runPipelined(func(ctx context.Context, c *pgxpool.Conn) error {
+				var err error
+				res, deferred, err = s.applyBatch(ctx, c, batch, skip)
+				return err
+			})
+			if err != nil && !batchFallback(err) {
+				for _, e := range batch {
+					out[e.idx].Err = fmt.Errorf("ledger: apply %s (in a batch of %d): %w", e.t.TopupID, len(batch), err)
+				}
+				break
 			}
-			single = append(fallback, single...)
-		} else {
+			if err != nil {
+				s.log.Warn("ledger: batch failed; applying its top-ups one by one", "topups", len(batch), "err", err)
+				fallback := make([]int, 0, len(batch)+len(single))
+				for _, e := range batch {
+					fallback = append(fallback, e.idx)
+				}
+				single = append(fallback, single...)
+				break
+			}
+			var later []batchEntry
 			for k, e := range batch {
-				out[e.idx].Result = res[k]
+				if deferred[k] {
+					later = append(later, e)
+				} else {
+					out[e.idx].Result = res[k]
+				}
 			}
+			batch = later
 		}
 	}
 	for _, i := range single {
@@ -119,6 +142,9 @@ func (s *PGStore) ApplyBatch(items []BatchItem) []BatchResult {
 	}
 	return out
 }
+
+// batchSkipRounds is how many rounds of a batch skip the kiosk epochs locked elsewhere.
+const batchSkipRounds = 2
 
 type batchEntry struct {
 	idx   int
@@ -150,7 +176,16 @@ type balanceKey struct{ account, currency string }
 
 // applyBatch is apply for several top-ups in one transaction; see ApplyBatch. It returns
 // one Result per entry, in order.
-func (s *PGStore) applyBatch(ctx context.Context, tx pgx.Tx, entries []batchEntry) ([]Result, error) {
+//
+// With skipLocked, the kiosk epochs another transaction has locked are skipped (FOR UPDATE
+// SKIP LOCKED): their top-ups are left out, marked in deferred, and nothing is read or
+// written for them.
+//
+// The transaction is two round trips on one connection, each a pipeline: BEGIN, the locks,
+// the reads and the sequence values; then the writes and COMMIT. The locks are held from the
+// first reply to the COMMIT, across one pass of this code and one round trip: a batch that
+// waits for another waits that long, not for a chain of statements.
+func (s *PGStore) applyBatch(ctx context.Context, tx *pgxpool.Conn, entries []batchEntry, skipLocked bool) (results []Result, deferred []bool, err error) {
 	now := s.now().UTC().Truncate(time.Microsecond)
 	n := len(entries)
 
@@ -183,14 +218,19 @@ func (s *PGStore) applyBatch(ctx context.Context, tx pgx.Tx, entries []batchEntr
 			dayK, dayD, dayC = append(dayK, e.t.KioskID), append(dayD, e.c.Day), append(dayC, e.t.Currency)
 		}
 	}
+	uncertain := 0
+	for _, e := range entries {
+		uncertain += len(e.t.Uncertain)
+	}
 	b := &pgx.Batch{}
+	b.Queue(`BEGIN ISOLATION LEVEL READ COMMITTED`)
 	// The same lock order as every other batch ("C": byte-wise, as the Go sort above).
 	b.Queue(`INSERT INTO kiosk_epochs (kiosk_id, epoch, unapproved)
 		SELECT k, e, u FROM unnest($1::text[], $2::text[], $3::bool[]) AS v(k, e, u) ORDER BY k COLLATE "C", e COLLATE "C"
 		ON CONFLICT (kiosk_id, epoch) DO NOTHING RETURNING kiosk_id, epoch`, ekK, ekE, ekS)
 	b.Queue(`SELECT kiosk_id, epoch, unapproved, watermark, above, topups, last_credit_at FROM kiosk_epochs
 		WHERE (kiosk_id, epoch) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-		ORDER BY kiosk_id COLLATE "C", epoch COLLATE "C" FOR UPDATE`, ekK, ekE)
+		ORDER BY kiosk_id COLLATE "C", epoch COLLATE "C" FOR UPDATE`+map[bool]string{true: " SKIP LOCKED"}[skipLocked], ekK, ekE)
 	b.Queue(`SELECT t.topup_id, t.ledger_ref, t.content_hash, t.account, t.currency, t.amount_minor,
 		COALESCE(b.balance_minor, 0) FROM topups t LEFT JOIN balances b ON b.account = t.account AND b.currency = t.currency
 		WHERE t.topup_id = ANY($1)`, idList)
@@ -200,6 +240,13 @@ func (s *PGStore) applyBatch(ctx context.Context, tx pgx.Tx, entries []batchEntr
 		dayK, dayD)
 	b.Queue(`SELECT kiosk_id, day, currency, amount_minor FROM kiosk_daily_amounts
 		WHERE (kiosk_id, day, currency) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))`, dayK, dayD, dayC)
+	// Sequence values for every top-up that may be credited, every epoch that may be new and
+	// every uncertain item: those a duplicate or a held top-up does not use are gaps, as
+	// after a rollback (the sequences are unique, not contiguous).
+	b.Queue(`SELECT ARRAY(SELECT nextval('ledger_ref_seq') FROM generate_series(1, $1)),
+		ARRAY(SELECT nextval('alarm_seq') FROM generate_series(1, $2)),
+		ARRAY(SELECT nextval('suspense_seq') FROM generate_series(1, $3))`, n, len(eks), uncertain)
+	var refs, alarmNs, suspNs []int64
 
 	created := map[epochKey]bool{}
 	epochs := map[epochKey]*batchEpoch{}
@@ -208,7 +255,10 @@ func (s *PGStore) applyBatch(ctx context.Context, tx pgx.Tx, entries []batchEntr
 	dayNotes := map[[2]string]int64{}
 	dayAmount := map[[3]string]int64{}
 	br := tx.SendBatch(ctx, b)
-	err := func() error {
+	err = func() error {
+		if _, err := br.Exec(); err != nil { // BEGIN
+			return err
+		}
 		var k, e string
 		if err := eachRow(br, []any{&k, &e}, func() error {
 			created[epochKey{k, e}] = true
@@ -268,23 +318,26 @@ func (s *PGStore) applyBatch(ctx context.Context, tx pgx.Tx, entries []batchEntr
 		}); err != nil {
 			return err
 		}
-		err := eachRow(br, []any{&k, &day, &cur, &v}, func() error {
+		if err := eachRow(br, []any{&k, &day, &cur, &v}, func() error {
 			dayAmount[[3]string{k, day, cur}] = v
 			return nil
-		})
-		return err
+		}); err != nil {
+			return err
+		}
+		return br.QueryRow().Scan(&refs, &alarmNs, &suspNs)
 	}()
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, k := range eks {
-		if epochs[k] == nil {
-			return nil, fmt.Errorf("kiosk epoch %s/%s not locked", k.kiosk, k.epoch)
+		if epochs[k] == nil && !skipLocked {
+			return nil, nil, fmt.Errorf("kiosk epoch %s/%s not locked", k.kiosk, k.epoch)
 		}
 	}
+	deferred = make([]bool, n)
 
 	// Decide each top-up in turn, as apply would in a transaction of its own.
 	type credit struct {
@@ -302,7 +355,7 @@ func (s *PGStore) applyBatch(ctx context.Context, tx pgx.Tx, entries []batchEntr
 		payload string
 	}
 	type alarmRow struct{ a OpsAlarm }
-	results := make([]Result, n)
+	results = make([]Result, n)
 	var credits []credit
 	var helds []heldRow
 	var conflicts []conflictRow
@@ -314,6 +367,10 @@ func (s *PGStore) applyBatch(ctx context.Context, tx pgx.Tx, entries []batchEntr
 		t, c := e.t, e.c
 		ek := epochKey{t.KioskID, e.epoch.String()}
 		ep := epochs[ek]
+		if ep == nil {
+			deferred[k] = true // locked by another transaction: a later round
+			continue
+		}
 		if st, ok := seen[t.TopupID]; ok {
 			// The balance and the watermark as the next apply would read them: with what the
 			// batch credited before this one.
@@ -329,7 +386,7 @@ func (s *PGStore) applyBatch(ctx context.Context, tx pgx.Tx, entries []batchEntr
 				r.Status, r.Reason = wire.AckConflict, ""
 				raw, err := json.Marshal(t)
 				if err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 				conflicts = append(conflicts, conflictRow{k: k, stored: st, payload: string(raw)})
 			}
@@ -379,7 +436,7 @@ func (s *PGStore) applyBatch(ctx context.Context, tx pgx.Tx, entries []batchEntr
 		ep.dirty = true
 		raw, err := json.Marshal(t)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if hold != "" {
 			helds = append(helds, heldRow{k: k, reason: hold, payload: string(raw)})
@@ -401,28 +458,16 @@ func (s *PGStore) applyBatch(ctx context.Context, tx pgx.Tx, entries []batchEntr
 			AmountMinor: t.AmountMinor, Suspense: len(t.Uncertain), NewEpoch: res.NewEpoch, Watermark: ep.Watermark}
 	}
 
-	// Round trip 2: the sequence numbers the writes need (only when there is something to
-	// write: a batch of redeliveries ends here).
-	if len(credits) == 0 && len(helds) == 0 && len(conflicts) == 0 && len(alarms) == 0 && len(newNonces) == 0 {
-		return results, nil
-	}
-	var refs, alarmNs, suspNs []int64
-	err = tx.QueryRow(ctx, `SELECT ARRAY(SELECT nextval('ledger_ref_seq') FROM generate_series(1, $1)),
-		ARRAY(SELECT nextval('alarm_seq') FROM generate_series(1, $2)),
-		ARRAY(SELECT nextval('suspense_seq') FROM generate_series(1, $3))`,
-		len(credits), len(alarms), suspenseItems).Scan(&refs, &alarmNs, &suspNs)
-	if err != nil {
-		return nil, err
-	}
-	if len(refs) != len(credits) || len(alarmNs) != len(alarms) || len(suspNs) != suspenseItems {
-		return nil, fmt.Errorf("sequence values: got %d/%d/%d, want %d/%d/%d", len(refs), len(alarmNs), len(suspNs),
+	if len(refs) < len(credits) || len(alarmNs) < len(alarms) || len(suspNs) < suspenseItems {
+		return nil, nil, fmt.Errorf("sequence values: got %d/%d/%d, want %d/%d/%d", len(refs), len(alarmNs), len(suspNs),
 			len(credits), len(alarms), suspenseItems)
 	}
 	slices.Sort(refs)
 	slices.Sort(alarmNs)
 	slices.Sort(suspNs)
 
-	// Round trip 3: the writes, in apply's table order, each table's rows in key order.
+	// Round trip 2: the writes, in apply's table order, each table's rows in key order, and
+	// the COMMIT. A statement that fails makes the server skip the rest, COMMIT included.
 	b = &pgx.Batch{}
 	for _, cf := range conflicts {
 		t := entries[cf.k].t
@@ -458,7 +503,7 @@ func (s *PGStore) applyBatch(ctx context.Context, tx pgx.Tx, entries []batchEntr
 	var upL []*time.Time
 	for _, k := range eks {
 		ep := epochs[k]
-		if !ep.dirty {
+		if ep == nil || !ep.dirty {
 			continue
 		}
 		upK, upE, upU = append(upK, k.kiosk), append(upE, k.epoch), append(upU, ep.Unapproved)
@@ -499,7 +544,7 @@ func (s *PGStore) applyBatch(ctx context.Context, tx pgx.Tx, entries []batchEntr
 			bk := balanceKey{t.Account, t.Currency}
 			sum, ok := addInt64(balance[bk], t.AmountMinor)
 			if !ok {
-				return nil, fmt.Errorf("%w: %s %s", ErrOverflow, t.Account, t.Currency)
+				return nil, nil, fmt.Errorf("%w: %s %s", ErrOverflow, t.Account, t.Currency)
 			}
 			balance[bk], daily[bk] = sum, sum
 			count[t.Account]++
@@ -517,7 +562,7 @@ func (s *PGStore) applyBatch(ctx context.Context, tx pgx.Tx, entries []batchEntr
 			SELECT id, lseq, ref, h, k, e, s, a, c, m, o, r, $13, p::jsonb
 			FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[],
 				$9::text[], $10::bigint[], $11::text[], $12::bigint[], $14::text[]) AS v(id, lseq, ref, h, k, e, s, a, c, m, o, r, p)
-			ON CONFLICT (topup_id) DO NOTHING RETURNING topup_id`,
+			RETURNING topup_id`,
 			cols.id, cols.lseq, cols.ref, cols.hash, cols.kiosk, cols.epoch, cols.seq, cols.account, cols.currency,
 			cols.amount, cols.outcome, cols.receipt, now, cols.payload)
 		accts := make([]string, 0, len(count))
@@ -538,13 +583,13 @@ func (s *PGStore) applyBatch(ctx context.Context, tx pgx.Tx, entries []batchEntr
 		for i, k := range bks {
 			bA[i], bC[i], bV[i] = k.account, k.currency, balance[k]
 		}
-		// As addBalancePG: the increment and the overflow check in one statement; a row not
-		// returned was refused.
+		// The increment overflowing a BIGINT is an error of the statement (SQLSTATE 22003):
+		// the server skips the rest and the COMMIT, and the batch is applied again one by
+		// one, where addBalancePG refuses the top-up that overflows.
 		b.Queue(`INSERT INTO balances (account, currency, balance_minor)
 			SELECT a, c, v FROM unnest($1::text[], $2::text[], $3::bigint[]) AS x(a, c, v) ORDER BY a COLLATE "C", c COLLATE "C"
 			ON CONFLICT (account, currency) DO UPDATE SET balance_minor = balances.balance_minor + EXCLUDED.balance_minor
-			WHERE balances.balance_minor <= $4 - EXCLUDED.balance_minor
-			RETURNING account, currency, balance_minor`, bA, bC, bV, int64(math.MaxInt64))
+			RETURNING account, currency, balance_minor`, bA, bC, bV)
 		cN := make([]int64, len(accts))
 		for i, a := range accts {
 			cN[i] = count[a]
@@ -597,6 +642,7 @@ func (s *PGStore) applyBatch(ctx context.Context, tx pgx.Tx, entries []batchEntr
 				ON CONFLICT (kiosk_id, day, currency) DO UPDATE SET amount_minor = kiosk_daily_amounts.amount_minor + EXCLUDED.amount_minor`,
 				aK, aD, aC, aN)
 		}
+		b.Queue(`COMMIT`)
 		br := tx.SendBatch(ctx, b)
 		final := map[balanceKey]int64{}
 		err := func() error {
@@ -605,24 +651,19 @@ func (s *PGStore) applyBatch(ctx context.Context, tx pgx.Tx, entries []batchEntr
 					return err
 				}
 			}
+			// Nothing read from here on can undo the transaction: its COMMIT is in the
+			// pipeline. What must abort it is an error of a statement on the server: a
+			// topup_id another writer credited first is a unique violation (23505: the
+			// epoch lock makes it impossible, but the UNIQUE key is what decides; the retry
+			// reads it), an overflowing balance 22003.
 			if len(upK) > 0 {
-				tag, err := br.Exec()
-				if err != nil {
+				if _, err := br.Exec(); err != nil {
 					return err
-				}
-				if tag.RowsAffected() != int64(len(upK)) {
-					return fmt.Errorf("kiosk epochs updated: %d of %d", tag.RowsAffected(), len(upK))
 				}
 			}
 			var id string
-			got := 0
-			if err := eachRow(br, []any{&id}, func() error { got++; return nil }); err != nil {
+			if err := eachRow(br, []any{&id}, func() error { return nil }); err != nil {
 				return err
-			}
-			if got != len(credits) {
-				// Another writer credited one of these ids first (the epoch lock makes this
-				// impossible, but the UNIQUE key is what decides): retry, and read it.
-				return errRace
 			}
 			if _, err := br.Exec(); err != nil {
 				return err
@@ -634,9 +675,6 @@ func (s *PGStore) applyBatch(ctx context.Context, tx pgx.Tx, entries []batchEntr
 				return nil
 			}); err != nil {
 				return err
-			}
-			if len(final) != len(bks) {
-				return fmt.Errorf("%w: a credit of the batch would overflow a balance", ErrOverflow)
 			}
 			for range 2 + suspenseItems {
 				if _, err := br.Exec(); err != nil {
@@ -650,13 +688,13 @@ func (s *PGStore) applyBatch(ctx context.Context, tx pgx.Tx, entries []batchEntr
 					}
 				}
 			}
-			return nil
+			return commitResult(br.Exec())
 		}()
 		if cerr := br.Close(); err == nil {
 			err = cerr
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		// Each credit's balance is the balance after it: the final one less what later
 		// credits of the batch added.
@@ -666,25 +704,70 @@ func (s *PGStore) applyBatch(ctx context.Context, tx pgx.Tx, entries []batchEntr
 			results[k].Balance = final[bk]
 			final[bk] -= entries[k].t.AmountMinor
 		}
-		return results, nil
+		return results, deferred, nil
 	}
-	// No credit: conflicts, alarms, nonces, held records and epochs only.
+	// No credit: conflicts, alarms, nonces, held records and epochs only (or nothing: a
+	// batch of redeliveries), and the COMMIT that releases the locks.
+	b.Queue(`COMMIT`)
 	br = tx.SendBatch(ctx, b)
 	err = func() error {
-		for range b.Len() {
+		for range b.Len() - 1 {
 			if _, err := br.Exec(); err != nil {
 				return err
 			}
 		}
-		return nil
+		return commitResult(br.Exec())
 	}()
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return results, nil
+	return results, deferred, nil
+}
+
+// commitResult checks the answer to a COMMIT: the server answers ROLLBACK, without an
+// error, to the COMMIT of a transaction that failed.
+func commitResult(tag pgconn.CommandTag, err error) error {
+	if err != nil {
+		return err
+	}
+	if tag.String() != "COMMIT" {
+		return fmt.Errorf("commit answered %q", tag.String())
+	}
+	return nil
+}
+
+// runPipelined runs fn on a connection of its own, again from the start when it lost a race
+// (as run). fn runs its own transaction (BEGIN ... COMMIT in its pipelines); a connection
+// that fn leaves inside a transaction, after an error, is closed, which rolls it back.
+func (s *PGStore) runPipelined(fn func(context.Context, *pgxpool.Conn) error) error {
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), s.opTimeout)
+		err := func() error {
+			c, err := s.pool.Acquire(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Release()
+			err = fn(ctx, c)
+			if pc := c.Conn().PgConn(); !pc.IsClosed() && pc.TxStatus() != 'I' {
+				cctx, ccancel := context.WithTimeout(context.Background(), time.Second)
+				_ = c.Conn().Close(cctx)
+				ccancel()
+				if err == nil {
+					err = errors.New("transaction left open")
+				}
+			}
+			return err
+		}()
+		cancel()
+		if err == nil || !retryable(err) || attempt >= s.retries {
+			return err
+		}
+		time.Sleep(time.Duration(1+rand.IntN(1+min(attempt, 10)*2)) * time.Millisecond)
+	}
 }
 
 // eachRow reads the next result of a batch row by row.
