@@ -415,3 +415,50 @@ func renumber(t *testing.T, v any) []string {
 	}
 	return texts
 }
+
+// A batch does not wait for a kiosk epoch another transaction holds: it commits the other
+// top-ups first and applies that kiosk's in a later round, once the lock is free.
+func TestPGApplyBatchSkipsLockedEpochs(t *testing.T) {
+	s := openPG(t, "", nil)
+	admin := openPG(t, s.pool.Config().ConnString(), nil)
+	if _, err := s.Apply(topup("K1", 1, 1, "alice", 100), Checks{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	lockTx, err := admin.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = lockTx.Rollback(context.Background()) }()
+	if _, err := lockTx.Exec(ctx, `SELECT 1 FROM kiosk_epochs WHERE kiosk_id = 'K1' FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	items := []BatchItem{{Topup: topup("K1", 1, 2, "alice", 200)}, {Topup: topup("K2", 1, 1, "bob", 300)}}
+	done := make(chan []BatchResult, 1)
+	go func() { done <- s.ApplyBatch(items) }()
+	// K2's top-up is committed while K1's epoch is still locked.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := admin.Topup(items[1].Topup.TopupID); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the batch waited for the locked epoch instead of committing the other kiosk's top-up")
+		}
+		time.Sleep(5 * time.Millisecond) // polling the database for an outcome, not timing the code
+	}
+	if _, err := admin.Topup(items[0].Topup.TopupID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("K1's top-up applied under another transaction's lock: %v", err)
+	}
+	if err := lockTx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range <-done {
+		if r.Err != nil || r.Result.Status != wire.AckCredited {
+			t.Errorf("item %d: %+v", i, r)
+		}
+	}
+	if r := s.ApplyBatch(items[:1])[0]; r.Result.Watermark != 2 || r.Result.Status != wire.AckDuplicate {
+		t.Errorf("K1 after the batch: %+v", r)
+	}
+}
