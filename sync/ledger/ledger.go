@@ -221,9 +221,11 @@ func New(cfg Config) (*Ledger, error) {
 		for range cfg.BatchWorkers {
 			l.batchq = append(l.batchq, make(chan topupReq, 2*cfg.BatchSize))
 		}
-		// Enough acks in flight for every batch worker's batch, so the broker's round
-		// trip, not this bound, paces them.
-		l.pubSem = make(chan struct{}, 2*cfg.BatchSize*cfg.BatchWorkers)
+		// A batch's acks in flight at once: the broker handles one connection's publishes
+		// in order, so more would only queue longer (past PublishTimeout: an ack lost, the
+		// kiosk's retry backoff) while the workers went on; at this bound a worker waits
+		// for the broker instead.
+		l.pubSem = make(chan struct{}, cfg.BatchSize)
 	}
 	return l, nil
 }
