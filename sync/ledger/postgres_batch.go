@@ -684,9 +684,7 @@ func (s *PGStore) applyBatch(ctx context.Context, tx *pgxpool.Conn, entries []ba
 			}
 			return commitResult(br.Exec())
 		}()
-		if cerr := br.Close(); err == nil {
-			err = cerr
-		}
+		err = s.closeAfterCommit(br, err)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -712,9 +710,7 @@ func (s *PGStore) applyBatch(ctx context.Context, tx *pgxpool.Conn, entries []ba
 		}
 		return commitResult(br.Exec())
 	}()
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
+	err = s.closeAfterCommit(br, err)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -729,6 +725,22 @@ func commitResult(tag pgconn.CommandTag, err error) error {
 	}
 	if tag.String() != "COMMIT" {
 		return fmt.Errorf("commit answered %q", tag.String())
+	}
+	return nil
+}
+
+// closeAfterCommit closes the results of the pipeline that ended in COMMIT; err is what
+// reading them returned (nil: the COMMIT was answered COMMIT). Once the server answered the
+// COMMIT, the transaction is durable whatever comes after it on the connection (a server
+// shutting down sends its FATAL right behind the answer): reporting that as a failure would
+// answer retry_later for top-ups that are credited.
+func (s *PGStore) closeAfterCommit(br pgx.BatchResults, err error) error {
+	cerr := br.Close()
+	if err != nil {
+		return err
+	}
+	if cerr != nil {
+		s.log.Warn("ledger: connection failed after a batch committed", "err", cerr)
 	}
 	return nil
 }
