@@ -45,8 +45,8 @@ type BatchStore interface {
 var _ BatchStore = (*PGStore)(nil)
 
 // ApplyBatch implements BatchStore: the top-ups share one READ COMMITTED transaction, so a
-// backlog costs one commit (one WAL flush) and a handful of round trips per batch instead of
-// a transaction of some twenty statements per top-up.
+// backlog costs one commit (one WAL flush) and two round trips per batch (applyBatch)
+// instead of a transaction of some twenty statements, each a round trip, per top-up.
 //
 // The batch keeps every rule of apply (read it first): the kiosk epochs' rows are locked
 // before anything is read, in one order (kiosk id, epoch, byte-wise) that every batch uses,
@@ -57,11 +57,13 @@ var _ BatchStore = (*PGStore)(nil)
 // next exactly as the next apply would have read them; and the writes go in apply's table
 // order, each table's rows in key order.
 //
-// Not batched, applied one by one after the batch (as if they had arrived after it): a follow-up top-up (its suspense records
-// are matched row by row, under their own locks), and a second copy of a topup_id already in
-// the batch (it is answered by what the first one did). When the batch's transaction fails
-// for good (after apply's retries of a lost race), every top-up of it is applied again on
-// its own, so one top-up the store refuses (a balance overflow) costs the others nothing.
+// Not batched, applied one by one after the batch, as if they had arrived after it: a
+// follow-up top-up (its suspense records are matched row by row, under their own locks), and
+// a second copy of a topup_id already in the batch (a redelivery of the first). When the
+// database refuses the batch (a data or constraint error, a race lost more often than the
+// retries allow), every top-up of it is applied again on its own, so one top-up the store
+// refuses (a balance overflow) costs the others nothing; when the connection or the server
+// fails, each gets the error (nothing of the batch committed, or its COMMIT was answered).
 func (s *PGStore) ApplyBatch(items []BatchItem) []BatchResult {
 	out := make([]BatchResult, len(items))
 	var batch []batchEntry
