@@ -218,8 +218,11 @@ func New(cfg Config) (*Ledger, error) {
 		ready: make(chan struct{}),
 	}
 	if _, ok := cfg.Store.(BatchStore); ok && cfg.BatchSize > 1 {
+		// Each worker's queue takes its share of the handler queue: a handler blocks on a
+		// full one, and while it does every other worker's kiosks wait behind it.
+		depth := max(2*cfg.BatchSize, cfg.MQTT.QueueDepth/cfg.BatchWorkers)
 		for range cfg.BatchWorkers {
-			l.batchq = append(l.batchq, make(chan topupReq, 2*cfg.BatchSize))
+			l.batchq = append(l.batchq, make(chan topupReq, depth))
 		}
 		// A batch's acks in flight at once: the broker handles one connection's publishes
 		// in order, so more would only queue longer (past PublishTimeout: an ack lost, the
