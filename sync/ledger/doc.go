@@ -113,7 +113,21 @@
 // day totals) is one READ COMMITTED transaction under its kiosk epoch's row lock (a
 // fleet's first top-ups at SERIALIZABLE aborted each other through predicate locks on small
 // indexes), retried when it loses a race; operator decisions stay SERIALIZABLE. The schema is
-// migrations/*.sql, embedded and applied at open under an advisory lock. The same store
+// migrations/*.sql, embedded and applied at open under an advisory lock.
+//
+// Group commit: with a BatchStore (PGStore.ApplyBatch), the Ledger's handlers hand each
+// valid top-up to one of Config.BatchWorkers workers (a kiosk's top-ups always to the same
+// one); a worker applies whatever queued while its last batch ran, up to Config.BatchSize,
+// in one transaction of two pipelined round trips, and publishes each signed ack only after
+// that transaction committed, on its own goroutine, so neither a handler nor a worker waits
+// for a PUBACK. Each top-up keeps its own outcome (credited, duplicate, conflict, held),
+// decided exactly as Apply would decide it after the top-ups before it in the batch; a
+// kiosk epoch another batch holds is skipped for a later round instead of waited for; a
+// batch the database refuses as a whole (an overflowing balance) is applied again one
+// top-up at a time; a batch whose connection or server failed is answered retry_later
+// (nothing committed). Lone top-ups take the same path, so a quiet fleet's ack latency is
+// two round trips. BoltStore applies each top-up on its own (its Apply is one local
+// transaction already). The same store
 // tests run against both (forEachStore); among them the suspense rules (suspense.go): a
 // follow-up top-up's credit resolves its original's open suspense records in the same
 // transaction, so an operator's release and a follow-up never both credit one note. The

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"net"
 	"net/http"
@@ -62,6 +63,14 @@ type Config struct {
 	Deny map[string]string
 	// PublishTimeout bounds each ack or authz publish (default 5 s).
 	PublishTimeout time.Duration
+	// BatchSize bounds the top-ups applied in one store transaction when the Store is a
+	// BatchStore (PGStore): group commit (default 64; 1 applies each top-up on its own, as
+	// with BoltStore). A batch is whatever arrived while the previous ones were being
+	// applied, so a lone top-up is applied at once and a backlog in few transactions.
+	BatchSize int
+	// BatchWorkers is how many batches may be in the store at once (default 4): the others
+	// gather top-ups meanwhile. Keep it at or below the store's connection pool.
+	BatchWorkers int
 	// Now is the clock for the daily limit and the fleet view (default time.Now). The Store
 	// dates credits with its own clock (Options.Now); give both the same one.
 	Now func() time.Time
@@ -108,6 +117,21 @@ type Ledger struct {
 
 	ready     chan struct{}
 	readyOnce sync.Once
+
+	// Group commit (BatchStore): handleTopup queues to batchq while batching is set; the
+	// batch workers apply and answer; acks are published on goroutines bounded by pubSem
+	// and tracked by pubs, so neither a handler nor a batch worker waits for a PUBACK.
+	batchq   []chan topupReq // one per batch worker; a kiosk's top-ups go to one of them
+	batching atomic.Bool
+	pubSem   chan struct{}
+	pubs     sync.WaitGroup
+}
+
+// topupReq is a top-up waiting for its batch.
+type topupReq struct {
+	kiosk string
+	t     wire.Topup
+	c     Checks
 }
 
 // New validates cfg and returns a Ledger; Run starts it.
@@ -166,6 +190,15 @@ func New(cfg Config) (*Ledger, error) {
 	if cfg.MQTT.QueueDepth == 0 {
 		cfg.MQTT.QueueDepth = 8192
 	}
+	if cfg.BatchSize == 0 {
+		cfg.BatchSize = 64
+	}
+	if cfg.BatchWorkers == 0 {
+		cfg.BatchWorkers = 4
+	}
+	if cfg.BatchSize < 0 || cfg.BatchWorkers < 0 {
+		return nil, fmt.Errorf("%w: negative batch size or workers", ErrConfig)
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -176,14 +209,28 @@ func New(cfg Config) (*Ledger, error) {
 	if cfg.MQTT.Logger == nil {
 		cfg.MQTT.Logger = logger
 	}
-	return &Ledger{
+	l := &Ledger{
 		cfg:   cfg,
 		log:   logger.With("component", "ledger"),
 		store: cfg.Store,
 		now:   cfg.Now,
 		fleet: newFleet(),
 		ready: make(chan struct{}),
-	}, nil
+	}
+	if _, ok := cfg.Store.(BatchStore); ok && cfg.BatchSize > 1 {
+		// Each worker's queue takes its share of the handler queue: a handler blocks on a
+		// full one, and while it does every other worker's kiosks wait behind it.
+		depth := max(2*cfg.BatchSize, cfg.MQTT.QueueDepth/cfg.BatchWorkers)
+		for range cfg.BatchWorkers {
+			l.batchq = append(l.batchq, make(chan topupReq, depth))
+		}
+		// A batch's acks in flight at once: the broker handles one connection's publishes
+		// in order, so more would only queue longer (past PublishTimeout: an ack lost, the
+		// kiosk's retry backoff) while the workers went on; at this bound a worker waits
+		// for the broker instead.
+		l.pubSem = make(chan struct{}, cfg.BatchSize)
+	}
+	return l, nil
 }
 
 // Ready is closed once the Ledger has connected and made its subscriptions the first time.
@@ -227,10 +274,33 @@ func (l *Ledger) Run(ctx context.Context) error {
 		l.log.Info("ledger: http listening", "addr", ln.Addr().String())
 	}
 
+	var batchers sync.WaitGroup
+	stopBatching := func() {
+		if l.batchq == nil {
+			return
+		}
+		// Called once no handler runs any more (the client is closed): the workers finish
+		// the queued top-ups (their acks fail to publish, and the kiosks send them again).
+		l.batching.Store(false)
+		for _, q := range l.batchq {
+			close(q)
+		}
+		batchers.Wait()
+		l.pubs.Wait()
+	}
+	if l.batchq != nil {
+		bs := l.store.(BatchStore)
+		for _, q := range l.batchq {
+			batchers.Go(func() { l.runBatches(bs, q) })
+		}
+		l.batching.Store(true)
+	}
+
 	mc := l.cfg.MQTT
 	mc.OnConnect = l.subscribe
 	client, err := mqttc.Dial(mc)
 	if err != nil {
+		stopBatching()
 		if srv != nil {
 			srv.Close()
 			wg.Wait()
@@ -245,6 +315,7 @@ func (l *Ledger) Run(ctx context.Context) error {
 	<-ctx.Done()
 
 	client.Close(250 * time.Millisecond)
+	stopBatching()
 	if srv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := srv.Shutdown(sctx); err != nil {
@@ -345,7 +416,17 @@ func (l *Ledger) handleTopup(topic string, payload []byte) {
 		l.log.Warn("ledger: security: top-up kiosk_id differs from its topic", "topic", topic, "kiosk_id", t.KioskID, "topup_id", t.TopupID)
 		return
 	}
-	ack := wire.Ack{V: wire.Version, TopupID: t.TopupID, AmountMinor: t.AmountMinor, Currency: t.Currency}
+	if l.batching.Load() {
+		// Group commit: a batch worker applies it with the others that arrived meanwhile and
+		// answers it once their transaction committed. Blocks while the batch queue is full
+		// (the handler queue then fills, and what it drops the kiosks send again).
+		// One worker per kiosk: the kiosk's top-ups in flight share a batch instead of
+		// two batches of this ledger waiting for each other on the kiosk's epoch row.
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(kiosk))
+		l.batchq[h.Sum32()%uint32(len(l.batchq))] <- topupReq{kiosk: kiosk, t: t, c: l.checks(&t)}
+		return
+	}
 	var res Result
 	var err error
 	seen := false
@@ -363,6 +444,48 @@ func (l *Ledger) handleTopup(topic string, payload []byte) {
 	if !seen {
 		res, err = l.store.Apply(t, l.checks(&t))
 	}
+	l.publishSigned(kiosk, wire.DownAck, l.topupAck(kiosk, t, res, err))
+}
+
+// runBatches is a batch worker: it takes the top-ups queued (at least one, at most
+// BatchSize, without waiting for more), applies them in one transaction, and answers each
+// after the commit, publishing without waiting for the PUBACKs.
+func (l *Ledger) runBatches(bs BatchStore, q chan topupReq) {
+	reqs := make([]topupReq, 0, l.cfg.BatchSize)
+	items := make([]BatchItem, 0, l.cfg.BatchSize)
+	for first := range q {
+		reqs = append(reqs[:0], first)
+	fill:
+		for len(reqs) < l.cfg.BatchSize {
+			select {
+			case r, ok := <-q:
+				if !ok {
+					break fill
+				}
+				reqs = append(reqs, r)
+			default:
+				break fill
+			}
+		}
+		items = items[:0]
+		for _, r := range reqs {
+			items = append(items, BatchItem{Topup: r.t, Checks: r.c})
+		}
+		out := bs.ApplyBatch(items)
+		for i, r := range reqs {
+			ack := l.topupAck(r.kiosk, r.t, out[i].Result, out[i].Err)
+			l.pubSem <- struct{}{}
+			l.pubs.Go(func() {
+				defer func() { <-l.pubSem }()
+				l.publishSigned(r.kiosk, wire.DownAck, ack)
+			})
+		}
+	}
+}
+
+// topupAck counts and logs what the store did with a top-up and returns the ack to send.
+func (l *Ledger) topupAck(kiosk string, t wire.Topup, res Result, err error) wire.Ack {
+	ack := wire.Ack{V: wire.Version, TopupID: t.TopupID, AmountMinor: t.AmountMinor, Currency: t.Currency}
 	if err != nil {
 		// Nothing was credited; the kiosk retries with the same topup_id.
 		l.stats.StoreErrors.Add(1)
@@ -393,7 +516,7 @@ func (l *Ledger) handleTopup(topic string, payload []byte) {
 				"credited_minor", res.AmountMinor, "received_minor", t.AmountMinor, "ledger_ref", res.LedgerRef)
 		}
 	}
-	l.publishSigned(kiosk, wire.DownAck, ack)
+	return ack
 }
 
 func (l *Ledger) handleAuthz(topic string, payload []byte) {

@@ -15,9 +15,11 @@
 //   - The ledger: two instances of sync/ledger, the code ledgerd runs, each with its own
 //     certificate (ledger-1, ledger-2 of the shipped ACL) and its own PostgreSQL pool,
 //     sharing the top-ups through a shared subscription whose group name the kiosks do not
-//     know (see the ACL file). They run in this process (ledgerd adds flag parsing only);
-//     the store's Apply is timed, so each phase also shows the database's share of the
-//     latency.
+//     know (see the ACL file). They run in this process (ledgerd adds flag parsing only),
+//     with ledgerd's defaults: group commit (ledger.Config.BatchSize, BatchWorkers) on
+//     PostgreSQL. The store's transactions are timed, so each phase also shows the
+//     database's share of the latency (a top-up counts its batch's transaction) and how many
+//     batches carried its top-ups.
 //   - PostgreSQL started by sync/ledger/pgtest, as the PostgreSQL tests start it.
 //
 // What is not: the journals do not fsync (a thousand kiosks share one disk here, each has
@@ -42,7 +44,13 @@
 //     each PUBACK) through the same connections with the same window per kiosk, to a topic
 //     nobody subscribes to: the broker's pace for this traffic without a ledger. Then the
 //     uplinks drain the outboxes to the ledgers. Printed: both rates and their ratio (target
-//     >= 0.5x).
+//     >= 0.5x). A drain carries each top-up over four MQTT legs (kiosk to broker to ledger,
+//     the signed ack back), two signature checks and a journal transaction at the kiosk, all
+//     on the machine that also runs the thousand kiosks, the broker and the database; the
+//     raw loop is one leg. "broker: N drop warnings" counts mosquitto's "Outgoing messages
+//     are being dropped for client ledger-N": more top-ups waiting for a ledger than
+//     max_queued_messages (deploy/mosquitto). Nothing is lost (the kiosks publish them
+//     again), but their retry backoff can stretch the drain from seconds to minutes.
 //  4. Checks: every top-up any kiosk journaled is compared with the ledger's tables. lost:
 //     sent but not credited (or an account short of it); doubled: credited twice (an account
 //     counting more credits or money than its top-ups, a row no kiosk sent, more first

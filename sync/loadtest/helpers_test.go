@@ -162,8 +162,9 @@ func rawFleet(ks []*kiosk, payloads [][][]byte, inFlight int) (time.Duration, er
 // retries included) timed: the report shows how much of an ack's latency is the database.
 type timedStore struct {
 	ledger.Store
-	mu  sync.Mutex
-	lat []time.Duration
+	mu      sync.Mutex
+	lat     []time.Duration
+	batches int // ApplyBatch calls since the last take
 }
 
 func (s *timedStore) Apply(t wire.Topup, c ledger.Checks) (ledger.Result, error) {
@@ -176,11 +177,26 @@ func (s *timedStore) Apply(t wire.Topup, c ledger.Checks) (ledger.Result, error)
 	return res, err
 }
 
-// take returns the durations since the last take.
-func (s *timedStore) take() []time.Duration {
+// take returns the durations since the last take, and how many batches they came in.
+func (s *timedStore) take() ([]time.Duration, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := s.lat
-	s.lat = nil
+	out, n := s.lat, s.batches
+	s.lat, s.batches = nil, 0
+	return out, n
+}
+
+// ApplyBatch times a batch (ledger.BatchStore: the ledger's group commit); each top-up of it
+// counts the whole batch's transaction.
+func (s *timedStore) ApplyBatch(items []ledger.BatchItem) []ledger.BatchResult {
+	start := time.Now()
+	out := s.Store.(ledger.BatchStore).ApplyBatch(items)
+	d := time.Since(start)
+	s.mu.Lock()
+	for range items {
+		s.lat = append(s.lat, d)
+	}
+	s.batches++
+	s.mu.Unlock()
 	return out
 }

@@ -179,12 +179,14 @@ func TestLoad(t *testing.T) {
 	phase := func(from ledger.Stats) string {
 		to := ledgerStats()
 		var apply []time.Duration
+		batches := 0
 		for _, in := range ledgers {
-			apply = append(apply, in.timed.take()...)
+			lat, n := in.timed.take()
+			apply, batches = append(apply, lat...), batches+n
 		}
-		return fmt.Sprintf("[ledgers: %d credited, %d duplicate, %d retry_later, %d dropped by a full queue; store transaction p50=%s p99=%s; broker: %d drop warnings]",
+		return fmt.Sprintf("[ledgers: %d credited, %d duplicate, %d retry_later, %d dropped by a full queue; store transaction p50=%s p99=%s (a top-up's batch), %d top-ups in %d batches; broker: %d drop warnings]",
 			to.Credited-from.Credited, to.Duplicates-from.Duplicates, to.RetryLater-from.RetryLater, to.Dropped-from.Dropped,
-			ms(percentile(apply, 0.5)), ms(percentile(apply, 0.99)), strings.Count(b.Logs(), "being dropped"))
+			ms(percentile(apply, 0.5)), ms(percentile(apply, 0.99)), len(apply), batches, strings.Count(b.Logs(), "being dropped"))
 	}
 
 	// Kiosk certificates, issued in process by the dev CA.
@@ -364,7 +366,7 @@ func TestLoad(t *testing.T) {
 		acksBefore := rec.acks.Load()
 		st0 := ledgerStats()
 		for _, in := range ledgers {
-			in.timed.take()
+			_, _ = in.timed.take()
 		}
 		start = time.Now()
 		for _, k := range ks {
