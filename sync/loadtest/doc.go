@@ -49,8 +49,9 @@
 //     on the machine that also runs the thousand kiosks, the broker and the database; the
 //     raw loop is one leg. "broker: N drop warnings" counts mosquitto's "Outgoing messages
 //     are being dropped for client ledger-N": more top-ups waiting for a ledger than
-//     max_queued_messages (deploy/mosquitto). Nothing is lost (the kiosks publish them
-//     again), but their retry backoff can stretch the drain from seconds to minutes.
+//     max_queued_messages (deploy/mosquitto; raised from 1000 to 10000 when this count
+//     showed it). Nothing is lost (the kiosks publish them again), but their retry backoff
+//     can stretch the drain from seconds to minutes.
 //  4. Checks: every top-up any kiosk journaled is compared with the ledger's tables. lost:
 //     sent but not credited (or an account short of it); doubled: credited twice (an account
 //     counting more credits or money than its top-ups, a row no kiosk sent, more first
