@@ -68,11 +68,17 @@
 //     followed by a second small commit before the method returns, so that a power cut
 //     that loses the last commit after the unit was reset or ACKed cannot take it.
 //   - An open intent is settled by ResolveIntent from the unit's evidence: stacked (credited
-//     then, to the intent's session), returned (frees the limit) or uncertain.
+//     then, to the intent's session), returned (frees the limit) or uncertain. A stacked
+//     resolution from a power-up report is sealed (Seal) before the unit is reset.
 //   - ReconcileDeviceCounter compares the unit's stacked counter with the baseline taken at
 //     the last reconciliation: notes the unit stacked beyond what the journal credited or
 //     holds as uncertain (a lost intent commit) become uncertain items, at most MaxLostNotes;
 //     StackedWitness lets recovery decide the one note in transit from the same counter.
+//     An uncertain item of a credit nobody announced (InCassette) is in the cassette count
+//     already and never explains a counter move. A move while a customer's session is open,
+//     when only other sessions' items could explain it, becomes one item of unknown value on
+//     the open session: the counter cannot tell an old uncertain note from this customer's
+//     note whose intent a power cut took, and the collection count settles a spare item.
 //
 // Escrowless pulse acceptors cannot refuse a note: RecordPulse journals each pulse before the
 // driver acts on it, CreditDirect credits the complete train (over the limit if need be: the
