@@ -153,19 +153,8 @@ func TestPulseNoteWhoseRecordAPowerCutTookIsUncertain(t *testing.T) {
 		if _, open, _ := r2.j.OpenPulseTrain(); open {
 			t.Fatal("the pulse the power cut took is still journaled")
 		}
-		items, err := r2.j.UncertainItems()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(items) != 1 || items[0].ValueMinor != 0 || items[0].SessionID != s.ID {
-			t.Fatalf("uncertain items %+v, want one of unknown value on the interrupted session %d", items, s.ID)
-		}
-		ob, _ := r2.j.Outbox()
-		if len(ob) != 1 {
-			t.Fatalf("outbox %+v", ob)
-		}
-		if w, _ := ob[0].Wire(); w.AmountMinor != 5000 || len(w.Uncertain) != 1 || w.Outcome != wire.OutcomeInterrupted {
-			t.Fatalf("top-up %+v, want 5000 and the uncertain note", w)
+		if w := oneUnknownNoteTopup(t, r2.j, s.ID, 5000); w.Outcome != wire.OutcomeInterrupted {
+			t.Fatalf("top-up %+v, want it interrupted", w)
 		}
 		if pl, _ := r2.j.PulseLineState(); pl.Enabled {
 			t.Fatalf("line %+v still enabled after a recovery with the unit at rest", pl)
@@ -207,20 +196,7 @@ func TestPulseCreditOwedAtAStorageFaultIsUncertain(t *testing.T) {
 
 		r2 := restartPulse(t, path)
 		defer r2.stop()
-		items, err := r2.j.UncertainItems()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(items) != 1 || items[0].ValueMinor != 0 || items[0].SessionID != s.ID {
-			t.Fatalf("uncertain items %+v, want one of unknown value on the interrupted session %d", items, s.ID)
-		}
-		ob, _ := r2.j.Outbox()
-		if len(ob) != 1 {
-			t.Fatalf("outbox %+v", ob)
-		}
-		if w, _ := ob[0].Wire(); w.AmountMinor != 1000 || len(w.Uncertain) != 1 {
-			t.Fatalf("top-up %+v, want 1000 and the uncertain note", w)
-		}
+		oneUnknownNoteTopup(t, r2.j, s.ID, 1000)
 	})
 }
 
@@ -348,4 +324,26 @@ func TestPulseUnitWithoutInhibitLine(t *testing.T) {
 			r.stop()
 		}
 	})
+}
+
+// oneUnknownNoteTopup checks what a recovery leaves for an interrupted pulse session sid: one
+// uncertain item of unknown value on it, and its one top-up of amount carrying that note.
+func oneUnknownNoteTopup(t *testing.T, j *journal.Journal, sid uint64, amount int64) wire.Topup {
+	t.Helper()
+	items, err := j.UncertainItems()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 1 || items[0].ValueMinor != 0 || items[0].SessionID != sid {
+		t.Fatalf("uncertain items %+v, want one of unknown value on the interrupted session %d", items, sid)
+	}
+	ob, _ := j.Outbox()
+	if len(ob) != 1 {
+		t.Fatalf("outbox %+v", ob)
+	}
+	w, _ := ob[0].Wire()
+	if w.AmountMinor != amount || len(w.Uncertain) != 1 {
+		t.Fatalf("top-up %+v, want %d and the uncertain note", w, amount)
+	}
+	return w
 }

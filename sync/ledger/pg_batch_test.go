@@ -305,14 +305,7 @@ func TestPGApplyBatchConnectionKilledMidBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	lockTx, err := admin.pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = lockTx.Rollback(context.Background()) }()
-	if _, err := lockTx.Exec(ctx, `SELECT 1 FROM balances WHERE account = 'bob' FOR UPDATE`); err != nil {
-		t.Fatal(err)
-	}
+	lockTx := holdRows(t, admin, `SELECT 1 FROM balances WHERE account = 'bob' FOR UPDATE`)
 	items := []BatchItem{
 		{topup("K1", 1, 1, "alice", 1000), Checks{QRNonce: "w1.k1", Day: "2026-12-01"}},
 		{topup("K1", 1, 2, "bob", 2000), Checks{QRNonce: "w1.k2", Day: "2026-12-01"}},
@@ -425,14 +418,7 @@ func TestPGApplyBatchSkipsLockedEpochs(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	lockTx, err := admin.pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = lockTx.Rollback(context.Background()) }()
-	if _, err := lockTx.Exec(ctx, `SELECT 1 FROM kiosk_epochs WHERE kiosk_id = 'K1' FOR UPDATE`); err != nil {
-		t.Fatal(err)
-	}
+	lockTx := holdRows(t, admin, `SELECT 1 FROM kiosk_epochs WHERE kiosk_id = 'K1' FOR UPDATE`)
 	items := []BatchItem{{Topup: topup("K1", 1, 2, "alice", 200)}, {Topup: topup("K2", 1, 1, "bob", 300)}}
 	done := make(chan []BatchResult, 1)
 	go func() { done <- s.ApplyBatch(items) }()
@@ -461,4 +447,19 @@ func TestPGApplyBatchSkipsLockedEpochs(t *testing.T) {
 	if r := s.ApplyBatch(items[:1])[0]; r.Result.Watermark != 2 || r.Result.Status != wire.AckDuplicate {
 		t.Errorf("K1 after the batch: %+v", r)
 	}
+}
+
+// holdRows locks the rows query selects (FOR UPDATE) in a transaction of the test, open until
+// the test rolls it back (or ends).
+func holdRows(t *testing.T, s *PGStore, query string) pgx.Tx {
+	t.Helper()
+	tx, err := s.pool.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	if _, err := tx.Exec(t.Context(), query); err != nil {
+		t.Fatal(err)
+	}
+	return tx
 }
