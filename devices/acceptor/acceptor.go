@@ -121,7 +121,9 @@ const (
 	Accepting
 	// Stacking: a note is moving from escrow to the cassette.
 	Stacking
-	// Stacked: the note is in the cassette (after the credit point).
+	// Stacked: the note is in the cassette (after the credit point) and the unit has
+	// finished with it: a repeat of its credit report after this is a new note. Drivers
+	// whose credit report is itself a state (CCNET's STACKED) emit it when the unit moves on.
 	Stacked
 	// Returning: a note is being given back.
 	Returning

@@ -108,6 +108,11 @@
 // without an ESCROW answer and a STACK from this driver in between, so two notes never look
 // like one.
 //
+// The Stacked event (the unit has finished the note) follows the credit only when the unit
+// moves on from STACKED to a state of its own, not at the first STACKED: a unit that powers
+// up (or is reset) from STACKED may not have taken the ACK in, and reports the same note
+// again. A caller that records the note finished on Stacked would count that report twice.
+//
 // After POWER UP WITH BILL IN STACKER (0x12, reported as PowerUpNoteInStacker) and RESET,
 // the CCNET description says the unit reports STACKED for that note once INITIALIZE is over
 // ("credit recovery"); the driver passes it to Credited like any other credit. A caller that

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -1025,6 +1026,49 @@ func TestLateAnswerIsNotAcknowledged(t *testing.T) {
 		}
 		if n := rec.Count(acceptor.Stacked); n != 1 {
 			t.Fatalf("%d Stacked events, want 1: %v", n, rec.Kinds())
+		}
+	})
+}
+
+// TestPowerCycleBeforeAckIsNotAFinishedNote pins when Stacked is emitted (sim seed 777): the
+// unit reported STACKED, the host credited it and sent the ACK, and the unit lost power
+// before it took the ACK in. It powers up with the bill in its stacker and reports it again
+// by credit recovery. Until the unit moves on from STACKED to a state of its own, the note
+// is not finished: a Stacked event (the engine records the note finished on it) must not
+// come before the power-up report, or the recovered report looks like a second note.
+func TestPowerCycleBeforeAckIsNotAFinishedNote(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		pb, port := playbacktest.New(t, playbacktest.Script(
+			running(),
+			poll(StEscrow, 2),
+			command(CmdStack),
+			poll(StStacking),
+			pollStacked(2), hostAck(), // credited and ACKed; the unit never took the ACK in
+			poll(StPowerUpBillInStacker),
+			command(CmdReset), poll(StInitialize),
+			configSteps(false),
+			pollStacked(2), hostAck(), // credit recovery: the same note
+			poll(StDisabled),
+			shutdownSteps(),
+		)...)
+		d := New(port, Config{Denominations: testDenoms})
+		rec := &acceptortest.Recorder{}
+		rec.OnEvent = enableOnIdentified(t, ctx, d, acceptortest.CancelOn(cancel, acceptor.Disabled, 2))
+		runErr := d.Run(ctx, rec)
+		pb.Check()
+		acceptortest.NoRunError(t, runErr)
+		kinds := rec.Kinds()
+		powerUp, stacked := slices.Index(kinds, acceptor.PowerUpNoteInStacker), slices.Index(kinds, acceptor.Stacked)
+		if powerUp < 0 || stacked < powerUp {
+			t.Fatalf("events %v: Stacked before the power-up report, or no power-up report", kinds)
+		}
+		if n := rec.Count(acceptor.Stacked); n != 1 {
+			t.Fatalf("%d Stacked events, want 1 (after the recovered report): %v", n, kinds)
+		}
+		if s := rec.EventsOf(acceptor.Stacked)[0]; s.Note != fifty {
+			t.Errorf("Stacked note %v, want the 50", s.Note)
 		}
 	})
 }

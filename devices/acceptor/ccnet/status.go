@@ -63,7 +63,7 @@ func (l *loop) onStatus(ctx context.Context, f Frame) {
 		l.powerUp.Reset()
 	}
 	if l.state != stateStacked {
-		l.leaveStacked()
+		l.leaveStacked(ctx)
 	}
 	if !inEscrow.has(l.state) {
 		l.inEscrow = false
@@ -208,7 +208,7 @@ func (l *loop) onEscrow(ctx context.Context, n acceptor.Note, changed bool) {
 // two notes.
 func (l *loop) onStacked(ctx context.Context, n acceptor.Note, changed bool) {
 	if changed || !l.stacked {
-		l.leaveStacked()
+		l.leaveStacked(ctx)
 		l.stacked, l.credited, l.creditNote = true, false, n
 		if l.haveNote && l.note != n {
 			l.emit(ctx, acceptor.Event{Kind: acceptor.ProtocolError, Code: int(StStacked),
@@ -227,14 +227,20 @@ func (l *loop) onStacked(ctx context.Context, n acceptor.Note, changed bool) {
 		l.sendAck()
 	}
 	if changed {
-		l.emit(ctx, acceptor.Event{Kind: acceptor.Stacked, Note: n, Code: int(StStacked)})
 		l.forgetNote()
 	}
 }
 
 // leaveStacked ends a STACKED episode. A unit that reports STACKED only once, or gave up
 // waiting for the ACK, leaves an unrecorded credit behind: it is kept and retried.
-func (l *loop) leaveStacked() {
+//
+// Stacked (the unit has finished the note) is emitted here, not at the first STACKED: in
+// CCNET, STACKED is the credit report itself, and the unit is done with the note only when
+// it moves on after the ACK. A unit that powers up (or is reset) from STACKED may not have
+// got the ACK and reports the same note again by credit recovery; a Stacked event before
+// that would make the engine record the note finished, and the repeat would then look like
+// a second, unexpected note in the cassette.
+func (l *loop) leaveStacked(ctx context.Context) {
 	if !l.stacked {
 		return
 	}
@@ -243,6 +249,9 @@ func (l *loop) leaveStacked() {
 		l.pending = append(l.pending, l.creditNote)
 	}
 	l.stacked, l.credited = false, false
+	if !powerUpState.has(l.state) && l.state != stateInitialize && l.state != stateUnknown {
+		l.emit(ctx, acceptor.Event{Kind: acceptor.Stacked, Note: l.creditNote, Code: int(StStacked)})
+	}
 }
 
 // retryPending calls Credited again for credits the unit no longer reports.
