@@ -66,7 +66,10 @@
 //     (StackerAtPowerUp). The caller resets the unit only after it returned nil.
 //   - Evidence that no earlier commit backs (that uncertain item, an Unexpected credit) is
 //     followed by a second small commit before the method returns, so that a power cut
-//     that loses the last commit after the unit was reset or ACKed cannot take it.
+//     that loses the last commit after the unit was reset or ACKed cannot take it. A credit
+//     of an open intent is sealed by the caller (Seal) before the driver ACKs it: once
+//     ACKed, the unit may finish the note and draw in the next one, and a lost credit would
+//     leave the intent to be settled from a power-up report about the next note.
 //   - An open intent is settled by ResolveIntent from the unit's evidence: stacked (credited
 //     then, to the intent's session), returned (frees the limit) or uncertain. A stacked
 //     resolution from a power-up report is sealed (Seal) before the unit is reset.

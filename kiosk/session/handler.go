@@ -210,6 +210,17 @@ func (c *core) credit(n acceptor.Note) error {
 		c.sess = &s
 		c.say("info", i18n.KeyNoteReceived, fmt.Sprintf("%s received.", formatMinor(res.Credit.ValueMinor, c.e.j.Currency())), i18n.Amount(i18n.PAmount, res.Credit.ValueMinor, c.e.j.Currency()))
 	}
+	// The driver acknowledges the credit when this returns nil, and the unit forgets it: a
+	// CCNET unit can finish the note and draw in the next one before the driver polls again,
+	// so nothing else may be committed before a power cut. If storage that lied about fsync
+	// lost the credit as its last commit, the intent would be settled from the unit's
+	// power-up report, which then speaks of the next note (in the acceptor: "returned").
+	// A second small commit keeps the credit from being the last. If it fails, the credit
+	// stays unacknowledged; the unit's repeat is recognised and journaled, which seals it.
+	if err := c.e.j.Seal("credit recorded"); err != nil {
+		c.journalFailedOp("seal credit", err)
+		return err
+	}
 	return nil
 }
 

@@ -459,3 +459,48 @@ func TestPowerUpCreditSurvivesTheLostLastCommit(t *testing.T) {
 		}
 	})
 }
+
+// TestCreditSurvivesTheLostLastCommit is the regression of sim seed 7000940 (CCNET): the
+// engine credited a note and the driver ACKed it; the unit finished it and drew in the next
+// customer's note before the driver's next poll, so nothing had been committed since the
+// credit. A power cut took that last commit, and the power-up report of the new note in the
+// acceptor resolved the old note's intent as returned: a 1000 note in the cassette with no
+// trace. A credit must be sealed before the driver may acknowledge it.
+func TestCreditSurvivesTheLostLastCommit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "j.db")
+		r := newRig(t, path, &fakeAuthz{resp: wire.AuthzResponse{ReqID: "x", Status: wire.AuthzOK, RemainingMinor: 50000}})
+		r.start()
+		h := r.e.Handler()
+		ctx := context.Background()
+		h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
+		r.waitState(Idle)
+		if err := r.e.Scan(code("erin", time.Now().Add(time.Minute), "nonce7000940")); err != nil {
+			t.Fatal(err)
+		}
+		r.waitState(Accepting)
+		if d := h.Escrow(ctx, note(0x62)); d != acceptor.Stack {
+			t.Fatalf("escrow: %v", d)
+		}
+		if err := h.Credited(ctx, note(0x62)); err != nil {
+			t.Fatalf("credit refused: %v", err)
+		}
+		// The driver ACKs now and the unit forgets the note; then a power cut loses the
+		// last commit.
+		r.stop()
+		if err := journaltest.DropLastCommit(path); err != nil {
+			t.Fatal(err)
+		}
+		j, err := journal.Open(path, journal.Options{KioskID: "K1", Currency: "CNY"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer j.Close()
+		if in, _ := j.OpenIntents(); len(in) != 0 {
+			t.Fatalf("the credit was lost: intent still open %+v", in)
+		}
+		if c, _ := j.Cassette(); c.Count != 1 {
+			t.Fatalf("cassette %+v, want the note credited", c)
+		}
+	})
+}

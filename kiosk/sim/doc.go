@@ -58,8 +58,9 @@
 // writes its current run's trace to a file as it goes ($KIOSKD_SIM_TRACE; make sim prints
 // it when the process died).
 //
-// Faults that trigger a known, unfixed bug are left out unless -sim.knownbugs is given, so
-// that the campaign keeps finding new things; their seeds are "blocked" fixed seeds.
+// A fault that triggers a known, unfixed bug may be left out unless -sim.knownbugs is given,
+// so that the campaign keeps finding new things; its seeds are "blocked" fixed seeds, which
+// also run only with that flag. No fault is gated at present.
 //
 // Known regressions are fixed seeds in testdata/seeds.txt (TestSimFixedSeeds).
 package sim
