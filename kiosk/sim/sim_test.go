@@ -810,9 +810,15 @@ func (r *run) fault(n, pick int) error {
 		r.storageBroken = true
 		desc = "storage fault: journal writes and fsyncs fail (EIO) until restart"
 	case pick < 82:
-		reason := r.rng.IntN(8)
+		// A real reason byte of the unit's protocol (0 would arm nothing): the first eight
+		// of ID-003's 0x71.., CCNET's 0x60.. and SSP's 0x01.. codes.
+		base := map[string]int{"id003": 0x71, "ccnet": 0x60, "ssp": 0x01, "essp": 0x01}[r.res.proto]
+		reason := base + r.rng.IntN(8)
 		u.RejectNext(reason)
-		desc = fmt.Sprintf("unit rejects the next note (%d)", reason)
+		desc = fmt.Sprintf("unit rejects the next note (%#02x)", reason)
+		if base == 0 {
+			desc = "unit rejects the next note: a pulse line has no such control"
+		}
 	case pick < 83:
 		st := r.rng.IntN(2) == 0
 		u.Jam(st)
