@@ -129,6 +129,7 @@ type Ledger struct {
 
 // topupReq is a top-up waiting for its batch.
 type topupReq struct {
+	at    time.Time
 	kiosk string
 	t     wire.Topup
 	c     Checks
@@ -224,11 +225,13 @@ func New(cfg Config) (*Ledger, error) {
 		for range cfg.BatchWorkers {
 			l.batchq = append(l.batchq, make(chan topupReq, depth))
 		}
-		// A batch's acks in flight at once: the broker handles one connection's publishes
-		// in order, so more would only queue longer (past PublishTimeout: an ack lost, the
-		// kiosk's retry backoff) while the workers went on; at this bound a worker waits
-		// for the broker instead.
-		l.pubSem = make(chan struct{}, cfg.BatchSize)
+		// Acks in flight at once: two rounds of every worker's batches, so a worker applies
+		// its next batch while the broker acknowledges the acks of its last one. With one
+		// batch's worth (BatchSize) shared by every worker, the workers spent more time
+		// waiting for the broker's PUBACKs than for the database (make loadtest). The
+		// bound stays: the broker handles one connection's publishes in order, and acks
+		// queued past PublishTimeout would be counted lost while the workers went on.
+		l.pubSem = make(chan struct{}, 2*cfg.BatchSize*cfg.BatchWorkers)
 	}
 	return l, nil
 }
@@ -424,7 +427,7 @@ func (l *Ledger) handleTopup(topic string, payload []byte) {
 		// two batches of this ledger waiting for each other on the kiosk's epoch row.
 		h := fnv.New32a()
 		_, _ = h.Write([]byte(kiosk))
-		l.batchq[h.Sum32()%uint32(len(l.batchq))] <- topupReq{kiosk: kiosk, t: t, c: l.checks(&t)}
+		l.batchq[h.Sum32()%uint32(len(l.batchq))] <- topupReq{at: time.Now(), kiosk: kiosk, t: t, c: l.checks(&t)}
 		return
 	}
 	var res Result
@@ -471,13 +474,24 @@ func (l *Ledger) runBatches(bs BatchStore, q chan topupReq) {
 		for _, r := range reqs {
 			items = append(items, BatchItem{Topup: r.t, Checks: r.c})
 		}
+		t0 := time.Now()
+		for _, r := range reqs {
+			DebugQueueWait.Add(int64(t0.Sub(r.at)))
+		}
+		DebugBatchN.Add(int64(len(reqs)))
 		out := bs.ApplyBatch(items)
+		DebugApply.Add(int64(time.Since(t0)))
+		DebugBatches.Add(1)
 		for i, r := range reqs {
 			ack := l.topupAck(r.kiosk, r.t, out[i].Result, out[i].Err)
+			t2 := time.Now()
 			l.pubSem <- struct{}{}
+			DebugPubSem.Add(int64(time.Since(t2)))
 			l.pubs.Go(func() {
 				defer func() { <-l.pubSem }()
+				t1 := time.Now()
 				l.publishSigned(r.kiosk, wire.DownAck, ack)
+				DebugPublish.Add(int64(time.Since(t1)))
 			})
 		}
 	}
@@ -785,3 +799,5 @@ func (l *Ledger) Stats() Stats {
 	}
 	return out
 }
+
+var DebugQueueWait, DebugBatchN, DebugApply, DebugBatches, DebugPublish, DebugPubSem, DebugRounds atomic.Int64

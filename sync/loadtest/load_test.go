@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/kioskd/kioskd/sync/ledger"
 	"github.com/kioskd/kioskd/sync/ledger/pgtest"
 	"github.com/kioskd/kioskd/sync/mosqtest"
@@ -36,6 +38,7 @@ var (
 	loadAccounts = flag.Int("load.accounts", 5000, "wallet accounts the customers top up")
 	loadWait     = flag.Duration("load.wait", 5*time.Minute, "longest wait for the acks of a phase, or for the fleet to reconnect")
 	loadStrict   = flag.Bool("load.strict", false, "also fail when a target (p99 <= 1 s, drain >= 0.5x raw) is missed")
+	loadProfile  = flag.String("load.cpuprofile", "", "write a CPU profile of this process (kiosks and ledgers) during the backlog drain to this file")
 )
 
 // Targets.
@@ -353,21 +356,66 @@ func TestLoad(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		cpu0 := readProcCPU()
 		raw, rawN, err := rawLoop(ks[0], payloads)
 		if err != nil {
 			t.Error(err)
 		}
+		cpu1 := readProcCPU()
 		fleetRaw, err := rawFleet(ks, payloads, *loadInFlight)
 		if err != nil {
 			t.Error(err)
 		}
-		report("raw QoS 1 publish of the same %d payloads, no ledger: one loop (one connection, each publish waits for its PUBACK) %s (%.0f/s); the whole fleet (%d in flight per kiosk) %s (%.0f/s)",
-			rawN, ms(raw), float64(rawN)/raw.Seconds(), *loadInFlight, ms(fleetRaw), float64(rawN)/fleetRaw.Seconds())
+		cpu2 := readProcCPU()
+		report("raw QoS 1 publish of the same %d payloads, no ledger: one loop (one connection, each publish waits for its PUBACK) %s (%.0f/s; CPU: %s); the whole fleet (%d in flight per kiosk) %s (%.0f/s; CPU: %s)",
+			rawN, ms(raw), float64(rawN)/raw.Seconds(), cpu1.since(cpu0), *loadInFlight, ms(fleetRaw), float64(rawN)/fleetRaw.Seconds(), cpu2.since(cpu1))
 		acksBefore := rec.acks.Load()
+		for _, v := range []*atomic.Int64{&ledger.DebugQueueWait, &ledger.DebugBatchN, &ledger.DebugApply, &ledger.DebugBatches, &ledger.DebugPublish, &ledger.DebugPubSem, &ledger.DebugRounds} {
+			v.Store(0)
+		}
 		st0 := ledgerStats()
 		for _, in := range ledgers {
 			_, _ = in.timed.take()
 		}
+		if *loadProfile != "" {
+			f, err := os.Create(*loadProfile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+		}
+		cpu0 = readProcCPU()
+		waits := map[string]int{}
+		stopSample := make(chan struct{})
+		sampled := make(chan struct{})
+		go func() {
+			defer close(sampled)
+			conn, err := pgx.Connect(context.Background(), dsn)
+			if err != nil {
+				return
+			}
+			defer conn.Close(context.Background())
+			for {
+				select {
+				case <-stopSample:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+				rows, err := conn.Query(context.Background(), `select coalesce(wait_event_type,'-')||':'||coalesce(wait_event,'-')||':'||coalesce(state,'-') from pg_stat_activity where backend_type='client backend' and pid<>pg_backend_pid()`)
+				if err != nil {
+					return
+				}
+				for rows.Next() {
+					var w string
+					_ = rows.Scan(&w)
+					waits[w]++
+				}
+				rows.Close()
+			}
+		}()
 		start = time.Now()
 		for _, k := range ks {
 			k.link.offline.Store(false)
@@ -378,10 +426,23 @@ func TestLoad(t *testing.T) {
 			t.Errorf("backlog: %d of %d acked after %s", rec.acks.Load()-acksBefore, *loadBacklog, *loadWait)
 		}
 		drain := time.Since(start)
+		drainCPU := readProcCPU().since(cpu0)
+		close(stopSample)
+		<-sampled
+		report("DEBUG pg waits %v", waits)
+		{
+			bn := ledger.DebugBatchN.Load()
+			report("DEBUG batches=%d rounds=%d topups=%d queuewait/topup=%s apply/batch=%s publish/ack=%s pubsem/ack=%s",
+				ledger.DebugBatches.Load(), ledger.DebugRounds.Load(), bn, time.Duration(ledger.DebugQueueWait.Load()/bn),
+				time.Duration(ledger.DebugApply.Load()/ledger.DebugBatches.Load()), time.Duration(ledger.DebugPublish.Load()/bn), time.Duration(ledger.DebugPubSem.Load()/bn))
+		}
+		if *loadProfile != "" {
+			pprof.StopCPUProfile()
+		}
 		ratio := raw.Seconds() / drain.Seconds()
-		report("backlog drain: %d top-ups credited and acked in %s (%.0f/s); ratio to the raw publish loop %.2fx (target >= %.1fx: %s), to the fleet's raw publishing %.2fx %s",
+		report("backlog drain: %d top-ups credited and acked in %s (%.0f/s); ratio to the raw publish loop %.2fx (target >= %.1fx: %s), to the fleet's raw publishing %.2fx; CPU: %s %s",
 			*loadBacklog, ms(drain), float64(*loadBacklog)/drain.Seconds(), ratio, targetRatio, verdict(ratio >= targetRatio),
-			fleetRaw.Seconds()/drain.Seconds(), phase(st0))
+			fleetRaw.Seconds()/drain.Seconds(), drainCPU, phase(st0))
 		if *loadStrict && ratio < targetRatio {
 			t.Errorf("backlog drain ratio %.2fx below the target %.1fx", ratio, targetRatio)
 		}

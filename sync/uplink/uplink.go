@@ -98,6 +98,9 @@ type entry struct {
 	// firstSentAt is when its first publish on this connection started: the smoothed round
 	// trip (AckWait) is sampled from it (see handleAck).
 	firstSentAt time.Time
+	// awaitingAck: the broker PUBACKed the last publish and the ledger's ack has not come;
+	// nextTry is then when to stop waiting for it (see drain and handleAck).
+	awaitingAck bool
 }
 
 // Uplink drains the outbox.
@@ -248,6 +251,8 @@ func (u *Uplink) OnConnect(ctx context.Context) {
 	now := u.cfg.Now()
 	for _, e := range u.entries {
 		e.nextTry = now
+		// What the last connection delivered may be lost with it: everything is sent again.
+		e.awaitingAck = false
 		// A round trip measured across the outage would be the outage's length.
 		e.firstSentAt = time.Time{}
 	}
@@ -405,6 +410,32 @@ func (u *Uplink) drain(ctx context.Context) time.Duration {
 		seqs = append(seqs, seq)
 	}
 	slices.Sort(seqs)
+	// Of the top-ups whose ack is overdue, one is published again per pass: the one sent
+	// the fewest times (the oldest of those). The others wait one more ack wait, still in
+	// flight. Under a fleet-wide backlog every ack is late by the ledger's queue, not lost:
+	// publishing every overdue top-up again put a duplicate of each into that queue, a third
+	// of the drain's work. One at a time still finds a lost one, and the rotation by
+	// attempts means a top-up the ledger never answers does not starve the others.
+	if connected {
+		var retry *entry
+		for _, seq := range seqs {
+			e := u.entries[seq]
+			if e == nil || !e.awaitingAck || e.inFlight || e.nextTry.After(now) || u.box[seq].State == journal.TopupConflict {
+				continue
+			}
+			if retry == nil || e.attempts < retry.attempts {
+				retry = e
+			}
+		}
+		for _, seq := range seqs {
+			e := u.entries[seq]
+			if e == nil || e == retry || !e.awaitingAck || e.inFlight || e.nextTry.After(now) {
+				continue
+			}
+			e.nextTry = now.Add(u.ackWait(e.attempts, u.srtt))
+			inFlight++
+		}
+	}
 	for _, seq := range seqs {
 		t := u.box[seq]
 		e := u.entries[seq]
@@ -432,6 +463,13 @@ func (u *Uplink) drain(ctx context.Context) time.Duration {
 		go u.publish(ctx, t)
 	}
 	return next
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // followsSeq returns the seq of the top-up t follows, 0 when t is no follow-up (or names
@@ -467,6 +505,7 @@ func (u *Uplink) publish(ctx context.Context, t journal.Topup) {
 	if e := u.entries[t.Seq]; e != nil {
 		e.inFlight = false
 		e.attempts++
+		e.awaitingAck = err == nil
 		if err == nil {
 			// After a PUBACK the ledger has it (or will: it may be queued at the broker or
 			// the ledger); the ack should follow. If it does not within a few ack round
@@ -550,6 +589,7 @@ func (u *Uplink) handleAck(topic string, payload []byte) {
 		}
 	}
 	if e := u.entries[res.Topup.Seq]; e != nil {
+		e.awaitingAck = false
 		switch a.Status {
 		case wire.AckRetryLater:
 			e.nextTry = u.cfg.Now().Add(u.Backoff(e.attempts + 1))
@@ -558,6 +598,17 @@ func (u *Uplink) handleAck(topic string, payload []byte) {
 		case wire.AckCredited, wire.AckDuplicate, wire.AckHeld:
 			e.attempts = 0 // no longer waiting for an ack
 			e.nextTry = u.cfg.Now()
+		}
+	}
+	if res.Changed && (a.Status == wire.AckCredited || a.Status == wire.AckDuplicate || a.Status == wire.AckHeld) {
+		// The ledger is working through this kiosk's top-ups: the others it has are behind
+		// this one in its queue, so their wait for an ack starts again from now (as TCP
+		// restarts its retransmission timer when an ACK brings news).
+		now := u.cfg.Now()
+		for seq, e := range u.entries {
+			if seq != res.Topup.Seq && e.awaitingAck && !e.inFlight {
+				e.nextTry = later(e.nextTry, now.Add(u.ackWait(e.attempts, u.srtt)))
+			}
 		}
 	}
 	u.mu.Unlock()
@@ -761,6 +812,7 @@ func (u *Uplink) SyncNow() {
 	for _, e := range u.entries {
 		if !e.inFlight {
 			e.nextTry = now
+			e.awaitingAck = false
 			e.firstSentAt = time.Time{}
 		}
 	}
