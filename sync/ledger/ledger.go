@@ -129,7 +129,6 @@ type Ledger struct {
 
 // topupReq is a top-up waiting for its batch.
 type topupReq struct {
-	at    time.Time
 	kiosk string
 	t     wire.Topup
 	c     Checks
@@ -427,7 +426,7 @@ func (l *Ledger) handleTopup(topic string, payload []byte) {
 		// two batches of this ledger waiting for each other on the kiosk's epoch row.
 		h := fnv.New32a()
 		_, _ = h.Write([]byte(kiosk))
-		l.batchq[h.Sum32()%uint32(len(l.batchq))] <- topupReq{at: time.Now(), kiosk: kiosk, t: t, c: l.checks(&t)}
+		l.batchq[h.Sum32()%uint32(len(l.batchq))] <- topupReq{kiosk: kiosk, t: t, c: l.checks(&t)}
 		return
 	}
 	var res Result
@@ -474,24 +473,13 @@ func (l *Ledger) runBatches(bs BatchStore, q chan topupReq) {
 		for _, r := range reqs {
 			items = append(items, BatchItem{Topup: r.t, Checks: r.c})
 		}
-		t0 := time.Now()
-		for _, r := range reqs {
-			DebugQueueWait.Add(int64(t0.Sub(r.at)))
-		}
-		DebugBatchN.Add(int64(len(reqs)))
 		out := bs.ApplyBatch(items)
-		DebugApply.Add(int64(time.Since(t0)))
-		DebugBatches.Add(1)
 		for i, r := range reqs {
 			ack := l.topupAck(r.kiosk, r.t, out[i].Result, out[i].Err)
-			t2 := time.Now()
 			l.pubSem <- struct{}{}
-			DebugPubSem.Add(int64(time.Since(t2)))
 			l.pubs.Go(func() {
 				defer func() { <-l.pubSem }()
-				t1 := time.Now()
 				l.publishSigned(r.kiosk, wire.DownAck, ack)
-				DebugPublish.Add(int64(time.Since(t1)))
 			})
 		}
 	}
@@ -799,5 +787,3 @@ func (l *Ledger) Stats() Stats {
 	}
 	return out
 }
-
-var DebugQueueWait, DebugBatchN, DebugApply, DebugBatches, DebugPublish, DebugPubSem, DebugRounds atomic.Int64

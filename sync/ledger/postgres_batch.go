@@ -102,7 +102,6 @@ func (s *PGStore) ApplyBatch(items []BatchItem) []BatchResult {
 			var res []Result
 			var deferred []bool
 			skip := round < batchSkipRounds
-			DebugRounds.Add(1)
 			err := s.runPipelined(func(ctx context.Context, c *pgxpool.Conn) error {
 				var err error
 				res, deferred, err = s.applyBatch(ctx, c, batch, skip)

@@ -25,6 +25,7 @@ func readProcCPU() procCPU {
 		ppid int
 		comm string
 		cpu  time.Duration
+		wait time.Duration
 	}
 	procs := map[int]proc{}
 	dirs, _ := os.ReadDir("/proc")
@@ -51,7 +52,7 @@ func readProcCPU() procCPU {
 		ppid, _ := strconv.Atoi(f[1])
 		ut, _ := strconv.ParseInt(f[11], 10, 64)
 		st, _ := strconv.ParseInt(f[12], 10, 64)
-		procs[pid] = proc{ppid: ppid, comm: s[open+1 : closing], cpu: time.Duration(ut+st) * time.Second / clockTick}
+		procs[pid] = proc{ppid: ppid, comm: s[open+1 : closing], cpu: time.Duration(ut+st) * time.Second / clockTick, wait: runDelay(pid)}
 	}
 	out := procCPU{}
 	for pid, p := range procs {
@@ -67,8 +68,31 @@ func readProcCPU() procCPU {
 			name = "test process"
 		}
 		out[name] += p.cpu
+		out[name+" "+waitSuffix] += p.wait
 	}
 	return out
+}
+
+// waitSuffix names a process group's time runnable but waiting for a core.
+const waitSuffix = "(waiting for a core)"
+
+// runDelay is the time pid's threads spent runnable but not running (the second field of
+// /proc/<pid>/task/<tid>/schedstat, in nanoseconds); 0 where the kernel does not say.
+func runDelay(pid int) time.Duration {
+	tasks, _ := os.ReadDir(filepath.Join("/proc", strconv.Itoa(pid), "task"))
+	var d time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "task", t.Name(), "schedstat"))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b))
+		if len(f) >= 2 {
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			d += time.Duration(n)
+		}
+	}
+	return d
 }
 
 // since returns the CPU each process group used after from, largest first.

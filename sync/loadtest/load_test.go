@@ -20,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/kioskd/kioskd/sync/ledger"
 	"github.com/kioskd/kioskd/sync/ledger/pgtest"
 	"github.com/kioskd/kioskd/sync/mosqtest"
@@ -38,6 +37,8 @@ var (
 	loadAccounts = flag.Int("load.accounts", 5000, "wallet accounts the customers top up")
 	loadWait     = flag.Duration("load.wait", 5*time.Minute, "longest wait for the acks of a phase, or for the fleet to reconnect")
 	loadStrict   = flag.Bool("load.strict", false, "also fail when a target (p99 <= 1 s, drain >= 0.5x raw) is missed")
+	loadBatch    = flag.Int("load.batchsize", 0, "ledger.Config.BatchSize of each ledger (0: ledgerd's default)")
+	loadWorkers  = flag.Int("load.batchworkers", 0, "ledger.Config.BatchWorkers of each ledger (0: ledgerd's default)")
 	loadProfile  = flag.String("load.cpuprofile", "", "write a CPU profile of this process (kiosks and ledgers) during the backlog drain to this file")
 )
 
@@ -135,18 +136,20 @@ func TestLoad(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		store, err := ledger.OpenPostgres(t.Context(), dsn, ledger.PGOptions{Logger: logger})
+		store, err := ledger.OpenPostgres(t.Context(), dsn, ledger.PGOptions{Logger: logger, MaxConns: int32(max(*loadWorkers, 4))})
 		if err != nil {
 			t.Fatal(err)
 		}
 		timed := &timedStore{Store: store}
 		l, err := ledger.New(ledger.Config{
-			MQTT:       mqttc.Config{Brokers: []string{b.URL()}, ClientID: name, Username: name, TLS: tlsConf},
-			Store:      timed,
-			Signer:     wire.Signer{KID: "ledger-load", Key: ledgerPriv},
-			ShareGroup: shareGroup,
-			WalletKeys: map[string]ed25519.PublicKey{"w1": walletPub},
-			Logger:     logger.With("instance", name),
+			MQTT:         mqttc.Config{Brokers: []string{b.URL()}, ClientID: name, Username: name, TLS: tlsConf},
+			Store:        timed,
+			Signer:       wire.Signer{KID: "ledger-load", Key: ledgerPriv},
+			ShareGroup:   shareGroup,
+			BatchSize:    *loadBatch,
+			BatchWorkers: *loadWorkers,
+			WalletKeys:   map[string]ed25519.PublicKey{"w1": walletPub},
+			Logger:       logger.With("instance", name),
 		})
 		if err != nil {
 			_ = store.Close()
@@ -370,9 +373,6 @@ func TestLoad(t *testing.T) {
 		report("raw QoS 1 publish of the same %d payloads, no ledger: one loop (one connection, each publish waits for its PUBACK) %s (%.0f/s; CPU: %s); the whole fleet (%d in flight per kiosk) %s (%.0f/s; CPU: %s)",
 			rawN, ms(raw), float64(rawN)/raw.Seconds(), cpu1.since(cpu0), *loadInFlight, ms(fleetRaw), float64(rawN)/fleetRaw.Seconds(), cpu2.since(cpu1))
 		acksBefore := rec.acks.Load()
-		for _, v := range []*atomic.Int64{&ledger.DebugQueueWait, &ledger.DebugBatchN, &ledger.DebugApply, &ledger.DebugBatches, &ledger.DebugPublish, &ledger.DebugPubSem, &ledger.DebugRounds} {
-			v.Store(0)
-		}
 		st0 := ledgerStats()
 		for _, in := range ledgers {
 			_, _ = in.timed.take()
@@ -388,34 +388,6 @@ func TestLoad(t *testing.T) {
 			defer f.Close()
 		}
 		cpu0 = readProcCPU()
-		waits := map[string]int{}
-		stopSample := make(chan struct{})
-		sampled := make(chan struct{})
-		go func() {
-			defer close(sampled)
-			conn, err := pgx.Connect(context.Background(), dsn)
-			if err != nil {
-				return
-			}
-			defer conn.Close(context.Background())
-			for {
-				select {
-				case <-stopSample:
-					return
-				case <-time.After(50 * time.Millisecond):
-				}
-				rows, err := conn.Query(context.Background(), `select coalesce(wait_event_type,'-')||':'||coalesce(wait_event,'-')||':'||coalesce(state,'-') from pg_stat_activity where backend_type='client backend' and pid<>pg_backend_pid()`)
-				if err != nil {
-					return
-				}
-				for rows.Next() {
-					var w string
-					_ = rows.Scan(&w)
-					waits[w]++
-				}
-				rows.Close()
-			}
-		}()
 		start = time.Now()
 		for _, k := range ks {
 			k.link.offline.Store(false)
@@ -427,15 +399,6 @@ func TestLoad(t *testing.T) {
 		}
 		drain := time.Since(start)
 		drainCPU := readProcCPU().since(cpu0)
-		close(stopSample)
-		<-sampled
-		report("DEBUG pg waits %v", waits)
-		{
-			bn := ledger.DebugBatchN.Load()
-			report("DEBUG batches=%d rounds=%d topups=%d queuewait/topup=%s apply/batch=%s publish/ack=%s pubsem/ack=%s",
-				ledger.DebugBatches.Load(), ledger.DebugRounds.Load(), bn, time.Duration(ledger.DebugQueueWait.Load()/bn),
-				time.Duration(ledger.DebugApply.Load()/ledger.DebugBatches.Load()), time.Duration(ledger.DebugPublish.Load()/bn), time.Duration(ledger.DebugPubSem.Load()/bn))
-		}
 		if *loadProfile != "" {
 			pprof.StopCPUProfile()
 		}
