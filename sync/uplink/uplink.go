@@ -17,8 +17,12 @@
 // and the same payload bytes, several in flight at a time, forever: after a capped
 // exponential backoff with jitter when the publish failed (Backoff), and, when the broker
 // PUBACKed it, after a few ack round trips, backing off per entry (AckWait), so a slow
-// ledger is not buried under duplicates of what it has queued. A reconnect makes every pending entry due at once, so a kiosk
-// that was offline for days catches up as soon as the broker is back.
+// ledger is not buried under duplicates of what it has queued; when several are overdue, one
+// is published again at a time, and an ack restarts the others' wait. A reconnect makes every
+// pending entry due at once, so a kiosk that was offline for days catches up as soon as the
+// broker is back, as fast as the window allows: one in flight after the reconnect, one more
+// per ack up to MaxInFlight, halved by an ack for a top-up that had to be sent again (see
+// adjustWindow).
 package uplink
 
 import (
