@@ -444,8 +444,8 @@ func (u *Uplink) drain(ctx context.Context) time.Duration {
 	}
 	slices.Sort(seqs)
 	// Of the top-ups whose ack is overdue, one is published again per pass: the one sent
-	// the fewest times (the oldest of those). The others wait one more ack wait, still in
-	// flight. Under a fleet-wide backlog every ack is late by the ledger's queue, not lost:
+	// the fewest times (the oldest of those). The others wait one more AckWait. Under a
+	// fleet-wide backlog every ack is late by the ledger's queue, not lost:
 	// publishing every overdue top-up again put a duplicate of each into that queue, a third
 	// of the drain's work. One at a time still finds a lost one, and the rotation by
 	// attempts means a top-up the ledger never answers does not starve the others.
