@@ -54,6 +54,9 @@
 // and wins over -store. On PostgreSQL any number of ledgerd share the database (and the
 // broker's shared subscription): each top-up is credited in one transaction under its kiosk
 // epoch's row lock, a topup_id once, whichever instance receives it. The schema is created and migrated at start.
+// On PostgreSQL, top-ups are applied by group commit: -batch-workers batches (default 4) of
+// up to -batch-size top-ups each (default 64) in the database at once, with a connection pool
+// of -batch-workers+2 unless the DSN sets pool_max_conns (package ledger, "Group commit").
 // Keep the password out of the DSN: PGPASSWORD or ~/.pgpass are read as libpq reads them.
 //
 // SIGINT and SIGTERM stop ledgerd cleanly (exit status 0).
