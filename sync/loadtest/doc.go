@@ -61,29 +61,34 @@
 //     broker to ledger, the signed ack back, each with its PUBACK), two signature checks
 //     (the wallet's code at the ledger, the ledger's ack at the kiosk), one signature, a
 //     share of a PostgreSQL batch and a journal transaction at the kiosk; the raw loop is
-//     one leg. On the two-core machine the figures below come from, the drain costs about
-//     1.2 ms of CPU per top-up over all processes (this process about two thirds of it:
-//     signatures a sixth, the kiosks' journal transactions a sixth, TLS, JSON and the MQTT
-//     clients the rest; PostgreSQL about a quarter; mosquitto a seventh), where a raw
-//     publish costs about 0.1 ms and the loop is bound by its round trips, not by the CPU.
-//     With every process of the fleet on two cores, that caps the drain near 1,600
-//     top-ups/s, about 0.15x to 0.2x of the raw loop: the 0.5x target is out of reach on
-//     such a machine (the broker, the ledgers and a thousand kiosks' CPUs are separate in
-//     the field). What the waiting-for-a-core figures show on top: mosquitto, one thread
-//     carrying every leg, spends longer runnable and waiting than running, behind the
-//     kiosks' and the ledgers' goroutines.
+//     one leg. On the two-core machine these figures come from (shared with other work),
+//     the drain costs about 1.15 ms of CPU per top-up over all processes: this process two
+//     thirds of it (signatures a sixth of that, the kiosks' journal transactions a sixth,
+//     TLS, JSON and the MQTT clients the rest), PostgreSQL a fifth, mosquitto a seventh. A
+//     raw publish costs about 0.1 ms, and the loop is bound by its round trips, not by the
+//     CPU. With every process of the fleet on two cores, that caps the drain near 1,700
+//     top-ups/s, about 0.2x of the raw loop: the 0.5x target is out of reach on such a
+//     machine (in the field the broker, the ledgers and each kiosk have CPUs of their
+//     own). The waiting-for-a-core figures show the rest: mosquitto, one thread carrying
+//     every leg, spends longer runnable and waiting than running, behind the kiosks' and
+//     the ledgers' goroutines and the database.
 //
-//     What made it slower than that, and was fixed (sync/uplink, sync/ledger): a thousand
-//     kiosks told to sync at once put four top-ups each into the ledgers' queue before any
-//     ack came back; the ack wait (AckWait, at least one second) ran out in the queue and
-//     every kiosk published its four again, and again with backoff: a third of what the
-//     ledgers applied were duplicates (4,638 of 14,638). The uplink now starts at one
-//     top-up in flight after a reconnect or a sync and opens by one per ack (halving on an
-//     ack for a resent one), publishes again one overdue top-up at a time, and restarts the
-//     others' wait on every ack; duplicates fell to a few hundred. And each ledger let
-//     one batch's worth of acks (64) wait for the broker's PUBACKs at once, shared by its
-//     four batch workers, so the workers spent more time waiting for PUBACKs than for the
-//     database; they now wait only beyond two rounds of every worker's batches.
+//     What made it slower than that, and was fixed. A thousand kiosks told to sync at once
+//     put four top-ups each into the ledgers' queue before any ack came back; the ack wait
+//     (AckWait, at least one second) ran out in the queue and every kiosk published its four
+//     again, and again with backoff: a third or more of what the ledgers applied were
+//     duplicates (4,638 of 14,638; 6,821 of 16,821 on a busier machine), each costing every
+//     leg, both signature checks and a place in a batch. The uplink (sync/uplink) now starts
+//     at one top-up in flight after a reconnect or a sync and opens by one per ack (halving
+//     on an ack for a top-up it had to send again), publishes again one overdue top-up at a
+//     time, and restarts the others' wait on every ack. And each ledger let one batch's
+//     worth of acks (64) wait for the broker's PUBACKs at once, shared by its four batch
+//     workers, so the workers waited for PUBACKs longer than for the database; they now
+//     wait only beyond two rounds of every worker's batches. mosquitto's
+//     max_inflight_messages, 20 top-ups per round trip to each ledger, is 100
+//     (deploy/mosquitto). Back to back on the same machine and load, before and after:
+//     22.5 s (445/s, 0.04x, 6,821 duplicates, 18.4 s of CPU) and 9.6 s (1,037/s, 0.12x,
+//     65 duplicates, 11.6 s of CPU); lost=0 doubled=0 both times.
 //     "broker: N drop warnings" counts mosquitto's "Outgoing messages are being dropped
 //     for client ledger-N": more top-ups waiting for a ledger than max_queued_messages
 //     (deploy/mosquitto; raised from 1000 to 10000 when this count showed it). Nothing is
