@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -136,7 +137,8 @@ func TestLoad(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		store, err := ledger.OpenPostgres(t.Context(), dsn, ledger.PGOptions{Logger: logger, MaxConns: int32(max(*loadWorkers, 4))})
+		// The pool ledgerd opens: a connection per batch worker and two more.
+		store, err := ledger.OpenPostgres(t.Context(), dsn, ledger.PGOptions{Logger: logger, MaxConns: int32(cmp.Or(*loadWorkers, 4) + 2)})
 		if err != nil {
 			t.Fatal(err)
 		}
