@@ -88,7 +88,9 @@
 //     max_inflight_messages, 20 top-ups per round trip to each ledger, is 100
 //     (deploy/mosquitto). Back to back on the same machine and load, before and after:
 //     22.5 s (445/s, 0.04x, 6,821 duplicates, 18.4 s of CPU) and 9.6 s (1,037/s, 0.12x,
-//     65 duplicates, 11.6 s of CPU); lost=0 doubled=0 both times.
+//     65 duplicates, 11.6 s of CPU); lost=0 doubled=0 both times. The rates move with the
+//     other work on the machine (another run after: 13.3 s, 750/s, 0.09x, with 70% more
+//     time waiting for a core); the CPU a drain costs is the steadier figure (11.4 s).
 //     "broker: N drop warnings" counts mosquitto's "Outgoing messages are being dropped
 //     for client ledger-N": more top-ups waiting for a ledger than max_queued_messages
 //     (deploy/mosquitto; raised from 1000 to 10000 when this count showed it). Nothing is
