@@ -54,6 +54,9 @@
 // and wins over -store. On PostgreSQL any number of ledgerd share the database (and the
 // broker's shared subscription): each top-up is credited in one transaction under its kiosk
 // epoch's row lock, a topup_id once, whichever instance receives it. The schema is created and migrated at start.
+// On PostgreSQL, top-ups are applied by group commit: -batch-workers batches (default 4) of
+// up to -batch-size top-ups each (default 64) in the database at once, with a connection pool
+// of -batch-workers+2 unless the DSN sets pool_max_conns (package ledger, "Group commit").
 // Keep the password out of the DSN: PGPASSWORD or ~/.pgpass are read as libpq reads them.
 //
 // SIGINT and SIGTERM stop ledgerd cleanly (exit status 0).
@@ -123,6 +126,8 @@ type options struct {
 	policy         string
 	operators      string
 	logLevel       string
+	batchSize      int
+	batchWorkers   int
 }
 
 func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
@@ -155,6 +160,8 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.policy, "policy", "", "JSON file with the top-up policy (ledger.Fleet: maximum, denominations, daily cash-in, strict epochs, per-kiosk overrides)")
 	fs.StringVar(&o.operators, "operators", "", "JSON file mapping operator names to bearer tokens for held/suspense decisions (mode 0600)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.IntVar(&o.batchSize, "batch-size", 64, "PostgreSQL: most top-ups applied in one transaction (group commit; 1: one transaction per top-up)")
+	fs.IntVar(&o.batchWorkers, "batch-workers", 4, "PostgreSQL: batches in the database at once; the connection pool is sized to match")
 	return fs
 }
 
@@ -282,6 +289,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		WalletKeys:             wallets,
 		Policy:                 fleet,
 		Operators:              operators,
+		BatchSize:              o.batchSize,
+		BatchWorkers:           o.batchWorkers,
 		Logger:                 logger,
 	})
 	if err != nil {
@@ -314,7 +323,13 @@ func openStore(ctx context.Context, o *options, logger *slog.Logger) (ledger.Sto
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	s, err := ledger.OpenPostgres(ctx, dsn, ledger.PGOptions{Logger: logger})
+	// Every batch worker holds a connection while its batch is in the database; two more
+	// serve authz and the HTTP API meanwhile. A pool_max_conns in the DSN is kept.
+	var maxConns int32
+	if !strings.Contains(dsn, "pool_max_conns") {
+		maxConns = int32(max(o.batchWorkers+2, 4))
+	}
+	s, err := ledger.OpenPostgres(ctx, dsn, ledger.PGOptions{Logger: logger, MaxConns: maxConns})
 	if err != nil {
 		return nil, err // pgx's errors name the host, never the password
 	}

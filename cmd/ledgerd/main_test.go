@@ -276,6 +276,8 @@ func TestRunRefusesBadSetup(t *testing.T) {
 		"short wallet key":       {`{"w1": "AAAA"}`, nil},
 		"bad policy":             {`{"w1": "` + base64.StdEncoding.EncodeToString(make([]byte, 32)) + `"}`, []string{"-policy", wallets}},
 		"readable operator file": {`{"w1": "` + base64.StdEncoding.EncodeToString(make([]byte, 32)) + `"}`, []string{"-operators", open}},
+		"negative batch size":    {`{"w1": "` + base64.StdEncoding.EncodeToString(make([]byte, 32)) + `"}`, []string{"-batch-size", "-1"}},
+		"negative batch workers": {`{"w1": "` + base64.StdEncoding.EncodeToString(make([]byte, 32)) + `"}`, []string{"-batch-workers", "-2"}},
 	} {
 		args := append([]string{"-key", key, "-store", filepath.Join(dir, "l.db"), "-http", ""}, setup.args...)
 		if setup.wallets != "" {
@@ -284,6 +286,8 @@ func TestRunRefusesBadSetup(t *testing.T) {
 		}
 		if err := run(t.Context(), args, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
 			t.Errorf("%s: accepted", name)
+		} else if strings.HasPrefix(name, "negative batch") && !strings.Contains(err.Error(), "batch") {
+			t.Errorf("%s: %v, want an error about the batch settings", name, err)
 		}
 	}
 }

@@ -120,7 +120,9 @@
 // one); a worker applies whatever queued while its last batch ran, up to Config.BatchSize,
 // in one transaction of two pipelined round trips, and publishes each signed ack only after
 // that transaction committed, on its own goroutine, so neither a handler nor a worker waits
-// for a PUBACK. Each top-up keeps its own outcome (credited, duplicate, conflict, held),
+// for a PUBACK (up to two rounds of every worker's batches of acks in flight; only beyond
+// that does a worker wait for the broker). ledgerd sets BatchSize and BatchWorkers with
+// -batch-size and -batch-workers. Each top-up keeps its own outcome (credited, duplicate, conflict, held),
 // decided exactly as Apply would decide it after the top-ups before it in the batch; a
 // kiosk epoch another batch holds is skipped for a later round instead of waited for; a
 // batch the database refuses as a whole (an overflowing balance) is applied again one

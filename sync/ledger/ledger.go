@@ -224,11 +224,13 @@ func New(cfg Config) (*Ledger, error) {
 		for range cfg.BatchWorkers {
 			l.batchq = append(l.batchq, make(chan topupReq, depth))
 		}
-		// A batch's acks in flight at once: the broker handles one connection's publishes
-		// in order, so more would only queue longer (past PublishTimeout: an ack lost, the
-		// kiosk's retry backoff) while the workers went on; at this bound a worker waits
-		// for the broker instead.
-		l.pubSem = make(chan struct{}, cfg.BatchSize)
+		// Acks in flight at once: two rounds of every worker's batches, so a worker applies
+		// its next batch while the broker acknowledges the acks of its last one. With one
+		// batch's worth (BatchSize) shared by every worker, the workers spent more time
+		// waiting for the broker's PUBACKs than for the database (make loadtest). The
+		// bound stays: the broker handles one connection's publishes in order, and acks
+		// queued past PublishTimeout would be counted lost while the workers went on.
+		l.pubSem = make(chan struct{}, 2*cfg.BatchSize*cfg.BatchWorkers)
 	}
 	return l, nil
 }

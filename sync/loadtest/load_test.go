@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -12,6 +13,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -36,6 +38,9 @@ var (
 	loadAccounts = flag.Int("load.accounts", 5000, "wallet accounts the customers top up")
 	loadWait     = flag.Duration("load.wait", 5*time.Minute, "longest wait for the acks of a phase, or for the fleet to reconnect")
 	loadStrict   = flag.Bool("load.strict", false, "also fail when a target (p99 <= 1 s, drain >= 0.5x raw) is missed")
+	loadBatch    = flag.Int("load.batchsize", 0, "ledger.Config.BatchSize of each ledger (0: ledgerd's default)")
+	loadWorkers  = flag.Int("load.batchworkers", 0, "ledger.Config.BatchWorkers of each ledger (0: ledgerd's default)")
+	loadProfile  = flag.String("load.cpuprofile", "", "write a CPU profile of this process (kiosks and ledgers) during the backlog drain to this file")
 )
 
 // Targets.
@@ -132,18 +137,21 @@ func TestLoad(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		store, err := ledger.OpenPostgres(t.Context(), dsn, ledger.PGOptions{Logger: logger})
+		// The pool ledgerd opens: a connection per batch worker and two more.
+		store, err := ledger.OpenPostgres(t.Context(), dsn, ledger.PGOptions{Logger: logger, MaxConns: int32(cmp.Or(*loadWorkers, 4) + 2)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		timed := &timedStore{Store: store}
 		l, err := ledger.New(ledger.Config{
-			MQTT:       mqttc.Config{Brokers: []string{b.URL()}, ClientID: name, Username: name, TLS: tlsConf},
-			Store:      timed,
-			Signer:     wire.Signer{KID: "ledger-load", Key: ledgerPriv},
-			ShareGroup: shareGroup,
-			WalletKeys: map[string]ed25519.PublicKey{"w1": walletPub},
-			Logger:     logger.With("instance", name),
+			MQTT:         mqttc.Config{Brokers: []string{b.URL()}, ClientID: name, Username: name, TLS: tlsConf},
+			Store:        timed,
+			Signer:       wire.Signer{KID: "ledger-load", Key: ledgerPriv},
+			ShareGroup:   shareGroup,
+			BatchSize:    *loadBatch,
+			BatchWorkers: *loadWorkers,
+			WalletKeys:   map[string]ed25519.PublicKey{"w1": walletPub},
+			Logger:       logger.With("instance", name),
 		})
 		if err != nil {
 			_ = store.Close()
@@ -353,21 +361,35 @@ func TestLoad(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		cpu0 := readProcCPU()
 		raw, rawN, err := rawLoop(ks[0], payloads)
 		if err != nil {
 			t.Error(err)
 		}
+		cpu1 := readProcCPU()
 		fleetRaw, err := rawFleet(ks, payloads, *loadInFlight)
 		if err != nil {
 			t.Error(err)
 		}
-		report("raw QoS 1 publish of the same %d payloads, no ledger: one loop (one connection, each publish waits for its PUBACK) %s (%.0f/s); the whole fleet (%d in flight per kiosk) %s (%.0f/s)",
-			rawN, ms(raw), float64(rawN)/raw.Seconds(), *loadInFlight, ms(fleetRaw), float64(rawN)/fleetRaw.Seconds())
+		cpu2 := readProcCPU()
+		report("raw QoS 1 publish of the same %d payloads, no ledger: one loop (one connection, each publish waits for its PUBACK) %s (%.0f/s; CPU: %s); the whole fleet (%d in flight per kiosk) %s (%.0f/s; CPU: %s)",
+			rawN, ms(raw), float64(rawN)/raw.Seconds(), cpu1.since(cpu0), *loadInFlight, ms(fleetRaw), float64(rawN)/fleetRaw.Seconds(), cpu2.since(cpu1))
 		acksBefore := rec.acks.Load()
 		st0 := ledgerStats()
 		for _, in := range ledgers {
 			_, _ = in.timed.take()
 		}
+		if *loadProfile != "" {
+			f, err := os.Create(*loadProfile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+		}
+		cpu0 = readProcCPU()
 		start = time.Now()
 		for _, k := range ks {
 			k.link.offline.Store(false)
@@ -378,10 +400,14 @@ func TestLoad(t *testing.T) {
 			t.Errorf("backlog: %d of %d acked after %s", rec.acks.Load()-acksBefore, *loadBacklog, *loadWait)
 		}
 		drain := time.Since(start)
+		drainCPU := readProcCPU().since(cpu0)
+		if *loadProfile != "" {
+			pprof.StopCPUProfile()
+		}
 		ratio := raw.Seconds() / drain.Seconds()
-		report("backlog drain: %d top-ups credited and acked in %s (%.0f/s); ratio to the raw publish loop %.2fx (target >= %.1fx: %s), to the fleet's raw publishing %.2fx %s",
+		report("backlog drain: %d top-ups credited and acked in %s (%.0f/s); ratio to the raw publish loop %.2fx (target >= %.1fx: %s), to the fleet's raw publishing %.2fx; CPU: %s %s",
 			*loadBacklog, ms(drain), float64(*loadBacklog)/drain.Seconds(), ratio, targetRatio, verdict(ratio >= targetRatio),
-			fleetRaw.Seconds()/drain.Seconds(), phase(st0))
+			fleetRaw.Seconds()/drain.Seconds(), drainCPU, phase(st0))
 		if *loadStrict && ratio < targetRatio {
 			t.Errorf("backlog drain ratio %.2fx below the target %.1fx", ratio, targetRatio)
 		}

@@ -17,8 +17,12 @@
 // and the same payload bytes, several in flight at a time, forever: after a capped
 // exponential backoff with jitter when the publish failed (Backoff), and, when the broker
 // PUBACKed it, after a few ack round trips, backing off per entry (AckWait), so a slow
-// ledger is not buried under duplicates of what it has queued. A reconnect makes every pending entry due at once, so a kiosk
-// that was offline for days catches up as soon as the broker is back.
+// ledger is not buried under duplicates of what it has queued; when several are overdue, one
+// is published again at a time, and an ack restarts the others' wait. A reconnect makes every
+// pending entry due at once, so a kiosk that was offline for days catches up as soon as the
+// broker is back, as fast as the window allows: one in flight after the reconnect, one more
+// per ack up to MaxInFlight, halved by an ack for a top-up that had to be sent again (see
+// adjustWindow).
 package uplink
 
 import (
@@ -58,7 +62,9 @@ type Config struct {
 	// OnCommand, when set, gets every down/cmd payload as received (the signed envelope):
 	// the handler verifies it. It must not block for long.
 	OnCommand func(payload []byte)
-	// MaxInFlight bounds the top-ups published and not yet acked at once. Default 4.
+	// MaxInFlight bounds the top-ups published and not yet acked at once. Default 4. After
+	// a (re)connect or SyncNow the uplink starts with one in flight and opens up to this
+	// as the acks come (see adjustWindow).
 	MaxInFlight int
 	// RetryMin and RetryMax bound the backoff between publishes of one top-up.
 	RetryMin, RetryMax time.Duration
@@ -98,6 +104,11 @@ type entry struct {
 	// firstSentAt is when its first publish on this connection started: the smoothed round
 	// trip (AckWait) is sampled from it (see handleAck).
 	firstSentAt time.Time
+	// sends counts the publishes the broker PUBACKed since firstSentAt was reset.
+	sends int
+	// awaitingAck: the broker PUBACKed the last publish and the ledger's ack has not come;
+	// nextTry is then when to stop waiting for it (see drain and handleAck).
+	awaitingAck bool
 }
 
 // Uplink drains the outbox.
@@ -114,7 +125,9 @@ type Uplink struct {
 	dropped int
 	rtt     time.Duration
 	// srtt is the smoothed ack round trip (see AckWait).
-	srtt    time.Duration
+	srtt time.Duration
+	// window is how many top-ups may be in flight now, 1..MaxInFlight (see adjustWindow).
+	window  int
 	conns   uint64
 	lastAck time.Time
 	wake    chan struct{}
@@ -169,7 +182,7 @@ func New(cfg Config) (*Uplink, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Uplink{cfg: cfg, log: cfg.Logger.With("component", "uplink"), entries: map[uint64]*entry{},
-		authz: map[string]chan wire.AuthzResponse{}, wake: make(chan struct{}, 1)}, nil
+		authz: map[string]chan wire.AuthzResponse{}, wake: make(chan struct{}, 1), window: 1}, nil
 }
 
 // Kick tells the uplink the outbox changed (a new top-up) and makes it look now.
@@ -225,6 +238,26 @@ func (u *Uplink) ackWait(attempts int, srtt time.Duration) time.Duration {
 	return min(time.Duration(float64(d)*(1+u.cfg.Jitter()/2)), u.cfg.RetryMax)
 }
 
+// adjustWindow opens or closes the in-flight window when an ack arrives (u.mu held), the
+// way TCP's congestion window moves: each ack opens it by one, up to MaxInFlight; an ack for
+// a top-up that was sent more than once on this connection halves it, down to one. After a
+// (re)connect or SyncNow it starts at one.
+//
+// A kiosk alone opens to MaxInFlight after a few acks. A fleet that reconnects at once (a
+// broker restart) or is told to sync at once would otherwise put MaxInFlight top-ups each
+// into the ledgers' queue before any ack told how long that queue is: every one of them
+// waiting longer than AckWait was sent again, a duplicate in the same queue (a third of a
+// thousand kiosks' drain was duplicates, make loadtest). Starting at one, the first acks set
+// the round trip (srtt) before the queue fills, and a kiosk whose top-ups still had to be
+// sent again keeps fewer in flight.
+func (u *Uplink) adjustWindow(resent bool) {
+	if resent {
+		u.window = max(u.window/2, 1)
+	} else {
+		u.window = min(u.window+1, u.cfg.MaxInFlight)
+	}
+}
+
 // OnConnect must be called after every (re)connect: it subscribes to the kiosk's down
 // topics, publishes the retained status, and makes every pending top-up due now.
 func (u *Uplink) OnConnect(ctx context.Context) {
@@ -245,11 +278,16 @@ func (u *Uplink) OnConnect(ctx context.Context) {
 	if u.conns++; u.conns > 1 {
 		u.cfg.Health.Count("mqtt_reconnects", 1)
 	}
+	// The whole fleet reconnects at once after a broker restart: each kiosk starts with
+	// one top-up in flight (adjustWindow).
+	u.window = 1
 	now := u.cfg.Now()
 	for _, e := range u.entries {
 		e.nextTry = now
+		// What the last connection delivered may be lost with it: everything is sent again.
+		e.awaitingAck = false
 		// A round trip measured across the outage would be the outage's length.
-		e.firstSentAt = time.Time{}
+		e.firstSentAt, e.sends = time.Time{}, 0
 	}
 	for _, st := range u.colls {
 		st.nextTry = now
@@ -405,6 +443,33 @@ func (u *Uplink) drain(ctx context.Context) time.Duration {
 		seqs = append(seqs, seq)
 	}
 	slices.Sort(seqs)
+	// Of the top-ups whose ack is overdue, one is published again per pass: the one sent
+	// the fewest times (the oldest of those). The others wait one more AckWait. Under a
+	// fleet-wide backlog every ack is late by the ledger's queue, not lost:
+	// publishing every overdue top-up again put a duplicate of each into that queue, a third
+	// of the drain's work. One at a time still finds a lost one, and the rotation by
+	// attempts means a top-up the ledger never answers does not starve the others.
+	if connected {
+		var retry *entry
+		for _, seq := range seqs {
+			e := u.entries[seq]
+			if e == nil || !e.awaitingAck || e.inFlight || e.nextTry.After(now) || u.box[seq].State == journal.TopupConflict {
+				continue
+			}
+			if retry == nil || e.attempts < retry.attempts {
+				retry = e
+			}
+		}
+		for _, seq := range seqs {
+			e := u.entries[seq]
+			if e == nil || e == retry || !e.awaitingAck || e.inFlight || e.nextTry.After(now) {
+				continue
+			}
+			// Not counted in flight, as before its wait ran out: a top-up the ledger never
+			// answers must not hold a place in the window for ever.
+			e.nextTry = now.Add(u.ackWait(e.attempts, u.srtt))
+		}
+	}
 	for _, seq := range seqs {
 		t := u.box[seq]
 		e := u.entries[seq]
@@ -423,7 +488,7 @@ func (u *Uplink) drain(ctx context.Context) time.Duration {
 			next = min(next, wait)
 			continue
 		}
-		if !connected || inFlight >= u.cfg.MaxInFlight {
+		if !connected || inFlight >= u.window {
 			continue
 		}
 		e.inFlight = true
@@ -432,6 +497,13 @@ func (u *Uplink) drain(ctx context.Context) time.Duration {
 		go u.publish(ctx, t)
 	}
 	return next
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // followsSeq returns the seq of the top-up t follows, 0 when t is no follow-up (or names
@@ -467,7 +539,9 @@ func (u *Uplink) publish(ctx context.Context, t journal.Topup) {
 	if e := u.entries[t.Seq]; e != nil {
 		e.inFlight = false
 		e.attempts++
+		e.awaitingAck = err == nil
 		if err == nil {
+			e.sends++
 			// After a PUBACK the ledger has it (or will: it may be queued at the broker or
 			// the ledger); the ack should follow. If it does not within a few ack round
 			// trips, backing off per entry, publish again: the ledger answers duplicate.
@@ -536,6 +610,7 @@ func (u *Uplink) handleAck(topic string, payload []byte) {
 				u.srtt += (sample - u.srtt) / 8
 			}
 		}
+		u.adjustWindow(e.sends > 1)
 	}
 	switch a.Status {
 	case wire.AckCredited, wire.AckDuplicate, wire.AckHeld:
@@ -550,6 +625,7 @@ func (u *Uplink) handleAck(topic string, payload []byte) {
 		}
 	}
 	if e := u.entries[res.Topup.Seq]; e != nil {
+		e.awaitingAck = false
 		switch a.Status {
 		case wire.AckRetryLater:
 			e.nextTry = u.cfg.Now().Add(u.Backoff(e.attempts + 1))
@@ -558,6 +634,17 @@ func (u *Uplink) handleAck(topic string, payload []byte) {
 		case wire.AckCredited, wire.AckDuplicate, wire.AckHeld:
 			e.attempts = 0 // no longer waiting for an ack
 			e.nextTry = u.cfg.Now()
+		}
+	}
+	if res.Changed && (a.Status == wire.AckCredited || a.Status == wire.AckDuplicate || a.Status == wire.AckHeld) {
+		// The ledger is working through this kiosk's top-ups: the others it has are behind
+		// this one in its queue, so their wait for an ack starts again from now (as TCP
+		// restarts its retransmission timer when an ACK brings news).
+		now := u.cfg.Now()
+		for seq, e := range u.entries {
+			if seq != res.Topup.Seq && e.awaitingAck && !e.inFlight {
+				e.nextTry = later(e.nextTry, now.Add(u.ackWait(e.attempts, u.srtt)))
+			}
 		}
 	}
 	u.mu.Unlock()
@@ -757,11 +844,13 @@ func (u *Uplink) flushResults(ctx context.Context) {
 // SyncNow makes every pending top-up due now (the sync_now command).
 func (u *Uplink) SyncNow() {
 	u.mu.Lock()
+	u.window = 1 // as after a reconnect: the fleet may have been told at once
 	now := u.cfg.Now()
 	for _, e := range u.entries {
 		if !e.inFlight {
 			e.nextTry = now
-			e.firstSentAt = time.Time{}
+			e.awaitingAck = false
+			e.firstSentAt, e.sends = time.Time{}, 0
 		}
 	}
 	u.mu.Unlock()

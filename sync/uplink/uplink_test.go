@@ -1,6 +1,7 @@
 package uplink
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"path/filepath"
@@ -312,9 +313,64 @@ func TestAckWaitLearnsFromRetried(t *testing.T) {
 	})
 }
 
+// ackPublished answers every top-up published so far with a credited ack, at once, in seq
+// order, and returns how many it answered.
+func (r *urig) ackPublished(t *testing.T) int {
+	t.Helper()
+	seen := map[string]bool{}
+	var ws []wire.Topup
+	for _, p := range r.c.topups() {
+		var w wire.Topup
+		if err := wire.Decode(p.payload, &w); err != nil {
+			t.Fatal(err)
+		}
+		if !seen[w.TopupID] {
+			seen[w.TopupID] = true
+			ws = append(ws, w)
+		}
+	}
+	// In seq order: the top-ups published together went out in any order.
+	slices.SortFunc(ws, func(a, b wire.Topup) int { return cmp.Compare(a.Seq, b.Seq) })
+	for _, w := range ws {
+		r.ack(t, w.TopupID, wire.AckCredited, w.AmountMinor)
+	}
+	return len(ws)
+}
+
+// addTopups closes n top-ups in the rig's journal and kicks the uplink.
+func (r *urig) addTopups(t *testing.T, n int) {
+	t.Helper()
+	for i := range n {
+		s, _ := r.j.OpenSession(journal.OpenSessionParams{Account: "acct", LimitMinor: 100000})
+		in, _ := r.j.StackIntent(s.ID, journal.Note{ValueMinor: int64(100 * (i + 1))})
+		r.j.CreditNote(in.ID, journal.Note{}, "")
+		if _, err := r.j.CloseSession(journal.CloseParams{SessionID: s.ID, Outcome: wire.OutcomeComplete}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.u.Kick()
+}
+
+func (r *urig) window() int {
+	r.u.mu.Lock()
+	defer r.u.mu.Unlock()
+	return r.u.window
+}
+
 func TestInFlightBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newURig(t, 0, 3)
+		// Acks as fast as the fastest open the window from one to MaxInFlight.
+		r.addTopups(t, 4)
+		for range 4 {
+			synctest.Wait()
+			r.ackPublished(t)
+		}
+		synctest.Wait()
+		if ob, _ := r.j.Outbox(); len(ob) != 0 || r.window() != 3 {
+			t.Fatalf("outbox %d, window %d after quick acks, want 0 and 3", len(ob), r.window())
+		}
+		base := len(r.c.topups())
 		r.c.mu.Lock()
 		r.c.hold = make(chan struct{})
 		r.c.mu.Unlock()
@@ -335,7 +391,7 @@ func TestInFlightBounded(t *testing.T) {
 		close(r.c.hold)
 		for {
 			synctest.Wait()
-			if len(r.c.topups()) >= 10 {
+			if len(r.c.topups())-base >= 10 {
 				break
 			}
 			time.Sleep(100 * time.Millisecond)
@@ -427,8 +483,121 @@ func TestOfflineThenReconnectCatchesUp(t *testing.T) {
 		r.c.mu.Unlock()
 		r.u.OnConnect(context.Background())
 		synctest.Wait()
-		if n := len(r.c.topups()); n != 3 {
-			t.Fatalf("published %d on reconnect, want 3 at once", n)
+		// One in flight after a reconnect; each quick ack opens the window by one, with no
+		// wait in between: caught up in three round trips.
+		if n := len(r.c.topups()); n != 1 {
+			t.Fatalf("published %d on reconnect, want 1", n)
+		}
+		start := time.Now()
+		for range 3 {
+			r.ackPublished(t)
+			synctest.Wait()
+		}
+		if ob, _ := r.j.Outbox(); len(ob) != 0 || len(r.c.topups()) != 3 || time.Since(start) != 0 {
+			t.Fatalf("outbox %d, %d publishes, %v after the reconnect", len(ob), len(r.c.topups()), time.Since(start))
+		}
+	})
+}
+
+// TestWindowHalvesOnResentAcks: each ack opens the window by one; an ack for a top-up that
+// had to be sent again (its ack came later than AckWait) halves it; SyncNow starts it at one.
+func TestWindowHalvesOnResentAcks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newURig(t, 0, 4)
+		r.addTopups(t, 4)
+		for range 4 {
+			synctest.Wait()
+			r.ackPublished(t)
+		}
+		synctest.Wait()
+		if w := r.window(); w != 4 {
+			t.Fatalf("window %d after quick acks, want 4", w)
+		}
+		// Four in flight; the ledger answers after 3 s, when each was sent twice (AckWait
+		// 1.25 s: one overdue top-up is sent again per pass, the others wait another 1.25 s).
+		r.addTopups(t, 4)
+		synctest.Wait()
+		if n := len(r.c.topups()); n != 8 {
+			t.Fatalf("%d publishes, want 8", n)
+		}
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		if n := len(r.c.topups()); n != 10 {
+			t.Fatalf("%d publishes after 3 s, want 10 (two sent again)", n)
+		}
+		r.ackPublished(t) // two resent: 4 → 2 → 1; two sent once: 1 → 2 → 3
+		synctest.Wait()
+		if w := r.window(); w != 3 {
+			t.Fatalf("window %d, want 3", w)
+		}
+		r.u.SyncNow()
+		if w := r.window(); w != 1 {
+			t.Fatalf("window %d after SyncNow, want 1", w)
+		}
+		r.addTopups(t, 3)
+		synctest.Wait()
+		if n := len(r.c.topups()); n != 11 {
+			t.Fatalf("%d publishes with a window of one, want 11", n)
+		}
+	})
+}
+
+// TestOverdueAcksRetriedOneAtATime: when several PUBACKed top-ups wait too long for their
+// acks, one is published again per pass (the one sent the fewest times), not all of them;
+// an ack for another top-up restarts their wait.
+func TestOverdueAcksRetriedOneAtATime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newURig(t, 0, 3)
+		r.addTopups(t, 3)
+		for range 3 {
+			synctest.Wait()
+			r.ackPublished(t)
+		}
+		r.addTopups(t, 3)
+		synctest.Wait()
+		if n := len(r.c.topups()); n != 6 {
+			t.Fatalf("%d publishes, want 6", n)
+		}
+		ids := func(ps []pub) []string {
+			var out []string
+			for _, p := range ps {
+				var w wire.Topup
+				if err := wire.Decode(p.payload, &w); err != nil {
+					t.Fatal(err)
+				}
+				out = append(out, w.TopupID)
+			}
+			return out
+		}
+		second := ids(r.c.topups()[3:]) // published at once, in any order
+		slices.SortFunc(second, func(a, b string) int {
+			_, _, sa, _ := wire.ParseTopupID(a)
+			_, _, sb, _ := wire.ParseTopupID(b)
+			return cmp.Compare(sa, sb)
+		})
+		// No ack: after AckWait (1 s · 1.25) the first of them is sent again, alone.
+		time.Sleep(1250 * time.Millisecond)
+		synctest.Wait()
+		if got := ids(r.c.topups()[6:]); !slices.Equal(got, second[:1]) {
+			t.Fatalf("retried %v, want only %v", got, second[:1])
+		}
+		// 1.25 s later the next one (sent once) goes, not the first again.
+		time.Sleep(1250 * time.Millisecond)
+		synctest.Wait()
+		if got := ids(r.c.topups()[7:]); !slices.Equal(got, second[1:2]) {
+			t.Fatalf("retried %v, want only %v", got, second[1:2])
+		}
+		// An ack for the first restarts the others' wait (from the round trip it measured): nothing
+		// is sent for a while.
+		var w wire.Topup
+		if err := wire.Decode(r.c.topups()[6].payload, &w); err != nil || w.TopupID != second[0] {
+			t.Fatal(err, w.TopupID)
+		}
+		r.ack(t, w.TopupID, wire.AckCredited, w.AmountMinor)
+		time.Sleep(1200 * time.Millisecond)
+		synctest.Wait()
+		if n := len(r.c.topups()); n != 8 {
+			t.Fatalf("%d publishes 1.2 s after an ack, want 8", n)
 		}
 	})
 }
