@@ -142,14 +142,15 @@ func liveHeap() uint64 {
 	return s[0].Value.Uint64()
 }
 
-// peakRSS is the process's peak resident set (VmHWM), in bytes; 0 where /proc is absent.
-func peakRSS() uint64 {
+// procStatus reads one "kB" field of /proc/self/status (VmRSS, VmHWM), in bytes; 0 where
+// /proc is absent.
+func procStatus(field string) uint64 {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return 0
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(l, field+":"); ok {
 			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 			if err != nil {
 				return 0
@@ -160,14 +161,14 @@ func peakRSS() uint64 {
 	return 0
 }
 
-// memWatch samples the live heap of a campaign every interval of real time (as of the
-// last collection: reading it costs nothing), for the summary: a long campaign shows
-// whether its memory stayed flat.
+// memWatch samples a campaign's live heap (as of the last collection: reading it costs
+// nothing) and resident set every interval of real time, for the summary: a long campaign
+// shows whether its memory stayed flat.
 type memWatch struct {
-	mu          sync.Mutex
-	first, peak uint64
-	stop        chan struct{}
-	done        chan struct{}
+	mu                    sync.Mutex
+	first, peak, firstRSS uint64
+	stop                  chan struct{}
+	done                  chan struct{}
 }
 
 func watchMemory(interval time.Duration) *memWatch {
@@ -181,10 +182,10 @@ func watchMemory(interval time.Duration) *memWatch {
 			case <-w.stop:
 				return
 			case <-tk.C:
-				h := liveHeap()
+				h, rss := liveHeap(), procStatus("VmRSS")
 				w.mu.Lock()
 				if w.first == 0 {
-					w.first = h
+					w.first, w.firstRSS = h, rss
 				}
 				w.peak = max(w.peak, h)
 				w.mu.Unlock()
@@ -205,10 +206,14 @@ func (w *memWatch) end() string {
 	mb := func(b uint64) string { return fmt.Sprintf("%.1f MB", float64(b)/(1<<20)) }
 	s := "memory: live heap " + mb(end) + " at the end"
 	if w.first > 0 {
-		s += fmt.Sprintf(", %s at the first sample, at most %s", mb(w.first), mb(max(w.peak, end)))
+		s += fmt.Sprintf(" (%s at the first sample, at most %s)", mb(w.first), mb(max(w.peak, end)))
 	}
-	if rss := peakRSS(); rss > 0 {
-		s += ", peak RSS " + mb(rss)
+	if rss := procStatus("VmRSS"); rss > 0 {
+		s += "; RSS " + mb(rss) + " at the end"
+		if w.firstRSS > 0 {
+			s += " (" + mb(w.firstRSS) + " at the first sample)"
+		}
+		s += ", peak " + mb(procStatus("VmHWM"))
 	}
 	return s
 }
