@@ -28,9 +28,12 @@ demo:
 ## test: every test, race detector on (services that are absent are skipped with a message)
 # The acceptor conformance suite runs with the engine's crash points compiled in (its crash
 # rows kill an in-process host at them); every other package runs as the product is built.
+# TestSimMemory runs with them too, as make sim does: that a simulated run leaves nothing
+# behind (a campaign of hours runs tens of thousands of them in one process).
 test:
 	$(GO) test -race -timeout 15m $$($(GO) list $(PKGS) | grep -v '/devices/acceptor/conformance$$')
 	$(GO) test -race -timeout 15m -tags kioskd_failpoints ./devices/acceptor/conformance
+	$(GO) test -race -timeout 15m -tags kioskd_failpoints -run '^TestSimMemory$$' ./kiosk/sim
 
 test-short:
 	$(GO) test -short $(PKGS)
@@ -77,7 +80,8 @@ crash:
 	  cat .crash-summary 2>/dev/null || echo "crashes=0 notes=0 violations=unknown (campaign did not finish)"; exit $$rc
 
 ## sim: the deterministic whole-kiosk simulation (kiosk/sim): SIM_RUNS seeded runs from SIM_SEED
-## (0: from the clock), or as many as fit in SIM_DURATION (e.g. 2h); prints
+## (0: from the clock), or as many as fit in SIM_DURATION (e.g. 2h); prints the campaign's
+## memory (live heap, peak RSS: flat however long it runs) and
 ## runs=N crashes=M faults=K violations=V seed=S last and fails when V > 0
 SIM_RUNS     ?= 200
 SIM_SEED     ?= 0
