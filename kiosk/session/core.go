@@ -123,6 +123,11 @@ type core struct {
 	// followUps are follow-up top-ups (credits reported after their session closed) whose
 	// receipt waits to be printed.
 	followUps []journal.Topup
+	// reprintOwed is set when a print, or the start-up's reprint of what a crash left
+	// unprinted, failed on a journal write: once the journal works again the receipts it
+	// left unfinished are settled and printed as a start-up would (printOwed), with no
+	// restart needed.
+	reprintOwed bool
 
 	state   State
 	viewSeq uint64
@@ -262,6 +267,9 @@ func (c *core) advanceOnce() bool {
 		progressed = true
 	}
 	if c.printFollowUp() {
+		progressed = true
+	}
+	if c.printOwed() {
 		progressed = true
 	}
 	if c.advanceCollection() {

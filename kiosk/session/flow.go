@@ -504,6 +504,7 @@ func (c *core) spawnPrint(t journal.Topup, copy bool, then func(c *core, printed
 			c.printing--
 			if jerr != nil {
 				c.journalFailedOp("mark print", jerr)
+				c.reprintOwed = true
 			}
 			then(c, printed)
 		}}
@@ -759,10 +760,36 @@ func (c *core) recoverClose() {
 		return msg{apply: func(c *core) {
 			if jerr != nil {
 				c.journalFailedOp("mark print", jerr)
+				c.reprintOwed = true
 			}
 			c.endRecovery()
 		}}
 	})
+}
+
+// printOwed reprints, once journal writes succeed again, the receipts a journal failure
+// left unprinted or unfinished (reprintOwed), when nobody is being served and nothing else
+// prints. The journal's print states and the printer's cut counter decide, as at start-up,
+// between nothing (it came out), the original (it never started) and a COPY. It reports
+// whether it started.
+func (c *core) printOwed() bool {
+	if !c.reprintOwed || c.journalFailed || c.rec != nil || c.inSession() || c.printing > 0 || c.exiting {
+		return false
+	}
+	c.reprintOwed = false
+	c.printing++
+	acked := maps.Clone(c.acked)
+	c.e.spawn("reprint", func(ctx context.Context) msg {
+		jerr := c.e.reprintUnprinted(ctx, acked)
+		return msg{apply: func(c *core) {
+			c.printing--
+			if jerr != nil {
+				c.journalFailedOp("mark print", jerr)
+				c.reprintOwed = true
+			}
+		}}
+	})
+	return true
 }
 
 func (c *core) endRecovery() {
