@@ -18,7 +18,8 @@
 // exponential backoff with jitter when the publish failed (Backoff), and, when the broker
 // PUBACKed it, after a few ack round trips, backing off per entry (AckWait), so a slow
 // ledger is not buried under duplicates of what it has queued; when several are overdue, one
-// is published again at a time, and an ack restarts the others' wait. A reconnect makes every
+// is published again at a time, and an ack restarts the others' wait (an ack that answers
+// such a retry makes the others due at once: the ledger lost them). A reconnect makes every
 // pending entry due at once, so a kiosk that was offline for days catches up as soon as the
 // broker is back, as fast as the window allows: one in flight after the reconnect, one more
 // per ack up to MaxInFlight, halved by an ack for a top-up that had to be sent again (see
@@ -109,6 +110,11 @@ type entry struct {
 	// awaitingAck: the broker PUBACKed the last publish and the ledger's ack has not come;
 	// nextTry is then when to stop waiting for it (see drain and handleAck).
 	awaitingAck bool
+	// deferred: its ack was overdue and another overdue top-up was published again first
+	// (one at a time, see drain). It no longer holds a place in the window: counted, the
+	// deferred entries filled a window closed down to one, the retry never fit, and the
+	// outbox stood still.
+	deferred bool
 }
 
 // Uplink drains the outbox.
@@ -285,7 +291,7 @@ func (u *Uplink) OnConnect(ctx context.Context) {
 	for _, e := range u.entries {
 		e.nextTry = now
 		// What the last connection delivered may be lost with it: everything is sent again.
-		e.awaitingAck = false
+		e.awaitingAck, e.deferred = false, false
 		// A round trip measured across the outage would be the outage's length.
 		e.firstSentAt, e.sends = time.Time{}, 0
 	}
@@ -434,7 +440,7 @@ func (u *Uplink) drain(ctx context.Context) time.Duration {
 			delete(u.entries, seq)
 			continue
 		}
-		if e.inFlight || (e.attempts > 0 && now.Before(e.nextTry)) {
+		if e.inFlight || (e.attempts > 0 && now.Before(e.nextTry) && !e.deferred) {
 			inFlight++
 		}
 	}
@@ -468,6 +474,7 @@ func (u *Uplink) drain(ctx context.Context) time.Duration {
 			// Not counted in flight, as before its wait ran out: a top-up the ledger never
 			// answers must not hold a place in the window for ever.
 			e.nextTry = now.Add(u.ackWait(e.attempts, u.srtt))
+			e.deferred = true
 		}
 	}
 	for _, seq := range seqs {
@@ -539,7 +546,7 @@ func (u *Uplink) publish(ctx context.Context, t journal.Topup) {
 	if e := u.entries[t.Seq]; e != nil {
 		e.inFlight = false
 		e.attempts++
-		e.awaitingAck = err == nil
+		e.awaitingAck, e.deferred = err == nil, false
 		if err == nil {
 			e.sends++
 			// After a PUBACK the ledger has it (or will: it may be queued at the broker or
@@ -593,7 +600,11 @@ func (u *Uplink) handleAck(topic string, payload []byte) {
 	u.mu.Lock()
 	u.acks++
 	u.lastAck = u.cfg.Now()
+	// answeredRetry: the ack is for a top-up that was published again after its ack was
+	// overdue, so the ledger answers and what it was sent before may have been lost.
+	answeredRetry := false
 	if e := u.entries[res.Topup.Seq]; e != nil && !e.sentAt.IsZero() && res.Changed {
+		answeredRetry = e.sends > 1
 		u.rtt = max(u.lastAck.Sub(e.sentAt), 0)
 		// The smoothed round trip is sampled from the first publish (on this connection):
 		// the ack of a retried top-up cannot tell which publish it answers, and the first
@@ -625,7 +636,7 @@ func (u *Uplink) handleAck(topic string, payload []byte) {
 		}
 	}
 	if e := u.entries[res.Topup.Seq]; e != nil {
-		e.awaitingAck = false
+		e.awaitingAck, e.deferred = false, false
 		switch a.Status {
 		case wire.AckRetryLater:
 			e.nextTry = u.cfg.Now().Add(u.Backoff(e.attempts + 1))
@@ -639,10 +650,19 @@ func (u *Uplink) handleAck(topic string, payload []byte) {
 	if res.Changed && (a.Status == wire.AckCredited || a.Status == wire.AckDuplicate || a.Status == wire.AckHeld) {
 		// The ledger is working through this kiosk's top-ups: the others it has are behind
 		// this one in its queue, so their wait for an ack starts again from now (as TCP
-		// restarts its retransmission timer when an ACK brings news).
+		// restarts its retransmission timer when an ACK brings news). But when the ack
+		// answers a retry, the ledger is there and the first publishes went unanswered (a
+		// ledger restart loses what it had queued): the top-ups deferred behind that retry
+		// are due now, as TCP's fast retransmit resends at once, or they would wait one
+		// AckWait each, and after an outage AckWait is the outage's length (up to RetryMax).
 		now := u.cfg.Now()
 		for seq, e := range u.entries {
-			if seq != res.Topup.Seq && e.awaitingAck && !e.inFlight {
+			if seq == res.Topup.Seq || !e.awaitingAck || e.inFlight {
+				continue
+			}
+			if answeredRetry && e.deferred {
+				e.nextTry = now
+			} else {
 				e.nextTry = later(e.nextTry, now.Add(u.ackWait(e.attempts, u.srtt)))
 			}
 		}
@@ -849,7 +869,7 @@ func (u *Uplink) SyncNow() {
 	for _, e := range u.entries {
 		if !e.inFlight {
 			e.nextTry = now
-			e.awaitingAck = false
+			e.awaitingAck, e.deferred = false, false
 			e.firstSentAt, e.sends = time.Time{}, 0
 		}
 	}

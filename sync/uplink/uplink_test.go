@@ -525,10 +525,27 @@ func TestWindowHalvesOnResentAcks(t *testing.T) {
 		if n := len(r.c.topups()); n != 10 {
 			t.Fatalf("%d publishes after 3 s, want 10 (two sent again)", n)
 		}
-		r.ackPublished(t) // two resent: 4 → 2 → 1; two sent once: 1 → 2 → 3
+		// The two sent once are answered first (4 stays 4: the most), then the two sent
+		// again (4 → 2 → 1). In the other order the first answered retry would make the
+		// deferred ones due at once (fast retransmit), racing their own acks.
+		sends := map[string]int{}
+		var order []wire.Topup
+		for _, p := range r.c.topups()[4:] {
+			var w wire.Topup
+			if err := wire.Decode(p.payload, &w); err != nil {
+				t.Fatal(err)
+			}
+			if sends[w.TopupID]++; sends[w.TopupID] == 1 {
+				order = append(order, w)
+			}
+		}
+		slices.SortStableFunc(order, func(a, b wire.Topup) int { return cmp.Compare(sends[a.TopupID], sends[b.TopupID]) })
+		for _, w := range order {
+			r.ack(t, w.TopupID, wire.AckCredited, w.AmountMinor)
+		}
 		synctest.Wait()
-		if w := r.window(); w != 3 {
-			t.Fatalf("window %d, want 3", w)
+		if w := r.window(); w != 1 {
+			t.Fatalf("window %d, want 1", w)
 		}
 		r.u.SyncNow()
 		if w := r.window(); w != 1 {
@@ -690,5 +707,54 @@ func TestFollowUpWaitsForItsOriginal(t *testing.T) {
 		if err := wire.Decode(ps[1].payload, &w); err != nil || w.FollowsTopupID != res.Topup.TopupID {
 			t.Fatalf("second published %+v", w)
 		}
+	})
+}
+
+// TestLostAcksOfManyRetriedToTheEnd is the regression of a netfault failure
+// (TestLedgerRestarts): a ledger restart lost the acks of a dozen published top-ups. Of the
+// overdue ones only one is published again per pass and the others' wait is deferred; those
+// deferred entries were counted in flight, so with the window closed down to one the one
+// chosen for the retry never fit, and nothing was published again: the outbox stood still.
+// Every top-up must reach the ledger in the end.
+func TestLostAcksOfManyRetriedToTheEnd(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newURig(t, 0, 4)
+		r.addTopups(t, 3)
+		for range 3 { // acks as they come: the window opens
+			synctest.Wait()
+			r.ackPublished(t)
+		}
+		// The ledger goes away with what it was sent: every ack of the next top-ups is lost,
+		// and some of what it had answered before comes back resent (the window closes).
+		r.addTopups(t, 12)
+		for range 20 {
+			time.Sleep(500 * time.Millisecond)
+			synctest.Wait()
+		}
+		lost := len(r.c.topups())
+		// The new ledger answers whatever it is sent from now on.
+		deadline := time.Now().Add(5 * time.Minute)
+		for time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+			synctest.Wait()
+			for _, p := range r.c.topups()[lost:] {
+				var w wire.Topup
+				if err := wire.Decode(p.payload, &w); err != nil {
+					t.Fatal(err)
+				}
+				r.ack(t, w.TopupID, wire.AckDuplicate, w.AmountMinor)
+			}
+			lost = len(r.c.topups())
+			if ob, _ := r.j.Outbox(); len(ob) == 0 {
+				return
+			}
+		}
+		ob, _ := r.j.Outbox()
+		r.u.mu.Lock()
+		for seq, e := range r.u.entries {
+			t.Logf("entry %d: %+v (now %v)", seq, *e, time.Now())
+		}
+		r.u.mu.Unlock()
+		t.Fatalf("%d top-ups still in the outbox 5 minutes after the ledger came back (window %d, %d publishes)", len(ob), r.window(), len(r.c.topups()))
 	})
 }
