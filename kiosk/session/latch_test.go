@@ -26,13 +26,7 @@ func TestFraudLatchedAfterJournalRecovers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := &rig{t: t, j: j, unit: &fakeUnit{}, printer: &fakePrinter{}, health: health.New("b1", nil)}
-		r.e, err = New(Config{ClockTrusted: trustClock, Journal: j, Acceptor: r.unit, Denominations: denoms, Printer: r.printer, Health: r.health,
-			WalletKeys: walletKeys, Authorizer: okAuthz(), Limits: Limits{SessionMax: 50000, OfflineSessionMax: 20000, OfflineTotalMax: 30000}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.health.Listen(func(health.Condition) { r.e.HealthChanged() })
+		r := diskRig(t, j)
 		r.start()
 		defer r.stop()
 		ctx := context.Background()
@@ -94,13 +88,7 @@ func TestReceiptOwedAtStartUpPrintedAfterJournalRecovers(t *testing.T) {
 		}
 		// The crash came here, before the receipt; the restart finds the disk full.
 		disk.fill(t)
-		r := &rig{t: t, j: j, unit: &fakeUnit{}, printer: &fakePrinter{}, health: health.New("b1", nil)}
-		r.e, err = New(Config{ClockTrusted: trustClock, Journal: j, Acceptor: r.unit, Denominations: denoms, Printer: r.printer, Health: r.health,
-			WalletKeys: walletKeys, Authorizer: okAuthz(), Limits: Limits{SessionMax: 50000, OfflineSessionMax: 20000, OfflineTotalMax: 30000}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.health.Listen(func(health.Condition) { r.e.HealthChanged() })
+		r := diskRig(t, j)
 		r.start()
 		defer r.stop()
 		r.e.Handler().Event(context.Background(), acceptor.Event{Kind: acceptor.Disabled})
@@ -125,4 +113,19 @@ func TestReceiptOwedAtStartUpPrintedAfterJournalRecovers(t *testing.T) {
 		}
 		r.waitState(Idle)
 	})
+}
+
+// diskRig is an engine on journal j (opened on a brokenDisk by the caller), with a printer,
+// an authorizer that says yes and the health registry wired to the engine.
+func diskRig(t *testing.T, j *journal.Journal) *rig {
+	t.Helper()
+	r := &rig{t: t, j: j, unit: &fakeUnit{}, printer: &fakePrinter{}, health: health.New("b1", nil)}
+	var err error
+	r.e, err = New(Config{ClockTrusted: trustClock, Journal: j, Acceptor: r.unit, Denominations: denoms, Printer: r.printer, Health: r.health,
+		WalletKeys: walletKeys, Authorizer: okAuthz(), Limits: Limits{SessionMax: 50000, OfflineSessionMax: 20000, OfflineTotalMax: 30000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.health.Listen(func(health.Condition) { r.e.HealthChanged() })
+	return r
 }

@@ -424,33 +424,12 @@ func TestPowerUpReportRefusedWhileJournalFails(t *testing.T) {
 // no note anywhere. The credit must be sealed before the driver may reset the unit.
 func TestPowerUpCreditSurvivesTheLostLastCommit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "j.db")
-		r := newRig(t, path, &fakeAuthz{resp: wire.AuthzResponse{ReqID: "x", Status: wire.AuthzOK, RemainingMinor: 50000}})
-		r.start()
-		h := r.e.Handler()
-		ctx := context.Background()
-		h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
-		r.waitState(Idle)
-		if err := r.e.Scan(code("dan", time.Now().Add(time.Minute), "nonce1500065")); err != nil {
-			t.Fatal(err)
-		}
-		r.waitState(Accepting)
-		if d := h.Escrow(ctx, note(0x62)); d != acceptor.Stack {
-			t.Fatalf("escrow: %v", d)
-		}
-		if err := h.(acceptor.PowerUpRecorder).PowerUp(ctx, acceptor.Event{Kind: acceptor.PowerUpNoteInStacker, Code: 0x42}); err != nil {
-			t.Fatalf("power-up report refused: %v", err)
-		}
-		// The driver resets the unit now; then a power cut loses the last commit.
-		r.stop()
-		if err := journaltest.DropLastCommit(path); err != nil {
-			t.Fatal(err)
-		}
-		j, err := journal.Open(path, journal.Options{KioskID: "K1", Currency: "CNY"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer j.Close()
+		j := lastCommitLostAfter(t, "nonce1500065", func(ctx context.Context, h acceptor.Handler) {
+			if err := h.(acceptor.PowerUpRecorder).PowerUp(ctx, acceptor.Event{Kind: acceptor.PowerUpNoteInStacker, Code: 0x42}); err != nil {
+				t.Fatalf("power-up report refused: %v", err)
+			}
+			// The driver resets the unit now.
+		})
 		if in, _ := j.OpenIntents(); len(in) != 0 {
 			t.Fatalf("the power-up credit was lost: intent still open %+v", in)
 		}
@@ -458,6 +437,38 @@ func TestPowerUpCreditSurvivesTheLostLastCommit(t *testing.T) {
 			t.Fatalf("cassette %+v, want the note credited", c)
 		}
 	})
+}
+
+// lastCommitLostAfter opens a session, has the unit escrow a 50 note that the engine stacks,
+// runs report (what the unit says next), stops the engine, drops the journal's last commit
+// (a power cut on storage that lied about fsync) and returns the journal reopened.
+func lastCommitLostAfter(t *testing.T, nonce string, report func(ctx context.Context, h acceptor.Handler)) *journal.Journal {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "j.db")
+	r := newRig(t, path, &fakeAuthz{resp: wire.AuthzResponse{ReqID: "x", Status: wire.AuthzOK, RemainingMinor: 50000}})
+	r.start()
+	h := r.e.Handler()
+	ctx := context.Background()
+	h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
+	r.waitState(Idle)
+	if err := r.e.Scan(code("dan", time.Now().Add(time.Minute), nonce)); err != nil {
+		t.Fatal(err)
+	}
+	r.waitState(Accepting)
+	if d := h.Escrow(ctx, note(0x62)); d != acceptor.Stack {
+		t.Fatalf("escrow: %v", d)
+	}
+	report(ctx, h)
+	r.stop()
+	if err := journaltest.DropLastCommit(path); err != nil {
+		t.Fatal(err)
+	}
+	j, err := journal.Open(path, journal.Options{KioskID: "K1", Currency: "CNY"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j.Close() })
+	return j
 }
 
 // TestCreditSurvivesTheLostLastCommit is the regression of sim seed 7000940 (CCNET): the
@@ -468,34 +479,12 @@ func TestPowerUpCreditSurvivesTheLostLastCommit(t *testing.T) {
 // trace. A credit must be sealed before the driver may acknowledge it.
 func TestCreditSurvivesTheLostLastCommit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "j.db")
-		r := newRig(t, path, &fakeAuthz{resp: wire.AuthzResponse{ReqID: "x", Status: wire.AuthzOK, RemainingMinor: 50000}})
-		r.start()
-		h := r.e.Handler()
-		ctx := context.Background()
-		h.Event(ctx, acceptor.Event{Kind: acceptor.Disabled})
-		r.waitState(Idle)
-		if err := r.e.Scan(code("erin", time.Now().Add(time.Minute), "nonce7000940")); err != nil {
-			t.Fatal(err)
-		}
-		r.waitState(Accepting)
-		if d := h.Escrow(ctx, note(0x62)); d != acceptor.Stack {
-			t.Fatalf("escrow: %v", d)
-		}
-		if err := h.Credited(ctx, note(0x62)); err != nil {
-			t.Fatalf("credit refused: %v", err)
-		}
-		// The driver ACKs now and the unit forgets the note; then a power cut loses the
-		// last commit.
-		r.stop()
-		if err := journaltest.DropLastCommit(path); err != nil {
-			t.Fatal(err)
-		}
-		j, err := journal.Open(path, journal.Options{KioskID: "K1", Currency: "CNY"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer j.Close()
+		j := lastCommitLostAfter(t, "nonce7000940", func(ctx context.Context, h acceptor.Handler) {
+			if err := h.Credited(ctx, note(0x62)); err != nil {
+				t.Fatalf("credit refused: %v", err)
+			}
+			// The driver ACKs now and the unit forgets the note.
+		})
 		if in, _ := j.OpenIntents(); len(in) != 0 {
 			t.Fatalf("the credit was lost: intent still open %+v", in)
 		}
