@@ -164,7 +164,14 @@ type pulseLine struct {
 	mu      sync.Mutex
 	jamStop context.CancelFunc
 	jamDone chan struct{}
+	jamFrom time.Time
 }
+
+// jamMinHold is the shortest a jam holds the credit line. A stuck line is one active for
+// longer than the host's longest valid pulse (150 ms by default); released sooner, the jam
+// is a credit pulse on the wire, which no host can tell from a note (two simulation seeds
+// counted such a "jam" as a 1-pulse note).
+const jamMinHold = time.Second
 
 func (u *pulseLine) Insert(code int) error   { return u.s.InsertNote(code) }
 func (u *pulseLine) RejectNext(int)          {}
@@ -183,7 +190,7 @@ func (u *pulseLine) Jam(bool) {
 		return // already held
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	u.jamStop, u.jamDone = cancel, make(chan struct{})
+	u.jamStop, u.jamDone, u.jamFrom = cancel, make(chan struct{}), time.Now()
 	go func(done chan struct{}) {
 		defer close(done)
 		_ = u.s.Waveform(ctx, pulsesim.Step{Active: true, For: time.Hour})
@@ -195,6 +202,9 @@ func (u *pulseLine) ClearJam() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.jamStop != nil {
+		if held := time.Since(u.jamFrom); held < jamMinHold {
+			time.Sleep(jamMinHold - held)
+		}
 		u.jamStop()
 		<-u.jamDone
 		u.jamStop = nil
