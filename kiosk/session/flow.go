@@ -752,9 +752,15 @@ func (c *core) recoverClose() {
 		}
 	}
 	r.phase = recReprint
-	acked := maps.Clone(c.acked)
 	// Not counted in c.printing: a stop during the reprints ends them between receipts, as
 	// the next start prints what is left.
+	c.spawnReprint((*core).endRecovery)
+}
+
+// spawnReprint runs reprintUnprinted as a task. On the loop, a journal failure is recorded
+// and leaves the reprint owed (printOwed tries again once the journal works); then runs.
+func (c *core) spawnReprint(then func(c *core)) {
+	acked := maps.Clone(c.acked)
 	c.e.spawn("reprint", func(ctx context.Context) msg {
 		jerr := c.e.reprintUnprinted(ctx, acked)
 		return msg{apply: func(c *core) {
@@ -762,7 +768,7 @@ func (c *core) recoverClose() {
 				c.journalFailedOp("mark print", jerr)
 				c.reprintOwed = true
 			}
-			c.endRecovery()
+			then(c)
 		}}
 	})
 }
@@ -778,17 +784,7 @@ func (c *core) printOwed() bool {
 	}
 	c.reprintOwed = false
 	c.printing++
-	acked := maps.Clone(c.acked)
-	c.e.spawn("reprint", func(ctx context.Context) msg {
-		jerr := c.e.reprintUnprinted(ctx, acked)
-		return msg{apply: func(c *core) {
-			c.printing--
-			if jerr != nil {
-				c.journalFailedOp("mark print", jerr)
-				c.reprintOwed = true
-			}
-		}}
-	})
+	c.spawnReprint(func(c *core) { c.printing-- })
 	return true
 }
 
