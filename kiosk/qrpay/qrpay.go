@@ -95,8 +95,10 @@ func Parse(code string) (Payload, []byte, []byte, error) {
 	if len(kid) < 1 || len(kid) > 32 || !allB64URL(kid) {
 		return p, nil, nil, fmt.Errorf("%w: key id", ErrFormat)
 	}
+	// The decoder skips CR and LF even in strict mode; a code with a line break in its
+	// signature would verify yet differ from the code the wallet issued (fuzz finding).
 	rawSig, err := base64.RawURLEncoding.Strict().DecodeString(sig)
-	if err != nil || len(rawSig) != ed25519.SignatureSize {
+	if err != nil || !allB64URL(sig) || len(rawSig) != ed25519.SignatureSize {
 		return p, nil, nil, fmt.Errorf("%w: signature encoding", ErrFormat)
 	}
 	signed := code[:strings.LastIndexByte(code, '.')]
