@@ -73,6 +73,10 @@ func journalCredit(b *testing.B, dir string) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		// The engine seals the intent before the unit is told to stack.
+		if err := j.Seal("stack intent recorded"); err != nil {
+			b.Fatal(err)
+		}
 		b.StartTimer()
 		if _, err := j.CreditNote(in.ID, journal.Note{}, ""); err != nil {
 			b.Fatal(err)
@@ -96,6 +100,10 @@ func journalNote(b *testing.B, dir string) {
 	for b.Loop() {
 		in, err := j.StackIntent(s.ID, journal.Note{Code: 0x63, ValueMinor: 10000})
 		if err != nil {
+			b.Fatal(err)
+		}
+		// The engine seals the intent before the unit is told to stack.
+		if err := j.Seal("stack intent recorded"); err != nil {
 			b.Fatal(err)
 		}
 		if _, err := j.CreditNote(in.ID, journal.Note{}, ""); err != nil {

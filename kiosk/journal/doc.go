@@ -69,7 +69,10 @@
 //     that loses the last commit after the unit was reset or ACKed cannot take it. A credit
 //     of an open intent is sealed by the caller (Seal) before the driver ACKs it: once
 //     ACKed, the unit may finish the note and draw in the next one, and a lost credit would
-//     leave the intent to be settled from a power-up report about the next note.
+//     leave the intent to be settled from a power-up report about the next note. A stack
+//     intent is sealed too, before the unit is told to stack: a unit may finish a note whose
+//     credit went unacknowledged (ID-003 after a VEND VALID), and a lost intent would leave
+//     nothing to say that note went in.
 //   - An open intent is settled by ResolveIntent from the unit's evidence: stacked (credited
 //     then, to the intent's session), returned (frees the limit) or uncertain. A stacked
 //     resolution from a power-up report is sealed (Seal) before the unit is reset.

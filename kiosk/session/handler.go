@@ -126,6 +126,17 @@ func (c *core) escrow(n acceptor.Note) acceptor.Decision {
 		return acceptor.Return
 	}
 	c.hit("after-stack-intent")
+	// Seal the intent before the unit is told to stack: were it the journal's last commit,
+	// a power cut could take it while the unit finishes the note on its own (ID-003 stacks
+	// a note whose VEND VALID went unacknowledged, and its power-up report names no note):
+	// a note in the cassette with no trace (sim seed 897709695). If the seal fails, the
+	// note goes back; the intent, open or lost, then settles as returned.
+	if err := c.e.j.Seal("stack intent recorded"); err != nil {
+		c.journalFailedOp("seal stack intent", err)
+		c.say("error", "note.reject.inhibited", "Sorry, this note cannot be taken now. Please take it back.")
+		c.explained = true
+		return acceptor.Return
+	}
 	c.journalOK()
 	c.sess.PendingMinor += n.ValueMinor
 	c.e.log.Info("stacking", "note", n.String(), "intent", in.ID, "session", c.sess.ID)
