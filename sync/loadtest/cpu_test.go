@@ -98,6 +98,15 @@ func runDelay(pid int) time.Duration {
 	return d
 }
 
+// total is the CPU all the processes used after from, together.
+func (c procCPU) total(from procCPU) time.Duration {
+	var d time.Duration
+	for name, t := range c {
+		d += max(t.cpu-from[name].cpu, 0)
+	}
+	return d
+}
+
 // since describes what each process used after from, the largest first: "mosquitto 1.2s
 // (+3.4s waiting for a core)".
 func (c procCPU) since(from procCPU) string {

@@ -37,3 +37,17 @@ func TestReadProcCPU(t *testing.T) {
 		t.Fatalf("since itself: %q", s)
 	}
 }
+
+// TestProcCPUTotal: the total adds every process's CPU since the earlier reading, a process
+// that appeared in between counted whole, and one that went away (a restarted broker's old
+// pid) not below zero.
+func TestProcCPUTotal(t *testing.T) {
+	before := procCPU{"test process": {cpu: time.Second}, "mosquitto": {cpu: 3 * time.Second}}
+	after := procCPU{"test process": {cpu: 4 * time.Second, wait: time.Hour}, "mosquitto": {cpu: time.Second}, "postgres": {cpu: 2 * time.Second}}
+	if d := after.total(before); d != 5*time.Second {
+		t.Fatalf("total %s, want 5s (3s of this process, 2s of postgres)", d)
+	}
+	if d := before.total(before); d != 0 {
+		t.Fatalf("total since itself: %s", d)
+	}
+}
