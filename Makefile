@@ -29,11 +29,13 @@ demo:
 # The acceptor conformance suite runs with the engine's crash points compiled in (its crash
 # rows kill an in-process host at them); every other package runs as the product is built.
 # TestSimMemory runs with them too, as make sim does: that a simulated run leaves nothing
-# behind (a campaign of hours runs tens of thousands of them in one process).
+# behind (a campaign of hours runs tens of thousands of them in one process). The session
+# tests that fill the disk at a crash point (between a stack intent and its seal) need them.
 test:
 	$(GO) test -race -timeout 15m $$($(GO) list $(PKGS) | grep -v '/devices/acceptor/conformance$$')
 	$(GO) test -race -timeout 15m -tags kioskd_failpoints ./devices/acceptor/conformance
 	$(GO) test -race -timeout 15m -tags kioskd_failpoints -run '^TestSimMemory$$' ./kiosk/sim
+	$(GO) test -race -timeout 15m -tags kioskd_failpoints -run '^TestSentBack' ./kiosk/session
 
 test-short:
 	$(GO) test -short $(PKGS)

@@ -67,6 +67,9 @@ type core struct {
 	// creditRefused is set while the last credit report could not be journaled (and so was
 	// not acknowledged): the unit will report it again.
 	creditRefused bool
+	// sentBack is the stack intent of a note the host sent back because the intent could
+	// not be sealed (escrow): the unit's Returned report settles it as returned.
+	sentBack *journal.Intent
 	// explained is set when the host returned a note with a reason on screen, so the unit's
 	// "returned" report does not overwrite it.
 	explained bool

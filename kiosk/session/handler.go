@@ -67,6 +67,8 @@ func (h *handler) Event(ctx context.Context, ev acceptor.Event) {
 
 func (c *core) escrow(n acceptor.Note) acceptor.Decision {
 	c.unit, c.unitSettled = acceptor.Holding, false
+	// A Returned report from here on is about this note, not one sent back before.
+	c.sentBack = nil
 	c.lastActivity = c.now()
 	// Fill the value from our own table when the unit gave only a code.
 	if !n.Known() {
@@ -130,9 +132,12 @@ func (c *core) escrow(n acceptor.Note) acceptor.Decision {
 	// a power cut could take it while the unit finishes the note on its own (ID-003 stacks
 	// a note whose VEND VALID went unacknowledged, and its power-up report names no note):
 	// a note in the cassette with no trace (sim seed 897709695). If the seal fails, the
-	// note goes back; the intent, open or lost, then settles as returned.
+	// note goes back, and the unit's Returned report settles the intent as returned; if the
+	// journal still fails then, the intent stays open and becomes an uncertain item when
+	// the session closes, for the cash count to settle.
 	if err := c.e.j.Seal("stack intent recorded"); err != nil {
 		c.journalFailedOp("seal stack intent", err)
+		c.sentBack = &in
 		c.say("error", "note.reject.inhibited", "Sorry, this note cannot be taken now. Please take it back.")
 		c.explained = true
 		return acceptor.Return
@@ -346,6 +351,10 @@ func (c *core) event(ev acceptor.Event) {
 		c.completeNote()
 	case acceptor.Returned:
 		c.lastActivity = c.now()
+		if in := c.sentBack; in != nil {
+			c.sentBack = nil
+			_ = c.resolveIntent(*in, journal.ResolvedReturned, "the unit returned the note the host sent back: its stack intent could not be sealed")
+		}
 		// Keep the reason the host gave for returning it; the customer needs that more.
 		if c.derive() == Accepting && !c.explained {
 			c.say("info", i18n.KeyNoteReturned, "Note returned. Please take it.")
@@ -357,6 +366,8 @@ func (c *core) event(ev acceptor.Event) {
 			c.say("error", i18n.RejectReasonKey(ev.Reason), "The note was not accepted ("+rejectText(ev.Reason)+"). Please take it and try again.")
 		}
 	case acceptor.PowerUp, acceptor.PowerUpNoteInAcceptor, acceptor.PowerUpNoteInStacker:
+		// The power-up report settles open intents from what the unit holds.
+		c.sentBack = nil
 		// A driver that does not wait for the journal (no PowerUpRecorder) resets the unit
 		// whatever happens here; the failure is on the health register.
 		_ = c.powerUp(ev)
