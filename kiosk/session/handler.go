@@ -123,11 +123,10 @@ func (c *core) escrow(n acceptor.Note) acceptor.Decision {
 	in, err := c.e.j.StackIntent(c.sess.ID, jnote(n))
 	if err != nil {
 		c.journalFailedOp("stack intent", err)
-		c.say("error", "note.reject.inhibited", "Sorry, this note cannot be taken now. Please take it back.")
-		c.explained = true
-		return acceptor.Return
+		return c.sendBackUnrecorded()
 	}
 	c.hit("after-stack-intent")
+	c.sess.PendingMinor += n.ValueMinor // as the journal's session counts it now
 	// Seal the intent before the unit is told to stack: were it the journal's last commit,
 	// a power cut could take it while the unit finishes the note on its own (ID-003 stacks
 	// a note whose VEND VALID went unacknowledged, and its power-up report names no note):
@@ -138,15 +137,20 @@ func (c *core) escrow(n acceptor.Note) acceptor.Decision {
 	if err := c.e.j.Seal("stack intent recorded"); err != nil {
 		c.journalFailedOp("seal stack intent", err)
 		c.sentBack = &in
-		c.say("error", "note.reject.inhibited", "Sorry, this note cannot be taken now. Please take it back.")
-		c.explained = true
-		return acceptor.Return
+		return c.sendBackUnrecorded()
 	}
 	c.journalOK()
-	c.sess.PendingMinor += n.ValueMinor
 	c.e.log.Info("stacking", "note", n.String(), "intent", in.ID, "session", c.sess.ID)
 	c.say("info", i18n.KeyNoteCounting, "Note accepted, counting…")
 	return acceptor.Stack
+}
+
+// sendBackUnrecorded returns a note the journal could not record, with the reason on the
+// screen.
+func (c *core) sendBackUnrecorded() acceptor.Decision {
+	c.say("error", "note.reject.inhibited", "Sorry, this note cannot be taken now. Please take it back.")
+	c.explained = true
+	return acceptor.Return
 }
 
 func (c *core) refuse(sid uint64, n acceptor.Note, reason string) {
