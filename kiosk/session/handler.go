@@ -24,7 +24,7 @@ var errNotServing = errors.New("session: engine not running; credit not journale
 func jnote(n acceptor.Note) journal.Note { return journal.Note{Code: n.Code, ValueMinor: n.ValueMinor} }
 
 // Escrow decides the fate of a note in escrow: stack only within the session's remaining
-// limit (invariant 4), and only after the stack intent is durable.
+// limit (invariant 4), and only after the stack intent is durable and sealed.
 func (h *handler) Escrow(ctx context.Context, n acceptor.Note) acceptor.Decision {
 	e := (*Engine)(h)
 	d := acceptor.Return
