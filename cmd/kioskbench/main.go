@@ -107,7 +107,7 @@ func benchCmd(args []string, out io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t\n", name, failed.per(name, r, time.Microsecond), ps(p50), ps(p99), r.AllocsPerOp(), base, ratio)
 	}
 	row("raw 200 B write+fsync (baseline)", fsync, 0, 0, "-", 0)
-	row("journal: credit commit (1 note)", credit, 0, 0, "raw fsync", fsync.NsPerOp())
+	row("journal: credit commit+seal (1 note)", credit, 0, 0, "raw fsync", fsync.NsPerOp())
 	row("journal: intent+credit, 2 seals (1 note)", note, 0, 0, "raw fsync", fsync.NsPerOp())
 	row("raw QoS1 publish+PUBACK (baseline)", pub, pubLat.Percentile(50), pubLat.Percentile(99), "-", 0)
 	row("Finish -> signed ack applied", ack, ackLat.Percentile(50), ackLat.Percentile(99), "raw publish", pub.NsPerOp())
