@@ -117,6 +117,14 @@ type entry struct {
 	deferred bool
 }
 
+// sendAgain makes e due at now as a top-up not yet sent: no ack awaited, and the round trip
+// sampled from its next publish (one measured across an outage would be the outage's length).
+func (e *entry) sendAgain(now time.Time) {
+	e.nextTry = now
+	e.awaitingAck, e.deferred = false, false
+	e.firstSentAt, e.sends = time.Time{}, 0
+}
+
 // Uplink drains the outbox.
 type Uplink struct {
 	cfg Config
@@ -289,11 +297,8 @@ func (u *Uplink) OnConnect(ctx context.Context) {
 	u.window = 1
 	now := u.cfg.Now()
 	for _, e := range u.entries {
-		e.nextTry = now
 		// What the last connection delivered may be lost with it: everything is sent again.
-		e.awaitingAck, e.deferred = false, false
-		// A round trip measured across the outage would be the outage's length.
-		e.firstSentAt, e.sends = time.Time{}, 0
+		e.sendAgain(now)
 	}
 	for _, st := range u.colls {
 		st.nextTry = now
@@ -868,9 +873,7 @@ func (u *Uplink) SyncNow() {
 	now := u.cfg.Now()
 	for _, e := range u.entries {
 		if !e.inFlight {
-			e.nextTry = now
-			e.awaitingAck, e.deferred = false, false
-			e.firstSentAt, e.sends = time.Time{}, 0
+			e.sendAgain(now)
 		}
 	}
 	u.mu.Unlock()
