@@ -325,10 +325,7 @@ func openStore(ctx context.Context, o *options, logger *slog.Logger) (ledger.Sto
 	defer cancel()
 	// Every batch worker holds a connection while its batch is in the database; two more
 	// serve authz and the HTTP API meanwhile. A pool_max_conns in the DSN is kept.
-	var maxConns int32
-	if !strings.Contains(dsn, "pool_max_conns") {
-		maxConns = int32(max(o.batchWorkers+2, 4))
-	}
+	maxConns := int32(max(o.batchWorkers+2, 4))
 	s, err := ledger.OpenPostgres(ctx, dsn, ledger.PGOptions{Logger: logger, MaxConns: maxConns})
 	if err != nil {
 		return nil, err // pgx's errors name the host, never the password

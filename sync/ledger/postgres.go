@@ -57,7 +57,8 @@ type PGOptions struct {
 	OpTimeout time.Duration
 	// Retries bounds the retries of a transaction that lost a serialization race (default 30).
 	Retries int
-	// MaxConns bounds the connection pool (0: pgx's default, or pool_max_conns in the DSN).
+	// MaxConns bounds the connection pool (0: pgx's default). A pool_max_conns in the DSN
+	// wins: the operator wrote it for this database.
 	MaxConns int32
 	// Logger receives retry and migration messages (default slog.Default()).
 	Logger *slog.Logger
@@ -104,6 +105,19 @@ func migrations() ([]migration, error) {
 	return out, nil
 }
 
+// setsPoolMaxConns reports whether the DSN cfg was parsed from named pool_max_conns. pgxpool
+// takes the parameter out of the connection's runtime parameters and leaves no trace of it
+// in cfg, so the string is parsed again the way pgx parses it: looking for the name in the
+// string itself would also find it in a password or a database name.
+func setsPoolMaxConns(cfg *pgxpool.Config) bool {
+	cc, err := pgconn.ParseConfig(cfg.ConnString())
+	if err != nil {
+		return false // pgxpool parsed the same string without an error
+	}
+	_, ok := cc.RuntimeParams["pool_max_conns"]
+	return ok
+}
+
 // OpenPostgres connects to the database at dsn (a postgres:// URL or key=value string) and
 // brings its schema up to date.
 func OpenPostgres(ctx context.Context, dsn string, opts PGOptions) (*PGStore, error) {
@@ -123,7 +137,7 @@ func OpenPostgres(ctx context.Context, dsn string, opts PGOptions) (*PGStore, er
 	if err != nil {
 		return nil, fmt.Errorf("ledger: postgres dsn: %w", err)
 	}
-	if opts.MaxConns > 0 {
+	if opts.MaxConns > 0 && !setsPoolMaxConns(cfg) {
 		cfg.MaxConns = opts.MaxConns
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
