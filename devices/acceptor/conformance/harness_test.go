@@ -357,6 +357,8 @@ func (r *rig) start() *host {
 		r.t.Fatalf("host %d: engine: %v", h.gen, err)
 	}
 	installCrashHook(h.e, h.hook)
+	// The registry holds the engine, and all this host reaches, until the hook is removed.
+	r.t.Cleanup(func() { installCrashHook(h.e, nil) })
 	h.health.Listen(func(c health.Condition) {
 		r.alarms.add(c)
 		h.e.HealthChanged()
