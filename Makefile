@@ -10,7 +10,8 @@ ERRCHECK    := github.com/kisielk/errcheck@v1.30.0
 CMDS      := kioskd kioskctl kioskbench ledgerd fleetd hw-sim demo
 # Fuzz targets run by `make fuzz` (package:target), FUZZTIME each.
 FUZZTIME  ?= 20s
-# Crash campaign: SIGKILLs per acceptor protocol, and which protocols.
+# Crash campaign: SIGKILLs per acceptor protocol, and which protocols (id003, ccnet, ssp: the
+# daemon of a pulse unit runs in the test process, so make sim crashes pulse kiosks instead).
 CRASHES   ?= 200
 CRASH_PROTOCOLS ?= id003,ccnet,ssp
 # Extra campaign flags, e.g. CRASH_FLAGS="-crash.powercut=0 -e2e.linespeed=all" (SIGKILL only,
