@@ -105,10 +105,10 @@ func migrations() ([]migration, error) {
 	return out, nil
 }
 
-// setsPoolMaxConns reports whether the DSN cfg was parsed from named pool_max_conns. pgxpool
-// takes the parameter out of the connection's runtime parameters and leaves no trace of it
-// in cfg, so the string is parsed again the way pgx parses it: looking for the name in the
-// string itself would also find it in a password or a database name.
+// setsPoolMaxConns reports whether the DSN that cfg was parsed from names pool_max_conns.
+// pgxpool takes the parameter out of the connection's runtime parameters and leaves no trace
+// of it in cfg, so the string is parsed again the way pgx parses it: looking for the name in
+// the string itself would also find it in a password or a database name.
 func setsPoolMaxConns(cfg *pgxpool.Config) bool {
 	cc, err := pgconn.ParseConfig(cfg.ConnString())
 	if err != nil {
