@@ -32,7 +32,12 @@ func (w *creditWatch) delivered(cmd byte, payload []byte) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.lastStacked = false
-	if cmd != CmdPoll {
+	// A STACKED with its bill type fits no other command: the driver takes it as the late
+	// answer to an earlier POLL and gives it to the credit logic, so it is a POLL answer here
+	// too. It may start an episode (and record its credit) that the next POLL answer
+	// continues.
+	lateStacked := len(payload) == 2 && payload[0] == StStacked
+	if cmd != CmdPoll && !lateStacked {
 		return // not taken as a state
 	}
 	if len(payload) == 0 || len(payload) > 2 || payload[0] == StBusy ||
